@@ -1,0 +1,76 @@
+/**
+ * The operations every network in dif-fusion is written against.
+ *
+ * A network is defined once, as code calling these methods. Two realisations exist:
+ * - `TfOps` (this package) runs them on TensorFlow.js tensors, for training and tests;
+ * - `OnnxOps` (@dif-fusion/onnx) emits ONNX nodes, for export and fast inference.
+ *
+ * Tensors are opaque handles (`T`). Image tensors are logically `[N, C, H, W]`; an
+ * implementation picks its physical layout (TfOps stores NHWC, OnnxOps NCHW), so model
+ * code never reshapes or transposes images itself. Vectors are `[N, F]`.
+ * Parameters are fetched by their PyTorch `state_dict` key with `param(name)`; each
+ * implementation stores them in whatever layout it needs.
+ */
+export interface Ops<T> {
+  /** Which realisation this is. */
+  readonly kind: 'tf' | 'onnx';
+  /** Training mode enables dropout. */
+  readonly training: boolean;
+
+  /** A parameter by its official PyTorch state_dict key (without `denoise_fn.`). */
+  param(name: string): T;
+
+  /** 2-D convolution, PyTorch semantics: weight `[O, I, kh, kw]`, symmetric zero padding. */
+  conv2d(x: T, weight: T, bias: T | null, options?: { stride?: number; padding?: number }): T;
+  /** Fully connected layer on vectors `[N, F]`: weight `[out, in]` (PyTorch layout). */
+  linear(x: T, weight: T, bias: T | null): T;
+  /** GroupNorm over an image tensor (PyTorch nn.GroupNorm, affine). */
+  groupNorm(x: T, groups: number, weight: T, bias: T, eps?: number): T;
+
+  /** Element-wise, same shape. */
+  add(a: T, b: T): T;
+  mul(a: T, b: T): T;
+  max(a: T, b: T): T;
+  /** x * s for a constant s. */
+  scale(x: T, s: number): T;
+  /** a * x + b * y for constants a, b (used by qSample: level*x + sqrt(1-level^2)*noise). */
+  axpby(a: number, x: T, b: number, y: T): T;
+
+  swish(x: T): T;
+  relu(x: T): T;
+  leakyRelu(x: T, slope: number): T;
+  sigmoid(x: T): T;
+  tanh(x: T): T;
+  dropout(x: T, rate: number): T;
+
+  /** image `[N,C,H,W]` + vector `[N,C]` broadcast over H, W. */
+  addChannel(x: T, v: T): T;
+  /** image `[N,C,H,W]` * vector `[N,C]` broadcast over H, W. */
+  mulChannel(x: T, v: T): T;
+  /** image `[N,C,H,W]` * single-channel image `[N,1,H,W]` broadcast over C. */
+  mulSpatial(x: T, s: T): T;
+  /** Features [start, end) of a vector `[N, F]`. */
+  sliceFeatures(v: T, start: number, end: number): T;
+  /** Concatenate image tensors along channels (torch.cat(dim=1)). */
+  concatChannels(xs: T[]): T;
+  /** Mean over H and W: image `[N,C,H,W]` -> vector `[N,C]`. */
+  meanSpatial(x: T): T;
+  /** nn.Upsample(scale_factor=2, mode='nearest'). */
+  upsampleNearest2x(x: T): T;
+  /** F.interpolate(scale_factor=2, mode='bilinear', align_corners=True). */
+  upsampleBilinear2x(x: T): T;
+
+  /**
+   * SR3 self-attention core: `qkv` is the `[N, 3C, H, W]` output of the qkv 1x1 conv,
+   * viewed as `[N, nHead, 3*C/nHead, H, W]` and chunked into q, k, v; scores are divided
+   * by sqrt(C) (the full channel count, as the official code does), softmax over the keys.
+   * Returns `[N, C, H, W]` (before the output projection).
+   */
+  selfAttention(qkv: T, nHead: number): T;
+
+  /**
+   * WaveGrad/SR3 sinusoidal encoding of the continuous noise level `[N, 1]` -> `[N, dim]`:
+   * enc = level * exp(-ln(1e4) * k / (dim/2)), k = 0..dim/2-1; output cat(sin(enc), cos(enc)).
+   */
+  positionalEncoding(level: T, dim: number): T;
+}

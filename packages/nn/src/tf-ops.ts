@@ -1,0 +1,190 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { Ops } from './ops';
+
+/** Anything that hands out parameters by name, in TfOps layout (see `toTfLayout`). */
+export interface TfParamSource {
+  get(name: string): tf.Tensor;
+}
+
+/**
+ * Physical layouts used by TfOps: images are NHWC; conv weights `[kh, kw, I, O]`;
+ * linear weights `[in, out]`; everything else as in PyTorch.
+ */
+export function toTfLayout(torchShape: number[]): { perm: number[] | null; shape: number[] } {
+  if (torchShape.length === 4) {
+    const [o, i, kh, kw] = torchShape;
+    return { perm: [2, 3, 1, 0], shape: [kh, kw, i, o] };
+  }
+  if (torchShape.length === 2) {
+    const [o, i] = torchShape;
+    return { perm: [1, 0], shape: [i, o] };
+  }
+  return { perm: null, shape: torchShape.slice() };
+}
+
+/** Convert a PyTorch-layout tensor to TfOps layout. */
+export function torchToTf(t: tf.Tensor): tf.Tensor {
+  const { perm } = toTfLayout(t.shape);
+  return perm ? tf.transpose(t, perm) : t.clone();
+}
+
+/** Convert a TfOps-layout tensor back to PyTorch layout (inverse of torchToTf). */
+export function tfToTorch(t: tf.Tensor): tf.Tensor {
+  if (t.rank === 4) return tf.transpose(t, [3, 2, 0, 1]);
+  if (t.rank === 2) return tf.transpose(t, [1, 0]);
+  return t.clone();
+}
+
+/** NCHW -> NHWC and back, for feeding and reading images at the boundary. */
+export const nchwToNhwc = (x: tf.Tensor): tf.Tensor => tf.transpose(x, [0, 2, 3, 1]);
+export const nhwcToNchw = (x: tf.Tensor): tf.Tensor => tf.transpose(x, [0, 3, 1, 2]);
+
+export type Conv2dFn = (
+  x: tf.Tensor4D,
+  w: tf.Tensor4D,
+  stride: number,
+  padding: number,
+) => tf.Tensor4D;
+
+/** Plain tfjs convolution (NHWC, explicit symmetric padding). */
+export const plainConv2d: Conv2dFn = (x, w, stride, padding) =>
+  tf.conv2d(x, w, stride, padding === 0 ? 'valid' : padding);
+
+/** Ops realised on TensorFlow.js tensors (NHWC). */
+export class TfOps implements Ops<tf.Tensor> {
+  readonly kind = 'tf' as const;
+  readonly training: boolean;
+  private readonly convFn: Conv2dFn;
+
+  constructor(
+    private readonly params: TfParamSource,
+    options: { training?: boolean; conv2d?: Conv2dFn } = {},
+  ) {
+    this.training = options.training ?? false;
+    this.convFn = options.conv2d ?? plainConv2d;
+  }
+
+  param(name: string): tf.Tensor {
+    return this.params.get(name);
+  }
+
+  conv2d(
+    x: tf.Tensor,
+    weight: tf.Tensor,
+    bias: tf.Tensor | null,
+    options: { stride?: number; padding?: number } = {},
+  ): tf.Tensor {
+    const y = this.convFn(
+      x as tf.Tensor4D,
+      weight as tf.Tensor4D,
+      options.stride ?? 1,
+      options.padding ?? 0,
+    );
+    return bias ? tf.add(y, bias) : y;
+  }
+
+  linear(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | null): tf.Tensor {
+    const y = tf.matMul(x as tf.Tensor2D, weight as tf.Tensor2D);
+    return bias ? tf.add(y, bias) : y;
+  }
+
+  groupNorm(x: tf.Tensor, groups: number, weight: tf.Tensor, bias: tf.Tensor, eps = 1e-5): tf.Tensor {
+    const [n, h, w, c] = x.shape;
+    const g = tf.reshape(x, [n, h, w, groups, c / groups]);
+    const { mean, variance } = tf.moments(g, [1, 2, 4], true);
+    const normed = tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, eps)));
+    return tf.add(tf.mul(tf.reshape(normed, [n, h, w, c]), weight), bias);
+  }
+
+  add(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+    return tf.add(a, b);
+  }
+  mul(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+    return tf.mul(a, b);
+  }
+  max(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+    return tf.maximum(a, b);
+  }
+  scale(x: tf.Tensor, s: number): tf.Tensor {
+    return tf.mul(x, s);
+  }
+  axpby(a: number, x: tf.Tensor, b: number, y: tf.Tensor): tf.Tensor {
+    return tf.add(tf.mul(x, a), tf.mul(y, b));
+  }
+  swish(x: tf.Tensor): tf.Tensor {
+    return tf.mul(x, tf.sigmoid(x));
+  }
+  relu(x: tf.Tensor): tf.Tensor {
+    return tf.relu(x);
+  }
+  leakyRelu(x: tf.Tensor, slope: number): tf.Tensor {
+    return tf.leakyRelu(x, slope);
+  }
+  sigmoid(x: tf.Tensor): tf.Tensor {
+    return tf.sigmoid(x);
+  }
+  tanh(x: tf.Tensor): tf.Tensor {
+    return tf.tanh(x);
+  }
+  dropout(x: tf.Tensor, rate: number): tf.Tensor {
+    return this.training && rate > 0 ? tf.dropout(x, rate) : x;
+  }
+
+  addChannel(x: tf.Tensor, v: tf.Tensor): tf.Tensor {
+    const [n, c] = v.shape;
+    return tf.add(x, tf.reshape(v, [n, 1, 1, c]));
+  }
+  mulChannel(x: tf.Tensor, v: tf.Tensor): tf.Tensor {
+    const [n, c] = v.shape;
+    return tf.mul(x, tf.reshape(v, [n, 1, 1, c]));
+  }
+  mulSpatial(x: tf.Tensor, s: tf.Tensor): tf.Tensor {
+    return tf.mul(x, s);
+  }
+  sliceFeatures(v: tf.Tensor, start: number, end: number): tf.Tensor {
+    return tf.slice(v, [0, start], [v.shape[0], end - start]);
+  }
+  concatChannels(xs: tf.Tensor[]): tf.Tensor {
+    return tf.concat(xs, 3);
+  }
+  meanSpatial(x: tf.Tensor): tf.Tensor {
+    return tf.mean(x, [1, 2]);
+  }
+  upsampleNearest2x(x: tf.Tensor): tf.Tensor {
+    // Reshape + tile instead of resizeNearestNeighbor: its gradient exists on every backend.
+    const [n, h, w, c] = x.shape;
+    const t = tf.tile(tf.reshape(x, [n, h, 1, w, 1, c]), [1, 1, 2, 1, 2, 1]);
+    return tf.reshape(t, [n, 2 * h, 2 * w, c]);
+  }
+  upsampleBilinear2x(x: tf.Tensor): tf.Tensor {
+    const [, h, w] = x.shape;
+    return tf.image.resizeBilinear(x as tf.Tensor4D, [2 * h, 2 * w], true);
+  }
+
+  selfAttention(qkv: tf.Tensor, nHead: number): tf.Tensor {
+    const [n, h, w, c3] = qkv.shape;
+    const c = c3 / 3;
+    const hd = c / nHead;
+    // channel index = head * 3hd + part * hd + j  (torch .view(b, nHead, 3hd, h, w).chunk(3, 2))
+    const r = tf.reshape(qkv, [n, h * w, nHead, 3, hd]);
+    const part = (i: number) =>
+      tf.transpose(tf.reshape(tf.slice(r, [0, 0, 0, i, 0], [n, h * w, nHead, 1, hd]), [n, h * w, nHead, hd]), [
+        0, 2, 1, 3,
+      ]) as tf.Tensor4D;
+    const q = part(0);
+    const k = part(1);
+    const v = part(2);
+    const scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(c));
+    const attn = tf.softmax(scores, -1);
+    const out = tf.matMul(attn, v); // [n, nHead, hw, hd]
+    return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [n, h, w, c]);
+  }
+
+  positionalEncoding(level: tf.Tensor, dim: number): tf.Tensor {
+    const count = Math.floor(dim / 2);
+    const freqs = new Float32Array(count);
+    for (let k = 0; k < count; k++) freqs[k] = Math.exp(-Math.log(1e4) * (k / count));
+    const enc = tf.mul(tf.reshape(level, [-1, 1]), tf.tensor2d(freqs, [1, count]));
+    return tf.concat([tf.sin(enc), tf.cos(enc)], 1);
+  }
+}
