@@ -1,14 +1,31 @@
-import { Module, type ParamSpec } from './module';
+import { type Init, Module, type ParamSpec } from './module';
 import type { Ops } from './ops';
 
-/** nn.Conv2d (PyTorch default init: U(±1/sqrt(fan_in)) for weight and bias). */
+/**
+ * How conv/linear weights are initialised:
+ * - `torch`: PyTorch's default, U(±1/sqrt(fan_in)) for weight and bias;
+ * - `orthogonal`: the official SR3/Dif-Fusion training init (`init_weights(net, 'orthogonal')`):
+ *   orthogonal weight (gain 1), zero bias.
+ */
+export type WeightInit = 'torch' | 'orthogonal';
+
+function weightAndBiasInit(
+  init: WeightInit | undefined,
+  fanIn: number,
+): { weight: Init; bias: Init } {
+  if (init === 'orthogonal') return { weight: { kind: 'orthogonal' }, bias: { kind: 'zeros' } };
+  const bound = 1 / Math.sqrt(fanIn);
+  return { weight: { kind: 'uniform', bound }, bias: { kind: 'uniform', bound } };
+}
+
+/** nn.Conv2d (default init: PyTorch's, see `WeightInit`). */
 export class Conv2d extends Module {
   constructor(
     prefix: string,
     readonly inChannels: number,
     readonly outChannels: number,
     readonly kernel: number,
-    readonly options: { stride?: number; padding?: number; bias?: boolean } = {},
+    readonly options: { stride?: number; padding?: number; bias?: boolean; init?: WeightInit } = {},
   ) {
     super(prefix);
   }
@@ -18,17 +35,16 @@ export class Conv2d extends Module {
   }
 
   params(): ParamSpec[] {
-    const fanIn = this.inChannels * this.kernel * this.kernel;
-    const bound = 1 / Math.sqrt(fanIn);
+    const init = weightAndBiasInit(this.options.init, this.inChannels * this.kernel * this.kernel);
     const ps: ParamSpec[] = [
       {
         name: this.key('weight'),
         shape: [this.outChannels, this.inChannels, this.kernel, this.kernel],
-        init: { kind: 'uniform', bound },
+        init: init.weight,
       },
     ];
     if (this.hasBias)
-      ps.push({ name: this.key('bias'), shape: [this.outChannels], init: { kind: 'uniform', bound } });
+      ps.push({ name: this.key('bias'), shape: [this.outChannels], init: init.bias });
     return ps;
   }
 
@@ -42,28 +58,24 @@ export class Conv2d extends Module {
   }
 }
 
-/** nn.Linear (PyTorch default init). */
+/** nn.Linear (default init: PyTorch's, see `WeightInit`). */
 export class Linear extends Module {
   constructor(
     prefix: string,
     readonly inFeatures: number,
     readonly outFeatures: number,
     readonly bias = true,
+    readonly init: WeightInit = 'torch',
   ) {
     super(prefix);
   }
 
   params(): ParamSpec[] {
-    const bound = 1 / Math.sqrt(this.inFeatures);
+    const init = weightAndBiasInit(this.init, this.inFeatures);
     const ps: ParamSpec[] = [
-      {
-        name: this.key('weight'),
-        shape: [this.outFeatures, this.inFeatures],
-        init: { kind: 'uniform', bound },
-      },
+      { name: this.key('weight'), shape: [this.outFeatures, this.inFeatures], init: init.weight },
     ];
-    if (this.bias)
-      ps.push({ name: this.key('bias'), shape: [this.outFeatures], init: { kind: 'uniform', bound } });
+    if (this.bias) ps.push({ name: this.key('bias'), shape: [this.outFeatures], init: init.bias });
     return ps;
   }
 

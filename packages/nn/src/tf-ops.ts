@@ -88,7 +88,13 @@ export class TfOps implements Ops<tf.Tensor> {
     return bias ? tf.add(y, bias) : y;
   }
 
-  groupNorm(x: tf.Tensor, groups: number, weight: tf.Tensor, bias: tf.Tensor, eps = 1e-5): tf.Tensor {
+  groupNorm(
+    x: tf.Tensor,
+    groups: number,
+    weight: tf.Tensor,
+    bias: tf.Tensor,
+    eps = 1e-5,
+  ): tf.Tensor {
     const [n, h, w, c] = x.shape;
     const g = tf.reshape(x, [n, h, w, groups, c / groups]);
     const { mean, variance } = tf.moments(g, [1, 2, 4], true);
@@ -168,9 +174,10 @@ export class TfOps implements Ops<tf.Tensor> {
     // channel index = head * 3hd + part * hd + j  (torch .view(b, nHead, 3hd, h, w).chunk(3, 2))
     const r = tf.reshape(qkv, [n, h * w, nHead, 3, hd]);
     const part = (i: number) =>
-      tf.transpose(tf.reshape(tf.slice(r, [0, 0, 0, i, 0], [n, h * w, nHead, 1, hd]), [n, h * w, nHead, hd]), [
-        0, 2, 1, 3,
-      ]) as tf.Tensor4D;
+      tf.transpose(
+        tf.reshape(tf.slice(r, [0, 0, 0, i, 0], [n, h * w, nHead, 1, hd]), [n, h * w, nHead, hd]),
+        [0, 2, 1, 3],
+      ) as tf.Tensor4D;
     const q = part(0);
     const k = part(1);
     const v = part(2);
