@@ -1,1 +1,3 @@
+export * from './beta';
+export * from './noise-schedule';
 export * from './rng';
