@@ -1,0 +1,69 @@
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { type Checkpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint';
+
+function ckpt(step: number): Checkpoint {
+  return {
+    kind: 'ddpm',
+    step,
+    epoch: 1,
+    config: { train: { n_iter: 10 } },
+    model: { inner_channel: 8 },
+    weights: new Map([
+      ['init_conv.weight', { shape: [2, 1, 1, 1], data: Float32Array.from([1, 2]) }],
+      ['init_conv.bias', { shape: [2], data: Float32Array.from([step, 0.5]) }],
+    ]),
+    optimizer: {
+      type: 'adamw',
+      lr: 1e-4,
+      betas: [0.9, 0.999],
+      eps: 1e-8,
+      weightDecay: 0.01,
+      step,
+      slots: {
+        exp_avg: new Map([['init_conv.bias', { shape: [2], data: Float32Array.from([3, 4]) }]]),
+        exp_avg_sq: new Map([['init_conv.bias', { shape: [2], data: Float32Array.from([5, 6]) }]]),
+      },
+    },
+    rng: { s: [1, 2, 3, 4], spare: null },
+    sampler: { cursor: 3 },
+    extra: { note: 'x' },
+  };
+}
+
+describe('checkpoints', () => {
+  it('round-trips weights, optimizer state and metadata; keeps the last N', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ckpt-'));
+    const ck = join(dir, 'checkpoints');
+    for (const s of [1, 2, 3]) saveCheckpoint(ck, ckpt(s), { keep: 2 });
+    expect(listCheckpoints(ck).map((c) => c.step)).toEqual([2, 3]);
+    expect(readdirSync(ck).filter((f) => f.includes('tmp'))).toEqual([]);
+    const back = loadCheckpoint(dir); // run folder -> latest in checkpoints/
+    expect(back.step).toBe(3);
+    expect(back.kind).toBe('ddpm');
+    expect([...back.weights.keys()]).toEqual(['init_conv.weight', 'init_conv.bias']);
+    expect(Array.from(back.weights.get('init_conv.bias')!.data)).toEqual([3, 0.5]);
+    expect(back.optimizer?.type).toBe('adamw');
+    expect(back.optimizer?.step).toBe(3);
+    expect(Array.from(back.optimizer!.slots.exp_avg_sq.get('init_conv.bias')!.data)).toEqual([
+      5, 6,
+    ]);
+    expect(back.rng).toEqual({ s: [1, 2, 3, 4], spare: null });
+    expect(back.sampler).toEqual({ cursor: 3 });
+    expect(back.config).toEqual({ train: { n_iter: 10 } });
+    expect(loadCheckpoint(back.path).step).toBe(3);
+  });
+
+  it('gives one-line errors for missing or foreign files', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ckpt-'));
+    expect(() => loadCheckpoint(join(dir, 'nope'))).toThrow(/checkpoint not found/);
+    expect(() => loadCheckpoint(dir)).toThrow(/no ddpm or head checkpoint/);
+    const bad = join(dir, 'x.safetensors');
+    writeFileSync(bad, 'garbage');
+    expect(() => loadCheckpoint(bad)).toThrow(/not a readable safetensors file/);
+    saveCheckpoint(dir, ckpt(5));
+    expect(() => loadCheckpoint(dir, 'head')).toThrow(/no head checkpoint/);
+  });
+});

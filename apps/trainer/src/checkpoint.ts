@@ -1,0 +1,273 @@
+/**
+ * Training checkpoints: one safetensors file per checkpoint,
+ * `RUN/checkpoints/<kind>-<step>.safetensors`, written atomically (temp file + rename).
+ *
+ * File layout:
+ * - weights under their official PyTorch `state_dict` keys, PyTorch layouts, float32.
+ *   DDPM checkpoints prefix the UNet keys with `denoise_fn.` exactly as the official
+ *   GaussianDiffusion state_dict (`*_gen.pth`) does; head checkpoints use the head's keys
+ *   as they are (`df_model_*_gen.pth`).
+ * - optimizer state as `optim.<slot>.<param name>` tensors (slots `exp_avg`, `exp_avg_sq`
+ *   for Adam/AdamW, PyTorch's names, same layout as the parameter).
+ * - `__metadata__` (all strings): `format` ({@link CHECKPOINT_FORMAT}), `kind`, `step`,
+ *   `epoch`, `config` (the full training config, JSON), `model` (network config, JSON),
+ *   `optimizer` (optimizer config + step count, JSON), `rng` (training RNG state, JSON),
+ *   `sampler` (data sampler state, JSON), `extra` (JSON), `created` (ISO time).
+ */
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { readSafetensors } from '@dif-fusion/io';
+import type { TorchTensor, TorchWeights } from '@dif-fusion/nn';
+
+/** Format id written into every checkpoint's metadata. */
+export const CHECKPOINT_FORMAT = 'dif-fusion-checkpoint/1';
+
+export type CheckpointKind = 'ddpm' | 'head';
+
+/** Prefix of the weight keys in the file, per kind (the official state_dict prefixes). */
+export const WEIGHT_PREFIX: Record<CheckpointKind, string> = { ddpm: 'denoise_fn.', head: '' };
+
+const OPTIM_PREFIX = 'optim.';
+
+/** Optimizer hyper-parameters and progress (everything except the per-parameter slots). */
+export interface OptimizerState {
+  type: 'adam' | 'adamw';
+  lr: number;
+  betas: [number, number];
+  eps: number;
+  weightDecay: number;
+  /** Number of optimizer steps taken (Adam's bias-correction counter). */
+  step: number;
+  /** Per-parameter slot tensors, PyTorch layout: slot name -> param name -> tensor. */
+  slots: Record<string, TorchWeights>;
+}
+
+export interface Checkpoint {
+  kind: CheckpointKind;
+  /** Training steps completed. */
+  step: number;
+  /** Epochs completed (head training; DDPM: epochs over the data, informational). */
+  epoch: number;
+  /** The resolved training config (reference JSON format). */
+  config: Record<string, unknown>;
+  /** The network config (UNet config for ddpm, head config for head). */
+  model: Record<string, unknown>;
+  /** Weights keyed by the network's own parameter names (no `denoise_fn.`), PyTorch layout. */
+  weights: TorchWeights;
+  optimizer: OptimizerState | null;
+  /** Training RNG state (exact resume). */
+  rng: unknown;
+  /** Data sampler state (exact resume). */
+  sampler: unknown;
+  /** Anything else a trainer needs (JSON). */
+  extra: Record<string, unknown>;
+}
+
+export interface SavedCheckpoint {
+  path: string;
+  kind: CheckpointKind;
+  step: number;
+}
+
+/** Checkpoint file name for a kind and step. */
+export function checkpointFileName(kind: CheckpointKind, step: number): string {
+  return `${kind}-${String(step).padStart(8, '0')}.safetensors`;
+}
+
+const NAME_RE = /^(ddpm|head)-(\d+)\.safetensors$/;
+
+/** Checkpoints in a folder, oldest step first. */
+export function listCheckpoints(dir: string, kind?: CheckpointKind): SavedCheckpoint[] {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) return [];
+  const out: SavedCheckpoint[] = [];
+  for (const f of readdirSync(dir)) {
+    const m = NAME_RE.exec(f);
+    if (!m) continue;
+    if (kind && m[1] !== kind) continue;
+    out.push({ path: join(dir, f), kind: m[1] as CheckpointKind, step: Number(m[2]) });
+  }
+  return out.sort((a, b) => a.step - b.step || a.path.localeCompare(b.path));
+}
+
+/**
+ * Resolve a checkpoint path: a file as is; a folder -> the latest checkpoint in it, or in
+ * its `checkpoints/` subfolder (a run folder). Throws a one-line Error when none is found.
+ */
+export function resolveCheckpointPath(pathOrDir: string, kind?: CheckpointKind): string {
+  const p = resolve(pathOrDir);
+  if (!existsSync(p)) throw new Error(`checkpoint not found: ${pathOrDir}`);
+  if (statSync(p).isFile()) return p;
+  for (const dir of [join(p, 'checkpoints'), p]) {
+    const list = listCheckpoints(dir, kind);
+    if (list.length > 0) return list[list.length - 1].path;
+  }
+  throw new Error(
+    `no ${kind ?? 'ddpm or head'} checkpoint in ${pathOrDir} (looked for ${kind ?? '<kind>'}-<step>.safetensors there and in its checkpoints/ folder)`,
+  );
+}
+
+function encode(tensors: Array<[string, TorchTensor]>, metadata: Record<string, string>): Buffer[] {
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let offset = 0;
+  for (const [name, t] of tensors) {
+    const n = t.data.length * 4;
+    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + n] };
+    offset += n;
+  }
+  let json = JSON.stringify(header);
+  // Pad the header so the data starts 8-byte aligned (as the reference writer does).
+  while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += ' ';
+  const head = Buffer.alloc(8);
+  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  const parts = [head, Buffer.from(json, 'utf8')];
+  for (const [, t] of tensors) {
+    const d = t.data;
+    parts.push(Buffer.from(d.buffer, d.byteOffset, d.byteLength));
+  }
+  return parts;
+}
+
+/** Write buffers to `path` atomically: temp file in the same folder, fsync, rename. */
+function writeAtomic(path: string, parts: Buffer[]): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  const fd = openSync(tmp, 'w');
+  try {
+    for (const p of parts) {
+      let off = 0;
+      while (off < p.length) off += writeSync(fd, p, off, p.length - off);
+    }
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  closeSync(fd);
+  renameSync(tmp, path);
+}
+
+/**
+ * Write a checkpoint into `dir` (created if needed) as `<kind>-<step>.safetensors`,
+ * atomically, then delete older checkpoints of the same kind beyond the newest `keep`
+ * (keep <= 0 keeps all). Returns the file path.
+ */
+export function saveCheckpoint(
+  dir: string,
+  ckpt: Checkpoint,
+  options: { keep?: number } = {},
+): string {
+  mkdirSync(dir, { recursive: true });
+  const prefix = WEIGHT_PREFIX[ckpt.kind];
+  const tensors: Array<[string, TorchTensor]> = [];
+  for (const [name, t] of ckpt.weights) tensors.push([prefix + name, t]);
+  let optimizerMeta: (Omit<OptimizerState, 'slots'> & { slots: string[] }) | null = null;
+  if (ckpt.optimizer) {
+    const { slots, ...rest } = ckpt.optimizer;
+    optimizerMeta = { ...rest, slots: Object.keys(slots) };
+    for (const [slot, ws] of Object.entries(slots))
+      for (const [name, t] of ws) tensors.push([`${OPTIM_PREFIX}${slot}.${name}`, t]);
+  }
+  const metadata: Record<string, string> = {
+    format: CHECKPOINT_FORMAT,
+    kind: ckpt.kind,
+    step: String(ckpt.step),
+    epoch: String(ckpt.epoch),
+    config: JSON.stringify(ckpt.config),
+    model: JSON.stringify(ckpt.model),
+    optimizer: JSON.stringify(optimizerMeta),
+    rng: JSON.stringify(ckpt.rng ?? null),
+    sampler: JSON.stringify(ckpt.sampler ?? null),
+    extra: JSON.stringify(ckpt.extra ?? {}),
+    created: new Date().toISOString(),
+  };
+  const path = join(dir, checkpointFileName(ckpt.kind, ckpt.step));
+  writeAtomic(path, encode(tensors, metadata));
+  const keep = options.keep ?? 0;
+  if (keep > 0) {
+    const all = listCheckpoints(dir, ckpt.kind);
+    for (const old of all.slice(0, Math.max(0, all.length - keep)))
+      if (old.path !== path) rmSync(old.path, { force: true });
+  }
+  return path;
+}
+
+function parseJson(value: string | undefined, what: string, path: string): unknown {
+  if (value === undefined) return null;
+  try {
+    return JSON.parse(value);
+  } catch {
+    throw new Error(`${path}: metadata '${what}' is not valid JSON`);
+  }
+}
+
+/**
+ * Read a checkpoint from a file, or the latest one in a folder (see
+ * {@link resolveCheckpointPath}). `kind` restricts which checkpoints a folder lookup
+ * considers and is checked against the file. Returns the checkpoint and its path.
+ */
+export function loadCheckpoint(
+  pathOrDir: string,
+  kind?: CheckpointKind,
+): Checkpoint & { path: string } {
+  const path = resolveCheckpointPath(pathOrDir, kind);
+  let file: ReturnType<typeof readSafetensors>;
+  try {
+    file = readSafetensors(path);
+  } catch (err) {
+    throw new Error(`${path}: not a readable safetensors file (${(err as Error).message})`);
+  }
+  const md = file.metadata;
+  if (md.format !== CHECKPOINT_FORMAT)
+    throw new Error(
+      `${path}: not a dif-train checkpoint (metadata format '${md.format ?? ''}', expected '${CHECKPOINT_FORMAT}')`,
+    );
+  const k = md.kind as CheckpointKind;
+  if (k !== 'ddpm' && k !== 'head')
+    throw new Error(`${path}: unknown checkpoint kind '${md.kind}'`);
+  if (kind && k !== kind)
+    throw new Error(`${path}: a ${k} checkpoint, expected a ${kind} checkpoint`);
+  const prefix = WEIGHT_PREFIX[k];
+  const optMeta = parseJson(md.optimizer, 'optimizer', path) as
+    | (Omit<OptimizerState, 'slots'> & { slots: string[] })
+    | null;
+  const weights: TorchWeights = new Map();
+  const slots: Record<string, TorchWeights> = {};
+  for (const s of optMeta?.slots ?? []) slots[s] = new Map();
+  for (const [name, t] of file.tensors) {
+    const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+    const tensor: TorchTensor = { shape: t.shape.slice(), data };
+    if (name.startsWith(OPTIM_PREFIX)) {
+      const rest = name.slice(OPTIM_PREFIX.length);
+      const dot = rest.indexOf('.');
+      const slot = rest.slice(0, dot);
+      if (dot < 0 || !slots[slot]) throw new Error(`${path}: unexpected optimizer tensor ${name}`);
+      slots[slot].set(rest.slice(dot + 1), tensor);
+    } else if (name.startsWith(prefix)) {
+      weights.set(name.slice(prefix.length), tensor);
+    }
+  }
+  return {
+    path,
+    kind: k,
+    step: Number(md.step ?? 0),
+    epoch: Number(md.epoch ?? 0),
+    config: (parseJson(md.config, 'config', path) ?? {}) as Record<string, unknown>,
+    model: (parseJson(md.model, 'model', path) ?? {}) as Record<string, unknown>,
+    weights,
+    optimizer: optMeta ? { ...optMeta, slots } : null,
+    rng: parseJson(md.rng, 'rng', path),
+    sampler: parseJson(md.sampler, 'sampler', path),
+    extra: (parseJson(md.extra, 'extra', path) ?? {}) as Record<string, unknown>,
+  };
+}
