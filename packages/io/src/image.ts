@@ -1,0 +1,385 @@
+/**
+ * Image decode/encode. Layout of an {@link Image}: interleaved HWC, row-major, top row first:
+ * the value of channel c at (x, y) is `data[(y * width + x) * channels + c]`. 8-bit images use
+ * Uint8Array, 16-bit images (thermal TIFF/PNG) Uint16Array. Alpha is always dropped; palette
+ * images are expanded; EXIF orientation is applied, so width/height are as displayed.
+ */
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { decode as decodeBmpTs } from 'bmp-ts';
+import sharp from 'sharp';
+import { writeFileAtomic } from './atomic';
+import { DifFusionError, fileError, fsError } from './errors';
+
+export interface Image {
+  width: number;
+  height: number;
+  /** 1 (gray) or 3 (RGB). */
+  channels: 1 | 3;
+  bitDepth: 8 | 16;
+  /** Interleaved HWC, length width * height * channels. */
+  data: Uint8Array | Uint16Array;
+}
+
+export type ImageFormat = 'png' | 'jpeg' | 'tiff' | 'webp' | 'bmp' | 'gif';
+
+/** File extensions read as images (lower case, with the dot). */
+export const IMAGE_EXTENSIONS: readonly string[] = [
+  '.png',
+  '.jpg',
+  '.jpeg',
+  '.tif',
+  '.tiff',
+  '.webp',
+  '.bmp',
+];
+
+export function isImageFile(name: string): boolean {
+  return IMAGE_EXTENSIONS.includes(extname(name).toLowerCase());
+}
+
+/** Format from the first bytes, or null. */
+export function sniffFormat(buf: Uint8Array): ImageFormat | null {
+  const b = buf;
+  if (b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47)
+    return 'png';
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (
+    b.length >= 4 &&
+    ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a && b[3] === 0) ||
+      (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0 && b[3] === 0x2a))
+  ) {
+    return 'tiff';
+  }
+  if (
+    b.length >= 12 &&
+    b[0] === 0x52 &&
+    b[1] === 0x49 &&
+    b[2] === 0x46 &&
+    b[3] === 0x46 &&
+    b[8] === 0x57 &&
+    b[9] === 0x45 &&
+    b[10] === 0x42 &&
+    b[11] === 0x50
+  ) {
+    return 'webp';
+  }
+  if (b.length >= 2 && b[0] === 0x42 && b[1] === 0x4d) return 'bmp';
+  if (b.length >= 4 && b[0] === 0x47 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x38)
+    return 'gif';
+  return null;
+}
+
+/** Format for writing, from a file name's extension. */
+export function formatFromPath(path: string): ImageFormat {
+  const ext = extname(path).toLowerCase();
+  switch (ext) {
+    case '.png':
+      return 'png';
+    case '.jpg':
+    case '.jpeg':
+      return 'jpeg';
+    case '.tif':
+    case '.tiff':
+      return 'tiff';
+    case '.webp':
+      return 'webp';
+    case '.bmp':
+      return 'bmp';
+    default:
+      throw fileError(
+        path,
+        `unsupported image format '${ext || '(no extension)'}' (use .png, .jpg, .tif, .webp or .bmp)`,
+      );
+  }
+}
+
+export interface ReadImageOptions {
+  /**
+   * 1: gray (RGB is converted with MATLAB's rgb2gray weights, or taken as-is when its
+   * channels are equal); 3: RGB (gray is replicated). Default: as stored (1 or 3).
+   */
+  channels?: 1 | 3;
+}
+
+/** Read and decode an image file. Errors are one line naming the file. */
+export async function readImage(path: string, options: ReadImageOptions = {}): Promise<Image> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(path);
+  } catch (err) {
+    throw fsError(path, err);
+  }
+  return decodeImage(buf, path, options);
+}
+
+/**
+ * Decode an encoded image (PNG, JPEG, TIFF 8/16-bit, WebP, BMP, GIF first frame).
+ * `source` names the file in error messages.
+ */
+export async function decodeImage(
+  buf: Uint8Array,
+  source = '<buffer>',
+  options: ReadImageOptions = {},
+): Promise<Image> {
+  if (buf.byteLength === 0) throw fileError(source, 'empty file, not an image');
+  const format = sniffFormat(buf);
+  if (!format) {
+    throw fileError(
+      source,
+      'unsupported or unrecognised image format (expected PNG, JPEG, TIFF, WebP or BMP)',
+    );
+  }
+  const img =
+    format === 'bmp' ? decodeBmp(buf, source) : await decodeWithSharp(buf, source, format);
+  if (img.width === 0 || img.height === 0) {
+    throw fileError(source, `zero-size image (${img.width}x${img.height})`);
+  }
+  return options.channels ? toChannels(img, options.channels) : img;
+}
+
+async function decodeWithSharp(
+  buf: Uint8Array,
+  source: string,
+  format: ImageFormat,
+): Promise<Image> {
+  try {
+    const input = sharp(buf, { failOn: 'truncated', limitInputPixels: false });
+    const meta = await input.metadata();
+    if (!meta.width || !meta.height) {
+      throw fileError(source, `zero-size image (${meta.width ?? 0}x${meta.height ?? 0})`);
+    }
+    const sixteen = meta.depth === 'ushort' || meta.depth === 'short';
+    const gray =
+      meta.space === 'b-w' ||
+      meta.space === 'grey16' ||
+      (!meta.isPalette && (meta.channels ?? 3) <= 2);
+    const space = gray ? (sixteen ? 'grey16' : 'b-w') : sixteen ? 'rgb16' : 'srgb';
+    const { data, info } = await sharp(buf, { failOn: 'truncated', limitInputPixels: false })
+      .autoOrient()
+      .removeAlpha()
+      .toColourspace(space)
+      .raw({ depth: sixteen ? 'ushort' : 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    const channels = info.channels === 1 ? 1 : 3;
+    let pixels: Uint8Array | Uint16Array;
+    if (sixteen) {
+      pixels = new Uint16Array(data.byteLength / 2);
+      new Uint8Array(pixels.buffer).set(data);
+    } else {
+      pixels = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    }
+    if (info.channels !== 1 && info.channels !== 3) {
+      // e.g. CMYK JPEG: sharp converts to sRGB above, so this is unexpected
+      throw fileError(source, `unsupported ${format} with ${info.channels} channels`);
+    }
+    return {
+      width: info.width,
+      height: info.height,
+      channels,
+      bitDepth: sixteen ? 16 : 8,
+      data: pixels,
+    };
+  } catch (err) {
+    if (err instanceof DifFusionError) throw err;
+    const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0].trim();
+    throw fileError(source, `corrupt or truncated ${format} image (${msg})`, err);
+  }
+}
+
+function decodeBmp(buf: Uint8Array, source: string): Image {
+  let dec: { width: number; height: number; data: Uint8Array; bitPP?: number };
+  try {
+    dec = decodeBmpTs(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), { toRGBA: true });
+  } catch (err) {
+    const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    throw fileError(source, `corrupt or unsupported BMP image (${msg})`, err);
+  }
+  const { width, height } = dec;
+  if (!width || !height) throw fileError(source, `zero-size image (${width}x${height})`);
+  const n = width * height;
+  if (!dec.data || dec.data.length < n * 4)
+    throw fileError(source, 'corrupt or truncated BMP image');
+  const rgb = new Uint8Array(n * 3);
+  let gray = true;
+  for (let i = 0; i < n; i++) {
+    const r = dec.data[i * 4];
+    const g = dec.data[i * 4 + 1];
+    const b = dec.data[i * 4 + 2];
+    rgb[i * 3] = r;
+    rgb[i * 3 + 1] = g;
+    rgb[i * 3 + 2] = b;
+    if (r !== g || g !== b) gray = false;
+  }
+  // 8-bit and lower BMPs with a gray palette are gray images.
+  if (gray && (dec.bitPP ?? 24) <= 8) {
+    const g = new Uint8Array(n);
+    for (let i = 0; i < n; i++) g[i] = rgb[i * 3];
+    return { width, height, channels: 1, bitDepth: 8, data: g };
+  }
+  return { width, height, channels: 3, bitDepth: 8, data: rgb };
+}
+
+/** True when a 3-channel image has R = G = B everywhere. */
+export function channelsEqual(img: Image): boolean {
+  if (img.channels === 1) return true;
+  const d = img.data;
+  for (let i = 0; i < d.length; i += 3) if (d[i] !== d[i + 1] || d[i] !== d[i + 2]) return false;
+  return true;
+}
+
+/** MATLAB rgb2gray weights. */
+export const RGB2GRAY_WEIGHTS = [0.298936021293775, 0.587043074451121, 0.114020904255103] as const;
+
+/**
+ * Convert to 1 or 3 channels: gray → RGB replicates; RGB → gray takes one channel when all
+ * are equal, otherwise MATLAB's rgb2gray (weights {@link RGB2GRAY_WEIGHTS}, rounded).
+ */
+export function toChannels(img: Image, channels: 1 | 3): Image {
+  if (img.channels === channels) return img;
+  const n = img.width * img.height;
+  const out = img.bitDepth === 16 ? new Uint16Array(n * channels) : new Uint8Array(n * channels);
+  const d = img.data;
+  if (channels === 3) {
+    for (let i = 0; i < n; i++) out[i * 3] = out[i * 3 + 1] = out[i * 3 + 2] = d[i];
+  } else {
+    const [wr, wg, wb] = RGB2GRAY_WEIGHTS;
+    const max = img.bitDepth === 16 ? 65535 : 255;
+    for (let i = 0; i < n; i++) {
+      const r = d[i * 3];
+      const g = d[i * 3 + 1];
+      const b = d[i * 3 + 2];
+      out[i] = r === g && g === b ? r : Math.min(max, Math.round(wr * r + wg * g + wb * b));
+    }
+  }
+  return { ...img, channels, data: out };
+}
+
+export interface WriteImageOptions {
+  /** JPEG/WebP quality 1..100 (default 95; WebP is lossless unless quality is given). */
+  quality?: number;
+  /** Force a format instead of the file extension's. */
+  format?: ImageFormat;
+}
+
+/**
+ * Encode an image. PNG and TIFF (deflate, lossless) keep 16-bit images; JPEG, WebP and BMP
+ * are 8-bit only.
+ */
+export async function encodeImage(
+  img: Image,
+  format: ImageFormat,
+  options: WriteImageOptions = {},
+): Promise<Buffer> {
+  validateImage(img);
+  if (img.bitDepth === 16 && format !== 'png' && format !== 'tiff') {
+    throw new DifFusionError(`16-bit images can be written as PNG or TIFF only, not ${format}`);
+  }
+  if (format === 'bmp') return encodeBmp(img);
+  const raw = img.data;
+  let s = sharp(raw, {
+    raw: { width: img.width, height: img.height, channels: img.channels },
+  });
+  if (img.bitDepth === 16) s = s.toColourspace(img.channels === 1 ? 'grey16' : 'rgb16');
+  else if (img.channels === 1) s = s.toColourspace('b-w');
+  switch (format) {
+    case 'png':
+      return s.png({ compressionLevel: 6 }).toBuffer();
+    case 'jpeg':
+      return s.jpeg({ quality: options.quality ?? 95, chromaSubsampling: '4:4:4' }).toBuffer();
+    case 'tiff':
+      return s.tiff({ compression: 'deflate' }).toBuffer();
+    case 'webp':
+      return options.quality === undefined
+        ? s.webp({ lossless: true }).toBuffer()
+        : s.webp({ quality: options.quality }).toBuffer();
+    case 'gif':
+      return s.gif().toBuffer();
+  }
+}
+
+/** Encode and write atomically; the format comes from the extension (or options.format). */
+export async function writeImage(
+  path: string,
+  img: Image,
+  options: WriteImageOptions = {},
+): Promise<void> {
+  const format = options.format ?? formatFromPath(path);
+  let buf: Buffer;
+  try {
+    buf = await encodeImage(img, format, options);
+  } catch (err) {
+    if (err instanceof DifFusionError) throw fileError(path, err.message, err);
+    throw fileError(path, `cannot encode ${format}: ${(err as Error).message}`, err);
+  }
+  await writeFileAtomic(path, buf);
+}
+
+export function validateImage(img: Image): void {
+  const { width, height, channels, bitDepth, data } = img;
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) {
+    throw new DifFusionError(`zero-size or invalid image size ${width}x${height}`);
+  }
+  if (channels !== 1 && channels !== 3)
+    throw new DifFusionError(`images have 1 or 3 channels, not ${channels}`);
+  if (bitDepth === 8 ? !(data instanceof Uint8Array) : !(data instanceof Uint16Array)) {
+    throw new DifFusionError(
+      `${bitDepth}-bit image needs ${bitDepth === 8 ? 'Uint8Array' : 'Uint16Array'} data`,
+    );
+  }
+  if (data.length !== width * height * channels) {
+    throw new DifFusionError(
+      `image data has ${data.length} values, ${width}x${height}x${channels} needs ${width * height * channels}`,
+    );
+  }
+}
+
+/**
+ * Minimal BMP writer: 24-bit BGR for RGB, 8-bit with a gray palette for gray
+ * (BITMAPINFOHEADER, bottom-up rows padded to 4 bytes).
+ */
+export function encodeBmp(img: Image): Buffer {
+  validateImage(img);
+  if (img.bitDepth !== 8) throw new DifFusionError('BMP output is 8-bit only');
+  const { width, height, channels, data } = img;
+  const bpp = channels === 3 ? 24 : 8;
+  const rowBytes = Math.ceil((width * bpp) / 32) * 4;
+  const paletteBytes = channels === 1 ? 256 * 4 : 0;
+  const offset = 14 + 40 + paletteBytes;
+  const size = offset + rowBytes * height;
+  const b = Buffer.alloc(size);
+  b.write('BM', 0, 'ascii');
+  b.writeUInt32LE(size, 2);
+  b.writeUInt32LE(offset, 10);
+  b.writeUInt32LE(40, 14);
+  b.writeInt32LE(width, 18);
+  b.writeInt32LE(height, 22);
+  b.writeUInt16LE(1, 26);
+  b.writeUInt16LE(bpp, 28);
+  b.writeUInt32LE(0, 30);
+  b.writeUInt32LE(rowBytes * height, 34);
+  b.writeInt32LE(2835, 38);
+  b.writeInt32LE(2835, 42);
+  b.writeUInt32LE(channels === 1 ? 256 : 0, 46);
+  if (channels === 1) {
+    for (let i = 0; i < 256; i++) {
+      b[54 + i * 4] = i;
+      b[54 + i * 4 + 1] = i;
+      b[54 + i * 4 + 2] = i;
+    }
+  }
+  for (let y = 0; y < height; y++) {
+    const row = offset + (height - 1 - y) * rowBytes;
+    for (let x = 0; x < width; x++) {
+      const p = y * width + x;
+      if (channels === 3) {
+        b[row + x * 3] = data[p * 3 + 2];
+        b[row + x * 3 + 1] = data[p * 3 + 1];
+        b[row + x * 3 + 2] = data[p * 3];
+      } else {
+        b[row + x] = data[p];
+      }
+    }
+  }
+  return b;
+}
