@@ -1,1 +1,3 @@
-export {};
+export * from './blocks';
+export * from './config';
+export * from './unet';

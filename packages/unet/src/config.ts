@@ -1,0 +1,79 @@
+/** The SR3 UNet options, with the official argument names (they round-trip through JSON). */
+export interface UNetConfig {
+  in_channel: number;
+  out_channel: number;
+  inner_channel: number;
+  norm_groups: number;
+  channel_mults: number[];
+  attn_res: number[];
+  res_blocks: number;
+  dropout: number;
+  /** Training resolution: decides where attention sits (a level's resolution in attn_res). */
+  image_size: number;
+  /** Condition on the noise level (default true). */
+  with_noise_level_emb?: boolean;
+  /** FeatureWiseAffine with scale and shift instead of shift only (default false). */
+  use_affine_level?: boolean;
+}
+
+/** Dif-Fusion's DDPM at the paper's size (config/ddpm_train.json). */
+export const PAPER_UNET_CONFIG: Readonly<UNetConfig> = Object.freeze({
+  in_channel: 4,
+  out_channel: 4,
+  inner_channel: 128,
+  norm_groups: 32,
+  channel_mults: [1, 2, 4, 8, 8],
+  attn_res: [16],
+  res_blocks: 2,
+  dropout: 0.2,
+  image_size: 160,
+});
+
+/** Check a config (e.g. parsed JSON) and fill the defaults; throws one-line errors. */
+export function parseUNetConfig(raw: unknown): UNetConfig {
+  if (!raw || typeof raw !== 'object') throw new Error('UNet config must be an object');
+  const o = raw as Record<string, unknown>;
+  const int = (k: string, min = 1): number => {
+    const v = o[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+      throw new Error(`UNet config: ${k} must be an integer >= ${min} (got ${JSON.stringify(v)})`);
+    return v;
+  };
+  const ints = (k: string, allowEmpty: boolean): number[] => {
+    const v = o[k] ?? (allowEmpty ? [] : undefined);
+    if (
+      !Array.isArray(v) ||
+      (!allowEmpty && v.length === 0) ||
+      v.some((x) => !Number.isInteger(x) || x < 1)
+    )
+      throw new Error(
+        `UNet config: ${k} must be a list of positive integers (got ${JSON.stringify(v)})`,
+      );
+    return v.slice();
+  };
+  const dropout = o.dropout ?? 0;
+  if (typeof dropout !== 'number' || dropout < 0 || dropout >= 1)
+    throw new Error(`UNet config: dropout must be in [0, 1) (got ${JSON.stringify(dropout)})`);
+  const config: UNetConfig = {
+    in_channel: int('in_channel'),
+    out_channel: int('out_channel'),
+    inner_channel: int('inner_channel'),
+    norm_groups: int('norm_groups'),
+    channel_mults: ints('channel_mults', false),
+    attn_res: ints('attn_res', true),
+    res_blocks: int('res_blocks'),
+    dropout,
+    image_size: int('image_size'),
+    with_noise_level_emb:
+      o.with_noise_level_emb === undefined ? true : Boolean(o.with_noise_level_emb),
+    use_affine_level: Boolean(o.use_affine_level ?? false),
+  };
+  for (const m of config.channel_mults) {
+    const c = config.inner_channel * m;
+    if (c % config.norm_groups !== 0)
+      throw new Error(
+        `UNet config: inner_channel x ${m} = ${c} is not divisible by norm_groups ${config.norm_groups}`,
+      );
+  }
+  return config;
+}
