@@ -1,0 +1,78 @@
+/**
+ * `dif-fuse eval`: registered on the main program by `registerEvalCommand(program)`;
+ * `runEval(options)` is the same thing for programs and tests.
+ */
+import type { Command } from 'commander';
+import { runEval } from './run';
+
+export { chartSvg, writeChart } from './chart';
+export {
+  bestMethods,
+  type EvalRow,
+  formatTable,
+  type Stat,
+  type Summary,
+  summarize,
+  toCsv,
+  toJson,
+} from './report';
+export {
+  EVAL_IMAGE_EXTENSIONS,
+  type EvalOptions,
+  type EvalProblem,
+  type EvalResult,
+  runEval,
+} from './run';
+
+export interface EvalIo {
+  out?: (line: string) => void;
+  err?: (line: string) => void;
+  progressStream?: NodeJS.WriteStream;
+}
+
+const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+
+/** Adds the `eval` subcommand to a commander program. Errors surface as FuseError. */
+export function registerEvalCommand(program: Command, io: EvalIo = {}): Command {
+  return program
+    .command('eval')
+    .description(
+      'Evaluate fused images against their infrared/visible pairs: EN SD SF AG MI SCD VIF Qabf Nabf SSIM CC PSNR MSE DeltaE',
+    )
+    .requiredOption(
+      '--pairs <dir>',
+      'folder holding ir/ and vi/ source images (matched by file stem)',
+    )
+    .requiredOption(
+      '--fused <dir>',
+      'folder of fused images <stem>.<ext>; repeat for several methods (method name = folder name)',
+      collect,
+    )
+    .option('--csv <file>', 'write per-image metrics (image, method, every metric) as CSV')
+    .option('--json <file>', 'write {method: {metric: {mean, std}}} as JSON')
+    .option('--chart <file.png>', 'write a bar chart of the means (PNG)')
+    .addHelpText(
+      'after',
+      '\nMissing fused images, size mismatches and unreadable files are reported one line each; the rest is evaluated.\nLower is better for MSE, Nabf and DeltaE; higher for the others.',
+    )
+    .action(
+      async (opts: {
+        pairs: string;
+        fused: string[];
+        csv?: string;
+        json?: string;
+        chart?: string;
+      }) => {
+        await runEval({
+          pairs: opts.pairs,
+          fused: opts.fused,
+          csv: opts.csv,
+          json: opts.json,
+          chart: opts.chart,
+          out: io.out,
+          err: io.err,
+          progress: io.progressStream,
+        });
+      },
+    );
+}

@@ -1,0 +1,122 @@
+/** Aggregation and the three text outputs of `dif-fuse eval`: CSV rows, JSON summary, table. */
+import {
+  LOWER_IS_BETTER,
+  METRIC_NAMES,
+  type MetricName,
+  type MetricValues,
+} from '@dif-fusion/metrics';
+
+export interface EvalRow {
+  image: string;
+  method: string;
+  values: MetricValues;
+}
+
+export interface Stat {
+  mean: number;
+  std: number;
+}
+
+export type Summary = Record<string, Record<MetricName, Stat>>;
+
+/** Mean and population standard deviation per method and metric, methods in first-seen order. */
+export function summarize(rows: EvalRow[], methods: string[]): Summary {
+  const out: Summary = {};
+  for (const method of methods) {
+    const mine = rows.filter((r) => r.method === method);
+    if (mine.length === 0) continue;
+    const stats = {} as Record<MetricName, Stat>;
+    for (const name of METRIC_NAMES) {
+      const xs = mine.map((r) => r.values[name]);
+      const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+      const std = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / xs.length);
+      stats[name] = { mean, std };
+    }
+    out[method] = stats;
+  }
+  return out;
+}
+
+function csvCell(s: string): string {
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** One row per evaluated image and method: image, method, every metric (full precision). */
+export function toCsv(rows: EvalRow[]): string {
+  const lines = [['image', 'method', ...METRIC_NAMES].join(',')];
+  for (const r of rows) {
+    lines.push(
+      [csvCell(r.image), csvCell(r.method), ...METRIC_NAMES.map((m) => String(r.values[m]))].join(
+        ',',
+      ),
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** `{ "<method>": { "<METRIC>": { "mean": m, "std": s } } }` */
+export function toJson(summary: Summary): string {
+  return `${JSON.stringify(summary, null, 2)}\n`;
+}
+
+/** Best method per metric (lower is better for MSE, Nabf and DeltaE); ties keep all. */
+export function bestMethods(summary: Summary): Record<MetricName, Set<string>> {
+  const best = {} as Record<MetricName, Set<string>>;
+  for (const name of METRIC_NAMES) {
+    const lower = LOWER_IS_BETTER.has(name);
+    let top: number | undefined;
+    for (const stats of Object.values(summary)) {
+      const v = stats[name].mean;
+      if (Number.isNaN(v)) continue;
+      if (top === undefined || (lower ? v < top : v > top)) top = v;
+    }
+    best[name] = new Set(Object.keys(summary).filter((m) => summary[m][name].mean === top));
+  }
+  return best;
+}
+
+export function formatNumber(v: number): string {
+  if (!Number.isFinite(v)) return Number.isNaN(v) ? 'NaN' : v > 0 ? 'inf' : '-inf';
+  const a = Math.abs(v);
+  if (a >= 100) return v.toFixed(1);
+  if (a >= 10) return v.toFixed(2);
+  if (a >= 1) return v.toFixed(3);
+  if (a >= 0.001 || a === 0) return v.toFixed(4);
+  return v.toExponential(1);
+}
+
+/**
+ * Summary table: one row per method, one column per metric, `mean ± std`; the best value of
+ * each column is marked with `*` (and bold on a colour terminal).
+ */
+export function formatTable(summary: Summary, color = false): string {
+  const methods = Object.keys(summary);
+  const best = bestMethods(summary);
+  const header = [
+    'method',
+    ...METRIC_NAMES.map((m) => (LOWER_IS_BETTER.has(m) ? `${m}↓` : `${m}↑`)),
+  ];
+  const cells = methods.map((method) => [
+    method,
+    ...METRIC_NAMES.map((m) => {
+      const { mean, std } = summary[method][m];
+      return `${formatNumber(mean)}±${formatNumber(std)}${best[m].has(method) ? '*' : ' '}`;
+    }),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((row) => row[i].length)));
+  const pad = (s: string, i: number) => (i === 0 ? s.padEnd(widths[i]) : s.padStart(widths[i]));
+  const line = (row: string[], marks = false) =>
+    row
+      .map((s, i) => {
+        const p = pad(s, i);
+        return marks && color && i > 0 && s.endsWith('*') ? `\u001b[1m${p}\u001b[22m` : p;
+      })
+      .join('  ');
+  const out = [
+    line(header),
+    widths.map((w) => '-'.repeat(w)).join('  '),
+    ...cells.map((r) => line(r, true)),
+  ];
+  out.push('* best per column (↑ higher is better, ↓ lower is better)');
+  return out.join('\n');
+}
