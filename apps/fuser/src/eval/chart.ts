@@ -3,8 +3,6 @@
  * ±std whisker), drawn as SVG and rasterized to PNG with sharp (librsvg; text uses the
  * fonts fontconfig finds, nothing is fetched).
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import { LOWER_IS_BETTER, METRIC_NAMES } from '@dif-fusion/metrics';
 import sharp from 'sharp';
 import { formatNumber, type Summary } from './report';
@@ -99,9 +97,9 @@ export function chartSvg(summary: Summary): string {
   return parts.join('\n');
 }
 
-export async function writeChart(summary: Summary, path: string): Promise<void> {
-  mkdirSync(dirname(path), { recursive: true });
-  await sharp(Buffer.from(chartSvg(summary)))
+/** The chart as PNG bytes (SVG rasterized by sharp). */
+export async function chartPng(summary: Summary): Promise<Buffer> {
+  return sharp(Buffer.from(chartSvg(summary)))
     .png()
-    .toFile(path);
+    .toBuffer();
 }

@@ -5,7 +5,8 @@ import { evaluateFusion, METRIC_NAMES } from '@dif-fusion/metrics';
 import { Command } from 'commander';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerEvalCommand, runEval } from './index';
+import { formatTable, registerEvalCommand, runEval, summarize, toCsv } from './index';
+import { formatStd } from './report';
 
 const W = 48;
 const H = 40;
@@ -59,11 +60,14 @@ describe('dif-fuse eval end to end (runEval)', () => {
     // good: 3 images, bad: only a.png, good-2 (same folder again): 3 images
     expect(res.rows.length).toBe(7);
     expect(err).toHaveLength(2);
-    expect(err.find((l) => l.startsWith('bad/b:'))).toMatch(
-      /size mismatch: fused 50x40, sources 48x40/,
+    expect(err).toContain(
+      `error: ${join(dir, 'bad', 'b.png')}: size mismatch: fused 50x40, sources 48x40`,
     );
-    expect(err.find((l) => l.startsWith('bad/c:'))).toMatch(/cannot read/);
+    expect(err.find((l) => l.startsWith(`error: ${join(dir, 'bad', 'c.png')}: `))).toMatch(
+      /not an image|unsupported|unrecognised/,
+    );
     for (const l of err) expect(l).not.toContain('\n');
+    expect(res.problems.map((p) => `${p.method}/${p.image}`).sort()).toEqual(['bad/b', 'bad/c']);
 
     const csv = readFileSync(join(dir, 'o/metrics.csv'), 'utf8').trim().split('\n');
     expect(csv[0]).toBe(['image', 'method', ...METRIC_NAMES].join(','));
@@ -125,14 +129,16 @@ describe('dif-fuse eval end to end (runEval)', () => {
       progress: false,
     });
     expect(res.rows.map((r) => r.image)).toEqual(['b']);
-    expect(err).toHaveLength(2);
-    expect(err[0]).toMatch(/^partial\/a: missing fused image/);
+    expect(err).toEqual([
+      `error: ${join(dir, 'partial', 'a.*')}: missing fused image`,
+      `error: ${join(dir, 'partial', 'c.*')}: missing fused image`,
+    ]);
   });
 
   it('fails with one line when nothing can be evaluated or a folder is missing', async () => {
     await expect(
       runEval({ pairs: join(dir, 'nope'), fused: [join(dir, 'good')], progress: false }),
-    ).rejects.toThrow(/--pairs .*no such folder/);
+    ).rejects.toThrow(/nope: --pairs: no such folder/);
     mkdirSync(join(dir, 'empty'));
     await expect(
       runEval({
@@ -153,22 +159,23 @@ describe('dif-fuse eval end to end (runEval)', () => {
       err: () => {},
       progressStream: undefined,
     });
-    await program.parseAsync(
-      [
-        'eval',
-        '--pairs',
-        join(dir, 'pairs'),
-        '--fused',
-        join(dir, 'good'),
-        '--fused',
-        join(dir, 'bad'),
-        '--json',
-        join(dir, 'cli.json'),
-      ],
-      {
-        from: 'user',
-      },
-    );
+    // 'bad' has two broken images: the JSON is still written, then the command fails.
+    await expect(
+      program.parseAsync(
+        [
+          'eval',
+          '--pairs',
+          join(dir, 'pairs'),
+          '--fused',
+          join(dir, 'good'),
+          '--fused',
+          join(dir, 'bad'),
+          '--json',
+          join(dir, 'cli.json'),
+        ],
+        { from: 'user' },
+      ),
+    ).rejects.toThrow(/^2 problem\(s\) reported above; the results cover the 4 fused image\(s\)/);
     expect(Object.keys(JSON.parse(readFileSync(join(dir, 'cli.json'), 'utf8')))).toEqual([
       'good',
       'bad',
@@ -176,5 +183,87 @@ describe('dif-fuse eval end to end (runEval)', () => {
     const help = program.commands.find((c) => c.name() === 'eval')!.helpInformation();
     for (const flag of ['--pairs', '--fused', '--csv', '--json', '--chart'])
       expect(help).toContain(flag);
+  });
+
+  it('runs as `dif-fuse eval` through the main program: one-line errors, exit status', async () => {
+    const { main } = await import('../program');
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { out: (s: string) => out.push(s), err: (s: string) => err.push(s) };
+    const ok = await main(
+      [
+        'eval',
+        '--pairs',
+        join(dir, 'pairs'),
+        '--fused',
+        join(dir, 'good'),
+        '--csv',
+        join(dir, 'm.csv'),
+      ],
+      io,
+    );
+    expect(ok).toBe(0);
+    expect(err).toEqual([]);
+    expect(readFileSync(join(dir, 'm.csv'), 'utf8').trim().split('\n')).toHaveLength(4);
+    err.length = 0;
+    const bad = await main(
+      ['eval', '--pairs', join(dir, 'pairs'), '--fused', join(dir, 'bad')],
+      io,
+    );
+    expect(bad).toBe(1);
+    expect(err).toHaveLength(3);
+    expect(err[0]).toMatch(new RegExp(`^error: ${join(dir, 'bad')}/b\\.png: size mismatch`));
+    expect(err[1]).toMatch(new RegExp(`^error: ${join(dir, 'bad')}/c\\.png: `));
+    expect(err[2]).toBe(
+      'error: 2 problem(s) reported above; the results cover the 1 fused image(s) that could be evaluated',
+    );
+    err.length = 0;
+    expect(
+      await main(['eval', '--pairs', join(dir, 'nope'), '--fused', join(dir, 'good')], io),
+    ).toBe(1);
+    expect(err).toEqual([`error: ${join(dir, 'nope')}: --pairs: no such folder`]);
+  });
+});
+
+describe('eval report', () => {
+  const values = (v: number) =>
+    Object.fromEntries(METRIC_NAMES.map((m) => [m, v])) as Record<
+      (typeof METRIC_NAMES)[number],
+      number
+    >;
+  const rows = [
+    { image: 'x', method: 'a', values: values(1) },
+    { image: 'y', method: 'a', values: values(3) },
+    { image: 'x', method: 'b,"q"', values: values(4) },
+  ];
+
+  it('mean and population std per method and metric', () => {
+    const s = summarize(rows, ['a', 'b,"q"', 'none']);
+    expect(Object.keys(s)).toEqual(['a', 'b,"q"']);
+    expect(s.a.EN).toEqual({ mean: 2, std: 1 });
+    expect(s['b,"q"'].MSE).toEqual({ mean: 4, std: 0 });
+  });
+
+  it('marks the best mean per column; lower is better for MSE, Nabf and DeltaE', () => {
+    const table = formatTable(summarize(rows, ['a', 'b,"q"'])).split('\n');
+    const header = table[0].split(/\s{2,}/);
+    const a = table[2].split(/\s{2,}/);
+    const b = table[3].split(/\s{2,}/);
+    expect(header).toHaveLength(METRIC_NAMES.length + 1);
+    for (const [i, h] of header.entries()) {
+      if (i === 0) continue;
+      const lower = /^(MSE|Nabf|DeltaE)↓$/.test(h);
+      expect(h.endsWith(lower ? '↓' : '↑'), h).toBe(true);
+      expect(a[i].trim(), h).toBe(lower ? '2.000±1*' : '2.000±1');
+      expect(b[i].trim(), h).toBe(lower ? '4.000±0' : '4.000±0*');
+    }
+    expect(formatStd(0.0809)).toBe('0.081');
+    expect(formatStd(1.94e-7)).toBe('1.9e-7');
+  });
+
+  it('CSV: header, one row per image and method, quoted names', () => {
+    const csv = toCsv(rows).split('\n');
+    expect(csv[0]).toBe(['image', 'method', ...METRIC_NAMES].join(','));
+    expect(csv[3]).toBe(['x', '"b,""q"""', ...METRIC_NAMES.map(() => '4')].join(','));
   });
 });

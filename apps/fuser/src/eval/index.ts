@@ -3,9 +3,10 @@
  * `runEval(options)` is the same thing for programs and tests.
  */
 import type { Command } from 'commander';
+import { FuseError } from '../errors';
 import { runEval } from './run';
 
-export { chartSvg, writeChart } from './chart';
+export { chartPng, chartSvg } from './chart';
 export {
   bestMethods,
   type EvalRow,
@@ -17,7 +18,6 @@ export {
   toJson,
 } from './report';
 export {
-  EVAL_IMAGE_EXTENSIONS,
   type EvalOptions,
   type EvalProblem,
   type EvalResult,
@@ -32,7 +32,11 @@ export interface EvalIo {
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
-/** Adds the `eval` subcommand to a commander program. Errors surface as FuseError. */
+/**
+ * Adds the `eval` subcommand to a commander program. Errors surface as FuseError (one line);
+ * per-image problems are printed as they happen, and make the command fail at the end, after
+ * the table and the files were written for the rest.
+ */
 export function registerEvalCommand(program: Command, io: EvalIo = {}): Command {
   return program
     .command('eval')
@@ -63,7 +67,7 @@ export function registerEvalCommand(program: Command, io: EvalIo = {}): Command 
         json?: string;
         chart?: string;
       }) => {
-        await runEval({
+        const res = await runEval({
           pairs: opts.pairs,
           fused: opts.fused,
           csv: opts.csv,
@@ -73,6 +77,11 @@ export function registerEvalCommand(program: Command, io: EvalIo = {}): Command 
           err: io.err,
           progress: io.progressStream,
         });
+        // Like batch fusion: the outputs cover what could be evaluated, the exit status is 1.
+        if (res.problems.length > 0)
+          throw new FuseError(
+            `${res.problems.length} problem(s) reported above; the results cover the ${res.rows.length} fused image(s) that could be evaluated`,
+          );
       },
     );
 }

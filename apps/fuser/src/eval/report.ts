@@ -85,6 +85,15 @@ export function formatNumber(v: number): string {
   return v.toExponential(1);
 }
 
+/** A standard deviation with two significant digits (the table's ± part). */
+export function formatStd(v: number): string {
+  if (v === 0) return '0';
+  if (!Number.isFinite(v)) return formatNumber(v);
+  const a = Math.abs(v);
+  if (a >= 1e-3 && a < 1e5) return String(Number(v.toPrecision(2)));
+  return v.toExponential(1);
+}
+
 /**
  * Summary table: one row per method, one column per metric, `mean ± std`; the best value of
  * each column is marked with `*` (and bold on a colour terminal).
@@ -100,7 +109,7 @@ export function formatTable(summary: Summary, color = false): string {
     method,
     ...METRIC_NAMES.map((m) => {
       const { mean, std } = summary[method][m];
-      return `${formatNumber(mean)}±${formatNumber(std)}${best[m].has(method) ? '*' : ' '}`;
+      return `${formatNumber(mean)}±${formatStd(std)}${best[m].has(method) ? '*' : ' '}`;
     }),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((row) => row[i].length)));

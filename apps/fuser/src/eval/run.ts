@@ -1,19 +1,23 @@
 /**
  * `dif-fuse eval`: evaluate folders of fused images against their infrared/visible pairs.
  * Every per-image problem (missing fused image, size mismatch, unreadable file) is reported
- * on one line and the rest is still evaluated.
+ * on one line (`error: <file>: <problem>`) and the rest is still evaluated.
  */
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { readdirSync, statSync } from 'node:fs';
+import { basename, extname, join, resolve } from 'node:path';
+import {
+  formatError,
+  type Image,
+  isImageFile,
+  readImage,
+  scanPairs,
+  writeFileAtomic,
+} from '@dif-fusion/io';
 import { evaluateFusion, type Image8 } from '@dif-fusion/metrics';
 import { SingleBar } from 'cli-progress';
-import sharp from 'sharp';
-import { FuseError, oneLine } from '../errors';
-import { writeChart } from './chart';
+import { FuseError } from '../errors';
+import { chartPng } from './chart';
 import { type EvalRow, formatTable, type Summary, summarize, toCsv, toJson } from './report';
-
-/** Extensions looked at in ir/, vi/ and the fused folders. */
-export const EVAL_IMAGE_EXTENSIONS = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'];
 
 export interface EvalOptions {
   /** Folder with ir/ and vi/ (files matched by stem). */
@@ -45,10 +49,10 @@ export interface EvalResult {
   table: string;
 }
 
-function imagesByStem(dir: string): Map<string, string> {
+/** Fused images of a folder by file stem (`0001.png` is image `0001`); a second file with the same stem is reported. */
+function imagesByStem(dir: string, duplicate: (path: string, first: string) => void) {
   const map = new Map<string, string>();
-  for (const name of readdirSync(dir).sort()) {
-    if (!EVAL_IMAGE_EXTENSIONS.includes(extname(name).toLowerCase())) continue;
+  for (const name of readdirSync(dir).filter(isImageFile).sort()) {
     const path = join(dir, name);
     try {
       if (!statSync(path).isFile()) continue;
@@ -56,31 +60,40 @@ function imagesByStem(dir: string): Map<string, string> {
       continue;
     }
     const stem = basename(name, extname(name));
-    if (!map.has(stem)) map.set(stem, path);
+    const first = map.get(stem);
+    if (first) duplicate(path, first);
+    else map.set(stem, path);
   }
   return map;
 }
 
 function requireDir(path: string, what: string): void {
-  if (!existsSync(path)) throw new FuseError(`${what} ${path}: no such folder`);
-  if (!statSync(path).isDirectory()) throw new FuseError(`${what} ${path}: not a folder`);
+  let isDir = false;
+  try {
+    isDir = statSync(path).isDirectory();
+  } catch {
+    throw new FuseError(`${path}: ${what}: no such folder`);
+  }
+  if (!isDir) throw new FuseError(`${path}: ${what}: not a folder`);
 }
 
-/** Decodes to 8-bit interleaved samples (16-bit input is scaled down by sharp). */
-async function readImage8(path: string): Promise<Image8> {
-  try {
-    const { data, info } = await sharp(path, { failOn: 'error', limitInputPixels: false })
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
+/** 8-bit samples for the metrics: 16-bit images are scaled to 0..255 (round(v / 257)). */
+function to8(img: Image): Image8 {
+  if (img.bitDepth === 8)
     return {
-      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
-      width: info.width,
-      height: info.height,
-      channels: info.channels,
+      data: img.data as Uint8Array,
+      width: img.width,
+      height: img.height,
+      channels: img.channels,
     };
-  } catch (err) {
-    throw new FuseError(`cannot read ${path}: ${oneLine(err)}`);
-  }
+  const d = img.data;
+  const data = new Uint8Array(d.length);
+  for (let i = 0; i < d.length; i++) data[i] = Math.round(d[i] / 257);
+  return { data, width: img.width, height: img.height, channels: img.channels };
+}
+
+async function read8(path: string): Promise<Image8> {
+  return to8(await readImage(path));
 }
 
 /** Method names from the fused folders' names, made unique (`name`, `name-2`, ...). */
@@ -94,50 +107,58 @@ function methodNames(dirs: string[]): string[] {
   });
 }
 
-function writeText(path: string, text: string): void {
-  mkdirSync(dirname(resolve(path)), { recursive: true });
-  writeFileSync(path, text);
-}
-
 export async function runEval(options: EvalOptions): Promise<EvalResult> {
   const out = options.out ?? ((s: string) => process.stdout.write(`${s}\n`));
   const err = options.err ?? ((s: string) => process.stderr.write(`${s}\n`));
   if (!options.fused || options.fused.length === 0)
     throw new FuseError('eval needs at least one --fused folder');
   if (options.chart && extname(options.chart).toLowerCase() !== '.png')
-    throw new FuseError(
-      `--chart ${options.chart}: the chart is written as PNG, use a .png file name`,
-    );
+    throw new FuseError(`${options.chart}: the chart is written as PNG, use a .png file name`);
   requireDir(options.pairs, '--pairs');
-  const irDir = join(options.pairs, 'ir');
-  const viDir = join(options.pairs, 'vi');
-  requireDir(irDir, '--pairs: infrared folder');
-  requireDir(viDir, '--pairs: visible folder');
   for (const d of options.fused) requireDir(d, '--fused');
 
-  const irs = imagesByStem(irDir);
-  const vis = imagesByStem(viDir);
-  const methods = methodNames(options.fused);
-  const fusedMaps = options.fused.map((d) => imagesByStem(d));
   const problems: EvalProblem[] = [];
-  const report = (image: string, method: string, message: string) => {
-    problems.push({ image, method, message });
-    err(`${method ? `${method}/` : ''}${image}: ${message}`);
+  /** `file` names what the problem is about (a path, or `<folder>/<stem>.*` when missing). */
+  const report = (image: string, method: string, file: string, message: string) => {
+    problems.push({ image, method, message: `${file}: ${message}` });
+    err(`error: ${file}: ${message}`);
   };
 
-  const stems = [...irs.keys()];
-  for (const stem of vis.keys())
-    if (!irs.has(stem)) report(stem, '', 'visible image has no infrared pair, skipped');
-  const pairStems = stems.filter((s) => {
-    if (vis.has(s)) return true;
-    report(s, '', 'infrared image has no visible pair, skipped');
-    return false;
-  });
-  if (pairStems.length === 0)
-    throw new FuseError(`--pairs ${options.pairs}: no matching ir/ and vi/ images`);
+  let scan: Awaited<ReturnType<typeof scanPairs>>;
+  try {
+    scan = await scanPairs(options.pairs);
+  } catch (e) {
+    throw new FuseError(formatError(e));
+  }
+  for (const f of scan.unmatchedIr)
+    report(
+      basename(f, extname(f)),
+      '',
+      join(scan.irDir, f),
+      'no visible image with this name, skipped',
+    );
+  for (const f of scan.unmatchedVi)
+    report(
+      basename(f, extname(f)),
+      '',
+      join(scan.viDir, f),
+      'no infrared image with this name, skipped',
+    );
+
+  const methods = methodNames(options.fused);
+  const fusedMaps = options.fused.map((d, k) =>
+    imagesByStem(d, (path, first) =>
+      report(
+        basename(path, extname(path)),
+        methods[k],
+        path,
+        `same name as ${basename(first)}, ignored`,
+      ),
+    ),
+  );
 
   const stream = options.progress === undefined ? process.stderr : options.progress || undefined;
-  const total = pairStems.length * methods.length;
+  const total = scan.pairs.length * methods.length;
   const bar =
     stream?.isTTY && total > 1
       ? new SingleBar({
@@ -151,14 +172,16 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
 
   const rows: EvalRow[] = [];
   try {
-    for (const stem of pairStems) {
+    for (const pair of scan.pairs) {
+      const stem = pair.name;
       let ir: Image8;
       let vi: Image8;
       try {
-        ir = await readImage8(irs.get(stem)!);
-        vi = await readImage8(vis.get(stem)!);
+        ir = await read8(pair.ir);
+        vi = await read8(pair.vi);
       } catch (e) {
-        for (const m of methods) report(stem, m, oneLine(e));
+        const msg = formatError(e);
+        for (const m of methods) report(stem, m, pair.ir, `pair not evaluated: ${msg}`);
         bar?.increment(methods.length);
         continue;
       }
@@ -167,7 +190,8 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
           report(
             stem,
             m,
-            `infrared ${ir.width}x${ir.height} and visible ${vi.width}x${vi.height} differ in size`,
+            pair.vi,
+            `size ${vi.width}x${vi.height} differs from the infrared image's ${ir.width}x${ir.height}, pair skipped`,
           );
         bar?.increment(methods.length);
         continue;
@@ -177,21 +201,35 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
         const path = fusedMaps[k].get(stem);
         try {
           if (!path) {
-            report(stem, method, `missing fused image ${join(options.fused[k], `${stem}.*`)}`);
+            report(stem, method, join(options.fused[k], `${stem}.*`), 'missing fused image');
             continue;
           }
-          const f = await readImage8(path);
+          let f: Image8;
+          try {
+            f = await read8(path);
+          } catch (e) {
+            // io's errors already start with the path.
+            const msg = formatError(e);
+            report(
+              stem,
+              method,
+              path,
+              msg.startsWith(`${path}: `) ? msg.slice(path.length + 2) : msg,
+            );
+            continue;
+          }
           if (f.width !== ir.width || f.height !== ir.height) {
             report(
               stem,
               method,
+              path,
               `size mismatch: fused ${f.width}x${f.height}, sources ${ir.width}x${ir.height}`,
             );
             continue;
           }
           rows.push({ image: stem, method, values: evaluateFusion(ir, vi, f) });
         } catch (e) {
-          report(stem, method, oneLine(e));
+          report(stem, method, path ?? options.fused[k], formatError(e));
         } finally {
           bar?.increment(1);
         }
@@ -203,7 +241,7 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
 
   const summary = summarize(rows, methods);
   for (const [k, m] of methods.entries())
-    if (!summary[m]) report('*', m, `no image of ${options.fused[k]} could be evaluated`);
+    if (!summary[m]) report('*', m, options.fused[k], 'no image of this folder could be evaluated');
   if (rows.length === 0) throw new FuseError('no fused image could be evaluated');
 
   const table = formatTable(
@@ -211,22 +249,22 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
     Boolean((process.stdout as NodeJS.WriteStream).isTTY) && !options.out,
   );
   const counts = methods.map(
-    (m) => `${m} ${rows.filter((r) => r.method === m).length}/${pairStems.length}`,
+    (m) => `${m} ${rows.filter((r) => r.method === m).length}/${scan.pairs.length}`,
   );
   out(
-    `Evaluated ${rows.length} fused image(s) (${counts.join(', ')})${problems.length ? `, ${problems.length} problem(s) reported above` : ''}`,
+    `Evaluated ${rows.length} fused image(s) (${counts.join(', ')})${problems.length ? `, ${problems.length} problem(s) reported` : ''}`,
   );
   out(table);
   if (options.csv) {
-    writeText(options.csv, toCsv(rows));
+    await writeFileAtomic(options.csv, toCsv(rows));
     out(`wrote ${options.csv}`);
   }
   if (options.json) {
-    writeText(options.json, toJson(summary));
+    await writeFileAtomic(options.json, toJson(summary));
     out(`wrote ${options.json}`);
   }
   if (options.chart) {
-    await writeChart(summary, options.chart);
+    await writeFileAtomic(options.chart, await chartPng(summary));
     out(`wrote ${options.chart}`);
   }
   return { rows, problems, summary, table };
