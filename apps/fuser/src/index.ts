@@ -1,1 +1,35 @@
-export {};
+/**
+ * @dif-fusion/fuser — programmatic API of `dif-fuse`.
+ */
+export { FuseError } from './errors';
+export { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from './fuse';
+export {
+  OUTPUT_EXTENSIONS,
+  outputFormat,
+  type Planar,
+  readInfrared,
+  readVisible,
+  sideBySide,
+  writeImage,
+} from './images';
+export {
+  BASELINES,
+  type Baseline,
+  fuseBaseline,
+  isBaseline,
+  METHODS,
+  type Method,
+} from './methods';
+export { checkModelDir, defaultModelCandidates, resolveModelDir } from './model';
+export {
+  AUTO_TILE_PIXELS,
+  cropPlanes,
+  DEFAULT_OVERLAP,
+  DEFAULT_TILE,
+  type Fuser,
+  fusePlanar,
+  planTiles,
+  reflectPad,
+  type TilingOptions,
+} from './pipeline';
+export { buildProgram, main } from './program';

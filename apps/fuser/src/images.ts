@@ -1,0 +1,80 @@
+/**
+ * Image files <-> the planar Float32 [-1,1] arrays the fusion methods take, through
+ * @dif-fusion/io (decode with EXIF orientation, 8/16-bit, gray/RGB/palette, BMP; atomic
+ * writes; one-line errors naming the file).
+ */
+import {
+  type FloatImage,
+  floatToImage,
+  formatFromPath,
+  type Image,
+  imageToFloat,
+  writeImage as ioWriteImage,
+  readImage,
+} from '@dif-fusion/io';
+
+/** Planar [C,H,W] Float32 in [-1,1] (the same layout as @dif-fusion/io's FloatImage). */
+export type Planar = FloatImage;
+
+/** Output formats by extension (lower case, no dot). */
+export const OUTPUT_EXTENSIONS = ['png', 'jpg', 'jpeg', 'tif', 'tiff', 'webp', 'bmp'] as const;
+
+/** Checks that a path's extension is a writable image format; one-line error otherwise. */
+export function outputFormat(path: string): string {
+  return formatFromPath(path);
+}
+
+/**
+ * Infrared: one channel in [-1,1]. RGB IR becomes gray (its channel when R = G = B, else
+ * MATLAB's rgb2gray). 16-bit IR (raw thermal counts) is min-max normalised to the full
+ * range, since raw counts rarely span 0..65535; 8-bit IR is used as is.
+ */
+export async function readInfrared(path: string): Promise<Planar> {
+  const img = await readImage(path, { channels: 1 });
+  if (img.bitDepth === 16) return normalise16(img);
+  return imageToFloat(img);
+}
+
+/** Visible: three channels in [-1,1]; gray input is replicated; 16-bit scaled by 65535. */
+export async function readVisible(path: string): Promise<Planar> {
+  return imageToFloat(await readImage(path, { channels: 3 }));
+}
+
+function normalise16(img: Image): Planar {
+  const d = img.data;
+  let lo = 65535;
+  let hi = 0;
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i];
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const span = hi > lo ? hi - lo : 1;
+  const out = new Float32Array(d.length);
+  for (let i = 0; i < d.length; i++) out[i] = ((d[i] - lo) / span) * 2 - 1;
+  return { width: img.width, height: img.height, channels: 1, data: out };
+}
+
+/** Writes a planar [-1,1] image as 8-bit, format from the extension, atomically. */
+export async function writeImage(path: string, img: Planar): Promise<void> {
+  await ioWriteImage(path, floatToImage(img, 8));
+}
+
+/** fused | visible | infrared, side by side, as one planar RGB image. */
+export function sideBySide(fused: Planar, vis: Planar, ir: Planar): Planar {
+  const { height: h, width: w } = fused;
+  const W = 3 * w;
+  const n = h * W;
+  const out = new Float32Array(3 * n);
+  const parts = [fused, vis, ir];
+  for (let c = 0; c < 3; c++)
+    for (let p = 0; p < 3; p++) {
+      const src = parts[p];
+      const plane = src.channels === 1 ? 0 : c;
+      for (let y = 0; y < h; y++) {
+        const so = (plane * h + y) * w;
+        out.set(src.data.subarray(so, so + w), c * n + y * W + p * w);
+      }
+    }
+  return { width: W, height: h, channels: 3, data: out };
+}

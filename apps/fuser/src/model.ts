@@ -1,0 +1,38 @@
+/**
+ * Where the model lives: `--model DIR`, else $DIF_FUSION_MODEL, else the shipped default
+ * model. The default is looked up relative to this package so it works both from the
+ * repository checkout (<repo>/models/default) and from an installed package
+ * (<package>/models/default, copied in by `prepack`).
+ */
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FuseError } from './errors';
+
+const HERE = dirname(fileURLToPath(import.meta.url)); // <package>/dist or <package>/src
+
+/** Candidate locations of the shipped default model, most specific first. */
+export function defaultModelCandidates(): string[] {
+  const pkg = resolve(HERE, '..');
+  return [join(pkg, 'models', 'default'), resolve(pkg, '..', '..', 'models', 'default')];
+}
+
+export function resolveModelDir(flag: string | undefined): { dir: string; source: string } {
+  if (flag) return { dir: resolve(flag), source: '--model' };
+  const env = process.env.DIF_FUSION_MODEL;
+  if (env) return { dir: resolve(env), source: 'DIF_FUSION_MODEL' };
+  for (const c of defaultModelCandidates())
+    if (existsSync(join(c, 'model.onnx'))) return { dir: c, source: 'default' };
+  throw new FuseError(
+    `the shipped default model is missing (looked in ${defaultModelCandidates().join(' and ')}); pass --model DIR or use a baseline --method`,
+  );
+}
+
+/** Cheap structural check before ONNX Runtime sees the folder, so the error is one clear line. */
+export function checkModelDir(dir: string): void {
+  if (!existsSync(dir)) throw new FuseError(`model folder ${dir} does not exist`);
+  if (!statSync(dir).isDirectory()) throw new FuseError(`model folder ${dir} is not a folder`);
+  for (const f of ['model.onnx', 'config.json'])
+    if (!existsSync(join(dir, f)))
+      throw new FuseError(`model folder ${dir} is invalid: ${f} is missing`);
+}

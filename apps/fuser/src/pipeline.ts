@@ -1,0 +1,217 @@
+/**
+ * The fusion pipeline shared by every method: reflect-pad to the model's multiple and crop
+ * back, or, for large images, overlapping tiles blended back with linear ramps
+ * (@dif-fusion/io's planTiles / TileBlender), so memory stays bounded by the tile size.
+ *
+ * Noise for the model is a function of (seed, time step, channel, y, x) in the padded frame:
+ * it is drawn in fixed 64x64 cells, each from its own seeded generator, and a tile takes the
+ * cells it overlaps. So a pixel sees the same noise whether the image is tiled or not, the
+ * output depends only on the inputs and the seed, and memory stays bounded by the tile size
+ * (no whole-frame noise array, which would be K*4 floats per pixel).
+ */
+import {
+  cropFloat,
+  type FloatImage,
+  planTiles as ioPlanTiles,
+  padReflect,
+  type Tile,
+  TileBlender,
+} from '@dif-fusion/io';
+import { FuseError } from './errors';
+
+export interface Fuser {
+  /** H and W given to `run` are multiples of this. */
+  multiple: number;
+  /**
+   * Noise per pixel: `steps` x `channels` planes (K x 4 for Dif-Fusion); absent for baselines.
+   * `window(y0, x0, h, w)` returns the planes [K,1,C,h,w] of that window of the padded frame.
+   */
+  noise?: {
+    steps: number;
+    channels: number;
+    window(y0: number, x0: number, h: number, w: number): Float32Array;
+  };
+  /** ir [1,h,w], vis [3,h,w], noise [K,1,C,h,w] or null -> fused [3,h,w], all in [-1,1]. */
+  run(
+    ir: Float32Array,
+    vis: Float32Array,
+    noise: Float32Array | null,
+    h: number,
+    w: number,
+  ): Promise<Float32Array>;
+}
+
+export interface TilingOptions {
+  /** Tile edge in pixels (a multiple of the fuser's multiple), 'auto' (default) or 'off'. */
+  tile?: number | 'auto' | 'off';
+  /** Overlap between neighbouring tiles in pixels (default 64). */
+  overlap?: number;
+  /** With tile 'auto': images above this many pixels are tiled. */
+  autoTilePixels?: number;
+  /** Tile edge used when 'auto' decides to tile. */
+  autoTileSize?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export const DEFAULT_TILE = 512;
+export const DEFAULT_OVERLAP = 64;
+/** Above about 1 MP an untiled UNet pass needs several GB; tile beyond that. */
+export const AUTO_TILE_PIXELS = 1024 * 1024;
+
+export const ceilTo = (v: number, m: number) => Math.ceil(v / m) * m;
+
+/** Reflect-pads [C,h,w] to [C,H,W] (H >= h, W >= w) at the bottom and right (numpy 'reflect'). */
+export function reflectPad(
+  src: Float32Array,
+  c: number,
+  h: number,
+  w: number,
+  H: number,
+  W: number,
+): Float32Array {
+  if (H === h && W === w) return src;
+  return padReflect(
+    { width: w, height: h, channels: c, data: src },
+    { top: 0, left: 0, bottom: H - h, right: W - w },
+  ).data;
+}
+
+/** Copies the window [y0,y0+h) x [x0,x0+w) of every plane of [P,H,W]. */
+export function cropPlanes(
+  src: Float32Array,
+  planes: number,
+  H: number,
+  W: number,
+  y0: number,
+  x0: number,
+  h: number,
+  w: number,
+): Float32Array {
+  if (y0 === 0 && x0 === 0 && h === H && w === W) return src;
+  return cropFloat({ width: W, height: H, channels: planes, data: src }, x0, y0, w, h).data;
+}
+
+/** The tiles an image is fused in; a single whole-image tile when tiling is off or not needed. */
+export function planTiles(
+  height: number,
+  width: number,
+  multiple: number,
+  opts: TilingOptions = {},
+): Tile[] {
+  const overlap = opts.overlap ?? DEFAULT_OVERLAP;
+  let tile = opts.tile ?? 'auto';
+  if (tile === 'auto')
+    tile =
+      height * width > (opts.autoTilePixels ?? AUTO_TILE_PIXELS)
+        ? (opts.autoTileSize ?? DEFAULT_TILE)
+        : 'off';
+  if (tile === 'off' || (height <= tile && width <= tile))
+    return ioPlanTiles(width, height, Math.max(width, height), 0);
+  if (tile % multiple !== 0)
+    throw new FuseError(`tile size ${tile} is not a multiple of ${multiple}`);
+  if (!Number.isInteger(overlap) || overlap < 0 || 2 * overlap >= tile)
+    throw new FuseError(
+      `overlap ${overlap} must be at least 0 and less than half the tile size ${tile}`,
+    );
+  return ioPlanTiles(width, height, tile, overlap);
+}
+
+/**
+ * Fuses one pair of planar images ([1,H,W] IR and [3,H,W] visible, [-1,1]) of any size with
+ * a fuser: pads every tile to the fuser's multiple, crops back, blends the tiles.
+ */
+export async function fusePlanar(
+  ir: FloatImage,
+  vis: FloatImage,
+  fuser: Fuser,
+  opts: TilingOptions = {},
+): Promise<FloatImage> {
+  const { height: H, width: W } = ir;
+  if (vis.height !== H || vis.width !== W)
+    throw new FuseError('fusePlanar: ir and vis sizes differ');
+  if (ir.channels !== 1 || vis.channels !== 3)
+    throw new FuseError('fusePlanar: expects 1-channel ir and 3-channel vis');
+  const m = fuser.multiple;
+  const tiles = planTiles(H, W, m, opts);
+
+  const runTile = async (t: Tile): Promise<Float32Array> => {
+    const th = t.height;
+    const tw = t.width;
+    // A tile is smaller than its padded size only when it spans a whole unaligned axis, so
+    // its window in the padded noise frame is [t.y, t.y + thp) x [t.x, t.x + twp) either way.
+    const thp = ceilTo(th, m);
+    const twp = ceilTo(tw, m);
+    const irT = reflectPad(cropPlanes(ir.data, 1, H, W, t.y, t.x, th, tw), 1, th, tw, thp, twp);
+    const visT = reflectPad(cropPlanes(vis.data, 3, H, W, t.y, t.x, th, tw), 3, th, tw, thp, twp);
+    const noiseT = fuser.noise ? fuser.noise.window(t.y, t.x, thp, twp) : null;
+    const out = await fuser.run(irT, visT, noiseT, thp, twp);
+    return cropPlanes(out, 3, thp, twp, 0, 0, th, tw);
+  };
+
+  if (tiles.length === 1) {
+    const data = await runTile(tiles[0]);
+    opts.onProgress?.(1, 1);
+    return { width: W, height: H, channels: 3, data };
+  }
+  const blender = new TileBlender(W, H, 3);
+  let done = 0;
+  for (const t of tiles) {
+    blender.add(t, await runTile(t));
+    opts.onProgress?.(++done, tiles.length);
+  }
+  return blender.result();
+}
+
+/** Edge of the square noise cells (see the module comment). */
+export const NOISE_CELL = 64;
+
+/** 32-bit mix of a seed and a cell's coordinates (murmur3 finaliser over a running hash). */
+function cellSeed(seed: number, k: number, cy: number, cx: number): number {
+  let h = seed >>> 0;
+  for (const v of [k, cy, cx]) {
+    h = Math.imul(h ^ (v >>> 0), 0x9e3779b1) >>> 0;
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b) >>> 0;
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35) >>> 0;
+    h ^= h >>> 16;
+  }
+  return h >>> 0;
+}
+
+/**
+ * Deterministic noise windows for {@link Fuser.noise}: `normal(seed32, count)` draws `count`
+ * standard normal deviates from a 32-bit seed (the model runtime's generator). The value at
+ * (k, c, y, x) is element `c*64*64 + (y%64)*64 + x%64` of cell (k, y/64, x/64)'s draw.
+ */
+export function cellNoise(
+  seed: number,
+  steps: number,
+  channels: number,
+  normal: (seed32: number, count: number) => Float32Array,
+): (y0: number, x0: number, h: number, w: number) => Float32Array {
+  const S = NOISE_CELL;
+  const cellSize = channels * S * S;
+  return (y0, x0, h, w) => {
+    const hw = h * w;
+    const out = new Float32Array(steps * channels * hw);
+    for (let k = 0; k < steps; k++)
+      for (let cy = Math.floor(y0 / S); cy * S < y0 + h; cy++)
+        for (let cx = Math.floor(x0 / S); cx * S < x0 + w; cx++) {
+          const cell = normal(cellSeed(seed, k, cy, cx), cellSize);
+          const ya = Math.max(y0, cy * S);
+          const yb = Math.min(y0 + h, (cy + 1) * S);
+          const xa = Math.max(x0, cx * S);
+          const xb = Math.min(x0 + w, (cx + 1) * S);
+          for (let c = 0; c < channels; c++) {
+            const o = (k * channels + c) * hw;
+            for (let y = ya; y < yb; y++) {
+              const src = c * S * S + (y - cy * S) * S - cx * S;
+              const dst = o + (y - y0) * w - x0;
+              for (let x = xa; x < xb; x++) out[dst + x] = cell[src + x];
+            }
+          }
+        }
+    return out;
+  };
+}

@@ -1,0 +1,368 @@
+/**
+ * The `dif-fuse` command line: argument parsing, validation of every input before any work,
+ * the batch loop with its progress bar and summary, and one-line errors.
+ */
+import { accessSync, constants, existsSync, mkdirSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { describeUnmatched, scanPairs } from '@dif-fusion/io';
+import { SingleBar } from 'cli-progress';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { FuseError, oneLine } from './errors';
+import { registerEvalCommand } from './eval/index';
+import { fuseImages, type OpenedFuser, openFuser } from './fuse';
+import {
+  OUTPUT_EXTENSIONS,
+  outputFormat,
+  type Planar,
+  readInfrared,
+  readVisible,
+  sideBySide,
+  writeImage,
+} from './images';
+import { BASELINES, METHODS, type Method } from './methods';
+import { AUTO_TILE_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE } from './pipeline';
+
+export interface CliIo {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  /** Progress bar stream; a bar is drawn only on a TTY. */
+  progressStream?: NodeJS.WriteStream;
+}
+
+interface FuseFlags {
+  ir?: string;
+  vis?: string;
+  output?: string;
+  pairs?: string;
+  ext?: string;
+  method: Method;
+  model?: string;
+  seed: number;
+  device: 'auto' | 'cuda' | 'cpu';
+  threads?: number;
+  tile: number | 'auto' | 'off';
+  overlap?: number;
+  sideBySide?: string;
+  quiet?: boolean;
+}
+
+const intArg = (name: string, min: number) => (v: string) => {
+  if (!/^-?\d+$/.test(v.trim())) throw new InvalidArgumentError(`${name} must be an integer`);
+  const n = Number(v);
+  if (n < min) throw new InvalidArgumentError(`${name} must be at least ${min}`);
+  return n;
+};
+
+const tileArg = (v: string): number | 'auto' | 'off' => {
+  if (v === 'auto' || v === 'off') return v;
+  if (!/^\d+$/.test(v))
+    throw new InvalidArgumentError('--tile must be a size in pixels, auto or off');
+  const n = Number(v);
+  if (n < 32 || n % 16 !== 0)
+    throw new InvalidArgumentError('--tile must be a multiple of 16, at least 32');
+  return n;
+};
+
+export function buildProgram(io: CliIo): Command {
+  const program = new Command('dif-fuse');
+  program
+    .description(
+      'Fuse infrared and visible images with a Dif-Fusion ONNX model or a classical baseline.',
+    )
+    .enablePositionalOptions()
+    .showHelpAfterError(false)
+    .configureOutput({
+      writeOut: (s) => io.out(s.replace(/\n$/, '')),
+      writeErr: (s) => io.err(s.replace(/\n$/, '')),
+      outputError: (s, write) => write(`error: ${s.replace(/^error: /, '').trim()}`),
+    })
+    .exitOverride()
+    .option('--ir <file>', 'infrared image (8- or 16-bit; colour IR is averaged to gray)')
+    .option('--vis <file>', 'visible image (RGB or gray)')
+    .option('-o, --output <path>', 'output image (with --ir/--vis) or output folder (with --pairs)')
+    .option(
+      '--pairs <dir>',
+      'fuse every pair of a folder holding ir/ and vi/ (matched by file name)',
+    )
+    .option(
+      '--ext <ext>',
+      `output format in batch mode: ${OUTPUT_EXTENSIONS.join(', ')} (default png)`,
+    )
+    .addOption(
+      new Option('--method <name>', 'fusion method')
+        .choices(METHODS as unknown as string[])
+        .default('model'),
+    )
+    .option('--model <dir>', 'model folder (model.onnx + config.json); default: the shipped model')
+    .option(
+      '--seed <n>',
+      'noise seed: the same inputs and seed give byte-identical output',
+      intArg('--seed', 0),
+      0,
+    )
+    .addOption(
+      new Option('--device <device>', 'ONNX Runtime device')
+        .choices(['auto', 'cuda', 'cpu'])
+        .default('auto'),
+    )
+    .option(
+      '--threads <n>',
+      'CPU threads for ONNX Runtime (default: all cores)',
+      intArg('--threads', 1),
+    )
+    .option(
+      '--tile <size>',
+      `tile edge in pixels (multiple of 16), auto (tile ${DEFAULT_TILE}px above ${AUTO_TILE_PIXELS / 1024 / 1024} MP) or off`,
+      tileArg,
+      'auto',
+    )
+    .option(
+      '--overlap <px>',
+      `overlap between tiles (default ${DEFAULT_OVERLAP})`,
+      intArg('--overlap', 0),
+    )
+    .option(
+      '--side-by-side <file>',
+      'also write fused | visible | infrared side by side (single pair only)',
+    )
+    .option('-q, --quiet', 'no progress bar, provider line or summary')
+    .action(async (flags: FuseFlags) => {
+      await runFuse(flags, io);
+    });
+  registerEvalCommand(program, io);
+  return program;
+}
+
+interface Job {
+  name: string;
+  ir: string;
+  vis: string;
+  out: string;
+}
+
+function fail(msg: string, code = 2): never {
+  throw new FuseError(msg, code);
+}
+
+function checkOutputDir(dir: string): void {
+  try {
+    if (existsSync(dir) && !statSync(dir).isDirectory())
+      fail(`${dir}: output folder is not a folder`, 1);
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+  } catch (err) {
+    if (err instanceof FuseError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    fail(`${dir}: output folder is not writable (${code ?? oneLine(err)})`, 1);
+  }
+}
+
+function real(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return resolve(p);
+  }
+}
+
+function validate(f: FuseFlags): void {
+  const single = f.ir !== undefined || f.vis !== undefined;
+  if (single && f.pairs) fail('--pairs cannot be combined with --ir/--vis');
+  if (!single && !f.pairs)
+    fail('give --ir and --vis (one pair) or --pairs DIR (a folder); see --help');
+  if (single && (!f.ir || !f.vis))
+    fail(`--${f.ir ? 'vis' : 'ir'} is missing: a pair needs both --ir and --vis`);
+  if (!f.output) fail(single ? '-o FILE is required' : '-o DIR is required');
+  if (single && f.ext)
+    fail(
+      '--ext applies to --pairs only; with --ir/--vis the output format comes from the -o extension',
+    );
+  if (f.pairs && f.sideBySide) fail('--side-by-side applies to a single pair (--ir/--vis) only');
+  if (
+    f.ext &&
+    !(OUTPUT_EXTENSIONS as readonly string[]).includes(f.ext.replace(/^\./, '').toLowerCase())
+  )
+    fail(`unsupported --ext ${f.ext}: use ${OUTPUT_EXTENSIONS.join(', ')}`);
+  if (f.method !== 'model' && f.model)
+    fail(`--model applies to --method model only, not ${f.method}`);
+  if (f.tile === 'off' && f.overlap !== undefined)
+    fail('--overlap needs tiling, but --tile is off');
+  if (typeof f.tile === 'number' && f.overlap !== undefined && 2 * f.overlap >= f.tile)
+    fail(`--overlap ${f.overlap} must be less than half the tile size ${f.tile}`);
+  if (typeof f.tile === 'number' && f.overlap === undefined && 2 * DEFAULT_OVERLAP >= f.tile)
+    f.overlap = Math.floor(f.tile / 4);
+}
+
+/** The jobs of a run, with every path checked (inputs exist, outputs writable, no input overwritten). */
+async function planJobs(f: FuseFlags, io: CliIo): Promise<Job[]> {
+  const jobs: Job[] = [];
+  const outDirs: string[] = [];
+  if (f.pairs) {
+    if (!existsSync(f.pairs)) fail(`${f.pairs}: no such folder (--pairs)`, 1);
+    if (!statSync(f.pairs).isDirectory())
+      fail(`${f.pairs}: not a folder (--pairs needs a folder holding ir/ and vi/)`, 1);
+    const outDir = resolve(f.output!);
+    if (existsSync(outDir) && !statSync(outDir).isDirectory())
+      fail(`${outDir}: output folder is not a folder`, 1);
+    const scan = await scanPairs(f.pairs);
+    if (!f.quiet)
+      for (const line of describeUnmatched(scan))
+        io.err(`warning: skipping unmatched files: ${line}`);
+    const ext = (f.ext ?? 'png').replace(/^\./, '').toLowerCase();
+    for (const p of scan.pairs)
+      jobs.push({ name: p.name, ir: p.ir, vis: p.vi, out: join(outDir, `${p.name}.${ext}`) });
+    outDirs.push(outDir);
+  } else {
+    for (const [flag, p] of [
+      ['--ir', f.ir!],
+      ['--vis', f.vis!],
+    ] as const) {
+      if (!existsSync(p)) fail(`${p}: no such file (${flag})`, 1);
+      if (!statSync(p).isFile()) fail(`${p}: not a file (${flag})`, 1);
+    }
+    outputFormat(f.output!);
+    if (f.sideBySide) outputFormat(f.sideBySide);
+    jobs.push({ name: basename(f.ir!), ir: f.ir!, vis: f.vis!, out: resolve(f.output!) });
+    outDirs.push(dirname(resolve(f.output!)));
+    if (f.sideBySide) outDirs.push(dirname(resolve(f.sideBySide)));
+  }
+  // Never overwrite an input (compared after resolving links).
+  const inputs = new Set<string>();
+  for (const j of jobs) {
+    inputs.add(real(j.ir));
+    inputs.add(real(j.vis));
+  }
+  const outs = new Set<string>();
+  for (const j of jobs) {
+    for (const o of [j.out, ...(f.sideBySide ? [resolve(f.sideBySide)] : [])]) {
+      if (inputs.has(real(o)))
+        fail(`${o}: refusing to overwrite an input, choose another output`, 1);
+      if (outs.has(o)) fail(`${o}: two outputs would be written to this file`, 1);
+      outs.add(o);
+    }
+  }
+  for (const d of outDirs) checkOutputDir(d);
+  return jobs;
+}
+
+interface Pair {
+  ir: Planar;
+  vis: Planar;
+}
+
+async function readPair(job: Job): Promise<Pair> {
+  const [ir, vis] = await Promise.all([readInfrared(job.ir), readVisible(job.vis)]);
+  if (ir.height !== vis.height || ir.width !== vis.width)
+    throw new FuseError(
+      `${job.vis}: size mismatch: ${job.ir} is ${ir.width}x${ir.height} but ${job.vis} is ${vis.width}x${vis.height}`,
+    );
+  return { ir, vis };
+}
+
+async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
+  validate(f);
+  const jobs = await planJobs(f, io);
+  // One pair: read and check it before the (slow) model load, so a bad input fails at once.
+  const first = f.pairs ? undefined : await readPair(jobs[0]);
+
+  const fuser: OpenedFuser = await openFuser({
+    method: f.method,
+    model: f.model,
+    device: f.device,
+    threads: f.threads,
+    seed: f.seed,
+  });
+  try {
+    if (!f.quiet && fuser.provider)
+      io.err(`dif-fuse: model ${fuser.modelDir}, provider ${fuser.provider}`);
+    const stream = io.progressStream ?? process.stderr;
+    const useBar = !f.quiet && stream.isTTY === true;
+    const bar = useBar
+      ? new SingleBar({
+          stream,
+          format: ' {bar} {value}/{total} {unit} | {name} | ETA {eta_formatted}',
+          hideCursor: true,
+          clearOnComplete: true,
+        })
+      : null;
+    const tiles = { tile: f.tile, overlap: f.overlap ?? DEFAULT_OVERLAP };
+    const t0 = performance.now();
+    let pixels = 0;
+    const failures: string[] = [];
+    const batch = f.pairs !== undefined;
+    bar?.start(jobs.length, 0, { name: '', unit: batch ? 'images' : 'tiles' });
+    for (const job of jobs) {
+      bar?.update({ name: job.name });
+      try {
+        const { ir, vis } = first ?? (await readPair(job));
+        const fused = await fuseImages(ir, vis, fuser, {
+          ...tiles,
+          onProgress:
+            batch || !bar
+              ? undefined
+              : (d, t) => {
+                  bar.setTotal(t);
+                  bar.update(d);
+                },
+        });
+        await writeImage(job.out, fused);
+        if (f.sideBySide) await writeImage(resolve(f.sideBySide), sideBySide(fused, vis, ir));
+        pixels += fused.width * fused.height;
+      } catch (err) {
+        if (!batch) throw err;
+        failures.push(`${job.name}: ${oneLine(err)}`);
+      }
+      if (batch) bar?.increment(1);
+    }
+    bar?.stop();
+    const secs = (performance.now() - t0) / 1000;
+    const ok = jobs.length - failures.length;
+    for (const m of failures) io.err(`error: ${m}`);
+    if (!f.quiet) {
+      const where = f.pairs ? resolve(f.output!) : jobs[0].out;
+      io.out(
+        `fused ${ok} image${ok === 1 ? '' : 's'} in ${secs.toFixed(2)} s (${(pixels / 1e6 / Math.max(secs, 1e-9)).toFixed(3)} MP/s) -> ${where}`,
+      );
+      if (f.sideBySide)
+        io.out(`side by side (fused | visible | infrared) -> ${resolve(f.sideBySide)}`);
+    }
+    if (failures.length) fail(`${failures.length} of ${jobs.length} pairs failed`, 1);
+  } finally {
+    await fuser.release();
+  }
+}
+
+/** Runs the CLI; resolves to the exit code. Never throws. */
+export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // help/version already printed; errors printed through outputError
+      return err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help'
+        ? 0
+        : 2;
+    }
+    if (err instanceof FuseError) {
+      io.err(`error: ${oneLine(err)}`);
+      return err.exitCode;
+    }
+    io.err(`error: ${oneLine(err)}`);
+    if (process.env.DIF_FUSION_DEBUG) io.err(String((err as Error)?.stack));
+    return 1;
+  }
+}
+
+export function defaultIo(): CliIo {
+  return {
+    out: (s) => process.stdout.write(`${s}\n`),
+    err: (s) => process.stderr.write(`${s}\n`),
+    progressStream: process.stderr,
+  };
+}
+
+export { BASELINES };
