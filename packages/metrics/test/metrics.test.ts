@@ -88,6 +88,43 @@ describe('hand-computed values on tiny images', () => {
     expect(mutualInformation(c, checker, checker)).toBeCloseTo(1, 12);
   });
 
+  it('checkerboard average gradient: one-sided differences at the borders only', () => {
+    // Central differences cancel inside; the 4 corners get |gx| = |gy| = 255, the 8 other
+    // border pixels one of them: (4·255 + 8·255/√2) / ((4-1)(4-1)).
+    expect(averageGradient(checker)).toBeCloseTo((4 * 255 + (8 * 255) / Math.SQRT2) / 9, 10);
+  });
+
+  it('SSIM of two constant images: luminance term only', () => {
+    const a = gray(16, 12, () => 100);
+    const b = gray(16, 12, () => 50);
+    const C1 = 0.01 ** 2;
+    expect(ssimPair(a, b)).toBeCloseTo((2 * 100 * 50 + C1) / (100 ** 2 + 50 ** 2 + C1), 10);
+  });
+
+  it('SCD: F = IR + VIS gives two perfect correlations', () => {
+    const ir = gray(6, 5, (x, y) => 10 * x + 3 * y);
+    const vi = gray(6, 5, (x, y) => ((x + y) % 2) * 40 + y);
+    const f = gray(6, 5, (x, y) => ir.data[y * 6 + x] + vi.data[y * 6 + x]);
+    expect(scd(ir, vi, f)).toBeCloseTo(2, 12);
+  });
+
+  it('Qabf of a ramp fused as itself with a black image (the gA == gF quirk)', () => {
+    // Every edge of F equals the ramp's: orientation term Ta/(1+e^(-22·0.2)); strength term
+    // Tg/(1+e^(15·(G-0.5))) with G = gF (toolkit quirk, gradients ≥ 10 here) = Tg.
+    const black = gray(4, 3, () => 0);
+    expect(qabf(ramp, black, ramp)).toBeCloseTo((0.9994 * 0.9879) / (1 + Math.exp(-4.4)), 12);
+  });
+
+  it('Nabf of a doubled ramp (hand-computed, mirror borders)', () => {
+    // Mirror extension: the two border columns have no gradient (weight 0.001), the two
+    // inner ones gA = 10 (weight 10^1.5) and gF = 20, same orientation, so na = 1 there and
+    // Q = sqrt(Nrg/(1+e^0) · Nra/(1+e^-11)).
+    const f = gray(4, 3, (x) => 20 * x);
+    const q = Math.sqrt((0.9999 / 2) * (0.9995 / (1 + Math.exp(-11))));
+    const w = 10 ** 1.5;
+    expect(nabf(ramp, ramp, f)).toBeCloseTo(((1 - q) * w) / (w + 0.001), 12);
+  });
+
   it('Gaussian windows sum to 1; valid and replicate filtering keep constants', () => {
     const k = gaussian1d(11, 1.5);
     expect(k.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 14);
@@ -217,6 +254,12 @@ describe('colour: rgb2gray, rgb2lab and CIEDE2000', () => {
       channels: 3,
     };
     expect(deltaE({ ...g, channels: 1 }, g3)).toBe(0);
+  });
+
+  it('ΔE between black and white is 100 (ΔL only)', () => {
+    const black: Image8 = { data: new Uint8Array(12), width: 2, height: 2, channels: 3 };
+    const white: Image8 = { data: new Uint8Array(12).fill(255), width: 2, height: 2, channels: 3 };
+    expect(deltaE(white, black)).toBeCloseTo(100, 3);
   });
 
   it('rejects size mismatches', () => {
