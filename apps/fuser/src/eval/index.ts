@@ -45,7 +45,7 @@ export function registerEvalCommand(program: Command, io: EvalIo = {}): Command 
     )
     .requiredOption(
       '--pairs <dir>',
-      'folder holding ir/ and vi/ source images (matched by file stem)',
+      'folder holding ir/ and vi/ (or infrared/ and visible/) source images, matched by file stem',
     )
     .requiredOption(
       '--fused <dir>',

@@ -20,7 +20,7 @@ import { chartPng } from './chart';
 import { type EvalRow, formatTable, type Summary, summarize, toCsv, toJson } from './report';
 
 export interface EvalOptions {
-  /** Folder with ir/ and vi/ (files matched by stem). */
+  /** Folder with ir/ and vi/ (or infrared/ and visible/), files matched by stem. */
   pairs: string;
   /** One or more folders of fused images `<stem>.<ext>`; the method name is the folder's name. */
   fused: string[];
