@@ -2,7 +2,7 @@
  * Where the model lives: `--model DIR`, else $DIF_FUSION_MODEL, else the shipped default
  * model. The default is looked up relative to this package so it works both from the
  * repository checkout (<repo>/models/default) and from an installed package
- * (<package>/models/default, copied in by `prepack`).
+ * (<package>/models/default, copied in by the package's `prepack` script).
  */
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -11,10 +11,18 @@ import { FuseError } from './errors';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // <package>/dist or <package>/src
 
-/** Candidate locations of the shipped default model, most specific first. */
+/**
+ * Candidate locations of the shipped default model: in a repository checkout (this package
+ * at <repo>/apps/fuser, next to pnpm-workspace.yaml) <repo>/models/default, which a stale
+ * packed copy must not shadow; then the copy inside the package (an installed package).
+ */
 export function defaultModelCandidates(): string[] {
   const pkg = resolve(HERE, '..');
-  return [join(pkg, 'models', 'default'), resolve(pkg, '..', '..', 'models', 'default')];
+  const repo = resolve(pkg, '..', '..');
+  const inPackage = join(pkg, 'models', 'default');
+  return existsSync(join(repo, 'pnpm-workspace.yaml'))
+    ? [join(repo, 'models', 'default'), inPackage]
+    : [inPackage];
 }
 
 export function resolveModelDir(flag: string | undefined): { dir: string; source: string } {

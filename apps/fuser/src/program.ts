@@ -46,12 +46,15 @@ interface FuseFlags {
   quiet?: boolean;
 }
 
-const intArg = (name: string, min: number) => (v: string) => {
-  if (!/^-?\d+$/.test(v.trim())) throw new InvalidArgumentError(`${name} must be an integer`);
-  const n = Number(v);
-  if (n < min) throw new InvalidArgumentError(`${name} must be at least ${min}`);
-  return n;
-};
+const intArg =
+  (name: string, min: number, max = 2 ** 32 - 1) =>
+  (v: string) => {
+    if (!/^-?\d+$/.test(v.trim())) throw new InvalidArgumentError(`${name} must be an integer`);
+    const n = Number(v);
+    if (n < min) throw new InvalidArgumentError(`${name} must be at least ${min}`);
+    if (n > max) throw new InvalidArgumentError(`${name} must be at most ${max}`);
+    return n;
+  };
 
 const tileArg = (v: string): number | 'auto' | 'off' => {
   if (v === 'auto' || v === 'off') return v;
@@ -108,7 +111,7 @@ export function buildProgram(io: CliIo): Command {
     .option(
       '--threads <n>',
       'CPU threads for ONNX Runtime (default: all cores)',
-      intArg('--threads', 1),
+      intArg('--threads', 1, 1024),
     )
     .option(
       '--tile <size>',
@@ -126,6 +129,20 @@ export function buildProgram(io: CliIo): Command {
       'also write fused | visible | infrared side by side (single pair only)',
     )
     .option('-q, --quiet', 'no progress bar, provider line or summary')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Examples:',
+        '  dif-fuse --ir ir.png --vis vis.jpg -o fused.png --side-by-side compare.png',
+        '  dif-fuse --pairs data/test -o out/fused --ext jpg      (data/test holds ir/ and vi/)',
+        '  dif-fuse --pairs data/test -o out/ycbcr-max --method ycbcr-max',
+        '  dif-fuse eval --pairs data/test --fused out/fused --fused out/ycbcr-max',
+        '',
+        'The output format follows the -o extension (png, jpg, tif, webp, bmp). Inputs are never',
+        'overwritten. The same inputs, model and --seed give byte-identical output.',
+      ].join('\n'),
+    )
     .action(async (flags: FuseFlags) => {
       await runFuse(flags, io);
     });
