@@ -1,0 +1,47 @@
+/** The `config.json` of a fusion model folder (written by export, read by the runtime). */
+
+export const MODEL_FORMAT = 'dif-fusion-model';
+export const MODEL_FORMAT_VERSION = 1;
+
+export interface Provenance {
+  /** What the weights are: checkpoint paths and steps, or "random-init". */
+  source?: string;
+  ddpm_checkpoint?: string;
+  ddpm_step?: number;
+  head_checkpoint?: string;
+  head_step?: number;
+  [key: string]: unknown;
+}
+
+export interface FusionModelConfig {
+  format: typeof MODEL_FORMAT;
+  format_version: number;
+  /** UNet config JSON (as the unet package writes it). */
+  unet: Record<string, unknown>;
+  /** Fusion head config JSON (as the fusion-head package writes it). */
+  head: Record<string, unknown>;
+  /** Diffusion time steps, in the order of the `noise` input's first axis. */
+  time_steps: number[];
+  /** Continuous noise level sqrt(alpha_cumprod) used at each time step. */
+  noise_levels: number[];
+  /** How the levels were chosen (e.g. "midpoint"), and the schedule they came from. */
+  noise_level_rule: string;
+  beta_schedule: Record<string, unknown> | null;
+  head_mode: 'reference' | 'full';
+  /** Seed of the random weights (random-init exports) or null. */
+  seed: number | null;
+  /** Height and width must be multiples of this (pad to it). */
+  size_multiple: number;
+  /** Reversed decoder feature indices the graph computes (the rest is pruned). */
+  feature_indices: number[];
+  inputs: {
+    ir: string;
+    vis: string;
+    noise: string;
+  };
+  output: string;
+  opset: number;
+  external_data: boolean;
+  provenance: Provenance;
+  created: string;
+}

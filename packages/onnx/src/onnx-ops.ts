@@ -1,0 +1,222 @@
+/**
+ * `Ops` realised as ONNX nodes (NCHW) appended to a GraphBuilder: running a network's
+ * forward code with an OnnxOps instance writes its graph. Parameters become initializers
+ * holding the PyTorch-layout weights unchanged (ONNX Conv/Gemm use the same layouts).
+ */
+import type { Ops, TorchWeightsLike } from '@dif-fusion/nn';
+import { attr, type GraphBuilder, type Value } from './graph';
+
+export type { TorchTensor, TorchWeights, TorchWeightsLike } from '@dif-fusion/nn';
+
+export interface OnnxOpsOptions {
+  /** Prefix for initializer names (e.g. `unet.`), to keep several networks apart. */
+  prefix?: string;
+  /**
+   * GroupNorm realisation: 'instancenorm' (Reshape -> InstanceNormalization -> Reshape ->
+   * affine; fast on ORT CPU) or 'reduce' (ReduceMean / Sub / Mul / Sqrt chain).
+   */
+  groupNorm?: 'instancenorm' | 'reduce';
+}
+
+export class OnnxOps implements Ops<Value> {
+  readonly kind = 'onnx' as const;
+  readonly training = false;
+  private readonly prefix: string;
+  private readonly gnMode: 'instancenorm' | 'reduce';
+  private readonly params = new Map<string, Value>();
+  /** Reshaped [C,1,1] views of per-channel parameters (GroupNorm affine). */
+  private readonly channelViews = new Map<Value, Value>();
+
+  constructor(
+    readonly g: GraphBuilder,
+    private readonly weights: TorchWeightsLike,
+    options: OnnxOpsOptions = {},
+  ) {
+    this.prefix = options.prefix ?? '';
+    this.gnMode = options.groupNorm ?? 'instancenorm';
+  }
+
+  param(name: string): Value {
+    const hit = this.params.get(name);
+    if (hit) return hit;
+    const w = this.weights.get(name);
+    if (!w) throw new Error(`missing weight ${name}`);
+    const data = w.data instanceof Float32Array ? w.data : Float32Array.from(w.data);
+    const v = this.g.initializer(`${this.prefix}${name}`, w.shape.slice(), data);
+    this.params.set(name, v);
+    return v;
+  }
+
+  conv2d(
+    x: Value,
+    weight: Value,
+    bias: Value | null,
+    options: { stride?: number; padding?: number } = {},
+  ): Value {
+    const s = options.stride ?? 1;
+    const p = options.padding ?? 0;
+    const inputs = bias ? [x, weight, bias] : [x, weight];
+    return this.g.node('Conv', inputs, {
+      strides: attr.ints([s, s]),
+      pads: attr.ints([p, p, p, p]),
+      dilations: attr.ints([1, 1]),
+      group: attr.int(1),
+    });
+  }
+
+  linear(x: Value, weight: Value, bias: Value | null): Value {
+    const inputs = bias ? [x, weight, bias] : [x, weight];
+    return this.g.node('Gemm', inputs, { transB: attr.int(1) });
+  }
+
+  private channelView(p: Value): Value {
+    let v = this.channelViews.get(p);
+    if (!v) {
+      v = this.g.node('Unsqueeze', [p, this.g.constI64([1, 2])]);
+      this.channelViews.set(p, v);
+    }
+    return v;
+  }
+
+  groupNorm(x: Value, groups: number, weight: Value, bias: Value, eps = 1e-5): Value {
+    const g = this.g;
+    const grouped = g.node('Reshape', [x, g.constI64([0, groups, -1])]);
+    let normed: Value;
+    if (this.gnMode === 'instancenorm') {
+      // InstanceNormalization over [N, G, L] normalises each (n, g) row: exactly GroupNorm
+      // before its affine part.
+      normed = g.node(
+        'InstanceNormalization',
+        [
+          grouped,
+          g.constF32(new Float32Array(groups).fill(1)),
+          g.constF32(new Float32Array(groups)),
+        ],
+        { epsilon: attr.float(eps) },
+      );
+    } else {
+      const axes = { axes: attr.ints([2]), keepdims: attr.int(1) };
+      const mean = g.node('ReduceMean', [grouped], axes);
+      const d = g.node('Sub', [grouped, mean]);
+      const variance = g.node('ReduceMean', [g.node('Mul', [d, d])], axes);
+      const std = g.node('Sqrt', [g.node('Add', [variance, g.constF32([eps], [])])]);
+      normed = g.node('Div', [d, std]);
+    }
+    const back = g.node('Reshape', [normed, g.node('Shape', [x])]);
+    return g.node('Add', [g.node('Mul', [back, this.channelView(weight)]), this.channelView(bias)]);
+  }
+
+  add(a: Value, b: Value): Value {
+    return this.g.node('Add', [a, b]);
+  }
+  mul(a: Value, b: Value): Value {
+    return this.g.node('Mul', [a, b]);
+  }
+  max(a: Value, b: Value): Value {
+    return this.g.node('Max', [a, b]);
+  }
+  scale(x: Value, s: number): Value {
+    if (s === 1) return x;
+    return this.g.node('Mul', [x, this.g.constF32([s], [])]);
+  }
+  axpby(a: number, x: Value, b: number, y: Value): Value {
+    return this.g.node('Add', [this.scale(x, a), this.scale(y, b)]);
+  }
+  swish(x: Value): Value {
+    return this.g.node('Mul', [x, this.g.node('Sigmoid', [x])]);
+  }
+  relu(x: Value): Value {
+    return this.g.node('Relu', [x]);
+  }
+  leakyRelu(x: Value, slope: number): Value {
+    return this.g.node('LeakyRelu', [x], { alpha: attr.float(slope) });
+  }
+  sigmoid(x: Value): Value {
+    return this.g.node('Sigmoid', [x]);
+  }
+  tanh(x: Value): Value {
+    return this.g.node('Tanh', [x]);
+  }
+  dropout(x: Value, _rate: number): Value {
+    return x; // inference graph
+  }
+
+  addChannel(x: Value, v: Value): Value {
+    return this.g.node('Add', [x, this.g.node('Unsqueeze', [v, this.g.constI64([2, 3])])]);
+  }
+  mulChannel(x: Value, v: Value): Value {
+    return this.g.node('Mul', [x, this.g.node('Unsqueeze', [v, this.g.constI64([2, 3])])]);
+  }
+  mulSpatial(x: Value, s: Value): Value {
+    return this.g.node('Mul', [x, s]);
+  }
+  sliceFeatures(v: Value, start: number, end: number): Value {
+    const g = this.g;
+    return g.node('Slice', [v, g.constI64([start]), g.constI64([end]), g.constI64([1])]);
+  }
+  concatChannels(xs: Value[]): Value {
+    if (xs.length === 1) return xs[0];
+    return this.g.node('Concat', xs, { axis: attr.int(1) });
+  }
+  meanSpatial(x: Value): Value {
+    return this.g.node('ReduceMean', [x], { axes: attr.ints([2, 3]), keepdims: attr.int(0) });
+  }
+  upsampleNearest2x(x: Value): Value {
+    const g = this.g;
+    return g.node('Resize', [x, '', g.constF32([1, 1, 2, 2])], {
+      mode: attr.string('nearest'),
+      coordinate_transformation_mode: attr.string('asymmetric'),
+      nearest_mode: attr.string('floor'),
+    });
+  }
+  upsampleBilinear2x(x: Value): Value {
+    const g = this.g;
+    return g.node('Resize', [x, '', g.constF32([1, 1, 2, 2])], {
+      mode: attr.string('linear'),
+      coordinate_transformation_mode: attr.string('align_corners'),
+    });
+  }
+
+  selfAttention(qkv: Value, nHead: number): Value {
+    const g = this.g;
+    // qkv [N, 3C, H, W]; C is not known statically here, so derive everything from shapes:
+    // view as [N, nHead, 3, hd, HW] (channel = head*3hd + part*hd + j).
+    const shape = g.node('Shape', [qkv]);
+    const n = g.node('Slice', [shape, g.constI64([0]), g.constI64([1]), g.constI64([0])]);
+    const c3 = g.node('Slice', [shape, g.constI64([1]), g.constI64([2]), g.constI64([0])]);
+    const hw = g.node('Slice', [shape, g.constI64([2]), g.constI64([4]), g.constI64([0])]);
+    const hwProd = g.node('ReduceProd', [hw], { keepdims: attr.int(1) });
+    const hd = g.node('Div', [c3, g.constI64([3 * nHead])]);
+    const view = g.node('Concat', [n, g.constI64([nHead, 3]), hd, hwProd], { axis: attr.int(0) });
+    const r = g.node('Reshape', [qkv, view]); // [N, nH, 3, hd, HW]
+    const part = (i: number) => g.node('Gather', [r, g.constI64([i], [])], { axis: attr.int(2) }); // [N, nH, hd, HW]
+    const q = part(0);
+    const k = part(1);
+    const v = part(2);
+    // scores[hw, yx] = sum_c q[c, hw] k[c, yx] / sqrt(C), C = 3C/3 channels in total.
+    const c = g.node('Div', [c3, g.constI64([3])]);
+    const invSqrtC = g.node('Reciprocal', [
+      g.node('Sqrt', [g.node('Cast', [c], { to: attr.int(1) })]),
+    ]);
+    // Scale q (HW x hd values) rather than the scores (HW x HW).
+    const qT = g.node('Transpose', [g.node('Mul', [q, invSqrtC])], {
+      perm: attr.ints([0, 1, 3, 2]),
+    }); // [N, nH, HW, hd]
+    const scores = g.node('MatMul', [qT, k]); // [N, nH, HW, HW]
+    const attn = g.node('Softmax', [scores], { axis: attr.int(-1) });
+    const vT = g.node('Transpose', [v], { perm: attr.ints([0, 1, 3, 2]) }); // [N, nH, HW, hd]
+    const outT = g.node('MatMul', [attn, vT]); // [N, nH, HW, hd]
+    const out = g.node('Transpose', [outT], { perm: attr.ints([0, 1, 3, 2]) }); // [N, nH, hd, HW]
+    const outShape = g.node('Concat', [n, c, hw], { axis: attr.int(0) });
+    return g.node('Reshape', [out, outShape]);
+  }
+
+  positionalEncoding(level: Value, dim: number): Value {
+    const g = this.g;
+    const count = Math.floor(dim / 2);
+    const freqs = new Float32Array(count);
+    for (let k = 0; k < count; k++) freqs[k] = Math.exp(-Math.log(1e4) * (k / count));
+    const enc = g.node('Mul', [level, g.constF32(freqs, [1, count])]); // [N, count]
+    return g.node('Concat', [g.node('Sin', [enc]), g.node('Cos', [enc])], { axis: attr.int(1) });
+  }
+}

@@ -1,0 +1,238 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { attr, GraphBuilder } from './graph';
+import { MODEL_FORMAT } from './model-config';
+import { fusionNoise, loadFusionModel, ModelFolderError, readModelConfig } from './runtime';
+import { OnnxRuntimeError, openSession, runFloat } from './session';
+import { randn } from './test-utils';
+import { writeModelFolder } from './write';
+
+const root = mkdtempSync(join(tmpdir(), 'dif-onnx-rt-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/**
+ * A stand-in fusion graph with the real interface: fused = tanh(vis + ir + mean_k(noise)[:, :3]).
+ * Small and exact, so the runtime plumbing is tested without the UNet.
+ */
+function toyModel(options: { external?: boolean; inputNames?: string[] } = {}) {
+  const g = new GraphBuilder('toy');
+  const [irName, visName, noiseName] = options.inputNames ?? ['ir', 'vis', 'noise'];
+  const ir = g.input(irName, ['N', 1, 'H', 'W']);
+  const vis = g.input(visName, ['N', 3, 'H', 'W']);
+  const noise = g.input(noiseName, ['K', 'N', 4, 'H', 'W']);
+  const meanK = g.node('ReduceMean', [noise], { axes: attr.ints([0]), keepdims: attr.int(0) });
+  const n3 = g.node('Slice', [meanK, g.constI64([0]), g.constI64([3]), g.constI64([1])]);
+  // A weight big enough to be stored externally (>= 1 KiB) that is all ones.
+  const ones = g.initializer('w', [1, 3, 1, 1], new Float32Array(3).fill(1));
+  const big = g.initializer('big', [512], new Float32Array(512));
+  const bigSum = g.node('ReduceSum', [big], { keepdims: attr.int(0) }); // 0
+  const sum = g.node('Add', [g.node('Add', [g.node('Mul', [vis, ones]), ir]), n3]);
+  g.output(g.node('Tanh', [g.node('Add', [sum, bigSum])]), 'fused', ['N', 3, 'H', 'W']);
+  return g.serialize({ externalData: options.external ? 'always' : 'never' });
+}
+
+const config = (extra: Record<string, unknown> = {}) => ({
+  format: MODEL_FORMAT,
+  format_version: 1,
+  unet: {},
+  head: {},
+  time_steps: [5, 50],
+  noise_levels: [0.99, 0.9],
+  noise_level_rule: 'midpoint',
+  beta_schedule: null,
+  head_mode: 'reference',
+  seed: null,
+  size_multiple: 16,
+  feature_indices: [],
+  inputs: { ir: '[N,1,H,W]', vis: '[N,3,H,W]', noise: '[K,N,4,H,W]' },
+  output: '[N,3,H,W]',
+  opset: 17,
+  external_data: false,
+  provenance: { source: 'test' },
+  created: new Date(0).toISOString(),
+  ...extra,
+});
+
+function expected(
+  ir: Float32Array,
+  vis: Float32Array,
+  noise: Float32Array,
+  n: number,
+  k: number,
+  px: number,
+) {
+  const out = new Float32Array(n * 3 * px);
+  for (let b = 0; b < n; b++)
+    for (let c = 0; c < 3; c++)
+      for (let p = 0; p < px; p++) {
+        let m = 0;
+        for (let t = 0; t < k; t++) m += noise[((t * n + b) * 4 + c) * px + p];
+        out[(b * 3 + c) * px + p] = Math.tanh(vis[(b * 3 + c) * px + p] + ir[b * px + p] + m / k);
+      }
+  return out;
+}
+
+describe('runtime: model folders and sessions', () => {
+  it('loads a folder, reports the provider, fuses several calls on one warm session', async () => {
+    const dir = join(root, 'ok');
+    writeModelFolder(dir, toyModel(), config());
+    const model = await loadFusionModel(dir, { device: 'cpu', threads: 1 });
+    expect(model.provider).toBe('cpu');
+    expect(model.config.time_steps).toEqual([5, 50]);
+    for (const [n, h, w] of [
+      [1, 16, 32],
+      [2, 32, 16],
+    ]) {
+      const px = h * w;
+      const ir = randn([n * px], 1);
+      const vis = randn([n * 3 * px], 2);
+      const noise = fusionNoise(7, { k: 2, n, height: h, width: w });
+      const fused = await model.fuse({ ir, vis, noise, n, height: h, width: w });
+      expect(fused.length).toBe(n * 3 * px);
+      const want = expected(ir, vis, noise, n, 2, px);
+      let err = 0;
+      for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(fused[i] - want[i]));
+      expect(err).toBeLessThan(1e-5);
+    }
+    await expect(
+      model.fuse({
+        ir: new Float32Array(10),
+        vis: new Float32Array(30),
+        noise: new Float32Array(80),
+        n: 1,
+        height: 10,
+        width: 1,
+      }),
+    ).rejects.toThrow(/multiples of 16/);
+    await expect(
+      model.fuse({
+        ir: new Float32Array(256),
+        vis: new Float32Array(768),
+        noise: new Float32Array(10),
+        n: 1,
+        height: 16,
+        width: 16,
+      }),
+    ).rejects.toThrow(/noise has 10 values, expected 2048/);
+    await model.release();
+  });
+
+  it('auto falls back to CPU when CUDA is not available', async () => {
+    const dir = join(root, 'auto');
+    writeModelFolder(dir, toyModel(), config());
+    const model = await loadFusionModel(dir, { device: 'auto' });
+    expect(['cpu', 'cuda']).toContain(model.provider);
+    await model.release();
+  });
+
+  it('--device cuda fails with one clear line when CUDA is unavailable', async () => {
+    const { model } = toyModel();
+    let err: unknown = null;
+    try {
+      const s = await openSession(model, { device: 'cuda' });
+      await s.session.release();
+    } catch (e) {
+      err = e;
+    }
+    if (err === null) return; // a machine with working CUDA: nothing to check
+    expect(err).toBeInstanceOf(OnnxRuntimeError);
+    const msg = (err as Error).message;
+    expect(msg).not.toContain('\n');
+    expect(msg).toMatch(/^CUDA is unavailable for ONNX Runtime \(.+\); .*--device cpu$/);
+  });
+
+  it('external data: model.onnx + model.onnx.data load and give the same result', async () => {
+    const dir = join(root, 'ext');
+    const m = toyModel({ external: true });
+    expect(m.externalData).not.toBeNull();
+    writeModelFolder(dir, m, config({ external_data: true }));
+    expect(readFileSync(join(dir, 'model.onnx.data')).byteLength).toBeGreaterThanOrEqual(2048);
+    const model = await loadFusionModel(dir, { device: 'cpu' });
+    const n = 1;
+    const px = 16 * 16;
+    const ir = randn([px], 3);
+    const vis = randn([3 * px], 4);
+    const noise = fusionNoise(1, { k: 2, n, height: 16, width: 16 });
+    const fused = await model.fuse({ ir, vis, noise, n, height: 16, width: 16 });
+    const want = expected(ir, vis, noise, n, 2, px);
+    for (let i = 0; i < want.length; i += 97) expect(fused[i]).toBeCloseTo(want[i], 5);
+    await model.release();
+  });
+
+  it('one-line errors for invalid folders', async () => {
+    const oneLine = (f: () => unknown, re: RegExp) => {
+      let err: Error | null = null;
+      try {
+        f();
+      } catch (e) {
+        err = e as Error;
+      }
+      expect(err).toBeInstanceOf(ModelFolderError);
+      expect(err!.message).not.toContain('\n');
+      expect(err!.message).toMatch(re);
+    };
+    oneLine(() => readModelConfig(join(root, 'nope')), /does not exist$/);
+    const empty = join(root, 'empty');
+    writeModelFolder(empty, toyModel(), config());
+    rmSync(join(empty, 'model.onnx'));
+    oneLine(() => readModelConfig(empty), /model\.onnx is missing$/);
+    const noCfg = join(root, 'nocfg');
+    writeModelFolder(noCfg, toyModel(), config());
+    rmSync(join(noCfg, 'config.json'));
+    oneLine(() => readModelConfig(noCfg), /config\.json is missing$/);
+    const badJson = join(root, 'badjson');
+    writeModelFolder(badJson, toyModel(), config());
+    writeFileSync(join(badJson, 'config.json'), '{"format": ');
+    oneLine(() => readModelConfig(badJson), /config\.json is not valid JSON/);
+    const other = join(root, 'other');
+    writeModelFolder(other, toyModel(), { hello: 1 });
+    oneLine(() => readModelConfig(other), /not a dif-fusion model config/);
+    const levels = join(root, 'levels');
+    writeModelFolder(levels, toyModel(), config({ noise_levels: [0.5] }));
+    oneLine(() => readModelConfig(levels), /noise_levels/);
+
+    // Not an ONNX file at all.
+    const garbage = join(root, 'garbage');
+    writeModelFolder(garbage, toyModel(), config());
+    writeFileSync(join(garbage, 'model.onnx'), 'not a model');
+    const e1 = await loadFusionModel(garbage, { device: 'cpu' }).catch((e) => e);
+    expect(e1).toBeInstanceOf(ModelFolderError);
+    expect(e1.message).not.toContain('\n');
+    expect(e1.message).toMatch(/model\.onnx does not load/);
+
+    // An ONNX model with the wrong inputs.
+    const wrong = join(root, 'wrong');
+    writeModelFolder(wrong, toyModel({ inputNames: ['a', 'b', 'c'] }), config());
+    const e2 = await loadFusionModel(wrong, { device: 'cpu' }).catch((e) => e);
+    expect(e2).toBeInstanceOf(ModelFolderError);
+    expect(e2.message).toMatch(/has inputs \[a, b, c\].*expected inputs \[ir, vis, noise\]/);
+  });
+
+  it('fusionNoise is deterministic per seed and shape', () => {
+    const a = fusionNoise(42, { k: 3, n: 1, height: 16, width: 16 });
+    const b = fusionNoise(42, { k: 3, n: 1, height: 16, width: 16 });
+    const c = fusionNoise(43, { k: 3, n: 1, height: 16, width: 16 });
+    expect(a.length).toBe(3 * 4 * 256);
+    expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer))).toBe(true);
+    expect(Buffer.from(a.buffer).equals(Buffer.from(c.buffer))).toBe(false);
+    let m = 0;
+    let v = 0;
+    for (const x of a) m += x / a.length;
+    for (const x of a) v += (x - m) ** 2 / a.length;
+    expect(Math.abs(m)).toBeLessThan(0.1);
+    expect(Math.abs(v - 1)).toBeLessThan(0.1);
+  });
+
+  it('runFloat works on in-memory models', async () => {
+    const { session } = await openSession(toyModel().model, { device: 'cpu', threads: 1 });
+    const out = await runFloat(session, {
+      ir: { data: new Float32Array(256), dims: [1, 1, 16, 16] },
+      vis: { data: new Float32Array(768), dims: [1, 3, 16, 16] },
+      noise: { data: new Float32Array(2048), dims: [2, 1, 4, 16, 16] },
+    });
+    expect(out.fused.dims).toEqual([1, 3, 16, 16]);
+    await session.release();
+  });
+});

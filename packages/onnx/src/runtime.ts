@@ -1,0 +1,192 @@
+/**
+ * Fusion model folders at run time: validation with one-line errors, a warm ORT session
+ * reused across calls, and the deterministic noise a seed stands for.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Rng } from '@dif-fusion/schedules';
+import { type FusionModelConfig, MODEL_FORMAT } from './model-config';
+import { type Device, OnnxRuntimeError, openSession, ort } from './session';
+
+export { OnnxRuntimeError } from './session';
+
+/** A problem with a model folder; `message` is one line naming the folder. */
+export class ModelFolderError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelFolderError';
+  }
+}
+
+export const MODEL_FILE = 'model.onnx';
+export const CONFIG_FILE = 'config.json';
+
+/**
+ * Check a model folder before ONNX Runtime sees it and return its config: the folder and
+ * both files exist, config.json parses and has the fields the runtime needs.
+ */
+export function readModelConfig(dir: string): FusionModelConfig {
+  const d = resolve(dir);
+  const bad = (why: string): never => {
+    throw new ModelFolderError(`model folder ${d} is invalid: ${why}`);
+  };
+  if (!existsSync(d)) throw new ModelFolderError(`model folder ${d} does not exist`);
+  if (!statSync(d).isDirectory()) throw new ModelFolderError(`model folder ${d} is not a folder`);
+  for (const f of [MODEL_FILE, CONFIG_FILE]) if (!existsSync(join(d, f))) bad(`${f} is missing`);
+  let json: any;
+  try {
+    json = JSON.parse(readFileSync(join(d, CONFIG_FILE), 'utf8'));
+  } catch (e) {
+    bad(`${CONFIG_FILE} is not valid JSON (${(e as Error).message.split('\n')[0]})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    bad(`${CONFIG_FILE} is not a JSON object`);
+  if (json.format !== MODEL_FORMAT)
+    bad(
+      `${CONFIG_FILE} is not a dif-fusion model config (format is ${JSON.stringify(json.format)}, expected "${MODEL_FORMAT}")`,
+    );
+  const steps = json.time_steps;
+  if (
+    !Array.isArray(steps) ||
+    steps.length === 0 ||
+    !steps.every((t: unknown) => Number.isInteger(t))
+  )
+    bad(`${CONFIG_FILE}: time_steps must be a non-empty list of integers`);
+  const levels = json.noise_levels;
+  if (
+    !Array.isArray(levels) ||
+    levels.length !== steps.length ||
+    !levels.every((l: unknown) => typeof l === 'number' && l > 0 && l <= 1)
+  )
+    bad(`${CONFIG_FILE}: noise_levels must hold one level in (0, 1] per time step`);
+  if (typeof json.unet !== 'object' || json.unet === null)
+    bad(`${CONFIG_FILE}: unet config missing`);
+  if (typeof json.head !== 'object' || json.head === null)
+    bad(`${CONFIG_FILE}: head config missing`);
+  if (!Number.isInteger(json.size_multiple) || json.size_multiple < 1)
+    bad(`${CONFIG_FILE}: size_multiple must be a positive integer`);
+  return json as FusionModelConfig;
+}
+
+export interface FuseInput {
+  /** Infrared, planar [n, 1, height, width], in [-1, 1]. */
+  ir: Float32Array;
+  /** Visible, planar [n, 3, height, width], in [-1, 1]. */
+  vis: Float32Array;
+  /** Gaussian noise [K, n, 4, height, width] (see `fusionNoise`). */
+  noise: Float32Array;
+  n: number;
+  height: number;
+  width: number;
+}
+
+export interface FusionModel {
+  readonly dir: string;
+  readonly config: FusionModelConfig;
+  /** The execution provider that actually runs the graph. */
+  readonly provider: 'cuda' | 'cpu';
+  /** Fused image, planar [n, 3, height, width] in [-1, 1]. */
+  fuse(input: FuseInput): Promise<Float32Array>;
+  /** Free the session. */
+  release(): Promise<void>;
+}
+
+export interface LoadOptions {
+  device?: Device;
+  /** CPU intra-op threads (default: ORT's choice). */
+  threads?: number;
+}
+
+const EXPECTED_INPUTS = ['ir', 'vis', 'noise'];
+
+/** Open a model folder: validate it, create one warm session (CUDA or CPU). */
+export async function loadFusionModel(
+  dir: string,
+  options: LoadOptions = {},
+): Promise<FusionModel> {
+  const d = resolve(dir);
+  const config = readModelConfig(d);
+  let opened: Awaited<ReturnType<typeof openSession>>;
+  try {
+    opened = await openSession(join(d, MODEL_FILE), options);
+  } catch (e) {
+    if (e instanceof OnnxRuntimeError && /could not load the model/.test(e.message))
+      throw new ModelFolderError(
+        `model folder ${d} is invalid: ${MODEL_FILE} ${e.message.replace(/^ONNX Runtime could not load the model: /, 'does not load: ')}`,
+      );
+    throw e;
+  }
+  const { session, provider } = opened;
+  const inputs = session.inputNames.slice().sort();
+  if (
+    inputs.join(',') !== EXPECTED_INPUTS.slice().sort().join(',') ||
+    !session.outputNames.includes('fused')
+  ) {
+    await session.release();
+    throw new ModelFolderError(
+      `model folder ${d} is invalid: ${MODEL_FILE} has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], expected inputs [ir, vis, noise] and output fused`,
+    );
+  }
+  const k = config.time_steps.length;
+  const multiple = config.size_multiple;
+  let released = false;
+  return {
+    dir: d,
+    config,
+    provider,
+    async fuse(input: FuseInput): Promise<Float32Array> {
+      if (released) throw new OnnxRuntimeError('fuse() called after release()');
+      const { n, height: h, width: w } = input;
+      for (const [name, v] of [
+        ['n', n],
+        ['height', h],
+        ['width', w],
+      ] as const)
+        if (!Number.isInteger(v) || v < 1)
+          throw new RangeError(`fuse: ${name} must be a positive integer, got ${v}`);
+      if (h % multiple !== 0 || w % multiple !== 0)
+        throw new RangeError(
+          `fuse: height and width must be multiples of ${multiple}, got ${h}x${w} (pad first)`,
+        );
+      const px = h * w;
+      const want = (name: string, arr: Float32Array, len: number, shape: string) => {
+        if (!(arr instanceof Float32Array))
+          throw new TypeError(`fuse: ${name} must be a Float32Array`);
+        if (arr.length !== len)
+          throw new RangeError(
+            `fuse: ${name} has ${arr.length} values, expected ${len} (${shape})`,
+          );
+      };
+      want('ir', input.ir, n * px, `[${n},1,${h},${w}]`);
+      want('vis', input.vis, n * 3 * px, `[${n},3,${h},${w}]`);
+      want('noise', input.noise, k * n * 4 * px, `[${k},${n},4,${h},${w}]`);
+      const feeds = {
+        ir: new ort.Tensor('float32', input.ir, [n, 1, h, w]),
+        vis: new ort.Tensor('float32', input.vis, [n, 3, h, w]),
+        noise: new ort.Tensor('float32', input.noise, [k, n, 4, h, w]),
+      };
+      const out = await session.run(feeds);
+      const fused = out.fused;
+      // onnxruntime-node hands back a fresh JS-owned buffer per run: no copy needed.
+      return fused.data as Float32Array;
+    },
+    async release(): Promise<void> {
+      if (released) return;
+      released = true;
+      await session.release();
+    },
+  };
+}
+
+/**
+ * The noise a seed stands for: `[K, n, 4, height, width]` standard normal deviates from the
+ * project Rng (xoshiro128** + Marsaglia polar), in row-major order. Same seed and shape,
+ * same noise, on every platform.
+ */
+export function fusionNoise(
+  seed: number,
+  shape: { k: number; n: number; height: number; width: number },
+): Float32Array {
+  const { k, n, height, width } = shape;
+  return new Rng(seed).normalArray(k * n * 4 * height * width);
+}

@@ -1,0 +1,110 @@
+/**
+ * ONNX Runtime session helpers: execution-provider choice (auto | cuda | cpu) with one-line
+ * errors, session options tuned for this workload, and small run helpers.
+ */
+import ort from 'onnxruntime-node';
+
+export type Device = 'auto' | 'cuda' | 'cpu';
+
+export interface SessionOptions {
+  device?: Device;
+  /** Intra-op threads for the CPU provider (default: ORT's choice, one per physical core). */
+  threads?: number;
+}
+
+export interface OpenedSession {
+  session: ort.InferenceSession;
+  /** The execution provider that actually runs the graph. */
+  provider: 'cuda' | 'cpu';
+}
+
+/** Raised for problems a user can fix; `message` is one line. */
+export class OnnxRuntimeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OnnxRuntimeError';
+  }
+}
+
+function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return (msg.split('\n').find((l) => l.trim() !== '') ?? msg).trim();
+}
+
+function baseOptions(threads?: number): ort.InferenceSession.SessionOptions {
+  const o: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    enableCpuMemArena: true,
+    enableMemPattern: true,
+    logSeverityLevel: 3,
+  };
+  if (threads !== undefined) {
+    if (!Number.isInteger(threads) || threads < 1)
+      throw new OnnxRuntimeError(`threads must be a positive integer, got ${threads}`);
+    o.intraOpNumThreads = threads;
+    o.interOpNumThreads = 1;
+  }
+  return o;
+}
+
+/** Whether this onnxruntime-node install has the CUDA provider libraries next to it. */
+export function cudaInstalled(): boolean {
+  const b = ort.listSupportedBackends?.() ?? [];
+  return b.some((x: { name: string }) => x.name === 'cuda');
+}
+
+/**
+ * Open a session on a model file (or bytes). `auto` tries CUDA and falls back to CPU;
+ * `cuda` throws one clear line when the CUDA provider cannot be used.
+ */
+export async function openSession(
+  model: string | Uint8Array,
+  options: SessionOptions = {},
+): Promise<OpenedSession> {
+  // ORT logs a multi-line error when the CUDA provider library is missing; we report that
+  // case ourselves in one line. Only the default level is changed (before ORT initialises).
+  if (ort.env.logLevel === undefined || ort.env.logLevel === 'warning') ort.env.logLevel = 'fatal';
+  const device = options.device ?? 'auto';
+  if (device !== 'auto' && device !== 'cuda' && device !== 'cpu')
+    throw new OnnxRuntimeError(`unknown device '${String(device)}' (use auto, cuda or cpu)`);
+  const create = (eps: ort.InferenceSession.SessionOptions['executionProviders']) => {
+    const o = { ...baseOptions(options.threads), executionProviders: eps };
+    return typeof model === 'string'
+      ? ort.InferenceSession.create(model, o)
+      : ort.InferenceSession.create(model, o);
+  };
+  if (device === 'cuda' || device === 'auto') {
+    try {
+      const session = await create([{ name: 'cuda' }]);
+      return { session, provider: 'cuda' };
+    } catch (e) {
+      if (device === 'cuda')
+        throw new OnnxRuntimeError(
+          `CUDA is unavailable for ONNX Runtime (${firstLine(e)}); install the CUDA provider (README: "GPU inference") or use --device cpu`,
+        );
+    }
+  }
+  try {
+    const session = await create(['cpu']);
+    return { session, provider: 'cpu' };
+  } catch (e) {
+    throw new OnnxRuntimeError(`ONNX Runtime could not load the model: ${firstLine(e)}`);
+  }
+}
+
+/** Run a session on float32 inputs; returns the named outputs' data. */
+export async function runFloat(
+  session: ort.InferenceSession,
+  feeds: Record<string, { data: Float32Array; dims: number[] }>,
+): Promise<Record<string, { data: Float32Array; dims: number[] }>> {
+  const t: Record<string, ort.Tensor> = {};
+  for (const [k, v] of Object.entries(feeds)) t[k] = new ort.Tensor('float32', v.data, v.dims);
+  const out = await session.run(t);
+  const res: Record<string, { data: Float32Array; dims: number[] }> = {};
+  for (const [k, v] of Object.entries(out))
+    res[k] = { data: v.data as Float32Array, dims: v.dims.slice() as number[] };
+  return res;
+}
+
+export { ort };
