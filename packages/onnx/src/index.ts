@@ -1,3 +1,4 @@
+export * from './export';
 export * from './flops';
 export * from './graph';
 export * from './model-config';

@@ -119,6 +119,40 @@ describe('runtime: model folders and sessions', () => {
     await model.release();
   });
 
+  it('without noise, fuse draws fusionNoise(seed): same seed same bytes', async () => {
+    const dir = join(root, 'seeded');
+    writeModelFolder(dir, toyModel(), config());
+    const lines: string[] = [];
+    const model = await loadFusionModel(dir, {
+      device: 'cpu',
+      threads: 1,
+      log: (l) => lines.push(l),
+    });
+    expect(lines).toEqual(['ONNX Runtime provider: cpu']);
+    const [n, h, w] = [1, 16, 16];
+    const ir = randn([h * w], 5);
+    const vis = randn([3 * h * w], 6);
+    const a = await model.fuse({ ir, vis, seed: 9, n, height: h, width: w });
+    const b = await model.fuse({ ir, vis, seed: 9, n, height: h, width: w });
+    const explicit = await model.fuse({
+      ir,
+      vis,
+      noise: fusionNoise(9, { k: 2, n, height: h, width: w }),
+      n,
+      height: h,
+      width: w,
+    });
+    const other = await model.fuse({ ir, vis, seed: 10, n, height: h, width: w });
+    const zero = await model.fuse({ ir, vis, n, height: h, width: w });
+    const zeroExplicit = await model.fuse({ ir, vis, seed: 0, n, height: h, width: w });
+    const bytes = (x: Float32Array) => Buffer.from(x.buffer, x.byteOffset, x.byteLength);
+    expect(bytes(a).equals(bytes(b))).toBe(true);
+    expect(bytes(a).equals(bytes(explicit))).toBe(true);
+    expect(bytes(a).equals(bytes(other))).toBe(false);
+    expect(bytes(zero).equals(bytes(zeroExplicit))).toBe(true);
+    await model.release();
+  });
+
   it('auto falls back to CPU when CUDA is not available', async () => {
     const dir = join(root, 'auto');
     writeModelFolder(dir, toyModel(), config());

@@ -73,8 +73,13 @@ export interface FuseInput {
   ir: Float32Array;
   /** Visible, planar [n, 3, height, width], in [-1, 1]. */
   vis: Float32Array;
-  /** Gaussian noise [K, n, 4, height, width] (see `fusionNoise`). */
-  noise: Float32Array;
+  /**
+   * Gaussian noise [K, n, 4, height, width]. Default: `fusionNoise(seed, ...)`, so the same
+   * inputs and seed give the same output.
+   */
+  noise?: Float32Array;
+  /** Seed of the noise when `noise` is not given (default 0). */
+  seed?: number;
   n: number;
   height: number;
   width: number;
@@ -95,6 +100,8 @@ export interface LoadOptions {
   device?: Device;
   /** CPU intra-op threads (default: ORT's choice). */
   threads?: number;
+  /** Called once with a line naming the provider that runs the graph (e.g. to print it). */
+  log?: (line: string) => void;
 }
 
 const EXPECTED_INPUTS = ['ir', 'vis', 'noise'];
@@ -117,6 +124,9 @@ export async function loadFusionModel(
     throw e;
   }
   const { session, provider } = opened;
+  options.log?.(
+    `ONNX Runtime provider: ${provider}${options.device === 'auto' || options.device === undefined ? ' (auto)' : ''}`,
+  );
   const inputs = session.inputNames.slice().sort();
   if (
     inputs.join(',') !== EXPECTED_INPUTS.slice().sort().join(',') ||
@@ -159,11 +169,18 @@ export async function loadFusionModel(
       };
       want('ir', input.ir, n * px, `[${n},1,${h},${w}]`);
       want('vis', input.vis, n * 3 * px, `[${n},3,${h},${w}]`);
-      want('noise', input.noise, k * n * 4 * px, `[${k},${n},4,${h},${w}]`);
+      let noise = input.noise;
+      if (noise === undefined) {
+        const seed = input.seed ?? 0;
+        if (!Number.isInteger(seed))
+          throw new RangeError(`fuse: seed must be an integer, got ${seed}`);
+        noise = fusionNoise(seed, { k, n, height: h, width: w });
+      }
+      want('noise', noise, k * n * 4 * px, `[${k},${n},4,${h},${w}]`);
       const feeds = {
         ir: new ort.Tensor('float32', input.ir, [n, 1, h, w]),
         vis: new ort.Tensor('float32', input.vis, [n, 3, h, w]),
-        noise: new ort.Tensor('float32', input.noise, [k, n, 4, h, w]),
+        noise: new ort.Tensor('float32', noise, [k, n, 4, h, w]),
       };
       const out = await session.run(feeds);
       const fused = out.fused;

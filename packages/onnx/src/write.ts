@@ -3,7 +3,7 @@
  * and is renamed into place; config.json comes last, so a folder with a config.json is complete.
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { SerializedModel } from './graph';
 
 function writeAtomic(path: string, chunks: Uint8Array[]): void {
@@ -36,4 +36,12 @@ export function writeModelFolder(dir: string, model: SerializedModel, config: ob
   writeAtomic(join(dir, 'config.json'), [
     new TextEncoder().encode(`${JSON.stringify(config, null, 2)}\n`),
   ]);
+}
+
+/** Write a single model file (+ its external data beside it, when there is any), atomically. */
+export function writeModelFile(file: string, model: SerializedModel): void {
+  mkdirSync(dirname(file), { recursive: true });
+  if (model.externalData)
+    writeAtomic(join(dirname(file), model.externalData.location), model.externalData.chunks);
+  writeAtomic(file, [model.model]);
 }

@@ -1,0 +1,366 @@
+/**
+ * Exporting the fusion pipeline and the bare UNet to ONNX, from the same network
+ * definitions training uses: the UNet's and the head's `forward` code runs once on
+ * `OnnxOps`, which records the graph.
+ *
+ * Fusion graph (`model.onnx`), inputs `ir` [N,1,H,W], `vis` [N,3,H,W] (in [-1, 1]) and
+ * `noise` [K,N,4,H,W], output `fused` [N,3,H,W] in [-1, 1]:
+ *   x = concat(vis, ir)                                  (visible RGB, then IR: the reference's order)
+ *   x_k = level_k * x + sqrt(1 - level_k^2) * noise[k]   (q_sample at the fixed level of step k)
+ *   fd = UNet.features(concat_k x_k, level)              (one UNet pass, K*N images batched;
+ *                                                          the up path stops at the head's finest need)
+ *   fused = head(split_k fd)
+ */
+import { basename } from 'node:path';
+import {
+  FusionHead,
+  type FusionHeadConfig,
+  type FusionHeadConfigInput,
+  headConfigToJSON,
+} from '@dif-fusion/fusion-head';
+import {
+  initParam,
+  type ParamSpec,
+  type TorchWeights,
+  type TorchWeightsLike,
+} from '@dif-fusion/nn';
+import {
+  NoiseSchedule,
+  type NoiseScheduleConfig,
+  parseScheduleConfig,
+} from '@dif-fusion/schedules';
+import { UNet, type UNetConfig } from '@dif-fusion/unet';
+import {
+  type Attr,
+  attr,
+  DEFAULT_OPSET,
+  GraphBuilder,
+  type SerializedModel,
+  type Value,
+} from './graph';
+import {
+  type FusionModelConfig,
+  MODEL_FORMAT,
+  MODEL_FORMAT_VERSION,
+  type Provenance,
+} from './model-config';
+import { OnnxOps, type OnnxOpsOptions } from './onnx-ops';
+import { writeModelFile, writeModelFolder } from './write';
+
+/** Graph options shared by both exports. */
+export interface GraphOptions {
+  /** Opset of the default domain (17 or later; default 17). */
+  opset?: number;
+  /** GroupNorm realisation (see OnnxOpsOptions). */
+  groupNorm?: OnnxOpsOptions['groupNorm'];
+  /** External weight file: 'auto' (when weights pass ~1.8 GB), 'always' or 'never'. */
+  externalData?: 'auto' | 'always' | 'never';
+}
+
+export interface FusionGraphSpec {
+  unet: UNet | UNetConfig;
+  /** UNet weights under their official keys (no `denoise_fn.`), PyTorch layout. */
+  unetWeights: TorchWeightsLike;
+  head: FusionHead | FusionHeadConfigInput;
+  /** Head weights under their official keys. */
+  headWeights: TorchWeightsLike;
+  /** Noise level (sqrt(alpha_cumprod)) per head time step, in `time_steps` order. */
+  noiseLevels: number[];
+}
+
+/** A one-line error about what is being exported (mismatched configs, missing weights...). */
+export class ExportError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ExportError';
+  }
+}
+
+function asUNet(u: UNet | UNetConfig): UNet {
+  return u instanceof UNet ? u : new UNet(u);
+}
+function asHead(h: FusionHead | FusionHeadConfigInput): FusionHead {
+  return h instanceof FusionHead ? h : new FusionHead(h);
+}
+
+function checkWeights(
+  what: string,
+  params: ParamSpec[],
+  weights: TorchWeightsLike,
+  only?: Set<string>,
+): void {
+  for (const p of params) {
+    if (only && !only.has(p.name)) continue;
+    const w = weights.get(p.name);
+    if (!w) throw new ExportError(`${what} weights: missing ${p.name}`);
+    const same = w.shape.length === p.shape.length && w.shape.every((d, i) => d === p.shape[i]);
+    if (!same)
+      throw new ExportError(
+        `${what} weights: ${p.name} has shape [${w.shape}], expected [${p.shape}]`,
+      );
+  }
+}
+
+/** Check that a head fits a UNet: same channels per decoder feature, full-resolution output. */
+export function checkHeadFitsUNet(unet: UNet, head: FusionHead): void {
+  const cfg = head.config;
+  const channels = unet.decoderChannels();
+  for (const s of cfg.feat_scales) {
+    if (s >= channels.length)
+      throw new ExportError(
+        `head feat_scale ${s} is out of range: the UNet has ${channels.length} decoder features`,
+      );
+    if (channels[s] !== head.featureChannels(s))
+      throw new ExportError(
+        `head expects ${head.featureChannels(s)} channels at feat_scale ${s}, the UNet gives ${channels[s]} (inner_channel/channel_multiplier/res_blocks differ)`,
+      );
+  }
+  const finest = Math.min(...cfg.feat_scales);
+  if (unet.decoderScale(finest) !== 1)
+    throw new ExportError(
+      `head's finest feat_scale ${finest} is at 1/${unet.decoderScale(finest)} resolution: the fused image would not be full size`,
+    );
+}
+
+/** Minimum reversed decoder index the head reads (the UNet up path stops there). */
+export function minDecoderIndex(head: FusionHead): number {
+  return Math.min(...head.requiredFeatureIndices());
+}
+
+/**
+ * Build the fusion graph (see the module comment). Returns the builder, not yet serialised,
+ * and the UNet/head instances used.
+ */
+export function buildFusionGraph(
+  spec: FusionGraphSpec,
+  options: GraphOptions = {},
+): { graph: GraphBuilder; unet: UNet; head: FusionHead } {
+  const unet = asUNet(spec.unet);
+  const head = asHead(spec.head);
+  checkHeadFitsUNet(unet, head);
+  const k = head.config.time_steps.length;
+  const levels = spec.noiseLevels;
+  if (levels.length !== k)
+    throw new ExportError(`${levels.length} noise levels for ${k} time steps`);
+  for (const l of levels)
+    if (!(l > 0 && l <= 1)) throw new ExportError(`noise level ${l} is outside (0, 1]`);
+  checkWeights('UNet', unet.params(), spec.unetWeights);
+  checkWeights('head', head.usedParams(), spec.headWeights);
+
+  const opset = options.opset ?? DEFAULT_OPSET;
+  if (!Number.isInteger(opset) || opset < 17)
+    throw new ExportError(`opset must be 17 or later, got ${opset}`);
+  const g = new GraphBuilder('dif_fusion');
+  const unetOps = new OnnxOps(g, spec.unetWeights, {
+    prefix: 'unet.',
+    groupNorm: options.groupNorm,
+  });
+  const headOps = new OnnxOps(g, spec.headWeights, {
+    prefix: 'head.',
+    groupNorm: options.groupNorm,
+  });
+
+  const ir = g.input('ir', ['N', 1, 'H', 'W']);
+  const vis = g.input('vis', ['N', 3, 'H', 'W']);
+  const noise = g.input('noise', [k, 'N', 4, 'H', 'W']);
+  const x = unetOps.concatChannels([vis, ir]); // [N, 4, H, W]
+
+  // Noisy inputs of every step, batched on the batch axis (step-major: row k*N + n).
+  const noises: Value[] =
+    k === 1
+      ? [g.node('Squeeze', [noise, g.constI64([0])])]
+      : g
+          .nodeN('Split', [noise], k, splitAttrs(k, opset), 'noise_k')
+          .map((v) => g.node('Squeeze', [v, g.constI64([0])]));
+  const noisy = noises.map((nk, i) =>
+    unetOps.axpby(levels[i], x, Math.sqrt(1 - levels[i] ** 2), nk),
+  );
+  const batch = k === 1 ? noisy[0] : g.node('Concat', noisy, { axis: attr.int(0) });
+  // level [K*N, 1]: level_k repeated N times.
+  const nDim = g.node('Slice', [g.node('Shape', [ir]), g.constI64([0]), g.constI64([1])]);
+  const levelKN = g.node('Expand', [
+    g.constF32(levels, [k, 1]),
+    g.node('Concat', [g.constI64([k]), nDim], { axis: attr.int(0) }),
+  ]);
+  const level = g.node('Reshape', [levelKN, g.constI64([-1, 1])]);
+
+  const { fd } = unet.features(unetOps, batch, level, { minDecoderIndex: minDecoderIndex(head) });
+  // Features per step: split each needed feature back into K parts along the batch axis.
+  const feats: Value[][] = Array.from({ length: k }, () => new Array<Value>(fd.length));
+  for (const i of head.requiredFeatureIndices()) {
+    const parts =
+      k === 1 ? [fd[i]] : g.nodeN('Split', [fd[i]], k, splitAttrs(k, opset), `fd${i}_k`);
+    for (let t = 0; t < k; t++) feats[t][i] = parts[t];
+  }
+  const fused = head.forward(headOps, feats);
+  g.output(fused, 'fused', ['N', head.config.out_channels, 'H', 'W']);
+  return { graph: g, unet, head };
+}
+
+function splitAttrs(k: number, opset: number): Record<string, Attr> {
+  // Equal parts along axis 0; opset 18 made the part count an attribute.
+  return opset >= 18 ? { axis: attr.int(0), num_outputs: attr.int(k) } : { axis: attr.int(0) };
+}
+
+export interface ExportFusionOptions extends GraphOptions {
+  unet: UNet | UNetConfig;
+  unetWeights: TorchWeightsLike;
+  head: FusionHead | FusionHeadConfigInput;
+  headWeights: TorchWeightsLike;
+  /**
+   * Noise levels per time step. Default: the midpoint of each step's interval of the
+   * schedule (`schedule` is then required), as the deterministic feature extraction uses.
+   */
+  noiseLevels?: number[];
+  /** The beta schedule the time steps refer to (the reference's `model.beta_schedule.train`). */
+  schedule?: NoiseScheduleConfig | null;
+  /** Seed of random weights (random-init exports), recorded in config.json. */
+  seed?: number | null;
+  provenance?: Provenance;
+}
+
+export interface ExportResult {
+  dir: string;
+  config: FusionModelConfig;
+  /** Number of float32 weights in the graph (after pruning dead layers). */
+  weights: number;
+  /** Number of ONNX nodes. */
+  nodes: number;
+  /** Bytes of model.onnx (+ external data). */
+  bytes: number;
+}
+
+/** Noise levels for time steps: midpoints of the schedule's intervals. */
+export function midpointLevels(schedule: NoiseScheduleConfig, timeSteps: number[]): number[] {
+  const s = new NoiseSchedule(parseScheduleConfig(schedule));
+  return timeSteps.map((t) => {
+    if (!Number.isInteger(t) || t < 1 || t > s.numTimesteps)
+      throw new ExportError(`time step ${t} is outside 1..${s.numTimesteps} of the schedule`);
+    return s.midpointNoiseLevel(t);
+  });
+}
+
+/**
+ * Export a fusion model folder: `dir/model.onnx` (+ `model.onnx.data` when the weights pass
+ * ~1.8 GB) and `dir/config.json`, written atomically (config.json last).
+ */
+export function exportFusionModel(dir: string, options: ExportFusionOptions): ExportResult {
+  const head = asHead(options.head);
+  const unet = asUNet(options.unet);
+  const timeSteps = head.config.time_steps.slice();
+  let levels = options.noiseLevels;
+  let rule = 'explicit';
+  if (!levels) {
+    if (!options.schedule)
+      throw new ExportError('noise levels need either noiseLevels or the beta schedule');
+    levels = midpointLevels(options.schedule, timeSteps);
+    rule = 'midpoint';
+  }
+  const { graph } = buildFusionGraph(
+    {
+      unet,
+      unetWeights: options.unetWeights,
+      head,
+      headWeights: options.headWeights,
+      noiseLevels: levels,
+    },
+    options,
+  );
+  const opset = options.opset ?? DEFAULT_OPSET;
+  const serialized = graph.serialize({
+    opset,
+    externalData: options.externalData,
+    docString: 'Dif-Fusion infrared/visible fusion (SR3 UNet features + fusion head)',
+    metadata: { format: MODEL_FORMAT, time_steps: JSON.stringify(timeSteps) },
+  });
+  const config: FusionModelConfig = {
+    format: MODEL_FORMAT,
+    format_version: MODEL_FORMAT_VERSION,
+    unet: { ...unet.config } as Record<string, unknown>,
+    head: headConfigToJSON(head.config) as unknown as Record<string, unknown>,
+    time_steps: timeSteps,
+    noise_levels: levels.slice(),
+    noise_level_rule: rule,
+    beta_schedule: options.schedule ? { ...options.schedule } : null,
+    head_mode: head.config.mode,
+    seed: options.seed ?? null,
+    size_multiple: unet.sizeMultiple,
+    feature_indices: head.requiredFeatureIndices(),
+    inputs: { ir: '[N,1,H,W]', vis: '[N,3,H,W]', noise: `[${timeSteps.length},N,4,H,W]` },
+    output: '[N,3,H,W]',
+    opset,
+    external_data: serialized.externalData !== null,
+    provenance: options.provenance ?? {},
+    created: new Date().toISOString(),
+  };
+  writeModelFolder(dir, serialized, config);
+  return {
+    dir,
+    config,
+    weights: graph.weightCount,
+    nodes: graph.nodes.length,
+    bytes: modelBytes(serialized),
+  };
+}
+
+function modelBytes(m: SerializedModel): number {
+  return m.model.byteLength + (m.externalData?.byteLength ?? 0);
+}
+
+/** The bare UNet: inputs `x` [N,in,H,W] and `level` [N,1], output `eps` [N,out,H,W]. */
+export function buildUNetEpsGraph(
+  unetOrConfig: UNet | UNetConfig,
+  weights: TorchWeightsLike,
+  options: GraphOptions = {},
+): GraphBuilder {
+  const unet = asUNet(unetOrConfig);
+  checkWeights('UNet', unet.params(), weights);
+  const g = new GraphBuilder('sr3_unet');
+  const ops = new OnnxOps(g, weights, { groupNorm: options.groupNorm });
+  const x = g.input('x', ['N', unet.config.in_channel, 'H', 'W']);
+  const level = g.input('level', ['N', 1]);
+  g.output(unet.forward(ops, x, level), 'eps', ['N', unet.config.out_channel, 'H', 'W']);
+  return g;
+}
+
+/** Serialise the eps-only UNet graph (for tests and tools). */
+export function serializeUNetEps(
+  unet: UNet | UNetConfig,
+  weights: TorchWeightsLike,
+  options: GraphOptions = {},
+): SerializedModel {
+  return buildUNetEpsGraph(unet, weights, options).serialize({
+    opset: options.opset,
+    externalData: options.externalData,
+    docString: 'SR3 UNet noise prediction eps(x, level)',
+  });
+}
+
+/** Write the eps-only UNet to `file` (atomically; external data beside it when needed). */
+export function exportUNetEps(
+  file: string,
+  unet: UNet | UNetConfig,
+  weights: TorchWeightsLike,
+  options: GraphOptions = {},
+): { file: string; bytes: number } {
+  const m = buildUNetEpsGraph(unet, weights, options).serialize({
+    opset: options.opset,
+    externalData: options.externalData,
+    externalDataLocation: `${basename(file)}.data`,
+    docString: 'SR3 UNet noise prediction eps(x, level)',
+  });
+  writeModelFile(file, m);
+  return { file, bytes: modelBytes(m) };
+}
+
+/**
+ * Random weights for a network's parameters (PyTorch layouts), from `seed`: each parameter
+ * from its own stream (see initParam), so the values depend only on seed, name and shape.
+ */
+export function randomWeights(params: ParamSpec[], seed: number): TorchWeights {
+  const w: TorchWeights = new Map();
+  for (const p of params) w.set(p.name, { shape: p.shape.slice(), data: initParam(p, seed) });
+  return w;
+}
+
+export type { FusionHeadConfig };
