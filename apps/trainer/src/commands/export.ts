@@ -1,6 +1,327 @@
 /**
- * `dif-train export` (owned by the ONNX export work). Stub until it lands: registers nothing.
+ * `dif-train export`: a fusion model folder (`model.onnx` + `config.json`) for dif-fuse.
+ *
+ *   dif-train export --ddpm CKPT --head CKPT -o DIR          trained weights
+ *   dif-train export --config FILE --random-init -o DIR      random weights (benchmarks)
+ *
+ * The graph comes from @dif-fusion/onnx `exportFusionModel`: the same UNet and head code as
+ * training, run on OnnxOps. Checkpoints are read with ../checkpoint (a file, a checkpoints
+ * folder or a run folder: the latest checkpoint of the right kind).
  */
-import type { Command } from 'commander';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import {
+  type FusionHeadConfigInput,
+  type FusionHeadMode,
+  headConfigFromReference,
+} from '@dif-fusion/fusion-head';
+import type { ExportResult } from '@dif-fusion/onnx';
+import type { NoiseScheduleConfig } from '@dif-fusion/schedules';
+import { parseUNetConfig, type UNetConfig } from '@dif-fusion/unet';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { loadCheckpoint } from '../checkpoint';
+import { parseJsonWithComments } from '../config';
+import { formatError, UserError } from '../errors';
 
-export function registerExportCommand(_program: Command): void {}
+export interface ExportOptions {
+  /** DDPM checkpoint (file, checkpoints folder or run folder). */
+  ddpm?: string;
+  /** Head checkpoint (file, checkpoints folder or run folder). */
+  head?: string;
+  /** Reference fusion config (config/fusion_train.json format), for --random-init. */
+  config?: string;
+  randomInit?: boolean;
+  /** Output model folder. */
+  out: string;
+  /** Seed of the random weights (default 0). */
+  seed?: number;
+  /** Head mode for --random-init (default: model_df.mode, else full as dif-train head). */
+  mode?: FusionHeadMode;
+  /** UNet image_size for --random-init (decides where attention sits). */
+  imageSize?: number;
+  opset?: number;
+  externalData?: 'auto' | 'always' | 'never';
+  /** Progress lines (default: stderr). */
+  log?: (line: string) => void;
+}
+
+/** The UNet config from a reference `model.unet` block (channel_multiplier) or our own (channel_mults). */
+export function unetConfigFromJson(u: Record<string, unknown>, imageSize?: number): UNetConfig {
+  const raw: Record<string, unknown> = { ...u };
+  if (raw.channel_mults === undefined && raw.channel_multiplier !== undefined)
+    raw.channel_mults = raw.channel_multiplier;
+  delete raw.channel_multiplier;
+  if (imageSize !== undefined) raw.image_size = imageSize;
+  raw.norm_groups ??= 32;
+  raw.attn_res ??= [];
+  raw.dropout ??= 0;
+  return parseUNetConfig(raw);
+}
+
+function readJsonFile(path: string): Record<string, unknown> {
+  if (!existsSync(path)) throw new UserError(`${path}: file not found`);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UserError(`${path}: cannot read (${formatError(e)})`);
+  }
+  const json = parseJsonWithComments(text, path);
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new UserError(`${path}: not a JSON object`);
+  return json as Record<string, unknown>;
+}
+
+/** Re-throw any error as a one-line UserError prefixed with `where` (unless it names a file already). */
+function userError(where: string, e: unknown): never {
+  if (e instanceof UserError) throw e;
+  const msg = formatError(e);
+  throw new UserError(msg.startsWith('/') || msg.includes(where) ? msg : `${where}: ${msg}`);
+}
+
+function checkOut(out: string): string {
+  const dir = resolve(out);
+  if (existsSync(dir) && !statSync(dir).isDirectory())
+    throw new UserError(`${out}: exists and is not a folder`);
+  return dir;
+}
+
+/** Export a fusion model folder; returns what was written. */
+export async function runExport(opts: ExportOptions): Promise<ExportResult> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  if (!opts.out) throw new UserError('no output folder: pass -o DIR');
+  const fromCkpt = opts.ddpm !== undefined || opts.head !== undefined;
+  if (opts.randomInit && fromCkpt)
+    throw new UserError('--random-init cannot be combined with --ddpm/--head');
+  if (!opts.randomInit && opts.config !== undefined)
+    throw new UserError(
+      '--config is for --random-init (a trained model takes its config from the checkpoints)',
+    );
+  if (!opts.randomInit && (opts.ddpm === undefined || opts.head === undefined))
+    throw new UserError('pass --ddpm CKPT and --head CKPT, or --config FILE --random-init');
+  if (
+    fromCkpt &&
+    (opts.mode !== undefined || opts.imageSize !== undefined || opts.seed !== undefined)
+  )
+    throw new UserError(
+      '--mode, --image-size and --seed apply to --random-init only (a trained model keeps its own)',
+    );
+  const dir = checkOut(opts.out);
+  // Loaded lazily: onnxruntime-node and the graph builder are only needed here.
+  const onnx = await import('@dif-fusion/onnx');
+  const { FusionHead } = await import('@dif-fusion/fusion-head');
+  const { UNet } = await import('@dif-fusion/unet');
+  const common = { opset: opts.opset, externalData: opts.externalData };
+
+  if (opts.randomInit) {
+    const configPath = opts.config;
+    if (!configPath)
+      throw new UserError('--random-init needs --config FILE (config/fusion_train.json format)');
+    const json = readJsonFile(configPath);
+    const model = (json.model ?? {}) as Record<string, any>;
+    if (!model.unet) throw new UserError(`${configPath}: model.unet is missing`);
+    const schedule = model.beta_schedule?.train as NoiseScheduleConfig | undefined;
+    if (!schedule) throw new UserError(`${configPath}: model.beta_schedule.train is missing`);
+    const datasets = json.datasets as { train?: { resolution?: number } } | undefined;
+    const imageSize =
+      opts.imageSize ?? model.diffusion?.image_size ?? datasets?.train?.resolution ?? 160;
+    const seed = opts.seed ?? 0;
+    let unetCfg: UNetConfig;
+    let headCfg: FusionHeadConfigInput;
+    try {
+      unetCfg = unetConfigFromJson(model.unet, imageSize);
+      const mode =
+        opts.mode ?? (json.model_df as { mode?: FusionHeadMode } | undefined)?.mode ?? 'full';
+      headCfg = headConfigFromReference(json, { mode });
+    } catch (e) {
+      userError(configPath, e);
+    }
+    // PyTorch's default init (uniform): fast at any size; orthogonal init of the paper's
+    // 1024-channel convolutions would take minutes and does not change the timing.
+    const unet = new UNet(unetCfg, { init: 'torch' });
+    const head = new FusionHead(headCfg);
+    log(
+      `dif-train export: random weights (seed ${seed}), UNet inner_channel ${unetCfg.inner_channel} x [${unetCfg.channel_mults}], head mode ${head.config.mode}, time steps [${head.config.time_steps}]`,
+    );
+    const res = exportOrExplain(configPath, () =>
+      onnx.exportFusionModel(dir, {
+        ...common,
+        unet,
+        unetWeights: onnx.randomWeights(unet.params(), seed),
+        head,
+        headWeights: onnx.randomWeights(head.params(), seed),
+        schedule,
+        seed,
+        provenance: {
+          source: 'random-init',
+          config: resolve(configPath),
+          exporter: 'dif-train export',
+        },
+      }),
+    );
+    report(log, res);
+    return res;
+  }
+
+  const ddpm = loadOrExplain(opts.ddpm!, 'ddpm');
+  const headCk = loadOrExplain(opts.head!, 'head');
+  let unetCfg: UNetConfig;
+  try {
+    const m = ddpm.model as Record<string, unknown>;
+    const fromCfg =
+      (ddpm.config as {
+        model?: { unet?: Record<string, unknown> };
+        datasets?: { train?: { resolution?: number } };
+      }) ?? {};
+    unetCfg =
+      m && (m.channel_mults !== undefined || m.channel_multiplier !== undefined)
+        ? unetConfigFromJson(m)
+        : unetConfigFromJson(fromCfg.model?.unet ?? {}, fromCfg.datasets?.train?.resolution);
+  } catch (e) {
+    userError(ddpm.path, e);
+  }
+  let head: InstanceType<typeof FusionHead>;
+  try {
+    head = new FusionHead(headCk.model as unknown as FusionHeadConfigInput);
+  } catch (e) {
+    userError(headCk.path, e);
+  }
+  const extra = headCk.extra as {
+    schedule?: NoiseScheduleConfig;
+    ddpm?: string;
+    ddpm_step?: number;
+  };
+  const headTrainCfg = headCk.config as {
+    model?: { beta_schedule?: { train?: NoiseScheduleConfig } };
+  };
+  const schedule = extra.schedule ?? headTrainCfg.model?.beta_schedule?.train;
+  if (!schedule)
+    throw new UserError(
+      `${headCk.path}: the checkpoint records no beta schedule (extra.schedule or config.model.beta_schedule.train)`,
+    );
+  if (extra.ddpm && resolve(extra.ddpm) !== ddpm.path)
+    log(
+      `note: the head was trained on ${extra.ddpm}${extra.ddpm_step !== undefined ? ` (step ${extra.ddpm_step})` : ''}, exporting it with ${ddpm.path} (step ${ddpm.step})`,
+    );
+  const unet = new UNet(unetCfg);
+  log(
+    `dif-train export: DDPM ${ddpm.path} (step ${ddpm.step}), head ${headCk.path} (step ${headCk.step}), head mode ${head.config.mode}, time steps [${head.config.time_steps}]`,
+  );
+  const res = exportOrExplain(headCk.path, () =>
+    onnx.exportFusionModel(dir, {
+      ...common,
+      unet,
+      unetWeights: ddpm.weights,
+      head,
+      headWeights: headCk.weights,
+      schedule,
+      provenance: {
+        source: 'checkpoints',
+        ddpm_checkpoint: ddpm.path,
+        ddpm_step: ddpm.step,
+        head_checkpoint: headCk.path,
+        head_step: headCk.step,
+        exporter: 'dif-train export',
+      },
+    }),
+  );
+  report(log, res);
+  return res;
+}
+
+function loadOrExplain(path: string, kind: 'ddpm' | 'head') {
+  try {
+    return loadCheckpoint(path, kind);
+  } catch (e) {
+    userError(path, e);
+  }
+}
+
+function exportOrExplain(where: string, f: () => ExportResult): ExportResult {
+  try {
+    return f();
+  } catch (e) {
+    userError(where, e);
+  }
+}
+
+function report(log: (l: string) => void, r: ExportResult): void {
+  const mb = (r.bytes / 1e6).toFixed(1);
+  log(
+    `wrote ${r.dir}: model.onnx${r.config.external_data ? ' + model.onnx.data' : ''} (${mb} MB, ${r.weights.toLocaleString('en-US')} weights, ${r.nodes} nodes, opset ${r.config.opset}), config.json (noise levels [${r.config.noise_levels.map((l) => l.toFixed(6)).join(', ')}], feature indices [${r.config.feature_indices}])`,
+  );
+}
+
+function int(name: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+/** Register `dif-train export` on the CLI program. */
+export function registerExportCommand(program: Command): void {
+  program
+    .command('export')
+    .description('export a fusion model folder (model.onnx + config.json) for dif-fuse')
+    .option('--ddpm <ckpt>', 'DDPM checkpoint: file, checkpoints folder or run folder (latest)')
+    .option(
+      '--head <ckpt>',
+      'fusion head checkpoint: file, checkpoints folder or run folder (latest)',
+    )
+    .option(
+      '--config <file>',
+      'with --random-init: fusion config (config/fusion_train.json format)',
+    )
+    .option('--random-init', 'random weights from --config (for benchmarks)')
+    .requiredOption('-o, --out <dir>', 'output model folder')
+    .option('--seed <n>', 'with --random-init: seed of the weights (default 0)', int('--seed', 0))
+    .addOption(
+      new Option(
+        '--mode <mode>',
+        'with --random-init: head mode (default model_df.mode, else full)',
+      ).choices(['reference', 'full']),
+    )
+    .option(
+      '--image-size <n>',
+      'with --random-init: UNet image_size (where attention sits)',
+      int('--image-size', 1),
+    )
+    .option('--opset <n>', 'ONNX opset (17 or later)', int('--opset', 17), 17)
+    .addOption(
+      new Option(
+        '--external-data <when>',
+        'weights in model.onnx.data: auto (past ~1.8 GB), always, never',
+      )
+        .choices(['auto', 'always', 'never'])
+        .default('auto'),
+    )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  dif-train export --ddpm runs/ddpm --head runs/head -o models/mine
+  dif-train export --config config/fusion_train.json --random-init -o /tmp/paper-size`,
+    )
+    .action(async (o: Record<string, unknown>) => {
+      try {
+        await runExport({
+          ddpm: o.ddpm as string | undefined,
+          head: o.head as string | undefined,
+          config: o.config as string | undefined,
+          randomInit: Boolean(o.randomInit),
+          out: o.out as string,
+          seed: o.seed as number | undefined,
+          mode: o.mode as FusionHeadMode | undefined,
+          imageSize: o.imageSize as number | undefined,
+          opset: o.opset as number,
+          externalData: o.externalData as 'auto' | 'always' | 'never',
+        });
+      } catch (e) {
+        process.stderr.write(`error: ${formatError(e)}\n`);
+        process.exitCode = 1;
+      }
+    });
+}

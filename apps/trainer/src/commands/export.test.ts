@@ -1,0 +1,276 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readSafetensors } from '@dif-fusion/io';
+import type { TorchWeights } from '@dif-fusion/nn';
+import { loadFusionModel, readModelConfig } from '@dif-fusion/onnx';
+import { Command } from 'commander';
+import { afterAll, describe, expect, it } from 'vitest';
+import { golden, hasGolden, noteSkip } from '../../../../test/shared';
+import { saveCheckpoint } from '../checkpoint';
+import { registerExportCommand, runExport } from './export';
+
+noteSkip(hasGolden, 'golden');
+const root = mkdtempSync(join(tmpdir(), 'dif-train-export-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+const quiet = () => {};
+
+function strip(
+  tensors: Map<string, { shape: number[]; data: ArrayLike<number> }>,
+  prefix: string,
+): TorchWeights {
+  const w: TorchWeights = new Map();
+  for (const [k, v] of tensors)
+    if (k.startsWith(prefix))
+      w.set(k.slice(prefix.length), { shape: v.shape.slice(), data: Float32Array.from(v.data) });
+  return w;
+}
+
+const schedule = { schedule: 'linear', n_timestep: 2000, linear_start: 1e-6, linear_end: 1e-2 };
+
+/** A reference-format fusion config with a tiny UNet (2 levels of 8 channels). */
+const tinyConfig = {
+  model_df: { feat_scales: [2, 5], t: [5, 50], feat_type: 'dec' },
+  model: {
+    unet: {
+      in_channel: 4,
+      out_channel: 4,
+      inner_channel: 8,
+      norm_groups: 8,
+      channel_multiplier: [1, 2],
+      attn_res: [8],
+      res_blocks: 2,
+      dropout: 0.2,
+    },
+    beta_schedule: { train: schedule },
+    diffusion: { image_size: 16 },
+  },
+};
+
+async function cli(args: string[]): Promise<{ code: number; err: string }> {
+  const program = new Command().exitOverride();
+  registerExportCommand(program);
+  let err = '';
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((s: string) => {
+    err += s;
+    return true;
+  }) as typeof process.stderr.write;
+  const before = process.exitCode;
+  process.exitCode = 0;
+  try {
+    await program.parseAsync(['node', 'dif-train', 'export', ...args]);
+  } finally {
+    process.stderr.write = write;
+  }
+  const code = Number(process.exitCode ?? 0);
+  process.exitCode = before;
+  return { code, err };
+}
+
+describe.skipIf(!hasGolden)('dif-train export --ddpm --head', () => {
+  it('exports golden-weight checkpoints; ORT output equals the golden fused image', async () => {
+    const u = readSafetensors(golden('unet_5level.safetensors'));
+    const h = readSafetensors(golden('fusion_head.safetensors'));
+    const f = readSafetensors(golden('diffusion_feats.safetensors'));
+    const unetCfg = JSON.parse(u.metadata.config);
+    const ddpmDir = join(root, 'ddpm-run', 'checkpoints');
+    const ddpmPath = saveCheckpoint(ddpmDir, {
+      kind: 'ddpm',
+      step: 7,
+      epoch: 0,
+      config: { model: { unet: { ...unetCfg, channel_multiplier: unetCfg.channel_mults } } },
+      model: { ...unetCfg, channel_multiplier: unetCfg.channel_mults, channel_mults: undefined },
+      weights: strip(u.tensors, 'weights.'),
+      optimizer: null,
+      rng: null,
+      sampler: null,
+      extra: {},
+    });
+    const headCfg = {
+      feat_scales: [2, 5, 8, 11, 14],
+      time_steps: [5, 50, 100],
+      inner_channel: 16,
+      channel_multiplier: [1, 2, 4, 8, 8],
+      out_channels: 3,
+      mode: 'reference',
+      res_blocks: 2,
+    };
+    saveCheckpoint(join(root, 'head-run', 'checkpoints'), {
+      kind: 'head',
+      step: 3,
+      epoch: 1,
+      config: { model: { beta_schedule: { train: schedule } } },
+      model: headCfg,
+      weights: strip(h.tensors, 'weights.'),
+      optimizer: null,
+      rng: null,
+      sampler: null,
+      extra: { ddpm: ddpmPath, ddpm_step: 7, schedule },
+    });
+    const out = join(root, 'model');
+    const lines: string[] = [];
+    const res = await runExport({
+      ddpm: join(root, 'ddpm-run'),
+      head: join(root, 'head-run'),
+      out,
+      log: (l) => lines.push(l),
+    });
+    expect(lines.at(-1)).toMatch(
+      /^wrote .*model\.onnx \(\d+\.\d MB, [\d,]+ weights, \d+ nodes, opset 17\)/,
+    );
+    const cfg = readModelConfig(out);
+    expect(cfg).toEqual(res.config);
+    expect(cfg.provenance).toMatchObject({
+      source: 'checkpoints',
+      ddpm_step: 7,
+      head_step: 3,
+      ddpm_checkpoint: ddpmPath,
+    });
+    expect(cfg.beta_schedule).toEqual(schedule);
+    expect(cfg.noise_level_rule).toBe('midpoint');
+    expect(cfg.unet).toMatchObject({
+      inner_channel: 16,
+      channel_mults: [1, 2, 4, 8, 8],
+      image_size: 32,
+    });
+
+    const model = await loadFusionModel(out, { device: 'cpu', threads: 1 });
+    const x = Float32Array.from(f.tensors.get('input.x_start')!.data);
+    const px = 32 * 32;
+    const noise = new Float32Array(3 * 4 * px);
+    for (const [k, t] of [5, 50, 100].entries())
+      noise.set(Float32Array.from(f.tensors.get(`t${t}.noise`)!.data), k * 4 * px);
+    const fused = await model.fuse({
+      vis: x.slice(0, 3 * px),
+      ir: x.slice(3 * px),
+      noise,
+      n: 1,
+      height: 32,
+      width: 32,
+    });
+    await model.release();
+    const want = h.tensors.get('output.rgb')!.data;
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < want.length; i++) {
+      num = Math.max(num, Math.abs(fused[i] - want[i]));
+      den = Math.max(den, Math.abs(want[i]));
+    }
+    expect(num / den).toBeLessThan(1e-4);
+  });
+});
+
+describe('dif-train export --config --random-init', () => {
+  it('writes a runnable model folder, deterministic per seed', async () => {
+    const file = join(root, 'fusion_train.json');
+    writeFileSync(
+      file,
+      `// reference format, comments allowed\n${JSON.stringify(tinyConfig, null, 2)}\n`,
+    );
+    const a = join(root, 'rand-a');
+    const b = join(root, 'rand-b');
+    const r = await cli([
+      '--config',
+      file,
+      '--random-init',
+      '-o',
+      a,
+      '--seed',
+      '5',
+      '--mode',
+      'reference',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/random weights \(seed 5\)/);
+    await runExport({
+      config: file,
+      randomInit: true,
+      out: b,
+      seed: 5,
+      mode: 'reference',
+      log: quiet,
+    });
+    expect(readFileSync(join(a, 'model.onnx')).equals(readFileSync(join(b, 'model.onnx')))).toBe(
+      true,
+    );
+    const cfg = readModelConfig(a);
+    expect(cfg).toMatchObject({
+      seed: 5,
+      head_mode: 'reference',
+      time_steps: [5, 50],
+      size_multiple: 2,
+      feature_indices: [5],
+      provenance: { source: 'random-init' },
+    });
+    expect(cfg.unet).toMatchObject({
+      inner_channel: 8,
+      channel_mults: [1, 2],
+      image_size: 16,
+      dropout: 0.2,
+    });
+    const model = await loadFusionModel(a, { device: 'cpu', threads: 1 });
+    const fused = await model.fuse({
+      ir: new Float32Array(16 * 24).fill(0.5),
+      vis: new Float32Array(3 * 16 * 24).fill(-0.25),
+      seed: 1,
+      n: 1,
+      height: 16,
+      width: 24,
+    });
+    await model.release();
+    expect(fused.length).toBe(3 * 16 * 24);
+    expect(fused.every((v) => Number.isFinite(v) && v > -1 && v < 1)).toBe(true);
+    // default mode: as dif-train head (full), which needs fd[2] too
+    await runExport({ config: file, randomInit: true, out: join(root, 'rand-full'), log: quiet });
+    expect(readModelConfig(join(root, 'rand-full')).feature_indices).toEqual([2, 5]);
+  });
+
+  it('one-line errors, non-zero exit', async () => {
+    const file = join(root, 'bad.json');
+    writeFileSync(file, JSON.stringify({ model: { unet: tinyConfig.model.unet } }));
+    const cases: Array<[string[], RegExp]> = [
+      [
+        ['-o', join(root, 'x')],
+        /^error: pass --ddpm CKPT and --head CKPT, or --config FILE --random-init\n$/,
+      ],
+      [['--random-init', '-o', join(root, 'x')], /^error: --random-init needs --config FILE/],
+      [
+        ['--config', file, '--random-init', '-o', join(root, 'x')],
+        /^error: .*bad\.json: model\.beta_schedule\.train is missing\n$/,
+      ],
+      [
+        ['--config', join(root, 'nope.json'), '--random-init', '-o', join(root, 'x')],
+        /^error: .*nope\.json: file not found\n$/,
+      ],
+      [
+        ['--ddpm', join(root, 'none'), '--head', join(root, 'none'), '-o', join(root, 'x')],
+        /^error: checkpoint not found: .*none\n$/,
+      ],
+      [
+        ['--config', file, '--random-init', '--ddpm', 'a', '-o', join(root, 'x')],
+        /^error: --random-init cannot be combined/,
+      ],
+      [
+        ['--config', file, '--random-init', '-o', file],
+        /^error: .*bad\.json: exists and is not a folder\n$/,
+      ],
+    ];
+    for (const [args, re] of cases) {
+      const r = await cli(args);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(re);
+      expect(r.err.trim().split('\n')).toHaveLength(1);
+    }
+    const incompatible = join(root, 'incompat.json');
+    writeFileSync(
+      incompatible,
+      JSON.stringify({ ...tinyConfig, model_df: { feat_scales: [2, 5, 8], t: [5] } }),
+    );
+    const r = await cli(['--config', incompatible, '--random-init', '-o', join(root, 'y')]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(
+      /^error: .*incompat\.json: fusion head config: feat_scale 8 out of range 0\.\.5/,
+    );
+  });
+});

@@ -1,0 +1,63 @@
+import { FusionHead } from '@dif-fusion/fusion-head';
+import { UNet } from '@dif-fusion/unet';
+import { describe, expect, it } from 'vitest';
+import { FlopOps, fusionFlops } from './flops';
+
+describe('FLOP counting', () => {
+  it('conv2d, linear and attention by hand', () => {
+    const ops = new FlopOps(
+      new Map([
+        ['c.weight', { shape: [5, 8, 3, 3] }],
+        ['c.bias', { shape: [5] }],
+        ['l.weight', { shape: [6, 7] }],
+      ]),
+    );
+    // 3x3 pad 1 stride 1 on [1,8,6,10]: 2 * 5*6*10 outputs * 8*9 MACs each; bias adds 300.
+    expect(
+      ops.conv2d([1, 8, 6, 10], ops.param('c.weight'), ops.param('c.bias'), { padding: 1 }),
+    ).toEqual([1, 5, 6, 10]);
+    expect(ops.count).toEqual({ matmul: 43200, elementwise: 300 });
+    // stride 2: 3x5 outputs
+    expect(
+      ops.conv2d([1, 8, 6, 10], ops.param('c.weight'), null, { stride: 2, padding: 1 }),
+    ).toEqual([1, 5, 3, 5]);
+    expect(ops.count.matmul).toBe(43200 + 2 * 5 * 15 * 72);
+    ops.count.matmul = 0;
+    ops.linear([3, 7], ops.param('l.weight'), null);
+    expect(ops.count.matmul).toBe(2 * 3 * 6 * 7);
+    ops.count.matmul = 0;
+    // attention on C=4 channels, HW=6: QK^T and AV, each 2 * HW*HW*C
+    expect(ops.selfAttention([2, 12, 2, 3], 1)).toEqual([2, 4, 2, 3]);
+    expect(ops.count.matmul).toBe(2 * 2 * (2 * 36 * 4));
+  });
+
+  it('fusion graph: K pruned passes cost less than K full passes; batch scales linearly', () => {
+    const unet = new UNet({
+      in_channel: 4,
+      out_channel: 4,
+      inner_channel: 16,
+      norm_groups: 16,
+      channel_mults: [1, 2, 4, 8, 8],
+      attn_res: [16],
+      res_blocks: 2,
+      dropout: 0,
+      image_size: 160,
+    });
+    const head = new FusionHead({
+      feat_scales: [2, 5, 8, 11, 14],
+      time_steps: [5, 50, 100],
+      inner_channel: 16,
+      channel_multiplier: [1, 2, 4, 8, 8],
+      mode: 'reference',
+    });
+    const f = fusionFlops(unet, head, { height: 64, width: 96 });
+    expect(f.unet.matmul).toBeLessThan(3 * f.fullPass.matmul);
+    // reference mode drops ups.13..18 and the final conv: a large share of a pass.
+    const saved = 1 - f.unet.matmul / 3 / f.fullPass.matmul;
+    expect(saved).toBeGreaterThan(0.2);
+    expect(saved).toBeLessThan(0.5);
+    const f2 = fusionFlops(unet, head, { n: 2, height: 64, width: 96 });
+    expect(f2.total.matmul).toBe(2 * f.total.matmul);
+    expect(f.total.matmul).toBe(f.unet.matmul + f.head.matmul);
+  });
+});
