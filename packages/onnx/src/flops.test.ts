@@ -27,7 +27,7 @@ describe('FLOP counting', () => {
     expect(ops.count.matmul).toBe(2 * 3 * 6 * 7);
     ops.count.matmul = 0;
     // attention on C=4 channels, HW=6: QK^T and AV, each 2 * HW*HW*C
-    expect(ops.selfAttention([2, 12, 2, 3], 1)).toEqual([2, 4, 2, 3]);
+    expect(ops.selfAttention([2, 12, 2, 3])).toEqual([2, 4, 2, 3]);
     expect(ops.count.matmul).toBe(2 * 2 * (2 * 36 * 4));
   });
 

@@ -1,4 +1,3 @@
-export * from './export';
 export * from './flops';
 export * from './graph';
 export * from './model-config';

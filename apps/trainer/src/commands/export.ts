@@ -15,7 +15,7 @@ import {
   type FusionHeadMode,
   headConfigFromReference,
 } from '@dif-fusion/fusion-head';
-import type { ExportResult } from '@dif-fusion/onnx';
+import type { ExportResult } from '@dif-fusion/onnx/export';
 import type { NoiseScheduleConfig } from '@dif-fusion/schedules';
 import { parseUNetConfig, type UNetConfig } from '@dif-fusion/unet';
 import { type Command, InvalidArgumentError, Option } from 'commander';
@@ -108,7 +108,7 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
     );
   const dir = checkOut(opts.out);
   // Loaded lazily: onnxruntime-node and the graph builder are only needed here.
-  const onnx = await import('@dif-fusion/onnx');
+  const onnx = await import('@dif-fusion/onnx/export');
   const { FusionHead } = await import('@dif-fusion/fusion-head');
   const { UNet } = await import('@dif-fusion/unet');
   const common = { opset: opts.opset, externalData: opts.externalData };
