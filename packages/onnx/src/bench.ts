@@ -12,7 +12,7 @@
  * the same configuration. The first run (warm-up: ORT allocates its arenas) is reported
  * separately from the timed runs.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -69,6 +69,7 @@ const { values } = parseArgs({
     mode: { type: 'string', default: process.env.BENCH_MODE ?? 'reference' },
     device: { type: 'string', default: process.env.BENCH_DEVICE ?? 'cpu' },
     'group-norm': { type: 'string', default: 'instancenorm' },
+    profile: { type: 'boolean', default: false },
   },
 });
 
@@ -140,6 +141,9 @@ try {
   const model = await loadFusionModel(dir, {
     device: values.device as 'cpu' | 'cuda' | 'auto',
     threads,
+    ort: values.profile
+      ? { enableProfiling: true, profileFilePrefix: join(dir, 'profile') }
+      : undefined,
   });
   const loadS = (performance.now() - t0) / 1000;
   const px = padH * padW;
@@ -157,6 +161,7 @@ try {
     await model.fuse({ ir, vis, seed: 0, n: 1, height: padH, width: padW });
     times.push((performance.now() - t0) / 1000);
   }
+  if (values.profile) model.session.endProfiling();
   await model.release();
   const warm = times.shift()!;
   const best = Math.min(...times);
@@ -177,7 +182,40 @@ try {
     `| achieved | ${(flops.total.matmul / 1e9 / best).toFixed(1)} GFLOP/s (matmul) |`,
     `| floor at 190 GFLOP/s | ${(total / 1e9 / 190).toFixed(1)} s (ratio ${(best / (total / 1e9 / 190)).toFixed(2)}x) |`,
   ];
+  if (values.profile) lines.push('', ...profileTable(dir));
   process.stdout.write(`${lines.join('\n')}\n`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** Time per ONNX op type over every run, from ORT's profile (written when the session is released). */
+function profileTable(folder: string): string[] {
+  const file = readdirSync(folder).find((f) => f.startsWith('profile') && f.endsWith('.json'));
+  if (!file) return ['(no profile written)'];
+  const events = JSON.parse(readFileSync(join(folder, file), 'utf8')) as Array<{
+    cat: string;
+    name: string;
+    dur: number;
+    args?: { op_name?: string };
+  }>;
+  const byOp = new Map<string, { us: number; n: number }>();
+  let total = 0;
+  for (const e of events) {
+    if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
+    const op = e.args?.op_name ?? '?';
+    const r = byOp.get(op) ?? { us: 0, n: 0 };
+    r.us += e.dur;
+    r.n++;
+    byOp.set(op, r);
+    total += e.dur;
+  }
+  const rows = [...byOp.entries()].sort((a, b) => b[1].us - a[1].us);
+  return [
+    '| op (all runs) | calls | seconds | share |',
+    '| --- | --- | --- | --- |',
+    ...rows.map(
+      ([op, r]) =>
+        `| ${op} | ${r.n} | ${(r.us / 1e6).toFixed(2)} | ${((100 * r.us) / total).toFixed(1)}% |`,
+    ),
+  ];
 }

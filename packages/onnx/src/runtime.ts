@@ -6,7 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Rng } from '@dif-fusion/schedules';
 import { type FusionModelConfig, MODEL_FORMAT } from './model-config';
-import { type Device, OnnxRuntimeError, openSession, ort } from './session';
+import { type Device, OnnxRuntimeError, openSession, ort, type SessionOptions } from './session';
 
 export { OnnxRuntimeError } from './session';
 
@@ -90,6 +90,8 @@ export interface FusionModel {
   readonly config: FusionModelConfig;
   /** The execution provider that actually runs the graph. */
   readonly provider: 'cuda' | 'cpu';
+  /** The warm ONNX Runtime session (advanced use: profiling, metadata). */
+  readonly session: ort.InferenceSession;
   /** Fused image, planar [n, 3, height, width] in [-1, 1]. */
   fuse(input: FuseInput): Promise<Float32Array>;
   /** Free the session. */
@@ -102,6 +104,8 @@ export interface LoadOptions {
   threads?: number;
   /** Called once with a line naming the provider that runs the graph (e.g. to print it). */
   log?: (line: string) => void;
+  /** Extra ONNX Runtime session options (e.g. `{ enableProfiling: true }`). */
+  ort?: SessionOptions['ort'];
 }
 
 const EXPECTED_INPUTS = ['ir', 'vis', 'noise'];
@@ -144,6 +148,7 @@ export async function loadFusionModel(
     dir: d,
     config,
     provider,
+    session,
     async fuse(input: FuseInput): Promise<Float32Array> {
       if (released) throw new OnnxRuntimeError('fuse() called after release()');
       const { n, height: h, width: w } = input;

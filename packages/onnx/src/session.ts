@@ -2,6 +2,9 @@
  * ONNX Runtime session helpers: execution-provider choice (auto | cuda | cpu) with one-line
  * errors, session options tuned for this workload, and small run helpers.
  */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
 
 export type Device = 'auto' | 'cuda' | 'cpu';
@@ -10,6 +13,8 @@ export interface SessionOptions {
   device?: Device;
   /** Intra-op threads for the CPU provider (default: ORT's choice, one per physical core). */
   threads?: number;
+  /** Extra ONNX Runtime session options (profiling, optimisation level...), merged last. */
+  ort?: ort.InferenceSession.SessionOptions;
 }
 
 export interface OpenedSession {
@@ -48,10 +53,23 @@ function baseOptions(threads?: number): ort.InferenceSession.SessionOptions {
   return o;
 }
 
-/** Whether this onnxruntime-node install has the CUDA provider libraries next to it. */
+/**
+ * Whether the CUDA provider library of onnxruntime-node is installed (it is downloaded by
+ * onnxruntime-node's install script only with ONNXRUNTIME_NODE_INSTALL=cuda12). Its presence
+ * does not prove CUDA works (driver, CUDA 12 and cuDNN 9 libraries): `openSession` tells.
+ */
 export function cudaInstalled(): boolean {
-  const b = ort.listSupportedBackends?.() ?? [];
-  return b.some((x: { name: string }) => x.name === 'cuda');
+  try {
+    const main = createRequire(import.meta.url).resolve('onnxruntime-node');
+    const bin = join(dirname(main), '..', 'bin', 'napi-v6', process.platform, process.arch);
+    const lib =
+      process.platform === 'win32'
+        ? 'onnxruntime_providers_cuda.dll'
+        : 'libonnxruntime_providers_cuda.so';
+    return existsSync(join(bin, lib));
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -69,12 +87,17 @@ export async function openSession(
   if (device !== 'auto' && device !== 'cuda' && device !== 'cpu')
     throw new OnnxRuntimeError(`unknown device '${String(device)}' (use auto, cuda or cpu)`);
   const create = (eps: ort.InferenceSession.SessionOptions['executionProviders']) => {
-    const o = { ...baseOptions(options.threads), executionProviders: eps };
+    const o = { ...baseOptions(options.threads), ...options.ort, executionProviders: eps };
     return typeof model === 'string'
       ? ort.InferenceSession.create(model, o)
       : ort.InferenceSession.create(model, o);
   };
-  if (device === 'cuda' || device === 'auto') {
+  if (device === 'cuda' && !cudaInstalled())
+    throw new OnnxRuntimeError(
+      'CUDA is unavailable for ONNX Runtime (the CUDA provider library is not installed); reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (README: "GPU inference") or use --device cpu',
+    );
+  // auto: only try CUDA when its provider library is there (saves a failing load).
+  if (device === 'cuda' || (device === 'auto' && cudaInstalled())) {
     try {
       const session = await create([{ name: 'cuda' }]);
       return { session, provider: 'cuda' };
