@@ -94,7 +94,7 @@ export async function openSession(
   };
   if (device === 'cuda' && !cudaInstalled())
     throw new OnnxRuntimeError(
-      'CUDA is unavailable for ONNX Runtime (the CUDA provider library is not installed); reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (README: "GPU inference") or use --device cpu',
+      'CUDA is unavailable for ONNX Runtime (the CUDA provider library is not installed); reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (README, GPU section) or use --device cpu',
     );
   // auto: only try CUDA when its provider library is there (saves a failing load).
   if (device === 'cuda' || (device === 'auto' && cudaInstalled())) {
@@ -104,7 +104,7 @@ export async function openSession(
     } catch (e) {
       if (device === 'cuda')
         throw new OnnxRuntimeError(
-          `CUDA is unavailable for ONNX Runtime (${firstLine(e)}); install the CUDA provider (README: "GPU inference") or use --device cpu`,
+          `CUDA is unavailable for ONNX Runtime (${firstLine(e)}); install the CUDA provider (README, GPU section) or use --device cpu`,
         );
     }
   }
