@@ -72,6 +72,7 @@ const { values } = parseArgs({
     device: { type: 'string', default: process.env.BENCH_DEVICE ?? 'cpu' },
     'group-norm': { type: 'string', default: 'instancenorm' },
     profile: { type: 'boolean', default: false },
+    'flops-only': { type: 'boolean', default: false },
   },
 });
 
@@ -125,6 +126,13 @@ const padW = Math.ceil(width / multiple) * multiple;
 const flops = fusionFlops(unet, head, { height: padH, width: padW });
 const g = (x: number) => (x / 1e9).toFixed(1);
 const k = head.config.time_steps.length;
+
+if (values['flops-only']) {
+  process.stdout.write(
+    `${label}, ${padW}x${padH}, image_size ${unetCfg.image_size}, head ${mode}: ${g(flops.total.matmul)} GFLOP matmul (UNet ${g(flops.unet.matmul)}, head ${g(flops.head.matmul)}), ${g(flops.total.elementwise)} element-wise; full UNet pass ${g(flops.fullPass.matmul)}; floor at 190 GFLOP/s ${((flops.total.matmul + flops.total.elementwise) / 1e9 / 190).toFixed(1)} s\n`,
+  );
+  process.exit(0);
+}
 
 const dir = mkdtempSync(join(tmpdir(), 'dif-onnx-bench-'));
 try {
