@@ -1,0 +1,150 @@
+/**
+ * Fusion head configuration: the JSON users see in checkpoints and model folders.
+ *
+ * Field names follow the official code (`feat_scales`, `inner_channel`,
+ * `channel_multiplier`); the official `model_df.t` is called `time_steps` here and accepted
+ * as `t` on input.
+ */
+
+/**
+ * - `reference`: exactly the official forward pass: the output of the finest-scale Block is
+ *   computed but discarded, the final layers read the upsampled output of the attention block
+ *   before it (and with a single time step the Blocks are not applied at all).
+ * - `full`: the finest-scale Block's output (which includes the upsampled coarser path) feeds
+ *   the final layers, and Blocks are always applied.
+ */
+export type FusionHeadMode = 'reference' | 'full';
+
+export interface FusionHeadConfig {
+  /** Indices into the reversed decoder features (0 = last, full-resolution UNet block). */
+  feat_scales: number[];
+  /** Diffusion time steps whose features are stacked (official `model_df.t`). */
+  time_steps: number[];
+  /** The UNet's inner_channel. */
+  inner_channel: number;
+  /** The UNet's channel_multiplier. */
+  channel_multiplier: number[];
+  /** Output channels (the official head always makes 3: RGB). */
+  out_channels: number;
+  mode: FusionHeadMode;
+  /**
+   * UNet res_blocks: each resolution level yields res_blocks + 1 decoder features. The official
+   * head hard-codes 3 (res_blocks 2); other values generalise the same rule.
+   */
+  res_blocks: number;
+}
+
+export type FusionHeadConfigInput = Partial<FusionHeadConfig> & {
+  feat_scales: number[];
+  inner_channel: number;
+  channel_multiplier: number[];
+  /** Alias of time_steps (official `model_df.t`). */
+  t?: number[];
+};
+
+/** The paper's defaults (config/fusion_train.json). */
+export const DEFAULT_FEAT_SCALES = [2, 5, 8, 11, 14];
+export const DEFAULT_TIME_STEPS = [5, 50, 100];
+
+/** Validate and complete a config; feat_scales are sorted coarsest (largest index) first. */
+export function normalizeHeadConfig(input: FusionHeadConfigInput): FusionHeadConfig {
+  const time_steps = (input.time_steps ?? input.t ?? DEFAULT_TIME_STEPS).slice();
+  const cfg: FusionHeadConfig = {
+    feat_scales: input.feat_scales.slice().sort((a, b) => b - a),
+    time_steps,
+    inner_channel: input.inner_channel,
+    channel_multiplier: input.channel_multiplier.slice(),
+    out_channels: input.out_channels ?? 3,
+    mode: input.mode ?? 'reference',
+    res_blocks: input.res_blocks ?? 2,
+  };
+  const fail = (msg: string): never => {
+    throw new Error(`fusion head config: ${msg}`);
+  };
+  if (cfg.mode !== 'reference' && cfg.mode !== 'full') fail(`unknown mode ${String(cfg.mode)}`);
+  if (!(cfg.inner_channel > 0)) fail('inner_channel must be positive');
+  if (cfg.channel_multiplier.length === 0) fail('channel_multiplier is empty');
+  if (cfg.time_steps.length === 0) fail('time_steps (t) is empty');
+  if (cfg.feat_scales.length === 0) fail('feat_scales is empty');
+  if (new Set(cfg.feat_scales).size !== cfg.feat_scales.length) fail('feat_scales has duplicates');
+  if (!(cfg.out_channels > 0)) fail('out_channels must be positive');
+  const per = cfg.res_blocks + 1;
+  const maxScale = per * cfg.channel_multiplier.length - 1;
+  for (const s of cfg.feat_scales) {
+    if (!Number.isInteger(s) || s < 0 || s > maxScale)
+      fail(
+        `feat_scale ${s} out of range 0..${maxScale} for ${cfg.channel_multiplier.length} levels`,
+      );
+  }
+  // Each step from one scale to the next upsamples x2: consecutive scales must be on
+  // consecutive resolution levels (as in the official [14, 11, 8, 5, 2]).
+  for (let i = 1; i < cfg.feat_scales.length; i++) {
+    const a = Math.floor(cfg.feat_scales[i - 1] / per);
+    const b = Math.floor(cfg.feat_scales[i] / per);
+    if (a - b !== 1)
+      fail(
+        `feat_scales ${cfg.feat_scales[i - 1]} and ${cfg.feat_scales[i]} are not on consecutive resolution levels (the head upsamples x2 between scales)`,
+      );
+  }
+  if (cfg.mode === 'reference' && cfg.feat_scales.length < 2)
+    fail(
+      "mode 'reference' needs at least two feat_scales (the official forward reads the last attention block); use mode 'full'",
+    );
+  return cfg;
+}
+
+/** Resolution level of a reversed decoder feature index (0 = full resolution). */
+export function scaleLevel(scale: number, resBlocks = 2): number {
+  return Math.floor(scale / (resBlocks + 1));
+}
+
+/** Channels of a reversed decoder feature (official get_in_channels for one scale). */
+export function scaleChannels(
+  cfg: Pick<FusionHeadConfig, 'inner_channel' | 'channel_multiplier' | 'res_blocks'>,
+  scale: number,
+): number {
+  return cfg.inner_channel * cfg.channel_multiplier[scaleLevel(scale, cfg.res_blocks)];
+}
+
+/** Plain JSON of a config (stable key order), for checkpoints and model folders. */
+export function headConfigToJSON(cfg: FusionHeadConfig): FusionHeadConfig {
+  return {
+    feat_scales: cfg.feat_scales.slice(),
+    time_steps: cfg.time_steps.slice(),
+    inner_channel: cfg.inner_channel,
+    channel_multiplier: cfg.channel_multiplier.slice(),
+    out_channels: cfg.out_channels,
+    mode: cfg.mode,
+    res_blocks: cfg.res_blocks,
+  };
+}
+
+/**
+ * Build a head config from the reference's fusion config (config/fusion_train.json:
+ * `model_df.feat_scales`, `model_df.t`, `model.unet.inner_channel`,
+ * `model.unet.channel_multiplier`, `model.unet.res_blocks`). `unet` overrides the UNet
+ * fields (e.g. from the DDPM checkpoint's own config, which is authoritative).
+ * The official `model_df.out_channels` (4) is ignored, as the official head ignores it.
+ */
+export function headConfigFromReference(
+  json: any,
+  options: {
+    unet?: { inner_channel?: number; channel_multiplier?: number[]; res_blocks?: number };
+    mode?: FusionHeadMode;
+  } = {},
+): FusionHeadConfig {
+  const df = json?.model_df ?? {};
+  const unet = { ...(json?.model?.unet ?? {}), ...(options.unet ?? {}) };
+  if (df.feat_type !== undefined && df.feat_type !== 'dec')
+    throw new Error(
+      `fusion head config: feat_type '${df.feat_type}' is not supported (only 'dec')`,
+    );
+  return normalizeHeadConfig({
+    feat_scales: df.feat_scales ?? DEFAULT_FEAT_SCALES,
+    time_steps: df.t ?? DEFAULT_TIME_STEPS,
+    inner_channel: unet.inner_channel,
+    channel_multiplier: unet.channel_multiplier,
+    res_blocks: unet.res_blocks ?? 2,
+    mode: options.mode,
+  });
+}

@@ -1,0 +1,210 @@
+import { readFileSync } from 'node:fs';
+import { TfOps, TfParamStore } from '@dif-fusion/nn';
+import { Rng } from '@dif-fusion/schedules';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { golden, hasGolden } from '../../../test/shared';
+import { headConfigFromReference, normalizeHeadConfig } from './config';
+import { FusionHead } from './head';
+
+const TINY = {
+  feat_scales: [1, 4],
+  time_steps: [5, 50],
+  inner_channel: 4,
+  channel_multiplier: [1, 2],
+};
+
+/** Random NHWC features for a config: fd[i] at level floor(i/3). */
+function randomFeats(
+  head: FusionHead,
+  n: number,
+  size: number,
+  seed: number,
+): (tf.Tensor | null)[][] {
+  const rng = new Rng(seed);
+  const maxScale = 3 * head.config.channel_multiplier.length;
+  return head.config.time_steps.map(() =>
+    Array.from({ length: maxScale }, (_, i) => {
+      const s = size >> Math.floor(i / 3);
+      const c = head.featureChannels(i);
+      const data = new Float32Array(n * s * s * c).map(() => rng.normal());
+      return tf.tensor4d(data, [n, s, s, c]);
+    }),
+  );
+}
+
+describe('FusionHead', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('has the official state_dict keys and shapes at the paper configuration', () => {
+    const layout = JSON.parse(readFileSync(golden('official_state_dict_layout.json'), 'utf8'))
+      .fusion_head_gen_pth.keys as Record<string, number[]>;
+    const head = new FusionHead({
+      feat_scales: [2, 5, 8, 11, 14],
+      time_steps: [5, 50, 100],
+      inner_channel: 128,
+      channel_multiplier: [1, 2, 4, 8, 8],
+    });
+    const mine = Object.fromEntries(head.params().map((p) => [p.name, p.shape]));
+    expect(mine).toEqual(layout);
+    expect(Object.keys(mine)).toEqual(Object.keys(layout)); // state_dict order too
+  }, 30_000);
+
+  it.skipIf(!hasGolden)('the reference fusion_train.json config builds the paper head', () => {
+    const cfg = headConfigFromReference({
+      model_df: {
+        feat_scales: [2, 5, 8, 11, 14],
+        out_channels: 4,
+        feat_type: 'dec',
+        t: [5, 50, 100],
+      },
+      model: { unet: { inner_channel: 128, channel_multiplier: [1, 2, 4, 8, 8], res_blocks: 2 } },
+    });
+    expect(cfg).toEqual({
+      feat_scales: [14, 11, 8, 5, 2],
+      time_steps: [5, 50, 100],
+      inner_channel: 128,
+      channel_multiplier: [1, 2, 4, 8, 8],
+      out_channels: 3,
+      mode: 'reference',
+      res_blocks: 2,
+    });
+  });
+
+  it('config round-trips through JSON', () => {
+    const head = new FusionHead({ ...TINY, mode: 'full', out_channels: 3 });
+    const again = FusionHead.fromJSON(JSON.stringify(head));
+    expect(again.toJSON()).toEqual(head.toJSON());
+    expect(again.params()).toEqual(head.params());
+    // the official name `t` is accepted too
+    expect(
+      FusionHead.fromJSON({ ...TINY, time_steps: undefined, t: [7] }).config.time_steps,
+    ).toEqual([7]);
+  });
+
+  it('rejects bad configs with a clear message', () => {
+    expect(() => normalizeHeadConfig({ ...TINY, feat_scales: [1, 2] })).toThrow(
+      /consecutive resolution levels/,
+    );
+    expect(() => normalizeHeadConfig({ ...TINY, feat_scales: [9] })).toThrow(/out of range/);
+    expect(() => normalizeHeadConfig({ ...TINY, feat_scales: [4] })).toThrow(/mode 'full'/);
+    expect(() => normalizeHeadConfig({ ...TINY, feat_scales: [4], mode: 'full' })).not.toThrow();
+  });
+
+  it('requiredFeatureIndices: reference skips the finest scale, full needs it', () => {
+    const paper = {
+      feat_scales: [2, 5, 8, 11, 14],
+      inner_channel: 8,
+      channel_multiplier: [1, 2, 4, 8, 8],
+    };
+    expect(new FusionHead(paper).requiredFeatureIndices()).toEqual([5, 8, 11, 14]);
+    expect(new FusionHead({ ...paper, mode: 'full' }).requiredFeatureIndices()).toEqual([
+      2, 5, 8, 11, 14,
+    ]);
+  });
+
+  it('reference mode reads neither the finest features nor the finest Block', () => {
+    const head = new FusionHead(TINY);
+    const store = TfParamStore.init(head.params(), 3);
+    const ops = new TfOps(store);
+    const feats = randomFeats(head, 1, 8, 1);
+    const full = tf.tidy(() => head.forward(ops, feats as tf.Tensor[][]));
+    for (const f of feats) {
+      f[1]?.dispose();
+      f[1] = null;
+    }
+    const pruned = tf.tidy(() => head.forward(ops, feats as tf.Tensor[][]));
+    expect(pruned.shape).toEqual([1, 8, 8, 3]);
+    expect(Array.from(pruned.dataSync())).toEqual(Array.from(full.dataSync()));
+    const used = new Set(head.usedParams().map((p) => p.name));
+    expect(used.has('decoder.2.block.0.weight')).toBe(false); // finest Block
+    expect(used.has('decoder.0.block.0.weight')).toBe(true);
+    expect(head.params().length - used.size).toBe(4);
+    tf.dispose([full, pruned, ...feats.flat().filter((t): t is tf.Tensor => t !== null)]);
+    store.dispose();
+  });
+
+  it('full mode: output shape, finest features matter, every parameter used', () => {
+    const head = new FusionHead({ ...TINY, mode: 'full', out_channels: 3 });
+    expect(head.usedParams()).toEqual(head.params());
+    const store = TfParamStore.init(head.params(), 4);
+    const ops = new TfOps(store);
+    const feats = randomFeats(head, 2, 16, 2);
+    const a = tf.tidy(() => head.forward(ops, feats as tf.Tensor[][]));
+    expect(a.shape).toEqual([2, 16, 16, 3]);
+    const v = a.dataSync();
+    expect(Math.max(...v.map(Math.abs))).toBeLessThan(1);
+    // changing the finest features changes the output
+    const old = feats[0][1]!;
+    feats[0][1] = tf.mul(old, -1);
+    const b = tf.tidy(() => head.forward(ops, feats as tf.Tensor[][]));
+    expect(tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]).toBeGreaterThan(1e-4);
+    tf.dispose([a, b, old, ...feats.flat().filter((t): t is tf.Tensor => t !== null)]);
+    store.dispose();
+  });
+
+  it('single time step: reference skips the Blocks like the official forward, full applies them', () => {
+    const ref = new FusionHead({ ...TINY, time_steps: [5] });
+    expect(ref.params().some((p) => p.name === 'decoder.0.block.2.weight')).toBe(true);
+    expect(ref.params().some((p) => p.name === 'decoder.0.block.0.weight')).toBe(false);
+    expect(ref.usedParams().some((p) => p.name.startsWith('decoder.0.'))).toBe(false);
+    const full = new FusionHead({ ...TINY, time_steps: [5], mode: 'full' });
+    expect(full.usedParams().some((p) => p.name === 'decoder.0.block.2.weight')).toBe(true);
+    const store = TfParamStore.init(full.params(), 5);
+    const feats = randomFeats(full, 1, 8, 3);
+    const y = tf.tidy(() => full.forward(new TfOps(store), feats as tf.Tensor[][]));
+    expect(y.shape).toEqual([1, 8, 8, 3]);
+    tf.dispose([y, ...feats.flat().filter((t): t is tf.Tensor => t !== null)]);
+    store.dispose();
+  });
+
+  it('full mode gradients match central differences (tiny config)', () => {
+    const head = new FusionHead({ ...TINY, mode: 'full' });
+    const store = TfParamStore.init(head.params(), 6);
+    const ops = new TfOps(store);
+    const feats = randomFeats(head, 1, 8, 7);
+    const proj = tf.randomNormal([1, 8, 8, 3], 0, 1, 'float32', 9);
+    const f = () => tf.sum(tf.mul(head.forward(ops, feats as tf.Tensor[][]), proj)) as tf.Scalar;
+    const vars = store.variables();
+    const { grads } = tf.variableGrads(f, vars);
+    // ReLU kinks and float32 rounding make single finite differences noisy: take the better
+    // of two step sizes, and require nearly all coordinates to agree closely, all loosely.
+    const rng = new Rng(11);
+    const errors: number[] = [];
+    let checked = 0;
+    for (const v of vars) {
+      const g = grads[v.name];
+      expect(g, v.name).toBeDefined();
+      const gv = g.dataSync();
+      const base = v.dataSync().slice();
+      for (let rep = 0; rep < 3; rep++) {
+        const idx = rng.int(v.size);
+        const at = (delta: number) => {
+          const d = base.slice();
+          d[idx] += delta;
+          v.assign(tf.tensor(d, v.shape));
+          return tf.tidy(() => f().dataSync()[0]);
+        };
+        const err = Math.min(
+          ...[3e-3, 1e-3].map((eps) => Math.abs((at(eps) - at(-eps)) / (2 * eps) - gv[idx])),
+        );
+        v.assign(tf.tensor(base, v.shape));
+        errors.push(err / Math.max(1, Math.abs(gv[idx])));
+      }
+      checked++;
+    }
+    errors.sort((a, b) => a - b);
+    expect(errors[Math.floor(errors.length * 0.9)]).toBeLessThan(5e-3);
+    expect(errors[errors.length - 1]).toBeLessThan(5e-2);
+    expect(checked).toBe(head.params().length);
+    tf.dispose([
+      proj,
+      ...Object.values(grads),
+      ...feats.flat().filter((t): t is tf.Tensor => t !== null),
+    ]);
+    store.dispose();
+  });
+});
