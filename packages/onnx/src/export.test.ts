@@ -346,6 +346,74 @@ describe.skipIf(!hasGolden)(
 );
 
 describe('random-init export', () => {
+  const tinyUNet = () =>
+    new UNet({
+      in_channel: 4,
+      out_channel: 4,
+      inner_channel: 8,
+      norm_groups: 4,
+      channel_mults: [1, 2],
+      attn_res: [8],
+      res_blocks: 1,
+      dropout: 0,
+      image_size: 16,
+    });
+  for (const [steps, mode, opset] of [
+    [[20], 'full', 17],
+    [[20, 300], 'reference', 18],
+    [[7, 70, 700], 'full', 20],
+  ] as Array<[number[], FusionHeadMode, number]>) {
+    it(`${steps.length} time step(s), ${mode} head, opset ${opset}: ORT = TfOps`, async () => {
+      const unet = tinyUNet();
+      // res_blocks 1: 2 decoder features per level; scales 0 (full res) and 2 (1/2).
+      const head = new FusionHead({
+        feat_scales: [0, 2],
+        time_steps: steps,
+        inner_channel: 8,
+        channel_multiplier: [1, 2],
+        res_blocks: 1,
+        mode,
+      });
+      const uw = randomWeights(unet.params(), 11);
+      const hw = randomWeights(head.params(), 12);
+      const schedule = {
+        schedule: 'cosine' as const,
+        n_timestep: 1000,
+        linear_start: 1e-6,
+        linear_end: 1e-2,
+      };
+      const dir = join(root, `tiny-${steps.length}-${mode}`);
+      const res = exportFusionModel(dir, {
+        unet,
+        unetWeights: uw,
+        head,
+        headWeights: hw,
+        schedule,
+        opset,
+        seed: 3,
+      });
+      expect(res.config.opset).toBe(opset);
+      const m = decodeModel(readFileSync(join(dir, 'model.onnx')));
+      expect(m.opsetImport[0].version).toBe(opset);
+      const model = await loadFusionModel(dir, { device: 'cpu', threads: 1 });
+      const [n, h, w] = [1, 8, 12];
+      const px = h * w;
+      const { randn } = await import('./test-utils');
+      const vis = randn([3 * px], 21, 0.5);
+      const ir = randn([px], 22, 0.5);
+      const noise = randn([steps.length * 4 * px], 23);
+      const fused = await model.fuse({ ir, vis, noise, n, height: h, width: w });
+      await model.release();
+      const x = new Float32Array(4 * px);
+      x.set(vis);
+      x.set(ir, 3 * px);
+      const nz = steps.map((_, k) => noise.slice(k * 4 * px, (k + 1) * 4 * px));
+      const levels = midpointLevels(schedule, steps);
+      const want = tfFusion(unet, uw, head, hw, x, [1, 4, h, w], nz, levels);
+      expect(relErr(fused, want)).toBeLessThan(1e-4);
+    });
+  }
+
   it('random weights are deterministic per seed and name', () => {
     const unet = new UNet({
       in_channel: 4,

@@ -150,7 +150,7 @@ export function buildFusionGraph(
   const opset = options.opset ?? DEFAULT_OPSET;
   if (!Number.isInteger(opset) || opset < 17)
     throw new ExportError(`opset must be 17 or later, got ${opset}`);
-  const g = new GraphBuilder('dif_fusion');
+  const g = new GraphBuilder('dif_fusion', opset);
   const unetOps = new OnnxOps(g, spec.unetWeights, {
     prefix: 'unet.',
     groupNorm: options.groupNorm,
@@ -315,7 +315,7 @@ export function buildUNetEpsGraph(
 ): GraphBuilder {
   const unet = asUNet(unetOrConfig);
   checkWeights('UNet', unet.params(), weights);
-  const g = new GraphBuilder('sr3_unet');
+  const g = new GraphBuilder('sr3_unet', options.opset ?? DEFAULT_OPSET);
   const ops = new OnnxOps(g, weights, { groupNorm: options.groupNorm });
   const x = g.input('x', ['N', unet.config.in_channel, 'H', 'W']);
   const level = g.input('level', ['N', 1]);

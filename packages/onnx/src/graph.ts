@@ -87,7 +87,33 @@ export class GraphBuilder {
   private readonly constCache = new Map<string, Value>();
   private counter = 0;
 
-  constructor(readonly name = 'graph') {}
+  /**
+   * @param opset opset of the default domain the nodes are written for (17 or later); ops
+   * whose signature changed (e.g. Reduce* axes as an input from 18) follow it.
+   */
+  constructor(
+    readonly name = 'graph',
+    readonly opset = DEFAULT_OPSET,
+  ) {
+    if (!Number.isInteger(opset) || opset < 17)
+      throw new Error(`ONNX graph: opset must be an integer >= 17, got ${opset}`);
+  }
+
+  /**
+   * A Reduce* node over `axes` (all axes when empty), written for the builder's opset:
+   * an `axes` attribute up to opset 17, an `axes` input from 18.
+   */
+  reduce(
+    op: 'ReduceMean' | 'ReduceSum' | 'ReduceProd' | 'ReduceMax',
+    x: Value,
+    axes: number[],
+    keepdims: boolean,
+  ): Value {
+    const k = { keepdims: attr.int(keepdims ? 1 : 0) };
+    if (axes.length === 0) return this.node(op, [x], k);
+    if (this.opset >= 18) return this.node(op, [x, this.constI64(axes)], k);
+    return this.node(op, [x], { ...k, axes: attr.ints(axes) });
+  }
 
   /** A fresh value name with a readable stem. */
   fresh(stem: string): Value {
@@ -225,7 +251,11 @@ export class GraphBuilder {
   /** Prune, then serialise to protobuf (with external data when needed). */
   serialize(options: SerializeOptions = {}): SerializedModel {
     this.prune();
-    const opset = options.opset ?? DEFAULT_OPSET;
+    const opset = options.opset ?? this.opset;
+    if (opset !== this.opset)
+      throw new Error(
+        `ONNX graph: built for opset ${this.opset}, cannot serialise as opset ${opset}`,
+      );
     const location = options.externalDataLocation ?? 'model.onnx.data';
     let total = 0;
     for (const i of this.inits.values()) total += i.bytes.byteLength;

@@ -15,7 +15,7 @@ async function check(
   inputs: TestInput[],
   shapes: Record<string, number[]> = {},
   tol = 1e-5,
-  options: { groupNorm?: 'instancenorm' | 'reduce' } = {},
+  options: { groupNorm?: 'instancenorm' | 'reduce'; opset?: number } = {},
 ) {
   const weights = randomWeights(shapes, 1000);
   const a = await runTf(fn, inputs, weights);
@@ -118,4 +118,26 @@ describe('OnnxOps matches TfOps (ORT CPU vs tfjs cpu, 1e-5 relative)', () => {
     const level = { name: 'level', shape: [3, 1], data: Float32Array.from([0.99, 0.5, 0.01]) };
     await check((ops, [l]) => ops.positionalEncoding(l, 32), [level]);
   });
+  for (const opset of [18, 21])
+    it(`opset ${opset}: reduce-based ops (axes as inputs), resize, attention`, async () => {
+      const o = { opset };
+      const x = img('x', [2, 16, 6, 10], 14, 2);
+      await check(
+        (ops, [t]) => ops.groupNorm(t, 4, ops.param('n.weight'), ops.param('n.bias')),
+        [x],
+        { 'n.weight': [16], 'n.bias': [16] },
+        1e-5,
+        { groupNorm: 'reduce', ...o },
+      );
+      await check((ops, [a]) => ops.meanSpatial(a), [X()], {}, 1e-5, o);
+      await check((ops, [a]) => ops.upsampleBilinear2x(a), [X()], {}, 1e-5, o);
+      await check((ops, [a]) => ops.upsampleNearest2x(a), [X()], {}, 1e-5, o);
+      await check(
+        (ops, [a]) => ops.selfAttention(a, 2),
+        [img('qkv', [2, 24, 4, 6], 15)],
+        {},
+        1e-5,
+        o,
+      );
+    });
 });

@@ -95,10 +95,9 @@ export class OnnxOps implements Ops<Value> {
         { epsilon: attr.float(eps) },
       );
     } else {
-      const axes = { axes: attr.ints([2]), keepdims: attr.int(1) };
-      const mean = g.node('ReduceMean', [grouped], axes);
+      const mean = g.reduce('ReduceMean', grouped, [2], true);
       const d = g.node('Sub', [grouped, mean]);
-      const variance = g.node('ReduceMean', [g.node('Mul', [d, d])], axes);
+      const variance = g.reduce('ReduceMean', g.node('Mul', [d, d]), [2], true);
       const std = g.node('Sqrt', [g.node('Add', [variance, g.constF32([eps], [])])]);
       normed = g.node('Div', [d, std]);
     }
@@ -159,7 +158,7 @@ export class OnnxOps implements Ops<Value> {
     return this.g.node('Concat', xs, { axis: attr.int(1) });
   }
   meanSpatial(x: Value): Value {
-    return this.g.node('ReduceMean', [x], { axes: attr.ints([2, 3]), keepdims: attr.int(0) });
+    return this.g.reduce('ReduceMean', x, [2, 3], false);
   }
   upsampleNearest2x(x: Value): Value {
     const g = this.g;
@@ -185,7 +184,7 @@ export class OnnxOps implements Ops<Value> {
     const n = g.node('Slice', [shape, g.constI64([0]), g.constI64([1]), g.constI64([0])]);
     const c3 = g.node('Slice', [shape, g.constI64([1]), g.constI64([2]), g.constI64([0])]);
     const hw = g.node('Slice', [shape, g.constI64([2]), g.constI64([4]), g.constI64([0])]);
-    const hwProd = g.node('ReduceProd', [hw], { keepdims: attr.int(1) });
+    const hwProd = g.reduce('ReduceProd', hw, [], true);
     const hd = g.node('Div', [c3, g.constI64([3 * nHead])]);
     const view = g.node('Concat', [n, g.constI64([nHead, 3]), hd, hwProd], { axis: attr.int(0) });
     const r = g.node('Reshape', [qkv, view]); // [N, nH, 3, hd, HW]

@@ -69,9 +69,9 @@ export async function runOnnx(
   fn: <T>(ops: Ops<T>, inputs: T[]) => T,
   inputs: TestInput[],
   weights: TorchWeights,
-  options: OnnxOpsOptions & { dynamic?: boolean; threads?: number } = {},
+  options: OnnxOpsOptions & { dynamic?: boolean; threads?: number; opset?: number } = {},
 ): Promise<{ data: Float32Array; shape: number[]; nodes: number }> {
-  const g = new GraphBuilder('test');
+  const g = new GraphBuilder('test', options.opset);
   const ops = new OnnxOps(g, weights, options);
   const vals: Value[] = inputs.map((i) =>
     g.input(
