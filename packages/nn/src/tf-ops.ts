@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
+// tfjs-core alone registers no gradients (the @tensorflow/tfjs bundle does): training needs them.
+import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import type { Ops } from './ops';
 
 /** Anything that hands out parameters by name, in TfOps layout (see `toTfLayout`). */
@@ -157,10 +159,12 @@ export class TfOps implements Ops<tf.Tensor> {
     return tf.mean(x, [1, 2]);
   }
   upsampleNearest2x(x: tf.Tensor): tf.Tensor {
-    // Reshape + tile instead of resizeNearestNeighbor: its gradient exists on every backend.
+    // Broadcast multiply by ones + reshape instead of resizeNearestNeighbor or tile: the
+    // gradient is a plain sum over the broadcast axes (tile's gradient stops at rank 5 and
+    // unstack is slow on wasm).
     const [n, h, w, c] = x.shape;
-    const t = tf.tile(tf.reshape(x, [n, h, 1, w, 1, c]), [1, 1, 2, 1, 2, 1]);
-    return tf.reshape(t, [n, 2 * h, 2 * w, c]);
+    const ones = tf.ones([1, 1, 2, 1, 2, 1]);
+    return tf.reshape(tf.mul(tf.reshape(x, [n, h, 1, w, 1, c]), ones), [n, 2 * h, 2 * w, c]);
   }
   upsampleBilinear2x(x: tf.Tensor): tf.Tensor {
     const [, h, w] = x.shape;
