@@ -1,3 +1,4 @@
 export * from './config';
 export * from './head';
 export * from './loss';
+export * from './train';
