@@ -120,11 +120,38 @@ export function headConfigToJSON(cfg: FusionHeadConfig): FusionHeadConfig {
 }
 
 /**
- * Build a head config from the reference's fusion config (config/fusion_train.json:
- * `model_df.feat_scales`, `model_df.t`, `model.unet.inner_channel`,
- * `model.unet.channel_multiplier`, `model.unet.res_blocks`). `unet` overrides the UNet
+ * Parse JSON that may hold `//` line comments outside strings, as the reference's config files
+ * do (its parser drops everything after `//` on each line), and trailing commas.
+ */
+export function parseJsonWithComments(text: string): unknown {
+  let out = '';
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (inString) {
+      out += ch;
+      if (ch === '\\') out += text[++i] ?? '';
+      else if (ch === '"') inString = false;
+    } else if (ch === '"') {
+      inString = true;
+      out += ch;
+    } else if (ch === '/' && text[i + 1] === '/') {
+      while (i < text.length && text[i] !== '\n') i++;
+      out += '\n';
+    } else out += ch;
+  }
+  return JSON.parse(out.replace(/,(\s*[}\]])/g, '$1'));
+}
+
+/**
+ * Build a head config from the reference's fusion config (config/fusion_train.json, as an
+ * object or as its text, `//` comments allowed): `model_df.feat_scales`, `model_df.t`,
+ * `model_df.feat_type` (only `dec`), `model.unet.inner_channel`,
+ * `model.unet.channel_multiplier`, `model.unet.res_blocks`. `unet` overrides the UNet
  * fields (e.g. from the DDPM checkpoint's own config, which is authoritative).
- * The official `model_df.out_channels` (4) is ignored, as the official head ignores it.
+ * The official `model_df.out_channels` (4) is ignored, as the official head ignores it
+ * (it always makes 3 channels); so are `loss_type`, `output_cm_size` and `psp`.
+ * A `model_df.mode` field (not in the reference) is honoured unless `options.mode` is given.
  */
 export function headConfigFromReference(
   json: any,
@@ -133,8 +160,9 @@ export function headConfigFromReference(
     mode?: FusionHeadMode;
   } = {},
 ): FusionHeadConfig {
-  const df = json?.model_df ?? {};
-  const unet = { ...(json?.model?.unet ?? {}), ...(options.unet ?? {}) };
+  const root = typeof json === 'string' ? (parseJsonWithComments(json) as any) : json;
+  const df = root?.model_df ?? {};
+  const unet = { ...(root?.model?.unet ?? {}), ...(options.unet ?? {}) };
   if (df.feat_type !== undefined && df.feat_type !== 'dec')
     throw new Error(
       `fusion head config: feat_type '${df.feat_type}' is not supported (only 'dec')`,
@@ -145,6 +173,6 @@ export function headConfigFromReference(
     inner_channel: unet.inner_channel,
     channel_multiplier: unet.channel_multiplier,
     res_blocks: unet.res_blocks ?? 2,
-    mode: options.mode,
+    mode: options.mode ?? df.mode,
   });
 }

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { golden, hasGolden } from '../../../test/shared';
-import { headConfigFromReference, normalizeHeadConfig } from './config';
+import { headConfigFromReference, normalizeHeadConfig, parseJsonWithComments } from './config';
 import { FusionHead } from './head';
 
 const TINY = {
@@ -39,31 +39,53 @@ describe('FusionHead', () => {
     await tf.setBackend('cpu');
   });
 
-  it('has the official state_dict keys and shapes at the paper configuration', () => {
-    const layout = JSON.parse(readFileSync(golden('official_state_dict_layout.json'), 'utf8'))
-      .fusion_head_gen_pth.keys as Record<string, number[]>;
-    const head = new FusionHead({
-      feat_scales: [2, 5, 8, 11, 14],
-      time_steps: [5, 50, 100],
-      inner_channel: 128,
-      channel_multiplier: [1, 2, 4, 8, 8],
-    });
-    const mine = Object.fromEntries(head.params().map((p) => [p.name, p.shape]));
-    expect(mine).toEqual(layout);
-    expect(Object.keys(mine)).toEqual(Object.keys(layout)); // state_dict order too
-  }, 30_000);
-
-  it.skipIf(!hasGolden)('the reference fusion_train.json config builds the paper head', () => {
-    const cfg = headConfigFromReference({
-      model_df: {
+  it.skipIf(!hasGolden)(
+    'has the official state_dict keys and shapes at the paper configuration',
+    () => {
+      const layout = JSON.parse(readFileSync(golden('official_state_dict_layout.json'), 'utf8'))
+        .fusion_head_gen_pth.keys as Record<string, number[]>;
+      const head = new FusionHead({
         feat_scales: [2, 5, 8, 11, 14],
-        out_channels: 4,
-        feat_type: 'dec',
-        t: [5, 50, 100],
+        time_steps: [5, 50, 100],
+        inner_channel: 128,
+        channel_multiplier: [1, 2, 4, 8, 8],
+      });
+      const mine = Object.fromEntries(head.params().map((p) => [p.name, p.shape]));
+      expect(mine).toEqual(layout);
+      expect(Object.keys(mine)).toEqual(Object.keys(layout)); // state_dict order too
+    },
+    30_000,
+  );
+
+  it('the reference fusion_train.json (text, // comments) builds the paper head; round-trips', () => {
+    // The blocks of the reference's config/fusion_train.json that the head reads, in its
+    // format (line comments included); the other blocks are ignored.
+    const text = `{
+      "name": "ddpm-FSHead",
+      "model_df": {
+        "feat_scales": [2, 5, 8, 11, 14],
+        "out_channels": 4,
+        "loss_type": "ce",
+        "output_cm_size": 160,
+        "psp": true,
+        "feat_type": "dec",
+        "t": [5, 50, 100]
       },
-      model: { unet: { inner_channel: 128, channel_multiplier: [1, 2, 4, 8, 8], res_blocks: 2 } },
-    });
-    expect(cfg).toEqual({
+      "model": {
+        "which_model_G": "sr3",
+        "unet": { "in_channel": 4, "out_channel": 4, "inner_channel": 128,
+                  "channel_multiplier": [1, 2, 4, 8, 8], "attn_res": [16], "res_blocks": 2, "dropout": 0.2 }
+      },
+      "train": {
+        "n_epoch": 300,
+        "optimizer": { "type": "adam", "lr": 1e-4 },
+        "sheduler": {
+          "lr_policy": "linear",  // options: linear, poly, step
+          "gamma": 0.1            // not a "string // inside"
+        }
+      }
+    }`;
+    const want = {
       feat_scales: [14, 11, 8, 5, 2],
       time_steps: [5, 50, 100],
       inner_channel: 128,
@@ -71,7 +93,29 @@ describe('FusionHead', () => {
       out_channels: 3,
       mode: 'reference',
       res_blocks: 2,
+    };
+    const cfg = headConfigFromReference(text);
+    expect(cfg).toEqual(want);
+    expect(headConfigFromReference(parseJsonWithComments(text))).toEqual(want);
+    // the DDPM checkpoint's UNet config overrides the file's; mode is an option
+    const small = headConfigFromReference(text, { unet: { inner_channel: 16 }, mode: 'full' });
+    expect(small.inner_channel).toBe(16);
+    expect(small.mode).toBe('full');
+    // JSON round trip: what checkpoints store rebuilds the same head
+    const head = new FusionHead(cfg);
+    const again = FusionHead.fromJSON(JSON.parse(JSON.stringify(head)));
+    expect(again.toJSON()).toEqual(want);
+    expect(again.params()).toEqual(head.params());
+    expect(parseJsonWithComments('{"a": "x // y", "b": [1, 2,], // c\n}')).toEqual({
+      a: 'x // y',
+      b: [1, 2],
     });
+    expect(() =>
+      headConfigFromReference({
+        model_df: { feat_type: 'enc' },
+        model: { unet: { inner_channel: 8, channel_multiplier: [1] } },
+      }),
+    ).toThrow(/feat_type 'enc'/);
   });
 
   it('config round-trips through JSON', () => {
