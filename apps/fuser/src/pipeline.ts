@@ -31,6 +31,8 @@ export interface Fuser {
     channels: number;
     window(y0: number, x0: number, h: number, w: number): Float32Array;
   };
+  /** Working memory in bytes of one `run` at h x w (padded), for 'auto' tiling; absent: cheap. */
+  memory?(h: number, w: number): number;
   /** ir [1,h,w], vis [3,h,w], noise [K,1,C,h,w] or null -> fused [3,h,w], all in [-1,1]. */
   run(
     ir: Float32Array,
@@ -46,10 +48,16 @@ export interface TilingOptions {
   tile?: number | 'auto' | 'off';
   /** Overlap between neighbouring tiles in pixels (default 64). */
   overlap?: number;
-  /** With tile 'auto': images above this many pixels are tiled. */
+  /** With tile 'auto' and no memory estimate: images above this many pixels are tiled. */
   autoTilePixels?: number;
-  /** Tile edge used when 'auto' decides to tile. */
+  /** Tile edge used when 'auto' decides to tile (without a memory estimate). */
   autoTileSize?: number;
+  /**
+   * With tile 'auto' and a fuser that estimates its memory (the model): the whole image is
+   * fused at once when its estimate fits this many bytes, else in the largest square tiles
+   * that fit (default {@link DEFAULT_MEMORY_BUDGET}).
+   */
+  memoryBudget?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -57,6 +65,34 @@ export const DEFAULT_TILE = 512;
 export const DEFAULT_OVERLAP = 64;
 /** Above about 1 MP an untiled UNet pass needs several GB; tile beyond that. */
 export const AUTO_TILE_PIXELS = 1024 * 1024;
+/** Default working-memory budget of one model run for 'auto' tiling: 1.5 GB. */
+export const DEFAULT_MEMORY_BUDGET = 1.5e9;
+/** 'auto' never picks a tile smaller than this (smaller tiles waste most work on overlap). */
+export const MIN_AUTO_TILE = 128;
+
+/**
+ * The tile edge 'auto' picks: 'off' when the fuser has no memory estimate and the image is
+ * at most `autoTilePixels`, or when its estimate for the whole padded image fits the budget;
+ * otherwise the largest multiple of `multiple` (at least MIN_AUTO_TILE) whose square tile fits.
+ */
+export function autoTile(
+  height: number,
+  width: number,
+  multiple: number,
+  memory: ((h: number, w: number) => number) | undefined,
+  opts: TilingOptions = {},
+): number | 'off' {
+  if (!memory)
+    return height * width > (opts.autoTilePixels ?? AUTO_TILE_PIXELS)
+      ? (opts.autoTileSize ?? DEFAULT_TILE)
+      : 'off';
+  const budget = opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
+  if (memory(ceilTo(height, multiple), ceilTo(width, multiple)) <= budget) return 'off';
+  const floor = ceilTo(MIN_AUTO_TILE, multiple);
+  let t = ceilTo(Math.max(height, width), multiple);
+  while (t > floor && memory(t, t) > budget) t -= multiple;
+  return Math.max(t, floor);
+}
 
 export const ceilTo = (v: number, m: number) => Math.ceil(v / m) * m;
 
@@ -97,14 +133,12 @@ export function planTiles(
   width: number,
   multiple: number,
   opts: TilingOptions = {},
+  memory?: (h: number, w: number) => number,
 ): Tile[] {
-  const overlap = opts.overlap ?? DEFAULT_OVERLAP;
   let tile = opts.tile ?? 'auto';
-  if (tile === 'auto')
-    tile =
-      height * width > (opts.autoTilePixels ?? AUTO_TILE_PIXELS)
-        ? (opts.autoTileSize ?? DEFAULT_TILE)
-        : 'off';
+  if (tile === 'auto') tile = autoTile(height, width, multiple, memory, opts);
+  const overlap =
+    opts.overlap ?? (typeof tile === 'number' ? Math.min(DEFAULT_OVERLAP, tile / 4) : 0);
   if (tile === 'off' || (height <= tile && width <= tile))
     return ioPlanTiles(width, height, Math.max(width, height), 0);
   if (tile % multiple !== 0)
@@ -132,7 +166,7 @@ export async function fusePlanar(
   if (ir.channels !== 1 || vis.channels !== 3)
     throw new FuseError('fusePlanar: expects 1-channel ir and 3-channel vis');
   const m = fuser.multiple;
-  const tiles = planTiles(H, W, m, opts);
+  const tiles = planTiles(H, W, m, opts, fuser.memory?.bind(fuser));
 
   const runTile = async (t: Tile): Promise<Float32Array> => {
     const th = t.height;

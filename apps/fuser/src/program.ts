@@ -20,7 +20,7 @@ import {
   writeImage,
 } from './images';
 import { BASELINES, METHODS, type Method } from './methods';
-import { AUTO_TILE_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE } from './pipeline';
+import { AUTO_TILE_PIXELS, DEFAULT_MEMORY_BUDGET, DEFAULT_OVERLAP, DEFAULT_TILE } from './pipeline';
 
 export interface CliIo {
   out: (s: string) => void;
@@ -42,6 +42,7 @@ interface FuseFlags {
   threads?: number;
   tile: number | 'auto' | 'off';
   overlap?: number;
+  memory?: number;
   sideBySide?: string;
   quiet?: boolean;
 }
@@ -115,14 +116,19 @@ export function buildProgram(io: CliIo): Command {
     )
     .option(
       '--tile <size>',
-      `tile edge in pixels (multiple of 16), auto (tile ${DEFAULT_TILE}px above ${AUTO_TILE_PIXELS / 1024 / 1024} MP) or off`,
+      `tile edge in pixels (multiple of 16), off, or auto: the whole image when the model's working memory fits --memory, else the largest tiles that fit (baselines: ${DEFAULT_TILE}px tiles above ${AUTO_TILE_PIXELS / 1024 / 1024} MP)`,
       tileArg,
       'auto',
     )
     .option(
       '--overlap <px>',
-      `overlap between tiles (default ${DEFAULT_OVERLAP})`,
+      `overlap between tiles (default ${DEFAULT_OVERLAP}, at most a quarter of the tile)`,
       intArg('--overlap', 0),
+    )
+    .option(
+      '--memory <MB>',
+      `working-memory budget of one model run for --tile auto (default ${DEFAULT_MEMORY_BUDGET / 1e6})`,
+      intArg('--memory', 64),
     )
     .option(
       '--side-by-side <file>',
@@ -302,7 +308,11 @@ async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
           clearOnComplete: true,
         })
       : null;
-    const tiles = { tile: f.tile, overlap: f.overlap ?? DEFAULT_OVERLAP };
+    const tiles = {
+      tile: f.tile,
+      overlap: f.overlap,
+      memoryBudget: f.memory === undefined ? undefined : f.memory * 1e6,
+    };
     const t0 = performance.now();
     let pixels = 0;
     const failures: string[] = [];

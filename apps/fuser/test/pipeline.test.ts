@@ -1,12 +1,16 @@
 import { reflectIndex } from '@dif-fusion/io';
 import { describe, expect, it } from 'vitest';
+import { modelMemory } from '../src/fuse';
 import type { Planar } from '../src/images';
 import {
+  autoTile,
   ceilTo,
   cellNoise,
   cropPlanes,
+  DEFAULT_TILE,
   type Fuser,
   fusePlanar,
+  MIN_AUTO_TILE,
   NOISE_CELL,
   planTiles,
   reflectPad,
@@ -264,5 +268,39 @@ describe('cell noise', () => {
     );
     expect(full(2, S, 2 * S)).not.toEqual(a);
     expect(full(1, S, 2 * S)).toEqual(a);
+  });
+});
+
+describe("'auto' tiling from a memory estimate", () => {
+  // quadratic in the pixel count, like self-attention
+  const quad = (h: number, w: number) => (h * w) ** 2 / 256;
+
+  it('fuses the whole image when it fits, else the largest square tile that fits', () => {
+    expect(autoTile(64, 64, 16, quad, { memoryBudget: 65536 })).toBe('off'); // 4096^2/256
+    expect(autoTile(64, 64, 16, quad, { memoryBudget: 65535 })).toBe(MIN_AUTO_TILE);
+    // largest multiple of 16 with t^4/256 <= 1e9: 704 (704^4/256 = 9.6e8, 720^4/256 = 1.05e9)
+    expect(autoTile(2000, 3000, 16, quad, { memoryBudget: 1e9 })).toBe(704);
+    expect(planTiles(2000, 3000, 16, { memoryBudget: 1e9 }, quad)[0].width).toBe(704);
+    // without an estimate (baselines): the pixel rule
+    expect(autoTile(480, 640, 16, undefined)).toBe('off');
+    expect(autoTile(2160, 3840, 16, undefined)).toBe(DEFAULT_TILE);
+  });
+
+  it('estimates the model memory from its UNet config: attention at 1/4 scale, K = 3', () => {
+    const mem = modelMemory({
+      unet: { image_size: 64, attn_res: [16], channel_mults: [1, 2, 4, 8, 8], inner_channel: 16 },
+      time_steps: [5, 50, 100],
+    })!;
+    // 640x480: 19200 tokens at 1/4; 2 x 3 x 19200^2 x 4 B + 16 x 3 x 16 x 640 x 480 x 4 B
+    expect(mem(480, 640)).toBe(2 * 3 * 19200 ** 2 * 4 + 16 * 3 * 16 * 640 * 480 * 4);
+    // without image_size only the middle block (1/16) attends
+    const mid = modelMemory({
+      unet: { channel_mults: [1, 2, 4, 8, 8], inner_channel: 16 },
+      time_steps: [5],
+    })!;
+    expect(mid(480, 640)).toBe(2 * 1 * 1200 ** 2 * 4 + 16 * 16 * 640 * 480 * 4);
+    expect(modelMemory({ unet: {}, time_steps: [5] })).toBeUndefined();
+    // the default 1.5 GB budget tiles a 640x480 pair of this model in 320 px tiles
+    expect(autoTile(480, 640, 16, mem)).toBe(320);
   });
 });
