@@ -25,7 +25,10 @@ describe('model folder resolution', () => {
     delete process.env.DIF_FUSION_MODEL;
     if (defaultModelCandidates().some((c) => existsSync(join(c, 'model.onnx'))))
       expect(resolveModelDir(undefined).source).toBe('default');
-    else expect(() => resolveModelDir(undefined)).toThrow(/the shipped default model is missing \(looked in .*models\/default/);
+    else
+      expect(() => resolveModelDir(undefined)).toThrow(
+        /the shipped default model is missing \(looked in .*models\/default/,
+      );
   });
 
   it('checks the folder structure with one-line messages', () => {
