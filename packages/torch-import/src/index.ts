@@ -1,0 +1,3 @@
+export * from './dif-fusion';
+export * from './pickle';
+export * from './torch-file';
