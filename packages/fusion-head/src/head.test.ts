@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { TfOps, TfParamStore } from '@dif-fusion/nn';
 import { Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
+// gradients (vitest resolves this ESM file; plain Node cannot, see README)
+import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import '@tensorflow/tfjs-backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { golden, hasGolden } from '../../../test/shared';

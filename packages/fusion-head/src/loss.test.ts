@@ -1,5 +1,7 @@
 import { Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
+// gradients (vitest resolves this ESM file; plain Node cannot, see README)
+import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { describe, expect, it } from 'vitest';

@@ -10,8 +10,10 @@
  * gradients work on every backend, wasm included.
  */
 import * as tf from '@tensorflow/tfjs-core';
-// Gradients are registered separately from the ops in tfjs-core 4.x.
-import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
+// No `import '@tensorflow/tfjs-core/dist/register_all_gradients.js'` here: that ESM file uses
+// extensionless imports, which plain Node cannot load, so importing it would make this
+// package unusable in Node even for inference. Whoever trains registers the gradients
+// (see the README, "Gradients").
 
 export type ImageLayout = 'NCHW' | 'NHWC';
 

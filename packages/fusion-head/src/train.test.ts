@@ -1,6 +1,8 @@
 import { Conv2d, fastConv2d, TfOps, TfParamStore } from '@dif-fusion/nn';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
+// gradients (vitest resolves this ESM file; plain Node cannot, see README)
+import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import '@tensorflow/tfjs-backend-cpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FusionHead } from './head';
