@@ -225,7 +225,7 @@ export class FusionHead extends Module {
     return scales.slice().sort((a, b) => a - b);
   }
 
-  /** Channels x spatial stride of each required feature, for callers that check inputs. */
+  /** Channels of reversed decoder feature `scale` (inner_channel x channel_multiplier of its level). */
   featureChannels(scale: number): number {
     return scaleChannels(this.config, scale);
   }

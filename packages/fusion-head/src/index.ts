@@ -1,3 +1,26 @@
+/**
+ * @dif-fusion/fusion-head: Dif-Fusion's fusion head, fusion loss and head training.
+ *
+ * Stable API (used by apps/trainer, packages/onnx, packages/torch-import):
+ * - Head (`./head`): `FusionHead` (official state_dict keys; `forward(ops, feats)` on any
+ *   `Ops<T>`; `requiredFeatureIndices()`, `usedParams()`, `featureChannels(i)`,
+ *   `toJSON()` / `FusionHead.fromJSON()`), and its layers `Block`, `AttentionBlock`,
+ *   `ChannelSpatialSE`, `HeadConv`.
+ * - Config (`./config`): `FusionHeadConfig`, `FusionHeadConfigInput`, `FusionHeadMode`
+ *   ('reference' | 'full'), `normalizeHeadConfig`, `headConfigFromReference` (the
+ *   reference's fusion_train.json, object or text), `headConfigToJSON`,
+ *   `parseJsonWithComments`, `scaleLevel`, `scaleChannels`, `DEFAULT_FEAT_SCALES`,
+ *   `DEFAULT_TIME_STEPS`.
+ * - Loss (`./loss`, tfjs): `fusionLoss` (intensity + alpha * gradient + optional
+ *   colour-fidelity term), `sobelMagnitude`, `chroma`, `FusionLossOptions`,
+ *   `FusionLossResult`, `ImageLayout`.
+ * - Training (`./train`, tfjs): `HeadTrainer`, `headTrainStep`, `makeFeatureExtractor`,
+ *   `ddpmInput`, `disposeFeatures`, `headOptimizer`, `setLearningRate`, `headLearningRate`,
+ *   and the types `FusionBatch`, `HeadFeatures`, `HeadFeatureExtractor`, `DenoiserFeatures`,
+ *   `NoiseLevels`, `FeatureExtractorOptions`, `HeadParamSource`, `NamedGradientOptimizer`,
+ *   `HeadOptimizerLike`, `HeadStepArgs`, `HeadStepResult`, `HeadLossValues`,
+ *   `HeadTrainerOptions`.
+ */
 export * from './config';
 export * from './head';
 export * from './loss';
