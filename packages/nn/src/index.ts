@@ -1,3 +1,4 @@
+export * from './fast-conv';
 export * from './init';
 export * from './layers';
 export * from './module';

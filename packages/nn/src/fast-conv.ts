@@ -1,0 +1,186 @@
+/**
+ * Convolution with hand-written gradients that are fast on every tfjs backend.
+ *
+ * tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter kernel (tfjs falls back to slow
+ * generic paths), a slow Conv2DBackpropInput and a slow matMul with transposeA. Here both
+ * gradients are expressed with the fast kernels (Conv2D, MatMul without transposes, slices):
+ * - dx: one forward convolution of the incoming gradient (flipped, in/out-transposed
+ *   kernel; for stride s > 1 a sub-pixel kernel producing the s*s phases, then
+ *   depthToSpace) — see `convInputGrad`;
+ * - dW: per kernel tap, a plain matMul of the transposed gradient with a contiguous window
+ *   of the flattened, padded input — see `convFilterGrad`.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Conv2dFn } from './tf-ops';
+
+type Conv = (x: tf.Tensor4D, w: tf.Tensor4D) => tf.Tensor4D;
+
+const cache = new Map<string, Conv>();
+
+/**
+ * Drop-in `Conv2dFn` for `new TfOps(params, { conv2d: fastConv2d })`: same forward as
+ * `tf.conv2d` (NHWC input, `[kh, kw, I, O]` kernel, symmetric zero padding), gradients as
+ * described above. Needs padding <= kernel - 1 (true for every conv in dif-fusion).
+ */
+export const fastConv2d: Conv2dFn = (x, w, stride, padding) => {
+  const [kh, kw] = w.shape;
+  const key = `${kh},${kw},${stride},${padding}`;
+  let fn = cache.get(key);
+  if (!fn) {
+    if (padding > kh - 1 || padding > kw - 1)
+      throw new Error(`fastConv2d: padding ${padding} > kernel size - 1 (${kh}x${kw})`);
+    fn = makeConv(kh, kw, stride, padding);
+    cache.set(key, fn);
+  }
+  return fn(x, w);
+};
+
+function makeConv(kh: number, kw: number, stride: number, padding: number): Conv {
+  const pad = padding === 0 ? 'valid' : padding;
+  // customGrad's typing is variadic (`...args: Array<Tensor | GradSaveFunc>`): the last one is `save`.
+  const f = (x: tf.Tensor, w: tf.Tensor, save: tf.GradSaveFunc) => {
+    const x4 = x as tf.Tensor4D;
+    const w4 = w as tf.Tensor4D;
+    save([x4, w4]);
+    return {
+      value: tf.conv2d(x4, w4, stride, pad),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const dy4 = dy as tf.Tensor4D;
+        return [
+          convInputGrad(dy4, ws, xs.shape, stride, padding),
+          convFilterGrad(xs, dy4, kh, kw, stride, padding),
+        ];
+      },
+    };
+  };
+  return tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as Conv;
+}
+
+/**
+ * dL/dx of a conv, exactly, as one forward convolution. With stride s the input pixels
+ * split into s*s phases (i + p = s*m + r); phase r of pixel row i collects dy rows m - j
+ * through kernel taps r + s*j. That is a correlation of dy with a ceil(k/s)-tap kernel whose
+ * s*s*I output channels are the phases, followed by depthToSpace(s) and a crop. For s = 1
+ * it is the usual flipped, in/out-transposed kernel.
+ */
+export function convInputGrad(
+  dy: tf.Tensor4D,
+  w: tf.Tensor4D,
+  xShape: readonly number[],
+  stride: number,
+  padding: number,
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const s = stride;
+    const p = padding;
+    const [kh, kw, c, o] = w.shape;
+    const [n, h, wd] = xShape;
+    const [, ho, wo] = dy.shape;
+    const jh = Math.floor((kh - 1) / s); // taps per phase - 1
+    const jw = Math.floor((kw - 1) / s);
+    const m0 = Math.floor(p / s); // first block row/col needed
+    const mh = Math.ceil((p + h) / s) - m0; // block rows/cols to compute
+    const mw = Math.ceil((p + wd) / s) - m0;
+    // Kernel [jh+1, jw+1, O, s*s*I]: K[t, u, o, (rh*s + rw)*I + i] = w[rh + s(jh-t), rw + s(jw-u), i, o].
+    let k: tf.Tensor4D;
+    if (s === 1) {
+      k = tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]);
+    } else {
+      const wp = tf.pad(w, [
+        [0, s * (jh + 1) - kh],
+        [0, s * (jw + 1) - kw],
+        [0, 0],
+        [0, 0],
+      ]);
+      const w6 = tf.reverse(tf.reshape(wp, [jh + 1, s, jw + 1, s, c, o]), [0, 2]);
+      k = tf.reshape(tf.transpose(w6, [0, 2, 5, 1, 3, 4]), [jh + 1, jw + 1, o, s * s * c]);
+    }
+    const g = padOrCrop(dy, jh - m0, mh + m0 - ho, jw - m0, mw + m0 - wo);
+    let out = tf.conv2d(g, k, 1, 'valid'); // [n, mh, mw, s*s*I]
+    if (s > 1) out = tf.depthToSpace(out, s, 'NHWC'); // [n, s*mh, s*mw, I]
+    const top = p - s * m0;
+    if (top === 0 && out.shape[1] === h && out.shape[2] === wd) return out;
+    return tf.slice(out, [0, top, top, 0], [n, h, wd, c]);
+  });
+}
+
+/** Zero-pad (or, for a negative amount, crop) the bottom and right of an NHWC tensor, pad top/left. */
+function padOrCrop(
+  x: tf.Tensor4D,
+  top: number,
+  bottom: number,
+  left: number,
+  right: number,
+): tf.Tensor4D {
+  if (bottom < 0 || right < 0) {
+    const [n, h, w, c] = x.shape;
+    x = tf.slice(x, [0, 0, 0, 0], [n, h + Math.min(0, bottom), w + Math.min(0, right), c]);
+  }
+  const b = Math.max(0, bottom);
+  const r = Math.max(0, right);
+  if (top === 0 && b === 0 && left === 0 && r === 0) return x;
+  return tf.pad(x, [
+    [0, 0],
+    [top, b],
+    [left, r],
+    [0, 0],
+  ]);
+}
+
+/**
+ * dL/dW of a conv: `[kh, kw, I, O]`, one plain matMul per kernel tap.
+ *
+ * The padded input is split into its s*s stride phases (NHWC, so each phase flattens to
+ * `[N*Hq*Wq, I]` rows). On that flattened grid, kernel tap (a, b) is a constant row offset,
+ * so its im2col matrix is a contiguous row window — one memcpy, no gather. The gradient is
+ * laid on the same grid (zeros where no output pixel is), transposed once to `[O, rows]`,
+ * and dW[a, b] = dy^T · window(a, b).
+ */
+export function convFilterGrad(
+  x: tf.Tensor4D,
+  dy: tf.Tensor4D,
+  kh: number,
+  kw: number,
+  stride: number,
+  padding: number,
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const s = stride;
+    const p = padding;
+    const [n, h, wd, c] = x.shape;
+    const [, ho, wo, o] = dy.shape;
+    const jh = Math.floor((kh - 1) / s); // largest tap offset on the phase grid
+    const jw = Math.floor((kw - 1) / s);
+    const hq = Math.max(Math.ceil((h + 2 * p) / s), ho + jh); // phase grid size
+    const wq = Math.max(Math.ceil((wd + 2 * p) / s), wo + jw);
+    const rows = n * hq * wq;
+    const xp = tf.pad(x, [
+      [0, 0],
+      [p, s * hq - h - p],
+      [p, s * wq - wd - p],
+      [0, 0],
+    ]);
+    const phases =
+      s === 1
+        ? tf.reshape(xp, [1, rows, c])
+        : tf.reshape(tf.transpose(tf.reshape(xp, [n, hq, s, wq, s, c]), [2, 4, 0, 1, 3, 5]), [
+            s * s,
+            rows,
+            c,
+          ]);
+    const q = rows - (jh * wq + jw); // grid rows every tap window can cover
+    const dyGrid = tf.reshape(padOrCrop(dy, 0, hq - ho, 0, wq - wo), [rows, o]);
+    const dyT = tf.transpose(tf.slice(dyGrid, [0, 0], [q, o])) as tf.Tensor2D; // [O, q]
+    const taps: tf.Tensor2D[] = [];
+    for (let a = 0; a < kh; a++)
+      for (let b = 0; b < kw; b++) {
+        const phase = (a % s) * s + (b % s);
+        const offset = Math.floor(a / s) * wq + Math.floor(b / s);
+        const window = tf.reshape(tf.slice(phases, [phase, offset, 0], [1, q, c]), [q, c]);
+        taps.push(tf.matMul(dyT, window as tf.Tensor2D)); // [O, I]
+      }
+    // [kh*kw, O, I] -> [kh, kw, I, O]
+    return tf.reshape(tf.transpose(tf.stack(taps), [0, 2, 1]), [kh, kw, c, o]) as tf.Tensor4D;
+  });
+}
