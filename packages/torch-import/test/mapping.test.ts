@@ -1,0 +1,120 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FusionHead } from '@dif-fusion/fusion-head';
+import { describe, expect, it } from 'vitest';
+import { GOLDEN_DIR, golden, hasGolden, noteSkip } from '../../../test/shared';
+import {
+  checkShapes,
+  importDifFusion,
+  inferHeadConfig,
+  inferUnetConfig,
+  splitDdpmStateDict,
+} from '../src/index';
+
+const FIX = join(__dirname, '..', 'fixtures');
+const fixture = (name: string) => join(FIX, name);
+const fixtureConfig = () => {
+  const ref = readFileSync(fixture('reference.safetensors'));
+  const n = Number(ref.readBigUInt64LE(0));
+  const meta = JSON.parse(ref.subarray(8, 8 + n).toString()).__metadata__;
+  return { unet: JSON.parse(meta.unet), head: JSON.parse(meta.head) };
+};
+
+describe('importDifFusion on the fixtures', () => {
+  it('infers the UNet and head configs the fixtures were made with', async () => {
+    const want = fixtureConfig();
+    const r = await importDifFusion(
+      { ddpm: fixture('ddpm_gen.pth'), head: fixture('df_head_gen.pth') },
+      { normGroups: 2 },
+    );
+    expect(r.unet.config).toEqual(want.unet);
+    expect(r.head!.config).toEqual({
+      feat_scales: [14, 11, 8, 5, 2],
+      time_steps: [5, 50, 100],
+      inner_channel: want.unet.inner_channel,
+      channel_multiplier: want.unet.channel_mults,
+      out_channels: 3,
+      mode: 'reference',
+      res_blocks: 2,
+    });
+    expect([...r.unet.weights.keys()].every((k) => !k.startsWith('denoise_fn.'))).toBe(true);
+    expect(r.unet.weights.has('betas')).toBe(false);
+    expect(r.head!.weights.size).toBe(new FusionHead(r.head!.config).params().length);
+  });
+
+  it('explains what to pass when the GroupNorm groups do not fit', async () => {
+    await expect(importDifFusion({ ddpm: fixture('ddpm_gen.pth') })).rejects.toThrow(
+      /norm_groups 32 does not divide .*--norm-groups/,
+    );
+  });
+
+  it('checks --time-steps and --feat-scales against the head', async () => {
+    const paths = { ddpm: fixture('ddpm_gen.pth'), head: fixture('df_head_gen.pth') };
+    await expect(importDifFusion(paths, { normGroups: 2, timeSteps: [5, 50] })).rejects.toThrow(
+      /stacks features of 3 time steps, --time-steps lists 2/,
+    );
+    const r = await importDifFusion(paths, {
+      normGroups: 2,
+      timeSteps: [10, 20, 30],
+      featScales: [1, 4, 7, 10, 13],
+    });
+    expect(r.head!.config.time_steps).toEqual([10, 20, 30]);
+    expect(r.head!.config.feat_scales).toEqual([13, 10, 7, 4, 1]);
+    await expect(
+      importDifFusion(paths, { normGroups: 2, featScales: [4, 7, 10, 13] }),
+    ).rejects.toThrow();
+  });
+});
+
+describe.skipIf(!hasGolden)('the official checkpoint layout (../shared/golden)', () => {
+  noteSkip(hasGolden, 'golden');
+  const layout = hasGolden
+    ? JSON.parse(readFileSync(golden('official_state_dict_layout.json'), 'utf8'))
+    : null;
+
+  it('maps the paper-size DDPM and head layouts onto the official configs', () => {
+    const ddpm = new Map<string, number[]>(Object.entries(layout.ddpm_gen_pth.keys));
+    const unetShapes = splitDdpmStateDict(ddpm, 'official DDPM');
+    const cfg = inferUnetConfig(unetShapes);
+    const official = layout.ddpm_gen_pth.config;
+    expect(cfg).toEqual(official);
+    const nUnet = [...unetShapes.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
+    expect(nUnet).toBe(layout.params.ddpm_unet);
+
+    const headShapes = new Map<string, number[]>(Object.entries(layout.fusion_head_gen_pth.keys));
+    const head = inferHeadConfig(headShapes, cfg);
+    expect(head.feat_scales).toEqual([14, 11, 8, 5, 2]);
+    expect(head.time_steps).toEqual([5, 50, 100]);
+    checkShapes(headShapes, new FusionHead(head).params(), 'official head');
+    const nHead = [...headShapes.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
+    expect(nHead).toBe(layout.params.fusion_head);
+  });
+
+  it(`infers the configs of the golden UNets (${GOLDEN_DIR})`, () => {
+    for (const name of ['unet_small.safetensors', 'unet_5level.safetensors']) {
+      const buf = readFileSync(golden(name));
+      const n = Number(buf.readBigUInt64LE(0));
+      const header = JSON.parse(buf.subarray(8, 8 + n).toString());
+      const config = JSON.parse(header.__metadata__.config);
+      const shapes = new Map<string, number[]>(
+        Object.entries(header)
+          .filter(([k]) => k.startsWith('weights.'))
+          .map(([k, v]) => [k.slice('weights.'.length), (v as { shape: number[] }).shape]),
+      );
+      const got = inferUnetConfig(shapes, { normGroups: config.norm_groups, dropout: 0 });
+      for (const k of [
+        'in_channel',
+        'out_channel',
+        'inner_channel',
+        'norm_groups',
+        'channel_mults',
+        'res_blocks',
+      ])
+        expect(got[k as keyof typeof got], `${name} ${k}`).toEqual(config[k]);
+      // attention at the same levels (image_size may differ, the levels with attention may not)
+      const levels = (c: { image_size: number; attn_res: number[]; channel_mults: number[] }) =>
+        c.channel_mults.map((_, l) => c.attn_res.includes(c.image_size / 2 ** l));
+      expect(levels(got), name).toEqual(levels(config));
+    }
+  });
+});
