@@ -138,9 +138,11 @@ export function parseJsonWithComments(text: string): unknown {
     } else if (ch === '/' && text[i + 1] === '/') {
       while (i < text.length && text[i] !== '\n') i++;
       out += '\n';
+    } else if (ch === '}' || ch === ']') {
+      out = out.replace(/,(\s*)$/, '$1') + ch; // trailing comma
     } else out += ch;
   }
-  return JSON.parse(out.replace(/,(\s*[}\]])/g, '$1'));
+  return JSON.parse(out);
 }
 
 /**

@@ -108,8 +108,8 @@ describe('FusionHead', () => {
     const again = FusionHead.fromJSON(JSON.parse(JSON.stringify(head)));
     expect(again.toJSON()).toEqual(want);
     expect(again.params()).toEqual(head.params());
-    expect(parseJsonWithComments('{"a": "x // y", "b": [1, 2,], // c\n}')).toEqual({
-      a: 'x // y',
+    expect(parseJsonWithComments('{"a": "x // y,]", "b": [1, 2,], // c\n}')).toEqual({
+      a: 'x // y,]',
       b: [1, 2],
     });
     expect(() =>
