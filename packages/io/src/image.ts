@@ -188,24 +188,36 @@ async function decodeWithSharp(
 }
 
 function decodeBmp(buf: Uint8Array, source: string): Image {
-  let dec: { width: number; height: number; data: Uint8Array; bitPP?: number };
+  let dec: {
+    width: number;
+    height: number;
+    data: Uint8Array;
+    bitPP?: number;
+    compression?: number;
+  };
   try {
-    dec = decodeBmpTs(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), { toRGBA: true });
+    // bmp-ts's native pixel order is ABGR. Its `toRGBA` option is not honoured by the 4- and
+    // 8-bit palette paths (they always write ABGR), so we ask for ABGR and reorder ourselves.
+    dec = decodeBmpTs(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), { toRGBA: false });
   } catch (err) {
     const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0];
     throw fileError(source, `corrupt or unsupported BMP image (${msg})`, err);
   }
   const { width, height } = dec;
   if (!width || !height) throw fileError(source, `zero-size image (${width}x${height})`);
+  // bmp-ts mis-places RLE-decoded pixels: refuse rather than return a scrambled image.
+  if (dec.compression === 1 || dec.compression === 2) {
+    throw fileError(source, 'unsupported BMP: RLE-compressed BMP files are not supported');
+  }
   const n = width * height;
   if (!dec.data || dec.data.length < n * 4)
     throw fileError(source, 'corrupt or truncated BMP image');
   const rgb = new Uint8Array(n * 3);
   let gray = true;
   for (let i = 0; i < n; i++) {
-    const r = dec.data[i * 4];
-    const g = dec.data[i * 4 + 1];
-    const b = dec.data[i * 4 + 2];
+    const r = dec.data[i * 4 + 3];
+    const g = dec.data[i * 4 + 2];
+    const b = dec.data[i * 4 + 1];
     rgb[i * 3] = r;
     rgb[i * 3 + 1] = g;
     rgb[i * 3 + 2] = b;

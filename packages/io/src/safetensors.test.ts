@@ -1,4 +1,12 @@
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  ftruncateSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -17,7 +25,12 @@ import {
 
 const dir = mkdtempSync(join(tmpdir(), 'dif-io-st-'));
 
-function rawFile(name: string, header: unknown, data: Uint8Array = new Uint8Array(0), lenOverride?: bigint) {
+function rawFile(
+  name: string,
+  header: unknown,
+  data: Uint8Array = new Uint8Array(0),
+  lenOverride?: bigint,
+) {
   const h = Buffer.from(typeof header === 'string' ? header : JSON.stringify(header));
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(lenOverride ?? BigInt(h.length));
@@ -48,7 +61,9 @@ describe('safetensors write/read round trip', () => {
     expect(f.metadata).toEqual({ format: 'pt', config: '{"a":1}' });
     const get = (n: string) => f.tensors.get(n)!;
     expect(get('f32').shape).toEqual([2, 3]);
-    expect(Array.from(get('f32').data)).toEqual(Array.from(Float32Array.from([1.5, -2, 3.25, 0, 1e-8, -1e8])));
+    expect(Array.from(get('f32').data)).toEqual(
+      Array.from(Float32Array.from([1.5, -2, 3.25, 0, 1e-8, -1e8])),
+    );
     expect(Array.from(get('f64').data)).toEqual([Math.PI, -0, 1e-300]);
     expect(Array.from(get('f16').data)).toEqual([1, -2.5, 65504, 0.00006103515625]);
     // 1e30 is 0x7149F2CA in float32: the low half 0xF2CA rounds the bf16 up to 0x714A.
@@ -81,8 +96,12 @@ describe('safetensors write/read round trip', () => {
   });
 
   it('rejects values that do not fit the shape', () => {
-    expect(() => serializeSafetensors({ a: { dtype: 'F32', shape: [2], data: [1] } })).toThrow(/1 values but shape \[2\]/);
-    expect(() => serializeSafetensors({ a: { dtype: 'I64', shape: [1], data: [0.5] } })).toThrow(/not an integer/);
+    expect(() => serializeSafetensors({ a: { dtype: 'F32', shape: [2], data: [1] } })).toThrow(
+      /1 values but shape \[2\]/,
+    );
+    expect(() => serializeSafetensors({ a: { dtype: 'I64', shape: [1], data: [0.5] } })).toThrow(
+      /not an integer/,
+    );
   });
 });
 
@@ -154,26 +173,68 @@ describe('malformed safetensors are one-line errors naming the file', () => {
     writeFileSync(p, Buffer.from([1, 2, 3]));
     both(p, /too short/);
   });
-  it('bad header length', () => both(rawFile('badlen.safetensors', '{}', undefined, 1n << 40n), /bad header length 1099511627776/));
+  it('bad header length', () =>
+    both(
+      rawFile('badlen.safetensors', '{}', undefined, 1n << 40n),
+      /bad header length 1099511627776/,
+    ));
   it('header not JSON', () => both(rawFile('badjson.safetensors', '{not json'), /not valid JSON/));
   it('unknown dtype', () =>
-    both(rawFile('dtype.safetensors', { a: { dtype: 'F8_E4M3', shape: [1], data_offsets: [0, 1] } }, new Uint8Array(1)), /tensor 'a' has unknown dtype "F8_E4M3"/));
+    both(
+      rawFile(
+        'dtype.safetensors',
+        { a: { dtype: 'F8_E4M3', shape: [1], data_offsets: [0, 1] } },
+        new Uint8Array(1),
+      ),
+      /tensor 'a' has unknown dtype "F8_E4M3"/,
+    ));
   it('offsets out of range (truncated data)', () =>
-    both(rawFile('range.safetensors', { a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, new Uint8Array(8)), /out of range/));
+    both(
+      rawFile(
+        'range.safetensors',
+        { a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } },
+        new Uint8Array(8),
+      ),
+      /out of range/,
+    ));
   it('overlapping tensors', () =>
     both(
       rawFile(
         'overlap.safetensors',
-        { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } },
+        {
+          a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+          b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+        },
         new Uint8Array(12),
       ),
       /tensors 'a' \[0, 8\] and 'b' \[4, 12\] overlap/,
     ));
   it('size not matching shape', () =>
-    both(rawFile('size.safetensors', { a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8)), /has 8 bytes but shape \[3\] of F32 needs 12/));
+    both(
+      rawFile(
+        'size.safetensors',
+        { a: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } },
+        new Uint8Array(8),
+      ),
+      /has 8 bytes but shape \[3\] of F32 needs 12/,
+    ));
   it('bad shape and offsets', () => {
-    both(rawFile('shape.safetensors', { a: { dtype: 'U8', shape: [-1], data_offsets: [0, 1] } }, new Uint8Array(1)), /invalid shape/);
-    both(rawFile('offs.safetensors', { a: { dtype: 'U8', shape: [1], data_offsets: [1, 0] } }, new Uint8Array(1)), /invalid data_offsets/);
+    both(
+      rawFile(
+        'shape.safetensors',
+        { a: { dtype: 'U8', shape: [-1], data_offsets: [0, 1] } },
+        new Uint8Array(1),
+      ),
+      /invalid shape/,
+    );
+    both(
+      rawFile(
+        'offs.safetensors',
+        { a: { dtype: 'U8', shape: [1], data_offsets: [1, 0] } },
+        new Uint8Array(1),
+      ),
+      /invalid data_offsets/,
+    );
   });
 });
 
@@ -220,6 +281,8 @@ describe('writeFileAtomic', () => {
   });
   it('fails with one line naming the path', async () => {
     writeFileSync(join(dir, 'afile'), 'x');
-    await expect(writeFileAtomic(join(dir, 'afile', 'sub', 'x.txt'), 'y')).rejects.toThrow(/afile\/sub\/x.txt: /);
+    await expect(writeFileAtomic(join(dir, 'afile', 'sub', 'x.txt'), 'y')).rejects.toThrow(
+      /afile\/sub\/x.txt: /,
+    );
   });
 });
