@@ -3,7 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FusionHead, type FusionHeadMode } from '@dif-fusion/fusion-head';
 import { readSafetensors } from '@dif-fusion/io';
-import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore, type TorchWeights } from '@dif-fusion/nn';
+import {
+  initParam,
+  nchwToNhwc,
+  nhwcToNchw,
+  TfOps,
+  TfParamStore,
+  type TorchWeights,
+} from '@dif-fusion/nn';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
@@ -433,5 +440,10 @@ describe('random-init export', () => {
     expect(Array.from(a.get(k)!.data)).toEqual(Array.from(b.get(k)!.data));
     expect(Array.from(a.get(k)!.data)).not.toEqual(Array.from(c.get(k)!.data));
     expect(a.size).toBe(unet.params().length);
+    // the same values as initParam (TfParamStore.init), every init kind
+    for (const p of unet.params()) {
+      const want = initParam(p, 3);
+      expect(Buffer.from(a.get(p.name)!.data.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+    }
   });
 });

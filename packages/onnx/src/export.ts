@@ -21,6 +21,8 @@ import {
 import {
   initParam,
   type ParamSpec,
+  paramSeed,
+  shapeSize,
   type TorchWeights,
   type TorchWeightsLike,
 } from '@dif-fusion/nn';
@@ -30,6 +32,7 @@ import {
   parseScheduleConfig,
 } from '@dif-fusion/schedules';
 import { UNet, type UNetConfig } from '@dif-fusion/unet';
+import { fillUniform } from './fast-rng';
 import {
   type Attr,
   attr,
@@ -355,11 +358,24 @@ export function exportUNetEps(
 
 /**
  * Random weights for a network's parameters (PyTorch layouts), from `seed`: each parameter
- * from its own stream (see initParam), so the values depend only on seed, name and shape.
+ * from its own stream, the values `initParam` (and so `TfParamStore.init(params, seed)`)
+ * gives, so the values depend only on seed, name, shape and init. Uniform-init parameters
+ * use the fast bulk generator (the paper's UNet has 370 M weights).
  */
 export function randomWeights(params: ParamSpec[], seed: number): TorchWeights {
   const w: TorchWeights = new Map();
-  for (const p of params) w.set(p.name, { shape: p.shape.slice(), data: initParam(p, seed) });
+  for (const p of params) {
+    const data =
+      p.init.kind === 'uniform'
+        ? fillUniform(
+            paramSeed(seed, p.name),
+            new Float32Array(shapeSize(p.shape)),
+            -p.init.bound,
+            p.init.bound,
+          )
+        : initParam(p, seed);
+    w.set(p.name, { shape: p.shape.slice(), data });
+  }
   return w;
 }
 
