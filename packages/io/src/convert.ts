@@ -94,41 +94,41 @@ export function chwToHwc(
 /** The range float values are in, for colour conversions: chroma is centred at 0.5, 128 or 0. */
 export type ValueRange = '0..1' | '0..255' | '-1..1';
 
-function rangeParams(range: ValueRange): { scale: number; offset: number } {
-  // value = unit * scale + offset, unit in [0, 1]
+/** δ, the chroma centre of a range: 0.5 for 0..1, 128 for 0..255 (as OpenCV), 0 for -1..1. */
+function chromaCentre(range: ValueRange): number {
   switch (range) {
     case '0..1':
-      return { scale: 1, offset: 0 };
+      return 0.5;
     case '0..255':
-      return { scale: 255, offset: 0 };
+      return 128;
     case '-1..1':
-      return { scale: 2, offset: -1 };
+      return 0;
   }
 }
 
 /**
  * BT.601 RGB → YCbCr as the fusion toolkits (SeAFusion/TarDAL/Dif-Fusion pipelines) use:
  * Y = 0.299 R + 0.587 G + 0.114 B, Cr = (R - Y) * 0.713 + δ, Cb = (B - Y) * 0.564 + δ, where
- * δ is the middle of the range (0.5 for 0..1, 128 for 0..255, 0 for -1..1 — there Y is also
- * in -1..1). Output planes are in the order Y, Cb, Cr.
+ * δ is the chroma centre of the range (0.5 for 0..1, 128 for 0..255 as OpenCV, 0 for -1..1 —
+ * there Y is also in -1..1). Input and output are planar; output planes are Y, Cb, Cr.
  */
 export function rgbToYCbCr(rgb: FloatImage, range: ValueRange = '0..1'): FloatImage {
   if (rgb.channels !== 3)
     throw new DifFusionError(`rgbToYCbCr needs 3 channels, got ${rgb.channels}`);
   checkFloat(rgb);
-  const { scale, offset } = rangeParams(range);
+  const delta = chromaCentre(range);
   const hw = rgb.width * rgb.height;
   const d = rgb.data;
   const out = new Float32Array(hw * 3);
-  const mid = 0.5 * scale + offset;
   for (let i = 0; i < hw; i++) {
-    const r = (d[i] - offset) / scale;
-    const g = (d[hw + i] - offset) / scale;
-    const b = (d[2 * hw + i] - offset) / scale;
+    const r = d[i];
+    const g = d[hw + i];
+    const b = d[2 * hw + i];
+    // the weights sum to 1, so Y is in the input's range whatever its offset
     const y = 0.299 * r + 0.587 * g + 0.114 * b;
-    out[i] = y * scale + offset;
-    out[hw + i] = (b - y) * 0.564 * scale + mid;
-    out[2 * hw + i] = (r - y) * 0.713 * scale + mid;
+    out[i] = y;
+    out[hw + i] = (b - y) * 0.564 + delta;
+    out[2 * hw + i] = (r - y) * 0.713 + delta;
   }
   return { ...rgb, data: out };
 }
@@ -142,17 +142,17 @@ export function yCbCrToRgb(ycbcr: FloatImage, range: ValueRange = '0..1'): Float
   if (ycbcr.channels !== 3)
     throw new DifFusionError(`yCbCrToRgb needs 3 channels, got ${ycbcr.channels}`);
   checkFloat(ycbcr);
-  const { scale, offset } = rangeParams(range);
+  const delta = chromaCentre(range);
   const hw = ycbcr.width * ycbcr.height;
   const d = ycbcr.data;
   const out = new Float32Array(hw * 3);
   for (let i = 0; i < hw; i++) {
-    const y = (d[i] - offset) / scale;
-    const cb = (d[hw + i] - offset) / scale - 0.5;
-    const cr = (d[2 * hw + i] - offset) / scale - 0.5;
-    out[i] = (y + 1.403 * cr) * scale + offset;
-    out[hw + i] = (y - 0.714 * cr - 0.344 * cb) * scale + offset;
-    out[2 * hw + i] = (y + 1.773 * cb) * scale + offset;
+    const y = d[i];
+    const cb = d[hw + i] - delta;
+    const cr = d[2 * hw + i] - delta;
+    out[i] = y + 1.403 * cr;
+    out[hw + i] = y - 0.714 * cr - 0.344 * cb;
+    out[2 * hw + i] = y + 1.773 * cb;
   }
   return { ...ycbcr, data: out };
 }
