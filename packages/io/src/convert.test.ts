@@ -203,8 +203,9 @@ describe('sRGB → CIELAB (D65, as skimage.color.rgb2lab)', () => {
     ]);
     const lab = rgbToLab(img);
     const at = (i: number) => pixel(lab, i, 5);
-    const close = (got: number[], want: number[], tol: number) =>
-      got.forEach((v, k) => expect(Math.abs(v - want[k])).toBeLessThan(tol));
+    const close = (got: number[], want: number[], tol: number) => {
+      for (let k = 0; k < 3; k++) expect(Math.abs(got[k] - want[k])).toBeLessThan(tol);
+    };
     close(at(0), [100, 0, 0], 0.01);
     close(at(1), [0, 0, 0], 1e-9);
     // skimage.color.rgb2lab([[[1, 0, 0]]]) etc.
