@@ -17,6 +17,13 @@ import {
   type FusionHeadConfig,
   normalizeHeadConfig,
 } from '@dif-fusion/fusion-head';
+import {
+  BETA_SCHEDULES,
+  type BetaScheduleName,
+  makeBetaSchedule,
+  type NoiseScheduleConfig,
+} from '@dif-fusion/schedules';
+import { UNet } from '@dif-fusion/unet';
 import { PyDict, TorchImportError } from './pickle';
 import { PickledTensor, TorchCheckpoint } from './torch-file';
 
@@ -31,6 +38,10 @@ export interface UnetConfigJSON {
   res_blocks: number;
   dropout: number;
   image_size: number;
+  /** Noise-level conditioning (`noise_level_mlp.*` present; official: true). */
+  with_noise_level_emb: boolean;
+  /** FeatureWiseAffine with scale and shift (`noise_func` output is 2 x channels; official: false). */
+  use_affine_level: boolean;
 }
 
 /** The GaussianDiffusion buffers of the official DDPM state_dict (recomputed, never imported). */
@@ -151,9 +162,19 @@ export function inferUnetConfig(
   const what = options.what ?? 'DDPM checkpoint';
   const [inner, inChannel] = shapeOf(w, 'init_conv.weight', what);
   const [out, finalIn] = shapeOf(w, 'final_conv.block.3.weight', what);
-  const mlp = shapeOf(w, 'noise_level_mlp.1.weight', what);
-  if (mlp[0] !== 4 * inner || mlp[1] !== inner)
+  // Without noise-level conditioning (with_noise_level_emb false) there is no MLP at all.
+  const mlp = w.get('noise_level_mlp.1.weight');
+  if (mlp && (mlp[0] !== 4 * inner || mlp[1] !== inner))
     fail(`${what}: noise_level_mlp.1.weight is [${mlp}], expected [${4 * inner}, ${inner}]`);
+  // FeatureWiseAffine: Linear(emb -> C), or (emb -> 2C) with use_affine_level.
+  const affine0 = w.get('downs.0.res_block.noise_func.noise_func.0.weight');
+  const res0 = w.get('downs.0.res_block.block1.block.3.weight');
+  let affine = false;
+  if (mlp && affine0 && res0) {
+    if (affine0[0] === 2 * res0[0]) affine = true;
+    else if (affine0[0] !== res0[0])
+      fail(`${what}: downs.0 noise_func gives ${affine0[0]} values for ${res0[0]} channels`);
+  } else if (mlp && !affine0) fail(`${what}: noise_level_mlp without noise_func weights`);
 
   // downs: [res blocks of level 0] Downsample [res blocks of level 1] Downsample ...
   const levels: Array<{ channels: number; blocks: number; attn: boolean[] }> = [];
@@ -221,7 +242,47 @@ export function inferUnetConfig(
     res_blocks: resBlocks,
     dropout: options.dropout ?? OFFICIAL_DROPOUT,
     image_size: imageSize,
+    with_noise_level_emb: mlp !== undefined,
+    use_affine_level: affine,
   };
+}
+
+/**
+ * The beta schedule of the DDPM checkpoint's `betas` buffer: the schedule (one of the seven),
+ * n_timestep = its length, linear_start/linear_end = its first/last value (rounded to the 6
+ * significant digits a config holds), accepted when rebuilding the schedule gives the stored
+ * buffer back within float32 rounding. The buffers themselves are never imported: the
+ * schedule is recomputed in float64 from this config, as training does. Returns null when no
+ * schedule reproduces it (then it must be passed by hand).
+ */
+export function inferSchedule(betas: ArrayLike<number>): NoiseScheduleConfig | null {
+  const n = betas.length;
+  if (n < 2) return null;
+  const round = (v: number) => Number(v.toPrecision(6));
+  const start = round(betas[0]);
+  const end = round(betas[n - 1]);
+  // Linear-family first (the paper's is linear): ties (e.g. a constant schedule) go to it.
+  const order: BetaScheduleName[] = [
+    'linear',
+    'quad',
+    'warmup10',
+    'warmup50',
+    'cosine',
+    'const',
+    'jsd',
+  ];
+  for (const name of order.filter((x) => (BETA_SCHEDULES as readonly string[]).includes(x))) {
+    const cfg: NoiseScheduleConfig =
+      name === 'cosine'
+        ? { schedule: name, n_timestep: n, linear_start: 1e-6, linear_end: 1e-2, cosine_s: 8e-3 }
+        : { schedule: name, n_timestep: n, linear_start: start, linear_end: end };
+    const b = makeBetaSchedule(name, n, cfg.linear_start, cfg.linear_end, cfg.cosine_s);
+    let ok = true;
+    for (let i = 0; i < n && ok; i++)
+      ok = Math.abs(b[i] - betas[i]) <= 2e-6 * Math.abs(b[i]) + 1e-12;
+    if (ok) return cfg;
+  }
+  return null;
 }
 
 /**
@@ -367,16 +428,16 @@ export interface ImportOptions {
   /** The head's feature scales (default: inferred, the paper's [2, 5, 8, 11, 14] at its size). */
   featScales?: number[];
   /**
-   * Checks the weights against the parameter list of the network a config builds (the UNet's
-   * and the head's `params()`); an importer without the network packages may leave it out.
+   * The beta schedule (default: inferred from the checkpoint's `betas` buffer, see
+   * {@link inferSchedule}); needed when the buffer is absent or matches no known schedule.
    */
-  expectedUnetParams?: (
-    config: UnetConfigJSON,
-  ) => ReadonlyArray<{ name: string; shape: readonly number[] }>;
+  schedule?: NoiseScheduleConfig;
 }
 
 export interface ImportedDifFusion {
   unet: { config: UnetConfigJSON; weights: Float32Weights; source: string };
+  /** The DDPM's beta schedule (from the options, else inferred from `betas`). */
+  schedule: NoiseScheduleConfig;
   head: { config: FusionHeadConfig; weights: Float32Weights; source: string } | null;
 }
 
@@ -390,24 +451,41 @@ export async function importDifFusion(
 ): Promise<ImportedDifFusion> {
   const ddpm = await TorchCheckpoint.open(paths.ddpm);
   let unet: ImportedDifFusion['unet'];
+  let schedule: NoiseScheduleConfig;
   try {
     const what = paths.ddpm;
-    const sd = splitDdpmStateDict(findStateDict(ddpm.root, what), what);
+    const full = findStateDict(ddpm.root, what);
+    const sd = splitDdpmStateDict(full, what);
     const config = inferUnetConfig(shapesOf(sd), { ...options, what });
-    if (options.expectedUnetParams)
-      checkShapes(shapesOf(sd), options.expectedUnetParams(config), what);
+    checkShapes(shapesOf(sd), new UNet(config).params(), what);
+    let sched = options.schedule ?? null;
+    if (!sched) {
+      const betas = full.get('betas');
+      if (!betas)
+        fail(`${what}: no betas buffer to infer the beta schedule from: pass it (--schedule)`);
+      sched = inferSchedule(await ddpm.float64(betas!));
+      if (!sched)
+        fail(
+          `${what}: its betas buffer matches none of the beta schedules (${BETA_SCHEDULES.join(', ')}): pass it (--schedule)`,
+        );
+    }
+    schedule = sched!;
     unet = { config, weights: await readFloat32(ddpm, sd), source: paths.ddpm };
   } finally {
     ddpm.close();
   }
-  if (!paths.head) return { unet, head: null };
+  if (!paths.head) return { unet, schedule, head: null };
   const head = await TorchCheckpoint.open(paths.head);
   try {
     const what = paths.head;
     const sd = findStateDict(head.root, what);
     const config = inferHeadConfig(shapesOf(sd), unet.config, { ...options, what });
     checkShapes(shapesOf(sd), new FusionHead(config).params(), what);
-    return { unet, head: { config, weights: await readFloat32(head, sd), source: paths.head } };
+    return {
+      unet,
+      schedule,
+      head: { config, weights: await readFloat32(head, sd), source: paths.head },
+    };
   } finally {
     head.close();
   }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FusionHead } from '@dif-fusion/fusion-head';
+import { UNet } from '@dif-fusion/unet';
 import { describe, expect, it } from 'vitest';
 import { GOLDEN_DIR, golden, hasGolden, noteSkip } from '../../../test/shared';
 import {
@@ -27,7 +28,11 @@ describe('importDifFusion on the fixtures', () => {
       { ddpm: fixture('ddpm_gen.pth'), head: fixture('df_head_gen.pth') },
       { normGroups: 2 },
     );
-    expect(r.unet.config).toEqual(want.unet);
+    expect(r.unet.config).toEqual({
+      ...want.unet,
+      with_noise_level_emb: true,
+      use_affine_level: false,
+    });
     expect(r.head!.config).toEqual({
       feat_scales: [14, 11, 8, 5, 2],
       time_steps: [5, 50, 100],
@@ -77,9 +82,15 @@ describe.skipIf(!hasGolden)('the official checkpoint layout (../shared/golden)',
     const unetShapes = splitDdpmStateDict(ddpm, 'official DDPM');
     const cfg = inferUnetConfig(unetShapes);
     const official = layout.ddpm_gen_pth.config;
-    expect(cfg).toEqual(official);
+    expect(cfg).toEqual({ ...official, with_noise_level_emb: true, use_affine_level: false });
     const nUnet = [...unetShapes.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
     expect(nUnet).toBe(layout.params.ddpm_unet);
+    // our UNet built from the inferred config has exactly these parameters (370 M)
+    const count = (ps: ReadonlyArray<{ shape: readonly number[] }>) =>
+      ps.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
+    const unetParams = new UNet(cfg).params();
+    checkShapes(unetShapes, unetParams, 'official DDPM');
+    expect(count(unetParams)).toBe(370_063_492);
 
     const headShapes = new Map<string, number[]>(Object.entries(layout.fusion_head_gen_pth.keys));
     const head = inferHeadConfig(headShapes, cfg);
@@ -88,6 +99,7 @@ describe.skipIf(!hasGolden)('the official checkpoint layout (../shared/golden)',
     checkShapes(headShapes, new FusionHead(head).params(), 'official head');
     const nHead = [...headShapes.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
     expect(nHead).toBe(layout.params.fusion_head);
+    expect(count(new FusionHead(head).params())).toBe(46_405_703);
   });
 
   it(`infers the configs of the golden UNets (${GOLDEN_DIR})`, () => {
