@@ -14,20 +14,9 @@
  *   `optimizer` (optimizer config + step count, JSON), `rng` (training RNG state, JSON),
  *   `sampler` (data sampler state, JSON), `extra` (JSON), `created` (ISO time).
  */
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { readSafetensors } from '@dif-fusion/io';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { readSafetensors, writeSafetensorsSync } from '@dif-fusion/io';
 import type { TorchTensor, TorchWeights } from '@dif-fusion/nn';
 
 /** Format id written into every checkpoint's metadata. */
@@ -117,46 +106,6 @@ export function resolveCheckpointPath(pathOrDir: string, kind?: CheckpointKind):
   );
 }
 
-function encode(tensors: Array<[string, TorchTensor]>, metadata: Record<string, string>): Buffer[] {
-  const header: Record<string, unknown> = { __metadata__: metadata };
-  let offset = 0;
-  for (const [name, t] of tensors) {
-    const n = t.data.length * 4;
-    header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + n] };
-    offset += n;
-  }
-  let json = JSON.stringify(header);
-  // Pad the header so the data starts 8-byte aligned (as the reference writer does).
-  while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += ' ';
-  const head = Buffer.alloc(8);
-  head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  const parts = [head, Buffer.from(json, 'utf8')];
-  for (const [, t] of tensors) {
-    const d = t.data;
-    parts.push(Buffer.from(d.buffer, d.byteOffset, d.byteLength));
-  }
-  return parts;
-}
-
-/** Write buffers to `path` atomically: temp file in the same folder, fsync, rename. */
-function writeAtomic(path: string, parts: Buffer[]): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
-  try {
-    for (const p of parts) {
-      let off = 0;
-      while (off < p.length) off += writeSync(fd, p, off, p.length - off);
-    }
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  closeSync(fd);
-  renameSync(tmp, path);
-}
-
 /**
  * Write a checkpoint into `dir` (created if needed) as `<kind>-<step>.safetensors`,
  * atomically, then delete older checkpoints of the same kind beyond the newest `keep`
@@ -192,7 +141,13 @@ export function saveCheckpoint(
     created: new Date().toISOString(),
   };
   const path = join(dir, checkpointFileName(ckpt.kind, ckpt.step));
-  writeAtomic(path, encode(tensors, metadata));
+  writeSafetensorsSync(
+    path,
+    new Map(
+      tensors.map(([name, t]) => [name, { dtype: 'F32' as const, shape: t.shape, data: t.data }]),
+    ),
+    metadata,
+  );
   const keep = options.keep ?? 0;
   if (keep > 0) {
     const all = listCheckpoints(dir, ckpt.kind);

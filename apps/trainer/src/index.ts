@@ -1,1 +1,15 @@
-export {};
+/** @dif-fusion/trainer: the `dif-train` CLI and its training functions. */
+export * from './checkpoint';
+export {
+  type DdpmConfig,
+  DEFAULT_DDPM_CONFIG,
+  DEFAULT_HEAD_CONFIG,
+  type HeadTrainConfig,
+  loadDdpmConfig,
+  loadHeadConfig,
+  parseJsonWithComments,
+} from './config';
+export { type DdpmTrainOptions, type TrainResult, trainDdpm } from './ddpm';
+export { type HeadTrainOptions, trainHead } from './head-train';
+export { Adam } from './optim';
+export { createProgram, registerDdpmCommand, registerHeadCommand } from './program';

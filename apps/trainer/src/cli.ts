@@ -1,0 +1,6 @@
+#!/usr/bin/env node
+/** `dif-train` entry point. */
+import { createProgram } from './program';
+
+const program = await createProgram();
+await program.parseAsync(process.argv);

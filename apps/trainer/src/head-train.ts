@@ -1,0 +1,386 @@
+/**
+ * `dif-train head`: train the fusion head on the decoder features of a frozen DDPM
+ * (reference train_fusion_head_msrs.py + Fusion_model.py), with the same checkpoint /
+ * resume / progress / log / Ctrl-C / NaN behaviour as `dif-train ddpm`.
+ *
+ * Each step: a batch of random crops (seeded, resumable), the frozen UNet's features at the
+ * configured time steps (forward only, outside the gradient tape; deterministic noise by
+ * default), the head's forward pass, the fusion loss (intensity + gradient), one Adam step.
+ * Each epoch: the learning rate of the configured scheduler, validation loss on centre
+ * crops of the validation pairs, and a PNG of fused | visible | infrared.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { type BackendName, useBackend } from '@dif-fusion/backends';
+import {
+  FusionHead,
+  HeadTrainer,
+  headConfigFromReference,
+  headLearningRate,
+  makeFeatureExtractor,
+} from '@dif-fusion/fusion-head';
+import { TfOps, TfParamStore } from '@dif-fusion/nn';
+import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import * as tf from '@tensorflow/tfjs-core';
+import { type Checkpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint';
+import {
+  type DdpmConfig,
+  deepMerge,
+  type HeadTrainConfig,
+  headScheduler,
+  loadHeadConfig,
+  validateHeadConfig,
+} from './config';
+import { centerCrops, makeSampler, openPairs, type SamplerState } from './data';
+import type { TrainResult } from './ddpm';
+import { UserError } from './errors';
+import { writeGrid, writeRgb } from './images';
+import { buildDenoiser, convFor } from './model';
+import { Adam } from './optim';
+import { plotLossCurve } from './plot';
+import { Progress, RateMeter, RunLog, StopSignal } from './run';
+
+export interface HeadTrainOptions {
+  /** Config file path or object (reference fusion_train.json format). */
+  config?: string | Partial<HeadTrainConfig>;
+  /** DDPM checkpoint file, checkpoint folder or ddpm run folder. Not needed with --resume. */
+  ddpm?: string;
+  /** Training pairs (ir/ + vi/). */
+  data?: string;
+  /** Validation pairs (ir/ + vi/); default datasets.val.dataroot, else none. */
+  val?: string;
+  out: string;
+  backend?: BackendName;
+  /** train.n_epoch override. */
+  epochs?: number;
+  batch?: number;
+  crop?: number;
+  lr?: number;
+  seed?: number;
+  /** Head forward pass: `full` (default) or the official `reference`. */
+  mode?: 'reference' | 'full';
+  /** Feature noise: `fixed` (default, deterministic) or `random` (official feats()). */
+  noise?: 'fixed' | 'random';
+  resume?: boolean | string;
+  keep?: number;
+  quiet?: boolean;
+  progressBar?: boolean;
+  handleSigint?: boolean;
+  onStep?: (step: number, loss: number) => void;
+  lossHook?: (step: number, loss: number) => number;
+}
+
+const DEFAULT_KEEP = 3;
+
+function resolveConfig(opts: HeadTrainOptions, ckpt: Checkpoint | null): HeadTrainConfig {
+  let cfg: HeadTrainConfig;
+  if (ckpt) {
+    for (const [flag, v] of [
+      ['--config', opts.config],
+      ['--batch', opts.batch],
+      ['--crop', opts.crop],
+      ['--lr', opts.lr],
+      ['--seed', opts.seed],
+      ['--mode', opts.mode],
+      ['--noise', opts.noise],
+    ] as const)
+      if (v !== undefined)
+        throw new UserError(
+          `${flag} cannot be combined with --resume: a resumed run continues with its checkpoint's config (only --epochs, --data, --val, --keep and --backend may change)`,
+        );
+    cfg = ckpt.config as unknown as HeadTrainConfig;
+  } else {
+    cfg =
+      typeof opts.config === 'string' || opts.config === undefined
+        ? loadHeadConfig(opts.config)
+        : deepMerge(loadHeadConfig(), opts.config);
+    if (opts.batch !== undefined) cfg.datasets.train.batch_size = opts.batch;
+    if (opts.crop !== undefined) cfg.datasets.train.resolution = opts.crop;
+    if (opts.lr !== undefined) cfg.train.optimizer.lr = opts.lr;
+    if (opts.mode !== undefined) cfg.model_df.mode = opts.mode;
+    if (opts.noise !== undefined) (cfg.model_df as Record<string, unknown>).noise = opts.noise;
+  }
+  if (opts.epochs !== undefined) cfg.train.n_epoch = opts.epochs;
+  if (opts.data !== undefined) cfg.datasets.train.dataroot = opts.data;
+  if (opts.val !== undefined)
+    cfg.datasets.val = { ...(cfg.datasets.val ?? {}), dataroot: opts.val };
+  return validateHeadConfig(cfg);
+}
+
+/** Split `[B,4,H,W]` batches into vis `[B,3,H,W]` and ir `[B,1,H,W]` tensors. */
+function toBatch(x: Float32Array, n: number, c: number): { vis: tf.Tensor; ir: tf.Tensor } {
+  return tf.tidy(() => {
+    const t = tf.tensor(x, [n, 4, c, c]);
+    return {
+      vis: tf.slice(t, [0, 0, 0, 0], [n, 3, c, c]),
+      ir: tf.slice(t, [0, 3, 0, 0], [n, 1, c, c]),
+    };
+  });
+}
+
+/** Train (or resume training) the fusion head. */
+export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
+  const out = resolve(opts.out);
+  const ckptDir = join(out, 'checkpoints');
+  const quiet = opts.quiet ?? false;
+  const say = (m: string) => {
+    if (!quiet) process.stderr.write(`${m}\n`);
+  };
+
+  let ckpt: (Checkpoint & { path: string }) | null = null;
+  if (opts.resume)
+    ckpt = loadCheckpoint(typeof opts.resume === 'string' ? opts.resume : out, 'head');
+  else if (listCheckpoints(ckptDir).length > 0)
+    throw new UserError(
+      `${opts.out} already holds checkpoints: pass --resume to continue that run, or choose another --out`,
+    );
+  const cfg = resolveConfig(opts, ckpt);
+  const seed = ckpt ? Number((ckpt.extra as { seed?: number }).seed ?? 0) : (opts.seed ?? 0);
+  const ddpmPath = opts.ddpm ?? (ckpt?.extra as { ddpm?: string } | undefined)?.ddpm;
+  if (!ddpmPath)
+    throw new UserError('no DDPM: pass --ddpm CKPT (a ddpm checkpoint file or run folder)');
+  const ddpm = loadCheckpoint(ddpmPath, 'ddpm');
+  const unetJson = (ddpm.config as unknown as DdpmConfig).model?.unet;
+  if (!unetJson) throw new UserError(`${ddpm.path}: the checkpoint holds no model.unet config`);
+  const dataroot = cfg.datasets.train.dataroot;
+  if (!dataroot || dataroot === 'Path_DATASET')
+    throw new UserError(
+      'no training data: pass --data DIR (a folder holding ir/ and vi/) or set datasets.train.dataroot',
+    );
+
+  const backendName = opts.backend ?? 'wasm';
+  const backend = await useBackend(backendName);
+  say(`dif-train head: backend ${backendName}${backend !== backendName ? ` (${backend})` : ''}`);
+
+  const crop = cfg.datasets.train.resolution;
+  const levels = unetJson.channel_multiplier.length - 1;
+  if (crop % 2 ** levels !== 0)
+    throw new UserError(
+      `crop ${crop} must be a multiple of ${2 ** levels} for this DDPM (${levels + 1} levels)`,
+    );
+  const batch = cfg.datasets.train.batch_size;
+  const pairs = await openPairs(dataroot);
+  const valRoot = cfg.datasets.val?.dataroot;
+  const valSet = valRoot && valRoot !== 'Path_DATASET' ? await openPairs(valRoot) : null;
+  const valCount = valSet?.length ?? 0;
+  say(
+    `data: ${pairs.length} training pairs from ${dataroot}${valCount ? `, ${valCount} validation pairs from ${valRoot}` : ', no validation pairs (--val)'}; ${crop}x${crop} crops, batch ${batch}`,
+  );
+
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
+  const log = new RunLog(out);
+  if (ckpt) log.truncateAfter(ckpt.step);
+
+  // Frozen DDPM.
+  const denoiser = buildDenoiser(unetJson, crop);
+  const unetStore = TfParamStore.fromTorch(denoiser.params, ddpm.weights);
+  const conv2d = convFor(backend);
+  const unetOps = new TfOps(unetStore, { training: false, conv2d });
+  const schedule = new NoiseSchedule(cfg.model.beta_schedule.train as never);
+  const noiseMode =
+    ((cfg.model_df as Record<string, unknown>).noise as 'fixed' | 'random' | undefined) ?? 'fixed';
+  // Forward only: the extractor runs outside the gradient tape. The up path stops at the
+  // finest feature the head reads; the skipped (undefined) entries become empty placeholders.
+  let minDecoderIndex = 0;
+  const features = makeFeatureExtractor(
+    (xNoisy, level) =>
+      denoiser.features(unetOps, xNoisy, level, minDecoderIndex).map((f) => f ?? tf.zeros([0])),
+    schedule,
+    { noise: noiseMode, seed },
+  );
+
+  // Head.
+  const headCfg = headConfigFromReference(cfg, {
+    unet: {
+      inner_channel: unetJson.inner_channel,
+      channel_multiplier: unetJson.channel_multiplier,
+      res_blocks: unetJson.res_blocks,
+    },
+    mode: cfg.model_df.mode ?? 'full',
+  });
+  const head = new FusionHead(headCfg);
+  minDecoderIndex = Math.min(...head.requiredFeatureIndices());
+  const specs = head.params();
+  const store = ckpt ? TfParamStore.fromTorch(specs, ckpt.weights) : TfParamStore.init(specs, seed);
+  const optimizer = new Adam(new Map(store.names().map((n) => [n, store.get(n)])), {
+    type: cfg.train.optimizer.type,
+    lr: cfg.train.optimizer.lr,
+  });
+  if (ckpt?.optimizer) optimizer.load(ckpt.optimizer);
+  const trainer = new HeadTrainer({ head, params: store, features, optimizer, conv2d });
+  const rng = ckpt?.rng ? Rng.fromState(ckpt.rng as never) : new Rng(seed);
+  const sampler = makeSampler(pairs, {
+    crop,
+    batch,
+    seed: (seed ^ 0x2545f491) >>> 0,
+    state: ckpt?.sampler as SamplerState | null,
+  });
+  say(
+    `head: ${store.count().toLocaleString('en-US')} parameters, mode ${headCfg.mode}, time steps [${headCfg.time_steps}], feature noise ${noiseMode}; DDPM ${ddpm.path}`,
+  );
+
+  const nEpoch = cfg.train.n_epoch;
+  const stepsPerEpoch = sampler.batchesPerEpoch;
+  const total = nEpoch * stepsPerEpoch;
+  let step = ckpt?.step ?? 0;
+  let lastCkpt: string | null = ckpt?.path ?? null;
+  const losses: number[] = [];
+  const progress = new Progress({
+    quiet,
+    bar: opts.progressBar,
+    printFreq: cfg.train.print_freq ?? 10,
+  });
+  const rate = new RateMeter();
+  const stop = new StopSignal(opts.handleSigint ?? true);
+  const t0 = Date.now();
+  const keep = opts.keep ?? DEFAULT_KEEP;
+  const scheduler = headScheduler(cfg);
+
+  const save = () => {
+    lastCkpt = saveCheckpoint(
+      ckptDir,
+      {
+        kind: 'head',
+        step,
+        epoch: Math.floor(step / stepsPerEpoch),
+        config: cfg as unknown as Record<string, unknown>,
+        model: head.toJSON() as unknown as Record<string, unknown>,
+        weights: store.toTorch(),
+        optimizer: optimizer.state(),
+        rng: rng.getState(),
+        sampler: sampler.getState(),
+        extra: {
+          seed,
+          ddpm: ddpm.path,
+          ddpm_step: ddpm.step,
+          unet: unetJson,
+          noise: noiseMode,
+          schedule: cfg.model.beta_schedule.train,
+        },
+      },
+      { keep },
+    );
+    log.write({ step, event: 'checkpoint', path: lastCkpt, time: (Date.now() - t0) / 1000 });
+  };
+
+  const validate = async (epoch: number) => {
+    const record: Record<string, unknown> = {
+      step,
+      epoch,
+      event: 'val',
+      time: (Date.now() - t0) / 1000,
+    };
+    if (valSet && valCount > 0) {
+      const x = await centerCrops(valSet, crop);
+      const per = 4 * crop * crop;
+      let sum = 0;
+      const show = Math.min(cfg.train.val_images ?? 4, valCount);
+      const fusedShown = new Float32Array(show * 3 * crop * crop);
+      for (let i = 0; i < valCount; i += batch) {
+        const n = Math.min(batch, valCount - i);
+        const b = toBatch(x.subarray(i * per, (i + n) * per), n, crop);
+        const r = trainer.evaluate(b);
+        sum += r.loss * n;
+        if (i < show) {
+          const f = r.fused.dataSync() as Float32Array;
+          const take = Math.min(n, show - i);
+          fusedShown.set(f.subarray(0, take * 3 * crop * crop), i * 3 * crop * crop);
+        }
+        tf.dispose([b.vis, b.ir, r.fused]);
+      }
+      record.val_loss = sum / valCount;
+      const path = join(out, 'val', `epoch-${String(epoch).padStart(4, '0')}.png`);
+      mkdirSync(join(out, 'val'), { recursive: true });
+      await writeGrid(
+        path,
+        [
+          { data: fusedShown, channels: 3, pick: [0, 1, 2] },
+          { data: x, channels: 4, pick: [0, 1, 2] },
+          { data: x, channels: 4, pick: [3] },
+        ],
+        show,
+        crop,
+      );
+      record.path = path;
+      progress.log(
+        `epoch ${epoch}: validation loss ${(record.val_loss as number).toPrecision(4)} (${path})`,
+      );
+    }
+    log.write(record as never);
+    await writeRgb(join(out, 'loss.png'), plotLossCurve(log.lossPoints()));
+  };
+
+  let stopped: TrainResult['stopped'] = 'done';
+  progress.start(total, step);
+  try {
+    while (step < total) {
+      const epoch = Math.floor(step / stepsPerEpoch);
+      const lr = headLearningRate(cfg.train.optimizer.lr, epoch, nEpoch, scheduler);
+      trainer.setLearningRate(lr);
+      const x = (await sampler.next()).img;
+      const b = toBatch(x, batch, crop);
+      let r: ReturnType<HeadTrainer['step']>;
+      try {
+        if (opts.lossHook && !Number.isFinite(opts.lossHook(step + 1, 0))) {
+          r = { loss: Number.NaN, lossIn: Number.NaN, lossGrad: Number.NaN, applied: false };
+        } else r = trainer.step(b);
+      } finally {
+        tf.dispose([b.vis, b.ir]);
+      }
+      if (!r.applied || !Number.isFinite(r.loss)) {
+        stopped = 'nan';
+        progress.stop();
+        log.write({
+          step: step + 1,
+          event: 'nan',
+          loss: String(r.loss),
+          time: (Date.now() - t0) / 1000,
+        });
+        say(
+          `loss is ${r.loss} at step ${step + 1}: training stopped; the last good checkpoint is ${lastCkpt ?? '(none written yet)'}. Try a lower learning rate (--lr).`,
+        );
+        break;
+      }
+      step += 1;
+      losses.push(r.loss);
+      const itps = rate.tick();
+      log.write({
+        step,
+        epoch,
+        loss: r.loss,
+        loss_in: r.lossIn,
+        loss_grad: r.lossGrad,
+        lr,
+        'it/s': +itps.toFixed(3),
+        time: +((Date.now() - t0) / 1000).toFixed(3),
+      });
+      progress.update(step, r.loss, itps, `epoch ${epoch + 1}/${nEpoch}`);
+      opts.onStep?.(step, r.loss);
+      if (step % stepsPerEpoch === 0) {
+        save();
+        await validate(step / stepsPerEpoch);
+      }
+      if (stop.stopRequested) {
+        stopped = 'interrupted';
+        break;
+      }
+    }
+    if (
+      stopped !== 'nan' &&
+      !lastCkpt?.endsWith(`head-${String(step).padStart(8, '0')}.safetensors`)
+    )
+      save();
+  } finally {
+    progress.stop();
+    stop.dispose();
+    optimizer.dispose();
+    store.dispose();
+    unetStore.dispose();
+  }
+  if (stopped === 'interrupted')
+    say(`interrupted: checkpoint saved at step ${step} (${lastCkpt}); continue with --resume`);
+  else if (stopped === 'done')
+    say(`done: ${nEpoch} epochs (${step} steps), checkpoint ${lastCkpt}`);
+  return { step, stopped, checkpoint: lastCkpt, losses, backend, workers: 1 };
+}

@@ -1,0 +1,129 @@
+/**
+ * Adam / AdamW, written here (not tf.train.adam) so that the whole optimizer state — the
+ * step counter and the two moment slots per parameter — can be saved into a checkpoint and
+ * restored exactly. The update is PyTorch's (torch.optim.Adam/AdamW, single-tensor path):
+ *
+ *   AdamW only: p <- p * (1 - lr * weight_decay)
+ *   Adam with weight_decay: g <- g + weight_decay * p
+ *   m <- beta1 * m + (1 - beta1) * g
+ *   v <- beta2 * v + (1 - beta2) * g * g
+ *   p <- p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+ *
+ * Defaults as PyTorch: betas (0.9, 0.999), eps 1e-8, weight_decay 0 (Adam) / 0.01 (AdamW).
+ * Runs as tf ops on the active backend, in float32.
+ */
+
+import type { TorchWeights } from '@dif-fusion/nn';
+import { tfToTorch, torchToTf } from '@dif-fusion/nn';
+import * as tf from '@tensorflow/tfjs-core';
+import type { OptimizerState } from './checkpoint';
+
+export interface AdamConfig {
+  type: 'adam' | 'adamw';
+  lr: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+}
+
+export class Adam {
+  readonly type: 'adam' | 'adamw';
+  lr: number;
+  readonly betas: [number, number];
+  readonly eps: number;
+  readonly weightDecay: number;
+  /** Optimizer steps taken. */
+  step = 0;
+  private readonly m = new Map<string, tf.Variable>();
+  private readonly v = new Map<string, tf.Variable>();
+
+  constructor(
+    private readonly params: ReadonlyMap<string, tf.Variable>,
+    config: AdamConfig,
+  ) {
+    this.type = config.type;
+    this.lr = config.lr;
+    this.betas = config.betas ?? [0.9, 0.999];
+    this.eps = config.eps ?? 1e-8;
+    this.weightDecay = config.weightDecay ?? (config.type === 'adamw' ? 0.01 : 0);
+    for (const [name, p] of params) {
+      this.m.set(name, tf.variable(tf.zerosLike(p), false));
+      this.v.set(name, tf.variable(tf.zerosLike(p), false));
+    }
+  }
+
+  /** One update with gradients keyed by parameter name (TfOps layout, like the params). */
+  apply(grads: Record<string, tf.Tensor> | ReadonlyMap<string, tf.Tensor>): void {
+    this.step += 1;
+    const [b1, b2] = this.betas;
+    const bc1 = 1 - b1 ** this.step;
+    const bc2Sqrt = Math.sqrt(1 - b2 ** this.step);
+    const stepSize = this.lr / bc1;
+    const get = (n: string) =>
+      grads instanceof Map ? grads.get(n) : (grads as Record<string, tf.Tensor>)[n];
+    tf.tidy(() => {
+      for (const [name, p] of this.params) {
+        let g = get(name);
+        if (!g) continue;
+        const m = this.m.get(name)!;
+        const v = this.v.get(name)!;
+        let pv: tf.Tensor = p;
+        if (this.weightDecay !== 0) {
+          if (this.type === 'adamw') pv = tf.mul(p, 1 - this.lr * this.weightDecay);
+          else g = tf.add(g, tf.mul(p, this.weightDecay));
+        }
+        const m2 = tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1));
+        const v2 = tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2));
+        const denom = tf.add(tf.div(tf.sqrt(v2), bc2Sqrt), this.eps);
+        m.assign(m2);
+        v.assign(v2);
+        p.assign(tf.sub(pv, tf.mul(tf.div(m2, denom), stepSize)));
+      }
+    });
+  }
+
+  /** State for a checkpoint: slots in PyTorch layout under PyTorch's names. */
+  state(): OptimizerState {
+    const slot = (src: Map<string, tf.Variable>): TorchWeights => {
+      const out: TorchWeights = new Map();
+      for (const [name, t] of src) {
+        const tt = tfToTorch(t);
+        out.set(name, { shape: tt.shape.slice(), data: tt.dataSync() as Float32Array });
+        tt.dispose();
+      }
+      return out;
+    };
+    return {
+      type: this.type,
+      lr: this.lr,
+      betas: [...this.betas] as [number, number],
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      step: this.step,
+      slots: { exp_avg: slot(this.m), exp_avg_sq: slot(this.v) },
+    };
+  }
+
+  /** Restore from {@link state} (hyper-parameters from the checkpoint are kept except lr). */
+  load(state: OptimizerState): void {
+    this.step = state.step;
+    for (const [slotName, dst] of [
+      ['exp_avg', this.m],
+      ['exp_avg_sq', this.v],
+    ] as const) {
+      const src = state.slots[slotName];
+      if (!src) throw new Error(`checkpoint optimizer state lacks the ${slotName} slot`);
+      for (const [name, variable] of dst) {
+        const w = src.get(name);
+        if (!w) throw new Error(`checkpoint optimizer state lacks ${slotName} for ${name}`);
+        const t = tf.tidy(() => torchToTf(tf.tensor(w.data, w.shape)));
+        variable.assign(t);
+        t.dispose();
+      }
+    }
+  }
+
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * The `dif-train` command line: `ddpm`, `head`, `export` and `import-torch` subcommands.
+ * Every failure prints one line `error: <problem>` and sets a non-zero exit code.
+ */
+import { BACKEND_NAMES, type BackendName } from '@dif-fusion/backends';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { registerExportCommand } from './commands/export';
+import { trainDdpm } from './ddpm';
+import { formatError } from './errors';
+import { trainHead } from './head-train';
+
+function int(name: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+function positive(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0)
+      throw new InvalidArgumentError(`${name} must be a positive number`);
+    return n;
+  };
+}
+
+const backendOption = () =>
+  new Option(
+    '--backend <name>',
+    'tfjs backend: wasm (default), cpu, tensorflow or tensorflow-gpu',
+  ).choices([...BACKEND_NAMES]);
+
+/** The options both training commands share. */
+function common(cmd: Command): Command {
+  return cmd
+    .option(
+      '--data <dir>',
+      'training pairs: a folder holding ir/ and vi/ (datasets.train.dataroot)',
+    )
+    .requiredOption(
+      '-o, --out <dir>',
+      'run folder (checkpoints/, log.jsonl, loss.png, PNGs, config.json)',
+    )
+    .addOption(backendOption())
+    .option('--batch <n>', 'batch size (datasets.train.batch_size)', int('--batch', 1))
+    .option('--crop <n>', 'random crop size (datasets.train.resolution)', int('--crop', 8))
+    .option('--lr <x>', 'learning rate (train.optimizer.lr)', positive('--lr'))
+    .option('--seed <n>', 'seed of every random draw (default 0)', int('--seed', 0))
+    .option(
+      '--resume [ckpt]',
+      'continue a run: its latest checkpoint in --out, or the given file/folder',
+    )
+    .option('--keep <n>', 'checkpoints kept (default 3, 0 = all)', int('--keep', 0))
+    .option('--no-progress', 'plain progress lines instead of the bar');
+}
+
+async function guarded(fn: () => Promise<{ stopped: string }>): Promise<void> {
+  try {
+    const r = await fn();
+    if (r.stopped === 'nan') process.exitCode = 2;
+    else if (r.stopped === 'interrupted') process.exitCode = 130;
+  } catch (e) {
+    process.stderr.write(`error: ${formatError(e)}\n`);
+    process.exitCode = 1;
+  }
+}
+
+/** Register `dif-train ddpm`. */
+export function registerDdpmCommand(program: Command): void {
+  common(
+    program
+      .command('ddpm')
+      .description(
+        'train the 4-channel DDPM (visible RGB + infrared), reference config/ddpm_train.json format',
+      )
+      .option(
+        '-c, --config <file>',
+        'training config (reference ddpm_train.json format); default: the shipped small config',
+      ),
+  )
+    .option('--iters <n>', 'total training steps (train.n_iter)', int('--iters', 1))
+    .option(
+      '--workers <n>',
+      'data-parallel threads, gradients averaged each step (default: min(cores, 2))',
+      int('--workers', 1),
+    )
+    .option(
+      '--sample-steps <n>',
+      'sampling steps of the validation grid (default 50)',
+      int('--sample-steps', 1),
+    )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  dif-train ddpm --data ../shared/data/roadscene/train -o runs/ddpm
+  dif-train ddpm -c config/ddpm_train.json --data DIR -o runs/ddpm --iters 20000 --workers 2
+  dif-train ddpm -o runs/ddpm --resume            # after Ctrl-C: continues exactly`,
+    )
+    .action(async (o: Record<string, unknown>) => {
+      await guarded(() =>
+        trainDdpm({
+          config: o.config as string | undefined,
+          data: o.data as string | undefined,
+          out: o.out as string,
+          backend: o.backend as BackendName | undefined,
+          iters: o.iters as number | undefined,
+          batch: o.batch as number | undefined,
+          crop: o.crop as number | undefined,
+          lr: o.lr as number | undefined,
+          seed: o.seed as number | undefined,
+          resume: o.resume as boolean | string | undefined,
+          keep: o.keep as number | undefined,
+          workers: o.workers as number | undefined,
+          sampleSteps: o.sampleSteps as number | undefined,
+          progressBar: o.progress === false ? false : undefined,
+        }),
+      );
+    });
+}
+
+/** Register `dif-train head`. */
+export function registerHeadCommand(program: Command): void {
+  common(
+    program
+      .command('head')
+      .description(
+        'train the fusion head on a frozen DDPM, reference config/fusion_train.json format',
+      )
+      .option(
+        '-c, --config <file>',
+        'training config (reference fusion_train.json format); default: the shipped one',
+      )
+      .option(
+        '--ddpm <ckpt>',
+        'DDPM checkpoint: file, checkpoints folder or ddpm run folder (latest)',
+      ),
+  )
+    .option(
+      '--val <dir>',
+      'validation pairs (ir/ + vi/): loss and fused | visible | infrared PNG each epoch',
+    )
+    .option('--epochs <n>', 'epochs (train.n_epoch)', int('--epochs', 1))
+    .addOption(
+      new Option('--mode <mode>', 'head forward pass (default full)').choices([
+        'reference',
+        'full',
+      ]),
+    )
+    .addOption(
+      new Option(
+        '--noise <kind>',
+        'feature noise: fixed (deterministic, default) or random (official)',
+      ).choices(['fixed', 'random']),
+    )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  dif-train head --ddpm runs/ddpm --data DIR/train --val DIR/test -o runs/head
+  dif-train head -c config/fusion_train.json --ddpm runs/ddpm/checkpoints/ddpm-00020000.safetensors --data DIR -o runs/head`,
+    )
+    .action(async (o: Record<string, unknown>) => {
+      await guarded(() =>
+        trainHead({
+          config: o.config as string | undefined,
+          ddpm: o.ddpm as string | undefined,
+          data: o.data as string | undefined,
+          val: o.val as string | undefined,
+          out: o.out as string,
+          backend: o.backend as BackendName | undefined,
+          epochs: o.epochs as number | undefined,
+          batch: o.batch as number | undefined,
+          crop: o.crop as number | undefined,
+          lr: o.lr as number | undefined,
+          seed: o.seed as number | undefined,
+          mode: o.mode as 'reference' | 'full' | undefined,
+          noise: o.noise as 'fixed' | 'random' | undefined,
+          resume: o.resume as boolean | string | undefined,
+          keep: o.keep as number | undefined,
+          progressBar: o.progress === false ? false : undefined,
+        }),
+      );
+    });
+}
+
+/**
+ * `dif-train import-torch` lives in ./commands/import-torch (written separately); it is
+ * registered when present, so the CLI works before it lands.
+ */
+async function registerImportTorch(program: Command): Promise<void> {
+  for (const spec of ['./commands/import-torch.js', './commands/import-torch.ts']) {
+    try {
+      const mod = (await import(/* @vite-ignore */ new URL(spec, import.meta.url).href)) as {
+        registerImportTorchCommand?: (p: Command) => void;
+      };
+      mod.registerImportTorchCommand?.(program);
+      return;
+    } catch {
+      // not there (yet)
+    }
+  }
+}
+
+/** The whole `dif-train` program. */
+export async function createProgram(): Promise<Command> {
+  const program = new Command('dif-train')
+    .description(
+      'Train the Dif-Fusion DDPM and fusion head in TypeScript; export to ONNX; import PyTorch checkpoints',
+    )
+    .showHelpAfterError();
+  registerDdpmCommand(program);
+  registerHeadCommand(program);
+  registerExportCommand(program);
+  await registerImportTorch(program);
+  return program;
+}

@@ -1,0 +1,56 @@
+/**
+ * TfOps for training with reproducible dropout: every dropout mask comes from the
+ * project's seeded Rng, keyed by (step seed, dropout call index, sample index in the whole
+ * batch). So a resumed run draws the same masks as an uninterrupted one, and data-parallel
+ * workers that each hold a slice of the batch draw exactly the masks a single process would.
+ */
+
+import { type Conv2dFn, TfOps, type TfParamSource } from '@dif-fusion/nn';
+import { Rng } from '@dif-fusion/schedules';
+import * as tf from '@tensorflow/tfjs-core';
+
+/** 32-bit mix of three integers (murmur3-style finaliser). */
+export function mixSeed(a: number, b: number, c: number): number {
+  let h =
+    Math.imul(a >>> 0, 0x9e3779b1) ^
+    Math.imul(b >>> 0, 0x85ebca6b) ^
+    Math.imul(c >>> 0, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+export class TrainOps extends TfOps {
+  private calls = 0;
+
+  /**
+   * @param stepSeed drawn from the training Rng once per step
+   * @param sampleOffset index of this tensor's first sample in the whole batch
+   */
+  constructor(
+    params: TfParamSource,
+    options: { conv2d?: Conv2dFn; stepSeed: number; sampleOffset?: number },
+  ) {
+    super(params, { training: true, conv2d: options.conv2d });
+    this.stepSeed = options.stepSeed;
+    this.sampleOffset = options.sampleOffset ?? 0;
+  }
+  private readonly stepSeed: number;
+  private readonly sampleOffset: number;
+
+  override dropout(x: tf.Tensor, rate: number): tf.Tensor {
+    if (!(rate > 0)) return x;
+    const call = this.calls++;
+    const [n, ...rest] = x.shape;
+    const per = rest.reduce((a, b) => a * b, 1);
+    const mask = new Float32Array(n * per);
+    const keep = 1 / (1 - rate);
+    const threshold = Math.floor(rate * 2 ** 32);
+    for (let i = 0; i < n; i++) {
+      const rng = new Rng(mixSeed(this.stepSeed, call, this.sampleOffset + i));
+      const base = i * per;
+      for (let j = 0; j < per; j++) mask[base + j] = rng.nextUint32() >= threshold ? keep : 0;
+    }
+    return tf.mul(x, tf.tensor(mask, x.shape));
+  }
+}
