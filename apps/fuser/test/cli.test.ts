@@ -6,6 +6,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../src/program';
 import { dif, expectOneLineError, readRgb, tmp, writeTestImage } from './helpers';
 
 let dir: string;
@@ -276,7 +277,7 @@ describe('dif-fuse errors: one line, non-zero exit, no stack trace', () => {
     );
   });
 
-  it('conflicting and missing flags', () => {
+  it('conflicting and missing flags', async () => {
     const o = join(dir, 'c.png');
     const cases: [string[], RegExp][] = [
       [['--ir', ir, '--vis', vis, '--pairs', dir, '-o', o], /--pairs cannot be combined/],
@@ -314,10 +315,17 @@ describe('dif-fuse errors: one line, non-zero exit, no stack trace', () => {
       ],
       [['--ir', ir, '--vis', vis, '-o', o, '--bogus'], /unknown option '--bogus'/],
     ];
+    // Argument errors are found before any work, so they run in-process (the same main() the
+    // binary runs; the first case also goes through the binary).
+    const first = dif(cases[0][0]);
+    expectOneLineError(first, cases[0][1], expect);
+    expect(first.code).toBe(2);
     for (const [args, re] of cases) {
-      const r = dif(args);
-      expectOneLineError(r, re, expect);
-      expect(r.code, args.join(' ')).toBe(2);
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
+      expectOneLineError({ code, stdout: out.join('\n'), stderr: err.join('\n') }, re, expect);
+      expect(code, args.join(' ')).toBe(2);
     }
   });
 
