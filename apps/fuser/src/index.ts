@@ -2,7 +2,19 @@
  * @dif-fusion/fuser — programmatic API of `dif-fuse`.
  */
 export { FuseError } from './errors';
-export { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from './fuse';
+export {
+  type EvalOptions,
+  type EvalResult,
+  registerEvalCommand,
+  runEval,
+} from './eval/index';
+export {
+  fuseImages,
+  modelMemory,
+  type OpenedFuser,
+  type OpenOptions,
+  openFuser,
+} from './fuse';
 export {
   OUTPUT_EXTENSIONS,
   outputFormat,
@@ -23,11 +35,16 @@ export {
 export { checkModelDir, defaultModelCandidates, resolveModelDir } from './model';
 export {
   AUTO_TILE_PIXELS,
+  autoTile,
+  cellNoise,
   cropPlanes,
+  DEFAULT_MEMORY_BUDGET,
   DEFAULT_OVERLAP,
   DEFAULT_TILE,
   type Fuser,
   fusePlanar,
+  MIN_AUTO_TILE,
+  NOISE_CELL,
   planTiles,
   reflectPad,
   type TilingOptions,
