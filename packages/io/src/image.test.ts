@@ -77,6 +77,40 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+/** A minimal little-endian 1-row gray TIFF with 32-bit float samples (SampleFormat 3). */
+function floatTiff(values: number[]): Buffer {
+  const dataAt = 8 + 2 + 10 * 12 + 4;
+  const entries: [number, number, number][] = [
+    [256, 3, values.length], // ImageWidth
+    [257, 3, 1], // ImageLength
+    [258, 3, 32], // BitsPerSample
+    [259, 3, 1], // Compression: none
+    [262, 3, 1], // Photometric: black is zero
+    [273, 4, dataAt], // StripOffsets
+    [277, 3, 1], // SamplesPerPixel
+    [278, 3, 1], // RowsPerStrip
+    [279, 4, values.length * 4], // StripByteCounts
+    [339, 3, 3], // SampleFormat: IEEE float
+  ];
+  const b = Buffer.alloc(dataAt + values.length * 4);
+  b.write('II', 0, 'ascii');
+  b.writeUInt16LE(42, 2);
+  b.writeUInt32LE(8, 4);
+  b.writeUInt16LE(entries.length, 8);
+  entries.forEach(([tag, type, value], i) => {
+    const o = 10 + i * 12;
+    b.writeUInt16LE(tag, o);
+    b.writeUInt16LE(type, o + 2);
+    b.writeUInt32LE(1, o + 4);
+    if (type === 3) b.writeUInt16LE(value, o + 8);
+    else b.writeUInt32LE(value, o + 8);
+  });
+  values.forEach((v, i) => {
+    b.writeFloatLE(v, dataAt + i * 4);
+  });
+  return b;
+}
+
 /** The one-line DifFusionError a promise/function fails with. */
 async function errorOf(fn: () => unknown): Promise<DifFusionError> {
   try {
@@ -364,6 +398,15 @@ describe('errors are one line naming the file', () => {
     writeFileSync(p, buf.subarray(0, Math.floor(buf.length * 0.6)));
     const err = await errorOf(() => readImage(p));
     expect(err.message).toMatch(new RegExp(`^${p}: corrupt or truncated ${format} image`));
+  });
+
+  it('float TIFF (radiometric thermal) is refused instead of silently clipped to 8 bits', async () => {
+    const tif = floatTiff([290.5, 300.25, 0.5]);
+    expect((await sharp(tif).metadata()).depth).toBe('float');
+    const err = await errorOf(() => decodeImage(tif, 'therm.tif'));
+    expect(err.message).toBe(
+      'therm.tif: unsupported tiff with 32-bit float samples (8- or 16-bit integer images only)',
+    );
   });
 
   it('corrupt BMP', async () => {

@@ -138,6 +138,15 @@ export async function decodeImage(
   return options.channels ? toChannels(img, options.channels) : img;
 }
 
+const SAMPLE_KINDS: Record<string, string> = {
+  uint: '32-bit integer',
+  int: '32-bit integer',
+  float: '32-bit float',
+  double: '64-bit float',
+  complex: 'complex',
+  dpcomplex: 'complex',
+};
+
 async function decodeWithSharp(
   buf: Uint8Array,
   source: string,
@@ -150,6 +159,14 @@ async function decodeWithSharp(
       throw fileError(source, `zero-size image (${meta.width ?? 0}x${meta.height ?? 0})`);
     }
     const sixteen = meta.depth === 'ushort' || meta.depth === 'short';
+    if (!sixteen && meta.depth !== undefined && meta.depth !== 'uchar' && meta.depth !== 'char') {
+      // e.g. radiometric 32-bit float TIFF: casting to 8 bits would silently clip it
+      const kind = SAMPLE_KINDS[meta.depth] ?? meta.depth;
+      throw fileError(
+        source,
+        `unsupported ${format} with ${kind} samples (8- or 16-bit integer images only)`,
+      );
+    }
     const gray =
       meta.space === 'b-w' ||
       meta.space === 'grey16' ||
