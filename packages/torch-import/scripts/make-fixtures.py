@@ -4,6 +4,7 @@
 Run with Debian's python3 and python3-torch (apt-get install -y python3-torch):
 
     /usr/bin/python3 packages/torch-import/scripts/make-fixtures.py
+    /usr/bin/python3 packages/torch-import/scripts/make-fixtures.py --paper-size DIR  # not test data
 
 It writes, into packages/torch-import/fixtures/ (deterministic: fixed seeds):
 
@@ -443,7 +444,24 @@ def checksums(sd):
     return out
 
 
+def paper_size(out):
+    """Paper-size official-layout checkpoints (PyTorch's default init; ~1.7 GB, not test data)."""
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(0)
+    cfg = dict(UNET, inner_channel=128, norm_groups=32, channel_mults=[1, 2, 4, 8, 8], image_size=160)
+    unet = SR3UNet(**cfg)
+    ddpm = Diffusion(unet, SCHEDULE)
+    torch.save(ddpm.state_dict(), os.path.join(out, "I0_E0_gen.pth"))
+    del ddpm, unet
+    head = FusionHead(HEAD["feat_scales"], HEAD["time_steps"], 128, cfg["channel_mults"], 2)
+    torch.save(head.state_dict(), os.path.join(out, "df_model_E0_gen.pth"))
+    for f in sorted(os.listdir(out)):
+        print(f"{os.path.getsize(os.path.join(out, f)):>12}  {f}")
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--paper-size":
+        return paper_size(sys.argv[2])
     golden = os.environ.get("DIF_FUSION_SHARED", os.path.join(HERE, "..", "..", "..", "..", "shared"))
     golden = os.path.join(golden, "golden")
     if os.path.exists(os.path.join(golden, "unet_5level.safetensors")):
