@@ -30,7 +30,8 @@ function rgb(width: number, height: number, seed = 0): Image {
 /** Gray image stored as 3 equal channels (what many IR datasets ship). */
 function grayAsRgb(g: Image): Image {
   const data = new Uint8Array(g.data.length * 3);
-  for (let i = 0; i < g.data.length; i++) data[i * 3] = data[i * 3 + 1] = data[i * 3 + 2] = g.data[i];
+  for (let i = 0; i < g.data.length; i++)
+    data[i * 3] = data[i * 3 + 1] = data[i * 3 + 2] = g.data[i];
   return { ...g, channels: 3, data };
 }
 
@@ -146,7 +147,13 @@ describe('readPair', () => {
     const c = join(root, 'mismatch');
     const ir = join(c, 'ir', 'm.png');
     const vi = join(c, 'vi', 'm.png');
-    await writeImage(ir, { width: 2, height: 1, channels: 1, bitDepth: 8, data: Uint8Array.of(0, 255) });
+    await writeImage(ir, {
+      width: 2,
+      height: 1,
+      channels: 1,
+      bitDepth: 8,
+      data: Uint8Array.of(0, 255),
+    });
     await writeImage(vi, rgb(4, 1));
     const [pair] = (await scanPairs(c)).pairs;
     const msg = await errorOf(() => readPair(pair));
@@ -162,7 +169,13 @@ describe('readPair', () => {
 
 describe('resizeImage', () => {
   it('keeps constant images and bit depth', () => {
-    const img: Image = { width: 3, height: 2, channels: 1, bitDepth: 16, data: new Uint16Array(6).fill(40000) };
+    const img: Image = {
+      width: 3,
+      height: 2,
+      channels: 1,
+      bitDepth: 16,
+      data: new Uint16Array(6).fill(40000),
+    };
     const r = resizeImage(img, 5, 7);
     expect(r.bitDepth).toBe(16);
     expect(Array.from(r.data)).toEqual(new Array(35).fill(40000));

@@ -89,8 +89,20 @@ describe('augmentPair', () => {
     // constant images stay constant, R still equals IR
     const W = 8;
     const H = 6;
-    const ir: Image = { width: W, height: H, channels: 1, bitDepth: 8, data: new Uint8Array(W * H).fill(200) };
-    const vi: Image = { width: W, height: H, channels: 3, bitDepth: 8, data: new Uint8Array(W * H * 3).fill(200) };
+    const ir: Image = {
+      width: W,
+      height: H,
+      channels: 1,
+      bitDepth: 8,
+      data: new Uint8Array(W * H).fill(200),
+    };
+    const vi: Image = {
+      width: W,
+      height: H,
+      channels: 3,
+      bitDepth: 8,
+      data: new Uint8Array(W * H * 3).fill(200),
+    };
     const s = augmentPair({ name: 'small', ir, vi }, 12, new Rng(1));
     expect(s.scaled).toBe(true);
     expect(s.y).toBe(0); // 12 - 12 + 1 = 1 choice
@@ -180,9 +192,9 @@ describe('TrainingSampler', () => {
   });
 
   it('rejects bad options and empty sources with one line', () => {
-    expect(() => new TrainingSampler({ length: 0, get: () => pairs[0] }, { cropSize: 4, batchSize: 1 })).toThrow(
-      'training sampler: the dataset has no pairs',
-    );
+    expect(
+      () => new TrainingSampler({ length: 0, get: () => pairs[0] }, { cropSize: 4, batchSize: 1 }),
+    ).toThrow('training sampler: the dataset has no pairs');
     expect(() => new TrainingSampler(source, { cropSize: 0, batchSize: 1 })).toThrow(
       'crop size must be a positive integer, got 0',
     );
