@@ -60,6 +60,8 @@ beforeAll(async () => {
   await writeImage(join(A, 'ir', '0003.tif'), gray(4, 4, 5));
   await writeImage(join(A, 'vi', '0003.webp'), rgb(4, 4, 6));
   writeFileSync(join(A, 'ir', 'notes.txt'), 'not an image');
+  writeFileSync(join(A, 'ir', '._0001.png'), 'macOS resource fork'); // hidden: skipped
+  writeFileSync(join(A, 'vi', '._0001.png'), 'macOS resource fork');
   await writeImage(join(B, 'Infrared', 'x.png'), gray(3, 3));
   await writeImage(join(B, 'Visible', 'x.png'), rgb(3, 3));
 });
@@ -74,7 +76,7 @@ describe('scanPairs', () => {
       { name: '0002', ir: join(A, 'ir', '0002.png'), vi: join(A, 'vi', '0002.png') },
       { name: '0003', ir: join(A, 'ir', '0003.tif'), vi: join(A, 'vi', '0003.webp') },
     ]);
-    expect(scan.unmatchedIr).toEqual(['only-ir.png']); // notes.txt is not an image
+    expect(scan.unmatchedIr).toEqual(['only-ir.png']); // notes.txt, ._0001.png skipped
     expect(scan.unmatchedVi).toEqual(['only-vi.bmp']);
     expect(describeUnmatched(scan)).toEqual([
       `${join(A, 'ir')}: 1 file(s) without a partner: only-ir.png`,

@@ -41,7 +41,10 @@ async function listDir(path: string): Promise<string[]> {
 async function findSub(root: string, entries: string[], names: string[]): Promise<string | null> {
   for (const want of names) {
     const hit = entries.find((e) => e.toLowerCase() === want);
-    if (hit && (await stat(join(root, hit))).isDirectory()) return join(root, hit);
+    if (!hit) continue;
+    // a broken link or unreadable entry is not a sub-folder
+    const st = await stat(join(root, hit)).catch(() => null);
+    if (st?.isDirectory()) return join(root, hit);
   }
   return null;
 }
@@ -51,7 +54,8 @@ function stem(name: string): string {
 }
 
 async function imagesByStem(dir: string): Promise<Map<string, string>> {
-  const files = (await listDir(dir)).filter(isImageFile).sort();
+  // Hidden files are skipped: macOS leaves `._name.png` resource forks beside the images.
+  const files = (await listDir(dir)).filter((f) => !f.startsWith('.') && isImageFile(f)).sort();
   const map = new Map<string, string>();
   for (const f of files) {
     const s = stem(f);
