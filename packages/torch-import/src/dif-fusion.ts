@@ -160,6 +160,8 @@ export function inferUnetConfig(
   options: { normGroups?: number; dropout?: number; what?: string } = {},
 ): UnetConfigJSON {
   const what = options.what ?? 'DDPM checkpoint';
+  if (!w.has('init_conv.weight') && w.has('decoder.0.block.2.weight'))
+    fail(`${what}: this is a fusion head checkpoint, not a DDPM (pass it as the head: --head)`);
   const [inner, inChannel] = shapeOf(w, 'init_conv.weight', what);
   const [out, finalIn] = shapeOf(w, 'final_conv.block.3.weight', what);
   // Without noise-level conditioning (with_noise_level_emb false) there is no MLP at all.
@@ -322,6 +324,8 @@ export function inferHeadConfig(
     if (att[1] !== dim)
       fail(`${what}: decoder.${i + 1} reads ${att[1]} channels, the block before gives ${dim}`);
   }
+  if (dims.length === 0 && [...w.keys()].some((k) => /^(denoise_fn\.)?init_conv\.weight$/.test(k)))
+    fail(`${what}: this is a DDPM (UNet) checkpoint, not a fusion head (pass it as --ddpm)`);
   if (dims.length === 0)
     fail(`${what}: no decoder.*.block weights (not a Dif-Fusion fusion head checkpoint?)`);
   shapeOf(w, 'rgb_decode1.conv.weight', what);

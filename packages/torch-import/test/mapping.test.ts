@@ -47,6 +47,17 @@ describe('importDifFusion on the fixtures', () => {
     expect(r.head!.weights.size).toBe(new FusionHead(r.head!.config).params().length);
   });
 
+  it('says when the DDPM and head files are swapped', async () => {
+    const swapped = { ddpm: fixture('df_head_gen.pth'), head: fixture('ddpm_gen.pth') };
+    await expect(importDifFusion(swapped, { normGroups: 2 })).rejects.toThrow(
+      /df_head_gen\.pth: this is a fusion head checkpoint, not a DDPM \(pass it as the head: --head\)/,
+    );
+    const both = { ddpm: fixture('ddpm_gen.pth'), head: fixture('ddpm_gen.pth') };
+    await expect(importDifFusion(both, { normGroups: 2 })).rejects.toThrow(
+      /ddpm_gen\.pth: this is a DDPM \(UNet\) checkpoint, not a fusion head \(pass it as --ddpm\)/,
+    );
+  });
+
   it('explains what to pass when the GroupNorm groups do not fit', async () => {
     await expect(importDifFusion({ ddpm: fixture('ddpm_gen.pth') })).rejects.toThrow(
       /norm_groups 32 does not divide .*--norm-groups/,
