@@ -1,7 +1,7 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   describeUnmatched,
   PairDataset,
@@ -14,6 +14,7 @@ import { DifFusionError } from './errors';
 import { type Image, writeImage } from './image';
 
 const root = mkdtempSync(join(tmpdir(), 'dif-io-ds-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 function gray(width: number, height: number, seed = 0): Image {
   const data = new Uint8Array(width * height);

@@ -1,12 +1,13 @@
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { FloatImage } from './convert';
 import { makeGrid, saveGrid } from './grid';
 import { readImage } from './image';
 
 const dir = mkdtempSync(join(tmpdir(), 'dif-io-grid-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function constant(width: number, height: number, channels: number, v: number): FloatImage {
   return { width, height, channels, data: new Float32Array(width * height * channels).fill(v) };

@@ -1,9 +1,9 @@
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encode as encodeBmpTs } from 'bmp-ts';
 import sharp from 'sharp';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { DifFusionError } from './errors';
 import {
   channelsEqual,
@@ -19,6 +19,7 @@ import {
 } from './image';
 
 const dir = mkdtempSync(join(tmpdir(), 'dif-io-img-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Deterministic test image: every pixel and channel different (W, H small, values < 256). */
 function rgb8(width: number, height: number): Image {

@@ -4,12 +4,13 @@ import {
   mkdtempSync,
   openSync,
   readdirSync,
+  rmSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { GOLDEN_DIR, hasGolden, noteSkip } from '../../../test/shared';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic';
 import { DifFusionError } from './errors';
@@ -24,6 +25,7 @@ import {
 } from './safetensors';
 
 const dir = mkdtempSync(join(tmpdir(), 'dif-io-st-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function rawFile(
   name: string,
