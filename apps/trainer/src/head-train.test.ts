@@ -1,0 +1,136 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCheckpoint } from './checkpoint';
+import type { DdpmConfig, HeadTrainConfig } from './config';
+import { trainDdpm } from './ddpm';
+import { trainHead } from './head-train';
+import { writeSyntheticPairs } from './synthetic';
+
+const TINY_DDPM: Partial<DdpmConfig> = {
+  datasets: { train: { dataroot: null, resolution: 16, batch_size: 2 } },
+  model: {
+    unet: {
+      in_channel: 4,
+      out_channel: 4,
+      inner_channel: 8,
+      norm_groups: 4,
+      channel_multiplier: [1, 2],
+      attn_res: [8],
+      res_blocks: 1,
+      dropout: 0,
+    },
+    beta_schedule: {
+      train: { schedule: 'linear', n_timestep: 100, linear_start: 1e-4, linear_end: 0.05 },
+    },
+    diffusion: { loss: 'l2' },
+  },
+  train: {
+    n_iter: 4,
+    val_freq: 0,
+    save_checkpoint_freq: 0,
+    print_freq: 10,
+    optimizer: { type: 'adamw', lr: 2e-3 },
+  },
+};
+
+/** Head on that DDPM: one feature per level (res_blocks 1: reversed indices 1 and 3). */
+const TINY_HEAD: Partial<HeadTrainConfig> = {
+  datasets: { train: { dataroot: null, resolution: 16, batch_size: 2 } },
+  model_df: { feat_scales: [1, 3], t: [5, 20], feat_type: 'dec', mode: 'full' },
+  model: {
+    beta_schedule: {
+      train: { schedule: 'linear', n_timestep: 100, linear_start: 1e-4, linear_end: 0.05 },
+    },
+  },
+  train: {
+    n_epoch: 8,
+    optimizer: { type: 'adam', lr: 3e-3 },
+    sheduler: { lr_policy: 'linear' },
+    val_images: 2,
+    print_freq: 10,
+  },
+};
+
+let root: string;
+let data: string;
+let ddpm: string;
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), 'dif-train-head-'));
+  data = await writeSyntheticPairs(join(root, 'data'), {
+    count: 4,
+    width: 24,
+    height: 20,
+    seed: 3,
+  });
+  const r = await trainDdpm({
+    config: TINY_DDPM,
+    data,
+    out: join(root, 'ddpm'),
+    quiet: true,
+    handleSigint: false,
+    workers: 1,
+  });
+  ddpm = r.checkpoint as string;
+}, 120_000);
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const base = { config: TINY_HEAD, quiet: true, handleSigint: false, backend: 'wasm' as const };
+const valLosses = (out: string) =>
+  readFileSync(join(out, 'log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((l) => l.event === 'val')
+    .map((l) => l.val_loss as number);
+
+describe('dif-train head (tiny DDPM + head, end to end)', () => {
+  it('lowers the fusion loss; validation loss and fused | visible | infrared PNG each epoch', async () => {
+    const out = join(root, 'head');
+    const r = await trainHead({ ...base, ddpm, data, val: data, out });
+    expect(r.stopped).toBe('done');
+    expect(r.step).toBe(16); // 8 epochs x (4 pairs / batch 2)
+    const val = valLosses(out);
+    expect(val).toHaveLength(8);
+    expect(val[7]).toBeLessThan(0.8 * val[0]);
+    expect(r.losses.slice(-4).reduce((a, b) => a + b) / 4).toBeLessThan(
+      r.losses.slice(0, 4).reduce((a, b) => a + b) / 4,
+    );
+    for (const e of [1, 8])
+      expect(
+        readFileSync(join(out, 'val', `epoch-000${e}.png`))
+          .subarray(1, 4)
+          .toString(),
+      ).toBe('PNG');
+    const ck = loadCheckpoint(out, 'head');
+    expect(ck.step).toBe(16);
+    expect(ck.epoch).toBe(8);
+    expect((ck.extra as { ddpm: string }).ddpm).toBe(ddpm);
+    expect(existsSync(join(out, 'loss.png'))).toBe(true);
+  }, 180_000);
+
+  it('--resume continues with exactly the loss sequence of an uninterrupted run', async () => {
+    const cfg = { ...TINY_HEAD, train: { ...TINY_HEAD.train!, n_epoch: 2 } };
+    const full = await trainHead({ ...base, config: cfg, ddpm, data, out: join(root, 'hfull') });
+    const part = join(root, 'hpart');
+    const a = await trainHead({ ...base, config: cfg, ddpm, data, out: part, epochs: 1 });
+    expect(a.losses).toEqual(full.losses.slice(0, 2));
+    const b = await trainHead({
+      quiet: true,
+      handleSigint: false,
+      data,
+      out: part,
+      epochs: 2,
+      resume: true,
+    });
+    expect(b.losses).toEqual(full.losses.slice(2));
+  }, 120_000);
+
+  it('needs a DDPM checkpoint, reported in one line', async () => {
+    await expect(trainHead({ ...base, data, out: join(root, 'h3') })).rejects.toThrow(/--ddpm/);
+    await expect(
+      trainHead({ ...base, ddpm: join(root, 'data'), data, out: join(root, 'h4') }),
+    ).rejects.toThrow(/no ddpm checkpoint/);
+  });
+});
