@@ -6,9 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { GOLDEN_DIR, golden, hasGolden, noteSkip } from '../../../test/shared';
 import {
   checkShapes,
+  findStateDict,
   importDifFusion,
   inferHeadConfig,
   inferUnetConfig,
+  PickledTensor,
+  PyDict,
   splitDdpmStateDict,
 } from '../src/index';
 
@@ -139,5 +142,71 @@ describe.skipIf(!hasGolden)('the official checkpoint layout (../shared/golden)',
         c.channel_mults.map((_, l) => c.attn_res.includes(c.image_size / 2 ** l));
       expect(levels(got), name).toEqual(levels(config));
     }
+  });
+});
+
+describe('state_dict lookup and key mapping', () => {
+  const tensor = (shape: number[]) =>
+    new PickledTensor(
+      { key: '0', dtype: 'float32', numel: shape.reduce((a, b) => a * b, 1), location: 'cpu' },
+      0,
+      shape,
+      shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1)),
+      false,
+    );
+  const dict = (entries: Array<[string, unknown]>) => {
+    const d = new PyDict(true);
+    for (const [k, v] of entries) d.set(k, v);
+    return d;
+  };
+
+  it('finds a nested state_dict and strips a DataParallel module. prefix', () => {
+    const sd = dict([
+      ['module.denoise_fn.init_conv.weight', tensor([8, 4, 3, 3])],
+      ['module.betas', tensor([10])],
+    ]);
+    const root = dict([
+      ['epoch', 3],
+      ['state_dict', sd],
+    ]);
+    const found = findStateDict(root, 'x.pth');
+    expect([...found.keys()]).toEqual(['denoise_fn.init_conv.weight', 'betas']);
+    expect([...splitDdpmStateDict(found, 'x.pth').keys()]).toEqual(['init_conv.weight']);
+    expect(() => findStateDict(dict([['epoch', 3]]), 'y.pth')).toThrow(
+      'y.pth: no state_dict (a dict of tensors) found; top-level keys: epoch',
+    );
+  });
+
+  it('refuses unknown keys beside denoise_fn.* and the schedule buffers', () => {
+    const sd = new Map([
+      ['denoise_fn.init_conv.weight', [8, 4, 3, 3]],
+      ['ema.init_conv.weight', [8, 4, 3, 3]],
+    ]);
+    expect(() => splitDdpmStateDict(sd, 'z.pth')).toThrow(
+      'z.pth: unexpected keys beside denoise_fn.* and the schedule buffers: ema.init_conv.weight',
+    );
+  });
+
+  it.skipIf(!hasGolden)('infers use_affine_level and with_noise_level_emb from shapes', () => {
+    const layout = JSON.parse(readFileSync(golden('official_state_dict_layout.json'), 'utf8'));
+    const base = splitDdpmStateDict(
+      new Map<string, number[]>(Object.entries(layout.ddpm_gen_pth.keys)),
+      'official',
+    );
+    // use_affine_level: every FeatureWiseAffine gives scale and shift (2 x channels)
+    const affine = new Map(
+      [...base].map(([k, s]) => [
+        k,
+        /noise_func\.noise_func\.0\./.test(k) ? [2 * s[0], ...s.slice(1)] : s,
+      ]),
+    );
+    const a = inferUnetConfig(affine);
+    expect(a.use_affine_level).toBe(true);
+    checkShapes(affine, new UNet(a).params(), 'affine');
+    // without noise-level conditioning: no MLP, no noise_func
+    const plain = new Map([...base].filter(([k]) => !/noise_level_mlp|noise_func/.test(k)));
+    const p = inferUnetConfig(plain);
+    expect(p.with_noise_level_emb).toBe(false);
+    checkShapes(plain, new UNet(p).params(), 'plain');
   });
 });
