@@ -1,15 +1,12 @@
-import { existsSync } from 'node:fs';
 import { defineConfig } from 'tsup';
 
-// worker.js is loaded by path (worker_threads); commands/import-torch.js by URL when present.
+// worker.js is loaded by path (worker_threads).
 const entry: Record<string, string> = {
   index: 'src/index.ts',
   cli: 'src/cli.ts',
   worker: 'src/worker.ts',
   bench: 'src/bench.ts',
 };
-if (existsSync('src/commands/import-torch.ts'))
-  entry['commands/import-torch'] = 'src/commands/import-torch.ts';
 
 export default defineConfig({
   entry,

@@ -2,5 +2,5 @@
 /** `dif-train` entry point. */
 import { createProgram } from './program';
 
-const program = await createProgram();
+const program = createProgram();
 await program.parseAsync(process.argv);

@@ -2,10 +2,10 @@
  * The `dif-train` command line: `ddpm`, `head`, `export` and `import-torch` subcommands.
  * Every failure prints one line `error: <problem>` and sets a non-zero exit code.
  */
-import { existsSync } from 'node:fs';
 import { BACKEND_NAMES, type BackendName } from '@dif-fusion/backends';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { registerExportCommand } from './commands/export';
+import { registerImportTorchCommand } from './commands/import-torch';
 import { trainDdpm } from './ddpm';
 import { formatError } from './errors';
 import { trainHead } from './head-train';
@@ -188,41 +188,8 @@ Examples:
     });
 }
 
-/**
- * `dif-train import-torch` lives in ./commands/import-torch (written separately); it is
- * registered when present, so the CLI works before it lands.
- */
-async function registerImportTorch(program: Command): Promise<void> {
-  let failure: unknown = null;
-  for (const spec of ['./commands/import-torch.js', './commands/import-torch.ts']) {
-    const url = new URL(spec, import.meta.url);
-    if (!existsSync(url)) continue;
-    try {
-      const mod = (await import(/* @vite-ignore */ url.href)) as {
-        registerImportTorchCommand?: (p: Command) => void;
-      };
-      if (mod.registerImportTorchCommand) {
-        mod.registerImportTorchCommand(program);
-        return;
-      }
-    } catch (err) {
-      failure = err;
-    }
-  }
-  if (failure === null) return; // not there (yet)
-  // Present but not loadable (e.g. @dif-fusion/torch-import not built): say so when used.
-  program
-    .command('import-torch')
-    .description('import official PyTorch checkpoints (unavailable in this build)')
-    .allowUnknownOption()
-    .action(() => {
-      process.stderr.write(`error: import-torch is unavailable: ${formatError(failure)}\n`);
-      process.exitCode = 1;
-    });
-}
-
 /** The whole `dif-train` program. */
-export async function createProgram(): Promise<Command> {
+export function createProgram(): Command {
   const program = new Command('dif-train')
     .description(
       'Train the Dif-Fusion DDPM and fusion head in TypeScript; export to ONNX; import PyTorch checkpoints',
@@ -231,6 +198,6 @@ export async function createProgram(): Promise<Command> {
   registerDdpmCommand(program);
   registerHeadCommand(program);
   registerExportCommand(program);
-  await registerImportTorch(program);
+  registerImportTorchCommand(program);
   return program;
 }
