@@ -233,6 +233,14 @@ function makeHooks(where: string, storage: ((pid: unknown) => StorageRef) | null
   };
 }
 
+/**
+ * The checkpoint allow-list for `unpickle` on a pickle without storages (persistent ids are
+ * refused): e.g. to inspect a bare pickle safely.
+ */
+export function torchPickleHooks(where: string): UnpickleHooks {
+  return makeHooks(where, null);
+}
+
 function storageLoader(
   where: string,
   zip: ZipReader,
@@ -277,7 +285,7 @@ async function readHead(path: string, n: number): Promise<Uint8Array> {
   }
 }
 
-/** Largest bare pickle we read to report what it refers to. */
+/** Largest pickle we read (a bare one, only to report what it refers to; or a zip's data.pkl). */
 const MAX_BARE_PICKLE = 64 << 20;
 
 /** A torch.save zip checkpoint: the unpickled object plus lazy access to tensor data. */
@@ -354,6 +362,13 @@ export class TorchCheckpoint {
         littleEndian = order === 'little';
       }
       const where = `${name}:${pkls[0]}`;
+      // The pickle only describes the tensors (tens of kB for a 370 M-parameter state_dict):
+      // a huge one is not a checkpoint, and is not read into memory.
+      const pklSize = zip.member(pkls[0])!.size;
+      if (pklSize > MAX_BARE_PICKLE)
+        throw new TorchImportError(
+          `${where}: the pickle is ${pklSize} bytes, more than a checkpoint's tensor index holds (limit ${MAX_BARE_PICKLE})`,
+        );
       const root = unpickle(
         await zip.read(pkls[0]),
         makeHooks(where, storageLoader(where, zip, prefix)),

@@ -8,6 +8,7 @@ import {
   PyTuple,
   TorchCheckpoint,
   TorchImportError,
+  torchPickleHooks,
   unpickle,
 } from '../src/index';
 
@@ -195,5 +196,45 @@ describe('TorchCheckpoint: refusals, one line each', () => {
   it('rejects files that are not checkpoints', async () => {
     const msg = await refusal('misc_expected.safetensors');
     expect(msg).toMatch(/not a PyTorch checkpoint/);
+  });
+});
+
+describe('unpickle: every protocol, the checkpoint allow-list', () => {
+  // pickle.dumps(OrderedDict([('a', [1, -2, 3.5, None, True]), ('b', (1, 'té', b'\x00\xff')),
+  //   ('c', {'n': 2**70, 'm': -5})]), protocol=p) for p = 0..5 (CPython 3)
+  const PICKLES = [
+    'Y2NvbGxlY3Rpb25zCk9yZGVyZWREaWN0CnAwCih0UnAxClZhCnAyCihscDMKSTEKYUktMgphRjMuNQphTmFJMDEKYXNWYgpwNAooSTEKVnTpCnA1CmNfY29kZWNzCmVuY29kZQpwNgooVlx1MDAwMP8KcDcKVmxhdGluMQpwOAp0cDkKUnAxMAp0cDExCnNWYwpwMTIKKGRwMTMKVm4KcDE0CkwxMTgwNTkxNjIwNzE3NDExMzAzNDI0TApzVm0KcDE1CkktNQpzcy4=',
+    'Y2NvbGxlY3Rpb25zCk9yZGVyZWREaWN0CnEAKVJxAShYAQAAAGFxAl1xAyhLAUr+////R0AMAAAAAAAATkkwMQplWAEAAABicQQoSwFYAwAAAHTDqXEFY19jb2RlY3MKZW5jb2RlCnEGKFgDAAAAAMO/cQdYBgAAAGxhdGluMXEIdHEJUnEKdHELWAEAAABjcQx9cQ0oWAEAAABucQ5MMTE4MDU5MTYyMDcxNzQxMTMwMzQyNEwKWAEAAABtcQ9K+////3V1Lg==',
+    'gAJjY29sbGVjdGlvbnMKT3JkZXJlZERpY3QKcQApUnEBKFgBAAAAYXECXXEDKEsBSv7///9HQAwAAAAAAABOiGVYAQAAAGJxBEsBWAMAAAB0w6lxBWNfY29kZWNzCmVuY29kZQpxBlgDAAAAAMO/cQdYBgAAAGxhdGluMXEIhnEJUnEKh3ELWAEAAABjcQx9cQ0oWAEAAABucQ6KCQAAAAAAAAAAQFgBAAAAbXEPSvv///91dS4=',
+    'gANjY29sbGVjdGlvbnMKT3JkZXJlZERpY3QKcQApUnEBKFgBAAAAYXECXXEDKEsBSv7///9HQAwAAAAAAABOiGVYAQAAAGJxBEsBWAMAAAB0w6lxBUMCAP9xBodxB1gBAAAAY3EIfXEJKFgBAAAAbnEKigkAAAAAAAAAAEBYAQAAAG1xC0r7////dXUu',
+    'gASVcQAAAAAAAACMC2NvbGxlY3Rpb25zlIwLT3JkZXJlZERpY3SUk5QpUpQojAFhlF2UKEsBSv7///9HQAwAAAAAAABOiGWMAWKUSwGMA3TDqZRDAgD/lIeUjAFjlH2UKIwBbpSKCQAAAAAAAAAAQIwBbZRK+////3V1Lg==',
+    'gAWVcQAAAAAAAACMC2NvbGxlY3Rpb25zlIwLT3JkZXJlZERpY3SUk5QpUpQojAFhlF2UKEsBSv7///9HQAwAAAAAAABOiGWMAWKUSwGMA3TDqZRDAgD/lIeUjAFjlH2UKIwBbpSKCQAAAAAAAAAAQIwBbZRK+////3V1Lg==',
+  ];
+
+  for (const [p, b64] of PICKLES.entries())
+    it(`protocol ${p}`, () => {
+      const v = unpickle(Buffer.from(b64, 'base64'), torchPickleHooks(`p${p}.pkl`)) as PyDict;
+      expect(v).toBeInstanceOf(PyDict);
+      expect(v.ordered).toBe(true);
+      expect([...v.keys()]).toEqual(['a', 'b', 'c']);
+      expect(v.get('a')).toEqual([1, -2, 3.5, null, true]);
+      const b = v.get('b') as PyTuple;
+      expect(b).toBeInstanceOf(PyTuple);
+      expect(b[0]).toBe(1);
+      expect(b[1]).toBe('té');
+      expect(Array.from(b[2] as Uint8Array)).toEqual([0, 255]);
+      const c = v.get('c') as PyDict;
+      expect([...c]).toEqual([
+        ['n', 2n ** 70n],
+        ['m', -5],
+      ]);
+    });
+
+  it('refuses a set built by calling builtins (protocol 2), by name', () => {
+    // pickle.dumps({1, 2}, protocol=2): REDUCE of __builtin__.set
+    const bytes = Buffer.from('gAJjX19idWlsdGluX18Kc2V0CnEAXXEBKEsBSwJlhXECUnEDLg==', 'base64');
+    expect(() => unpickle(bytes, torchPickleHooks('set.pkl'), 'set.pkl')).toThrow(
+      'set.pkl: refused: the pickle refers to the Python global __builtin__.set, which is not a tensor, storage or ordered dict (nothing was executed)',
+    );
   });
 });
