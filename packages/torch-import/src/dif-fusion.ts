@@ -107,7 +107,12 @@ export function findStateDict(root: unknown, what: string): Map<string, PickledT
   if (!sd) {
     const keys =
       root instanceof PyDict ? [...root.keys()].slice(0, 8).map(String).join(', ') : typeof root;
-    return fail(`${what}: no state_dict (a dict of tensors) found; top-level keys: ${keys}`);
+    // SR3/Dif-Fusion save the optimizer beside the weights as *_opt.pth.
+    const hint =
+      root instanceof PyDict && root.has('optimizer')
+        ? ' (an optimizer checkpoint, *_opt.pth? pass the weights, *_gen.pth)'
+        : '';
+    return fail(`${what}: no state_dict (a dict of tensors) found; top-level keys: ${keys}${hint}`);
   }
   const entries = [...sd] as Array<[string, PickledTensor]>;
   const strip = entries.every(([k]) => k.startsWith('module.'));

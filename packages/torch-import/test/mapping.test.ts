@@ -175,6 +175,15 @@ describe('state_dict lookup and key mapping', () => {
     expect(() => findStateDict(dict([['epoch', 3]]), 'y.pth')).toThrow(
       'y.pth: no state_dict (a dict of tensors) found; top-level keys: epoch',
     );
+    const opt = dict([
+      ['epoch', 3],
+      ['iter', 10],
+      ['scheduler', null],
+      ['optimizer', dict([['state', dict([])]])],
+    ]);
+    expect(() => findStateDict(opt, 'I10_E3_opt.pth')).toThrow(
+      'I10_E3_opt.pth: no state_dict (a dict of tensors) found; top-level keys: epoch, iter, scheduler, optimizer (an optimizer checkpoint, *_opt.pth? pass the weights, *_gen.pth)',
+    );
   });
 
   it('refuses unknown keys beside denoise_fn.* and the schedule buffers', () => {
