@@ -3,12 +3,12 @@
  *
  * tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter kernel (tfjs falls back to slow
  * generic paths), a slow Conv2DBackpropInput and a slow matMul with transposeA. Here both
- * gradients are expressed with the fast kernels (Conv2D, MatMul without transposes, slices):
+ * gradients are expressed with the fast kernels (Conv2D, transposes, pads, slices):
  * - dx: one forward convolution of the incoming gradient (flipped, in/out-transposed
  *   kernel; for stride s > 1 a sub-pixel kernel producing the s*s phases, then
  *   depthToSpace) — see `convInputGrad`;
- * - dW: per kernel tap, a plain matMul of the transposed gradient with a contiguous window
- *   of the flattened, padded input — see `convFilterGrad`.
+ * - dW: one forward convolution of the transposed input with the transposed gradient as
+ *   kernel (dilated by the stride) — see `convFilterGrad`.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { Conv2dFn } from './tf-ops';
@@ -129,13 +129,12 @@ function padOrCrop(
 }
 
 /**
- * dL/dW of a conv: `[kh, kw, I, O]`, one plain matMul per kernel tap.
- *
- * The padded input is split into its s*s stride phases (NHWC, so each phase flattens to
- * `[N*Hq*Wq, I]` rows). On that flattened grid, kernel tap (a, b) is a constant row offset,
- * so its im2col matrix is a contiguous row window — one memcpy, no gather. The gradient is
- * laid on the same grid (zeros where no output pixel is), transposed once to `[O, rows]`,
- * and dW[a, b] = dy^T · window(a, b).
+ * dL/dW of a conv, `[kh, kw, I, O]`, as one forward convolution with the roles swapped:
+ * the padded input transposed to `[I, H', W', N]` (channels as batch, batch as channels)
+ * convolved with the gradient transposed to `[Ho, Wo, N, O]` as kernel, dilated by the
+ * stride: `r[i, a, b, o] = sum_{y, x, n} xpad[n, a + s*y, b + s*x, i] * dy[n, y, x, o]`,
+ * exactly dW[a, b, i, o]. One XNNPACK convolution on wasm; measured 1.5x (stride 1) to 5x
+ * (stride 2) less CPU than a matMul per kernel tap (whose im2col windows cost a copy each).
  */
 export function convFilterGrad(
   x: tf.Tensor4D,
@@ -148,39 +147,22 @@ export function convFilterGrad(
   return tf.tidy(() => {
     const s = stride;
     const p = padding;
-    const [n, h, wd, c] = x.shape;
-    const [, ho, wo, o] = dy.shape;
-    const jh = Math.floor((kh - 1) / s); // largest tap offset on the phase grid
-    const jw = Math.floor((kw - 1) / s);
-    const hq = Math.max(Math.ceil((h + 2 * p) / s), ho + jh); // phase grid size
-    const wq = Math.max(Math.ceil((wd + 2 * p) / s), wo + jw);
-    const rows = n * hq * wq;
-    const xp = tf.pad(x, [
-      [0, 0],
-      [p, s * hq - h - p],
-      [p, s * wq - wd - p],
-      [0, 0],
-    ]);
-    const phases =
-      s === 1
-        ? tf.reshape(xp, [1, rows, c])
-        : tf.reshape(tf.transpose(tf.reshape(xp, [n, hq, s, wq, s, c]), [2, 4, 0, 1, 3, 5]), [
-            s * s,
-            rows,
-            c,
+    const c = x.shape[3];
+    const o = dy.shape[3];
+    const xp =
+      p === 0
+        ? x
+        : tf.pad(x, [
+            [0, 0],
+            [p, p],
+            [p, p],
+            [0, 0],
           ]);
-    const q = rows - (jh * wq + jw); // grid rows every tap window can cover
-    const dyGrid = tf.reshape(padOrCrop(dy, 0, hq - ho, 0, wq - wo), [rows, o]);
-    const dyT = tf.transpose(tf.slice(dyGrid, [0, 0], [q, o])) as tf.Tensor2D; // [O, q]
-    const taps: tf.Tensor2D[] = [];
-    for (let a = 0; a < kh; a++)
-      for (let b = 0; b < kw; b++) {
-        const phase = (a % s) * s + (b % s);
-        const offset = Math.floor(a / s) * wq + Math.floor(b / s);
-        const window = tf.reshape(tf.slice(phases, [phase, offset, 0], [1, q, c]), [q, c]);
-        taps.push(tf.matMul(dyT, window as tf.Tensor2D)); // [O, I]
-      }
-    // [kh*kw, O, I] -> [kh, kw, I, O]
-    return tf.reshape(tf.transpose(tf.stack(taps), [0, 2, 1]), [kh, kw, c, o]) as tf.Tensor4D;
+    const xT = tf.transpose(xp, [3, 1, 2, 0]) as tf.Tensor4D; // [I, H', W', N]
+    const dyT = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D; // [Ho, Wo, N, O]
+    // Output spatial size is kh + ((H' - kh) mod s) >= kh: keep the first kh x kw.
+    let r = tf.conv2d(xT, dyT, 1, 'valid', 'NHWC', s); // [I, >=kh, >=kw, O]
+    if (r.shape[1] !== kh || r.shape[2] !== kw) r = tf.slice(r, [0, 0, 0, 0], [c, kh, kw, o]);
+    return tf.transpose(r, [1, 2, 0, 3]) as tf.Tensor4D;
   });
 }
