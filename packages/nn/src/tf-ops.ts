@@ -176,10 +176,11 @@ export class TfOps implements Ops<tf.Tensor> {
     const c = c3 / 3;
     const hd = c / nHead;
     // channel index = head * 3hd + part * hd + j  (torch .view(b, nHead, 3hd, h, w).chunk(3, 2))
-    const r = tf.reshape(qkv, [n, h * w, nHead, 3, hd]);
+    // Rank-4 slices: tfjs-backend-wasm slices rank >= 5 element by element in JS (~50x slower).
+    const r = tf.reshape(qkv, [n * h * w, nHead, 3, hd]);
     const part = (i: number) =>
       tf.transpose(
-        tf.reshape(tf.slice(r, [0, 0, 0, i, 0], [n, h * w, nHead, 1, hd]), [n, h * w, nHead, hd]),
+        tf.reshape(tf.slice(r, [0, 0, i, 0], [n * h * w, nHead, 1, hd]), [n, h * w, nHead, hd]),
         [0, 2, 1, 3],
       ) as tf.Tensor4D;
     const q = part(0);
