@@ -85,7 +85,7 @@ export function convInputGrad(
     // Kernel [jh+1, jw+1, O, s*s*I]: K[t, u, o, (rh*s + rw)*I + i] = w[rh + s(jh-t), rw + s(jw-u), i, o].
     let k: tf.Tensor4D;
     if (s === 1) {
-      k = tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]);
+      k = tf.transpose(flipTaps(w), [0, 1, 3, 2]);
     } else {
       const wp = tf.pad(w, [
         [0, s * (jh + 1) - kh],
@@ -103,6 +103,20 @@ export function convInputGrad(
     if (top === 0 && out.shape[1] === h && out.shape[2] === wd) return out;
     return tf.slice(out, [0, top, top, 0], [n, h, wd, c]);
   });
+}
+
+/**
+ * `tf.reverse(w, [0, 1])` for a `[kh, kw, I, O]` kernel, as contiguous row slices and one
+ * concat (the wasm Reverse kernel is element-wise: measured 6x slower on 3x3x256x256).
+ */
+function flipTaps(w: tf.Tensor4D): tf.Tensor4D {
+  const [kh, kw, c, o] = w.shape;
+  const taps = kh * kw;
+  if (taps === 1) return w;
+  const rows = tf.reshape(w, [taps, c * o]);
+  const parts: tf.Tensor[] = [];
+  for (let t = taps - 1; t >= 0; t--) parts.push(tf.slice(rows, [t, 0], [1, c * o]));
+  return tf.reshape(tf.concat(parts, 0), [kh, kw, c, o]);
 }
 
 /** Zero-pad (or, for a negative amount, crop) the bottom and right of an NHWC tensor, pad top/left. */
