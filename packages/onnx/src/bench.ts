@@ -141,7 +141,7 @@ try {
     unet,
     unetWeights: randomWeights(unet.params(), 0),
     head,
-    headWeights: randomWeights(head.params(), 0),
+    headWeights: randomWeights(head.params(), 0, { orthogonal: 'uniform' }),
     schedule: { schedule: 'linear', n_timestep: 2000, linear_start: 1e-6, linear_end: 1e-2 },
     seed: 0,
     groupNorm: values['group-norm'] as 'instancenorm' | 'reduce',

@@ -440,6 +440,14 @@ describe('random-init export', () => {
     expect(Array.from(a.get(k)!.data)).toEqual(Array.from(b.get(k)!.data));
     expect(Array.from(a.get(k)!.data)).not.toEqual(Array.from(c.get(k)!.data));
     expect(a.size).toBe(unet.params().length);
+    // orthogonal: 'uniform' only changes orthogonal-init parameters, to uniform(±1/sqrt(fan_in))
+    const spec = { name: 'o.weight', shape: [4, 2, 3, 3], init: { kind: 'orthogonal' as const } };
+    const fast = randomWeights([spec], 3, { orthogonal: 'uniform' }).get('o.weight')!.data;
+    const bound = 1 / Math.sqrt(18);
+    expect(Array.from(fast).every((v) => Math.abs(v) <= bound)).toBe(true);
+    expect(Math.max(...Array.from(fast, Math.abs))).toBeGreaterThan(bound / 2);
+    const exact = randomWeights([spec], 3).get('o.weight')!.data;
+    expect(Array.from(exact)).toEqual(Array.from(initParam(spec, 3)));
     // the same values as initParam (TfParamStore.init), every init kind
     for (const p of unet.params()) {
       const want = initParam(p, 3);

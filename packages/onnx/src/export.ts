@@ -361,18 +361,26 @@ export function exportUNetEps(
  * from its own stream, the values `initParam` (and so `TfParamStore.init(params, seed)`)
  * gives, so the values depend only on seed, name, shape and init. Uniform-init parameters
  * use the fast bulk generator (the paper's UNet has 370 M weights).
+ *
+ * `orthogonal: 'uniform'` draws orthogonal-init parameters (the fusion head's) from
+ * PyTorch's default uniform(±1/sqrt(fan_in)) instead: orthogonalising the paper-size
+ * head's 1024 x 3072 matrices takes minutes and changes nothing for a benchmark.
  */
-export function randomWeights(params: ParamSpec[], seed: number): TorchWeights {
+export function randomWeights(
+  params: ParamSpec[],
+  seed: number,
+  options: { orthogonal?: 'exact' | 'uniform' } = {},
+): TorchWeights {
   const w: TorchWeights = new Map();
   for (const p of params) {
+    const size = shapeSize(p.shape);
+    let bound: number | null = null;
+    if (p.init.kind === 'uniform') bound = p.init.bound;
+    else if (p.init.kind === 'orthogonal' && options.orthogonal === 'uniform')
+      bound = 1 / Math.sqrt(size / p.shape[0]);
     const data =
-      p.init.kind === 'uniform'
-        ? fillUniform(
-            paramSeed(seed, p.name),
-            new Float32Array(shapeSize(p.shape)),
-            -p.init.bound,
-            p.init.bound,
-          )
+      bound !== null
+        ? fillUniform(paramSeed(seed, p.name), new Float32Array(size), -bound, bound)
         : initParam(p, seed);
     w.set(p.name, { shape: p.shape.slice(), data });
   }

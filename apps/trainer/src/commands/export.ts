@@ -136,8 +136,9 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
     } catch (e) {
       userError(configPath, e);
     }
-    // PyTorch's default init (uniform): fast at any size; orthogonal init of the paper's
-    // 1024-channel convolutions would take minutes and does not change the timing.
+    // PyTorch's default init (uniform) for both networks, the head's orthogonal init
+    // included: fast at any size; orthogonalising the paper's 1024-channel convolutions
+    // would take minutes and does not change the timing.
     const unet = new UNet(unetCfg, { init: 'torch' });
     const head = new FusionHead(headCfg);
     log(
@@ -149,7 +150,7 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
         unet,
         unetWeights: onnx.randomWeights(unet.params(), seed),
         head,
-        headWeights: onnx.randomWeights(head.params(), seed),
+        headWeights: onnx.randomWeights(head.params(), seed, { orthogonal: 'uniform' }),
         schedule,
         seed,
         provenance: {
