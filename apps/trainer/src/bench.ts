@@ -41,7 +41,9 @@ try {
   });
   const steps = Number(a.steps);
   const times: number[] = [];
+  const cpu: number[] = [];
   let last = performance.now();
+  let lastCpu = process.cpuUsage();
   const config = structuredClone(DEFAULT_DDPM_CONFIG);
   config.model.unet.inner_channel = Number(a.inner);
   config.model.unet.channel_multiplier = a.mults.split(',').map(Number);
@@ -63,15 +65,20 @@ try {
       const now = performance.now();
       times.push((now - last) / 1000);
       last = now;
+      const c = process.cpuUsage(lastCpu); // all threads of the process (workers included)
+      cpu.push((c.user + c.system) / 1e6);
+      lastCpu = process.cpuUsage();
     },
   });
   const timed = times.slice(1);
   const mean = timed.reduce((s, t) => s + t, 0) / timed.length;
   const min = Math.min(...timed);
+  const cpuMean = cpu.slice(1).reduce((s, t) => s + t, 0) / timed.length;
   console.log(
     `dif-train ddpm step: inner_channel ${a.inner}, channel_mults [${a.mults}], res_blocks ${a['res-blocks']}, ` +
       `${crop}x${crop}, batch ${a.batch}, backend ${r.backend}, workers ${r.workers}: ` +
-      `${mean.toFixed(3)} s/step mean, ${min.toFixed(3)} s/step best over ${timed.length} steps ` +
+      `${mean.toFixed(3)} s/step mean, ${min.toFixed(3)} s/step best over ${timed.length} steps, ` +
+      `${cpuMean.toFixed(3)} CPU-s/step (all threads; on a loaded machine, CPU-s / threads estimates the unloaded time) ` +
       `(first step ${times[0].toFixed(2)} s; official PyTorch 0.83 s/step at inner 32 on the 2-core CPU)`,
   );
 } finally {

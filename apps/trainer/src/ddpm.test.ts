@@ -8,7 +8,7 @@ import { trainDdpm } from './ddpm';
 import { writeSyntheticPairs } from './synthetic';
 
 /** A tiny DDPM: two levels, attention at 8x8, dropout on (its masks must resume exactly too). */
-export const TINY_DDPM: Partial<DdpmConfig> = {
+const TINY_DDPM: Partial<DdpmConfig> = {
   datasets: { train: { dataroot: null, resolution: 16, batch_size: 2 } },
   model: {
     unet: {

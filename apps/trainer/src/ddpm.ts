@@ -160,6 +160,8 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
 
   const schedule = new NoiseSchedule(cfg.model.beta_schedule.train as never);
   const denoiser: Denoiser = buildDenoiser(cfg.model.unet, crop);
+  if (!ckpt)
+    say('initialising the weights (orthogonal, as the reference; up to a minute for large UNets)');
   const store = ckpt
     ? TfParamStore.fromTorch(denoiser.params, ckpt.weights)
     : TfParamStore.init(denoiser.params, seed);
