@@ -111,6 +111,31 @@ describe('dif-train ddpm', () => {
     expect(b.step).toBe(6);
   }, 120_000);
 
+  it('Ctrl-C (SIGINT) saves a checkpoint after the current step and stops', async () => {
+    const others = process.listeners('SIGINT');
+    process.removeAllListeners('SIGINT');
+    try {
+      const out = join(root, 'sigint');
+      const r = await trainDdpm({
+        ...base,
+        handleSigint: true,
+        data,
+        out,
+        iters: 10,
+        onStep: (step) => {
+          if (step === 2) process.emit('SIGINT');
+        },
+      });
+      expect(r.stopped).toBe('interrupted');
+      expect(r.step).toBe(2);
+      expect(r.checkpoint).toMatch(/ddpm-00000002\.safetensors$/);
+      expect(loadCheckpoint(out, 'ddpm').step).toBe(2);
+      expect(process.listenerCount('SIGINT')).toBe(0); // handler removed again
+    } finally {
+      for (const l of others) process.on('SIGINT', l);
+    }
+  }, 60_000);
+
   it('a NaN loss stops training and keeps the last good checkpoint', async () => {
     const out = join(root, 'nan');
     const r = await trainDdpm({
