@@ -89,8 +89,8 @@ export const DEFAULT_DDPM_CONFIG: DdpmConfig = {
       dropout: 0.1,
     },
     beta_schedule: {
-      train: { schedule: 'cosine', n_timestep: 2000, linear_start: 1e-6, linear_end: 1e-2 },
-      val: { schedule: 'cosine', n_timestep: 2000, linear_start: 1e-6, linear_end: 1e-2 },
+      train: { schedule: 'linear', n_timestep: 2000, linear_start: 1e-6, linear_end: 1e-2 },
+      val: { schedule: 'linear', n_timestep: 2000, linear_start: 1e-6, linear_end: 1e-2 },
     },
     diffusion: { loss: 'l2', channels: 4, conditional: false },
   },

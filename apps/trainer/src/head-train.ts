@@ -178,6 +178,14 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   const conv2d = convFor(backend);
   const unetOps = new TfOps(unetStore, { training: false, conv2d });
   const schedule = new NoiseSchedule(cfg.model.beta_schedule.train as never);
+  const ddpmSchedule = (ddpm.config as unknown as DdpmConfig).model?.beta_schedule?.train;
+  if (
+    ddpmSchedule &&
+    JSON.stringify(ddpmSchedule) !== JSON.stringify(cfg.model.beta_schedule.train)
+  )
+    say(
+      `warning: model.beta_schedule.train ${JSON.stringify(cfg.model.beta_schedule.train)} differs from the DDPM's ${JSON.stringify(ddpmSchedule)}`,
+    );
   const noiseMode =
     ((cfg.model_df as Record<string, unknown>).noise as 'fixed' | 'random' | undefined) ?? 'fixed';
   // Forward only: the extractor runs outside the gradient tape. The up path stops at the
