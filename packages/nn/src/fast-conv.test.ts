@@ -2,7 +2,7 @@ import { useBackend } from '@dif-fusion/backends';
 import { Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fastConv2d } from './fast-conv';
+import { fastConv2d, fastMatMul } from './fast-conv';
 import { plainConv2d } from './tf-ops';
 
 /** Reference conv in float64: x [n,h,w,c], w [kh,kw,c,o] (NHWC / tf layout). */
@@ -132,4 +132,46 @@ describe.each(['cpu', 'wasm'] as const)('fastConv2d on %s', (backend) => {
       }
     },
   );
+});
+
+describe.each(['cpu', 'wasm'] as const)('fastMatMul on %s', (backend) => {
+  afterAll(async () => {
+    await useBackend('wasm');
+  });
+
+  it('value and gradients match float64 references', async () => {
+    await useBackend(backend);
+    const rng = new Rng(77);
+    const [m, k, n] = [5, 7, 3];
+    const a = randn(rng, m * k);
+    const b = randn(rng, k * n);
+    const r = randn(rng, m * n); // dL/dY
+    const ref = new Float64Array(m * n);
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++)
+        for (let t = 0; t < k; t++) ref[i * n + j] += a[i * k + t] * b[t * n + j];
+    // L = sum(r * A B): dA = r B^T, dB = A^T r (exact)
+    const da = new Float64Array(m * k);
+    const db = new Float64Array(k * n);
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++)
+        for (let t = 0; t < k; t++) {
+          da[i * k + t] += r[i * n + j] * b[t * n + j];
+          db[t * n + j] += a[i * k + t] * r[i * n + j];
+        }
+    let got: Float32Array[] = [];
+    tf.tidy(() => {
+      const at = tf.tensor2d(Float32Array.from(a), [m, k]);
+      const bt = tf.tensor2d(Float32Array.from(b), [k, n]);
+      const rt = tf.tensor2d(Float32Array.from(r), [m, n]);
+      const value = fastMatMul(at, bt).dataSync() as Float32Array;
+      const g = tf.grads((x, y) =>
+        tf.sum(tf.mul(fastMatMul(x as tf.Tensor2D, y as tf.Tensor2D), rt)),
+      )([at, bt]);
+      got = [value, ...g.map((t) => t.dataSync() as Float32Array)];
+    });
+    expect(relErr(got[0], ref)).toBeLessThan(1e-5);
+    expect(relErr(got[1], da)).toBeLessThan(1e-5);
+    expect(relErr(got[2], db)).toBeLessThan(1e-5);
+  });
 });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { fastMatMul } from './fast-conv';
 // tfjs-core alone registers no gradients (the @tensorflow/tfjs bundle does): training needs them.
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import type { Ops } from './ops';
@@ -186,9 +187,19 @@ export class TfOps implements Ops<tf.Tensor> {
     const q = part(0);
     const k = part(1);
     const v = part(2);
-    const scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(c));
-    const attn = tf.softmax(scores, -1);
-    const out = tf.matMul(attn, v); // [n, nHead, hw, hd]
+    // One 2D product per sample and head (see fastMatMul: wasm's batched matMul is slow).
+    const scale = 1 / Math.sqrt(c);
+    const outs: tf.Tensor[] = [];
+    for (let b = 0; b < n; b++)
+      for (let g = 0; g < nHead; g++) {
+        const pick = (t: tf.Tensor4D) =>
+          tf.reshape(tf.slice(t, [b, g, 0, 0], [1, 1, h * w, hd]), [h * w, hd]) as tf.Tensor2D;
+        const kT = tf.transpose(pick(k)) as tf.Tensor2D;
+        const scores = tf.mul(fastMatMul(pick(q), kT), scale);
+        const attn = tf.softmax(scores, -1) as tf.Tensor2D;
+        outs.push(fastMatMul(attn, pick(v)));
+      }
+    const out = tf.reshape(tf.stack(outs), [n, nHead, h * w, hd]); // [n, nHead, hw, hd]
     return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [n, h, w, c]);
   }
 
