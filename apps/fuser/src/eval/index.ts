@@ -30,7 +30,6 @@ export interface EvalIo {
   progressStream?: NodeJS.WriteStream;
 }
 
-const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
 /**
  * Adds the `eval` subcommand to a commander program. Errors surface as FuseError (one line);
@@ -48,9 +47,8 @@ export function registerEvalCommand(program: Command, io: EvalIo = {}): Command 
       'folder holding ir/ and vi/ (or infrared/ and visible/) source images, matched by file stem',
     )
     .requiredOption(
-      '--fused <dir>',
-      'folder of fused images <stem>.<ext>; repeat for several methods (method name = folder name)',
-      collect,
+      '--fused <dirs...>',
+      'folders of fused images <stem>.<ext>, one per method (method name = folder name); list several or repeat the flag',
     )
     .option('--csv <file>', 'write per-image metrics (image, method, every metric) as CSV')
     .option('--json <file>', 'write {method: {metric: {mean, std}}} as JSON')
