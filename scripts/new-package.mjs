@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Scaffolds a workspace package: node scripts/new-package.mjs packages/<name> "<description>" [dep ...]
-import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
 const [dir, description = '', ...deps] = process.argv.slice(2);
@@ -71,7 +71,8 @@ writeFileSync(
 export default shared;
 `,
 );
-if (!existsSync(join(dir, 'src/index.ts'))) writeFileSync(join(dir, 'src/index.ts'), 'export {};\n');
+if (!existsSync(join(dir, 'src/index.ts')))
+  writeFileSync(join(dir, 'src/index.ts'), 'export {};\n');
 if (!existsSync(join(dir, 'README.md')))
   writeFileSync(join(dir, 'README.md'), `# ${name}\n\n${description}\n`);
 console.log(`scaffolded ${name}`);

@@ -30,7 +30,6 @@ export interface EvalIo {
   progressStream?: NodeJS.WriteStream;
 }
 
-
 /**
  * Adds the `eval` subcommand to a commander program. Errors surface as FuseError (one line);
  * per-image problems are printed as they happen, and make the command fail at the end, after
