@@ -142,10 +142,12 @@ export function formatSeconds(s: number): string {
 }
 
 /**
- * Ctrl-C (SIGINT) requests a stop instead of killing the process: the training loop
- * checks `stopRequested` after each step, saves a checkpoint and returns. A second Ctrl-C
- * exits at once.
+ * Ctrl-C (SIGINT) or `kill` (SIGTERM, e.g. a job scheduler or a background run) requests a
+ * stop instead of killing the process: the training loop checks `stopRequested` after each
+ * step, saves a checkpoint and returns. A second signal exits at once.
  */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+
 export class StopSignal {
   stopRequested = false;
   private readonly handler = () => {
@@ -153,10 +155,10 @@ export class StopSignal {
     this.stopRequested = true;
   };
   constructor(private readonly enabled = true) {
-    if (enabled) process.on('SIGINT', this.handler);
+    if (enabled) for (const sig of STOP_SIGNALS) process.on(sig, this.handler);
   }
   dispose(): void {
-    if (this.enabled) process.off('SIGINT', this.handler);
+    if (this.enabled) for (const sig of STOP_SIGNALS) process.off(sig, this.handler);
   }
 }
 
