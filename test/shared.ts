@@ -25,3 +25,15 @@ export function noteSkip(present: boolean, what: 'golden' | 'data'): void {
       `[skip] ${what === 'golden' ? GOLDEN_DIR : DATA_DIR} not found: tests needing ../shared/${what} are skipped (set DIF_FUSION_SHARED to point elsewhere)`,
     );
 }
+
+/** Max absolute error over max absolute reference value (the golden files' tolerance measure). */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return den === 0 ? num : num / den;
+}

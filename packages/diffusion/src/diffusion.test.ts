@@ -5,20 +5,10 @@ import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { golden, hasGolden, noteSkip } from '../../../test/shared';
+import { golden, hasGolden, noteSkip, relErr } from '../../../test/shared';
 import { fusionNoise, GaussianDiffusion } from './index';
 
 noteSkip(hasGolden, 'golden');
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
 
 const tiny = new UNet({
   in_channel: 4,

@@ -2,6 +2,7 @@ import { useBackend } from '@dif-fusion/backends';
 import { Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
+import { relErr } from '../../../test/shared';
 import { fastConv2d, fastMatMul } from './fast-conv';
 import { plainConv2d } from './tf-ops';
 
@@ -38,17 +39,6 @@ function convRef(
 
 const randn = (rng: Rng, size: number) => Float64Array.from({ length: size }, () => rng.normal());
 const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
-
-/** Max abs error over max abs value. */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    err = Math.max(err, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return err / scale;
-}
 
 // [n, h, w, c, o, k, stride, padding]
 const CASES: number[][] = [

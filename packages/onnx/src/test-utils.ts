@@ -11,6 +11,8 @@ import { type Dim, GraphBuilder, type Value } from './graph';
 import { OnnxOps, type OnnxOpsOptions } from './onnx-ops';
 import { openSession, runFloat } from './session';
 
+export { relErr } from '../../../test/shared';
+
 export interface TestInput {
   name: string;
   /** Logical shape: images NCHW, vectors [N, F]. */
@@ -94,16 +96,4 @@ export async function runOnnx(
   } finally {
     await session.release();
   }
-}
-
-/** max |a - b| / max |b|. */
-export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return den === 0 ? num : num / den;
 }

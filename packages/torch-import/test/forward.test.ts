@@ -12,20 +12,10 @@ import { NoiseSchedule } from '@dif-fusion/schedules';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { relErr } from '../../../test/shared';
 import { type ImportedDifFusion, importDifFusion, inferSchedule } from '../src/index';
 
 const fixture = (name: string) => join(__dirname, '..', 'fixtures', name);
-
-/** max |a - b| / max |b| (the golden README's measure). */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
 
 describe('imported weights reproduce the PyTorch forward pass', () => {
   const ref = readSafetensors(fixture('reference.safetensors'));

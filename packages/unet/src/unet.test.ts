@@ -3,21 +3,10 @@ import { readSafetensors } from '@dif-fusion/io';
 import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore } from '@dif-fusion/nn';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { golden, hasGolden, noteSkip } from '../../../test/shared';
+import { golden, hasGolden, noteSkip, relErr } from '../../../test/shared';
 import { PAPER_UNET_CONFIG, parseUNetConfig, UNet, type UNetConfig } from './index';
 
 noteSkip(hasGolden, 'golden');
-
-/** max |a - b| / max |b| */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
 
 const input = (t: { shape: number[]; data: ArrayLike<number> }) =>
   nchwToNhwc(tf.tensor(Float32Array.from(t.data), t.shape));

@@ -10,6 +10,7 @@ import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
+import { relErr } from '../../../../test/shared';
 import { loadCheckpoint } from '../checkpoint';
 import { runExport } from './export';
 import { registerImportTorchCommand, runImportTorch, stepFromOfficialName } from './import-torch';
@@ -19,17 +20,6 @@ const FIX = join(__dirname, '..', '..', '..', '..', 'packages', 'torch-import', 
 const root = mkdtempSync(join(tmpdir(), 'dif-train-import-torch-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 const quiet = () => {};
-
-/** max |a - b| / max |b| */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
 
 async function cli(args: string[]): Promise<{ code: number; err: string }> {
   const program = new Command().exitOverride();
