@@ -17,7 +17,9 @@ try {
   const file = readSafetensors(input);
   const tensors = new Map([...file.tensors].filter(([name]) => !name.startsWith('optim.')));
   writeSafetensorsSync(output, tensors, { ...file.metadata, stripped: 'optimizer state removed' });
-  process.stdout.write(`wrote ${output}: ${tensors.size} tensors (${file.tensors.size - tensors.size} optimizer tensors dropped)\n`);
+  process.stdout.write(
+    `wrote ${output}: ${tensors.size} tensors (${file.tensors.size - tensors.size} optimizer tensors dropped)\n`,
+  );
 } catch (err) {
   process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
