@@ -300,3 +300,31 @@ export function loadHeadConfig(path?: string): HeadTrainConfig {
     ? deepMerge(DEFAULT_HEAD_CONFIG, readJson(path))
     : structuredClone(DEFAULT_HEAD_CONFIG);
 }
+
+/**
+ * On --resume the checkpoint's config is authoritative: refuse the flags that would change
+ * it (one line naming the first one given and what may change instead).
+ */
+export function refuseOnResume(
+  flags: ReadonlyArray<readonly [string, unknown]>,
+  mayChange: string,
+): void {
+  for (const [flag, v] of flags)
+    if (v !== undefined)
+      throw new UserError(
+        `${flag} cannot be combined with --resume: a resumed run continues with its checkpoint's config (only ${mayChange} may change)`,
+      );
+}
+
+/** The overrides both training commands share: --batch, --crop, --lr. */
+export function applyTrainOverrides(
+  cfg: {
+    datasets: { train: { batch_size: number; resolution: number } };
+    train: { optimizer: { lr: number } };
+  },
+  opts: { batch?: number; crop?: number; lr?: number },
+): void {
+  if (opts.batch !== undefined) cfg.datasets.train.batch_size = opts.batch;
+  if (opts.crop !== undefined) cfg.datasets.train.resolution = opts.crop;
+  if (opts.lr !== undefined) cfg.train.optimizer.lr = opts.lr;
+}

@@ -17,7 +17,14 @@ import { TfParamStore } from '@dif-fusion/nn';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint';
-import { type DdpmConfig, deepMerge, loadDdpmConfig, validateDdpmConfig } from './config';
+import {
+  applyTrainOverrides,
+  type DdpmConfig,
+  deepMerge,
+  loadDdpmConfig,
+  refuseOnResume,
+  validateDdpmConfig,
+} from './config';
 import { makeSampler, openPairs, type SamplerState } from './data';
 import { UserError } from './errors';
 import { writeGrid, writeRgb } from './images';
@@ -86,26 +93,23 @@ const DEFAULT_KEEP = 3;
 function resolveConfig(opts: DdpmTrainOptions, ckpt: Checkpoint | null): DdpmConfig {
   let cfg: DdpmConfig;
   if (ckpt) {
-    for (const [flag, v] of [
-      ['--config', opts.config],
-      ['--batch', opts.batch],
-      ['--crop', opts.crop],
-      ['--lr', opts.lr],
-      ['--seed', opts.seed],
-    ] as const)
-      if (v !== undefined)
-        throw new UserError(
-          `${flag} cannot be combined with --resume: a resumed run continues with its checkpoint's config (only --iters, --data, --keep, --workers and --backend may change)`,
-        );
+    refuseOnResume(
+      [
+        ['--config', opts.config],
+        ['--batch', opts.batch],
+        ['--crop', opts.crop],
+        ['--lr', opts.lr],
+        ['--seed', opts.seed],
+      ],
+      '--iters, --data, --keep, --workers and --backend',
+    );
     cfg = ckpt.config as unknown as DdpmConfig;
   } else {
     cfg =
       typeof opts.config === 'string' || opts.config === undefined
         ? loadDdpmConfig(opts.config)
         : deepMerge(loadDdpmConfig(), opts.config);
-    if (opts.batch !== undefined) cfg.datasets.train.batch_size = opts.batch;
-    if (opts.crop !== undefined) cfg.datasets.train.resolution = opts.crop;
-    if (opts.lr !== undefined) cfg.train.optimizer.lr = opts.lr;
+    applyTrainOverrides(cfg, opts);
   }
   if (opts.iters !== undefined) cfg.train.n_iter = opts.iters;
   if (opts.data !== undefined) cfg.datasets.train.dataroot = opts.data;

@@ -24,11 +24,13 @@ import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint';
 import {
+  applyTrainOverrides,
   type DdpmConfig,
   deepMerge,
   type HeadTrainConfig,
   headScheduler,
   loadHeadConfig,
+  refuseOnResume,
   validateHeadConfig,
 } from './config';
 import { centerCrops, makeSampler, openPairs, type SamplerState } from './data';
@@ -75,28 +77,25 @@ const DEFAULT_KEEP = 3;
 function resolveConfig(opts: HeadTrainOptions, ckpt: Checkpoint | null): HeadTrainConfig {
   let cfg: HeadTrainConfig;
   if (ckpt) {
-    for (const [flag, v] of [
-      ['--config', opts.config],
-      ['--batch', opts.batch],
-      ['--crop', opts.crop],
-      ['--lr', opts.lr],
-      ['--seed', opts.seed],
-      ['--mode', opts.mode],
-      ['--noise', opts.noise],
-    ] as const)
-      if (v !== undefined)
-        throw new UserError(
-          `${flag} cannot be combined with --resume: a resumed run continues with its checkpoint's config (only --epochs, --data, --val, --keep and --backend may change)`,
-        );
+    refuseOnResume(
+      [
+        ['--config', opts.config],
+        ['--batch', opts.batch],
+        ['--crop', opts.crop],
+        ['--lr', opts.lr],
+        ['--seed', opts.seed],
+        ['--mode', opts.mode],
+        ['--noise', opts.noise],
+      ],
+      '--epochs, --data, --val, --keep and --backend',
+    );
     cfg = ckpt.config as unknown as HeadTrainConfig;
   } else {
     cfg =
       typeof opts.config === 'string' || opts.config === undefined
         ? loadHeadConfig(opts.config)
         : deepMerge(loadHeadConfig(), opts.config);
-    if (opts.batch !== undefined) cfg.datasets.train.batch_size = opts.batch;
-    if (opts.crop !== undefined) cfg.datasets.train.resolution = opts.crop;
-    if (opts.lr !== undefined) cfg.train.optimizer.lr = opts.lr;
+    applyTrainOverrides(cfg, opts);
     if (opts.mode !== undefined) cfg.model_df.mode = opts.mode;
     if (opts.noise !== undefined) (cfg.model_df as Record<string, unknown>).noise = opts.noise;
   }
