@@ -66,6 +66,20 @@ export interface HeadTrainConfig {
     val_images?: number;
     /** Steps between progress/log lines. */
     print_freq?: number;
+    /**
+     * Fusion loss weights (dif-train's addition; the reference hard-codes alpha 1 and has no
+     * colour term): `alpha` weighs the gradient term, `color_weight` the optional chroma
+     * term mean |CbCr(F) - CbCr(V)| (0 = off, the official loss).
+     */
+    loss?: { alpha?: number; color_weight?: number };
+    /**
+     * Feature cache (dif-train's addition): when > 0, the frozen DDPM's features of
+     * `feature_cache` random crops per training pair (one sampler epoch each) are computed
+     * once, kept in memory, and every step draws a batch of them (an epoch is then one
+     * shuffled pass over the cache). 0 (default): fresh crops and features every step.
+     * Needs fixed feature noise.
+     */
+    feature_cache?: number;
   };
   [k: string]: unknown;
 }
@@ -270,6 +284,23 @@ export function validateHeadConfig(c: HeadTrainConfig): HeadTrainConfig {
     `train.n_epoch must be a positive integer, got ${c.train?.n_epoch}`,
   );
   checkOptimizer(c.train.optimizer);
+  const loss = c.train.loss ?? {};
+  for (const k of ['alpha', 'color_weight'] as const) {
+    const v = loss[k];
+    check(
+      v === undefined || (typeof v === 'number' && Number.isFinite(v) && v >= 0),
+      `train.loss.${k} must be a number >= 0, got ${v}`,
+    );
+  }
+  const fc = c.train.feature_cache;
+  check(
+    fc === undefined || fc === 0 || isPosInt(fc),
+    `train.feature_cache must be a non-negative integer, got ${fc}`,
+  );
+  check(
+    !fc || ((c.model_df as Record<string, unknown>).noise ?? 'fixed') === 'fixed',
+    'train.feature_cache needs fixed feature noise (--noise fixed)',
+  );
   const pol = headScheduler(c).lr_policy;
   check(
     ['linear', 'step', 'none'].includes(pol),

@@ -127,6 +127,67 @@ describe('dif-train head (tiny DDPM + head, end to end)', () => {
     expect(b.losses).toEqual(full.losses.slice(2));
   }, 120_000);
 
+  it('--feature-cache: an epoch is one shuffled pass over the cached crops; --resume stays exact', async () => {
+    const cfg = { ...TINY_HEAD, train: { ...TINY_HEAD.train!, n_epoch: 2 } };
+    const opts = { ...base, config: cfg, ddpm, data, featureCache: 2 };
+    const full = await trainHead({ ...opts, out: join(root, 'cfull') });
+    // 2 sampler epochs of 4 pairs in batches of 2 = 4 cached batches per epoch, 2 epochs.
+    expect(full.step).toBe(8);
+    expect(full.losses.every(Number.isFinite)).toBe(true);
+    const part = join(root, 'cpart');
+    const a = await trainHead({ ...opts, out: part, epochs: 1 });
+    expect(a.losses).toEqual(full.losses.slice(0, 4));
+    const b = await trainHead({
+      quiet: true,
+      handleSigint: false,
+      data,
+      out: part,
+      resume: true,
+      epochs: 2,
+    });
+    expect(b.losses).toEqual(full.losses.slice(4));
+    expect((loadCheckpoint(part, 'head').config as HeadTrainConfig).train.feature_cache).toBe(2);
+    await expect(
+      trainHead({ ...opts, noise: 'random', out: join(root, 'crandom') }),
+    ).rejects.toThrow(/feature_cache needs fixed feature noise/);
+  }, 120_000);
+
+  it('--init starts from the weights of a head checkpoint (its validation loss, to 1e-6)', async () => {
+    const src = join(root, 'head'); // trained by the first test
+    const srcVal = valLosses(src).at(-1) as number;
+    const out = join(root, 'hinit');
+    const cfg = {
+      ...TINY_HEAD,
+      train: { ...TINY_HEAD.train!, n_epoch: 1, optimizer: { type: 'adam' as const, lr: 1e-12 } },
+    };
+    await trainHead({ ...base, config: cfg, ddpm, data, val: data, out, init: src });
+    expect(valLosses(out)[0]).toBeCloseTo(srcVal, 6);
+    // A head of another shape (one time step: no merge convolutions) is refused in one line.
+    const other = { ...cfg, model_df: { ...TINY_HEAD.model_df!, t: [5] } };
+    await expect(
+      trainHead({ ...base, config: other, ddpm, data, out: join(root, 'hinit2'), init: src }),
+    ).rejects.toThrow(/its weights do not fit this head/);
+  }, 120_000);
+
+  it('--color-weight adds the chroma term: loss = in + grad + w * color in every log line', async () => {
+    const out = join(root, 'hcolor');
+    const cfg = { ...TINY_HEAD, train: { ...TINY_HEAD.train!, n_epoch: 1 } };
+    await trainHead({ ...base, config: cfg, ddpm, data, out, colorWeight: 0.5 });
+    const steps = readFileSync(join(out, 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((l) => l.loss !== undefined);
+    expect(steps).toHaveLength(2);
+    for (const l of steps) {
+      expect(l.loss_color).toBeGreaterThan(0);
+      expect(l.loss).toBeCloseTo(l.loss_in + l.loss_grad + 0.5 * l.loss_color, 5);
+    }
+    expect((loadCheckpoint(out, 'head').config as HeadTrainConfig).train.loss).toEqual({
+      color_weight: 0.5,
+    });
+  }, 120_000);
+
   it('needs a DDPM checkpoint, reported in one line', async () => {
     await expect(trainHead({ ...base, data, out: join(root, 'h3') })).rejects.toThrow(/--ddpm/);
     await expect(

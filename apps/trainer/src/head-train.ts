@@ -13,7 +13,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type BackendName, useBackend } from '@dif-fusion/backends';
 import {
+  disposeFeatures,
   FusionHead,
+  type HeadFeatures,
   HeadTrainer,
   headConfigFromReference,
   headLearningRate,
@@ -36,6 +38,13 @@ import {
 import { centerCrops, makeSampler, openPairs, type SamplerState } from './data';
 import type { TrainResult } from './ddpm';
 import { UserError } from './errors';
+import {
+  type CachedBatch,
+  cacheBatch,
+  cachedBytes,
+  cachedFeatures,
+  cacheOrder,
+} from './feature-cache';
 import { writeGrid, writeRgb } from './images';
 import { buildDenoiser, convFor } from './model';
 import { Adam } from './optim';
@@ -63,6 +72,15 @@ export interface HeadTrainOptions {
   mode?: 'reference' | 'full';
   /** Feature noise: `fixed` (default, deterministic) or `random` (official feats()). */
   noise?: 'fixed' | 'random';
+  /**
+   * Start from the weights of this head checkpoint (file or run/checkpoints folder) with a
+   * fresh optimizer and schedule: fine-tuning, or training on with other settings.
+   */
+  init?: string;
+  /** train.loss.color_weight override: weight of the chroma term (0 = official loss). */
+  colorWeight?: number;
+  /** train.feature_cache override: crops per training pair whose features are cached. */
+  featureCache?: number;
   resume?: boolean | string;
   keep?: number;
   quiet?: boolean;
@@ -86,6 +104,9 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: Checkpoint | null): HeadTra
         ['--seed', opts.seed],
         ['--mode', opts.mode],
         ['--noise', opts.noise],
+        ['--init', opts.init],
+        ['--color-weight', opts.colorWeight],
+        ['--feature-cache', opts.featureCache],
       ],
       '--epochs, --data, --val, --keep and --backend',
     );
@@ -98,6 +119,9 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: Checkpoint | null): HeadTra
     applyTrainOverrides(cfg, opts);
     if (opts.mode !== undefined) cfg.model_df.mode = opts.mode;
     if (opts.noise !== undefined) (cfg.model_df as Record<string, unknown>).noise = opts.noise;
+    if (opts.colorWeight !== undefined)
+      cfg.train.loss = { ...(cfg.train.loss ?? {}), color_weight: opts.colorWeight };
+    if (opts.featureCache !== undefined) cfg.train.feature_cache = opts.featureCache;
   }
   if (opts.epochs !== undefined) cfg.train.n_epoch = opts.epochs;
   if (opts.data !== undefined) cfg.datasets.train.dataroot = opts.data;
@@ -209,13 +233,33 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   const head = new FusionHead(headCfg);
   minDecoderIndex = Math.min(...head.requiredFeatureIndices());
   const specs = head.params();
-  const store = ckpt ? TfParamStore.fromTorch(specs, ckpt.weights) : TfParamStore.init(specs, seed);
+  const init = !ckpt && opts.init ? loadCheckpoint(opts.init, 'head') : null;
+  const source = ckpt ?? init;
+  let store: TfParamStore;
+  if (!source) store = TfParamStore.init(specs, seed);
+  else {
+    try {
+      store = TfParamStore.fromTorch(specs, source.weights);
+    } catch (err) {
+      throw new UserError(
+        `${source.path}: its weights do not fit this head (${(err as Error).message})`,
+      );
+    }
+  }
   const optimizer = new Adam(new Map(store.names().map((n) => [n, store.get(n)])), {
     type: cfg.train.optimizer.type,
     lr: cfg.train.optimizer.lr,
   });
   if (ckpt?.optimizer) optimizer.load(ckpt.optimizer);
-  const trainer = new HeadTrainer({ head, params: store, features, optimizer, conv2d });
+  const lossCfg = cfg.train.loss ?? {};
+  const trainer = new HeadTrainer({
+    head,
+    params: store,
+    features,
+    optimizer,
+    conv2d,
+    loss: { alpha: lossCfg.alpha ?? 1, colorWeight: lossCfg.color_weight ?? 0 },
+  });
   const rng = ckpt?.rng ? Rng.fromState(ckpt.rng as never) : new Rng(seed);
   const sampler = makeSampler(pairs, {
     crop,
@@ -224,11 +268,58 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     state: ckpt?.sampler as SamplerState | null,
   });
   say(
-    `head: ${store.count().toLocaleString('en-US')} parameters, mode ${headCfg.mode}, time steps [${headCfg.time_steps}], feature noise ${noiseMode}; DDPM ${ddpm.path}`,
+    `head: ${store.count().toLocaleString('en-US')} parameters, mode ${headCfg.mode}, time steps [${headCfg.time_steps}], feature noise ${noiseMode}${lossCfg.color_weight ? `, colour weight ${lossCfg.color_weight}` : ''}; DDPM ${ddpm.path}${init ? `; initial weights ${init.path}` : ''}`,
   );
 
+  const stop = new StopSignal(opts.handleSigint ?? true);
+  // Feature cache: the features of `feature_cache` sampler epochs of crops, computed once.
+  const cacheEpochs = cfg.train.feature_cache ?? 0;
+  const pool: CachedBatch[] = [];
+  if (cacheEpochs > 0) {
+    const cacheSampler = makeSampler(pairs, {
+      crop,
+      batch,
+      seed: (seed ^ 0x68e31da4) >>> 0,
+    });
+    const k = cacheEpochs * cacheSampler.batchesPerEpoch;
+    const tc = Date.now();
+    let bytes = 0;
+    for (let i = 0; i < k; i++) {
+      const x = (await cacheSampler.next()).img;
+      const b = toBatch(x, batch, crop);
+      const feats = trainer.features(b);
+      const c = cacheBatch(x, batch, feats);
+      disposeFeatures(feats);
+      tf.dispose([b.vis, b.ir]);
+      pool.push(c);
+      bytes += cachedBytes(c);
+      if ((i + 1) % 50 === 0 || i + 1 === k) {
+        const el = (Date.now() - tc) / 1000;
+        say(
+          `feature cache: ${i + 1}/${k} batches, ${(bytes / 2 ** 30).toFixed(2)} GiB, ${el.toFixed(0)} s, ETA ${((el / (i + 1)) * (k - i - 1)).toFixed(0)} s`,
+        );
+      }
+      if (stop.stopRequested) break;
+    }
+    if (stop.stopRequested) {
+      stop.dispose();
+      optimizer.dispose();
+      store.dispose();
+      unetStore.dispose();
+      say('interrupted while building the feature cache: nothing trained, nothing saved');
+      return {
+        step: ckpt?.step ?? 0,
+        stopped: 'interrupted',
+        checkpoint: ckpt?.path ?? null,
+        losses: [],
+        backend,
+        workers: 1,
+      };
+    }
+  }
+
   const nEpoch = cfg.train.n_epoch;
-  const stepsPerEpoch = sampler.batchesPerEpoch;
+  const stepsPerEpoch = cacheEpochs > 0 ? pool.length : sampler.batchesPerEpoch;
   const total = nEpoch * stepsPerEpoch;
   let step = ckpt?.step ?? 0;
   let lastCkpt: string | null = ckpt?.path ?? null;
@@ -239,7 +330,6 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     printFreq: cfg.train.print_freq ?? 10,
   });
   const rate = new RateMeter();
-  const stop = new StopSignal(opts.handleSigint ?? true);
   const t0 = Date.now();
   const keep = opts.keep ?? DEFAULT_KEEP;
   const scheduler = headScheduler(cfg);
@@ -271,6 +361,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     log.write({ step, event: 'checkpoint', path: lastCkpt, time: (Date.now() - t0) / 1000 });
   };
 
+  const valCache: CachedBatch[] = [];
   const validate = async (epoch: number) => {
     const record: Record<string, unknown> = {
       step,
@@ -287,7 +378,19 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
       for (let i = 0; i < valCount; i += batch) {
         const n = Math.min(batch, valCount - i);
         const b = toBatch(x.subarray(i * per, (i + n) * per), n, crop);
-        const r = trainer.evaluate(b);
+        // Fixed noise: the validation features never change, so they are computed once.
+        let feats: HeadFeatures | undefined;
+        if (noiseMode === 'fixed') {
+          const j = i / batch;
+          if (!valCache[j]) {
+            const f = trainer.features(b);
+            valCache[j] = cacheBatch(x.subarray(i * per, (i + n) * per), n, f);
+            disposeFeatures(f);
+          }
+          feats = cachedFeatures(valCache[j]);
+        }
+        const r = trainer.evaluate(b, feats);
+        if (feats) disposeFeatures(feats);
         sum += r.loss * n;
         if (i < show) {
           const f = r.fused.dataSync() as Float32Array;
@@ -319,21 +422,33 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   };
 
   let stopped: TrainResult['stopped'] = 'done';
+  let order: number[] | null = null;
+  let orderEpoch = -1;
   progress.start(total, step);
   try {
     while (step < total) {
       const epoch = Math.floor(step / stepsPerEpoch);
       const lr = headLearningRate(cfg.train.optimizer.lr, epoch, nEpoch, scheduler);
       trainer.setLearningRate(lr);
-      const x = (await sampler.next()).img;
-      const b = toBatch(x, batch, crop);
+      let b: ReturnType<typeof toBatch>;
+      let feats: HeadFeatures | undefined;
+      if (cacheEpochs > 0) {
+        if (order === null || orderEpoch !== epoch) {
+          order = cacheOrder(pool.length, epoch, seed);
+          orderEpoch = epoch;
+        }
+        const c = pool[order[step % pool.length]];
+        b = toBatch(c.x, c.n, crop);
+        feats = cachedFeatures(c);
+      } else b = toBatch((await sampler.next()).img, batch, crop);
       let r: ReturnType<HeadTrainer['step']>;
       try {
         if (opts.lossHook && !Number.isFinite(opts.lossHook(step + 1, 0))) {
           r = { loss: Number.NaN, lossIn: Number.NaN, lossGrad: Number.NaN, applied: false };
-        } else r = trainer.step(b);
+        } else r = trainer.step(b, feats);
       } finally {
         tf.dispose([b.vis, b.ir]);
+        if (feats) disposeFeatures(feats);
       }
       if (!r.applied || !Number.isFinite(r.loss)) {
         stopped = 'nan';
@@ -358,6 +473,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
         loss: r.loss,
         loss_in: r.lossIn,
         loss_grad: r.lossGrad,
+        ...(r.lossColor !== undefined ? { loss_color: r.lossColor } : {}),
         lr,
         'it/s': +itps.toFixed(3),
         time: +((Date.now() - t0) / 1000).toFixed(3),

@@ -28,6 +28,15 @@ function positive(name: string) {
   };
 }
 
+function nonNegative(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0)
+      throw new InvalidArgumentError(`${name} must be a number >= 0`);
+    return n;
+  };
+}
+
 const backendOption = () =>
   new Option(
     '--backend <name>',
@@ -157,6 +166,20 @@ export function registerHeadCommand(program: Command): void {
         'feature noise: fixed (deterministic, default) or random (official)',
       ).choices(['fixed', 'random']),
     )
+    .option(
+      '--init <ckpt>',
+      'start from the weights of a head checkpoint (fresh optimizer and schedule)',
+    )
+    .option(
+      '--color-weight <x>',
+      'weight of the chroma term |CbCr(F) - CbCr(V)| in the loss (train.loss.color_weight; 0 = official)',
+      nonNegative('--color-weight'),
+    )
+    .option(
+      '--feature-cache <n>',
+      'compute the DDPM features of n crops per training pair once and train on them (train.feature_cache; ~3x faster steps on wasm)',
+      int('--feature-cache', 0),
+    )
     .addHelpText(
       'after',
       `
@@ -180,6 +203,9 @@ Examples:
           seed: o.seed as number | undefined,
           mode: o.mode as 'reference' | 'full' | undefined,
           noise: o.noise as 'fixed' | 'random' | undefined,
+          init: o.init as string | undefined,
+          colorWeight: o.colorWeight as number | undefined,
+          featureCache: o.featureCache as number | undefined,
           resume: o.resume as boolean | string | undefined,
           keep: o.keep as number | undefined,
           progressBar: o.progress === false ? false : undefined,

@@ -315,9 +315,12 @@ export class HeadTrainer {
     }
   }
 
-  /** One training step on a batch (NCHW, [-1, 1]). */
-  step(batch: FusionBatch): HeadStepResult {
-    const feats = this.features(batch);
+  /**
+   * One training step on a batch (NCHW, [-1, 1]). `precomputed`: the batch's features from
+   * an earlier `features(batch)` call (e.g. a feature cache); they are not disposed here.
+   */
+  step(batch: FusionBatch, precomputed?: HeadFeatures): HeadStepResult {
+    const feats = precomputed ?? this.features(batch);
     const vis = tf.transpose(batch.vis, [0, 2, 3, 1]);
     const ir = tf.transpose(batch.ir, [0, 2, 3, 1]);
     try {
@@ -332,17 +335,21 @@ export class HeadTrainer {
         conv2d: this.conv2d,
       });
     } finally {
-      disposeFeatures(feats);
+      if (!precomputed) disposeFeatures(feats);
       tf.dispose([vis, ir]);
     }
   }
 
   /**
    * Validation: the loss of a batch (same weights as training; the official alpha is 1 in
-   * both) and the fused image, NCHW in (-1, 1). Nothing is updated.
+   * both) and the fused image, NCHW in (-1, 1). Nothing is updated. `precomputed` as in
+   * `step`.
    */
-  evaluate(batch: FusionBatch): HeadLossValues & { fused: tf.Tensor4D } {
-    const feats = this.features(batch);
+  evaluate(
+    batch: FusionBatch,
+    precomputed?: HeadFeatures,
+  ): HeadLossValues & { fused: tf.Tensor4D } {
+    const feats = precomputed ?? this.features(batch);
     try {
       const ops = new TfOps(this.params, { conv2d: this.conv2d });
       const { fused, parts } = tf.tidy(() => {
@@ -360,7 +367,7 @@ export class HeadTrainer {
       tf.dispose(parts);
       return { ...values, fused };
     } finally {
-      disposeFeatures(feats);
+      if (!precomputed) disposeFeatures(feats);
     }
   }
 
