@@ -152,6 +152,34 @@ describe('dif-train head (tiny DDPM + head, end to end)', () => {
     ).rejects.toThrow(/feature_cache needs fixed feature noise/);
   }, 120_000);
 
+  it('a real SIGTERM stops a --feature-cache run (whose steps await nothing) with a checkpoint', async () => {
+    const others = process.listeners('SIGTERM');
+    process.removeAllListeners('SIGTERM');
+    try {
+      const out = join(root, 'csigterm');
+      const r = await trainHead({
+        ...base,
+        handleSigint: true,
+        ddpm,
+        data,
+        out,
+        featureCache: 2,
+        // Delivered by the OS, i.e. only seen when the training loop lets the event loop run;
+        // the end of an epoch (4 steps here) awaits file writes anyway, so stopping before it
+        // shows the loop itself yields.
+        onStep: (step) => {
+          if (step === 1) process.kill(process.pid, 'SIGTERM');
+        },
+      });
+      expect(r.stopped).toBe('interrupted');
+      expect(r.step).toBeGreaterThanOrEqual(1);
+      expect(r.step).toBeLessThan(4);
+      expect(loadCheckpoint(out, 'head').step).toBe(r.step);
+    } finally {
+      for (const l of others) process.on('SIGTERM', l);
+    }
+  }, 60_000);
+
   it('--init starts from the weights of a head checkpoint (its validation loss, to 1e-6)', async () => {
     const src = join(root, 'head'); // trained by the first test
     const srcVal = valLosses(src).at(-1) as number;

@@ -299,6 +299,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
           `feature cache: ${i + 1}/${k} batches, ${(bytes / 2 ** 30).toFixed(2)} GiB, ${el.toFixed(0)} s, ETA ${((el / (i + 1)) * (k - i - 1)).toFixed(0)} s`,
         );
       }
+      await new Promise((r) => setImmediate(r));
       if (stop.stopRequested) break;
     }
     if (stop.stopRequested) {
@@ -427,6 +428,9 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   progress.start(total, step);
   try {
     while (step < total) {
+      // Let the event loop run (signal handlers: Ctrl-C / SIGTERM), even when a step awaits
+      // nothing (feature cache).
+      await new Promise((r) => setImmediate(r));
       const epoch = Math.floor(step / stepsPerEpoch);
       const lr = headLearningRate(cfg.train.optimizer.lr, epoch, nEpoch, scheduler);
       trainer.setLearningRate(lr);
