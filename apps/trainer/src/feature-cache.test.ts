@@ -1,7 +1,13 @@
 import { useBackend } from '@dif-fusion/backends';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cacheBatch, cachedBytes, cachedFeatures, cacheOrder } from './feature-cache';
+import {
+  buildFeatureCache,
+  cacheBatch,
+  cachedBytes,
+  cachedFeatures,
+  cacheOrder,
+} from './feature-cache';
 
 beforeAll(async () => {
   await useBackend('cpu');
@@ -32,5 +38,31 @@ describe('feature cache', () => {
     expect(cacheOrder(10, 3, 7)).toEqual(o);
     expect(cacheOrder(10, 4, 7)).not.toEqual(o);
     expect(cacheOrder(10, 3, 8)).not.toEqual(o);
+  });
+
+  it('builds k batches (progress line at the end), or returns null once a stop is requested', async () => {
+    const tensorsBefore = tf.memory().numTensors;
+    const lines: string[] = [];
+    let calls = 0;
+    const next = async () => {
+      calls++;
+      return { x: new Float32Array([calls]), n: 1, feats: [[tf.fill([1, 2, 2, 1], calls)]] };
+    };
+    const pool = await buildFeatureCache(3, next, {
+      say: (l) => lines.push(l),
+      stopRequested: () => false,
+    });
+    expect(pool?.map((c) => Array.from(c.feats[0][0]?.data ?? []))).toEqual([
+      [1, 1, 1, 1],
+      [2, 2, 2, 2],
+      [3, 3, 3, 3],
+    ]);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^feature cache: 3\/3 batches, 0\.00 GiB/);
+    calls = 0;
+    const none = await buildFeatureCache(3, next, { say: () => {}, stopRequested: () => true });
+    expect(none).toBeNull();
+    expect(calls).toBe(1);
+    expect(tf.memory().numTensors).toBe(tensorsBefore); // every feature tensor was disposed
   });
 });

@@ -5,7 +5,7 @@
  * cache of crops makes each step ~3x cheaper. Features live as plain Float32Arrays in the JS
  * heap (not in the backend's memory, which wasm caps at 4 GiB) and become tensors per step.
  */
-import type { HeadFeatures } from '@dif-fusion/fusion-head';
+import { disposeFeatures, type HeadFeatures } from '@dif-fusion/fusion-head';
 import { Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -54,4 +54,35 @@ export function cacheOrder(k: number, epoch: number, seed: number): number[] {
     [order[i], order[j]] = [order[j], order[i]];
   }
   return order;
+}
+
+/**
+ * Compute `k` batches of features with `next` (which returns tensors for this function to
+ * copy out and dispose), printing progress (batches, GiB, ETA) every 50. Returns null when
+ * `stopRequested()` turns true (checked between batches, after letting signals through).
+ */
+export async function buildFeatureCache(
+  k: number,
+  next: () => Promise<{ x: Float32Array; n: number; feats: HeadFeatures }>,
+  options: { say: (line: string) => void; stopRequested: () => boolean },
+): Promise<CachedBatch[] | null> {
+  const pool: CachedBatch[] = [];
+  const t0 = Date.now();
+  let bytes = 0;
+  for (let i = 0; i < k; i++) {
+    const { x, n, feats } = await next();
+    const c = cacheBatch(x, n, feats);
+    disposeFeatures(feats);
+    pool.push(c);
+    bytes += cachedBytes(c);
+    if ((i + 1) % 50 === 0 || i + 1 === k) {
+      const el = (Date.now() - t0) / 1000;
+      options.say(
+        `feature cache: ${i + 1}/${k} batches, ${(bytes / 2 ** 30).toFixed(2)} GiB, ${el.toFixed(0)} s, ETA ${((el / (i + 1)) * (k - i - 1)).toFixed(0)} s`,
+      );
+    }
+    await new Promise((r) => setImmediate(r)); // let Ctrl-C / SIGTERM handlers run
+    if (options.stopRequested()) return null;
+  }
+  return pool;
 }

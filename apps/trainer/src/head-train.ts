@@ -39,9 +39,9 @@ import { centerCrops, makeSampler, openPairs, type SamplerState } from './data';
 import type { TrainResult } from './ddpm';
 import { UserError } from './errors';
 import {
+  buildFeatureCache,
   type CachedBatch,
   cacheBatch,
-  cachedBytes,
   cachedFeatures,
   cacheOrder,
 } from './feature-cache';
@@ -274,39 +274,30 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   const stop = new StopSignal(opts.handleSigint ?? true);
   // Feature cache: the features of `feature_cache` sampler epochs of crops, computed once.
   const cacheEpochs = cfg.train.feature_cache ?? 0;
-  const pool: CachedBatch[] = [];
+  const release = () => {
+    stop.dispose();
+    optimizer.dispose();
+    store.dispose();
+    unetStore.dispose();
+  };
+  let pool: CachedBatch[] = [];
   if (cacheEpochs > 0) {
-    const cacheSampler = makeSampler(pairs, {
-      crop,
-      batch,
-      seed: (seed ^ 0x68e31da4) >>> 0,
-    });
-    const k = cacheEpochs * cacheSampler.batchesPerEpoch;
-    const tc = Date.now();
-    let bytes = 0;
-    for (let i = 0; i < k; i++) {
-      const x = (await cacheSampler.next()).img;
-      const b = toBatch(x, batch, crop);
-      const feats = trainer.features(b);
-      const c = cacheBatch(x, batch, feats);
-      disposeFeatures(feats);
-      tf.dispose([b.vis, b.ir]);
-      pool.push(c);
-      bytes += cachedBytes(c);
-      if ((i + 1) % 50 === 0 || i + 1 === k) {
-        const el = (Date.now() - tc) / 1000;
-        say(
-          `feature cache: ${i + 1}/${k} batches, ${(bytes / 2 ** 30).toFixed(2)} GiB, ${el.toFixed(0)} s, ETA ${((el / (i + 1)) * (k - i - 1)).toFixed(0)} s`,
-        );
-      }
-      await new Promise((r) => setImmediate(r));
-      if (stop.stopRequested) break;
-    }
-    if (stop.stopRequested) {
-      stop.dispose();
-      optimizer.dispose();
-      store.dispose();
-      unetStore.dispose();
+    const cacheSampler = makeSampler(pairs, { crop, batch, seed: (seed ^ 0x68e31da4) >>> 0 });
+    const built = await buildFeatureCache(
+      cacheEpochs * cacheSampler.batchesPerEpoch,
+      async () => {
+        const x = (await cacheSampler.next()).img;
+        const b = toBatch(x, batch, crop);
+        try {
+          return { x, n: batch, feats: trainer.features(b) };
+        } finally {
+          tf.dispose([b.vis, b.ir]);
+        }
+      },
+      { say, stopRequested: () => stop.stopRequested },
+    );
+    if (!built) {
+      release();
       say('interrupted while building the feature cache: nothing trained, nothing saved');
       return {
         step: ckpt?.step ?? 0,
@@ -317,6 +308,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
         workers: 1,
       };
     }
+    pool = built;
   }
 
   const nEpoch = cfg.train.n_epoch;
@@ -500,10 +492,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
       save();
   } finally {
     progress.stop();
-    stop.dispose();
-    optimizer.dispose();
-    store.dispose();
-    unetStore.dispose();
+    release();
   }
   if (stopped === 'interrupted')
     say(`interrupted: checkpoint saved at step ${step} (${lastCkpt}); continue with --resume`);
