@@ -2,8 +2,9 @@
  * The head trainer's feature cache. The DDPM is frozen and (with fixed feature noise) its
  * features are a pure function of the crop, so they can be computed once and reused: on the
  * wasm backend the three UNet passes cost ~2.7x the head's own forward + backward step, so a
- * cache of crops makes each step ~3.5x cheaper (BENCHMARKS.md). Features live as plain Float32Arrays in the JS
- * heap (not in the backend's memory, which wasm caps at 4 GiB) and become tensors per step.
+ * cache of crops makes each step ~3.5x cheaper (BENCHMARKS.md). Features live as plain
+ * Float32Arrays in the JS heap (not in the backend's memory, which wasm caps at 4 GiB) and
+ * become tensors per step.
  */
 import { disposeFeatures, type HeadFeatures } from '@dif-fusion/fusion-head';
 import { Rng } from '@dif-fusion/schedules';
