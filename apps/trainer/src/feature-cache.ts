@@ -48,13 +48,7 @@ export function cachedBytes(c: CachedBatch): number {
  * uninterrupted one.
  */
 export function cacheOrder(k: number, epoch: number, seed: number): number[] {
-  const rng = new Rng((Math.imul(seed ^ 0x1b873593, 0x9e3779b1) + epoch) >>> 0);
-  const order = Array.from({ length: k }, (_, i) => i);
-  for (let i = k - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  return order;
+  return new Rng((Math.imul(seed ^ 0x1b873593, 0x9e3779b1) + epoch) >>> 0).permutation(k);
 }
 
 /**

@@ -172,14 +172,10 @@ export class TrainingSampler {
   }
 
   private newOrder(): number[] {
-    const order = Array.from({ length: this.source.length }, (_, i) => i);
-    if (this.options.shuffle ?? true) {
-      for (let i = order.length - 1; i > 0; i--) {
-        const j = this.rng.int(i + 1);
-        [order[i], order[j]] = [order[j], order[i]];
-      }
-    }
-    return order;
+    const n = this.source.length;
+    return (this.options.shuffle ?? true)
+      ? this.rng.permutation(n)
+      : Array.from({ length: n }, (_, i) => i);
   }
 
   /** Number of batches per epoch (rounded up; batches run across epoch boundaries). */

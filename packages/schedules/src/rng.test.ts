@@ -46,4 +46,16 @@ describe('Rng', () => {
     expect(Array.from(r2.normalArray(10))).toEqual(Array.from(r.normalArray(10)));
     expect(r2.nextUint32()).toBe(r.nextUint32());
   });
+  it('permutation: every index once; the Fisher–Yates draws of int(i + 1), i = n-1..1', () => {
+    const p = new Rng(11).permutation(8);
+    expect(p.slice().sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    const r = new Rng(11);
+    const order = [0, 1, 2, 3, 4, 5, 6, 7];
+    for (let i = 7; i > 0; i--) {
+      const j = r.int(i + 1);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    expect(p).toEqual(order);
+    expect(new Rng(0).permutation(0)).toEqual([]);
+  });
 });

@@ -84,6 +84,16 @@ export class Rng {
     return out;
   }
 
+  /** A uniformly random permutation of 0..n-1 (Fisher–Yates, from the last index down). */
+  permutation(n: number): number[] {
+    const order = Array.from({ length: n }, (_, i) => i);
+    for (let i = n - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    return order;
+  }
+
   /** Serialisable state (for exact resume). */
   getState(): { s: number[]; spare: number | null } {
     return { s: Array.from(this.s), spare: this.spare };
