@@ -354,6 +354,9 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     log.write({ step, event: 'checkpoint', path: lastCkpt, time: (Date.now() - t0) / 1000 });
   };
 
+  // The validation centre crops never change: cut them once (and, with fixed noise, their
+  // features: valCache).
+  let valCrops: Float32Array | null = null;
   const valCache: CachedBatch[] = [];
   const validate = async (epoch: number) => {
     const record: Record<string, unknown> = {
@@ -363,7 +366,8 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
       time: (Date.now() - t0) / 1000,
     };
     if (valSet && valCount > 0) {
-      const x = await centerCrops(valSet, crop);
+      valCrops ??= await centerCrops(valSet, crop);
+      const x = valCrops;
       const per = 4 * crop * crop;
       let sum = 0;
       const show = Math.min(cfg.train.val_images ?? 4, valCount);
