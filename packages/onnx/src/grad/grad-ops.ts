@@ -91,6 +91,15 @@ export class GradOps implements Ops<Value> {
     return v;
   }
 
+  /**
+   * Adopt a value written outside this GradOps (e.g. by `OnnxOps` for a frozen network) as a
+   * constant of known shape: it carries no gradient.
+   */
+  adopt(v: Value, shape: number[]): Value {
+    this.shapes.set(v, shape.slice());
+    return v;
+  }
+
   param(name: string): Value {
     const hit = this.paramInputs.get(name);
     if (hit) return hit;
