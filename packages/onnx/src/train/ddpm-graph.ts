@@ -37,7 +37,9 @@ export interface DdpmGraphOptions {
 }
 
 /** Shapes of a module's parameters by name (throws for unknown names). */
-export function paramShapes(specs: Array<{ name: string; shape: number[] }>): (name: string) => number[] {
+export function paramShapes(
+  specs: Array<{ name: string; shape: number[] }>,
+): (name: string) => number[] {
   const m = new Map(specs.map((p) => [p.name, p.shape]));
   return (name) => {
     const s = m.get(name);
@@ -90,7 +92,13 @@ export function buildDdpmTrainGraph(unet: UNet, o: DdpmGraphOptions): TrainGraph
   const g4 = ops.constant('Reshape', [level, g.constI64([o.batch, 1, 1, 1])], [o.batch, 1, 1, 1]);
   const sigma = ops.constant(
     'Sqrt',
-    [ops.constant('Sub', [g.constF32([1], []), ops.constant('Mul', [g4, g4], [o.batch, 1, 1, 1])], [o.batch, 1, 1, 1])],
+    [
+      ops.constant(
+        'Sub',
+        [g.constF32([1], []), ops.constant('Mul', [g4, g4], [o.batch, 1, 1, 1])],
+        [o.batch, 1, 1, 1],
+      ),
+    ],
     [o.batch, 1, 1, 1],
   );
   const xt = ops.constant(

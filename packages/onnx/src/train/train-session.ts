@@ -54,7 +54,8 @@ export class TrainSession {
     const scalars: Record<string, number> = {};
     for (const s of this.graph.scalars) scalars[s] = (out[s].data as Float32Array)[0];
     const grads = new Map<string, Float32Array>();
-    for (const p of this.graph.params) grads.set(p.name, out[`grad.${p.name}`].data as Float32Array);
+    for (const p of this.graph.params)
+      grads.set(p.name, out[`grad.${p.name}`].data as Float32Array);
     return { scalars, grads };
   }
 
