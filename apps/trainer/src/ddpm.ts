@@ -13,7 +13,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type BackendName, useBackend } from '@dif-fusion/backends';
-import { TfParamStore } from '@dif-fusion/nn';
+import { TfParamStore, type TorchWeights } from '@dif-fusion/nn';
+import type { Device } from '@dif-fusion/onnx';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint';
@@ -30,6 +31,7 @@ import { UserError } from './errors';
 import { writeGrid, writeRgb } from './images';
 import { buildDenoiser, convFor, type Denoiser, sampleImages } from './model';
 import { Adam } from './optim';
+import { initWeights, OrtDdpmEngine } from './ort-ddpm';
 import { plotLossCurve } from './plot';
 import { Progress, RateMeter, RunLog, StopSignal } from './run';
 import { TrainOps } from './train-ops';
@@ -42,7 +44,12 @@ export interface DdpmTrainOptions {
   data?: string;
   /** Run folder. */
   out: string;
-  backend?: BackendName;
+  /** tfjs backend, or 'onnxruntime' (training graphs on ONNX Runtime). */
+  backend?: TrainBackend;
+  /** ONNX Runtime device for `backend: 'onnxruntime'` (default cpu). */
+  device?: Device;
+  /** ONNX Runtime intra-op threads (default: one per core). */
+  threads?: number;
   /** train.n_iter override. */
   iters?: number;
   /** datasets.train.batch_size override. */
@@ -74,6 +81,9 @@ export interface DdpmTrainOptions {
   lossHook?: (step: number, loss: number) => number;
 }
 
+/** Where a training step runs: a tfjs backend or ONNX Runtime. */
+export type TrainBackend = BackendName | 'onnxruntime';
+
 export interface TrainResult {
   /** Last completed step. */
   step: number;
@@ -88,6 +98,19 @@ export interface TrainResult {
 }
 
 const DEFAULT_KEEP = 3;
+
+/** Checkpoint weights as a fresh Float32Array per UNet parameter (checked by name and size). */
+function torchWeightsOf(denoiser: Denoiser, weights: TorchWeights): TorchWeights {
+  const out: TorchWeights = new Map();
+  for (const p of denoiser.params) {
+    const w = weights.get(p.name);
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    if (!w || w.data.length !== n)
+      throw new UserError(`checkpoint weights: ${p.name} is missing or has the wrong size`);
+    out.set(p.name, { shape: p.shape.slice(), data: Float32Array.from(w.data) });
+  }
+  return out;
+}
 
 /** Resolve config, applying overrides; on resume the checkpoint's config is authoritative. */
 function resolveConfig(opts: DdpmTrainOptions, ckpt: Checkpoint | null): DdpmConfig {
@@ -149,7 +172,10 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
     );
 
   const backendName = opts.backend ?? 'wasm';
-  const backend = await useBackend(backendName);
+  const onOrt = backendName === 'onnxruntime';
+  // On ONNX Runtime, tfjs (wasm) only draws the validation sample grids.
+  const backend = onOrt ? 'onnxruntime' : await useBackend(backendName);
+  if (onOrt) await useBackend('wasm');
   say(`dif-train ddpm: backend ${backendName}${backend !== backendName ? ` (${backend})` : ''}`);
 
   const crop = cfg.datasets.train.resolution;
@@ -166,15 +192,36 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
   const denoiser: Denoiser = buildDenoiser(cfg.model.unet, crop);
   if (!ckpt)
     say('initialising the weights (orthogonal, as the reference; up to a minute for large UNets)');
-  const store = ckpt
-    ? TfParamStore.fromTorch(denoiser.params, ckpt.weights)
-    : TfParamStore.init(denoiser.params, seed);
+  const optimCfg = { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr };
+  const lossType = cfg.model.diffusion.loss ?? 'l2';
+  const ort = onOrt
+    ? await OrtDdpmEngine.create({
+        unet: denoiser.unet,
+        batch,
+        crop,
+        loss: lossType,
+        weights: ckpt ? torchWeightsOf(denoiser, ckpt.weights) : initWeights(denoiser.params, seed),
+        optimizer: optimCfg,
+        optimizerState: ckpt?.optimizer,
+        device: opts.device,
+        threads: opts.threads,
+      })
+    : null;
+  if (ort) say(`ONNX Runtime: ${ort.provider} execution provider`);
+  // The tfjs parameters: trained on a tfjs backend; on ORT, an empty store (sample grids
+  // load the current weights when they are drawn).
+  const store = ort
+    ? TfParamStore.fromTorch([], new Map())
+    : ckpt
+      ? TfParamStore.fromTorch(denoiser.params, ckpt.weights)
+      : TfParamStore.init(denoiser.params, seed);
   const paramMap = new Map(store.names().map((n) => [n, store.get(n)]));
-  const optimizer = new Adam(paramMap, {
-    type: cfg.train.optimizer.type,
-    lr: cfg.train.optimizer.lr,
-  });
-  if (ckpt?.optimizer) optimizer.load(ckpt.optimizer);
+  const optimizer = ort?.optimizer ?? new Adam(paramMap, optimCfg);
+  if (ckpt?.optimizer && !ort) optimizer.load(ckpt.optimizer);
+  const weightsNow = (): TorchWeights => ort?.weights ?? store.toTorch();
+  const paramCount = ort
+    ? [...ort.weights.values()].reduce((a, w) => a + w.data.length, 0)
+    : store.count();
   const rng = ckpt?.rng ? Rng.fromState(ckpt.rng as never) : new Rng(seed);
   const sampler = makeSampler(pairs, {
     crop,
@@ -183,8 +230,8 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
     state: ckpt?.sampler as SamplerState | null,
   });
   const conv2d = convFor(backend);
-  const lossType = cfg.model.diffusion.loss ?? 'l2';
-  const workers = Math.max(1, Math.min(opts.workers ?? defaultWorkers(), batch));
+  // ORT parallelises inside each op; data-parallel workers are a tfjs-path feature.
+  const workers = ort ? 1 : Math.max(1, Math.min(opts.workers ?? defaultWorkers(), batch));
   const pool =
     workers > 1
       ? await WorkerPool.create(
@@ -202,7 +249,7 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
         )
       : null;
   if (workers > 1) say(`workers: ${workers} (data-parallel, gradients averaged each step)`);
-  say(`model: ${store.count().toLocaleString('en-US')} parameters; run folder ${out}`);
+  say(`model: ${paramCount.toLocaleString('en-US')} parameters; run folder ${out}`);
 
   const nIter = cfg.train.n_iter;
   let step = ckpt?.step ?? 0;
@@ -228,7 +275,7 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
         epoch: sampler.getState().epoch,
         config: cfg as unknown as Record<string, unknown>,
         model: { ...cfg.model.unet, image_size: crop },
-        weights: store.toTorch(),
+        weights: weightsNow(),
         optimizer: optimizer.state(),
         rng: rng.getState(),
         sampler: sampler.getState(),
@@ -242,12 +289,14 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
   const validate = async () => {
     const n = opts.sampleCount ?? 4;
     const val = cfg.model.beta_schedule.val ?? cfg.model.beta_schedule.train;
-    const imgs = await sampleImages(denoiser, store, new NoiseSchedule(val as never), {
+    const params = ort ? TfParamStore.fromTorch(denoiser.params, ort.weights) : store;
+    const imgs = await sampleImages(denoiser, params, new NoiseSchedule(val as never), {
       n,
       size: crop,
       steps: opts.sampleSteps ?? 50,
       rng: sampleRng(),
     });
+    if (params !== store) params.dispose();
     const path = join(out, 'samples', `step-${String(step).padStart(8, '0')}.png`);
     mkdirSync(join(out, 'samples'), { recursive: true });
     await writeGrid(
@@ -277,7 +326,13 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
 
       let loss: number;
       let grads: Map<string, tf.Tensor>;
-      if (pool) {
+      let ortGrads: Map<string, Float32Array> | null = null;
+      if (ort) {
+        const r = await ort.lossAndGrads(x, levels, noise, stepSeed);
+        loss = r.loss;
+        ortGrads = r.grads;
+        grads = new Map();
+      } else if (pool) {
         const r = await pool.step({ x, levels, noise, stepSeed, batch, denom, main: mainShard });
         loss = r.loss;
         grads = r.grads;
@@ -303,7 +358,8 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
         );
         break;
       }
-      optimizer.apply(grads);
+      if (ort && ortGrads) ort.optimizer.apply(ortGrads);
+      else (optimizer as Adam).apply(grads);
       pool?.apply();
       tf.dispose([...grads.values()]);
       step += 1;
@@ -336,7 +392,8 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
     progress.stop();
     stop.dispose();
     await pool?.close();
-    optimizer.dispose();
+    if (ort) await ort.release();
+    else (optimizer as Adam).dispose();
     store.dispose();
   }
   if (stopped === 'interrupted')

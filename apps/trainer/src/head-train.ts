@@ -12,6 +12,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type BackendName, useBackend } from '@dif-fusion/backends';
+import type { Device } from '@dif-fusion/onnx';
+import type { TrainBackend } from './ddpm';
 import {
   disposeFeatures,
   FusionHead,
@@ -61,7 +63,11 @@ export interface HeadTrainOptions {
   /** Validation pairs (ir/ + vi/); default datasets.val.dataroot, else none. */
   val?: string;
   out: string;
-  backend?: BackendName;
+  backend?: TrainBackend;
+  /** ONNX Runtime device for `backend: 'onnxruntime'` (default cpu). */
+  device?: Device;
+  /** ONNX Runtime intra-op threads (default: one per core). */
+  threads?: number;
   /** train.n_epoch override. */
   epochs?: number;
   batch?: number;
@@ -171,7 +177,10 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
       'no training data: pass --data DIR (a folder holding ir/ and vi/) or set datasets.train.dataroot',
     );
 
-  const backendName = opts.backend ?? 'wasm';
+  const requested = opts.backend ?? 'wasm';
+  if (requested === 'onnxruntime')
+    throw new UserError('dif-train head: --backend onnxruntime is not available yet for the head');
+  const backendName: BackendName = requested;
   const backend = await useBackend(backendName);
   say(`dif-train head: backend ${backendName}${backend !== backendName ? ` (${backend})` : ''}`);
 

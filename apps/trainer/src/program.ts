@@ -2,11 +2,12 @@
  * The `dif-train` command line: `ddpm`, `head`, `export` and `import-torch` subcommands.
  * Every failure prints one line `error: <problem>` and sets a non-zero exit code.
  */
-import { BACKEND_NAMES, type BackendName } from '@dif-fusion/backends';
+import { BACKEND_NAMES } from '@dif-fusion/backends';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { registerExportCommand } from './commands/export';
 import { registerImportTorchCommand } from './commands/import-torch';
-import { trainDdpm } from './ddpm';
+import type { Device } from '@dif-fusion/onnx';
+import { type TrainBackend, trainDdpm } from './ddpm';
 import { formatError } from './errors';
 import { trainHead } from './head-train';
 
@@ -40,8 +41,14 @@ function nonNegative(name: string) {
 const backendOption = () =>
   new Option(
     '--backend <name>',
-    'tfjs backend: wasm (default), cpu, tensorflow or tensorflow-gpu',
-  ).choices([...BACKEND_NAMES]);
+    'where training runs: onnxruntime (ONNX Runtime training graphs), or a tfjs backend: wasm, cpu, tensorflow, tensorflow-gpu',
+  ).choices(['onnxruntime', ...BACKEND_NAMES]);
+
+const deviceOption = () =>
+  new Option(
+    '--device <name>',
+    'ONNX Runtime execution provider for --backend onnxruntime: cpu (default), cuda or auto',
+  ).choices(['cpu', 'cuda', 'auto']);
 
 /** The options both training commands share. */
 function common(cmd: Command): Command {
@@ -55,6 +62,12 @@ function common(cmd: Command): Command {
       'run folder (checkpoints/, log.jsonl, loss.png, PNGs, config.json)',
     )
     .addOption(backendOption())
+    .addOption(deviceOption())
+    .option(
+      '--threads <n>',
+      'ONNX Runtime intra-op threads (default: one per core)',
+      int('--threads', 1),
+    )
     .option('--batch <n>', 'batch size (datasets.train.batch_size)', int('--batch', 1))
     .option('--crop <n>', 'random crop size (datasets.train.resolution)', int('--crop', 8))
     .option('--lr <x>', 'learning rate (train.optimizer.lr)', positive('--lr'))
@@ -116,7 +129,9 @@ Examples:
           config: o.config as string | undefined,
           data: o.data as string | undefined,
           out: o.out as string,
-          backend: o.backend as BackendName | undefined,
+          backend: o.backend as TrainBackend | undefined,
+          device: o.device as Device | undefined,
+          threads: o.threads as number | undefined,
           iters: o.iters as number | undefined,
           batch: o.batch as number | undefined,
           crop: o.crop as number | undefined,
@@ -195,7 +210,9 @@ Examples:
           data: o.data as string | undefined,
           val: o.val as string | undefined,
           out: o.out as string,
-          backend: o.backend as BackendName | undefined,
+          backend: o.backend as TrainBackend | undefined,
+          device: o.device as Device | undefined,
+          threads: o.threads as number | undefined,
           epochs: o.epochs as number | undefined,
           batch: o.batch as number | undefined,
           crop: o.crop as number | undefined,
