@@ -12,8 +12,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type BackendName, useBackend } from '@dif-fusion/backends';
-import type { Device } from '@dif-fusion/onnx';
-import type { TrainBackend } from './ddpm';
 import {
   disposeFeatures,
   FusionHead,
@@ -24,6 +22,7 @@ import {
   makeFeatureExtractor,
 } from '@dif-fusion/fusion-head';
 import { TfOps, TfParamStore } from '@dif-fusion/nn';
+import type { Device } from '@dif-fusion/onnx';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint';
@@ -38,7 +37,7 @@ import {
   validateHeadConfig,
 } from './config';
 import { centerCrops, makeSampler, openPairs, type SamplerState } from './data';
-import type { TrainResult } from './ddpm';
+import type { TrainBackend, TrainResult } from './ddpm';
 import { UserError } from './errors';
 import {
   buildFeatureCache,

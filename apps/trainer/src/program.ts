@@ -3,10 +3,10 @@
  * Every failure prints one line `error: <problem>` and sets a non-zero exit code.
  */
 import { BACKEND_NAMES } from '@dif-fusion/backends';
+import type { Device } from '@dif-fusion/onnx';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { registerExportCommand } from './commands/export';
 import { registerImportTorchCommand } from './commands/import-torch';
-import type { Device } from '@dif-fusion/onnx';
 import { type TrainBackend, trainDdpm } from './ddpm';
 import { formatError } from './errors';
 import { trainHead } from './head-train';

@@ -1,4 +1,4 @@
-import { type TorchWeights, TfOps, tfToTorch, TfParamStore } from '@dif-fusion/nn';
+import { TfOps, TfParamStore, type TorchWeights, tfToTorch } from '@dif-fusion/nn';
 import { Rng } from '@dif-fusion/schedules';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';

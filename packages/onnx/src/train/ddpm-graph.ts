@@ -11,8 +11,8 @@
  * `loss` and `grad.<name>`.
  */
 import type { UNet } from '@dif-fusion/unet';
-import { GraphBuilder, type Value } from '../graph';
 import { type DropoutMaskSpec, GradOps } from '../grad/grad-ops';
+import { GraphBuilder, type Value } from '../graph';
 
 export interface TrainGraph {
   /** Serialised ONNX model. */

@@ -14,11 +14,12 @@
  * (step-major) and the head parameters by official name; outputs `loss`, `loss_in`,
  * `loss_grad` (`loss_color`) and `grad.<name>` for `head.usedParams()`.
  */
-import type { TorchWeightsLike } from '@dif-fusion/nn';
+
 import type { FusionHead } from '@dif-fusion/fusion-head';
+import type { TorchWeightsLike } from '@dif-fusion/nn';
 import type { UNet } from '@dif-fusion/unet';
-import { attr, GraphBuilder, type Value } from '../graph';
 import { GradOps } from '../grad/grad-ops';
+import { attr, GraphBuilder, type Value } from '../graph';
 import { OnnxOps } from '../onnx-ops';
 import { finishTrainGraph, paramShapes, type TrainGraph } from './ddpm-graph';
 
