@@ -21,7 +21,7 @@ import {
   headLearningRate,
   makeFeatureExtractor,
 } from '@dif-fusion/fusion-head';
-import { TfOps, TfParamStore } from '@dif-fusion/nn';
+import { type ParamSpec, TfOps, TfParamStore, type TorchWeights } from '@dif-fusion/nn';
 import type { Device } from '@dif-fusion/onnx';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
@@ -49,6 +49,7 @@ import {
 import { writeGrid, writeRgb } from './images';
 import { buildDenoiser, convFor } from './model';
 import { Adam } from './optim';
+import { OrtHeadEngine } from './ort-head';
 import { plotLossCurve } from './plot';
 import { Progress, RateMeter, RunLog, StopSignal } from './run';
 
@@ -146,6 +147,18 @@ function toBatch(x: Float32Array, n: number, c: number): { vis: tf.Tensor; ir: t
   });
 }
 
+/** The frozen DDPM's weights for ONNX Runtime (every UNet parameter, checked). */
+function ddpmWeights(specs: ParamSpec[], weights: TorchWeights, path: string): TorchWeights {
+  const out: TorchWeights = new Map();
+  for (const p of specs) {
+    const w = weights.get(p.name);
+    if (!w || w.data.length !== p.shape.reduce((a, b) => a * b, 1))
+      throw new UserError(`${path}: DDPM weight ${p.name} is missing or has the wrong size`);
+    out.set(p.name, { shape: p.shape.slice(), data: Float32Array.from(w.data) });
+  }
+  return out;
+}
+
 /** Train (or resume training) the fusion head. */
 export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   const out = resolve(opts.out);
@@ -177,10 +190,15 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     );
 
   const requested = opts.backend ?? 'wasm';
-  if (requested === 'onnxruntime')
-    throw new UserError('dif-train head: --backend onnxruntime is not available yet for the head');
-  const backendName: BackendName = requested;
-  const backend = await useBackend(backendName);
+  const onOrt = requested === 'onnxruntime';
+  if (onOrt && (cfg.train.feature_cache ?? 0) > 0)
+    throw new UserError(
+      '--feature-cache is a speed-up of the tfjs backends; with --backend onnxruntime every step computes fresh features (faster than the cache on tfjs)',
+    );
+  // On ONNX Runtime, tfjs (wasm) only cuts batches and writes images.
+  const backendName: BackendName = onOrt ? 'wasm' : requested;
+  const backend = onOrt ? 'onnxruntime' : await useBackend(backendName);
+  if (onOrt) await useBackend(backendName);
   say(`dif-train head: backend ${backendName}${backend !== backendName ? ` (${backend})` : ''}`);
 
   const crop = cfg.datasets.train.resolution;
@@ -205,7 +223,9 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
 
   // Frozen DDPM.
   const denoiser = buildDenoiser(unetJson, crop);
-  const unetStore = TfParamStore.fromTorch(denoiser.params, ddpm.weights);
+  const unetStore = TfParamStore.fromTorch(onOrt ? [] : denoiser.params, ddpm.weights, {
+    strict: !onOrt,
+  });
   const conv2d = convFor(backend);
   const unetOps = new TfOps(unetStore, { training: false, conv2d });
   const schedule = new NoiseSchedule(cfg.model.beta_schedule.train as never);
@@ -258,8 +278,27 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     type: cfg.train.optimizer.type,
     lr: cfg.train.optimizer.lr,
   });
-  if (ckpt?.optimizer) optimizer.load(ckpt.optimizer);
+  if (ckpt?.optimizer && !onOrt) optimizer.load(ckpt.optimizer);
   const lossCfg = cfg.train.loss ?? {};
+  const ort = onOrt
+    ? new OrtHeadEngine({
+        head,
+        unet: denoiser.unet,
+        unetWeights: ddpmWeights(denoiser.params, ddpm.weights, ddpm.path),
+        weights: store.toTorch(),
+        optimizer: { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr },
+        optimizerState: ckpt?.optimizer,
+        crop,
+        alpha: lossCfg.alpha ?? 1,
+        colorWeight: lossCfg.color_weight ?? 0,
+        noise: noiseMode,
+        seed,
+        schedule,
+        device: opts.device,
+        threads: opts.threads,
+      })
+    : null;
+  if (ort) say(`ONNX Runtime: ${await ort.provider()} execution provider`);
   const trainer = new HeadTrainer({
     head,
     params: store,
@@ -282,8 +321,9 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   const stop = new StopSignal(opts.handleSigint ?? true);
   // Feature cache: the features of `feature_cache` sampler epochs of crops, computed once.
   const cacheEpochs = cfg.train.feature_cache ?? 0;
-  const release = () => {
+  const release = async () => {
     stop.dispose();
+    await ort?.release();
     optimizer.dispose();
     store.dispose();
     unetStore.dispose();
@@ -305,7 +345,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
       { say, stopRequested: () => stop.stopRequested },
     );
     if (!built) {
-      release();
+      await release();
       say('interrupted while building the feature cache: nothing trained, nothing saved');
       return {
         step: ckpt?.step ?? 0,
@@ -344,8 +384,8 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
         epoch: Math.floor(step / stepsPerEpoch),
         config: cfg as unknown as Record<string, unknown>,
         model: head.toJSON() as unknown as Record<string, unknown>,
-        weights: store.toTorch(),
-        optimizer: optimizer.state(),
+        weights: ort?.weights ?? store.toTorch(),
+        optimizer: ort?.optimizer.state() ?? optimizer.state(),
         rng: rng.getState(),
         sampler: sampler.getState(),
         extra: {
@@ -385,6 +425,16 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
         const b = toBatch(x.subarray(i * per, (i + n) * per), n, crop);
         // Fixed noise: the validation features never change, so they are computed once.
         let feats: HeadFeatures | undefined;
+        if (ort) {
+          const r = await ort.evaluate(x.subarray(i * per, (i + n) * per), n);
+          sum += r.loss * n;
+          if (i < show) {
+            const take = Math.min(n, show - i);
+            fusedShown.set(r.fused.subarray(0, take * 3 * crop * crop), i * 3 * crop * crop);
+          }
+          tf.dispose([b.vis, b.ir]);
+          continue;
+        }
         if (noiseMode === 'fixed') {
           const j = i / batch;
           if (!valCache[j]) {
@@ -438,7 +488,9 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
       const epoch = Math.floor(step / stepsPerEpoch);
       const lr = headLearningRate(cfg.train.optimizer.lr, epoch, nEpoch, scheduler);
       trainer.setLearningRate(lr);
+      ort?.setLearningRate(lr);
       let b: ReturnType<typeof toBatch>;
+      let xs: Float32Array | null = null;
       let feats: HeadFeatures | undefined;
       if (cacheEpochs > 0) {
         if (order === null || orderEpoch !== epoch) {
@@ -448,12 +500,16 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
         const c = pool[order[step % pool.length]];
         b = toBatch(c.x, c.n, crop);
         feats = cachedFeatures(c);
-      } else b = toBatch((await sampler.next()).img, batch, crop);
+      } else {
+        xs = (await sampler.next()).img;
+        b = toBatch(xs, batch, crop);
+      }
       let r: ReturnType<HeadTrainer['step']>;
       try {
         if (opts.lossHook && !Number.isFinite(opts.lossHook(step + 1, 0))) {
           r = { loss: Number.NaN, lossIn: Number.NaN, lossGrad: Number.NaN, applied: false };
-        } else r = trainer.step(b, feats);
+        } else if (ort && xs) r = await ort.step(xs, batch);
+        else r = trainer.step(b, feats);
       } finally {
         tf.dispose([b.vis, b.ir]);
         if (feats) disposeFeatures(feats);
@@ -504,7 +560,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
       save();
   } finally {
     progress.stop();
-    release();
+    await release();
   }
   if (stopped === 'interrupted')
     say(`interrupted: checkpoint saved at step ${step} (${lastCkpt}); continue with --resume`);

@@ -25,6 +25,8 @@ export interface TrainGraph {
   inputs: Map<string, number[]>;
   /** Scalar outputs besides the gradients (e.g. loss terms). */
   scalars: string[];
+  /** Tensor outputs besides the gradients (e.g. the fused image): name -> shape. */
+  tensors: Map<string, number[]>;
 }
 
 export interface DdpmGraphOptions {
@@ -55,6 +57,7 @@ export function finishTrainGraph(
   loss: Value,
   scalars: Record<string, Value>,
   inputs: Map<string, number[]>,
+  tensors: Record<string, Value> = {},
 ): TrainGraph {
   const params = [...ops.paramInputs].filter(([, v]) => ops.requiresGrad(v));
   const grads = ops.gradients(
@@ -63,6 +66,7 @@ export function finishTrainGraph(
   );
   g.output(loss, 'loss', []);
   for (const [name, v] of Object.entries(scalars)) g.output(v, name, []);
+  for (const [name, v] of Object.entries(tensors)) g.output(v, name, ops.shape(v));
   for (const [name, v] of params) g.output(grads.get(v)!, `grad.${name}`, ops.shape(v));
   for (const m of ops.dropoutMasks) inputs.set(m.input, m.shape);
   return {
@@ -71,6 +75,7 @@ export function finishTrainGraph(
     dropout: ops.dropoutMasks,
     inputs,
     scalars: ['loss', ...Object.keys(scalars)],
+    tensors: new Map(Object.entries(tensors).map(([name, v]) => [name, ops.shape(v)])),
   };
 }
 

@@ -12,7 +12,7 @@
  *
  * Inputs: `vis` [N,3,S,S], `ir` [N,1,S,S] in [-1, 1], `noise` [K,N,4,S,S], `level` [K*N,1]
  * (step-major) and the head parameters by official name; outputs `loss`, `loss_in`,
- * `loss_grad` (`loss_color`) and `grad.<name>` for `head.usedParams()`.
+ * `loss_grad` (`loss_color`), `fused` [N,3,S,S] and `grad.<name>` for `head.usedParams()`.
  */
 
 import type { FusionHead } from '@dif-fusion/fusion-head';
@@ -110,5 +110,5 @@ export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): Trai
     loss = ops.add(loss, ops.scale(lossColor, cw));
     scalars.loss_color = lossColor;
   }
-  return finishTrainGraph(g, ops, loss, scalars, inputs);
+  return finishTrainGraph(g, ops, loss, scalars, inputs, { fused });
 }

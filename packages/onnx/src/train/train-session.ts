@@ -10,6 +10,8 @@ export interface StepResult {
   scalars: Record<string, number>;
   /** Gradient per parameter name (PyTorch layout). */
   grads: Map<string, Float32Array>;
+  /** The graph's other tensor outputs (e.g. `fused`). */
+  tensors: Map<string, Float32Array>;
 }
 
 export class TrainSession {
@@ -56,7 +58,9 @@ export class TrainSession {
     const grads = new Map<string, Float32Array>();
     for (const p of this.graph.params)
       grads.set(p.name, out[`grad.${p.name}`].data as Float32Array);
-    return { scalars, grads };
+    const tensors = new Map<string, Float32Array>();
+    for (const name of this.graph.tensors.keys()) tensors.set(name, out[name].data as Float32Array);
+    return { scalars, grads, tensors };
   }
 
   async release(): Promise<void> {
