@@ -171,7 +171,7 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
       'no training data: pass --data DIR (a folder holding ir/ and vi/) or set datasets.train.dataroot',
     );
 
-  const backendName = opts.backend ?? 'wasm';
+  const backendName = opts.backend ?? 'onnxruntime';
   const onOrt = backendName === 'onnxruntime';
   // On ONNX Runtime, tfjs (wasm) only draws the validation sample grids.
   const backend = onOrt ? 'onnxruntime' : await useBackend(backendName);
@@ -208,6 +208,10 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
       })
     : null;
   if (ort) say(`ONNX Runtime: ${ort.provider} execution provider`);
+  if (ort && (opts.workers ?? 1) > 1)
+    say(
+      'note: --workers applies to the tfjs backends; ONNX Runtime parallelises each step (--threads)',
+    );
   // The tfjs parameters: trained on a tfjs backend; on ORT, an empty store (sample grids
   // load the current weights when they are drawn).
   const store = ort

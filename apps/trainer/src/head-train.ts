@@ -189,7 +189,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
       'no training data: pass --data DIR (a folder holding ir/ and vi/) or set datasets.train.dataroot',
     );
 
-  const requested = opts.backend ?? 'wasm';
+  const requested = opts.backend ?? 'onnxruntime';
   const onOrt = requested === 'onnxruntime';
   if (onOrt && (cfg.train.feature_cache ?? 0) > 0)
     throw new UserError(

@@ -41,7 +41,7 @@ function nonNegative(name: string) {
 const backendOption = () =>
   new Option(
     '--backend <name>',
-    'where training runs: onnxruntime (ONNX Runtime training graphs), or a tfjs backend: wasm, cpu, tensorflow, tensorflow-gpu',
+    'where training runs: onnxruntime (default: ONNX Runtime training graphs, CPU or --device cuda), or a tfjs backend: wasm, cpu, tensorflow, tensorflow-gpu',
   ).choices(['onnxruntime', ...BACKEND_NAMES]);
 
 const deviceOption = () =>
