@@ -76,6 +76,10 @@ export interface HeadTrainOptions {
   seed?: number;
   /** Head forward pass: `full` (default) or the official `reference`. */
   mode?: 'reference' | 'full';
+  /** Head output variant (model_df.output): rgb (official), luma or weight. */
+  output?: 'rgb' | 'luma' | 'weight';
+  /** Feed the sources to the final layers (model_df.source_skip). */
+  sourceSkip?: boolean;
   /** Feature noise: `fixed` (default, deterministic) or `random` (official feats()). */
   noise?: 'fixed' | 'random';
   /**
@@ -109,6 +113,8 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: Checkpoint | null): HeadTra
         ['--lr', opts.lr],
         ['--seed', opts.seed],
         ['--mode', opts.mode],
+        ['--output', opts.output],
+        ['--source-skip', opts.sourceSkip],
         ['--noise', opts.noise],
         ['--init', opts.init],
         ['--color-weight', opts.colorWeight],
@@ -124,6 +130,9 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: Checkpoint | null): HeadTra
         : deepMerge(loadHeadConfig(), opts.config);
     applyTrainOverrides(cfg, opts);
     if (opts.mode !== undefined) cfg.model_df.mode = opts.mode;
+    const df = cfg.model_df as Record<string, unknown>;
+    if (opts.output !== undefined) df.output = opts.output;
+    if (opts.sourceSkip !== undefined) df.source_skip = opts.sourceSkip;
     if (opts.noise !== undefined) (cfg.model_df as Record<string, unknown>).noise = opts.noise;
     if (opts.colorWeight !== undefined)
       cfg.train.loss = { ...(cfg.train.loss ?? {}), color_weight: opts.colorWeight };

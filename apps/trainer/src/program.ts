@@ -177,6 +177,16 @@ export function registerHeadCommand(program: Command): void {
     )
     .addOption(
       new Option(
+        '--output <kind>',
+        'head output (model_df.output): rgb (official), luma (lightness change on the visible image, its chroma kept) or weight (per-pixel weight between the sources)',
+      ).choices(['rgb', 'luma', 'weight']),
+    )
+    .option(
+      '--source-skip',
+      'feed the source images to the final layers too (model_df.source_skip)',
+    )
+    .addOption(
+      new Option(
         '--noise <kind>',
         'feature noise: fixed (deterministic, default) or random (official)',
       ).choices(['fixed', 'random']),
@@ -219,6 +229,8 @@ Examples:
           lr: o.lr as number | undefined,
           seed: o.seed as number | undefined,
           mode: o.mode as 'reference' | 'full' | undefined,
+          output: o.output as 'rgb' | 'luma' | 'weight' | undefined,
+          sourceSkip: o.sourceSkip as boolean | undefined,
           noise: o.noise as 'fixed' | 'random' | undefined,
           init: o.init as string | undefined,
           colorWeight: o.colorWeight as number | undefined,

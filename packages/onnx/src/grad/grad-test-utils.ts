@@ -45,7 +45,7 @@ export async function tfGrads(
     const y = fn(ops, xs);
     const rt = tf.tensor(
       r,
-      y.rank === 4 ? [y.shape[0], y.shape[3], y.shape[1], y.shape[2]] : y.shape,
+      y.rank === 4 ? [y.shape[0], y.shape[3] ?? 1, y.shape[1] ?? 1, y.shape[2] ?? 1] : y.shape,
     );
     return tf.sum(tf.mul(y, y.rank === 4 ? nchwToNhwc(rt) : rt)) as tf.Scalar;
   }, [...vars.values()]);

@@ -11,7 +11,11 @@ import { TrainSession } from './train-session';
 const nhwc = (data: Float32Array, shape: number[]) =>
   tf.transpose(tf.tensor(data, shape), [0, 2, 3, 1]);
 
-async function compare(mode: 'full' | 'reference', colorWeight: number) {
+async function compare(
+  mode: 'full' | 'reference',
+  colorWeight: number,
+  variant: { output?: 'rgb' | 'luma' | 'weight'; source_skip?: boolean } = {},
+) {
   await tf.setBackend('cpu');
   const n = 2;
   const s = 16;
@@ -32,6 +36,7 @@ async function compare(mode: 'full' | 'reference', colorWeight: number) {
     inner_channel: 4,
     channel_multiplier: [1, 2],
     mode,
+    ...variant,
   });
   const k = 2;
   const unetStore = TfParamStore.init(unet.params(), 11);
@@ -56,7 +61,7 @@ async function compare(mode: 'full' | 'reference', colorWeight: number) {
   });
   let parts: tf.Scalar[] = [];
   const { value, grads } = tf.variableGrads(() => {
-    const fused = head.forward(headOps, feats);
+    const fused = head.forward(headOps, feats, { vis: v, ir: i4 });
     const r = fusionLoss(v, i4, fused, { layout: 'NHWC', colorWeight });
     parts = [tf.keep(r.lossIn), tf.keep(r.lossGrad)];
     return r.loss;
@@ -96,5 +101,11 @@ describe('head training graph: frozen-UNet features, head and fusion loss equal 
   });
   it('full mode with the colour term', async () => {
     await compare('full', 1);
+  });
+  it('variants: luma output, per-pixel weight, source skip', async () => {
+    await compare('full', 1, { output: 'luma' });
+    await compare('full', 0, { output: 'weight' });
+    await compare('reference', 0, { source_skip: true });
+    await compare('full', 0, { output: 'luma', source_skip: true });
   });
 });

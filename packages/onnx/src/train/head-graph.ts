@@ -92,7 +92,7 @@ export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): Trai
         : g.nodeN('Split', [fd[i], g.constI64(new Array(k).fill(n))], k, { axis: attr.int(0) });
     for (let t = 0; t < k; t++) feats[t][i] = ops.adopt(parts[t], shape);
   }
-  const fused = head.forward(ops, feats);
+  const fused = head.forward(ops, feats, { vis, ir });
   const fShape = ops.shape(fused);
 
   const rgb = [n, 3, s, s];
