@@ -220,7 +220,10 @@ export function loadCheckpoint(
     config: (parseJson(md.config, 'config', path) ?? {}) as Record<string, unknown>,
     model: (parseJson(md.model, 'model', path) ?? {}) as Record<string, unknown>,
     weights,
-    optimizer: optMeta ? { ...optMeta, slots } : null,
+    // A stripped checkpoint (scripts/strip-checkpoint.mjs) keeps the optimizer metadata but
+    // not its tensors: it resumes with a fresh optimizer.
+    optimizer:
+      optMeta && Object.values(slots).some((m) => m.size > 0) ? { ...optMeta, slots } : null,
     rng: parseJson(md.rng, 'rng', path),
     sampler: parseJson(md.sampler, 'sampler', path),
     extra: (parseJson(md.extra, 'extra', path) ?? {}) as Record<string, unknown>,

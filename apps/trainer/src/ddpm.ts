@@ -164,6 +164,10 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
     );
   }
   const cfg = resolveConfig(opts, ckpt);
+  if (ckpt && !ckpt.optimizer)
+    say(
+      `note: ${ckpt.path} holds no optimizer state (stripped): Adam starts afresh, the data order and random draws continue from step ${ckpt.step}`,
+    );
   const seed = ckpt ? Number((ckpt.extra as { seed?: number }).seed ?? 0) : (opts.seed ?? 0);
   const dataroot = cfg.datasets.train.dataroot;
   if (!dataroot || dataroot === 'TBD')

@@ -185,6 +185,10 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
       `${opts.out} already holds checkpoints: pass --resume to continue that run, or choose another --out`,
     );
   const cfg = resolveConfig(opts, ckpt);
+  if (ckpt && !ckpt.optimizer)
+    say(
+      `note: ${ckpt.path} holds no optimizer state (stripped): Adam starts afresh, the data order and random draws continue from step ${ckpt.step}`,
+    );
   const seed = ckpt ? Number((ckpt.extra as { seed?: number }).seed ?? 0) : (opts.seed ?? 0);
   const ddpmPath = opts.ddpm ?? (ckpt?.extra as { ddpm?: string } | undefined)?.ddpm;
   if (!ddpmPath)

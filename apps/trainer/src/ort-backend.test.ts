@@ -6,6 +6,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readSafetensors, writeSafetensorsSync } from '@dif-fusion/io';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint } from './checkpoint';
 import type { DdpmConfig, HeadTrainConfig } from './config';
@@ -125,6 +126,25 @@ describe('dif-train ddpm --backend onnxruntime', () => {
       iters: 20,
     });
     expect(maxRel(after.losses, full.losses.slice(8))).toBeLessThan(1e-3);
+  });
+
+  it('--resume from a stripped checkpoint (no optimizer state) continues with a fresh Adam', async () => {
+    const o = { ...quiet, config: TINY_DDPM, data, backend: 'onnxruntime' as const };
+    const part = join(root, 's-part');
+    const a = await trainDdpm({ ...o, out: part, iters: 8 });
+    const file = readSafetensors(a.checkpoint!);
+    const stripped = join(root, 's-stripped.safetensors');
+    writeSafetensorsSync(
+      stripped,
+      new Map([...file.tensors].filter(([k]) => !k.startsWith('optim.'))),
+      file.metadata,
+    );
+    const ck = loadCheckpoint(stripped, 'ddpm');
+    expect(ck.optimizer).toBeNull();
+    const r = await trainDdpm({ ...quiet, out: join(root, 's-next'), resume: stripped, iters: 12 });
+    expect(r.losses).toHaveLength(4);
+    expect(r.step).toBe(12);
+    expect(loadCheckpoint(r.checkpoint!, 'ddpm').optimizer?.step).toBe(4);
   });
 
   it('a real SIGTERM stops the run within a step with a checkpoint; NaN stops it', async () => {
