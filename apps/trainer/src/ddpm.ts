@@ -324,6 +324,9 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
   progress.start(nIter, step);
   try {
     while (step < nIter) {
+      // Let the event loop run (Ctrl-C / SIGTERM handlers): a tfjs step on one thread awaits
+      // nothing, so without this a signal is only seen when the run ends.
+      await new Promise((r) => setImmediate(r));
       // All randomness of the step, drawn in a fixed order from the training Rng.
       const x = (await sampler.next()).img;
       const t = schedule.sampleTimestep(rng);

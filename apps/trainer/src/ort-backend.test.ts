@@ -147,25 +147,28 @@ describe('dif-train ddpm --backend onnxruntime', () => {
     expect(loadCheckpoint(r.checkpoint!, 'ddpm').optimizer?.step).toBe(4);
   });
 
-  it('a real SIGTERM stops the run within a step with a checkpoint; NaN stops it', async () => {
+  it('a real SIGTERM stops the run within a step with a checkpoint (ORT, and wasm on one thread); NaN stops it', async () => {
     const others = process.listeners('SIGTERM');
     process.removeAllListeners('SIGTERM');
     try {
-      const out = join(root, 'sig');
-      const r = await trainDdpm({
-        ...quiet,
-        config: TINY_DDPM,
-        data,
-        out,
-        backend: 'onnxruntime',
-        handleSigint: true,
-        onStep: (step) => {
-          if (step === 2) process.kill(process.pid, 'SIGTERM');
-        },
-      });
-      expect(r.stopped).toBe('interrupted');
-      expect(r.step).toBeLessThanOrEqual(3);
-      expect(loadCheckpoint(out, 'ddpm').step).toBe(r.step);
+      for (const backend of ['onnxruntime', 'wasm'] as const) {
+        const out = join(root, `sig-${backend}`);
+        const r = await trainDdpm({
+          ...quiet,
+          config: TINY_DDPM,
+          data,
+          out,
+          backend,
+          workers: 1,
+          handleSigint: true,
+          onStep: (step) => {
+            if (step === 2) process.kill(process.pid, 'SIGTERM');
+          },
+        });
+        expect(r.stopped, backend).toBe('interrupted');
+        expect(r.step, backend).toBeLessThanOrEqual(3);
+        expect(loadCheckpoint(out, 'ddpm').step).toBe(r.step);
+      }
     } finally {
       for (const l of others) process.on('SIGTERM', l);
     }
