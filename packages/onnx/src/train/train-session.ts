@@ -24,11 +24,12 @@ export class TrainSession {
 
   static async open(
     graph: TrainGraph,
-    options: { device?: Device; threads?: number } = {},
+    options: { device?: Device; threads?: number; ort?: ort.InferenceSession.SessionOptions } = {},
   ): Promise<TrainSession> {
     const { session, provider } = await openSession(graph.model, {
       device: options.device ?? 'cpu',
       threads: options.threads,
+      ort: options.ort,
     });
     return new TrainSession(graph, session, provider);
   }
@@ -61,6 +62,11 @@ export class TrainSession {
     const tensors = new Map<string, Float32Array>();
     for (const name of this.graph.tensors.keys()) tensors.set(name, out[name].data as Float32Array);
     return { scalars, grads, tensors };
+  }
+
+  /** With `ort: { enableProfiling: true }`: stop profiling, returns the profile file. */
+  endProfiling(): string {
+    return (this.session as unknown as { endProfiling(): string }).endProfiling();
   }
 
   async release(): Promise<void> {

@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+/**
+ * Where an ONNX Runtime training step spends its time: profiles a few DDPM training steps
+ * (the `dif-train ddpm` graph, random weights and batch) with ORT's profiler and prints the
+ * time per operator type, largest first.
+ *
+ *   pnpm build && node scripts/bench/ort-train-profile.mjs [--inner 16] [--attn 16]
+ *     [--crop 64] [--batch 4] [--threads 2] [--steps 3]
+ */
+import { readFileSync, rmSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { buildDdpmTrainGraph, TrainSession } from '../../packages/onnx/dist/train.js';
+import { Rng } from '../../packages/schedules/dist/index.js';
+import { UNet } from '../../packages/unet/dist/index.js';
+
+const { values: a } = parseArgs({
+  options: {
+    inner: { type: 'string', default: '16' },
+    attn: { type: 'string', default: '16' },
+    crop: { type: 'string', default: '64' },
+    batch: { type: 'string', default: '4' },
+    threads: { type: 'string', default: '2' },
+    steps: { type: 'string', default: '3' },
+  },
+});
+const inner = Number(a.inner);
+const crop = Number(a.crop);
+const batch = Number(a.batch);
+const unet = new UNet({
+  in_channel: 4,
+  out_channel: 4,
+  inner_channel: inner,
+  norm_groups: Math.min(32, inner),
+  channel_mults: [1, 2, 4, 8, 8],
+  attn_res: a.attn === '' ? [] : a.attn.split(',').map(Number),
+  res_blocks: 2,
+  dropout: 0.2,
+  image_size: crop,
+});
+const graph = buildDdpmTrainGraph(unet, { batch, size: crop, loss: 'l2' });
+const session = await TrainSession.open(graph, {
+  threads: Number(a.threads),
+  ort: { enableProfiling: true, profileFilePrefix: '/tmp/dif-ort-train' },
+});
+const rng = new Rng(1);
+const fill = (n, f) => Float32Array.from({ length: n }, f);
+const size = (s) => s.reduce((x, y) => x * y, 1);
+const params = new Map(graph.params.map((p) => [p.name, fill(size(p.shape), () => rng.normal() * 0.05)]));
+const feeds = {};
+for (const [name, shape] of graph.inputs)
+  feeds[name] = name.startsWith('dropout')
+    ? fill(size(shape), () => (rng.uniform() < 0.2 ? 0 : 1.25))
+    : name === 'level'
+      ? fill(size(shape), () => 0.5)
+      : fill(size(shape), () => rng.normal());
+for (let i = 0; i < Number(a.steps) + 1; i++) await session.run(params, feeds);
+const file = session.endProfiling();
+await session.release();
+const events = JSON.parse(readFileSync(file, 'utf8'));
+rmSync(file, { force: true });
+const byOp = new Map();
+let total = 0;
+for (const e of events) {
+  if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time')) continue;
+  const op = e.args?.op_name ?? '?';
+  byOp.set(op, (byOp.get(op) ?? 0) + e.dur);
+  total += e.dur;
+}
+console.log(`ORT training step profile: inner_channel ${inner}, ${crop}x${crop}, batch ${batch}, attn [${a.attn}], ${a.threads} threads, ${Number(a.steps) + 1} steps`);
+for (const [op, us] of [...byOp].sort((x, y) => y[1] - x[1]).slice(0, 15))
+  console.log(`${op.padEnd(24)} ${(us / 1e3).toFixed(0).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)}%`);
