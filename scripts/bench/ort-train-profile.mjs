@@ -1,15 +1,16 @@
 #!/usr/bin/env node
 /**
- * Where an ONNX Runtime training step spends its time: profiles a few DDPM training steps
- * (the `dif-train ddpm` graph, random weights and batch) with ORT's profiler and prints the
- * time per operator type, largest first.
+ * Where an ONNX Runtime training step spends its time and memory: a few DDPM training steps
+ * (the `dif-train ddpm` graph, random weights and batch, AdamF32 updates) with ORT's
+ * profiler; prints the time per operator type, largest first, and the peak RSS.
  *
  *   pnpm build && node scripts/bench/ort-train-profile.mjs [--inner 16] [--attn 16]
- *     [--crop 64] [--batch 4] [--threads 2] [--steps 3]
+ *     [--crop 64] [--batch 4] [--threads 2] [--steps 3] [--no-profile]
+ *   # the paper's configuration: --inner 128 --crop 160 --batch 1 --steps 1 --no-profile
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { buildDdpmTrainGraph, TrainSession } from '../../packages/onnx/dist/train.js';
+import { AdamF32, buildDdpmTrainGraph, TrainSession } from '../../packages/onnx/dist/train.js';
 import { Rng } from '../../packages/schedules/dist/index.js';
 import { UNet } from '../../packages/unet/dist/index.js';
 
@@ -21,8 +22,10 @@ const { values: a } = parseArgs({
     batch: { type: 'string', default: '4' },
     threads: { type: 'string', default: '2' },
     steps: { type: 'string', default: '3' },
+    'no-profile': { type: 'boolean', default: false },
   },
 });
+const profile = !a['no-profile'];
 const inner = Number(a.inner);
 const crop = Number(a.crop);
 const batch = Number(a.batch);
@@ -40,7 +43,7 @@ const unet = new UNet({
 const graph = buildDdpmTrainGraph(unet, { batch, size: crop, loss: 'l2' });
 const session = await TrainSession.open(graph, {
   threads: Number(a.threads),
-  ort: { enableProfiling: true, profileFilePrefix: '/tmp/dif-ort-train' },
+  ort: profile ? { enableProfiling: true, profileFilePrefix: '/tmp/dif-ort-train' } : {},
 });
 const rng = new Rng(1);
 const fill = (n, f) => Float32Array.from({ length: n }, f);
@@ -53,7 +56,23 @@ for (const [name, shape] of graph.inputs)
     : name === 'level'
       ? fill(size(shape), () => 0.5)
       : fill(size(shape), () => rng.normal());
-for (let i = 0; i < Number(a.steps) + 1; i++) await session.run(params, feeds);
+const weights = new Map(graph.params.map((p) => [p.name, { shape: p.shape, data: params.get(p.name) }]));
+const adam = new AdamF32(weights, { type: 'adam', lr: 1e-4 });
+const wall = [];
+for (let i = 0; i < Number(a.steps) + 1; i++) {
+  const t0 = performance.now();
+  const r = await session.run(params, feeds);
+  adam.apply(r.grads);
+  wall.push((performance.now() - t0) / 1000);
+}
+const count = graph.params.reduce((n, p) => n + size(p.shape), 0);
+console.log(
+  `${count.toLocaleString('en-US')} parameters; step (graph + Adam) ${wall.map((w) => w.toFixed(2)).join(', ')} s; peak RSS ${(process.resourceUsage().maxRSS / 1024 / 1024).toFixed(2)} GiB`,
+);
+if (!profile) {
+  await session.release();
+  process.exit(0);
+}
 const file = session.endProfiling();
 await session.release();
 const events = JSON.parse(readFileSync(file, 'utf8'));
