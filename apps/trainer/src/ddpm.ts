@@ -190,7 +190,9 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
   const log = new RunLog(out);
-  if (ckpt) log.truncateAfter(ckpt.step);
+  // Records after the checkpoint (or, on a fresh start, of a run killed before its first
+  // checkpoint) would otherwise be written twice.
+  log.truncateAfter(ckpt?.step ?? 0);
 
   const schedule = new NoiseSchedule(cfg.model.beta_schedule.train as never);
   const denoiser: Denoiser = buildDenoiser(cfg.model.unet, crop);

@@ -240,3 +240,21 @@ describe('dif-train head --backend onnxruntime', () => {
     ).rejects.toThrow(/^--feature-cache is a speed-up of the tfjs backends/);
   });
 });
+
+describe('log.jsonl', () => {
+  it('a rerun into a folder whose run died before its first checkpoint does not repeat steps', async () => {
+    const out = join(root, 'relog');
+    const o = { ...quiet, config: TINY_DDPM, data, out, backend: 'onnxruntime' as const };
+    await trainDdpm({ ...o, iters: 3 });
+    // the run "died" before any checkpoint: records stay, checkpoints go
+    rmSync(join(out, 'checkpoints'), { recursive: true, force: true });
+    await trainDdpm({ ...o, iters: 3 });
+    const steps = readFileSync(join(out, 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((r) => r.event === undefined)
+      .map((r) => r.step);
+    expect(steps).toEqual([1, 2, 3]);
+  });
+});
