@@ -8,7 +8,7 @@
  *     [--crop 64] [--batch 4] [--threads 2] [--steps 3] [--no-profile]
  *   # the paper's configuration: --inner 128 --crop 160 --batch 1 --steps 1 --no-profile
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { AdamF32, buildDdpmTrainGraph, TrainSession } from '../../packages/onnx/dist/train.js';
 import { Rng } from '../../packages/schedules/dist/index.js';
@@ -73,7 +73,12 @@ if (!profile) {
   await session.release();
   process.exit(0);
 }
-const file = session.endProfiling();
+session.endProfiling();
+// onnxruntime-node writes <prefix>_<timestamp>.json and does not return the name
+const file = readdirSync('/tmp')
+  .filter((f) => f.startsWith('dif-ort-train') && f.endsWith('.json'))
+  .map((f) => `/tmp/${f}`)
+  .sort((x, y) => statSync(y).mtimeMs - statSync(x).mtimeMs)[0];
 await session.release();
 const events = JSON.parse(readFileSync(file, 'utf8'));
 rmSync(file, { force: true });
