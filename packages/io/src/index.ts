@@ -5,6 +5,8 @@ export * from './errors';
 export * from './geometry';
 export * from './grid';
 export * from './image';
+export * from './image-format';
+export * from './image-header';
 export * from './safetensors';
 export * from './sampler';
 export * from './tiles';
