@@ -10,3 +10,4 @@ export * from './image-header';
 export * from './safetensors';
 export * from './sampler';
 export * from './tiles';
+export * from './weights-check';
