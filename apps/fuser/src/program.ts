@@ -4,7 +4,12 @@
  */
 import { accessSync, constants, existsSync, mkdirSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { DEFAULT_MAX_PIXELS, describeUnmatched, scanPairs } from '@dif-fusion/io';
+import {
+  DEFAULT_MAX_PIXELS,
+  describeUnmatched,
+  removeStaleTempFiles,
+  scanPairs,
+} from '@dif-fusion/io';
 import { SingleBar } from 'cli-progress';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { FuseError, oneLine } from './errors';
@@ -188,6 +193,8 @@ function checkOutputDir(dir: string): void {
       fail(`${dir}: output folder is not a folder`, 1);
     mkdirSync(dir, { recursive: true });
     accessSync(dir, constants.W_OK);
+    // Temporary files of outputs whose run was killed mid-write (owner process gone).
+    removeStaleTempFiles(dir);
   } catch (err) {
     if (err instanceof FuseError) throw err;
     const code = (err as NodeJS.ErrnoException).code;

@@ -3,7 +3,8 @@
  * their headers (sizes compared, pixel limit checked) before anything is decoded; corrupt data
  * is a one-line error, or a warning with --allow-corrupt.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -111,5 +112,34 @@ describe('corrupt images', () => {
       /^warning: .*corrupt\.jpg: corrupt or truncated jpeg image .*read anyway/,
     );
     expect((await readRgb(out)).width).toBe(96);
+  });
+});
+
+describe('leftovers of killed runs', () => {
+  it('temporary files of a killed write in the output folder are removed, live ones kept', () => {
+    const outDir = join(dir, 'outdir');
+    mkdirSync(outDir, { recursive: true });
+    const done = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    });
+    const stale = join(outDir, `.fused.png.${done.stdout}.0badf00d.tmp`);
+    const live = join(outDir, '.other.png.1.cafebabe.tmp');
+    writeFileSync(stale, 'half an image');
+    writeFileSync(live, 'being written by PID 1');
+    const r = dif([
+      '--ir',
+      ir,
+      '--vis',
+      vis,
+      '-o',
+      join(outDir, 'fused.png'),
+      '--method',
+      'max',
+      '-q',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+    expect(existsSync(join(outDir, 'fused.png'))).toBe(true);
   });
 });
