@@ -265,6 +265,15 @@ async function planJobs(f: FuseFlags, io: CliIo): Promise<Job[]> {
       if (!existsSync(p)) fail(`${p}: no such file (${flag})`, 1);
       if (!statSync(p).isFile()) fail(`${p}: not a file (${flag})`, 1);
     }
+    for (const [flag, o] of [
+      ['-o', f.output!],
+      ['--side-by-side', f.sideBySide],
+    ] as const)
+      if (o && existsSync(o) && statSync(o).isDirectory())
+        fail(
+          `${o}: is a folder; with --ir/--vis, ${flag} takes an image file name such as ${join(o, `${basename(f.ir!).replace(/\.[^.]*$/, '')}.png`)} (--pairs writes into a folder)`,
+          1,
+        );
     outputFormat(f.output!);
     if (f.sideBySide) outputFormat(f.sideBySide);
     jobs.push({ name: basename(f.ir!), ir: f.ir!, vis: f.vis!, out: resolve(f.output!) });

@@ -143,3 +143,32 @@ describe('leftovers of killed runs', () => {
     expect(existsSync(join(outDir, 'fused.png'))).toBe(true);
   });
 });
+
+describe('messages that name the right thing', () => {
+  it('-o pointing at a folder says so and suggests a file name', () => {
+    const folder = join(dir, 'some-folder');
+    mkdirSync(folder, { recursive: true });
+    expectOneLineError(
+      dif(['--ir', ir, '--vis', vis, '-o', folder, '--method', 'max']),
+      new RegExp(
+        `some-folder: is a folder; with --ir/--vis, -o takes an image file name such as ${join(folder, 'ir.png').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(--pairs writes into a folder\\)$`,
+      ),
+      expect,
+    );
+  });
+
+  it('eval with an empty --fused folder names it', () => {
+    const pairs = join(dir, 'pairs');
+    mkdirSync(join(pairs, 'ir'), { recursive: true });
+    mkdirSync(join(pairs, 'vi'), { recursive: true });
+    writeFileSync(join(pairs, 'ir', 'a.png'), readFileSync(ir));
+    writeFileSync(join(pairs, 'vi', 'a.jpg'), readFileSync(vis));
+    const empty = join(dir, 'fused-empty');
+    mkdirSync(empty, { recursive: true });
+    expectOneLineError(
+      dif(['eval', '--pairs', pairs, '--fused', empty]),
+      /fused-empty: --fused folder holds no images/,
+      expect,
+    );
+  });
+});
