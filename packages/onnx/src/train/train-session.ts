@@ -29,7 +29,9 @@ export class TrainSession {
     const { session, provider } = await openSession(graph.model, {
       device: options.device ?? 'cpu',
       threads: options.threads,
-      ort: options.ort,
+      // Training graphs have static shapes: ORT's memory patterns (off by default for the
+      // fusion graph's varying tile sizes) plan one arena for every step.
+      ort: { enableMemPattern: true, ...options.ort },
     });
     return new TrainSession(graph, session, provider);
   }
