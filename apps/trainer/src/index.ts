@@ -12,4 +12,10 @@ export {
 export { type DdpmTrainOptions, type TrainResult, trainDdpm } from './ddpm';
 export { type HeadTrainOptions, trainHead } from './head-train';
 export { Adam } from './optim';
-export { createProgram, registerDdpmCommand, registerHeadCommand } from './program';
+export {
+  type CliIo,
+  createProgram,
+  main,
+  registerDdpmCommand,
+  registerHeadCommand,
+} from './program';

@@ -27,6 +27,7 @@ import {
   type TorchWeightsLike,
 } from '@dif-fusion/nn';
 import {
+  DifFusionError,
   NoiseSchedule,
   type NoiseScheduleConfig,
   parseScheduleConfig,
@@ -72,12 +73,7 @@ export interface FusionGraphSpec {
 }
 
 /** A one-line error about what is being exported (mismatched configs, missing weights...). */
-export class ExportError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ExportError';
-  }
-}
+export class ExportError extends DifFusionError {}
 
 function asUNet(u: UNet | UNetConfig): UNet {
   return u instanceof UNet ? u : new UNet(u);

@@ -4,6 +4,7 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { DifFusionError } from '@dif-fusion/schedules';
 import { normalArray } from './fast-rng';
 import { type FusionModelConfig, MODEL_FORMAT } from './model-config';
 import { type Device, OnnxRuntimeError, openSession, ort, type SessionOptions } from './session';
@@ -11,12 +12,7 @@ import { type Device, OnnxRuntimeError, openSession, ort, type SessionOptions } 
 export { OnnxRuntimeError } from './session';
 
 /** A problem with a model folder; `message` is one line naming the folder. */
-export class ModelFolderError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ModelFolderError';
-  }
-}
+export class ModelFolderError extends DifFusionError {}
 
 export const MODEL_FILE = 'model.onnx';
 export const CONFIG_FILE = 'config.json';

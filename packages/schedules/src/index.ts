@@ -1,3 +1,4 @@
 export * from './beta';
+export * from './errors';
 export * from './noise-schedule';
 export * from './rng';

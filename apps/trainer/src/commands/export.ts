@@ -18,8 +18,9 @@ import {
 import type { ExportResult } from '@dif-fusion/onnx/export';
 import type { NoiseScheduleConfig } from '@dif-fusion/schedules';
 import { parseUNetConfig, type UNetConfig } from '@dif-fusion/unet';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { loadCheckpoint } from '../checkpoint';
+import { int } from '../cli-args';
 import { parseJsonWithComments } from '../config';
 import { formatError, UserError } from '../errors';
 
@@ -253,15 +254,6 @@ function report(log: (l: string) => void, r: ExportResult): void {
   );
 }
 
-function int(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
-  };
-}
-
 /** Register `dif-train export` on the CLI program. */
 export function registerExportCommand(program: Command): void {
   program
@@ -307,22 +299,17 @@ Examples:
   dif-train export --config config/fusion_train.json --random-init -o /tmp/paper-size`,
     )
     .action(async (o: Record<string, unknown>) => {
-      try {
-        await runExport({
-          ddpm: o.ddpm as string | undefined,
-          head: o.head as string | undefined,
-          config: o.config as string | undefined,
-          randomInit: Boolean(o.randomInit),
-          out: o.out as string,
-          seed: o.seed as number | undefined,
-          mode: o.mode as FusionHeadMode | undefined,
-          imageSize: o.imageSize as number | undefined,
-          opset: o.opset as number,
-          externalData: o.externalData as 'auto' | 'always' | 'never',
-        });
-      } catch (e) {
-        process.stderr.write(`error: ${formatError(e)}\n`);
-        process.exitCode = 1;
-      }
+      await runExport({
+        ddpm: o.ddpm as string | undefined,
+        head: o.head as string | undefined,
+        config: o.config as string | undefined,
+        randomInit: Boolean(o.randomInit),
+        out: o.out as string,
+        seed: o.seed as number | undefined,
+        mode: o.mode as FusionHeadMode | undefined,
+        imageSize: o.imageSize as number | undefined,
+        opset: o.opset as number,
+        externalData: o.externalData as 'auto' | 'always' | 'never',
+      });
     });
 }

@@ -22,6 +22,7 @@ import {
 } from '@dif-fusion/torch-import';
 import { type Command, InvalidArgumentError } from 'commander';
 import { listCheckpoints, saveCheckpoint } from '../checkpoint';
+import { int } from '../cli-args';
 import { formatError, UserError } from '../errors';
 
 export interface ImportTorchOptions {
@@ -201,15 +202,6 @@ function intList(name: string) {
   };
 }
 
-function int(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
-  };
-}
-
 /**
  * --schedule: a JSON object (`{"schedule":"linear","n_timestep":2000,...}`) or a JSON file
  * holding one, or a reference config (model.beta_schedule.train).
@@ -288,11 +280,8 @@ Examples:
           force: Boolean(o.force),
         });
       } catch (e) {
-        const msg = formatError(e);
-        process.stderr.write(
-          `error: ${e instanceof TorchImportError || e instanceof UserError ? msg : `${o.ddpm}: ${msg}`}\n`,
-        );
-        process.exitCode = 1;
+        if (e instanceof TorchImportError || UserError.isInstance(e)) throw e;
+        throw new UserError(`${o.ddpm}: ${formatError(e)}`, { cause: e });
       }
     });
 }
