@@ -90,7 +90,10 @@ export interface TrainResult {
 const DEFAULT_KEEP = 3;
 
 /** Resolve config, applying overrides; on resume the checkpoint's config is authoritative. */
-function resolveConfig(opts: DdpmTrainOptions, ckpt: Checkpoint | null): DdpmConfig {
+function resolveConfig(
+  opts: DdpmTrainOptions,
+  ckpt: (Checkpoint & { path: string }) | null,
+): DdpmConfig {
   let cfg: DdpmConfig;
   if (ckpt) {
     refuseOnResume(
@@ -103,7 +106,7 @@ function resolveConfig(opts: DdpmTrainOptions, ckpt: Checkpoint | null): DdpmCon
       ],
       '--iters, --data, --keep, --workers and --backend',
     );
-    cfg = ckpt.config as unknown as DdpmConfig;
+    cfg = validateDdpmConfig(ckpt.config, ckpt.path);
   } else {
     cfg =
       typeof opts.config === 'string' || opts.config === undefined

@@ -27,7 +27,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint';
 import {
   applyTrainOverrides,
-  type DdpmConfig,
+  ddpmModelOf,
   deepMerge,
   type HeadTrainConfig,
   headScheduler,
@@ -92,7 +92,10 @@ export interface HeadTrainOptions {
 
 const DEFAULT_KEEP = 3;
 
-function resolveConfig(opts: HeadTrainOptions, ckpt: Checkpoint | null): HeadTrainConfig {
+function resolveConfig(
+  opts: HeadTrainOptions,
+  ckpt: (Checkpoint & { path: string }) | null,
+): HeadTrainConfig {
   let cfg: HeadTrainConfig;
   if (ckpt) {
     refuseOnResume(
@@ -110,7 +113,7 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: Checkpoint | null): HeadTra
       ],
       '--epochs, --data, --val, --keep and --backend',
     );
-    cfg = ckpt.config as unknown as HeadTrainConfig;
+    cfg = validateHeadConfig(ckpt.config, ckpt.path);
   } else {
     cfg =
       typeof opts.config === 'string' || opts.config === undefined
@@ -118,7 +121,7 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: Checkpoint | null): HeadTra
         : deepMerge(loadHeadConfig(), opts.config);
     applyTrainOverrides(cfg, opts);
     if (opts.mode !== undefined) cfg.model_df.mode = opts.mode;
-    if (opts.noise !== undefined) (cfg.model_df as Record<string, unknown>).noise = opts.noise;
+    if (opts.noise !== undefined) cfg.model_df.noise = opts.noise;
     if (opts.colorWeight !== undefined)
       cfg.train.loss = { ...(cfg.train.loss ?? {}), color_weight: opts.colorWeight };
     if (opts.featureCache !== undefined) cfg.train.feature_cache = opts.featureCache;
@@ -163,8 +166,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   if (!ddpmPath)
     throw new UserError('no DDPM: pass --ddpm CKPT (a ddpm checkpoint file or run folder)');
   const ddpm = loadCheckpoint(ddpmPath, 'ddpm');
-  const unetJson = (ddpm.config as unknown as DdpmConfig).model?.unet;
-  if (!unetJson) throw new UserError(`${ddpm.path}: the checkpoint holds no model.unet config`);
+  const { unet: unetJson, schedule: ddpmSchedule } = ddpmModelOf(ddpm.config, ddpm.path);
   const dataroot = cfg.datasets.train.dataroot;
   if (!dataroot || dataroot === 'Path_DATASET')
     throw new UserError(
@@ -201,7 +203,6 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   const conv2d = convFor(backend);
   const unetOps = new TfOps(unetStore, { training: false, conv2d });
   const schedule = new NoiseSchedule(cfg.model.beta_schedule.train as never);
-  const ddpmSchedule = (ddpm.config as unknown as DdpmConfig).model?.beta_schedule?.train;
   if (
     ddpmSchedule &&
     JSON.stringify(ddpmSchedule) !== JSON.stringify(cfg.model.beta_schedule.train)
@@ -209,8 +210,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     say(
       `warning: model.beta_schedule.train ${JSON.stringify(cfg.model.beta_schedule.train)} differs from the DDPM's ${JSON.stringify(ddpmSchedule)}`,
     );
-  const noiseMode =
-    ((cfg.model_df as Record<string, unknown>).noise as 'fixed' | 'random' | undefined) ?? 'fixed';
+  const noiseMode = cfg.model_df.noise ?? 'fixed';
   // Forward only: the extractor runs outside the gradient tape. The up path stops at the
   // finest feature the head reads; the skipped (undefined) entries become empty placeholders.
   let minDecoderIndex = 0;
