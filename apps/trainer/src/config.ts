@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseJsonWithComments } from '@dif-fusion/fusion-head';
+import { BETA_SCHEDULES } from '@dif-fusion/schedules';
 import { closest, distance } from 'fastest-levenshtein';
 import { type ZodType, z } from 'zod';
 import { UserError } from './errors';
@@ -25,7 +26,7 @@ const nonNeg = () => z.number({ error: NON_NEG }).min(0, NON_NEG);
 const ignored = z.unknown().optional();
 
 const betaSchedule = z.strictObject({
-  schedule: z.string(),
+  schedule: z.enum(BETA_SCHEDULES, `must be one of ${BETA_SCHEDULES.join(', ')}`),
   n_timestep: z.number(),
   linear_start: z.number(),
   linear_end: z.number(),

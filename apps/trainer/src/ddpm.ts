@@ -13,8 +13,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type BackendName, useBackend } from '@dif-fusion/backends';
+import { DEFAULT_DIFFUSION_LOSS, GaussianDiffusion } from '@dif-fusion/diffusion';
 import { TfParamStore } from '@dif-fusion/nn';
-import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { deriveSeed, drawDdpmStep, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint';
 import {
@@ -165,7 +166,7 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
   const log = new RunLog(out);
   if (ckpt) log.truncateAfter(ckpt.step);
 
-  const schedule = new NoiseSchedule(cfg.model.beta_schedule.train as never);
+  const schedule = new NoiseSchedule(cfg.model.beta_schedule.train);
   const denoiser: Denoiser = buildDenoiser(cfg.model.unet, crop);
   if (!ckpt)
     say('initialising the weights (orthogonal, as the reference; up to a minute for large UNets)');
@@ -182,11 +183,12 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
   const sampler = makeSampler(pairs, {
     crop,
     batch,
-    seed: (seed ^ 0x2545f491) >>> 0,
+    seed: deriveSeed(seed, 'sampler'),
     state: ckpt?.sampler as SamplerState | null,
   });
   const conv2d = convFor(backend);
-  const lossType = cfg.model.diffusion.loss ?? 'l2';
+  const lossType = cfg.model.diffusion.loss ?? DEFAULT_DIFFUSION_LOSS;
+  const diffusion = new GaussianDiffusion(denoiser.unet, schedule, { loss: lossType });
   const workers = Math.max(1, Math.min(opts.workers ?? defaultWorkers(), batch));
   const pool =
     workers > 1
@@ -199,6 +201,7 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
             weights: store.toTorch(),
             optimizer: optimizer.state(),
             lossType,
+            schedule: cfg.model.beta_schedule.train,
           },
           store.names(),
           store.names().map((n) => store.get(n).shape.slice()),
@@ -220,7 +223,7 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
   const stop = new StopSignal(opts.handleSigint ?? true);
   const t0 = Date.now();
   const keep = opts.keep ?? DEFAULT_KEEP;
-  const sampleRng = () => new Rng((seed ^ 0x5a3c9e1d) >>> 0); // same start noise each validation
+  const sampleRng = () => new Rng(deriveSeed(seed, 'sampleGrid')); // same start noise each validation
 
   const save = () => {
     lastCkpt = saveCheckpoint(
@@ -245,7 +248,7 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
   const validate = async () => {
     const n = opts.sampleCount ?? 4;
     const val = cfg.model.beta_schedule.val ?? cfg.model.beta_schedule.train;
-    const imgs = await sampleImages(denoiser, store, new NoiseSchedule(val as never), {
+    const imgs = await sampleImages(denoiser, store, new NoiseSchedule(val), {
       n,
       size: crop,
       steps: opts.sampleSteps ?? 50,
@@ -272,10 +275,7 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
     while (step < nIter) {
       // All randomness of the step, drawn in a fixed order from the training Rng.
       const x = (await sampler.next()).img;
-      const t = schedule.sampleTimestep(rng);
-      const levels = schedule.continuousNoiseLevels(t, batch, rng);
-      const noise = rng.normalArray(x.length);
-      const stepSeed = rng.nextUint32();
+      const { levels, noise, stepSeed } = drawDdpmStep(schedule, rng, batch, x.length);
       const denom = x.length; // B*C*H*W: the reference's mean
 
       let loss: number;
@@ -357,7 +357,7 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
     n: number,
     denom: number,
   ): { loss: number; grads: Map<string, tf.Tensor> } {
-    return shardLossAndGrads(denoiser, store, conv2d, lossType, {
+    return shardLossAndGrads(diffusion, store, conv2d, {
       x: xs,
       levels: lv,
       noise: nz,
@@ -375,10 +375,9 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
  * main thread and the workers. `x`, `noise` hold only the slice (NCHW), `levels` its levels.
  */
 export function shardLossAndGrads(
-  denoiser: Denoiser,
+  diffusion: GaussianDiffusion,
   store: TfParamStore,
   conv2d: ReturnType<typeof convFor>,
-  lossType: 'l1' | 'l2',
   a: {
     x: Float32Array;
     levels: Float32Array;
@@ -397,16 +396,11 @@ export function shardLossAndGrads(
   const { value, grads } = tf.tidy(() => {
     const x = tf.transpose(tf.tensor(a.x, shape), [0, 2, 3, 1]);
     const noise = tf.transpose(tf.tensor(a.noise, shape), [0, 2, 3, 1]);
-    const level = tf.tensor2d(a.levels, [n, 1]);
-    const l4 = tf.reshape(level, [n, 1, 1, 1]);
-    const xNoisy = tf.add(tf.mul(l4, x), tf.mul(tf.sqrt(tf.sub(1, tf.square(l4))), noise));
     const ops = new TrainOps(store, { conv2d, stepSeed: a.stepSeed, sampleOffset: a.offset });
-    return tf.variableGrads(() => {
-      const eps = denoiser.eps(ops, xNoisy, level);
-      const d = tf.sub(noise, eps);
-      const per = lossType === 'l1' ? tf.abs(d) : tf.square(d);
-      return tf.div(tf.sum(per), a.denom) as tf.Scalar;
-    }, vars);
+    return tf.variableGrads(
+      () => diffusion.pLosses(ops, x, { levels: a.levels, noise }, a.denom),
+      vars,
+    );
   });
   const loss = value.dataSync()[0];
   value.dispose();

@@ -12,6 +12,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type BackendName, useBackend } from '@dif-fusion/backends';
+import { makeFeatureExtractor } from '@dif-fusion/diffusion';
 import {
   disposeFeatures,
   FusionHead,
@@ -19,10 +20,9 @@ import {
   HeadTrainer,
   headConfigFromReference,
   headLearningRate,
-  makeFeatureExtractor,
 } from '@dif-fusion/fusion-head';
 import { TfOps, TfParamStore } from '@dif-fusion/nn';
-import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint';
 import {
@@ -202,7 +202,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   const unetStore = TfParamStore.fromTorch(denoiser.params, ddpm.weights);
   const conv2d = convFor(backend);
   const unetOps = new TfOps(unetStore, { training: false, conv2d });
-  const schedule = new NoiseSchedule(cfg.model.beta_schedule.train as never);
+  const schedule = new NoiseSchedule(cfg.model.beta_schedule.train);
   if (
     ddpmSchedule &&
     JSON.stringify(ddpmSchedule) !== JSON.stringify(cfg.model.beta_schedule.train)
@@ -211,12 +211,10 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
       `warning: model.beta_schedule.train ${JSON.stringify(cfg.model.beta_schedule.train)} differs from the DDPM's ${JSON.stringify(ddpmSchedule)}`,
     );
   const noiseMode = cfg.model_df.noise ?? 'fixed';
-  // Forward only: the extractor runs outside the gradient tape. The up path stops at the
-  // finest feature the head reads; the skipped (undefined) entries become empty placeholders.
-  let minDecoderIndex = 0;
+  // Forward only: the extractor runs outside the gradient tape; the UNet's up path stops at
+  // the finest feature the head reads.
   const features = makeFeatureExtractor(
-    (xNoisy, level) =>
-      denoiser.features(unetOps, xNoisy, level, minDecoderIndex).map((f) => f ?? tf.zeros([0])),
+    (xNoisy, level, minDecoderIndex) => denoiser.features(unetOps, xNoisy, level, minDecoderIndex),
     schedule,
     { noise: noiseMode, seed },
   );
@@ -231,7 +229,6 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     mode: cfg.model_df.mode ?? 'full',
   });
   const head = new FusionHead(headCfg);
-  minDecoderIndex = Math.min(...head.requiredFeatureIndices());
   const specs = head.params();
   const init = !ckpt && opts.init ? loadCheckpoint(opts.init, 'head') : null;
   const source = ckpt ?? init;
@@ -264,7 +261,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   const sampler = makeSampler(pairs, {
     crop,
     batch,
-    seed: (seed ^ 0x2545f491) >>> 0,
+    seed: deriveSeed(seed, 'sampler'),
     state: ckpt?.sampler as SamplerState | null,
   });
   say(
@@ -282,7 +279,11 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   };
   let pool: CachedBatch[] = [];
   if (cacheEpochs > 0) {
-    const cacheSampler = makeSampler(pairs, { crop, batch, seed: (seed ^ 0x68e31da4) >>> 0 });
+    const cacheSampler = makeSampler(pairs, {
+      crop,
+      batch,
+      seed: deriveSeed(seed, 'featureCache'),
+    });
     const built = await buildFeatureCache(
       cacheEpochs * cacheSampler.batchesPerEpoch,
       async () => {

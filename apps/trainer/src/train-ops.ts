@@ -6,19 +6,8 @@
  */
 
 import { type Conv2dFn, TfOps, type TfParamSource } from '@dif-fusion/nn';
-import { Rng } from '@dif-fusion/schedules';
+import { mixSeed, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
-
-/** 32-bit mix of three integers (murmur3-style finaliser). */
-export function mixSeed(a: number, b: number, c: number): number {
-  let h =
-    Math.imul(a >>> 0, 0x9e3779b1) ^
-    Math.imul(b >>> 0, 0x85ebca6b) ^
-    Math.imul(c >>> 0, 0xc2b2ae35);
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
 
 export class TrainOps extends TfOps {
   private calls = 0;

@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import type { TorchWeights } from '@dif-fusion/nn';
 import * as tf from '@tensorflow/tfjs-core';
 import type { OptimizerState } from './checkpoint';
-import type { UnetJson } from './config';
+import type { BetaScheduleJson, UnetJson } from './config';
 
 export interface WorkerInit {
   backend: string;
@@ -20,6 +20,8 @@ export interface WorkerInit {
   weights: TorchWeights;
   optimizer: OptimizerState;
   lossType: 'l1' | 'l2';
+  /** model.beta_schedule.train. */
+  schedule: BetaScheduleJson;
 }
 
 export interface StepArgs {

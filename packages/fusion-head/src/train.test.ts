@@ -1,3 +1,4 @@
+import { makeFeatureExtractor } from '@dif-fusion/diffusion';
 import { Conv2d, fastConv2d, TfOps, TfParamStore } from '@dif-fusion/nn';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
@@ -12,7 +13,6 @@ import {
   HeadTrainer,
   headLearningRate,
   headTrainStep,
-  makeFeatureExtractor,
   type NamedGradientOptimizer,
 } from './train';
 

@@ -4,8 +4,11 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DifFusionError } from '@dif-fusion/schedules';
-import { normalArray } from './fast-rng';
+import { DifFusionError, fusionNoise } from '@dif-fusion/schedules';
+
+/** The fusion noise for a seed (defined in @dif-fusion/schedules, beside Rng). */
+export { fusionNoise };
+
 import { type FusionModelConfig, MODEL_FORMAT } from './model-config';
 import { type Device, OnnxRuntimeError, openSession, ort, type SessionOptions } from './session';
 
@@ -194,17 +197,4 @@ export async function loadFusionModel(
       await session.release();
     },
   };
-}
-
-/**
- * The noise a seed stands for: `[K, n, 4, height, width]` standard normal deviates from the
- * project Rng (xoshiro128** + Marsaglia polar), in row-major order. Same seed and shape,
- * same noise, on every platform.
- */
-export function fusionNoise(
-  seed: number,
-  shape: { k: number; n: number; height: number; width: number },
-): Float32Array {
-  const { k, n, height, width } = shape;
-  return normalArray(seed, k * n * 4 * height * width); // = new Rng(seed).normalArray(...), faster
 }
