@@ -16,8 +16,9 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { readSafetensors, writeSafetensorsSync } from '@dif-fusion/io';
+import { readSafetensors, type SamplerState, writeSafetensorsSync } from '@dif-fusion/io';
 import type { TorchTensor, TorchWeights } from '@dif-fusion/nn';
+import type { RngState } from '@dif-fusion/schedules';
 
 /** Format id written into every checkpoint's metadata. */
 export const CHECKPOINT_FORMAT = 'dif-fusion-checkpoint/1';
@@ -56,9 +57,9 @@ export interface Checkpoint {
   weights: TorchWeights;
   optimizer: OptimizerState | null;
   /** Training RNG state (exact resume). */
-  rng: unknown;
+  rng: RngState | null;
   /** Data sampler state (exact resume). */
-  sampler: unknown;
+  sampler: SamplerState | null;
   /** Anything else a trainer needs (JSON). */
   extra: Record<string, unknown>;
 }
@@ -221,8 +222,9 @@ export function loadCheckpoint(
     model: (parseJson(md.model, 'model', path) ?? {}) as Record<string, unknown>,
     weights,
     optimizer: optMeta ? { ...optMeta, slots } : null,
-    rng: parseJson(md.rng, 'rng', path),
-    sampler: parseJson(md.sampler, 'sampler', path),
+    // Written by saveCheckpoint from Rng.getState / TrainingSampler.getState.
+    rng: parseJson(md.rng, 'rng', path) as RngState | null,
+    sampler: parseJson(md.sampler, 'sampler', path) as SamplerState | null,
     extra: (parseJson(md.extra, 'extra', path) ?? {}) as Record<string, unknown>,
   };
 }
