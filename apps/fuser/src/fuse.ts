@@ -100,7 +100,7 @@ export async function fuseImages(
  * - convolution activations: about 16 live full-resolution tensors of K x inner_channel.
  */
 export function modelMemory(config: {
-  unet: Record<string, unknown>;
+  unet: object;
   time_steps: number[];
 }): ((h: number, w: number) => number) | undefined {
   const u = config.unet as {

@@ -17,7 +17,7 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readSafetensors, type SamplerState, writeSafetensorsSync } from '@dif-fusion/io';
-import type { TorchTensor, TorchWeights } from '@dif-fusion/nn';
+import type { OptimizerState, TorchTensor, TorchWeights } from '@dif-fusion/nn';
 import type { RngState } from '@dif-fusion/schedules';
 
 /** Format id written into every checkpoint's metadata. */
@@ -30,18 +30,7 @@ export const WEIGHT_PREFIX: Record<CheckpointKind, string> = { ddpm: 'denoise_fn
 
 const OPTIM_PREFIX = 'optim.';
 
-/** Optimizer hyper-parameters and progress (everything except the per-parameter slots). */
-export interface OptimizerState {
-  type: 'adam' | 'adamw';
-  lr: number;
-  betas: [number, number];
-  eps: number;
-  weightDecay: number;
-  /** Number of optimizer steps taken (Adam's bias-correction counter). */
-  step: number;
-  /** Per-parameter slot tensors, PyTorch layout: slot name -> param name -> tensor. */
-  slots: Record<string, TorchWeights>;
-}
+export type { OptimizerState };
 
 export interface Checkpoint {
   kind: CheckpointKind;

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { BackendName } from '@dif-fusion/backends';
 import { DEFAULT_DIFFUSION_LOSS, GaussianDiffusion } from '@dif-fusion/diffusion';
 import type { TrainingSampler } from '@dif-fusion/io';
-import { type Conv2dFn, TfParamStore } from '@dif-fusion/nn';
+import { Adam, type Conv2dFn, conv2dFor, TfParamStore, TrainOps } from '@dif-fusion/nn';
 import { deriveSeed, drawDdpmStep, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Checkpoint } from './checkpoint';
@@ -31,8 +31,7 @@ import { makeSampler, openPairs } from './data';
 import { UserError } from './errors';
 import { writeGrid, writeRgb } from './images';
 import { type StepFn, trainingLoop } from './loop';
-import { buildDenoiser, convFor, type Denoiser, sampleImages } from './model';
-import { Adam } from './optim';
+import { buildDenoiser, type Denoiser, sampleImages } from './model';
 import { plotLossCurve } from './plot';
 import {
   type LoadedCheckpoint,
@@ -43,7 +42,6 @@ import {
   startBackend,
   type TrainResult,
 } from './session';
-import { TrainOps } from './train-ops';
 import { type StepArgs, WorkerPool } from './workers';
 
 export type { TrainResult };
@@ -274,7 +272,7 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
       start: ckpt?.step ?? 0,
       total: cfg.train.n_iter,
       resumedFrom: ckpt?.path ?? null,
-      step: ddpmStep(model, sampler, pool, convFor(backend), crop, batch),
+      step: ddpmStep(model, sampler, pool, conv2dFor(backend), crop, batch),
       save: (step) => run.saveCheckpoint(ddpmCheckpoint(cfg, model, sampler, seed, step)),
       saveAt: (step) => saveFreq > 0 && step % saveFreq === 0,
       afterStep: async (step) => {

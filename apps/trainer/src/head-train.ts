@@ -20,8 +20,15 @@ import {
   headConfigFromReference,
   headLearningRate,
 } from '@dif-fusion/fusion-head';
-import type { PairDataset, TrainingSampler } from '@dif-fusion/io';
-import { type Conv2dFn, type ParamSpec, TfOps, TfParamStore } from '@dif-fusion/nn';
+import { centerCrops, type PairDataset, type TrainingSampler } from '@dif-fusion/io';
+import {
+  Adam,
+  type Conv2dFn,
+  conv2dFor,
+  type ParamSpec,
+  TfOps,
+  TfParamStore,
+} from '@dif-fusion/nn';
 import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, loadCheckpoint } from './checkpoint';
@@ -36,7 +43,7 @@ import {
   type UnetJson,
   validateHeadConfig,
 } from './config';
-import { centerCrops, makeSampler, openPairs } from './data';
+import { makeSampler, openPairs } from './data';
 import { UserError } from './errors';
 import {
   buildFeatureCache,
@@ -47,8 +54,7 @@ import {
 } from './feature-cache';
 import { writeGrid, writeRgb } from './images';
 import { type StepFn, trainingLoop } from './loop';
-import { buildDenoiser, convFor } from './model';
-import { Adam } from './optim';
+import { buildDenoiser } from './model';
 import { plotLossCurve } from './plot';
 import type { LogRecord } from './run';
 import {
@@ -462,7 +468,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   let m: HeadModel | null = null;
   try {
     const backend = await startBackend('head', opts.backend, run.say);
-    const conv2d = convFor(backend);
+    const conv2d = conv2dFor(backend);
     ddpm = frozenDdpm(cfg, ddpmPath, seed, conv2d, run.say);
     const { pairs, valSet } = await openHeadData(cfg, run.say);
     run.writeFolder(cfg, ckpt?.step ?? null);

@@ -1,4 +1,6 @@
 /** @dif-fusion/trainer: the `dif-train` CLI and its training functions. */
+
+export { Adam } from '@dif-fusion/nn';
 export * from './checkpoint';
 export {
   type DdpmConfig,
@@ -11,7 +13,6 @@ export {
 } from './config';
 export { type DdpmTrainOptions, type TrainResult, trainDdpm } from './ddpm';
 export { type HeadTrainOptions, trainHead } from './head-train';
-export { Adam } from './optim';
 export {
   type CliIo,
   createProgram,

@@ -1,6 +1,6 @@
 /**
  * The DDPM pieces the trainer composes: the SR3 UNet from @dif-fusion/unet behind a small
- * interface, the convolution to use per backend, and the validation-grid samples.
+ * interface, and the validation-grid samples.
  */
 import { GaussianDiffusion } from '@dif-fusion/diffusion';
 import {
@@ -11,7 +11,7 @@ import {
   type TfParamSource,
 } from '@dif-fusion/nn';
 import type { NoiseSchedule, Rng } from '@dif-fusion/schedules';
-import { UNet, type UNetConfig } from '@dif-fusion/unet';
+import { UNet, type UNetConfig, unetConfigFromReference } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import type { UnetJson } from './config';
 
@@ -33,21 +33,6 @@ export interface Denoiser {
   ): (tf.Tensor | undefined)[];
 }
 
-/** The UNet config of a reference `model.unet` block. */
-export function unetConfig(u: UnetJson, imageSize: number): UNetConfig {
-  return {
-    in_channel: u.in_channel,
-    out_channel: u.out_channel,
-    inner_channel: u.inner_channel,
-    norm_groups: u.norm_groups ?? 32,
-    channel_mults: u.channel_multiplier.slice(),
-    attn_res: (u.attn_res ?? []).slice(),
-    res_blocks: u.res_blocks,
-    dropout: u.dropout,
-    image_size: imageSize,
-  };
-}
-
 /**
  * The UNet of a `model.unet` block. `init` decides the spec of fresh weights: `orthogonal`
  * (default) as the official training script (`init_weights(netG, init_type='orthogonal')`).
@@ -57,7 +42,7 @@ export function buildDenoiser(
   imageSize: number,
   init: 'torch' | 'orthogonal' = 'orthogonal',
 ): Denoiser {
-  const config = unetConfig(u, imageSize);
+  const config = unetConfigFromReference(u, imageSize);
   const unet = new UNet(config, { init });
   return {
     unet,
@@ -67,11 +52,6 @@ export function buildDenoiser(
     features: (ops, x, level, minDecoderIndex = 0) =>
       unet.features(ops, x, level, { minDecoderIndex }).fd,
   };
-}
-
-/** fastConv2d where tfjs's conv gradients are slow or missing (wasm, cpu); tf.conv2d on native backends. */
-export function convFor(backend: string): Conv2dFn | undefined {
-  return backend === 'tensorflow' || backend === 'webgl' ? undefined : fastConv2d;
 }
 
 /**

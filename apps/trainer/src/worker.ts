@@ -2,18 +2,17 @@
 import { parentPort } from 'node:worker_threads';
 import { useBackend } from '@dif-fusion/backends';
 import { GaussianDiffusion } from '@dif-fusion/diffusion';
-import { TfParamStore } from '@dif-fusion/nn';
+import { Adam, type Conv2dFn, conv2dFor, TfParamStore } from '@dif-fusion/nn';
 import { NoiseSchedule } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { shardLossAndGrads } from './ddpm';
-import { buildDenoiser, convFor } from './model';
-import { Adam } from './optim';
+import { buildDenoiser } from './model';
 import { flatten, unflatten, type WorkerInit } from './workers';
 
 let diffusion: GaussianDiffusion;
 let store: TfParamStore;
 let optimizer: Adam;
-let conv2d: ReturnType<typeof convFor>;
+let conv2d: Conv2dFn | undefined;
 let crop = 0;
 let names: string[] = [];
 let shapes: number[][] = [];
@@ -33,7 +32,7 @@ port.on('message', async (m: any) => {
       shapes = names.map((n) => store.get(n).shape.slice());
       optimizer = new Adam(new Map(names.map((n) => [n, store.get(n)])), init.optimizer);
       optimizer.load(init.optimizer);
-      conv2d = convFor(backend);
+      conv2d = conv2dFor(backend);
       crop = init.crop;
       port.postMessage({ type: 'ready' });
     } else if (m.type === 'step') {

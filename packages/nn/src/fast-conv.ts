@@ -11,7 +11,7 @@
  *   kernel (dilated by the stride) — see `convFilterGrad`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Conv2dFn } from './tf-ops';
+import type { Conv2dFn } from './conv';
 
 type Conv = (x: tf.Tensor4D, w: tf.Tensor4D) => tf.Tensor4D;
 
@@ -209,4 +209,13 @@ export function fastMatMul(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
     ) => tf.Tensor2D;
   }
   return matMulFn(a, b);
+}
+
+/**
+ * The convolution to train with on a tfjs backend (the name `useBackend` returns):
+ * fastConv2d where tfjs's convolution gradients are slow or missing (wasm, cpu), tfjs's own
+ * (undefined: TfOps's default) on the native `tensorflow` backend.
+ */
+export function conv2dFor(backend: string): Conv2dFn | undefined {
+  return backend === 'tensorflow' ? undefined : fastConv2d;
 }

@@ -16,8 +16,18 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FusionHead, type FusionHeadMode, headConfigFromReference } from '@dif-fusion/fusion-head';
-import { UNet, type UNetConfig } from '@dif-fusion/unet';
+import {
+  FusionHead,
+  type FusionHeadMode,
+  headConfigFromReference,
+  parseJsonWithComments,
+} from '@dif-fusion/fusion-head';
+import {
+  UNet,
+  type UNetConfig,
+  unetConfigFromReference,
+  unetConfigToReference,
+} from '@dif-fusion/unet';
 import { exportFusionModel, randomWeights } from './export';
 import { fusionFlops } from './flops';
 import { GraphBuilder } from './graph';
@@ -87,15 +97,11 @@ let unetCfg: UNetConfig;
 let headCfg: ReturnType<typeof headConfigFromReference>;
 let label: string;
 if (values.config) {
-  const json = JSON.parse(readFileSync(values.config, 'utf8').replace(/^\s*\/\/.*$/gm, ''));
-  const u = json.model.unet;
-  unetCfg = {
-    ...u,
-    channel_mults: u.channel_mults ?? u.channel_multiplier,
-    norm_groups: u.norm_groups ?? 32,
-    dropout: 0,
-    image_size: Number(values['image-size'] ?? json.model?.diffusion?.image_size ?? 160),
-  };
+  const json = parseJsonWithComments(readFileSync(values.config, 'utf8'), values.config) as any;
+  unetCfg = unetConfigFromReference(
+    { ...json.model.unet, dropout: 0 },
+    Number(values['image-size'] ?? json.model?.diffusion?.image_size ?? 160),
+  );
   headCfg = headConfigFromReference(json, { mode });
   label = values.config;
 } else {
@@ -106,7 +112,7 @@ if (values.config) {
   headCfg = headConfigFromReference(
     {
       model_df: { feat_scales: p.feat_scales, t: p.t },
-      model: { unet: { ...unetCfg, channel_multiplier: unetCfg.channel_mults } },
+      model: { unet: unetConfigToReference(unetCfg) },
     },
     { mode },
   );

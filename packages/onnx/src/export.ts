@@ -274,7 +274,7 @@ export function exportFusionModel(dir: string, options: ExportFusionOptions): Ex
   const config: FusionModelConfig = {
     format: MODEL_FORMAT,
     format_version: MODEL_FORMAT_VERSION,
-    unet: { ...unet.config } as Record<string, unknown>,
+    unet: { ...unet.config },
     head: headConfigToJSON(head.config) as unknown as Record<string, unknown>,
     time_steps: timeSteps,
     noise_levels: levels.slice(),

@@ -17,7 +17,7 @@ import {
 } from '@dif-fusion/fusion-head';
 import type { ExportResult } from '@dif-fusion/onnx/export';
 import type { NoiseScheduleConfig } from '@dif-fusion/schedules';
-import { parseUNetConfig, type UNetConfig } from '@dif-fusion/unet';
+import { type UNetConfig, unetConfigFromReference } from '@dif-fusion/unet';
 import { type Command, Option } from 'commander';
 import { loadCheckpoint } from '../checkpoint';
 import { int } from '../cli-args';
@@ -44,19 +44,6 @@ export interface ExportOptions {
   externalData?: 'auto' | 'always' | 'never';
   /** Progress lines (default: stderr). */
   log?: (line: string) => void;
-}
-
-/** The UNet config from a reference `model.unet` block (channel_multiplier) or our own (channel_mults). */
-export function unetConfigFromJson(u: Record<string, unknown>, imageSize?: number): UNetConfig {
-  const raw: Record<string, unknown> = { ...u };
-  if (raw.channel_mults === undefined && raw.channel_multiplier !== undefined)
-    raw.channel_mults = raw.channel_multiplier;
-  delete raw.channel_multiplier;
-  if (imageSize !== undefined) raw.image_size = imageSize;
-  raw.norm_groups ??= 32;
-  raw.attn_res ??= [];
-  raw.dropout ??= 0;
-  return parseUNetConfig(raw);
 }
 
 function readJsonFile(path: string): Record<string, unknown> {
@@ -130,7 +117,7 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
     let unetCfg: UNetConfig;
     let headCfg: FusionHeadConfigInput;
     try {
-      unetCfg = unetConfigFromJson(model.unet, imageSize);
+      unetCfg = unetConfigFromReference(model.unet, imageSize);
       const mode =
         opts.mode ?? (json.model_df as { mode?: FusionHeadMode } | undefined)?.mode ?? 'full';
       headCfg = headConfigFromReference(json, { mode });
@@ -177,8 +164,8 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
       }) ?? {};
     unetCfg =
       m && (m.channel_mults !== undefined || m.channel_multiplier !== undefined)
-        ? unetConfigFromJson(m)
-        : unetConfigFromJson(fromCfg.model?.unet ?? {}, fromCfg.datasets?.train?.resolution);
+        ? unetConfigFromReference(m)
+        : unetConfigFromReference(fromCfg.model?.unet ?? {}, fromCfg.datasets?.train?.resolution);
   } catch (e) {
     userError(ddpm.path, e);
   }

@@ -20,6 +20,7 @@ import {
   TorchImportError,
   type UnetConfigJSON,
 } from '@dif-fusion/torch-import';
+import { unetConfigToReference } from '@dif-fusion/unet';
 import { type Command, InvalidArgumentError } from 'commander';
 import { listCheckpoints, saveCheckpoint } from '../checkpoint';
 import { int } from '../cli-args';
@@ -114,16 +115,7 @@ export async function runImportTorch(opts: ImportTorchOptions): Promise<ImportTo
   const config = {
     name: 'imported',
     model: {
-      unet: {
-        in_channel: u.in_channel,
-        out_channel: u.out_channel,
-        inner_channel: u.inner_channel,
-        norm_groups: u.norm_groups,
-        channel_multiplier: u.channel_mults,
-        attn_res: u.attn_res,
-        res_blocks: u.res_blocks,
-        dropout: u.dropout,
-      },
+      unet: unetConfigToReference(u),
       beta_schedule: { train: s },
       diffusion: { image_size: u.image_size, channels: u.in_channel },
     },

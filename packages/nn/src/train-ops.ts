@@ -5,9 +5,10 @@
  * workers that each hold a slice of the batch draw exactly the masks a single process would.
  */
 
-import { type Conv2dFn, TfOps, type TfParamSource } from '@dif-fusion/nn';
 import { mixSeed, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
+import type { Conv2dFn } from './conv';
+import { TfOps, type TfParamSource } from './tf-ops';
 
 export class TrainOps extends TfOps {
   private calls = 0;
