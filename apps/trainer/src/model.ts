@@ -3,13 +3,7 @@
  * interface, and the validation-grid samples.
  */
 import { GaussianDiffusion } from '@dif-fusion/diffusion';
-import {
-  type Conv2dFn,
-  fastConv2d,
-  type ParamSpec,
-  TfOps,
-  type TfParamSource,
-} from '@dif-fusion/nn';
+import { type ParamSpec, TfOps, type TfParamSource } from '@dif-fusion/nn';
 import type { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import { UNet, type UNetConfig, unetConfigFromReference } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
