@@ -302,14 +302,14 @@ function nearestKey(key: string, known: string[]): string | undefined {
 }
 
 /** The keys the object schema at `path` knows. */
-function keysAt(schema: ZodType, path: PropertyKey[]): string[] {
+function keysAt(schema: unknown, path: PropertyKey[]): string[] {
   type Node = { shape?: Record<string, Node>; unwrap?: () => Node };
   const unwrap = (n: Node | undefined) => {
     let s = n;
     while (s && !s.shape && typeof s.unwrap === 'function') s = s.unwrap();
     return s;
   };
-  let node = unwrap(schema as unknown as Node);
+  let node = unwrap(schema as Node); // zod's objects expose .shape, wrappers .unwrap()
   for (const k of path) node = unwrap(node?.shape?.[String(k)]);
   return node?.shape ? Object.keys(node.shape) : [];
 }
@@ -413,4 +413,68 @@ export function applyTrainOverrides(
   if (opts.batch !== undefined) cfg.datasets.train.batch_size = opts.batch;
   if (opts.crop !== undefined) cfg.datasets.train.resolution = opts.crop;
   if (opts.lr !== undefined) cfg.train.optimizer.lr = opts.lr;
+}
+
+/** The config options both training commands take. */
+export interface ConfigOptions<C> {
+  config?: string | Partial<C>;
+  batch?: number;
+  crop?: number;
+  lr?: number;
+  seed?: number;
+}
+
+/** How one command turns its options into its config (see {@link resolveRunConfig}). */
+export interface ConfigRecipe<C> {
+  /** The shipped default merged with a config file, validated. */
+  load: (path?: string) => C;
+  validate: (c: unknown, source?: string) => C;
+  /** The command's own flags that would change a resumed run's config. */
+  fixedFlags: ReadonlyArray<readonly [string, unknown]>;
+  /** The flags that may change on resume (for the refusal message). */
+  mayChange: string;
+  /** The command's own overrides of a fresh run. */
+  fresh?: (cfg: C) => void;
+  /** Overrides allowed on resume too (--iters / --epochs, --data, --val). */
+  always: (cfg: C) => void;
+}
+
+/**
+ * The config of a run: on resume the checkpoint's (authoritative: flags that would change it
+ * are refused), else the default merged with --config and the overrides; validated.
+ */
+export function resolveRunConfig<
+  C extends {
+    datasets: { train: { batch_size: number; resolution: number } };
+    train: { optimizer: { lr: number } };
+  },
+>(
+  opts: ConfigOptions<C>,
+  ckpt: { config: unknown; path: string } | null,
+  recipe: ConfigRecipe<C>,
+): C {
+  let cfg: C;
+  if (ckpt) {
+    refuseOnResume(
+      [
+        ['--config', opts.config],
+        ['--batch', opts.batch],
+        ['--crop', opts.crop],
+        ['--lr', opts.lr],
+        ['--seed', opts.seed],
+        ...recipe.fixedFlags,
+      ],
+      recipe.mayChange,
+    );
+    cfg = recipe.validate(ckpt.config, ckpt.path);
+  } else {
+    cfg =
+      typeof opts.config === 'string' || opts.config === undefined
+        ? recipe.load(opts.config)
+        : deepMerge(recipe.load(), opts.config);
+    applyTrainOverrides(cfg, opts);
+    recipe.fresh?.(cfg);
+  }
+  recipe.always(cfg);
+  return recipe.validate(cfg);
 }

@@ -19,18 +19,11 @@ import { Adam, type Conv2dFn, conv2dFor, TfParamStore, TrainOps } from '@dif-fus
 import { deriveSeed, drawDdpmStep, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Checkpoint } from './checkpoint';
-import {
-  applyTrainOverrides,
-  type DdpmConfig,
-  deepMerge,
-  loadDdpmConfig,
-  refuseOnResume,
-  validateDdpmConfig,
-} from './config';
+import { type DdpmConfig, loadDdpmConfig, resolveRunConfig, validateDdpmConfig } from './config';
 import { makeSampler, openPairs } from './data';
 import { UserError } from './errors';
 import { writeGrid, writeRgb } from './images';
-import { type StepFn, trainingLoop } from './loop';
+import { type StepFn, type TrainResult, trainingLoop } from './loop';
 import { buildDenoiser, type Denoiser, sampleImages } from './model';
 import { plotLossCurve } from './plot';
 import {
@@ -40,7 +33,6 @@ import {
   resumePoint,
   runSeed,
   startBackend,
-  type TrainResult,
 } from './session';
 import { type StepArgs, WorkerPool } from './workers';
 
@@ -49,16 +41,8 @@ export type { TrainResult };
 export interface DdpmTrainOptions extends RunOptions {
   /** Config file path or object (reference format); default: the shipped small config. */
   config?: string | Partial<DdpmConfig>;
-  /** Data folder with ir/ and vi/ (overrides datasets.train.dataroot). */
-  data?: string;
   /** train.n_iter override. */
   iters?: number;
-  /** datasets.train.batch_size override. */
-  batch?: number;
-  /** datasets.train.resolution override (crop size). */
-  crop?: number;
-  /** train.optimizer.lr override. */
-  lr?: number;
   /** Data-parallel workers (threads computing slices of each batch); default min(cores, 2). */
   workers?: number;
   /** Sampling steps of the validation grid (strided sampler, default 50). */
@@ -67,31 +51,18 @@ export interface DdpmTrainOptions extends RunOptions {
   sampleCount?: number;
 }
 
-/** Resolve config, applying overrides; on resume the checkpoint's config is authoritative. */
+/** The run's config; on resume the checkpoint's is authoritative. */
 function resolveConfig(opts: DdpmTrainOptions, ckpt: LoadedCheckpoint | null): DdpmConfig {
-  let cfg: DdpmConfig;
-  if (ckpt) {
-    refuseOnResume(
-      [
-        ['--config', opts.config],
-        ['--batch', opts.batch],
-        ['--crop', opts.crop],
-        ['--lr', opts.lr],
-        ['--seed', opts.seed],
-      ],
-      '--iters, --data, --keep, --workers and --backend',
-    );
-    cfg = validateDdpmConfig(ckpt.config, ckpt.path);
-  } else {
-    cfg =
-      typeof opts.config === 'string' || opts.config === undefined
-        ? loadDdpmConfig(opts.config)
-        : deepMerge(loadDdpmConfig(), opts.config);
-    applyTrainOverrides(cfg, opts);
-  }
-  if (opts.iters !== undefined) cfg.train.n_iter = opts.iters;
-  if (opts.data !== undefined) cfg.datasets.train.dataroot = opts.data;
-  return validateDdpmConfig(cfg);
+  return resolveRunConfig(opts, ckpt, {
+    load: loadDdpmConfig,
+    validate: validateDdpmConfig,
+    fixedFlags: [],
+    mayChange: '--iters, --data, --keep, --workers and --backend',
+    always: (cfg) => {
+      if (opts.iters !== undefined) cfg.train.n_iter = opts.iters;
+      if (opts.data !== undefined) cfg.datasets.train.dataroot = opts.data;
+    },
+  });
 }
 
 export function defaultWorkers(): number {

@@ -33,13 +33,11 @@ import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, loadCheckpoint } from './checkpoint';
 import {
-  applyTrainOverrides,
   ddpmModelOf,
-  deepMerge,
   type HeadTrainConfig,
   headScheduler,
   loadHeadConfig,
-  refuseOnResume,
+  resolveRunConfig,
   type UnetJson,
   validateHeadConfig,
 } from './config';
@@ -53,7 +51,7 @@ import {
   cacheOrder,
 } from './feature-cache';
 import { writeGrid, writeRgb } from './images';
-import { type StepFn, trainingLoop } from './loop';
+import { type StepFn, type TrainResult, trainingLoop } from './loop';
 import { buildDenoiser } from './model';
 import { plotLossCurve } from './plot';
 import type { LogRecord } from './run';
@@ -64,7 +62,6 @@ import {
   resumePoint,
   runSeed,
   startBackend,
-  type TrainResult,
 } from './session';
 
 export interface HeadTrainOptions extends RunOptions {
@@ -72,15 +69,10 @@ export interface HeadTrainOptions extends RunOptions {
   config?: string | Partial<HeadTrainConfig>;
   /** DDPM checkpoint file, checkpoint folder or ddpm run folder. Not needed with --resume. */
   ddpm?: string;
-  /** Training pairs (ir/ + vi/). */
-  data?: string;
   /** Validation pairs (ir/ + vi/); default datasets.val.dataroot, else none. */
   val?: string;
   /** train.n_epoch override. */
   epochs?: number;
-  batch?: number;
-  crop?: number;
-  lr?: number;
   /** Head forward pass: `full` (default) or the official `reference`. */
   mode?: 'reference' | 'full';
   /** Feature noise: `fixed` (default, deterministic) or `random` (official feats()). */
@@ -96,42 +88,33 @@ export interface HeadTrainOptions extends RunOptions {
   featureCache?: number;
 }
 
+/** The run's config; on resume the checkpoint's is authoritative. */
 function resolveConfig(opts: HeadTrainOptions, ckpt: LoadedCheckpoint | null): HeadTrainConfig {
-  let cfg: HeadTrainConfig;
-  if (ckpt) {
-    refuseOnResume(
-      [
-        ['--config', opts.config],
-        ['--batch', opts.batch],
-        ['--crop', opts.crop],
-        ['--lr', opts.lr],
-        ['--seed', opts.seed],
-        ['--mode', opts.mode],
-        ['--noise', opts.noise],
-        ['--init', opts.init],
-        ['--color-weight', opts.colorWeight],
-        ['--feature-cache', opts.featureCache],
-      ],
-      '--epochs, --data, --val, --keep and --backend',
-    );
-    cfg = validateHeadConfig(ckpt.config, ckpt.path);
-  } else {
-    cfg =
-      typeof opts.config === 'string' || opts.config === undefined
-        ? loadHeadConfig(opts.config)
-        : deepMerge(loadHeadConfig(), opts.config);
-    applyTrainOverrides(cfg, opts);
-    if (opts.mode !== undefined) cfg.model_df.mode = opts.mode;
-    if (opts.noise !== undefined) cfg.model_df.noise = opts.noise;
-    if (opts.colorWeight !== undefined)
-      cfg.train.loss = { ...(cfg.train.loss ?? {}), color_weight: opts.colorWeight };
-    if (opts.featureCache !== undefined) cfg.train.feature_cache = opts.featureCache;
-  }
-  if (opts.epochs !== undefined) cfg.train.n_epoch = opts.epochs;
-  if (opts.data !== undefined) cfg.datasets.train.dataroot = opts.data;
-  if (opts.val !== undefined)
-    cfg.datasets.val = { ...(cfg.datasets.val ?? {}), dataroot: opts.val };
-  return validateHeadConfig(cfg);
+  return resolveRunConfig(opts, ckpt, {
+    load: loadHeadConfig,
+    validate: validateHeadConfig,
+    fixedFlags: [
+      ['--mode', opts.mode],
+      ['--noise', opts.noise],
+      ['--init', opts.init],
+      ['--color-weight', opts.colorWeight],
+      ['--feature-cache', opts.featureCache],
+    ],
+    mayChange: '--epochs, --data, --val, --keep and --backend',
+    fresh: (cfg) => {
+      if (opts.mode !== undefined) cfg.model_df.mode = opts.mode;
+      if (opts.noise !== undefined) cfg.model_df.noise = opts.noise;
+      if (opts.colorWeight !== undefined)
+        cfg.train.loss = { ...(cfg.train.loss ?? {}), color_weight: opts.colorWeight };
+      if (opts.featureCache !== undefined) cfg.train.feature_cache = opts.featureCache;
+    },
+    always: (cfg) => {
+      if (opts.epochs !== undefined) cfg.train.n_epoch = opts.epochs;
+      if (opts.data !== undefined) cfg.datasets.train.dataroot = opts.data;
+      if (opts.val !== undefined)
+        cfg.datasets.val = { ...(cfg.datasets.val ?? {}), dataroot: opts.val };
+    },
+  });
 }
 
 /** Split `[B,4,H,W]` batches into vis `[B,3,H,W]` and ir `[B,1,H,W]` tensors. */

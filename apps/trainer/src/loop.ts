@@ -60,6 +60,12 @@ export interface LoopResult {
   losses: number[];
 }
 
+/** What a training command returns: the loop's result, the backend and the threads. */
+export interface TrainResult extends LoopResult {
+  backend: string;
+  workers: number;
+}
+
 /** Run steps `start + 1 .. total`; see {@link LoopOptions}. */
 export async function trainingLoop(o: LoopOptions): Promise<LoopResult> {
   const { run } = o;

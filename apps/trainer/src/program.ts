@@ -42,6 +42,23 @@ function common(cmd: Command): Command {
     .option('--no-progress', 'plain progress lines instead of the bar');
 }
 
+/** The values of the options {@link common} declares (commander hands them untyped). */
+function commonValues(o: Record<string, unknown>) {
+  return {
+    config: o.config as string | undefined,
+    data: o.data as string | undefined,
+    out: o.out as string,
+    backend: o.backend as BackendName | undefined,
+    batch: o.batch as number | undefined,
+    crop: o.crop as number | undefined,
+    lr: o.lr as number | undefined,
+    seed: o.seed as number | undefined,
+    resume: o.resume as boolean | string | undefined,
+    keep: o.keep as number | undefined,
+    progressBar: o.progress === false ? false : undefined,
+  };
+}
+
 /** Where a training command leaves the exit code of a run that ended early. */
 export interface ExitState {
   code: number;
@@ -92,20 +109,10 @@ Examples:
     .action(async (o: Record<string, unknown>) => {
       await runTraining(exit, () =>
         trainDdpm({
-          config: o.config as string | undefined,
-          data: o.data as string | undefined,
-          out: o.out as string,
-          backend: o.backend as BackendName | undefined,
+          ...commonValues(o),
           iters: o.iters as number | undefined,
-          batch: o.batch as number | undefined,
-          crop: o.crop as number | undefined,
-          lr: o.lr as number | undefined,
-          seed: o.seed as number | undefined,
-          resume: o.resume as boolean | string | undefined,
-          keep: o.keep as number | undefined,
           workers: o.workers as number | undefined,
           sampleSteps: o.sampleSteps as number | undefined,
-          progressBar: o.progress === false ? false : undefined,
         }),
       );
     });
@@ -169,25 +176,15 @@ Examples:
     .action(async (o: Record<string, unknown>) => {
       await runTraining(exit, () =>
         trainHead({
-          config: o.config as string | undefined,
+          ...commonValues(o),
           ddpm: o.ddpm as string | undefined,
-          data: o.data as string | undefined,
           val: o.val as string | undefined,
-          out: o.out as string,
-          backend: o.backend as BackendName | undefined,
           epochs: o.epochs as number | undefined,
-          batch: o.batch as number | undefined,
-          crop: o.crop as number | undefined,
-          lr: o.lr as number | undefined,
-          seed: o.seed as number | undefined,
           mode: o.mode as 'reference' | 'full' | undefined,
           noise: o.noise as 'fixed' | 'random' | undefined,
           init: o.init as string | undefined,
           colorWeight: o.colorWeight as number | undefined,
           featureCache: o.featureCache as number | undefined,
-          resume: o.resume as boolean | string | undefined,
-          keep: o.keep as number | undefined,
-          progressBar: o.progress === false ? false : undefined,
         }),
       );
     });

@@ -20,6 +20,15 @@ export interface RunOptions {
   /** Run folder. */
   out: string;
   backend?: BackendName;
+  /** Training pairs: a folder with ir/ and vi/ (overrides datasets.train.dataroot). */
+  data?: string;
+  /** datasets.train.batch_size override. */
+  batch?: number;
+  /** datasets.train.resolution override (crop size). */
+  crop?: number;
+  /** train.optimizer.lr override. */
+  lr?: number;
+  /** Seed of every random draw (default 0). */
   seed?: number;
   /** Resume: true = latest checkpoint in `out`; a string = checkpoint file or folder. */
   resume?: boolean | string;
@@ -35,19 +44,6 @@ export interface RunOptions {
   onStep?: (step: number, loss: number) => void;
   /** Testing hook: replace the loss of a step (e.g. inject NaN). */
   lossHook?: (step: number, loss: number) => number;
-}
-
-export interface TrainResult {
-  /** Last completed step. */
-  step: number;
-  /** Why training ended. */
-  stopped: 'done' | 'interrupted' | 'nan';
-  /** Path of the last checkpoint written (or resumed from). */
-  checkpoint: string | null;
-  /** Losses of the steps run in this call. */
-  losses: number[];
-  backend: string;
-  workers: number;
 }
 
 const DEFAULT_KEEP = 3;

@@ -22,7 +22,7 @@ port.on('message', async (m: any) => {
   try {
     if (m.type === 'init') {
       const init = m.init as WorkerInit;
-      const backend = await useBackend(init.backend as never);
+      const backend = await useBackend(init.backend);
       const denoiser = buildDenoiser(init.unet, init.crop);
       diffusion = new GaussianDiffusion(denoiser.unet, NoiseSchedule.fromJSON(init.schedule), {
         loss: init.lossType,

@@ -163,15 +163,7 @@ export function convFilterGrad(
     const p = padding;
     const c = x.shape[3];
     const o = dy.shape[3];
-    const xp =
-      p === 0
-        ? x
-        : tf.pad(x, [
-            [0, 0],
-            [p, p],
-            [p, p],
-            [0, 0],
-          ]);
+    const xp = padOrCrop(x, p, p, p, p);
     const xT = tf.transpose(xp, [3, 1, 2, 0]) as tf.Tensor4D; // [I, H', W', N]
     const dyT = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D; // [Ho, Wo, N, O]
     // Output spatial size is kh + ((H' - kh) mod s) >= kh: keep the first kh x kw.

@@ -23,6 +23,7 @@ import {
   parseJsonWithComments,
 } from '@dif-fusion/fusion-head';
 import {
+  PAPER_UNET_CONFIG,
   UNet,
   type UNetConfig,
   unetConfigFromReference,
@@ -34,39 +35,14 @@ import { GraphBuilder } from './graph';
 import { loadFusionModel } from './runtime';
 import { openSession, runFloat } from './session';
 
+// The paper's UNet (config/ddpm_train.json), dropout off, and its head (fusion_train.json).
+const paperUnet: UNetConfig = { ...PAPER_UNET_CONFIG, dropout: 0 };
+const HEAD = { feat_scales: [2, 5, 8, 11, 14], t: [5, 50, 100] };
 const PRESETS: Record<string, { unet: UNetConfig; feat_scales: number[]; t: number[] }> = {
   // dif-train's default DDPM size (inner_channel 32), attention only in the middle.
-  small: {
-    unet: {
-      in_channel: 4,
-      out_channel: 4,
-      inner_channel: 32,
-      norm_groups: 32,
-      channel_mults: [1, 2, 4, 8, 8],
-      attn_res: [16],
-      res_blocks: 2,
-      dropout: 0,
-      image_size: 160,
-    },
-    feat_scales: [2, 5, 8, 11, 14],
-    t: [5, 50, 100],
-  },
-  // The paper's configuration (config/ddpm_train.json + fusion_train.json).
-  paper: {
-    unet: {
-      in_channel: 4,
-      out_channel: 4,
-      inner_channel: 128,
-      norm_groups: 32,
-      channel_mults: [1, 2, 4, 8, 8],
-      attn_res: [16],
-      res_blocks: 2,
-      dropout: 0,
-      image_size: 160,
-    },
-    feat_scales: [2, 5, 8, 11, 14],
-    t: [5, 50, 100],
-  },
+  small: { unet: { ...paperUnet, inner_channel: 32 }, ...HEAD },
+  // The paper's configuration.
+  paper: { unet: paperUnet, ...HEAD },
 };
 
 const { values } = parseArgs({

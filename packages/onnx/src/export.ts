@@ -275,7 +275,7 @@ export function exportFusionModel(dir: string, options: ExportFusionOptions): Ex
     format: MODEL_FORMAT,
     format_version: MODEL_FORMAT_VERSION,
     unet: { ...unet.config },
-    head: headConfigToJSON(head.config) as unknown as Record<string, unknown>,
+    head: headConfigToJSON(head.config),
     time_steps: timeSteps,
     noise_levels: levels.slice(),
     noise_level_rule: rule,

@@ -1,4 +1,5 @@
 /** The `config.json` of a fusion model folder (written by export, read by the runtime). */
+import type { FusionHeadConfig } from '@dif-fusion/fusion-head';
 import type { UNetConfig } from '@dif-fusion/unet';
 
 export const MODEL_FORMAT = 'dif-fusion-model';
@@ -20,7 +21,7 @@ export interface FusionModelConfig {
   /** UNet config JSON (as the unet package writes it). */
   unet: UNetConfig;
   /** Fusion head config JSON (as the fusion-head package writes it). */
-  head: Record<string, unknown>;
+  head: FusionHeadConfig;
   /** Diffusion time steps, in the order of the `noise` input's first axis. */
   time_steps: number[];
   /** Continuous noise level sqrt(alpha_cumprod) used at each time step. */
