@@ -10,6 +10,7 @@
 # linux/x64 (even for CPU use) and fails the whole `npm install` when NuGet is unreachable.
 # The CPU binaries are inside the npm package, so we skip that download with its documented
 # switch ONNXRUNTIME_NODE_INSTALL=skip (set ONNXRUNTIME_NODE_INSTALL=cuda12 to test CUDA).
+# No dependency arrangement can make that choice for a plain `npm i` (README, "Releasing").
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

@@ -2,7 +2,8 @@
 /**
  * Copy a dif-train checkpoint without its optimizer state (the `optim.*` tensors): the
  * weights with their official names and PyTorch layouts plus the checkpoint metadata, about a
- * third of the size. `dif-train export` accepts the result; training cannot resume from it.
+ * third of the size. `dif-train export` accepts the result; `--resume` continues from it with a
+ * fresh optimizer (the data order and random draws continue).
  *
  *   node scripts/strip-checkpoint.mjs IN.safetensors OUT.safetensors
  */

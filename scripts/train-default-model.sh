@@ -1,92 +1,92 @@
 #!/usr/bin/env bash
-# Reproduces models/default end to end on a CPU (wasm backend): DDPM, fusion head in both
-# modes, the full head trained on and fine-tuned on cached features, ONNX export, fusion of the validation pairs with the model and the four classical
-# baselines, and the `dif-fuse eval` table the model card quotes.
+# Reproduces models/default (v2) end to end on a CPU with ONNX Runtime training (dif-train's
+# default backend): DDPM, the head variants compared at an equal budget, the chosen head
+# trained on the final DDPM, ONNX export, fusion of the validation pairs with the model, the
+# previous default and the four classical baselines, the `dif-fuse eval` table the model card
+# quotes, and the shipped files.
 #
-#   bash scripts/train-default-model.sh     # DDPM_ITERS, COMPARE_EPOCHS, HEAD_EPOCHS, FT_EPOCHS,
-#                                           # FT3_EPOCHS override the budget (defaults: the shipped run)
+#   bash scripts/train-default-model.sh
+#     DDPM_ITERS      DDPM steps in total (default: the shipped run's)
+#     VARIANT_STEP    DDPM step whose checkpoint the variants are compared on
+#     VARIANT_EPOCHS  epochs per variant (38 steps each)
+#     HEAD_VARIANT    the variant shipped (see compare-variants.sh), HEAD_EPOCHS its epochs
 #
-# Needs the RoadScene pairs at ../shared/data/roadscene (or DIF_FUSION_SHARED=/path/to/shared).
+# Interrupted stages resume (--resume). Needs the RoadScene pairs at ../shared/data/roadscene
+# (or DIF_FUSION_SHARED=/path/to/shared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${DIF_FUSION_SHARED:-../shared}
 DATA=$SHARED/data/roadscene
-RUN=${RUN:-runs/default}
-DDPM_ITERS=${DDPM_ITERS:-250}
-COMPARE_EPOCHS=${COMPARE_EPOCHS:-6}
-HEAD_EPOCHS=${HEAD_EPOCHS:-24}
-FT_EPOCHS=${FT_EPOCHS:-14}
-FT3_EPOCHS=${FT3_EPOCHS:-12}
+RUN=${RUN:-runs/v2}
+DDPM_ITERS=${DDPM_ITERS:-16000}
+VARIANT_STEP=${VARIANT_STEP:-3500}
+VARIANT_EPOCHS=${VARIANT_EPOCHS:-20}
+HEAD_VARIANT=${HEAD_VARIANT:-luma-skip}
+HEAD_EPOCHS=${HEAD_EPOCHS:-40}
 [ -d "$DATA/train" ] || { echo "error: $DATA/train: not found (set DIF_FUSION_SHARED)" >&2; exit 1; }
 
 train() { node apps/trainer/dist/cli.js "$@"; }
 fuse() { node apps/fuser/dist/cli.js "$@"; }
+ckpt_at() { printf '%s/ddpm/checkpoints/ddpm-%08d.safetensors' "$RUN" "$1"; }
 
 npx -y pnpm@10 build
+# The previous default (v1), kept for the comparison before step 5 replaces models/default.
+[ -d "$RUN/model-v1" ] || { mkdir -p "$RUN/model-v1" && cp models/default/model.onnx models/default/config.json "$RUN/model-v1/"; }
 
-# 1. DDPM (resumes if interrupted).
-resume=(); [ -d "$RUN/ddpm/checkpoints" ] && resume=(--resume)
-train ddpm -c scripts/default-model/ddpm.json --data "$DATA/train" -o "$RUN/ddpm" \
-  --iters "$DDPM_ITERS" --backend wasm "${resume[@]}"
-
-# 2. Fusion head, both forward modes, on the frozen DDPM, COMPARE_EPOCHS each; then the
-#    `full` head trained on to HEAD_EPOCHS (a copy of its run, resumed).
-for mode in full reference; do
-  resume=(); [ -d "$RUN/head-$mode/checkpoints" ] && resume=(--resume)
-  if [ ${#resume[@]} -eq 0 ]; then
-    train head -c scripts/default-model/head.json --ddpm "$RUN/ddpm" --data "$DATA/train" \
-      --val "$DATA/val" -o "$RUN/head-$mode" --mode "$mode" --epochs "$COMPARE_EPOCHS" --backend wasm
-  else
-    train head -o "$RUN/head-$mode" --epochs "$COMPARE_EPOCHS" --backend wasm --resume
-  fi
-done
-[ -d "$RUN/head-full-long" ] || cp -r "$RUN/head-full" "$RUN/head-full-long"
-train head -o "$RUN/head-full-long" --epochs "$HEAD_EPOCHS" --backend wasm --resume
-
-# 3. Fine-tuning on cached DDPM features (--feature-cache 16: 608 batches of 64x64 crops,
-#    ~3x faster steps) with the colour term of the loss (--color-weight 1):
-#    ft: from head-full-long, lr 1e-3, FT_EPOCHS epochs (every checkpoint kept);
-#    ft-lr3: from epoch 3 of ft, lr 3e-3 (scripts/default-model/head-lr3.json), other crops
-#    (--seed 1), FT3_EPOCHS epochs.
-ft() { # OUT ARGS...: a fresh run, or resume it
-  local out=$1; shift
-  if [ -d "$out/checkpoints" ]; then train head -o "$out" --backend wasm --resume
-  else train head --ddpm "$RUN/ddpm" --data "$DATA/train" --val "$DATA/val" -o "$out" \
-    --feature-cache 16 --color-weight 1 --backend wasm "$@"; fi
+# 1. DDPM to VARIANT_STEP (its checkpoint is kept for the comparison), then on to DDPM_ITERS.
+ddpm() {
+  if [ -d "$RUN/ddpm/checkpoints" ]; then train ddpm -o "$RUN/ddpm" --resume --iters "$1" --no-progress
+  else train ddpm -c scripts/default-model/ddpm-v2.json --data "$DATA/train" -o "$RUN/ddpm" \
+    --iters "$1" --no-progress; fi
 }
-ft "$RUN/head-ft" -c scripts/default-model/head.json --init "$RUN/head-full-long" \
-  --epochs "$FT_EPOCHS" --keep 0
-ft "$RUN/head-ft-lr3" -c scripts/default-model/head-lr3.json --seed 1 --epochs "$FT3_EPOCHS" \
-  --init "$RUN/head-ft/checkpoints/head-00001824.safetensors"
+mkdir -p "$RUN/variants"
+if [ ! -f "$RUN/variants/ddpm-$VARIANT_STEP.safetensors" ]; then
+  ddpm "$VARIANT_STEP"
+  cp "$(ckpt_at "$VARIANT_STEP")" "$RUN/variants/ddpm-$VARIANT_STEP.safetensors"
+fi
 
-HEADS=(full reference full-long ft ft-lr3)
-for h in "${HEADS[@]}"; do
-  train export --ddpm "$RUN/ddpm" --head "$RUN/head-$h" -o "$RUN/model-$h"
-done
+# 2. Head variants at an equal budget on that DDPM (runs beside the DDPM's further training).
+DDPM="$RUN/variants/ddpm-$VARIANT_STEP.safetensors" RUN="$RUN" VARIANT_EPOCHS="$VARIANT_EPOCHS" \
+  bash scripts/default-model/compare-variants.sh &
+variants=$!
+ddpm "$DDPM_ITERS"
+wait "$variants"
 
-# 3. Fuse the validation pairs with both models and the four baselines, then evaluate.
+# 3. The chosen variant on the final DDPM.
+case $HEAD_VARIANT in
+  luma-skip) vargs=(--output luma --source-skip) ;;
+  luma) vargs=(--output luma) ;;
+  weight) vargs=(--output weight) ;;
+  skip) vargs=(--source-skip) ;;
+  full) vargs=() ;;
+  *) echo "error: HEAD_VARIANT $HEAD_VARIANT" >&2; exit 2 ;;
+esac
+if [ -d "$RUN/head/checkpoints" ]; then train head -o "$RUN/head" --resume --epochs "$HEAD_EPOCHS" --no-progress
+else train head -c scripts/default-model/head-v2.json --ddpm "$RUN/ddpm" --data "$DATA/train" \
+  --val "$DATA/val" -o "$RUN/head" --epochs "$HEAD_EPOCHS" --no-progress "${vargs[@]}"; fi
+train export --ddpm "$RUN/ddpm" --head "$RUN/head" -o "$RUN/model"
+
+# 4. Fuse the validation pairs (model, previous default, baselines) and evaluate.
 rm -rf "$RUN/fused"
-for h in "${HEADS[@]}"; do
-  fuse --pairs "$DATA/val" -o "$RUN/fused/model-$h" --model "$RUN/model-$h" --seed 0
-done
+fuse --pairs "$DATA/val" -o "$RUN/fused/model-v2" --model "$RUN/model" --seed 0
+fuse --pairs "$DATA/val" -o "$RUN/fused/model-v1" --model "$RUN/model-v1" --seed 0
 for m in average max ycbcr-average ycbcr-max; do
   fuse --pairs "$DATA/val" -o "$RUN/fused/$m" --method "$m"
 done
 fuse eval --pairs "$DATA/val" --fused "$RUN"/fused/* \
   --csv "$RUN/eval.csv" --json "$RUN/eval.json" --chart "$RUN/eval.png" | tee "$RUN/eval.txt"
 
-# 4. Ship the best head (DEFAULT_HEAD, chosen from the table above; see the model card), with
-#    the weights it was exported from, optimizer state removed.
-DEFAULT_HEAD=${DEFAULT_HEAD:-ft-lr3}
+# 5. Ship: model folder files and the weights it was exported from, optimizer state removed
+#    (a later run continues from them: dif-train ddpm|head --resume FILE).
 mkdir -p models/default
-cp "$RUN/model-$DEFAULT_HEAD/model.onnx" "$RUN/model-$DEFAULT_HEAD/config.json" models/default/
+cp "$RUN/model/model.onnx" "$RUN/model/config.json" models/default/
 latest() { ls "$1"/checkpoints/*.safetensors | sort | tail -1; }
 node scripts/strip-checkpoint.mjs "$(latest "$RUN/ddpm")" models/default/ddpm.safetensors
-node scripts/strip-checkpoint.mjs "$(latest "$RUN/head-$DEFAULT_HEAD")" models/default/head.safetensors
+node scripts/strip-checkpoint.mjs "$(latest "$RUN/head")" models/default/head.safetensors
 
-# 5. fused | visible | infrared of a few validation pairs (kept out of git: they show dataset images).
+# 6. fused | visible | infrared of a few validation pairs (kept out of git: dataset images).
 mkdir -p "$RUN/examples"
-for f in $(ls "$DATA/val/ir" | head -3); do
+for f in $(ls "$DATA/val/ir" | head -4); do
   stem=${f%.*}
   vis=$(ls "$DATA/val/vi/$stem".* | head -1)
   fuse --ir "$DATA/val/ir/$f" --vis "$vis" -o "$RUN/examples/$stem-fused.png" \

@@ -4,9 +4,9 @@ export default defineConfig([
   {
     // The library: `.` (graph building, OnnxOps, runtime; no tfjs) and `./export`
     // (fusion/UNet export, which loads the network packages and with them tfjs-core).
-    entry: { index: 'src/index.ts', export: 'src/export.ts' },
+    entry: { index: 'src/index.ts', export: 'src/export.ts', train: 'src/train/index.ts' },
     format: ['esm'],
-    dts: { entry: { index: 'src/index.ts', export: 'src/export.ts' } },
+    dts: { entry: { index: 'src/index.ts', export: 'src/export.ts', train: 'src/train/index.ts' } },
     sourcemap: true,
     clean: true,
     target: 'node20',

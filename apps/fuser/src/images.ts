@@ -4,14 +4,21 @@
  * writes; one-line errors naming the file).
  */
 import {
+  CorruptImageError,
+  checkPixelLimit,
   type FloatImage,
   floatToImage,
   formatFromPath,
   type Image,
+  ImageTooLargeError,
   imageToFloat,
   writeImage as ioWriteImage,
+  megapixels,
+  type ReadImageOptions,
   readImage,
+  readImageHeader,
 } from '@dif-fusion/io';
+import { FuseError } from './errors';
 
 /** Planar [C,H,W] Float32 in [-1,1] (the same layout as @dif-fusion/io's FloatImage). */
 export type Planar = FloatImage;
@@ -29,15 +36,50 @@ export function outputFormat(path: string): string {
  * MATLAB's rgb2gray). 16-bit IR (raw thermal counts) is min-max normalised to the full
  * range, since raw counts rarely span 0..65535; 8-bit IR is used as is.
  */
-export async function readInfrared(path: string): Promise<Planar> {
-  const img = await readImage(path, { channels: 1 });
+export async function readInfrared(path: string, opts: ReadOptions = {}): Promise<Planar> {
+  const img = await readImage(path, { ...opts, channels: 1 });
   if (img.bitDepth === 16) return normalise16(img);
   return imageToFloat(img);
 }
 
 /** Visible: three channels in [-1,1]; gray input is replicated; 16-bit scaled by 65535. */
-export async function readVisible(path: string): Promise<Planar> {
-  return imageToFloat(await readImage(path, { channels: 3 }));
+export async function readVisible(path: string, opts: ReadOptions = {}): Promise<Planar> {
+  return imageToFloat(await readImage(path, { ...opts, channels: 3 }));
+}
+
+/** How input images are read: pixel limit and damaged data (see @dif-fusion/io's readImage). */
+export type ReadOptions = Pick<ReadImageOptions, 'maxPixels' | 'allowCorrupt' | 'onWarning'>;
+
+/**
+ * Reads an infrared/visible pair: both headers first (sizes compared and checked against the
+ * pixel limit before any pixel is decoded), then the images. The errors name the file and
+ * the dif-fuse flag that lifts the refusal.
+ */
+export async function readPair(
+  irPath: string,
+  visPath: string,
+  opts: ReadOptions = {},
+): Promise<{ ir: Planar; vis: Planar }> {
+  try {
+    const [hi, hv] = await Promise.all([readImageHeader(irPath), readImageHeader(visPath)]);
+    if (hi.width !== hv.width || hi.height !== hv.height)
+      throw new FuseError(
+        `${visPath}: size mismatch: ${irPath} is ${hi.width}x${hi.height} but ${visPath} is ${hv.width}x${hv.height}`,
+      );
+    checkPixelLimit(hi, irPath, opts.maxPixels);
+    checkPixelLimit(hv, visPath, opts.maxPixels);
+    const ir = await readInfrared(irPath, opts);
+    const vis = await readVisible(visPath, opts);
+    return { ir, vis };
+  } catch (err) {
+    if (err instanceof ImageTooLargeError)
+      throw new FuseError(
+        `${err.message} (--max-pixels ${megapixels(err.width * err.height)} reads it; large images are fused in tiles)`,
+      );
+    if (err instanceof CorruptImageError)
+      throw new FuseError(`${err.message}; --allow-corrupt reads it anyway`);
+    throw err;
+  }
 }
 
 function normalise16(img: Image): Planar {

@@ -137,8 +137,13 @@ export function planTiles(
 ): Tile[] {
   let tile = opts.tile ?? 'auto';
   if (tile === 'auto') tile = autoTile(height, width, multiple, memory, opts);
+  // Default overlap: 64 px, at most a quarter of the tile, rounded down to the model's
+  // multiple (a whole number of pixels for any multiple: 194 px tiles at multiple 2 get 48).
   const overlap =
-    opts.overlap ?? (typeof tile === 'number' ? Math.min(DEFAULT_OVERLAP, tile / 4) : 0);
+    opts.overlap ??
+    (typeof tile === 'number'
+      ? Math.floor(Math.min(DEFAULT_OVERLAP, tile / 4) / multiple) * multiple
+      : 0);
   if (tile === 'off' || (height <= tile && width <= tile))
     return ioPlanTiles(width, height, Math.max(width, height), 0);
   if (tile % multiple !== 0)

@@ -4,7 +4,14 @@
  */
 import { accessSync, constants, existsSync, mkdirSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { describeUnmatched, formatError, reportError, scanPairs } from '@dif-fusion/io';
+import {
+  DEFAULT_MAX_PIXELS,
+  describeUnmatched,
+  formatError,
+  removeStaleTempFiles,
+  reportError,
+  scanPairs,
+} from '@dif-fusion/io';
 import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { FuseError } from './errors';
@@ -14,8 +21,7 @@ import {
   OUTPUT_EXTENSIONS,
   outputFormat,
   type Planar,
-  readInfrared,
-  readVisible,
+  readPair as readImagePair,
   sideBySide,
   writeImage,
 } from './images';
@@ -45,6 +51,8 @@ interface FuseFlags {
   memory?: number;
   sideBySide?: string;
   quiet?: boolean;
+  maxPixels?: number;
+  allowCorrupt?: boolean;
 }
 
 const intArg =
@@ -134,6 +142,20 @@ export function buildProgram(io: CliIo): Command {
       '--side-by-side <file>',
       'also write fused | visible | infrared side by side (single pair only)',
     )
+    .option(
+      '--max-pixels <MP>',
+      `refuse inputs above this many megapixels, from their header, before decoding (default ${DEFAULT_MAX_PIXELS / 1e6}; larger images are fused in tiles)`,
+      (v: string) => {
+        const n = Number(v);
+        if (!/^\d+(\.\d+)?$/.test(v.trim()) || !(n > 0))
+          throw new InvalidArgumentError('--max-pixels must be a positive number of megapixels');
+        return n;
+      },
+    )
+    .option(
+      '--allow-corrupt',
+      'read damaged images (corrupt JPEG data, truncated TIFF/PNG) as far as they decode, with a warning, instead of failing',
+    )
     .option('-q, --quiet', 'no progress bar, provider line or summary')
     .addHelpText(
       'after',
@@ -173,6 +195,8 @@ function checkOutputDir(dir: string): void {
       fail(`${dir}: output folder is not a folder`, 1);
     mkdirSync(dir, { recursive: true });
     accessSync(dir, constants.W_OK);
+    // Temporary files of outputs whose run was killed mid-write (owner process gone).
+    removeStaleTempFiles(dir);
   } catch (err) {
     if (err instanceof FuseError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
@@ -243,6 +267,15 @@ async function planJobs(f: FuseFlags, io: CliIo): Promise<Job[]> {
       if (!existsSync(p)) fail(`${p}: no such file (${flag})`, 1);
       if (!statSync(p).isFile()) fail(`${p}: not a file (${flag})`, 1);
     }
+    for (const [flag, o] of [
+      ['-o', f.output!],
+      ['--side-by-side', f.sideBySide],
+    ] as const)
+      if (o && existsSync(o) && statSync(o).isDirectory())
+        fail(
+          `${o}: is a folder; with --ir/--vis, ${flag} takes an image file name such as ${join(o, `${basename(f.ir!).replace(/\.[^.]*$/, '')}.png`)} (--pairs writes into a folder)`,
+          1,
+        );
     outputFormat(f.output!);
     if (f.sideBySide) outputFormat(f.sideBySide);
     jobs.push({ name: basename(f.ir!), ir: f.ir!, vis: f.vis!, out: resolve(f.output!) });
@@ -273,18 +306,15 @@ interface Pair {
   vis: Planar;
 }
 
-async function readPair(job: Job): Promise<Pair> {
-  const [ir, vis] = await Promise.all([readInfrared(job.ir), readVisible(job.vis)]);
-  if (ir.height !== vis.height || ir.width !== vis.width)
-    throw new FuseError(
-      `${job.vis}: size mismatch: ${job.ir} is ${ir.width}x${ir.height} but ${job.vis} is ${vis.width}x${vis.height}`,
-    );
-  return { ir, vis };
-}
-
 async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
   validate(f);
   const jobs = await planJobs(f, io);
+  const readPair = (job: Job): Promise<Pair> =>
+    readImagePair(job.ir, job.vis, {
+      maxPixels: f.maxPixels === undefined ? undefined : f.maxPixels * 1e6,
+      allowCorrupt: f.allowCorrupt,
+      onWarning: (w) => io.err(`warning: ${w}`),
+    });
   // One pair: read and check it before the (slow) model load, so a bad input fails at once.
   const first = f.pairs ? undefined : await readPair(jobs[0]);
 

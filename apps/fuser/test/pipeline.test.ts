@@ -286,6 +286,34 @@ describe("'auto' tiling from a memory estimate", () => {
     expect(autoTile(2160, 3840, 16, undefined)).toBe(DEFAULT_TILE);
   });
 
+  it('models whose size multiple is 2: whole tiles and a whole overlap', async () => {
+    // the largest even t with t^4/256 <= 5.6e6 is 194: default overlap 194/4 = 48.5 -> 48
+    expect(autoTile(300, 400, 2, quad, { memoryBudget: 5.6e6 })).toBe(194);
+    const tiles = planTiles(300, 400, 2, { memoryBudget: 5.6e6 }, quad);
+    expect(tiles.every((t) => t.width === 194 && t.height === 194)).toBe(true);
+    expect(tiles[1].x - tiles[0].x).toBe(194 - 48);
+    expect(tiles.at(-1)).toMatchObject({ x: 400 - 194, y: 300 - 194 });
+    // and the fusion itself runs (a pointwise fuser gives back its input exactly)
+    const ir = new Float32Array(300 * 400).map((_, i) => ((i * 37) % 200) / 100 - 1);
+    const vis = new Float32Array(3 * 300 * 400).fill(0);
+    const fuser: Fuser = {
+      multiple: 2,
+      memory: quad,
+      run: async (irT, _v, _n, h, w) => {
+        const out = new Float32Array(3 * h * w);
+        for (let c = 0; c < 3; c++) out.set(irT, c * h * w);
+        return out;
+      },
+    };
+    const out = await fusePlanar(
+      { width: 400, height: 300, channels: 1, data: ir },
+      { width: 400, height: 300, channels: 3, data: vis },
+      fuser,
+      { memoryBudget: 5.6e6 },
+    );
+    for (let i = 0; i < ir.length; i += 997) expect(out.data[i]).toBeCloseTo(ir[i], 6);
+  });
+
   it('estimates the model memory from its UNet config: attention at 1/4 scale, K = 3', () => {
     const mem = modelMemory({
       unet: { image_size: 64, attn_res: [16], channel_mults: [1, 2, 4, 8, 8], inner_channel: 16 },

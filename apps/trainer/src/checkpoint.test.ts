@@ -72,3 +72,20 @@ describe('checkpoints', () => {
     expect(() => loadCheckpoint(dir, 'head')).toThrow(/no head checkpoint/);
   });
 });
+
+describe('checkpoint metadata is validated', () => {
+  it("a step that is not a whole number (e.g. 'abc') is refused in one line naming the file", async () => {
+    const { readSafetensors, writeSafetensorsSync } = await import('@dif-fusion/io');
+    const dir = mkdtempSync(join(tmpdir(), 'ckpt-md-'));
+    const path = saveCheckpoint(join(dir, 'checkpoints'), ckpt(4));
+    const file = readSafetensors(path);
+    for (const bad of ['abc', '-1', '2.5']) {
+      const broken = join(dir, `bad-${bad}.safetensors`);
+      writeSafetensorsSync(broken, file.tensors, { ...file.metadata, step: bad });
+      expect(() => loadCheckpoint(broken)).toThrow(
+        `${broken}: metadata 'step' must be a whole number >= 0, got '${bad}'`,
+      );
+    }
+    expect(loadCheckpoint(path).step).toBe(4);
+  });
+});

@@ -202,15 +202,24 @@ export function loadCheckpoint(
       weights.set(name.slice(prefix.length), tensor);
     }
   }
+  const count = (what: 'step' | 'epoch'): number => {
+    const v = Number(md[what] ?? 0);
+    if (!Number.isSafeInteger(v) || v < 0)
+      throw new Error(`${path}: metadata '${what}' must be a whole number >= 0, got '${md[what]}'`);
+    return v;
+  };
   return {
     path,
     kind: k,
-    step: Number(md.step ?? 0),
-    epoch: Number(md.epoch ?? 0),
+    step: count('step'),
+    epoch: count('epoch'),
     config: (parseJson(md.config, 'config', path) ?? {}) as Record<string, unknown>,
     model: (parseJson(md.model, 'model', path) ?? {}) as Record<string, unknown>,
     weights,
-    optimizer: optMeta ? { ...optMeta, slots } : null,
+    // A stripped checkpoint (scripts/strip-checkpoint.mjs) keeps the optimizer metadata but
+    // not its tensors: it resumes with a fresh optimizer.
+    optimizer:
+      optMeta && Object.values(slots).some((m) => m.size > 0) ? { ...optMeta, slots } : null,
     // Written by saveCheckpoint from Rng.getState / TrainingSampler.getState.
     rng: parseJson(md.rng, 'rng', path) as RngState | null,
     sampler: parseJson(md.sampler, 'sampler', path) as SamplerState | null,

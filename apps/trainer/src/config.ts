@@ -157,6 +157,9 @@ const headSchema = z
       /** dif-train's additions: the head's forward pass and the feature noise. */
       mode: z.enum(['reference', 'full']).optional(),
       noise: z.enum(['fixed', 'random']).optional(),
+      /** The head variants (see @dif-fusion/fusion-head FusionHeadOutput). */
+      output: z.enum(['rgb', 'luma', 'weight']).optional(),
+      source_skip: z.boolean().optional(),
       out_channels: ignored,
       loss_type: ignored,
       output_cm_size: ignored,

@@ -15,7 +15,15 @@ import { join } from 'node:path';
 import type { BackendName } from '@dif-fusion/backends';
 import { DEFAULT_DIFFUSION_LOSS, GaussianDiffusion } from '@dif-fusion/diffusion';
 import type { TrainingSampler } from '@dif-fusion/io';
-import { Adam, type Conv2dFn, conv2dFor, TfParamStore, TrainOps } from '@dif-fusion/nn';
+import {
+  Adam,
+  type Conv2dFn,
+  conv2dFor,
+  TfParamStore,
+  type TorchWeights,
+  TrainOps,
+} from '@dif-fusion/nn';
+import type { AdamF32 } from '@dif-fusion/onnx/train';
 import { deriveSeed, drawDdpmStep, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Checkpoint } from './checkpoint';
@@ -25,18 +33,21 @@ import { UserError } from './errors';
 import { writeGrid, writeRgb } from './images';
 import { type StepFn, type TrainResult, trainingLoop } from './loop';
 import { buildDenoiser, type Denoiser, sampleImages } from './model';
+import { initWeights, OrtDdpmEngine } from './ort-ddpm';
 import { plotLossCurve } from './plot';
 import {
   type LoadedCheckpoint,
+  noteStripped,
   RunContext,
   type RunOptions,
   resumePoint,
   runSeed,
   startBackend,
+  type TrainBackend,
 } from './session';
 import { type StepArgs, WorkerPool } from './workers';
 
-export type { TrainResult };
+export type { TrainBackend, TrainResult };
 
 export interface DdpmTrainOptions extends RunOptions {
   /** Config file path or object (reference format); default: the shipped small config. */
@@ -71,45 +82,98 @@ export function defaultWorkers(): number {
   return Math.max(1, Math.min(2, cores ?? 1));
 }
 
-/** The DDPM being trained: UNet, weights, optimizer, diffusion and the training Rng. */
+/**
+ * The DDPM being trained: UNet, diffusion, the training Rng, and where its weights and
+ * optimizer live: tfjs variables (`store`, `optimizer`) or, on ONNX Runtime, the engine's
+ * Float32Arrays (`ort`; `store` then holds nothing).
+ */
 interface DdpmModel {
   denoiser: Denoiser;
   store: TfParamStore;
-  optimizer: Adam;
+  optimizer: Adam | null;
+  ort: OrtDdpmEngine | null;
   diffusion: GaussianDiffusion;
   schedule: NoiseSchedule;
   rng: Rng;
 }
 
-function buildModel(
+/** The optimizer whichever backend runs the steps. */
+const optimizerOf = (m: DdpmModel): Adam | AdamF32 => (m.ort?.optimizer ?? m.optimizer)!;
+
+/** The current weights (PyTorch layouts). */
+const weightsOf = (m: DdpmModel): TorchWeights => m.ort?.weights ?? m.store.toTorch();
+
+/** Checkpoint weights as a fresh Float32Array per UNet parameter (checked by name and size). */
+function torchWeightsOf(denoiser: Denoiser, weights: TorchWeights): TorchWeights {
+  const out: TorchWeights = new Map();
+  for (const p of denoiser.params) {
+    const w = weights.get(p.name);
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    if (!w || w.data.length !== n)
+      throw new UserError(`checkpoint weights: ${p.name} is missing or has the wrong size`);
+    out.set(p.name, { shape: p.shape.slice(), data: Float32Array.from(w.data) });
+  }
+  return out;
+}
+
+async function buildModel(
   cfg: DdpmConfig,
   ckpt: LoadedCheckpoint | null,
   seed: number,
+  opts: DdpmTrainOptions,
   say: (m: string) => void,
-): DdpmModel {
-  const crop = cfg.datasets.train.resolution;
+): Promise<DdpmModel> {
+  const { resolution: crop, batch_size: batch } = cfg.datasets.train;
   const schedule = new NoiseSchedule(cfg.model.beta_schedule.train);
   const denoiser = buildDenoiser(cfg.model.unet, crop);
   if (!ckpt)
     say('initialising the weights (orthogonal, as the reference; up to a minute for large UNets)');
-  const store = ckpt
-    ? TfParamStore.fromTorch(denoiser.params, ckpt.weights)
-    : TfParamStore.init(denoiser.params, seed);
-  const optimizer = new Adam(new Map(store.names().map((n) => [n, store.get(n)])), {
-    type: cfg.train.optimizer.type,
-    lr: cfg.train.optimizer.lr,
-  });
-  if (ckpt?.optimizer) optimizer.load(ckpt.optimizer);
+  const optimCfg = { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr };
   const loss = cfg.model.diffusion.loss ?? DEFAULT_DIFFUSION_LOSS;
   const diffusion = new GaussianDiffusion(denoiser.unet, schedule, { loss });
   const rng = ckpt?.rng ? Rng.fromState(ckpt.rng) : new Rng(seed);
-  return { denoiser, store, optimizer, diffusion, schedule, rng };
+  if ((opts.backend ?? 'onnxruntime') === 'onnxruntime') {
+    const ort = await OrtDdpmEngine.create({
+      ...{ unet: denoiser.unet, batch, crop, loss, optimizer: optimCfg },
+      weights: ckpt ? torchWeightsOf(denoiser, ckpt.weights) : initWeights(denoiser.params, seed),
+      ...{ optimizerState: ckpt?.optimizer, device: opts.device, threads: opts.threads },
+    });
+    say(`ONNX Runtime: ${ort.provider} execution provider`);
+    // The sample grids load the current weights into tfjs when they are drawn.
+    const store = TfParamStore.fromTorch([], new Map());
+    return { denoiser, store, optimizer: null, ort, diffusion, schedule, rng };
+  }
+  const store = ckpt
+    ? TfParamStore.fromTorch(denoiser.params, ckpt.weights)
+    : TfParamStore.init(denoiser.params, seed);
+  const optimizer = new Adam(new Map(store.names().map((n) => [n, store.get(n)])), optimCfg);
+  if (ckpt?.optimizer) optimizer.load(ckpt.optimizer);
+  return { denoiser, store, optimizer, ort: null, diffusion, schedule, rng };
+}
+
+/** Data-parallel threads: --workers (default min(cores, 2)) on tfjs; ORT parallelises each op. */
+function ddpmWorkers(
+  opts: DdpmTrainOptions,
+  m: DdpmModel,
+  batch: number,
+  say: (m: string) => void,
+): number {
+  if (m.ort) {
+    if ((opts.workers ?? 1) > 1)
+      say(
+        'note: --workers applies to the tfjs backends; ONNX Runtime parallelises each step (--threads)',
+      );
+    return 1;
+  }
+  const workers = Math.max(1, Math.min(opts.workers ?? defaultWorkers(), batch));
+  if (workers > 1) say(`workers: ${workers} (data-parallel, gradients averaged each step)`);
+  return workers;
 }
 
 /** Worker threads for data-parallel steps (`workers - 1` of them; null for one thread). */
 async function startWorkers(
   workers: number,
-  backendName: BackendName,
+  backendName: TrainBackend | undefined,
   cfg: DdpmConfig,
   m: DdpmModel,
 ): Promise<WorkerPool | null> {
@@ -118,11 +182,11 @@ async function startWorkers(
   return WorkerPool.create(
     workers - 1,
     {
-      backend: backendName,
+      backend: backendName as BackendName, // workers run on tfjs backends only
       unet: cfg.model.unet,
       crop: cfg.datasets.train.resolution,
       weights: m.store.toTorch(),
-      optimizer: m.optimizer.state(),
+      optimizer: optimizerOf(m).state(),
       lossType: m.diffusion.loss,
       schedule: cfg.model.beta_schedule.train,
     },
@@ -164,9 +228,9 @@ function ddpmStep(
       : shard(x, levels, noise, stepSeed, 0, batch, denom);
     return {
       loss,
-      record: { loss, lr: m.optimizer.lr },
+      record: { loss, lr: optimizerOf(m).lr },
       commit: () => {
-        m.optimizer.apply(grads);
+        m.optimizer?.apply(grads);
         pool?.apply();
         tf.dispose([...grads.values()]);
       },
@@ -174,6 +238,25 @@ function ddpmStep(
         tf.dispose([...grads.values()]);
         pool?.discard();
       },
+    };
+  };
+}
+
+/** The ONNX Runtime step: the same draws, loss and gradients from the UNet's training graph. */
+function ortDdpmStep(
+  m: DdpmModel,
+  ort: OrtDdpmEngine,
+  sampler: TrainingSampler,
+  batch: number,
+): StepFn {
+  return async () => {
+    const x = (await sampler.next()).img;
+    const { levels, noise, stepSeed } = drawDdpmStep(m.schedule, m.rng, batch, x.length);
+    const { loss, grads } = await ort.lossAndGrads(x, levels, noise, stepSeed);
+    return {
+      loss,
+      record: { loss, lr: ort.optimizer.lr },
+      commit: () => ort.optimizer.apply(grads),
     };
   };
 }
@@ -190,12 +273,14 @@ function ddpmValidation(
   const n = opts.sampleCount ?? 4;
   const schedule = new NoiseSchedule(cfg.model.beta_schedule.val ?? cfg.model.beta_schedule.train);
   return async (step) => {
-    const imgs = await sampleImages(m.denoiser, m.store, schedule, {
+    const params = m.ort ? TfParamStore.fromTorch(m.denoiser.params, m.ort.weights) : m.store;
+    const imgs = await sampleImages(m.denoiser, params, schedule, {
       n,
       size: crop,
       steps: opts.sampleSteps ?? 50,
       rng: new Rng(deriveSeed(seed, 'sampleGrid')), // the same start noise each validation
     });
+    if (params !== m.store) params.dispose();
     const path = join(run.out, 'samples', `step-${String(step).padStart(8, '0')}.png`);
     mkdirSync(join(run.out, 'samples'), { recursive: true });
     const grid = [
@@ -219,23 +304,26 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
       'no training data: pass --data DIR (a folder holding ir/ and vi/) or set datasets.train.dataroot',
     );
   const run = new RunContext(opts, cfg.train.print_freq || 10);
+  noteStripped(ckpt, run.say);
   let m: DdpmModel | null = null;
   let pool: WorkerPool | null = null;
   try {
-    const backendName = opts.backend ?? 'wasm';
-    const backend = await startBackend('ddpm', backendName, run.say);
+    const backend = await startBackend('ddpm', opts.backend, run.say);
     const { resolution: crop, batch_size: batch } = cfg.datasets.train;
     const pairs = await openPairs(dataroot);
     run.say(`data: ${pairs.length} pairs from ${dataroot}, ${crop}x${crop} crops, batch ${batch}`);
     run.writeFolder(cfg, ckpt?.step ?? null);
-    m = buildModel(cfg, ckpt, seed, run.say);
+    m = await buildModel(cfg, ckpt, seed, opts, run.say);
     const samplerSeed = deriveSeed(seed, 'sampler');
     const sampler = makeSampler(pairs, { crop, batch, seed: samplerSeed, state: ckpt?.sampler });
-    const workers = Math.max(1, Math.min(opts.workers ?? defaultWorkers(), batch));
-    pool = await startWorkers(workers, backendName, cfg, m);
-    if (workers > 1) run.say(`workers: ${workers} (data-parallel, gradients averaged each step)`);
-    run.say(`model: ${m.store.count().toLocaleString('en-US')} parameters; run folder ${run.out}`);
+    const workers = ddpmWorkers(opts, m, batch, run.say);
+    pool = await startWorkers(workers, opts.backend, cfg, m);
+    const params = [...weightsOf(m).values()].reduce((a, w) => a + w.data.length, 0);
+    run.say(`model: ${params.toLocaleString('en-US')} parameters; run folder ${run.out}`);
     const model = m;
+    const step = model.ort
+      ? ortDdpmStep(model, model.ort, sampler, batch)
+      : ddpmStep(model, sampler, pool, conv2dFor(backend), crop, batch);
     const { save_checkpoint_freq: saveFreq, val_freq: valFreq } = cfg.train;
     const validate = ddpmValidation(run, cfg, model, seed, opts);
     const r = await trainingLoop({
@@ -243,7 +331,7 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
       start: ckpt?.step ?? 0,
       total: cfg.train.n_iter,
       resumedFrom: ckpt?.path ?? null,
-      step: ddpmStep(model, sampler, pool, conv2dFor(backend), crop, batch),
+      step,
       save: (step) => run.saveCheckpoint(ddpmCheckpoint(cfg, model, sampler, seed, step)),
       saveAt: (step) => saveFreq > 0 && step % saveFreq === 0,
       afterStep: async (step) => {
@@ -259,7 +347,8 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
   } finally {
     run.dispose();
     await pool?.close();
-    m?.optimizer.dispose();
+    await m?.ort?.release();
+    m?.optimizer?.dispose();
     m?.store.dispose();
   }
 }
@@ -278,8 +367,8 @@ function ddpmCheckpoint(
     epoch: sampler.getState().epoch,
     config: cfg,
     model: { ...cfg.model.unet, image_size: cfg.datasets.train.resolution },
-    weights: m.store.toTorch(),
-    optimizer: m.optimizer.state(),
+    weights: weightsOf(m),
+    optimizer: optimizerOf(m).state(),
     rng: m.rng.getState(),
     sampler: sampler.getState(),
     extra: { seed, schedule: cfg.model.beta_schedule.train, loss: m.diffusion.loss },

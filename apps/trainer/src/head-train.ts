@@ -23,11 +23,11 @@ import {
 import { centerCrops, type PairDataset, type TrainingSampler } from '@dif-fusion/io';
 import {
   Adam,
-  type Conv2dFn,
   conv2dFor,
   type ParamSpec,
   TfOps,
   TfParamStore,
+  type TorchWeights,
 } from '@dif-fusion/nn';
 import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
@@ -52,11 +52,13 @@ import {
 } from './feature-cache';
 import { writeGrid, writeRgb } from './images';
 import { type StepFn, type TrainResult, trainingLoop } from './loop';
-import { buildDenoiser } from './model';
+import { buildDenoiser, type Denoiser } from './model';
+import { OrtHeadEngine } from './ort-head';
 import { plotLossCurve } from './plot';
 import type { LogRecord } from './run';
 import {
   type LoadedCheckpoint,
+  noteStripped,
   RunContext,
   type RunOptions,
   resumePoint,
@@ -75,6 +77,10 @@ export interface HeadTrainOptions extends RunOptions {
   epochs?: number;
   /** Head forward pass: `full` (default) or the official `reference`. */
   mode?: 'reference' | 'full';
+  /** Head output variant (model_df.output): rgb (official), luma or weight. */
+  output?: 'rgb' | 'luma' | 'weight';
+  /** Feed the sources to the final layers (model_df.source_skip). */
+  sourceSkip?: boolean;
   /** Feature noise: `fixed` (default, deterministic) or `random` (official feats()). */
   noise?: 'fixed' | 'random';
   /**
@@ -95,6 +101,8 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: LoadedCheckpoint | null): H
     validate: validateHeadConfig,
     fixedFlags: [
       ['--mode', opts.mode],
+      ['--output', opts.output],
+      ['--source-skip', opts.sourceSkip],
       ['--noise', opts.noise],
       ['--init', opts.init],
       ['--color-weight', opts.colorWeight],
@@ -103,6 +111,8 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: LoadedCheckpoint | null): H
     mayChange: '--epochs, --data, --val, --keep and --backend',
     fresh: (cfg) => {
       if (opts.mode !== undefined) cfg.model_df.mode = opts.mode;
+      if (opts.output !== undefined) cfg.model_df.output = opts.output;
+      if (opts.sourceSkip !== undefined) cfg.model_df.source_skip = opts.sourceSkip;
       if (opts.noise !== undefined) cfg.model_df.noise = opts.noise;
       if (opts.colorWeight !== undefined)
         cfg.train.loss = { ...(cfg.train.loss ?? {}), color_weight: opts.colorWeight };
@@ -131,6 +141,7 @@ function toBatch(x: Float32Array, n: number, c: number): { vis: tf.Tensor; ir: t
 /** The frozen DDPM the head reads features of. */
 interface FrozenDdpm {
   ckpt: LoadedCheckpoint;
+  denoiser: Denoiser;
   unet: UnetJson;
   store: TfParamStore;
   features: FeatureExtractor;
@@ -141,7 +152,7 @@ function frozenDdpm(
   cfg: HeadTrainConfig,
   path: string,
   seed: number,
-  conv2d: Conv2dFn | undefined,
+  backend: string,
   say: (m: string) => void,
 ): FrozenDdpm {
   const ckpt = loadCheckpoint(path, 'ddpm');
@@ -153,8 +164,12 @@ function frozenDdpm(
       `crop ${crop} must be a multiple of ${2 ** levels} for this DDPM (${levels + 1} levels)`,
     );
   const denoiser = buildDenoiser(unet, crop);
-  const store = TfParamStore.fromTorch(denoiser.params, ckpt.weights);
-  const ops = new TfOps(store, { training: false, conv2d });
+  // On ONNX Runtime the head's graph holds the DDPM: tfjs keeps no copy of its weights.
+  const onOrt = backend === 'onnxruntime';
+  const store = TfParamStore.fromTorch(onOrt ? [] : denoiser.params, ckpt.weights, {
+    strict: !onOrt,
+  });
+  const ops = new TfOps(store, { training: false, conv2d: conv2dFor(backend) });
   const train = cfg.model.beta_schedule.train;
   if (ddpmSchedule && JSON.stringify(ddpmSchedule) !== JSON.stringify(train))
     say(
@@ -168,7 +183,7 @@ function frozenDdpm(
     new NoiseSchedule(train),
     { noise, seed },
   );
-  return { ckpt, unet, store, features, noise };
+  return { ckpt, denoiser, unet, store, features, noise };
 }
 
 /** The head being trained, its weights (fresh, resumed or --init) and optimizer. */
@@ -177,6 +192,8 @@ interface HeadModel {
   store: TfParamStore;
   optimizer: Adam;
   trainer: HeadTrainer;
+  /** On ONNX Runtime: the engine that runs the steps and holds the trained weights. */
+  ort: OrtHeadEngine | null;
   rng: Rng;
 }
 
@@ -186,7 +203,8 @@ function buildHead(
   source: LoadedCheckpoint | null,
   resumed: LoadedCheckpoint | null,
   seed: number,
-  conv2d: Conv2dFn | undefined,
+  backend: string,
+  opts: HeadTrainOptions,
 ): HeadModel {
   const { inner_channel, channel_multiplier, res_blocks } = ddpm.unet;
   const head = new FusionHead(
@@ -201,18 +219,50 @@ function buildHead(
     type: cfg.train.optimizer.type,
     lr: cfg.train.optimizer.lr,
   });
-  if (resumed?.optimizer) optimizer.load(resumed.optimizer);
   const loss = cfg.train.loss ?? {};
+  const ort =
+    backend === 'onnxruntime'
+      ? new OrtHeadEngine({
+          head,
+          unet: ddpm.denoiser.unet,
+          unetWeights: ddpmWeights(ddpm.denoiser.params, ddpm.ckpt.weights, ddpm.ckpt.path),
+          weights: store.toTorch(),
+          optimizer: { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr },
+          optimizerState: resumed?.optimizer,
+          crop: cfg.datasets.train.resolution,
+          alpha: loss.alpha ?? 1,
+          colorWeight: loss.color_weight ?? 0,
+          ...{
+            noise: ddpm.noise,
+            seed,
+            schedule: new NoiseSchedule(cfg.model.beta_schedule.train),
+          },
+          ...{ device: opts.device, threads: opts.threads },
+        })
+      : null;
+  if (resumed?.optimizer && !ort) optimizer.load(resumed.optimizer);
   const trainer = new HeadTrainer({
     head,
     params: store,
     features: ddpm.features,
     optimizer,
-    conv2d,
+    conv2d: conv2dFor(backend),
     loss: { alpha: loss.alpha ?? 1, colorWeight: loss.color_weight ?? 0 },
   });
   const rng = resumed?.rng ? Rng.fromState(resumed.rng) : new Rng(seed);
-  return { head, store, optimizer, trainer, rng };
+  return { head, store, optimizer, trainer, ort, rng };
+}
+
+/** The frozen DDPM's weights for ONNX Runtime (every UNet parameter, checked). */
+function ddpmWeights(specs: ParamSpec[], weights: TorchWeights, path: string): TorchWeights {
+  const out: TorchWeights = new Map();
+  for (const p of specs) {
+    const w = weights.get(p.name);
+    if (!w || w.data.length !== p.shape.reduce((a, b) => a * b, 1))
+      throw new UserError(`${path}: DDPM weight ${p.name} is missing or has the wrong size`);
+    out.set(p.name, { shape: p.shape.slice(), data: Float32Array.from(w.data) });
+  }
+  return out;
 }
 
 /** The weights of a head checkpoint, which must fit the head being trained. */
@@ -277,17 +327,22 @@ function headStep(
     const epoch = Math.floor(step / stepsPerEpoch);
     const lr = headLearningRate(cfg.train.optimizer.lr, epoch, nEpoch, scheduler);
     m.trainer.setLearningRate(lr);
+    m.ort?.setLearningRate(lr);
     let b: ReturnType<typeof toBatch>;
+    let xs: Float32Array | null = null;
     let feats: HeadFeatures | undefined;
     if (cache.length > 0) {
       if (order?.epoch !== epoch) order = { epoch, order: cacheOrder(cache.length, epoch, seed) };
       const c = cache[order.order[step % cache.length]];
       b = toBatch(c.x, c.n, crop);
       feats = cachedFeatures(c);
-    } else b = toBatch((await sampler.next()).img, batch, crop);
+    } else {
+      xs = (await sampler.next()).img;
+      b = toBatch(xs, batch, crop);
+    }
     let r: ReturnType<HeadTrainer['step']>;
     try {
-      r = m.trainer.step(b, feats);
+      r = m.ort && xs ? await m.ort.step(xs, batch) : m.trainer.step(b, feats);
     } finally {
       tf.dispose([b.vis, b.ir]);
       if (feats) disposeFeatures(feats);
@@ -323,7 +378,9 @@ function headValidation(
     if (valSet && valSet.length > 0) {
       valCrops ??= await centerCrops(valSet, crop);
       const show = Math.min(cfg.train.val_images ?? 4, valSet.length);
-      const r = validationPass(m.trainer, valCrops, valSet.length, cfg, show, noise, valCache);
+      const r = m.ort
+        ? await ortValidationPass(m.ort, valCrops, valSet.length, cfg, show)
+        : validationPass(m.trainer, valCrops, valSet.length, cfg, show, noise, valCache);
       record.val_loss = r.loss;
       const path = join(run.out, 'val', `epoch-${String(epoch).padStart(4, '0')}.png`);
       mkdirSync(join(run.out, 'val'), { recursive: true });
@@ -383,6 +440,30 @@ function validationPass(
   return { loss: sum / count, fusedShown };
 }
 
+/** validationPass on ONNX Runtime: the loss and fused images from the head's graph. */
+async function ortValidationPass(
+  ort: OrtHeadEngine,
+  x: Float32Array,
+  count: number,
+  cfg: HeadTrainConfig,
+  show: number,
+): Promise<{ loss: number; fusedShown: Float32Array }> {
+  const { resolution: crop, batch_size: batch } = cfg.datasets.train;
+  const per = 4 * crop * crop;
+  const fusedShown = new Float32Array(show * 3 * crop * crop);
+  let sum = 0;
+  for (let i = 0; i < count; i += batch) {
+    const n = Math.min(batch, count - i);
+    const r = await ort.evaluate(x.subarray(i * per, (i + n) * per), n);
+    sum += r.loss * n;
+    if (i < show) {
+      const take = Math.min(n, show - i);
+      fusedShown.set(r.fused.subarray(0, take * 3 * crop * crop), i * 3 * crop * crop);
+    }
+  }
+  return { loss: sum / count, fusedShown };
+}
+
 /** The checkpoint of `step`: head weights, optimizer, RNG and sampler states, config. */
 function headCheckpoint(
   cfg: HeadTrainConfig,
@@ -399,8 +480,8 @@ function headCheckpoint(
     epoch: Math.floor(step / stepsPerEpoch),
     config: cfg,
     model: { ...m.head.toJSON() },
-    weights: m.store.toTorch(),
-    optimizer: m.optimizer.state(),
+    weights: m.ort?.weights ?? m.store.toTorch(),
+    optimizer: m.ort?.optimizer.state() ?? m.optimizer.state(),
     rng: m.rng.getState(),
     sampler: sampler.getState(),
     extra: {
@@ -446,17 +527,22 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     throw new UserError(
       'no training data: pass --data DIR (a folder holding ir/ and vi/) or set datasets.train.dataroot',
     );
+  if ((opts.backend ?? 'onnxruntime') === 'onnxruntime' && (cfg.train.feature_cache ?? 0) > 0)
+    throw new UserError(
+      '--feature-cache is a speed-up of the tfjs backends; with --backend onnxruntime every step computes fresh features (faster than the cache on tfjs)',
+    );
   const run = new RunContext(opts, cfg.train.print_freq ?? 10);
+  noteStripped(ckpt, run.say);
   let ddpm: FrozenDdpm | null = null;
   let m: HeadModel | null = null;
   try {
     const backend = await startBackend('head', opts.backend, run.say);
-    const conv2d = conv2dFor(backend);
-    ddpm = frozenDdpm(cfg, ddpmPath, seed, conv2d, run.say);
+    ddpm = frozenDdpm(cfg, ddpmPath, seed, backend, run.say);
     const { pairs, valSet } = await openHeadData(cfg, run.say);
     run.writeFolder(cfg, ckpt?.step ?? null);
     const init = !ckpt && opts.init ? loadCheckpoint(opts.init, 'head') : null;
-    m = buildHead(cfg, ddpm, ckpt ?? init, ckpt, seed, conv2d);
+    m = buildHead(cfg, ddpm, ckpt ?? init, ckpt, seed, backend, opts);
+    if (m.ort) run.say(`ONNX Runtime: ${await m.ort.provider()} execution provider`);
     const { resolution: crop, batch_size: batch } = cfg.datasets.train;
     const samplerSeed = deriveSeed(seed, 'sampler');
     const sampler = makeSampler(pairs, { crop, batch, seed: samplerSeed, state: ckpt?.sampler });
@@ -492,6 +578,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     return { ...r, backend, workers: 1 };
   } finally {
     run.dispose();
+    await m?.ort?.release();
     m?.optimizer.dispose();
     m?.store.dispose();
     ddpm?.store.dispose();

@@ -3,20 +3,28 @@
  * {@link main} runs it and resolves to the exit code, as `dif-fuse`'s: 0 done, 1 failure
  * (one line `error: <problem>`; a NaN loss), 2 usage error, 130 interrupted.
  */
-import { BACKEND_NAMES, type BackendName } from '@dif-fusion/backends';
+import { BACKEND_NAMES } from '@dif-fusion/backends';
 import { EXIT, reportError } from '@dif-fusion/io';
+import type { Device } from '@dif-fusion/onnx';
 import { Command, Option } from 'commander';
 import { int, nonNegative, positive } from './cli-args';
 import { registerExportCommand } from './commands/export';
 import { registerImportTorchCommand } from './commands/import-torch';
 import { trainDdpm } from './ddpm';
 import { trainHead } from './head-train';
+import type { TrainBackend } from './session';
 
 const backendOption = () =>
   new Option(
     '--backend <name>',
-    'tfjs backend: wasm (default), cpu, tensorflow or tensorflow-gpu',
-  ).choices([...BACKEND_NAMES]);
+    'where training runs: onnxruntime (default: ONNX Runtime training graphs, CPU or --device cuda), or a tfjs backend: wasm, cpu, tensorflow, tensorflow-gpu',
+  ).choices(['onnxruntime', ...BACKEND_NAMES]);
+
+const deviceOption = () =>
+  new Option(
+    '--device <name>',
+    'ONNX Runtime execution provider for --backend onnxruntime: cpu (default), cuda or auto',
+  ).choices(['cpu', 'cuda', 'auto']);
 
 /** The options both training commands share. */
 function common(cmd: Command): Command {
@@ -30,6 +38,12 @@ function common(cmd: Command): Command {
       'run folder (checkpoints/, log.jsonl, loss.png, PNGs, config.json)',
     )
     .addOption(backendOption())
+    .addOption(deviceOption())
+    .option(
+      '--threads <n>',
+      'ONNX Runtime intra-op threads (default: one per core)',
+      int('--threads', 1),
+    )
     .option('--batch <n>', 'batch size (datasets.train.batch_size)', int('--batch', 1))
     .option('--crop <n>', 'random crop size (datasets.train.resolution)', int('--crop', 8))
     .option('--lr <x>', 'learning rate (train.optimizer.lr)', positive('--lr'))
@@ -48,7 +62,9 @@ function commonValues(o: Record<string, unknown>) {
     config: o.config as string | undefined,
     data: o.data as string | undefined,
     out: o.out as string,
-    backend: o.backend as BackendName | undefined,
+    backend: o.backend as TrainBackend | undefined,
+    device: o.device as Device | undefined,
+    threads: o.threads as number | undefined,
     batch: o.batch as number | undefined,
     crop: o.crop as number | undefined,
     lr: o.lr as number | undefined,
@@ -148,6 +164,16 @@ export function registerHeadCommand(program: Command, exit: ExitState = { code: 
     )
     .addOption(
       new Option(
+        '--output <kind>',
+        'head output (model_df.output): rgb (official), luma (lightness change on the visible image, its chroma kept) or weight (per-pixel weight between the sources)',
+      ).choices(['rgb', 'luma', 'weight']),
+    )
+    .option(
+      '--source-skip',
+      'feed the source images to the final layers too (model_df.source_skip)',
+    )
+    .addOption(
+      new Option(
         '--noise <kind>',
         'feature noise: fixed (deterministic, default) or random (official)',
       ).choices(['fixed', 'random']),
@@ -181,6 +207,8 @@ Examples:
           val: o.val as string | undefined,
           epochs: o.epochs as number | undefined,
           mode: o.mode as 'reference' | 'full' | undefined,
+          output: o.output as 'rgb' | 'luma' | 'weight' | undefined,
+          sourceSkip: o.sourceSkip as boolean | undefined,
           noise: o.noise as 'fixed' | 'random' | undefined,
           init: o.init as string | undefined,
           colorWeight: o.colorWeight as number | undefined,

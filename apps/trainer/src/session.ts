@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type BackendName, useBackend } from '@dif-fusion/backends';
+import type { Device } from '@dif-fusion/onnx';
 import {
   type Checkpoint,
   type CheckpointKind,
@@ -15,11 +16,19 @@ import {
 import { UserError } from './errors';
 import { Progress, RateMeter, RunLog, StopSignal } from './run';
 
+/** Where a training step runs: a tfjs backend or ONNX Runtime. */
+export type TrainBackend = BackendName | 'onnxruntime';
+
 /** The options both training commands share. */
 export interface RunOptions {
   /** Run folder. */
   out: string;
-  backend?: BackendName;
+  /** Where steps run: a tfjs backend or 'onnxruntime' (the default). */
+  backend?: TrainBackend;
+  /** ONNX Runtime device for `backend: 'onnxruntime'` (default cpu). */
+  device?: Device;
+  /** ONNX Runtime intra-op threads (default: one per core). */
+  threads?: number;
   /** Training pairs: a folder with ir/ and vi/ (overrides datasets.train.dataroot). */
   data?: string;
   /** datasets.train.batch_size override. */
@@ -101,11 +110,15 @@ export class RunContext {
     this.log.write({ ...record, time: this.elapsed() });
   }
 
-  /** Create the run folder with the resolved config; on resume drop log records past it. */
+  /**
+   * Create the run folder with the resolved config; drop log records past the resumed step
+   * (or, on a fresh start, of a run killed before its first checkpoint), which would
+   * otherwise be written twice.
+   */
   writeFolder(config: unknown, resumedStep: number | null): void {
     mkdirSync(this.out, { recursive: true });
     writeFileSync(join(this.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-    if (resumedStep !== null) this.log.truncateAfter(resumedStep);
+    this.log.truncateAfter(resumedStep ?? 0);
   }
 
   /** Write a checkpoint (keeping the last --keep) and its log event; returns its path. */
@@ -123,14 +136,31 @@ export class RunContext {
   }
 }
 
-/** Initialise the tfjs backend and say which one runs. */
+/**
+ * Initialise the backend and say which one runs: a tfjs backend, or ONNX Runtime (with wasm
+ * for tfjs's remaining work: batches, sample grids, images). Returns the name that runs the
+ * steps (`onnxruntime`, or the tfjs backend's).
+ */
 export async function startBackend(
   command: string,
-  name: BackendName | undefined,
+  name: TrainBackend | undefined,
   say: (m: string) => void,
 ): Promise<string> {
-  const requested = name ?? 'wasm';
+  const requested = name ?? 'onnxruntime';
+  if (requested === 'onnxruntime') {
+    await useBackend('wasm');
+    say(`dif-train ${command}: backend onnxruntime`);
+    return 'onnxruntime';
+  }
   const backend = await useBackend(requested);
   say(`dif-train ${command}: backend ${requested}${backend !== requested ? ` (${backend})` : ''}`);
   return backend;
+}
+
+/** Say so when a resumed checkpoint was stripped of its optimizer state. */
+export function noteStripped(ckpt: LoadedCheckpoint | null, say: (m: string) => void): void {
+  if (ckpt && !ckpt.optimizer)
+    say(
+      `note: ${ckpt.path} holds no optimizer state (stripped): Adam starts afresh, the data order and random draws continue from step ${ckpt.step}`,
+    );
 }

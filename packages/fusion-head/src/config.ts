@@ -17,6 +17,15 @@ import { type ParseError, parse as parseJsonc, printParseErrorCode } from 'jsonc
  */
 export type FusionHeadMode = 'reference' | 'full';
 
+/**
+ * What the head's last layer predicts (see the README, "Variants"):
+ * - `rgb` (official): the fused RGB image, tanh;
+ * - `luma`: a lightness change d = 2 tanh(.) added equally to R, G and B of the visible
+ *   image, F = V + d: the visible image's chroma (BT.601 Cb, Cr) is kept exactly;
+ * - `weight`: a per-pixel weight w = sigmoid(.) between the sources, F = w V + (1 - w) I.
+ */
+export type FusionHeadOutput = 'rgb' | 'luma' | 'weight';
+
 export interface FusionHeadConfig {
   /** Indices into the reversed decoder features (0 = last, full-resolution UNet block). */
   feat_scales: number[];
@@ -34,6 +43,13 @@ export interface FusionHeadConfig {
    * head hard-codes 3 (res_blocks 2); other values generalise the same rule.
    */
   res_blocks: number;
+  /** Last-layer prediction (default `rgb`, the official head); written only when not `rgb`. */
+  output?: FusionHeadOutput;
+  /**
+   * Concatenate the source images (visible RGB + infrared, full resolution) to the input of
+   * the final layers (`rgb_decode2`). Default false; written only when true.
+   */
+  source_skip?: boolean;
 }
 
 export type FusionHeadConfigInput = Partial<FusionHeadConfig> & {
@@ -60,6 +76,8 @@ export function normalizeHeadConfig(input: FusionHeadConfigInput): FusionHeadCon
     mode: input.mode ?? 'reference',
     res_blocks: input.res_blocks ?? 2,
   };
+  if (input.output !== undefined && input.output !== 'rgb') cfg.output = input.output;
+  if (input.source_skip) cfg.source_skip = true;
   const fail = (msg: string): never => {
     throw new Error(`fusion head config: ${msg}`);
   };
@@ -70,6 +88,13 @@ export function normalizeHeadConfig(input: FusionHeadConfigInput): FusionHeadCon
   if (cfg.feat_scales.length === 0) fail('feat_scales is empty');
   if (new Set(cfg.feat_scales).size !== cfg.feat_scales.length) fail('feat_scales has duplicates');
   if (!(cfg.out_channels > 0)) fail('out_channels must be positive');
+  const output = cfg.output ?? 'rgb';
+  if (output !== 'rgb' && output !== 'luma' && output !== 'weight')
+    fail(`unknown output '${String(output)}' (use rgb, luma or weight)`);
+  if (output !== 'rgb' && cfg.out_channels !== 3)
+    fail(`output '${output}' makes an RGB image: out_channels must be 3`);
+  if (input.source_skip !== undefined && typeof input.source_skip !== 'boolean')
+    fail('source_skip must be true or false');
   const per = cfg.res_blocks + 1;
   const maxScale = per * cfg.channel_multiplier.length - 1;
   for (const s of cfg.feat_scales) {
@@ -118,6 +143,8 @@ export function headConfigToJSON(cfg: FusionHeadConfig): FusionHeadConfig {
     out_channels: cfg.out_channels,
     mode: cfg.mode,
     res_blocks: cfg.res_blocks,
+    ...(cfg.output && cfg.output !== 'rgb' ? { output: cfg.output } : {}),
+    ...(cfg.source_skip ? { source_skip: true } : {}),
   };
 }
 
@@ -148,7 +175,8 @@ export function parseJsonWithComments(text: string, source = 'config'): unknown 
  * fields (e.g. from the DDPM checkpoint's own config, which is authoritative).
  * The official `model_df.out_channels` (4) is ignored, as the official head ignores it
  * (it always makes 3 channels); so are `loss_type`, `output_cm_size` and `psp`.
- * A `model_df.mode` field (not in the reference) is honoured unless `options.mode` is given.
+ * A `model_df.mode` field (not in the reference) is honoured unless `options.mode` is given;
+ * so are the variant fields `model_df.output` and `model_df.source_skip` (not in the reference).
  */
 export function headConfigFromReference(
   json: any,
@@ -171,5 +199,7 @@ export function headConfigFromReference(
     channel_multiplier: unet.channel_multiplier,
     res_blocks: unet.res_blocks ?? 2,
     mode: options.mode ?? df.mode,
+    output: df.output,
+    source_skip: df.source_skip,
   });
 }

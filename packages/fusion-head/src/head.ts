@@ -101,7 +101,10 @@ export class Block extends Module {
   }
 }
 
-/** Official HeadLeakyRelu2d (conv3x3, leaky ReLU 0.2) and HeadTanh2d (conv3x3, tanh). */
+/**
+ * Official HeadLeakyRelu2d (conv3x3, leaky ReLU 0.2) and HeadTanh2d (conv3x3, tanh); the
+ * `luma` and `weight` variants end in 2 tanh and sigmoid.
+ */
 export class HeadConv extends Module {
   readonly conv: Conv2d;
 
@@ -109,7 +112,7 @@ export class HeadConv extends Module {
     prefix: string,
     inChannels: number,
     outChannels: number,
-    readonly activation: 'leakyRelu' | 'tanh',
+    readonly activation: 'leakyRelu' | 'tanh' | 'tanh2' | 'sigmoid',
   ) {
     super(prefix);
     this.conv = new Conv2d(this.key('conv'), inChannels, outChannels, 3, {
@@ -124,7 +127,16 @@ export class HeadConv extends Module {
 
   forward<T>(ops: Ops<T>, x: T): T {
     const y = this.conv.forward(ops, x);
-    return this.activation === 'tanh' ? ops.tanh(y) : ops.leakyRelu(y, 0.2);
+    switch (this.activation) {
+      case 'tanh':
+        return ops.tanh(y);
+      case 'tanh2':
+        return ops.scale(ops.tanh(y), 2);
+      case 'sigmoid':
+        return ops.sigmoid(y);
+      default:
+        return ops.leakyRelu(y, 0.2);
+    }
   }
 }
 
@@ -162,8 +174,17 @@ export class FusionHead extends Module {
     // The official code hard-codes 128 = inner_channel 128 x channel_multiplier[0]: the
     // channels of the finest scale (for the default feat_scales, inner_channel x mult[0]).
     const finest = scaleChannels(cfg, scales[scales.length - 1]);
-    this.rgbDecode2 = new HeadConv('rgb_decode2', finest, 64, 'leakyRelu');
-    this.rgbDecode1 = new HeadConv('rgb_decode1', 64, cfg.out_channels, 'tanh');
+    const output = cfg.output ?? 'rgb';
+    this.rgbDecode2 = new HeadConv(
+      'rgb_decode2',
+      finest + (cfg.source_skip ? 4 : 0),
+      64,
+      'leakyRelu',
+    );
+    this.rgbDecode1 =
+      output === 'rgb'
+        ? new HeadConv('rgb_decode1', 64, cfg.out_channels, 'tanh')
+        : new HeadConv('rgb_decode1', 64, 1, output === 'luma' ? 'tanh2' : 'sigmoid');
   }
 
   /** Rebuild from `toJSON()` output (or any FusionHeadConfigInput, e.g. with `t`). */
@@ -230,8 +251,19 @@ export class FusionHead extends Module {
     return scaleChannels(this.config, scale);
   }
 
-  forward<T>(ops: Ops<T>, feats: T[][]): T {
+  /** Whether `forward` needs the source images (variants `luma`, `weight`, `source_skip`). */
+  get needsSources(): boolean {
+    return (this.config.output ?? 'rgb') !== 'rgb' || this.config.source_skip === true;
+  }
+
+  /**
+   * @param sources the visible `[N,3,H,W]` and infrared `[N,1,H,W]` images in [-1, 1], at the
+   * output resolution: needed by the variants (`needsSources`), ignored otherwise.
+   */
+  forward<T>(ops: Ops<T>, feats: T[][], sources?: { vis: T; ir: T }): T {
     const cfg = this.config;
+    if (this.needsSources && !sources)
+      throw new Error('FusionHead: this head variant needs the source images');
     const k = cfg.time_steps.length;
     if (feats.length !== k)
       throw new Error(`FusionHead: expected features of ${k} time steps, got ${feats.length}`);
@@ -257,6 +289,14 @@ export class FusionHead extends Module {
         x = fs; // full mode: the finest Block's output (including + x) feeds the final layers
       }
     }
-    return this.rgbDecode1.forward(ops, this.rgbDecode2.forward(ops, x as T));
+    let last = x as T;
+    if (cfg.source_skip && sources) last = ops.concatChannels([last, sources.vis, sources.ir]);
+    const y = this.rgbDecode1.forward(ops, this.rgbDecode2.forward(ops, last));
+    const output = cfg.output ?? 'rgb';
+    if (output === 'rgb' || !sources) return y;
+    if (output === 'luma') return ops.add(sources.vis, ops.concatChannels([y, y, y])); // F = V + d
+    // F = w V + (1 - w) I = I + w (V - I), the infrared image on every channel
+    const ir3 = ops.concatChannels([sources.ir, sources.ir, sources.ir]);
+    return ops.add(ir3, ops.mulSpatial(ops.axpby(1, sources.vis, -1, ir3), y));
   }
 }

@@ -49,6 +49,14 @@ export type HeadFeatureExtractor = (
   indices: readonly number[],
 ) => HeadFeatures;
 
+/** The batch's sources in TfOps's NHWC layout (for the head variants that read them). */
+function nhwcSources(batch: FusionBatch): { vis: tf.Tensor; ir: tf.Tensor } {
+  return {
+    vis: tf.transpose(batch.vis, [0, 2, 3, 1]),
+    ir: tf.transpose(batch.ir, [0, 2, 3, 1]),
+  };
+}
+
 /** cat(vis, ir) as NHWC `[N,H,W,4]`: the DDPM's input (official VIDataset `img`). */
 export function ddpmInput(batch: FusionBatch): tf.Tensor4D {
   return tf.tidy(
@@ -107,7 +115,7 @@ export function headTrainStep(args: HeadStepArgs): HeadStepResult {
   const varList = names.map((n) => params.get(n));
   let parts: tf.Scalar[] = [];
   const { value, grads } = tf.variableGrads(() => {
-    const fused = head.forward(ops, feats as tf.Tensor[][]);
+    const fused = head.forward(ops, feats as tf.Tensor[][], { vis, ir });
     const r = fusionLoss(vis, ir, fused, { ...args.loss, layout: 'NHWC' });
     // Keep the parts alive past the tape's tidy.
     parts = [
@@ -274,7 +282,7 @@ export class HeadTrainer {
     try {
       const ops = new TfOps(this.params, { conv2d: this.conv2d });
       const { fused, parts } = tf.tidy(() => {
-        const f = this.head.forward(ops, feats as tf.Tensor[][]);
+        const f = this.head.forward(ops, feats as tf.Tensor[][], nhwcSources(batch));
         const r = fusionLoss(batch.vis, batch.ir, tf.transpose(f, [0, 3, 1, 2]), {
           ...this.lossOptions,
           layout: 'NCHW',
@@ -299,7 +307,10 @@ export class HeadTrainer {
       const ops = new TfOps(this.params, { conv2d: this.conv2d });
       return tf.tidy(
         () =>
-          tf.transpose(this.head.forward(ops, feats as tf.Tensor[][]), [0, 3, 1, 2]) as tf.Tensor4D,
+          tf.transpose(
+            this.head.forward(ops, feats as tf.Tensor[][], nhwcSources(batch)),
+            [0, 3, 1, 2],
+          ) as tf.Tensor4D,
       );
     } finally {
       disposeFeatures(feats);

@@ -1,5 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fsError } from './errors';
@@ -68,4 +77,48 @@ export function writeFileAtomicSync(path: string, data: Data): void {
     rmSync(tmp, { force: true });
     throw fsError(path, err);
   }
+}
+
+/** `.NAME.PID.RAND.tmp`, as {@link writeFileAtomic} names its temporary files. */
+const TEMP_NAME = /^\.(.+)\.(\d+)\.([0-9a-f]{8})\.tmp$/;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to someone else
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporary files of atomic writes that were killed before their rename
+ * (`.NAME.PID.RAND.tmp` whose process is gone) from `dir`, not recursively. Files of live
+ * processes (another run writing into the same folder) are kept. Returns the removed paths;
+ * a missing folder has none.
+ */
+export function removeStaleTempFiles(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw fsError(dir, err, 'folder');
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = TEMP_NAME.exec(name);
+    if (!m) continue;
+    const pid = Number(m[2]);
+    if (pid === process.pid || processAlive(pid)) continue;
+    const path = join(dir, name);
+    try {
+      rmSync(path, { force: true });
+      removed.push(path);
+    } catch {
+      // not ours to remove (permissions): leave it
+    }
+  }
+  return removed;
 }

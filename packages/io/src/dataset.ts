@@ -7,7 +7,8 @@ import { extname, join } from 'node:path';
 import { type FloatImage, floatToImage, imageToFloat } from './convert';
 import { DifFusionError, fileError, fsError } from './errors';
 import { resizeBilinear } from './geometry';
-import { type Image, isImageFile, readImage, toChannels } from './image';
+import { type Image, readImage, toChannels } from './image';
+import { isImageFile } from './image-format';
 
 export interface ImagePair {
   /** The shared file stem. */

@@ -10,13 +10,12 @@ import {
   decodeImage,
   encodeBmp,
   encodeImage,
-  formatFromPath,
   type Image,
   readImage,
-  sniffFormat,
   toChannels,
   writeImage,
 } from './image';
+import { formatFromPath, sniffFormat } from './image-format';
 
 const dir = mkdtempSync(join(tmpdir(), 'dif-io-img-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -5,11 +5,17 @@
  * images are expanded; EXIF orientation is applied, so width/height are as displayed.
  */
 import { readFile } from 'node:fs/promises';
-import { extname } from 'node:path';
 import { decode as decodeBmpTs } from 'bmp-ts';
 import sharp from 'sharp';
 import { writeFileAtomic } from './atomic';
 import { DifFusionError, fileError, fsError } from './errors';
+import { formatFromPath, type ImageFormat } from './image-format';
+import {
+  CorruptImageError,
+  checkPixelLimit,
+  decodeImageHeader,
+  readImageHeader,
+} from './image-header';
 
 export interface Image {
   width: number;
@@ -21,89 +27,31 @@ export interface Image {
   data: Uint8Array | Uint16Array;
 }
 
-export type ImageFormat = 'png' | 'jpeg' | 'tiff' | 'webp' | 'bmp' | 'gif';
-
-/** File extensions read as images (lower case, with the dot). */
-export const IMAGE_EXTENSIONS: readonly string[] = [
-  '.png',
-  '.jpg',
-  '.jpeg',
-  '.tif',
-  '.tiff',
-  '.webp',
-  '.bmp',
-];
-
-export function isImageFile(name: string): boolean {
-  return IMAGE_EXTENSIONS.includes(extname(name).toLowerCase());
-}
-
-/** Format from the first bytes, or null. */
-export function sniffFormat(buf: Uint8Array): ImageFormat | null {
-  const b = buf;
-  if (b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47)
-    return 'png';
-  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
-  if (
-    b.length >= 4 &&
-    ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a && b[3] === 0) ||
-      (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0 && b[3] === 0x2a))
-  ) {
-    return 'tiff';
-  }
-  if (
-    b.length >= 12 &&
-    b[0] === 0x52 &&
-    b[1] === 0x49 &&
-    b[2] === 0x46 &&
-    b[3] === 0x46 &&
-    b[8] === 0x57 &&
-    b[9] === 0x45 &&
-    b[10] === 0x42 &&
-    b[11] === 0x50
-  ) {
-    return 'webp';
-  }
-  if (b.length >= 2 && b[0] === 0x42 && b[1] === 0x4d) return 'bmp';
-  if (b.length >= 4 && b[0] === 0x47 && b[1] === 0x49 && b[2] === 0x46 && b[3] === 0x38)
-    return 'gif';
-  return null;
-}
-
-/** Format for writing, from a file name's extension. */
-export function formatFromPath(path: string): ImageFormat {
-  const ext = extname(path).toLowerCase();
-  switch (ext) {
-    case '.png':
-      return 'png';
-    case '.jpg':
-    case '.jpeg':
-      return 'jpeg';
-    case '.tif':
-    case '.tiff':
-      return 'tiff';
-    case '.webp':
-      return 'webp';
-    case '.bmp':
-      return 'bmp';
-    default:
-      throw fileError(
-        path,
-        `unsupported image format '${ext || '(no extension)'}' (use .png, .jpg, .tif, .webp or .bmp)`,
-      );
-  }
-}
-
 export interface ReadImageOptions {
   /**
    * 1: gray (RGB is converted with MATLAB's rgb2gray weights, or taken as-is when its
    * channels are equal); 3: RGB (gray is replicated). Default: as stored (1 or 3).
    */
   channels?: 1 | 3;
+  /**
+   * Refuse images with more pixels than this, from the header, before decoding anything
+   * (default DEFAULT_MAX_PIXELS, 50 MP; Infinity: no limit).
+   */
+  maxPixels?: number;
+  /**
+   * Damaged data (a corrupt JPEG scan, a truncated TIFF or PNG) is an error
+   * ({@link CorruptImageError}) unless this is true: then the image is decoded as far as the
+   * decoder can recover it and `onWarning` gets the one-line problem.
+   */
+  allowCorrupt?: boolean;
+  /** Receives one line (naming the file) per image read with `allowCorrupt` despite damage. */
+  onWarning?: (message: string) => void;
 }
 
 /** Read and decode an image file. Errors are one line naming the file. */
 export async function readImage(path: string, options: ReadImageOptions = {}): Promise<Image> {
+  // The header first, so an oversized image is refused without reading the whole file.
+  checkPixelLimit(await readImageHeader(path), path, options.maxPixels);
   let buf: Buffer;
   try {
     buf = await readFile(path);
@@ -115,23 +63,31 @@ export async function readImage(path: string, options: ReadImageOptions = {}): P
 
 /**
  * Decode an encoded image (PNG, JPEG, TIFF 8/16-bit, WebP, BMP, GIF first frame).
- * `source` names the file in error messages.
+ * `source` names the file in error messages. The header is checked against
+ * `options.maxPixels` before any pixel is decoded.
  */
 export async function decodeImage(
   buf: Uint8Array,
   source = '<buffer>',
   options: ReadImageOptions = {},
 ): Promise<Image> {
-  if (buf.byteLength === 0) throw fileError(source, 'empty file, not an image');
-  const format = sniffFormat(buf);
-  if (!format) {
-    throw fileError(
-      source,
-      'unsupported or unrecognised image format (expected PNG, JPEG, TIFF, WebP or BMP)',
-    );
+  const { format, ...size } = await decodeImageHeader(buf, source);
+  if (size.width === 0 || size.height === 0)
+    throw fileError(source, `zero-size image (${size.width}x${size.height})`);
+  checkPixelLimit(size, source, options.maxPixels);
+  let img: Image;
+  if (format === 'bmp') img = decodeBmp(buf, source);
+  else {
+    try {
+      img = await decodeWithSharp(buf, source, format, false);
+    } catch (err) {
+      if (!(err instanceof CorruptImageError) || !options.allowCorrupt) throw err;
+      // Decode again as far as the decoder can recover: the damaged part comes out gray or
+      // smeared, which the user asked to accept.
+      img = await decodeWithSharp(buf, source, format, true);
+      options.onWarning?.(`${err.message}; read anyway (allow corrupt)`);
+    }
   }
-  const img =
-    format === 'bmp' ? decodeBmp(buf, source) : await decodeWithSharp(buf, source, format);
   if (img.width === 0 || img.height === 0) {
     throw fileError(source, `zero-size image (${img.width}x${img.height})`);
   }
@@ -147,13 +103,31 @@ const SAMPLE_KINDS: Record<string, string> = {
   dpcomplex: 'complex',
 };
 
+/**
+ * Decoder warnings that mean damaged pixel data (libjpeg "Corrupt JPEG data: ...", "premature
+ * end of JPEG image"; libtiff/libpng truncation). Other warnings (unknown TIFF tags, an
+ * incorrect sRGB profile) are about metadata and are ignored: failing on every warning
+ * (sharp's failOn 'warning') would refuse many valid thermal-camera TIFFs.
+ */
+const CORRUPT_WARNING = /corrupt|premature end|truncat|read error/i;
+
+/**
+ * Decodes with sharp. Strict (`lenient` false): decoder errors and corruption warnings throw
+ * {@link CorruptImageError}. Lenient: failOn 'none', whatever the decoder recovers.
+ * Note: a corrupt JPEG scan is detectable only where it breaks the entropy code's structure
+ * (a stray marker, a code longer than 16 bits); random bytes that happen to form valid
+ * Huffman codes decode without any warning, in every JPEG decoder.
+ */
 async function decodeWithSharp(
   buf: Uint8Array,
   source: string,
   format: ImageFormat,
+  lenient: boolean,
 ): Promise<Image> {
+  const failOn = lenient ? 'none' : 'error';
+  const warnings: string[] = [];
   try {
-    const input = sharp(buf, { failOn: 'truncated', limitInputPixels: false });
+    const input = sharp(buf, { failOn, limitInputPixels: false });
     const meta = await input.metadata();
     if (!meta.width || !meta.height) {
       throw fileError(source, `zero-size image (${meta.width ?? 0}x${meta.height ?? 0})`);
@@ -172,12 +146,19 @@ async function decodeWithSharp(
       meta.space === 'grey16' ||
       (!meta.isPalette && (meta.channels ?? 3) <= 2);
     const space = gray ? (sixteen ? 'grey16' : 'b-w') : sixteen ? 'rgb16' : 'srgb';
-    const { data, info } = await sharp(buf, { failOn: 'truncated', limitInputPixels: false })
+    // The header was checked against the caller's limit; this bounds what the decoder may
+    // allocate should the header have lied.
+    const decoder = sharp(buf, { failOn, limitInputPixels: meta.width * meta.height });
+    decoder.on('warning', (w: string) => warnings.push(String(w).trim()));
+    const { data, info } = await decoder
       .autoOrient()
       .removeAlpha()
       .toColourspace(space)
       .raw({ depth: sixteen ? 'ushort' : 'uchar' })
       .toBuffer({ resolveWithObject: true });
+    const damage = warnings.find((w) => CORRUPT_WARNING.test(w));
+    if (damage && !lenient)
+      throw new CorruptImageError(source, format, damage.replace(/^Vips\w+:\s*/, ''));
     const channels = info.channels === 1 ? 1 : 3;
     let pixels: Uint8Array | Uint16Array;
     if (sixteen) {
@@ -200,7 +181,7 @@ async function decodeWithSharp(
   } catch (err) {
     if (err instanceof DifFusionError) throw err;
     const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0].trim();
-    throw fileError(source, `corrupt or truncated ${format} image (${msg})`, err);
+    throw new CorruptImageError(source, format, msg.replace(/^Vips\w+:\s*/, ''), err);
   }
 }
 

@@ -31,6 +31,7 @@ export {
   meanSquaredError,
   mutualInformation,
   nabf,
+  nabfIntended,
   psnr,
   psnrFromMse,
   qabf,

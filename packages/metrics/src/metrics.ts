@@ -365,12 +365,25 @@ function nabfEdges(p: Float64Array, w: number, h: number): { g: Float64Array; a:
 }
 
 /**
- * Nabf: the fusion-artifact measure modified by B. K. Shreyamsha Kumar, analysis_nabf(F, IR,
- * VIS) on 0..255 doubles like every other metric here (its threshold Td = 2 is on that scale).
- * The golden values in ../shared/golden/metrics were computed with the roles swapped
- * (analysis_nabf(IR, VIS, F)); see the README.
+ * Nabf as published: the value in the fusion papers' tables and the toolkit's golden
+ * values. The toolkit's `analysis_Reference` calls `analysis_nabf(ir, vis, fused)` into a
+ * function declared `analysis_nabf(f, I1, I2)`, so the infrared image takes the fused image's
+ * place: this is `analysisNabf(ir, vi, f)` on 0..255 doubles. Use it to compare with
+ * published numbers; {@link nabfIntended} is the artefact measure the function defines.
  */
 export function nabf(ir: Gray8, vi: Gray8, f: Gray8): number {
+  assertSameSize(ir, f, 'Nabf');
+  assertSameSize(vi, f, 'Nabf');
+  return analysisNabf(toDouble(ir), toDouble(vi), toDouble(f), f.width, f.height);
+}
+
+/**
+ * Nabf with the argument order `analysis_nabf(f, I1, I2)` intends (B. K. Shreyamsha Kumar's
+ * modified fusion-artefact measure): the fraction of edge weight where the fused image has
+ * an edge stronger than both sources that neither explains. Not comparable with published
+ * tables (see {@link nabf}); an average of the sources scores ~0 here.
+ */
+export function nabfIntended(ir: Gray8, vi: Gray8, f: Gray8): number {
   assertSameSize(ir, f, 'Nabf');
   assertSameSize(vi, f, 'Nabf');
   return analysisNabf(toDouble(f), toDouble(ir), toDouble(vi), f.width, f.height);

@@ -15,6 +15,7 @@ import {
   meanSquaredError,
   mutualInformation,
   nabf,
+  nabfIntended,
   psnr,
   qabf,
   rgbToLab,
@@ -115,14 +116,18 @@ describe('hand-computed values on tiny images', () => {
     expect(qabf(ramp, black, ramp)).toBeCloseTo((0.9994 * 0.9879) / (1 + Math.exp(-4.4)), 12);
   });
 
-  it('Nabf of a doubled ramp (hand-computed, mirror borders)', () => {
+  it('Nabf of a doubled ramp (hand-computed, mirror borders), both argument orders', () => {
     // Mirror extension: the two border columns have no gradient (weight 0.001), the two
     // inner ones gA = 10 (weight 10^1.5) and gF = 20, same orientation, so na = 1 there and
     // Q = sqrt(Nrg/(1+e^0) · Nra/(1+e^-11)).
     const f = gray(4, 3, (x) => 20 * x);
     const q = Math.sqrt((0.9999 / 2) * (0.9995 / (1 + Math.exp(-11))));
     const w = 10 ** 1.5;
-    expect(nabf(ramp, ramp, f)).toBeCloseTo(((1 - q) * w) / (w + 0.001), 12);
+    const want = ((1 - q) * w) / (w + 0.001);
+    expect(nabfIntended(ramp, ramp, f)).toBeCloseTo(want, 12);
+    // Published order: the first argument (IR) takes the fused image's place.
+    expect(nabf(f, ramp, ramp)).toBeCloseTo(want, 12);
+    expect(nabf(ramp, ramp, f)).toBe(0); // F's edges are in the sources' place: none exceeds IR
   });
 
   it('Gaussian windows sum to 1; valid and replicate filtering keep constants', () => {
@@ -166,8 +171,10 @@ describe('identity and symmetry properties', () => {
     const m2 = evaluateFusion(asImage(b), asImage(a), asImage(f));
     for (const name of METRIC_NAMES) {
       if (name === 'DeltaE') continue; // ΔE compares with the visible image only
+      if (name === 'Nabf') continue; // published Nabf puts the IR image in F's place
       expect(m2[name], name).toBeCloseTo(m1[name], 10);
     }
+    expect(nabfIntended(b, a, f)).toBeCloseTo(nabfIntended(a, b, f), 12);
   });
 
   it('SCD and CC are invariant to an affine change of the fused image', () => {

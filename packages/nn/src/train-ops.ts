@@ -34,13 +34,28 @@ export class TrainOps extends TfOps {
     const [n, ...rest] = x.shape;
     const per = rest.reduce((a, b) => a * b, 1);
     const mask = new Float32Array(n * per);
-    const keep = 1 / (1 - rate);
-    const threshold = Math.floor(rate * 2 ** 32);
-    for (let i = 0; i < n; i++) {
-      const rng = new Rng(mixSeed(this.stepSeed, call, this.sampleOffset + i));
-      const base = i * per;
-      for (let j = 0; j < per; j++) mask[base + j] = rng.nextUint32() >= threshold ? keep : 0;
-    }
+    for (let i = 0; i < n; i++)
+      mask.set(dropoutMask(this.stepSeed, call, this.sampleOffset + i, per, rate), i * per);
     return tf.mul(x, tf.tensor(mask, x.shape));
   }
+}
+
+/**
+ * The dropout mask of one sample: `count` values in the tensor's own (NHWC) order from
+ * Rng(mixSeed(stepSeed, call, sample)), kept (1 / (1 - rate)) where nextUint32() >=
+ * rate * 2^32, else 0. Every training backend draws its masks with this.
+ */
+export function dropoutMask(
+  stepSeed: number,
+  call: number,
+  sample: number,
+  count: number,
+  rate: number,
+): Float32Array {
+  const rng = new Rng(mixSeed(stepSeed, call, sample));
+  const keep = 1 / (1 - rate);
+  const threshold = Math.floor(rate * 2 ** 32);
+  const mask = new Float32Array(count);
+  for (let j = 0; j < count; j++) mask[j] = rng.nextUint32() >= threshold ? keep : 0;
+  return mask;
 }

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FusionHead, type FusionHeadMode } from '@dif-fusion/fusion-head';
+import { FusionHead, type FusionHeadConfig, type FusionHeadMode } from '@dif-fusion/fusion-head';
 import { readSafetensors } from '@dif-fusion/io';
 import {
   initParam,
@@ -80,7 +80,13 @@ function tfFusion(
         const xn = uops.axpby(l, xs, Math.sqrt(1 - l * l), nchwToNhwc(tf.tensor(noise[k], shape)));
         return unet.features(uops, xn, tf.fill([shape[0], 1], l), { minDecoderIndex: min }).fd;
       });
-      return nhwcToNchw(head.forward(hops, feats));
+      const [n, , h, w] = shape;
+      const src = tf.tensor(x, shape);
+      const sources = {
+        vis: nchwToNhwc(tf.slice(src, [0, 0, 0, 0], [n, 3, h, w])),
+        ir: nchwToNhwc(tf.slice(src, [0, 3, 0, 0], [n, 1, h, w])),
+      };
+      return nhwcToNchw(head.forward(hops, feats, sources));
     });
     const d = out.dataSync() as Float32Array;
     out.dispose();
@@ -365,12 +371,15 @@ describe('random-init export', () => {
       dropout: 0,
       image_size: 16,
     });
-  for (const [steps, mode, opset] of [
-    [[20], 'full', 17],
-    [[20, 300], 'reference', 18],
-    [[7, 70, 700], 'full', 20],
-  ] as Array<[number[], FusionHeadMode, number]>) {
-    it(`${steps.length} time step(s), ${mode} head, opset ${opset}: ORT = TfOps`, async () => {
+  for (const [steps, mode, opset, variant] of [
+    [[20], 'full', 17, {}],
+    [[20, 300], 'reference', 18, {}],
+    [[7, 70, 700], 'full', 20, {}],
+    [[20, 300], 'full', 17, { output: 'luma' }],
+    [[20, 300], 'reference', 17, { output: 'weight', source_skip: true }],
+  ] as Array<[number[], FusionHeadMode, number, Partial<FusionHeadConfig>]>) {
+    const label = Object.keys(variant).length ? ` ${JSON.stringify(variant)}` : '';
+    it(`${steps.length} time step(s), ${mode} head${label}, opset ${opset}: ORT = TfOps`, async () => {
       const unet = tinyUNet();
       // res_blocks 1: 2 decoder features per level; scales 0 (full res) and 2 (1/2).
       const head = new FusionHead({
@@ -380,6 +389,7 @@ describe('random-init export', () => {
         channel_multiplier: [1, 2],
         res_blocks: 1,
         mode,
+        ...variant,
       });
       const uw = randomWeights(unet.params(), 11);
       const hw = randomWeights(head.params(), 12);
@@ -389,7 +399,7 @@ describe('random-init export', () => {
         linear_start: 1e-6,
         linear_end: 1e-2,
       };
-      const dir = join(root, `tiny-${steps.length}-${mode}`);
+      const dir = join(root, `tiny-${steps.length}-${mode}${label.replace(/\W/g, '')}`);
       const res = exportFusionModel(dir, {
         unet,
         unetWeights: uw,

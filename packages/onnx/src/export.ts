@@ -190,7 +190,7 @@ export function buildFusionGraph(
       k === 1 ? [fd[i]] : g.nodeN('Split', [fd[i]], k, splitAttrs(k, opset), `fd${i}_k`);
     for (let t = 0; t < k; t++) feats[t][i] = parts[t];
   }
-  const fused = head.forward(headOps, feats);
+  const fused = head.forward(headOps, feats, { vis, ir });
   g.output(fused, 'fused', ['N', head.config.out_channels, 'H', 'W']);
   return { graph: g, unet, head };
 }

@@ -169,7 +169,7 @@ export function fusionFlops(
   unet.forward(full, [n, unet.config.in_channel, h, w], [n, 1]);
   const hd = new FlopOps(shapesOf(head.params()));
   const feats = Array.from({ length: k }, () => fd.map((s) => (s ? [n, s[1], s[2], s[3]] : s)));
-  head.forward(hd, feats);
+  head.forward(hd, feats, { vis: [n, 3, h, w], ir: [n, 1, h, w] });
   return {
     total: {
       matmul: u.count.matmul + hd.count.matmul,

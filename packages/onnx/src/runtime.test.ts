@@ -16,7 +16,17 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
  * A stand-in fusion graph with the real interface: fused = tanh(vis + ir + mean_k(noise)[:, :3]).
  * Small and exact, so the runtime plumbing is tested without the UNet.
  */
-function toyModel(options: { external?: boolean; inputNames?: string[] } = {}) {
+function toyModel(
+  options: {
+    external?: boolean;
+    inputNames?: string[];
+    /** A value to put into weight `big` (e.g. NaN: a diverged export). */
+    poison?: number;
+    /** A Reshape to [fixedK, -1] of the noise that fails unless K * 4 * H * W divides by it. */
+    fixedK?: number;
+    metadata?: Record<string, string>;
+  } = {},
+) {
   const g = new GraphBuilder('toy');
   const [irName, visName, noiseName] = options.inputNames ?? ['ir', 'vis', 'noise'];
   const ir = g.input(irName, ['N', 1, 'H', 'W']);
@@ -26,11 +36,24 @@ function toyModel(options: { external?: boolean; inputNames?: string[] } = {}) {
   const n3 = g.node('Slice', [meanK, g.constI64([0]), g.constI64([3]), g.constI64([1])]);
   // A weight big enough to be stored externally (>= 1 KiB) that is all ones.
   const ones = g.initializer('w', [1, 3, 1, 1], new Float32Array(3).fill(1));
-  const big = g.initializer('big', [512], new Float32Array(512));
-  const bigSum = g.node('ReduceSum', [big], { keepdims: attr.int(0) }); // 0
+  const bigData = new Float32Array(512);
+  if (options.poison !== undefined) bigData[300] = options.poison;
+  const big = g.initializer('big', [512], bigData);
+  let bigSum = g.node('ReduceSum', [big], { keepdims: attr.int(0) }); // 0
+  if (options.fixedK) {
+    const r = g.node('Reshape', [noise, g.constI64([options.fixedK, -1])]);
+    const zero = g.node('Mul', [
+      g.node('ReduceSum', [r], { keepdims: attr.int(0) }),
+      g.constF32([0], []),
+    ]);
+    bigSum = g.node('Add', [bigSum, zero]);
+  }
   const sum = g.node('Add', [g.node('Add', [g.node('Mul', [vis, ones]), ir]), n3]);
   g.output(g.node('Tanh', [g.node('Add', [sum, bigSum])]), 'fused', ['N', 3, 'H', 'W']);
-  return g.serialize({ externalData: options.external ? 'always' : 'never' });
+  return g.serialize({
+    externalData: options.external ? 'always' : 'never',
+    metadata: options.metadata,
+  });
 }
 
 const config = (extra: Record<string, unknown> = {}) => ({
@@ -242,6 +265,53 @@ describe('runtime: model folders and sessions', () => {
     const e2 = await loadFusionModel(wrong, { device: 'cpu' }).catch((e) => e);
     expect(e2).toBeInstanceOf(ModelFolderError);
     expect(e2.message).toMatch(/has inputs \[a, b, c\].*expected inputs \[ir, vis, noise\]/);
+  });
+
+  it('refuses NaN weights, unknown format versions and a config.json from another graph', async () => {
+    const refused = async (name: string, model: ReturnType<typeof toyModel>, cfg: object) => {
+      const dir = join(root, name);
+      writeModelFolder(dir, model, cfg);
+      const e = await loadFusionModel(dir, { device: 'cpu' }).catch((x) => x);
+      expect(e).toBeInstanceOf(ModelFolderError);
+      expect(e.message).not.toContain('\n');
+      return e.message as string;
+    };
+    for (const external of [false, true])
+      expect(
+        await refused(`nan-${external}`, toyModel({ poison: Number.NaN, external }), config()),
+      ).toBe(
+        `model folder ${join(root, `nan-${external}`)} is invalid: model.onnx weight 'big' holds 1 NaN/Inf value (first at index 300); the weights diverged, export from an earlier checkpoint`,
+      );
+    expect(await refused('inf', toyModel({ poison: -Infinity }), config())).toMatch(
+      /weight 'big' holds 1 NaN\/Inf/,
+    );
+    expect(await refused('v99', toyModel(), config({ format_version: 99 }))).toMatch(
+      /config\.json has format_version 99, this version of dif-fusion reads 1 \(update @dif-fusion\/fuser\)$/,
+    );
+    expect(await refused('vabc', toyModel(), config({ format_version: 'abc' }))).toMatch(
+      /format_version must be a positive integer, got "abc"$/,
+    );
+    expect(
+      await refused('steps', toyModel({ metadata: { time_steps: '[5,50,100]' } }), config()),
+    ).toMatch(
+      /config\.json has time_steps \[5,50\] but model\.onnx was exported with \[5,50,100\]/,
+    );
+
+    // No metadata to compare: ONNX Runtime's error at the first run, as one line naming the folder.
+    const dir = join(root, 'k3');
+    writeModelFolder(dir, toyModel({ fixedK: 3 }), config());
+    const model = await loadFusionModel(dir, { device: 'cpu' });
+    const e = await model
+      .fuse({ ir: new Float32Array(256), vis: new Float32Array(768), n: 1, height: 16, width: 16 })
+      .catch((x) => x);
+    await model.release();
+    expect(e).toBeInstanceOf(ModelFolderError);
+    expect(e.message).not.toContain('\n');
+    expect(e.message).toMatch(
+      new RegExp(
+        `^model folder ${dir}: model\\.onnx failed on a 16x16 input with 2 time step\\(s\\) and size multiple 16 from config\\.json; does config\\.json belong to this model\\.onnx\\? \\(`,
+      ),
+    );
   });
 
   it('fusionNoise is deterministic per seed and shape', () => {

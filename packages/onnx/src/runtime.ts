@@ -5,11 +5,12 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DifFusionError, fusionNoise } from '@dif-fusion/schedules';
+import { checkModelFile } from './model-check';
+import { type FusionModelConfig, MODEL_FORMAT, MODEL_FORMAT_VERSION } from './model-config';
 
 /** The fusion noise for a seed (defined in @dif-fusion/schedules, beside Rng). */
 export { fusionNoise };
 
-import { type FusionModelConfig, MODEL_FORMAT } from './model-config';
 import { type Device, OnnxRuntimeError, openSession, ort, type SessionOptions } from './session';
 
 export { OnnxRuntimeError } from './session';
@@ -43,6 +44,15 @@ export function readModelConfig(dir: string): FusionModelConfig {
   if (json.format !== MODEL_FORMAT)
     bad(
       `${CONFIG_FILE} is not a dif-fusion model config (format is ${JSON.stringify(json.format)}, expected "${MODEL_FORMAT}")`,
+    );
+  const version = json.format_version;
+  if (!Number.isInteger(version) || version < 1)
+    bad(
+      `${CONFIG_FILE}: format_version must be a positive integer, got ${JSON.stringify(version)}`,
+    );
+  if (version > MODEL_FORMAT_VERSION)
+    bad(
+      `${CONFIG_FILE} has format_version ${version}, this version of dif-fusion reads ${MODEL_FORMAT_VERSION} (update @dif-fusion/fuser)`,
     );
   const steps = json.time_steps;
   if (
@@ -116,9 +126,25 @@ export async function loadFusionModel(
 ): Promise<FusionModel> {
   const d = resolve(dir);
   const config = readModelConfig(d);
+  const modelPath = join(d, MODEL_FILE);
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(modelPath);
+  } catch (e) {
+    throw new ModelFolderError(
+      `model folder ${d} is invalid: ${MODEL_FILE} cannot be read (${(e as Error).message.split('\n')[0]})`,
+    );
+  }
+  let problems: string[] = [];
+  try {
+    problems = checkModelFile(bytes, modelPath, config.time_steps);
+  } catch {
+    // not a protobuf ONNX Runtime can read either: its own message follows below
+  }
+  if (problems.length) throw new ModelFolderError(`model folder ${d} is invalid: ${problems[0]}`);
   let opened: Awaited<ReturnType<typeof openSession>>;
   try {
-    opened = await openSession(join(d, MODEL_FILE), options);
+    opened = await openSession(modelPath, options); // by path: external data sits beside it
   } catch (e) {
     if (e instanceof OnnxRuntimeError && /could not load the model/.test(e.message))
       throw new ModelFolderError(
@@ -186,7 +212,17 @@ export async function loadFusionModel(
         vis: new ort.Tensor('float32', input.vis, [n, 3, h, w]),
         noise: new ort.Tensor('float32', noise, [k, n, 4, h, w]),
       };
-      const out = await session.run(feeds);
+      let out: Awaited<ReturnType<typeof session.run>>;
+      try {
+        out = await session.run(feeds);
+      } catch (e) {
+        // The graph's shapes disagree with config.json (time steps, size multiple): say which
+        // folder, in one line, instead of ONNX Runtime's node-level message.
+        const first = (e instanceof Error ? e.message : String(e)).split('\n')[0].trim();
+        throw new ModelFolderError(
+          `model folder ${d}: model.onnx failed on a ${h}x${w} input with ${k} time step(s) and size multiple ${multiple} from config.json; does config.json belong to this model.onnx? (${first})`,
+        );
+      }
       const fused = out.fused;
       // onnxruntime-node hands back a fresh JS-owned buffer per run: no copy needed.
       return fused.data as Float32Array;

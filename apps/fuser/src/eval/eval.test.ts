@@ -5,7 +5,14 @@ import { evaluateFusion, METRIC_NAMES } from '@dif-fusion/metrics';
 import { Command } from 'commander';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatTable, registerEvalCommand, runEval, summarize, toCsv } from './index';
+import {
+  comparableMethods,
+  formatTable,
+  registerEvalCommand,
+  runEval,
+  summarize,
+  toCsv,
+} from './index';
 import { formatStd } from './report';
 
 const W = 48;
@@ -140,10 +147,24 @@ describe('dif-fuse eval end to end (runEval)', () => {
       runEval({ pairs: join(dir, 'nope'), fused: [join(dir, 'good')], progress: false }),
     ).rejects.toThrow(/nope: --pairs: no such folder/);
     mkdirSync(join(dir, 'empty'));
+    writeFileSync(join(dir, 'empty', 'notes.txt'), 'not an image');
     await expect(
       runEval({
         pairs: join(dir, 'pairs'),
-        fused: [join(dir, 'empty')],
+        fused: [join(dir, 'good'), join(dir, 'empty')],
+        out: () => {},
+        err: () => {},
+        progress: false,
+      }),
+    ).rejects.toThrow(
+      `${join(dir, 'empty')}: --fused folder holds no images (.png, .jpg, .tif, .webp or .bmp); fuse into it first with dif-fuse --pairs ... -o ${join(dir, 'empty')}`,
+    );
+    mkdirSync(join(dir, 'junk'));
+    writeFileSync(join(dir, 'junk', 'a.png'), 'not a png');
+    await expect(
+      runEval({
+        pairs: join(dir, 'pairs'),
+        fused: [join(dir, 'junk')],
         out: () => {},
         err: () => {},
         progress: false,
@@ -245,7 +266,13 @@ describe('eval report', () => {
   });
 
   it('marks the best mean per column; lower is better for MSE, Nabf and DeltaE', () => {
-    const table = formatTable(summarize(rows, ['a', 'b,"q"'])).split('\n');
+    const same = [...rows, { image: 'y', method: 'b,"q"', values: values(4) }];
+    const methods = ['a', 'b,"q"'];
+    const table = formatTable(
+      summarize(same, methods),
+      false,
+      comparableMethods(same, methods),
+    ).split('\n');
     const header = table[0].split(/\s{2,}/);
     const a = table[2].split(/\s{2,}/);
     const b = table[3].split(/\s{2,}/);
@@ -257,8 +284,39 @@ describe('eval report', () => {
       expect(a[i].trim(), h).toBe(lower ? '2.000±1*' : '2.000±1');
       expect(b[i].trim(), h).toBe(lower ? '4.000±0' : '4.000±0*');
     }
+    expect(table.at(-1)).toBe('* best per column (↑ higher is better, ↓ lower is better)');
     expect(formatStd(0.0809)).toBe('0.081');
     expect(formatStd(1.94e-7)).toBe('1.9e-7');
+  });
+
+  it('marks a best value only among methods evaluated on the same images', () => {
+    // a: x and y; b: x only (its y is missing), so b's mean is over other images
+    const methods = ['a', 'b,"q"'];
+    expect([...comparableMethods(rows, methods)]).toEqual(['a']);
+    const two = formatTable(summarize(rows, methods), false, comparableMethods(rows, methods));
+    expect(two).not.toContain('*');
+    expect(two.split('\n').at(-1)).toMatch(
+      /^no best marked: the methods were evaluated on different images/,
+    );
+    // c matches a's images: a and c are ranked, b is not
+    const withC = [
+      ...rows,
+      { image: 'x', method: 'c', values: values(0) },
+      { image: 'y', method: 'c', values: values(0) },
+    ];
+    const three = ['a', 'b,"q"', 'c'];
+    const lines = formatTable(
+      summarize(withC, three),
+      false,
+      comparableMethods(withC, three),
+    ).split('\n');
+    const cell = (row: number, col: number) => lines[row].split(/\s{2,}/)[col].trim();
+    expect(cell(2, 1)).toBe('2.000±1*'); // a: EN higher is better, 2 > 0
+    expect(cell(3, 1)).toBe('4.000±0'); // b has the highest EN, but is not ranked
+    expect(cell(4, 13)).toBe('0.0000±0*'); // c: MSE lower is better
+    expect(lines.at(-1)).toBe(
+      '* best per column (↑ higher is better, ↓ lower is better); not ranked, evaluated on other images: b,"q"',
+    );
   });
 
   it('CSV: header, one row per image and method, quoted names', () => {

@@ -9,6 +9,7 @@ import { runEval } from './run';
 export { chartPng, chartSvg } from './chart';
 export {
   bestMethods,
+  comparableMethods,
   type EvalRow,
   formatTable,
   type Stat,

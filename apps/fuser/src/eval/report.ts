@@ -59,18 +59,54 @@ export function toJson(summary: Summary): string {
   return `${JSON.stringify(summary, null, 2)}\n`;
 }
 
-/** Best method per metric (lower is better for MSE, Nabf and DeltaE); ties keep all. */
-export function bestMethods(summary: Summary): Record<MetricName, Set<string>> {
+/**
+ * The methods whose means can be ranked against each other: those evaluated on exactly the
+ * same images as the method with the most evaluated images (the first of them). A method
+ * that misses images (or has others) is averaged over a different set, so its mean is not
+ * comparable: it is left out of the best marks.
+ */
+export function comparableMethods(rows: EvalRow[], methods: string[]): Set<string> {
+  const sets = new Map<string, string>();
+  for (const m of methods) {
+    const images = rows
+      .filter((r) => r.method === m)
+      .map((r) => r.image)
+      .sort();
+    if (images.length) sets.set(m, JSON.stringify(images));
+  }
+  let ref: string | undefined;
+  let most = -1;
+  for (const m of methods) {
+    const key = sets.get(m);
+    if (key === undefined) continue;
+    const n = (JSON.parse(key) as string[]).length;
+    if (n > most) {
+      most = n;
+      ref = key;
+    }
+  }
+  return new Set(methods.filter((m) => ref !== undefined && sets.get(m) === ref));
+}
+
+/**
+ * Best method per metric (lower is better for MSE, Nabf and DeltaE) among `among` (default:
+ * every method of the summary); ties keep all.
+ */
+export function bestMethods(
+  summary: Summary,
+  among: ReadonlySet<string> = new Set(Object.keys(summary)),
+): Record<MetricName, Set<string>> {
   const best = {} as Record<MetricName, Set<string>>;
+  const ranked = Object.keys(summary).filter((m) => among.has(m));
   for (const name of METRIC_NAMES) {
     const lower = LOWER_IS_BETTER.has(name);
     let top: number | undefined;
-    for (const stats of Object.values(summary)) {
-      const v = stats[name].mean;
+    for (const m of ranked) {
+      const v = summary[m][name].mean;
       if (Number.isNaN(v)) continue;
       if (top === undefined || (lower ? v < top : v > top)) top = v;
     }
-    best[name] = new Set(Object.keys(summary).filter((m) => summary[m][name].mean === top));
+    best[name] = new Set(ranked.filter((m) => summary[m][name].mean === top));
   }
   return best;
 }
@@ -96,11 +132,18 @@ export function formatStd(v: number): string {
 
 /**
  * Summary table: one row per method, one column per metric, `mean ± std`; the best value of
- * each column is marked with `*` (and bold on a colour terminal).
+ * each column is marked with `*` (and bold on a colour terminal), only among `comparable`
+ * (methods evaluated on the same images, {@link comparableMethods}; default: all) and only
+ * when at least two methods are comparable.
  */
-export function formatTable(summary: Summary, color = false): string {
+export function formatTable(
+  summary: Summary,
+  color = false,
+  comparable: ReadonlySet<string> = new Set(Object.keys(summary)),
+): string {
   const methods = Object.keys(summary);
-  const best = bestMethods(summary);
+  const ranked = methods.filter((m) => comparable.has(m));
+  const best = bestMethods(summary, new Set(ranked.length >= 2 ? ranked : []));
   const header = [
     'method',
     ...METRIC_NAMES.map((m) => (LOWER_IS_BETTER.has(m) ? `${m}↓` : `${m}↑`)),
@@ -126,6 +169,15 @@ export function formatTable(summary: Summary, color = false): string {
     widths.map((w) => '-'.repeat(w)).join('  '),
     ...cells.map((r) => line(r, true)),
   ];
-  out.push('* best per column (↑ higher is better, ↓ lower is better)');
+  const unranked = methods.filter((m) => !comparable.has(m));
+  if (methods.length < 2) out.push('↑ higher is better, ↓ lower is better');
+  else if (ranked.length < 2)
+    out.push(
+      'no best marked: the methods were evaluated on different images (↑ higher is better, ↓ lower is better)',
+    );
+  else
+    out.push(
+      `* best per column (↑ higher is better, ↓ lower is better)${unranked.length ? `; not ranked, evaluated on other images: ${unranked.join(', ')}` : ''}`,
+    );
   return out.join('\n');
 }

@@ -17,7 +17,15 @@ import { evaluateFusion, type Image8 } from '@dif-fusion/metrics';
 import { SingleBar } from 'cli-progress';
 import { FuseError } from '../errors';
 import { chartPng } from './chart';
-import { type EvalRow, formatTable, type Summary, summarize, toCsv, toJson } from './report';
+import {
+  comparableMethods,
+  type EvalRow,
+  formatTable,
+  type Summary,
+  summarize,
+  toCsv,
+  toJson,
+} from './report';
 
 export interface EvalOptions {
   /** Folder with ir/ and vi/ (or infrared/ and visible/), files matched by stem. */
@@ -116,6 +124,11 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
     throw new FuseError(`${options.chart}: the chart is written as PNG, use a .png file name`);
   requireDir(options.pairs, '--pairs');
   for (const d of options.fused) requireDir(d, '--fused');
+  for (const d of options.fused)
+    if (!readdirSync(d).some(isImageFile))
+      throw new FuseError(
+        `${d}: --fused folder holds no images (.png, .jpg, .tif, .webp or .bmp); fuse into it first with dif-fuse --pairs ... -o ${d}`,
+      );
 
   const problems: EvalProblem[] = [];
   /** `file` names what the problem is about (a path, or `<folder>/<stem>.*` when missing). */
@@ -247,6 +260,7 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
   const table = formatTable(
     summary,
     Boolean((process.stdout as NodeJS.WriteStream).isTTY) && !options.out,
+    comparableMethods(rows, methods),
   );
   const counts = methods.map(
     (m) => `${m} ${rows.filter((r) => r.method === m).length}/${scan.pairs.length}`,

@@ -1,0 +1,260 @@
+/**
+ * `--backend onnxruntime` (training graphs on ONNX Runtime) against the tfjs wasm path:
+ * the same seeded run gives the same losses, checkpoints move between the backends, resume
+ * is exact, signals and NaN stop a run as on tfjs.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readSafetensors, writeSafetensorsSync } from '@dif-fusion/io';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCheckpoint } from './checkpoint';
+import type { DdpmConfig, HeadTrainConfig } from './config';
+import { trainDdpm } from './ddpm';
+import { trainHead } from './head-train';
+import { writeSyntheticPairs } from './synthetic';
+
+/** Two levels, attention at 8x8, dropout on (masks must match across backends). */
+const TINY_DDPM: Partial<DdpmConfig> = {
+  datasets: { train: { dataroot: null, resolution: 16, batch_size: 2 } },
+  model: {
+    unet: {
+      in_channel: 4,
+      out_channel: 4,
+      inner_channel: 8,
+      norm_groups: 4,
+      channel_multiplier: [1, 2],
+      attn_res: [8],
+      res_blocks: 1,
+      dropout: 0.1,
+    },
+    beta_schedule: {
+      train: { schedule: 'linear', n_timestep: 100, linear_start: 1e-4, linear_end: 0.05 },
+    },
+    diffusion: { loss: 'l2' },
+  },
+  train: {
+    n_iter: 20,
+    val_freq: 0,
+    save_checkpoint_freq: 0,
+    print_freq: 10,
+    optimizer: { type: 'adamw', lr: 2e-3 },
+  },
+};
+
+const TINY_HEAD: Partial<HeadTrainConfig> = {
+  datasets: { train: { dataroot: null, resolution: 16, batch_size: 2 } },
+  model_df: { feat_scales: [1, 3], t: [5, 20], feat_type: 'dec', mode: 'full' },
+  model: {
+    beta_schedule: {
+      train: { schedule: 'linear', n_timestep: 100, linear_start: 1e-4, linear_end: 0.05 },
+    },
+  },
+  train: {
+    n_epoch: 10,
+    optimizer: { type: 'adam', lr: 1e-3 },
+    // none (constant): a run cut short (--epochs 4) then resumed keeps the rate of the full run
+    sheduler: { lr_policy: 'none' },
+    val_images: 2,
+    print_freq: 10,
+  },
+};
+
+let root: string;
+let data: string;
+let ddpm: string;
+beforeAll(async () => {
+  root = mkdtempSync(join(tmpdir(), 'dif-train-ort-'));
+  data = await writeSyntheticPairs(join(root, 'data'), {
+    count: 4,
+    width: 24,
+    height: 20,
+    seed: 3,
+  });
+  const r = await trainDdpm({
+    config: { ...TINY_DDPM, train: { ...TINY_DDPM.train!, n_iter: 4 } },
+    data,
+    out: join(root, 'ddpm'),
+    quiet: true,
+    handleSigint: false,
+    backend: 'onnxruntime',
+  });
+  ddpm = r.checkpoint as string;
+}, 120_000);
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const quiet = { quiet: true, handleSigint: false } as const;
+const maxRel = (a: number[], b: number[]) =>
+  Math.max(...a.map((x, i) => Math.abs(x - b[i]) / Math.abs(b[i])));
+
+describe('dif-train ddpm --backend onnxruntime', () => {
+  it('20 steps give the losses of the same 20 steps on wasm (1e-3 relative)', async () => {
+    const o = { ...quiet, config: TINY_DDPM, data };
+    const ort = await trainDdpm({ ...o, out: join(root, 'd-ort'), backend: 'onnxruntime' });
+    const wasm = await trainDdpm({ ...o, out: join(root, 'd-wasm'), backend: 'wasm', workers: 1 });
+    expect(ort.losses).toHaveLength(20);
+    expect(ort.backend).toBe('onnxruntime');
+    expect(maxRel(ort.losses, wasm.losses)).toBeLessThan(1e-3);
+    // both wrote the same checkpoint layout: weights and Adam slots under the same names
+    const a = loadCheckpoint(ort.checkpoint!, 'ddpm');
+    const b = loadCheckpoint(wasm.checkpoint!, 'ddpm');
+    expect([...a.weights.keys()]).toEqual([...b.weights.keys()]);
+    expect(a.optimizer?.step).toBe(20);
+    expect([...a.optimizer!.slots.exp_avg.keys()]).toEqual([...b.optimizer!.slots.exp_avg.keys()]);
+  });
+
+  it('--resume is exact, also when the run switches backend (wasm -> onnxruntime)', async () => {
+    const o = { ...quiet, config: TINY_DDPM, data };
+    const full = await trainDdpm({ ...o, out: join(root, 'r-full'), backend: 'onnxruntime' });
+    const part = join(root, 'r-part');
+    await trainDdpm({ ...o, out: part, backend: 'onnxruntime', iters: 8 });
+    const rest = await trainDdpm({
+      ...quiet,
+      out: part,
+      resume: true,
+      backend: 'onnxruntime',
+      iters: 20,
+    });
+    expect(rest.losses).toEqual(full.losses.slice(8));
+    const mixed = join(root, 'r-mixed');
+    await trainDdpm({ ...o, out: mixed, backend: 'wasm', workers: 1, iters: 8 });
+    const after = await trainDdpm({
+      ...quiet,
+      out: mixed,
+      resume: true,
+      backend: 'onnxruntime',
+      iters: 20,
+    });
+    expect(maxRel(after.losses, full.losses.slice(8))).toBeLessThan(1e-3);
+  });
+
+  it('--resume from a stripped checkpoint (no optimizer state) continues with a fresh Adam', async () => {
+    const o = { ...quiet, config: TINY_DDPM, data, backend: 'onnxruntime' as const };
+    const part = join(root, 's-part');
+    const a = await trainDdpm({ ...o, out: part, iters: 8 });
+    const file = readSafetensors(a.checkpoint!);
+    const stripped = join(root, 's-stripped.safetensors');
+    writeSafetensorsSync(
+      stripped,
+      new Map([...file.tensors].filter(([k]) => !k.startsWith('optim.'))),
+      file.metadata,
+    );
+    const ck = loadCheckpoint(stripped, 'ddpm');
+    expect(ck.optimizer).toBeNull();
+    const r = await trainDdpm({ ...quiet, out: join(root, 's-next'), resume: stripped, iters: 12 });
+    expect(r.losses).toHaveLength(4);
+    expect(r.step).toBe(12);
+    expect(loadCheckpoint(r.checkpoint!, 'ddpm').optimizer?.step).toBe(4);
+  });
+
+  it('a real SIGTERM stops the run within a step with a checkpoint (ORT, and wasm on one thread); NaN stops it', async () => {
+    const others = process.listeners('SIGTERM');
+    process.removeAllListeners('SIGTERM');
+    try {
+      for (const backend of ['onnxruntime', 'wasm'] as const) {
+        const out = join(root, `sig-${backend}`);
+        const r = await trainDdpm({
+          ...quiet,
+          config: TINY_DDPM,
+          data,
+          out,
+          backend,
+          workers: 1,
+          handleSigint: true,
+          onStep: (step) => {
+            if (step === 2) process.kill(process.pid, 'SIGTERM');
+          },
+        });
+        expect(r.stopped, backend).toBe('interrupted');
+        expect(r.step, backend).toBeLessThanOrEqual(3);
+        expect(loadCheckpoint(out, 'ddpm').step).toBe(r.step);
+      }
+    } finally {
+      for (const l of others) process.on('SIGTERM', l);
+    }
+    const nan = await trainDdpm({
+      ...quiet,
+      config: TINY_DDPM,
+      data,
+      out: join(root, 'nan'),
+      backend: 'onnxruntime',
+      lossHook: (step, loss) => (step === 3 ? Number.NaN : loss),
+    });
+    expect(nan.stopped).toBe('nan');
+    expect(nan.step).toBe(2);
+  });
+});
+
+describe('dif-train head --backend onnxruntime', () => {
+  const losses = (out: string) =>
+    readFileSync(join(out, 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((l) => l.event === undefined);
+
+  it('20 steps give the losses (and their terms) of the same 20 steps on wasm (1e-3 relative)', async () => {
+    const o = { ...quiet, config: TINY_HEAD, ddpm, data, val: data, colorWeight: 0.5 };
+    const ort = await trainHead({ ...o, out: join(root, 'h-ort'), backend: 'onnxruntime' });
+    const wasm = await trainHead({ ...o, out: join(root, 'h-wasm'), backend: 'wasm' });
+    expect(ort.losses).toHaveLength(20);
+    expect(maxRel(ort.losses, wasm.losses)).toBeLessThan(1e-3);
+    const a = losses(join(root, 'h-ort'));
+    const b = losses(join(root, 'h-wasm'));
+    for (const k of ['loss_in', 'loss_grad', 'loss_color'])
+      expect(
+        maxRel(
+          a.map((r) => r[k]),
+          b.map((r) => r[k]),
+        ),
+        k,
+      ).toBeLessThan(1e-3);
+  });
+
+  it('--resume is exact', async () => {
+    const o = { ...quiet, config: TINY_HEAD, ddpm, data, backend: 'onnxruntime' as const };
+    const full = await trainHead({ ...o, out: join(root, 'hr-full') });
+    const part = join(root, 'hr-part');
+    await trainHead({ ...o, out: part, epochs: 4 });
+    const rest = await trainHead({
+      ...quiet,
+      out: part,
+      resume: true,
+      backend: 'onnxruntime',
+      epochs: 10,
+    });
+    expect(rest.losses).toEqual(full.losses.slice(8));
+  });
+
+  it('--feature-cache is refused with one line', async () => {
+    await expect(
+      trainHead({
+        ...quiet,
+        config: TINY_HEAD,
+        ddpm,
+        data,
+        out: join(root, 'hc'),
+        backend: 'onnxruntime',
+        featureCache: 2,
+      }),
+    ).rejects.toThrow(/^--feature-cache is a speed-up of the tfjs backends/);
+  });
+});
+
+describe('log.jsonl', () => {
+  it('a rerun into a folder whose run died before its first checkpoint does not repeat steps', async () => {
+    const out = join(root, 'relog');
+    const o = { ...quiet, config: TINY_DDPM, data, out, backend: 'onnxruntime' as const };
+    await trainDdpm({ ...o, iters: 3 });
+    // the run "died" before any checkpoint: records stay, checkpoints go
+    rmSync(join(out, 'checkpoints'), { recursive: true, force: true });
+    await trainDdpm({ ...o, iters: 3 });
+    const steps = readFileSync(join(out, 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((r) => r.event === undefined)
+      .map((r) => r.step);
+    expect(steps).toEqual([1, 2, 3]);
+  });
+});

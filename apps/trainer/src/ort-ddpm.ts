@@ -1,0 +1,110 @@
+/**
+ * The DDPM training step on ONNX Runtime (`--backend onnxruntime`): the UNet's training
+ * graph (@dif-fusion/onnx/train) run by ORT, AdamF32 on Float32Array weights. Same draws
+ * as the tfjs path: the batch, levels and noise come from the caller; dropout masks are the
+ * ones TrainOps draws (seeded by step seed, call index and sample index), so the two
+ * backends train the same model and checkpoints move between them.
+ */
+
+import type { OptimizerState } from '@dif-fusion/nn';
+import { dropoutMask, initParam, type ParamSpec, type TorchWeights } from '@dif-fusion/nn';
+import type { Device } from '@dif-fusion/onnx';
+import {
+  AdamF32,
+  buildDdpmTrainGraph,
+  type DropoutMaskSpec,
+  TrainSession,
+} from '@dif-fusion/onnx/train';
+import type { UNet } from '@dif-fusion/unet';
+
+/**
+ * The dropout masks TrainOps draws for a step (nn's `dropoutMask` per call `c` and sample
+ * `i`, in TfOps's NHWC order), written out in NCHW for the training graph's inputs.
+ */
+export function dropoutMasks(
+  specs: readonly DropoutMaskSpec[],
+  stepSeed: number,
+  sampleOffset = 0,
+): Record<string, Float32Array> {
+  const out: Record<string, Float32Array> = {};
+  specs.forEach((s, call) => {
+    const [n, c, h, w] = s.shape;
+    const per = c * h * w;
+    const mask = new Float32Array(n * per);
+    for (let i = 0; i < n; i++) {
+      const m = dropoutMask(stepSeed, call, sampleOffset + i, per, s.rate); // NHWC order
+      const base = i * per;
+      let k = 0;
+      for (let y = 0; y < h; y++)
+        for (let x = 0; x < w; x++)
+          for (let ch = 0; ch < c; ch++) mask[base + (ch * h + y) * w + x] = m[k++];
+    }
+    out[s.input] = mask;
+  });
+  return out;
+}
+
+/** Fresh weights exactly as `TfParamStore.init(specs, seed)` draws them (PyTorch layouts). */
+export function initWeights(specs: readonly ParamSpec[], seed: number): TorchWeights {
+  const w: TorchWeights = new Map();
+  for (const s of specs) w.set(s.name, { shape: s.shape.slice(), data: initParam(s, seed) });
+  return w;
+}
+
+export interface OrtDdpmOptions {
+  unet: UNet;
+  batch: number;
+  crop: number;
+  loss: 'l1' | 'l2';
+  /** Starting weights (PyTorch layouts, every UNet parameter). */
+  weights: TorchWeights;
+  optimizer: { type: 'adam' | 'adamw'; lr: number };
+  optimizerState?: OptimizerState | null;
+  device?: Device;
+  threads?: number;
+}
+
+export class OrtDdpmEngine {
+  private constructor(
+    private readonly session: TrainSession,
+    readonly weights: TorchWeights,
+    readonly optimizer: AdamF32,
+    private readonly params: Map<string, Float32Array>,
+  ) {}
+
+  static async create(o: OrtDdpmOptions): Promise<OrtDdpmEngine> {
+    const graph = buildDdpmTrainGraph(o.unet, { batch: o.batch, size: o.crop, loss: o.loss });
+    for (const p of o.unet.params())
+      if (!o.weights.has(p.name)) throw new Error(`weights lack ${p.name}`);
+    const session = await TrainSession.open(graph, { device: o.device, threads: o.threads });
+    const optimizer = new AdamF32(o.weights, o.optimizer);
+    if (o.optimizerState) optimizer.load(o.optimizerState);
+    const params = new Map([...o.weights].map(([k, v]) => [k, v.data]));
+    return new OrtDdpmEngine(session, o.weights, optimizer, params);
+  }
+
+  get provider(): 'cuda' | 'cpu' {
+    return this.session.provider;
+  }
+
+  /** Loss and gradients of a batch (NCHW x and noise, levels [B]); nothing is updated. */
+  async lossAndGrads(
+    x: Float32Array,
+    levels: Float32Array,
+    noise: Float32Array,
+    stepSeed: number,
+  ): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+    const feeds = {
+      x,
+      noise,
+      level: levels,
+      ...dropoutMasks(this.session.graph.dropout, stepSeed),
+    };
+    const r = await this.session.run(this.params, feeds);
+    return { loss: r.scalars.loss, grads: r.grads };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * Fusion-head training on ONNX Runtime (`dif-train head --backend onnxruntime`): one graph
+ * per batch size computes the frozen DDPM's features (forward only), the head, the fusion
+ * loss and the head's gradients; AdamF32 updates the Float32Array weights. The feature
+ * noise is drawn exactly as `makeFeatureExtractor` draws it on tfjs (fixed: one stream per
+ * time step index, restarted every batch; random: one stream for the run), so both
+ * backends see the same inputs.
+ */
+import type { FusionHead } from '@dif-fusion/fusion-head';
+import type { OptimizerState, TorchWeights } from '@dif-fusion/nn';
+import type { Device } from '@dif-fusion/onnx';
+import { AdamF32, buildHeadTrainGraph, TrainSession } from '@dif-fusion/onnx/train';
+import { drawFeatureNoise, type NoiseLevels, Rng } from '@dif-fusion/schedules';
+import type { UNet } from '@dif-fusion/unet';
+
+export interface OrtHeadOptions {
+  head: FusionHead;
+  unet: UNet;
+  unetWeights: TorchWeights;
+  /** Every head parameter (PyTorch layout); the optimizer updates the used ones. */
+  weights: TorchWeights;
+  optimizer: { type: 'adam' | 'adamw'; lr: number };
+  optimizerState?: OptimizerState | null;
+  crop: number;
+  alpha: number;
+  colorWeight: number;
+  noise: 'fixed' | 'random';
+  seed: number;
+  schedule: NoiseLevels;
+  device?: Device;
+  threads?: number;
+}
+
+export interface OrtHeadStep {
+  loss: number;
+  lossIn: number;
+  lossGrad: number;
+  lossColor?: number;
+  applied: boolean;
+}
+
+/** NHWC-ordered values (as tfjs's NHWC tensors hold them) written out as NCHW at `offset`. */
+function nhwcToNchwInto(
+  src: Float32Array,
+  n: number,
+  c: number,
+  h: number,
+  w: number,
+  out: Float32Array,
+  offset: number,
+) {
+  let k = 0;
+  for (let i = 0; i < n; i++)
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++)
+        for (let ch = 0; ch < c; ch++) out[offset + ((i * c + ch) * h + y) * w + x] = src[k++];
+}
+
+export class OrtHeadEngine {
+  readonly optimizer: AdamF32;
+  private readonly sessions = new Map<number, Promise<TrainSession>>();
+  private readonly params: Map<string, Float32Array>;
+  private readonly stream: Rng;
+
+  constructor(private readonly o: OrtHeadOptions) {
+    this.optimizer = new AdamF32(o.weights, o.optimizer);
+    if (o.optimizerState) this.optimizer.load(o.optimizerState);
+    this.params = new Map([...o.weights].map(([k, v]) => [k, v.data]));
+    this.stream = new Rng(o.seed);
+  }
+
+  get weights(): TorchWeights {
+    return this.o.weights;
+  }
+
+  setLearningRate(lr: number): void {
+    this.optimizer.lr = lr;
+  }
+
+  /** The session for batches of `n` (built on first use). */
+  private session(n: number): Promise<TrainSession> {
+    let s = this.sessions.get(n);
+    if (!s) {
+      const graph = buildHeadTrainGraph(this.o.head, {
+        unet: this.o.unet,
+        unetWeights: this.o.unetWeights,
+        batch: n,
+        size: this.o.crop,
+        alpha: this.o.alpha,
+        colorWeight: this.o.colorWeight,
+      });
+      s = TrainSession.open(graph, { device: this.o.device, threads: this.o.threads });
+      this.sessions.set(n, s);
+    }
+    return s;
+  }
+
+  async provider(): Promise<'cuda' | 'cpu'> {
+    return (await this.session(1)).provider;
+  }
+
+  /** Levels [K*N] and noise [K,N,4,S,S] of one batch: drawFeatureNoise, as on tfjs. */
+  private featureNoise(n: number): { level: Float32Array; noise: Float32Array } {
+    const steps = this.o.head.config.time_steps;
+    const s = this.o.crop;
+    const per = n * 4 * s * s;
+    const level = new Float32Array(steps.length * n);
+    const noise = new Float32Array(steps.length * per);
+    const mode = this.o.noise;
+    steps.forEach((t, k) => {
+      const d = drawFeatureNoise(this.o.schedule, t, k, n, per, {
+        mode,
+        seed: this.o.seed,
+        stream: this.stream,
+      });
+      level.set(d.levels, k * n);
+      nhwcToNchwInto(d.noise, n, 4, s, s, noise, k * per);
+    });
+    return { level, noise };
+  }
+
+  private async run(x: Float32Array, n: number) {
+    const s = this.o.crop;
+    const hw = s * s;
+    const vis = new Float32Array(n * 3 * hw);
+    const ir = new Float32Array(n * hw);
+    for (let i = 0; i < n; i++) {
+      vis.set(x.subarray(i * 4 * hw, (i * 4 + 3) * hw), i * 3 * hw);
+      ir.set(x.subarray((i * 4 + 3) * hw, (i + 1) * 4 * hw), i * hw);
+    }
+    const session = await this.session(n);
+    return session.run(this.params, { vis, ir, ...this.featureNoise(n) });
+  }
+
+  /** One step on a batch `x` [N,4,S,S] (visible RGB + IR, NCHW): loss, gradients, Adam. */
+  async step(x: Float32Array, n: number): Promise<OrtHeadStep> {
+    const r = await this.run(x, n);
+    const v = r.scalars;
+    const applied = Number.isFinite(v.loss);
+    if (applied) this.optimizer.apply(r.grads);
+    return {
+      loss: v.loss,
+      lossIn: v.loss_in,
+      lossGrad: v.loss_grad,
+      ...(v.loss_color !== undefined ? { lossColor: v.loss_color } : {}),
+      applied,
+    };
+  }
+
+  /** Validation: the loss and the fused image [N,3,S,S] of a batch; nothing is updated. */
+  async evaluate(x: Float32Array, n: number): Promise<{ loss: number; fused: Float32Array }> {
+    const r = await this.run(x, n);
+    return { loss: r.scalars.loss, fused: r.tensors.get('fused')! };
+  }
+
+  async release(): Promise<void> {
+    for (const s of this.sessions.values()) await (await s).release();
+  }
+}

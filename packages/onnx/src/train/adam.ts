@@ -1,0 +1,133 @@
+/**
+ * Adam / AdamW on Float32Array parameters (PyTorch layouts), for training on ONNX Runtime.
+ * The update is PyTorch's (torch.optim.Adam/AdamW, single-tensor path), as the tfjs
+ * trainer's optimizer applies it, and the state has the same shape (step counter, slots
+ * `exp_avg` / `exp_avg_sq` per parameter in PyTorch layout), so a checkpoint written by
+ * either backend resumes on the other:
+ *
+ *   AdamW only: p <- p * (1 - lr * weight_decay)
+ *   Adam with weight_decay: g <- g + weight_decay * p
+ *   m <- beta1 * m + (1 - beta1) * g
+ *   v <- beta2 * v + (1 - beta2) * g * g
+ *   p <- p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+ *
+ * Written here (one loop per tensor) because the update is a few passes over memory:
+ * ~10 ms per million parameters in plain JS, small beside a training step.
+ */
+
+export interface AdamF32Config {
+  type: 'adam' | 'adamw';
+  lr: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+}
+
+/** Optimizer state as checkpoints store it (the trainer's `OptimizerState`). */
+export interface AdamF32State {
+  type: 'adam' | 'adamw';
+  lr: number;
+  betas: [number, number];
+  eps: number;
+  weightDecay: number;
+  step: number;
+  slots: Record<string, Map<string, { shape: number[]; data: Float32Array }>>;
+}
+
+export class AdamF32 {
+  readonly type: 'adam' | 'adamw';
+  lr: number;
+  readonly betas: [number, number];
+  readonly eps: number;
+  readonly weightDecay: number;
+  /** Optimizer steps taken. */
+  step = 0;
+  private readonly m = new Map<string, Float32Array>();
+  private readonly v = new Map<string, Float32Array>();
+
+  constructor(
+    /** The parameters, updated in place. */
+    private readonly params: ReadonlyMap<string, { shape: number[]; data: Float32Array }>,
+    config: AdamF32Config,
+  ) {
+    this.type = config.type;
+    this.lr = config.lr;
+    this.betas = config.betas ?? [0.9, 0.999];
+    this.eps = config.eps ?? 1e-8;
+    this.weightDecay = config.weightDecay ?? (config.type === 'adamw' ? 0.01 : 0);
+    for (const [name, p] of params) {
+      this.m.set(name, new Float32Array(p.data.length));
+      this.v.set(name, new Float32Array(p.data.length));
+    }
+  }
+
+  /** One update with gradients keyed by parameter name (parameters without one are left). */
+  apply(grads: ReadonlyMap<string, Float32Array>): void {
+    this.step += 1;
+    const [b1, b2] = this.betas;
+    const bc1 = 1 - b1 ** this.step;
+    const bc2Sqrt = Math.sqrt(1 - b2 ** this.step);
+    const stepSize = this.lr / bc1;
+    const decay = this.type === 'adamw' ? 1 - this.lr * this.weightDecay : 1;
+    const l2 = this.type === 'adam' ? this.weightDecay : 0;
+    for (const [name, p] of this.params) {
+      const g = grads.get(name);
+      if (!g) continue;
+      if (g.length !== p.data.length)
+        throw new Error(
+          `Adam: gradient of ${name} has ${g.length} values, the parameter ${p.data.length}`,
+        );
+      const m = this.m.get(name)!;
+      const v = this.v.get(name)!;
+      const w = p.data;
+      for (let i = 0; i < w.length; i++) {
+        const gi = l2 !== 0 ? g[i] + l2 * w[i] : g[i];
+        const mi = b1 * m[i] + (1 - b1) * gi;
+        const vi = b2 * v[i] + (1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        w[i] = w[i] * decay - (stepSize * mi) / (Math.sqrt(vi) / bc2Sqrt + this.eps);
+      }
+    }
+  }
+
+  state(): AdamF32State {
+    const slot = (src: Map<string, Float32Array>) => {
+      const out = new Map<string, { shape: number[]; data: Float32Array }>();
+      for (const [name, d] of src)
+        out.set(name, { shape: this.params.get(name)!.shape.slice(), data: d.slice() });
+      return out;
+    };
+    return {
+      type: this.type,
+      lr: this.lr,
+      betas: [...this.betas] as [number, number],
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      step: this.step,
+      slots: { exp_avg: slot(this.m), exp_avg_sq: slot(this.v) },
+    };
+  }
+
+  /** Restore from `state()` or a tfjs-trained checkpoint (hyper-parameters kept except lr). */
+  load(state: {
+    step: number;
+    slots: Record<string, ReadonlyMap<string, { data: ArrayLike<number> }>>;
+  }): void {
+    this.step = state.step;
+    for (const [slotName, dst] of [
+      ['exp_avg', this.m],
+      ['exp_avg_sq', this.v],
+    ] as const) {
+      const src = state.slots[slotName];
+      if (!src) throw new Error(`checkpoint optimizer state lacks the ${slotName} slot`);
+      for (const [name, d] of dst) {
+        const w = src.get(name);
+        if (!w) throw new Error(`checkpoint optimizer state lacks ${slotName} for ${name}`);
+        if (w.data.length !== d.length)
+          throw new Error(`checkpoint optimizer state: ${slotName} of ${name} has the wrong size`);
+        d.set(w.data);
+      }
+    }
+  }
+}

@@ -1,0 +1,102 @@
+import { TfOps, TfParamStore, type TorchWeights, tfToTorch } from '@dif-fusion/nn';
+import { Rng } from '@dif-fusion/schedules';
+import { UNet } from '@dif-fusion/unet';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { describe, expect, it } from 'vitest';
+import { randn, relErr } from '../test-utils';
+import { buildDdpmTrainGraph } from './ddpm-graph';
+import { TrainSession } from './train-session';
+
+/** TfOps whose dropout multiplies by given masks, in call order (as the trainer's TrainOps). */
+class MaskOps extends TfOps {
+  private k = 0;
+  constructor(
+    store: TfParamStore,
+    private readonly masks: Array<{ data: Float32Array; shape: number[] }>,
+  ) {
+    super(store, { training: true });
+  }
+  override dropout(x: tf.Tensor, rate: number): tf.Tensor {
+    if (!(rate > 0)) return x;
+    const m = this.masks[this.k++];
+    return tf.mul(x, tf.transpose(tf.tensor(m.data, m.shape), [0, 2, 3, 1]));
+  }
+}
+
+const tiny = (dropout: number) =>
+  new UNet({
+    in_channel: 4,
+    out_channel: 4,
+    inner_channel: 8,
+    norm_groups: 4,
+    channel_mults: [1, 2, 2],
+    attn_res: [8],
+    res_blocks: 1,
+    dropout,
+    image_size: 16,
+  });
+
+async function compare(unet: UNet, loss: 'l1' | 'l2', dropout: boolean) {
+  await tf.setBackend('cpu');
+  const b = 2;
+  const s = 16;
+  const shape = [b, 4, s, s];
+  const x = randn(shape, 1, 0.5);
+  const noise = randn(shape, 2);
+  const level = Float32Array.from([0.93, 0.41]);
+  const store = TfParamStore.init(unet.params(), 7);
+  const weights: TorchWeights = store.toTorch();
+
+  const graph = buildDdpmTrainGraph(unet, { batch: b, size: s, loss, dropout });
+  const rng = new Rng(3);
+  const masks = graph.dropout.map((d) => {
+    const n = d.shape.reduce((p, q) => p * q, 1);
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = rng.uniform() < d.rate ? 0 : 1 / (1 - d.rate);
+    return { data, shape: d.shape, input: d.input };
+  });
+
+  // tfjs: the trainer's loss (sum / (B*C*H*W)) through tf.variableGrads
+  const ops = new MaskOps(store, masks);
+  const vars = store.names().map((n) => store.get(n) as tf.Variable);
+  const { value, grads } = tf.variableGrads(() => {
+    const xt = tf.transpose(tf.tensor(x, shape), [0, 2, 3, 1]);
+    const nz = tf.transpose(tf.tensor(noise, shape), [0, 2, 3, 1]);
+    const lv = tf.tensor2d(level, [b, 1]);
+    const l4 = tf.reshape(lv, [b, 1, 1, 1]);
+    const xn = tf.add(tf.mul(l4, xt), tf.mul(tf.sqrt(tf.sub(1, tf.square(l4))), nz));
+    const d = tf.sub(nz, unet.forward(ops, xn, lv));
+    const per = loss === 'l1' ? tf.abs(d) : tf.square(d);
+    return tf.div(tf.sum(per), b * 4 * s * s) as tf.Scalar;
+  }, vars);
+
+  const session = await TrainSession.open(graph, { threads: 1 });
+  const feeds: Record<string, Float32Array> = { x, noise, level };
+  for (const m of masks) feeds[m.input] = m.data;
+  const params = new Map([...weights].map(([k, v]) => [k, v.data]));
+  const got = await session.run(params, feeds);
+  await session.release();
+
+  expect(Math.abs(got.scalars.loss - value.dataSync()[0]) / value.dataSync()[0]).toBeLessThan(1e-5);
+  expect(graph.params.length).toBe(store.names().length);
+  let worst = 0;
+  for (const [i, name] of store.names().entries()) {
+    const want = tfToTorch(grads[vars[i].name]).dataSync();
+    const err = relErr(got.grads.get(name)!, want);
+    worst = Math.max(worst, err);
+    expect(err, name).toBeLessThan(1e-4);
+  }
+  tf.dispose([value, ...Object.values(grads)]);
+  store.dispose();
+  return worst;
+}
+
+describe('DDPM training graph: loss and every UNet gradient equal tfjs (1e-4 relative)', () => {
+  it('l2, attention, dropout off', async () => {
+    await compare(tiny(0), 'l2', false);
+  });
+  it('l1, attention, dropout masks as inputs (the same masks on tfjs)', async () => {
+    await compare(tiny(0.2), 'l1', true);
+  });
+});

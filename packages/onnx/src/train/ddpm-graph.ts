@@ -1,0 +1,119 @@
+/**
+ * The DDPM training graph (SR3 p_losses, Saharia et al. eq. 6 with the continuous noise
+ * level of WaveGrad): for a batch x0, levels gamma and noise eps,
+ *
+ *   x_t  = gamma * x0 + sqrt(1 - gamma^2) * eps
+ *   loss = sum |eps - eps_theta(x_t, gamma)|^p / (B*C*H*W),   p = 1 (l1) or 2 (l2)
+ *
+ * with every parameter's gradient, written by running the UNet's one definition on
+ * `GradOps`. Inputs: `x`, `noise` [B,C,H,W], `level` [B,1], the dropout masks
+ * (`dropout_mask_<k>`, in call order) and the parameters by official name; outputs
+ * `loss` and `grad.<name>`.
+ */
+import type { UNet } from '@dif-fusion/unet';
+import { type DropoutMaskSpec, GradOps } from '../grad/grad-ops';
+import { GraphBuilder, type Value } from '../graph';
+
+export interface TrainGraph {
+  /** Serialised ONNX model. */
+  model: Uint8Array;
+  /** Trainable parameters (official names), in the order of their gradient outputs. */
+  params: Array<{ name: string; shape: number[] }>;
+  /** Dropout sites in call order. */
+  dropout: DropoutMaskSpec[];
+  /** Non-parameter inputs: name -> shape. */
+  inputs: Map<string, number[]>;
+  /** Scalar outputs besides the gradients (e.g. loss terms). */
+  scalars: string[];
+  /** Tensor outputs besides the gradients (e.g. the fused image): name -> shape. */
+  tensors: Map<string, number[]>;
+}
+
+export interface DdpmGraphOptions {
+  batch: number;
+  /** Crop size (square). */
+  size: number;
+  loss: 'l1' | 'l2';
+  /** Dropout masks as inputs (training); false: dropout off. Default true. */
+  dropout?: boolean;
+}
+
+/** Shapes of a module's parameters by name (throws for unknown names). */
+export function paramShapes(
+  specs: Array<{ name: string; shape: number[] }>,
+): (name: string) => number[] {
+  const m = new Map(specs.map((p) => [p.name, p.shape]));
+  return (name) => {
+    const s = m.get(name);
+    if (!s) throw new Error(`training graph: unknown parameter ${name}`);
+    return s;
+  };
+}
+
+/** Mark outputs: the scalars, then `grad.<name>` for every parameter the pass read. */
+export function finishTrainGraph(
+  g: GraphBuilder,
+  ops: GradOps,
+  loss: Value,
+  scalars: Record<string, Value>,
+  inputs: Map<string, number[]>,
+  tensors: Record<string, Value> = {},
+): TrainGraph {
+  const params = [...ops.paramInputs].filter(([, v]) => ops.requiresGrad(v));
+  const grads = ops.gradients(
+    loss,
+    params.map(([, v]) => v),
+  );
+  g.output(loss, 'loss', []);
+  for (const [name, v] of Object.entries(scalars)) g.output(v, name, []);
+  for (const [name, v] of Object.entries(tensors)) g.output(v, name, ops.shape(v));
+  for (const [name, v] of params) g.output(grads.get(v)!, `grad.${name}`, ops.shape(v));
+  for (const m of ops.dropoutMasks) inputs.set(m.input, m.shape);
+  return {
+    model: g.serialize({ producerName: 'dif-fusion-train' }).model,
+    params: params.map(([name, v]) => ({ name, shape: ops.shape(v) })),
+    dropout: ops.dropoutMasks,
+    inputs,
+    scalars: ['loss', ...Object.keys(scalars)],
+    tensors: new Map(Object.entries(tensors).map(([name, v]) => [name, ops.shape(v)])),
+  };
+}
+
+/** Build the DDPM training graph of `unet`. */
+export function buildDdpmTrainGraph(unet: UNet, o: DdpmGraphOptions): TrainGraph {
+  const g = new GraphBuilder('ddpm_train');
+  const ops = new GradOps(g, paramShapes(unet.params()), { training: o.dropout ?? true });
+  const c = unet.config.in_channel;
+  const shape = [o.batch, c, o.size, o.size];
+  const inputs = new Map<string, number[]>([
+    ['x', shape],
+    ['noise', shape],
+    ['level', [o.batch, 1]],
+  ]);
+  const x = ops.input('x', shape);
+  const noise = ops.input('noise', shape);
+  const level = ops.input('level', [o.batch, 1]);
+  // x_t = gamma x0 + sqrt(1 - gamma^2) eps (no gradient flows into the inputs)
+  const g4 = ops.constant('Reshape', [level, g.constI64([o.batch, 1, 1, 1])], [o.batch, 1, 1, 1]);
+  const sigma = ops.constant(
+    'Sqrt',
+    [
+      ops.constant(
+        'Sub',
+        [g.constF32([1], []), ops.constant('Mul', [g4, g4], [o.batch, 1, 1, 1])],
+        [o.batch, 1, 1, 1],
+      ),
+    ],
+    [o.batch, 1, 1, 1],
+  );
+  const xt = ops.constant(
+    'Add',
+    [ops.constant('Mul', [g4, x], shape), ops.constant('Mul', [sigma, noise], shape)],
+    shape,
+  );
+  const eps = unet.forward(ops, xt, level);
+  const d = ops.sub(noise, eps);
+  const per = o.loss === 'l1' ? ops.abs(d) : ops.square(d);
+  const loss = ops.scale(ops.sumAll(per), 1 / (o.batch * c * o.size * o.size));
+  return finishTrainGraph(g, ops, loss, {}, inputs);
+}

@@ -1,0 +1,114 @@
+/**
+ * The fusion-head training graph: the frozen DDPM's decoder features of a batch (the
+ * UNet run forward only, its weights baked in as initializers, exactly as the fusion
+ * export runs it), the head on `GradOps`, and Dif-Fusion's fusion loss (official
+ * models/fs_loss.py; the TensorFlow.js realisation is `fusionLoss` in @dif-fusion/fusion-head):
+ *
+ *   x_k       = level_k * cat(V, I) + sqrt(1 - level_k^2) * noise_k      (no gradient)
+ *   F         = head(UNet.features(x_k, level_k) for every time step k)
+ *   loss_in   = mean |F - max(V, I)|
+ *   loss_grad = mean |S(F) - max(S(V), S(I))|,  S = |sobel_x * .| + |sobel_y * .| per channel
+ *   loss      = loss_in + alpha * loss_grad (+ color_weight * mean |CbCr(F) - CbCr(V)|)
+ *
+ * Inputs: `vis` [N,3,S,S], `ir` [N,1,S,S] in [-1, 1], `noise` [K,N,4,S,S], `level` [K*N,1]
+ * (step-major) and the head parameters by official name; outputs `loss`, `loss_in`,
+ * `loss_grad` (`loss_color`), `fused` [N,3,S,S] and `grad.<name>` for `head.usedParams()`.
+ */
+
+import type { FusionHead } from '@dif-fusion/fusion-head';
+import type { TorchWeightsLike } from '@dif-fusion/nn';
+import type { UNet } from '@dif-fusion/unet';
+import { GradOps } from '../grad/grad-ops';
+import { attr, GraphBuilder, type Value } from '../graph';
+import { OnnxOps } from '../onnx-ops';
+import { finishTrainGraph, paramShapes, type TrainGraph } from './ddpm-graph';
+
+export interface HeadGraphOptions {
+  /** The frozen DDPM and its weights (PyTorch layouts, official names without `denoise_fn.`). */
+  unet: UNet;
+  unetWeights: TorchWeightsLike;
+  batch: number;
+  size: number;
+  /** Weight of the gradient term (official 1). */
+  alpha?: number;
+  /** Weight of the chroma term (default 0: off, as the official loss). */
+  colorWeight?: number;
+}
+
+/** |sobel_x * x| + |sobel_y * x| per channel, zero padding 1 (same size). */
+export function sobelMagnitude(ops: GradOps, x: Value): Value {
+  const c = ops.shape(x)[1];
+  const kx = [-1, 0, 1, -2, 0, 2, -1, 0, 1];
+  const ky = [1, 2, 1, 0, 0, 0, -1, -2, -1];
+  const per = (k: number[]) => {
+    const w = new Float32Array(9 * c);
+    for (let i = 0; i < c; i++) w.set(k, 9 * i);
+    return ops.abs(ops.constConv(x, w, [c, 1, 3, 3], c, 1));
+  };
+  return ops.add(per(kx), per(ky));
+}
+
+/** BT.601 chroma (Cb, Cr) without the offset, as a 1x1 convolution: [N,3,H,W] -> [N,2,H,W]. */
+export function chroma(ops: GradOps, x: Value): Value {
+  const m = Float32Array.from([-0.168736, -0.331264, 0.5, 0.5, -0.418688, -0.081312]);
+  return ops.constConv(x, m, [2, 3, 1, 1], 1, 0);
+}
+
+export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): TrainGraph {
+  const g = new GraphBuilder('head_train');
+  const unetOps = new OnnxOps(g, o.unetWeights, { prefix: 'unet.' });
+  const ops = new GradOps(g, paramShapes(head.usedParams()));
+  const k = head.config.time_steps.length;
+  const n = o.batch;
+  const s = o.size;
+  const inputs = new Map<string, number[]>([
+    ['vis', [n, 3, s, s]],
+    ['ir', [n, 1, s, s]],
+    ['noise', [k, n, 4, s, s]],
+    ['level', [k * n, 1]],
+  ]);
+  const vis = ops.input('vis', [n, 3, s, s]);
+  const ir = ops.input('ir', [n, 1, s, s]);
+  const noise = ops.input('noise', [k, n, 4, s, s]);
+  const level = ops.input('level', [k * n, 1]);
+
+  // q_sample of every step, batched step-major: x_k = level_k x + sqrt(1 - level_k^2) noise_k
+  const x = g.node('Concat', [vis, ir], { axis: attr.int(1) });
+  const xs = g.node('Concat', new Array(k).fill(x), { axis: attr.int(0) }); // [K*N,4,S,S]
+  const l4 = g.node('Reshape', [level, g.constI64([k * n, 1, 1, 1])]);
+  const sigma = g.node('Sqrt', [g.node('Sub', [g.constF32([1], []), g.node('Mul', [l4, l4])])]);
+  const nz = g.node('Reshape', [noise, g.constI64([k * n, 4, s, s])]);
+  const xt = g.node('Add', [g.node('Mul', [l4, xs]), g.node('Mul', [sigma, nz])]);
+  const min = Math.min(...head.requiredFeatureIndices());
+  const { fd } = o.unet.features(unetOps, xt, level, { minDecoderIndex: min });
+  const feats: Value[][] = Array.from({ length: k }, () => new Array<Value>(fd.length));
+  const channels = o.unet.decoderChannels();
+  for (const i of head.requiredFeatureIndices()) {
+    const f = o.unet.decoderScale(i);
+    const shape = [n, channels[i], s / f, s / f];
+    const parts =
+      k === 1
+        ? [fd[i]]
+        : g.nodeN('Split', [fd[i], g.constI64(new Array(k).fill(n))], k, { axis: attr.int(0) });
+    for (let t = 0; t < k; t++) feats[t][i] = ops.adopt(parts[t], shape);
+  }
+  const fused = head.forward(ops, feats, { vis, ir });
+  const fShape = ops.shape(fused);
+
+  const rgb = [n, 3, s, s];
+  const target = ops.constant('Max', [vis, ir], rgb);
+  const gradTarget = ops.constant('Max', [sobelMagnitude(ops, vis), sobelMagnitude(ops, ir)], rgb);
+  if (fShape.join() !== rgb.join())
+    throw new Error(`head training graph: the head outputs [${fShape}], the loss needs [${rgb}]`);
+  const lossIn = ops.meanAll(ops.abs(ops.sub(fused, target)));
+  const lossGrad = ops.meanAll(ops.abs(ops.sub(sobelMagnitude(ops, fused), gradTarget)));
+  let loss = ops.add(lossIn, ops.scale(lossGrad, o.alpha ?? 1));
+  const scalars: Record<string, Value> = { loss_in: lossIn, loss_grad: lossGrad };
+  const cw = o.colorWeight ?? 0;
+  if (cw > 0) {
+    const lossColor = ops.meanAll(ops.abs(ops.sub(chroma(ops, fused), chroma(ops, vis))));
+    loss = ops.add(loss, ops.scale(lossColor, cw));
+    scalars.loss_color = lossColor;
+  }
+  return finishTrainGraph(g, ops, loss, scalars, inputs, { fused });
+}

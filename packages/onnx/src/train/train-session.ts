@@ -1,0 +1,77 @@
+/**
+ * Runs a training graph on ONNX Runtime: parameters and batch in, loss terms and
+ * gradients out, as Float32Arrays (PyTorch layouts, official names).
+ */
+import { type Device, openSession, ort } from '../session';
+import type { TrainGraph } from './ddpm-graph';
+
+export interface StepResult {
+  /** `loss` and any other scalar outputs of the graph. */
+  scalars: Record<string, number>;
+  /** Gradient per parameter name (PyTorch layout). */
+  grads: Map<string, Float32Array>;
+  /** The graph's other tensor outputs (e.g. `fused`). */
+  tensors: Map<string, Float32Array>;
+}
+
+export class TrainSession {
+  private constructor(
+    readonly graph: TrainGraph,
+    private readonly session: ort.InferenceSession,
+    /** The execution provider running the graph. */
+    readonly provider: 'cuda' | 'cpu',
+  ) {}
+
+  static async open(
+    graph: TrainGraph,
+    options: { device?: Device; threads?: number; ort?: ort.InferenceSession.SessionOptions } = {},
+  ): Promise<TrainSession> {
+    const { session, provider } = await openSession(graph.model, {
+      device: options.device ?? 'cpu',
+      threads: options.threads,
+      // Training graphs have static shapes: ORT's memory patterns (off by default for the
+      // fusion graph's varying tile sizes) plan one arena for every step.
+      ort: { enableMemPattern: true, ...options.ort },
+    });
+    return new TrainSession(graph, session, provider);
+  }
+
+  /**
+   * One forward + backward pass. `params` must hold every trainable parameter; `feeds`
+   * every other input of the graph (batch, levels, noise, dropout masks, features).
+   */
+  async run(
+    params: ReadonlyMap<string, Float32Array>,
+    feeds: Record<string, Float32Array>,
+  ): Promise<StepResult> {
+    const t: Record<string, ort.Tensor> = {};
+    for (const p of this.graph.params) {
+      const data = params.get(p.name);
+      if (!data) throw new Error(`training step: parameter ${p.name} is missing`);
+      t[p.name] = new ort.Tensor('float32', data, p.shape);
+    }
+    for (const [name, shape] of this.graph.inputs) {
+      const data = feeds[name];
+      if (!data) throw new Error(`training step: input ${name} is missing`);
+      t[name] = new ort.Tensor('float32', data, shape);
+    }
+    const out = await this.session.run(t);
+    const scalars: Record<string, number> = {};
+    for (const s of this.graph.scalars) scalars[s] = (out[s].data as Float32Array)[0];
+    const grads = new Map<string, Float32Array>();
+    for (const p of this.graph.params)
+      grads.set(p.name, out[`grad.${p.name}`].data as Float32Array);
+    const tensors = new Map<string, Float32Array>();
+    for (const name of this.graph.tensors.keys()) tensors.set(name, out[name].data as Float32Array);
+    return { scalars, grads, tensors };
+  }
+
+  /** With `ort: { enableProfiling: true }`: stop profiling, returns the profile file. */
+  endProfiling(): string {
+    return (this.session as unknown as { endProfiling(): string }).endProfiling();
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
