@@ -378,9 +378,11 @@ function headValidation(
     if (valSet && valSet.length > 0) {
       valCrops ??= await centerCrops(valSet, crop);
       const show = Math.min(cfg.train.val_images ?? 4, valSet.length);
-      const r = m.ort
-        ? await ortValidationPass(m.ort, valCrops, valSet.length, cfg, show)
-        : validationPass(m.trainer, valCrops, valSet.length, cfg, show, noise, valCache);
+      const ort = m.ort;
+      const evaluate = ort
+        ? (xs: Float32Array, n: number) => ort.evaluate(xs, n)
+        : tfjsValBatch(m.trainer, crop, noise, valCache);
+      const r = await validationPass(valCrops, valSet.length, cfg, show, evaluate);
       record.val_loss = r.loss;
       const path = join(run.out, 'val', `epoch-${String(epoch).padStart(4, '0')}.png`);
       mkdirSync(join(run.out, 'val'), { recursive: true });
@@ -399,27 +401,49 @@ function headValidation(
 }
 
 /** The mean validation loss over `count` crops and the fused images of the first `show`. */
-function validationPass(
-  trainer: HeadTrainer,
+async function validationPass(
   x: Float32Array,
   count: number,
   cfg: HeadTrainConfig,
   show: number,
-  noise: 'fixed' | 'random',
-  valCache: CachedBatch[],
-): { loss: number; fusedShown: Float32Array } {
+  evaluate: (xs: Float32Array, n: number, batchIndex: number) => Promise<ValBatch>,
+): Promise<{ loss: number; fusedShown: Float32Array }> {
   const { resolution: crop, batch_size: batch } = cfg.datasets.train;
   const per = 4 * crop * crop;
   const fusedShown = new Float32Array(show * 3 * crop * crop);
   let sum = 0;
   for (let i = 0; i < count; i += batch) {
     const n = Math.min(batch, count - i);
-    const xs = x.subarray(i * per, (i + n) * per);
+    const r = await evaluate(x.subarray(i * per, (i + n) * per), n, i / batch);
+    sum += r.loss * n;
+    if (i < show) {
+      const take = Math.min(n, show - i);
+      fusedShown.set(r.fused.subarray(0, take * 3 * crop * crop), i * 3 * crop * crop);
+    }
+  }
+  return { loss: sum / count, fusedShown };
+}
+
+/** The loss and fused images `[n,3,H,W]` of one validation batch. */
+interface ValBatch {
+  loss: number;
+  fused: Float32Array;
+}
+
+/**
+ * A validation batch on tfjs; with fixed noise the validation features never change, so
+ * they are computed once (`valCache`, by batch index).
+ */
+function tfjsValBatch(
+  trainer: HeadTrainer,
+  crop: number,
+  noise: 'fixed' | 'random',
+  valCache: CachedBatch[],
+): (xs: Float32Array, n: number, j: number) => Promise<ValBatch> {
+  return async (xs, n, j) => {
     const b = toBatch(xs, n, crop);
-    // Fixed noise: the validation features never change, so they are computed once.
     let feats: HeadFeatures | undefined;
     if (noise === 'fixed') {
-      const j = i / batch;
       if (!valCache[j]) {
         const f = trainer.features(b);
         valCache[j] = cacheBatch(xs, n, f);
@@ -429,39 +453,10 @@ function validationPass(
     }
     const r = trainer.evaluate(b, feats);
     if (feats) disposeFeatures(feats);
-    sum += r.loss * n;
-    if (i < show) {
-      const f = r.fused.dataSync() as Float32Array;
-      const take = Math.min(n, show - i);
-      fusedShown.set(f.subarray(0, take * 3 * crop * crop), i * 3 * crop * crop);
-    }
+    const fused = r.fused.dataSync() as Float32Array;
     tf.dispose([b.vis, b.ir, r.fused]);
-  }
-  return { loss: sum / count, fusedShown };
-}
-
-/** validationPass on ONNX Runtime: the loss and fused images from the head's graph. */
-async function ortValidationPass(
-  ort: OrtHeadEngine,
-  x: Float32Array,
-  count: number,
-  cfg: HeadTrainConfig,
-  show: number,
-): Promise<{ loss: number; fusedShown: Float32Array }> {
-  const { resolution: crop, batch_size: batch } = cfg.datasets.train;
-  const per = 4 * crop * crop;
-  const fusedShown = new Float32Array(show * 3 * crop * crop);
-  let sum = 0;
-  for (let i = 0; i < count; i += batch) {
-    const n = Math.min(batch, count - i);
-    const r = await ort.evaluate(x.subarray(i * per, (i + n) * per), n);
-    sum += r.loss * n;
-    if (i < show) {
-      const take = Math.min(n, show - i);
-      fusedShown.set(r.fused.subarray(0, take * 3 * crop * crop), i * 3 * crop * crop);
-    }
-  }
-  return { loss: sum / count, fusedShown };
+    return { loss: r.loss, fused };
+  };
 }
 
 /** The checkpoint of `step`: head weights, optimizer, RNG and sampler states, config. */
