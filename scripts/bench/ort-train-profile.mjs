@@ -48,7 +48,9 @@ const session = await TrainSession.open(graph, {
 const rng = new Rng(1);
 const fill = (n, f) => Float32Array.from({ length: n }, f);
 const size = (s) => s.reduce((x, y) => x * y, 1);
-const params = new Map(graph.params.map((p) => [p.name, fill(size(p.shape), () => rng.normal() * 0.05)]));
+const params = new Map(
+  graph.params.map((p) => [p.name, fill(size(p.shape), () => rng.normal() * 0.05)]),
+);
 const feeds = {};
 for (const [name, shape] of graph.inputs)
   feeds[name] = name.startsWith('dropout')
@@ -56,7 +58,9 @@ for (const [name, shape] of graph.inputs)
     : name === 'level'
       ? fill(size(shape), () => 0.5)
       : fill(size(shape), () => rng.normal());
-const weights = new Map(graph.params.map((p) => [p.name, { shape: p.shape, data: params.get(p.name) }]));
+const weights = new Map(
+  graph.params.map((p) => [p.name, { shape: p.shape, data: params.get(p.name) }]),
+);
 const adam = new AdamF32(weights, { type: 'adam', lr: 1e-4 });
 const wall = [];
 for (let i = 0; i < Number(a.steps) + 1; i++) {
@@ -90,6 +94,10 @@ for (const e of events) {
   byOp.set(op, (byOp.get(op) ?? 0) + e.dur);
   total += e.dur;
 }
-console.log(`ORT training step profile: inner_channel ${inner}, ${crop}x${crop}, batch ${batch}, attn [${a.attn}], ${a.threads} threads, ${Number(a.steps) + 1} steps`);
+console.log(
+  `ORT training step profile: inner_channel ${inner}, ${crop}x${crop}, batch ${batch}, attn [${a.attn}], ${a.threads} threads, ${Number(a.steps) + 1} steps`,
+);
 for (const [op, us] of [...byOp].sort((x, y) => y[1] - x[1]).slice(0, 15))
-  console.log(`${op.padEnd(24)} ${(us / 1e3).toFixed(0).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)}%`);
+  console.log(
+    `${op.padEnd(24)} ${(us / 1e3).toFixed(0).padStart(8)} ms  ${((100 * us) / total).toFixed(1).padStart(5)}%`,
+  );

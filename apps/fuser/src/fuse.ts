@@ -1,7 +1,8 @@
 /**
  * Opening a fusion method (the ONNX model or a baseline) once, and fusing image pairs with it.
  */
-import { FuseError, oneLine } from './errors';
+import { formatError } from '@dif-fusion/io';
+import { FuseError } from './errors';
 import type { Planar } from './images';
 import { fuseBaseline, isBaseline, type Method } from './methods';
 import { checkModelDir, resolveModelDir } from './model';
@@ -50,7 +51,7 @@ export async function openFuser(opts: OpenOptions = {}): Promise<OpenedFuser> {
       threads: opts.threads,
     });
   } catch (err) {
-    throw new FuseError(oneLine(err));
+    throw new FuseError(formatError(err));
   }
   const seed = opts.seed ?? 0;
   const memory = modelMemory(model.config);
@@ -99,7 +100,7 @@ export async function fuseImages(
  * - convolution activations: about 16 live full-resolution tensors of K x inner_channel.
  */
 export function modelMemory(config: {
-  unet: Record<string, unknown>;
+  unet: object;
   time_steps: number[];
 }): ((h: number, w: number) => number) | undefined {
   const u = config.unet as {

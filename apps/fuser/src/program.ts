@@ -7,12 +7,14 @@ import { basename, dirname, join, resolve } from 'node:path';
 import {
   DEFAULT_MAX_PIXELS,
   describeUnmatched,
+  formatError,
   removeStaleTempFiles,
+  reportError,
   scanPairs,
 } from '@dif-fusion/io';
 import { SingleBar } from 'cli-progress';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { FuseError, oneLine } from './errors';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { FuseError } from './errors';
 import { registerEvalCommand } from './eval/index';
 import { fuseImages, type OpenedFuser, openFuser } from './fuse';
 import {
@@ -198,7 +200,7 @@ function checkOutputDir(dir: string): void {
   } catch (err) {
     if (err instanceof FuseError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    fail(`${dir}: output folder is not writable (${code ?? oneLine(err)})`, 1);
+    fail(`${dir}: output folder is not writable (${code ?? formatError(err)})`, 1);
   }
 }
 
@@ -365,7 +367,7 @@ async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
         pixels += fused.width * fused.height;
       } catch (err) {
         if (!batch) throw err;
-        failures.push(`${job.name}: ${oneLine(err)}`);
+        failures.push(`${job.name}: ${formatError(err)}`);
       }
       if (batch) bar?.increment(1);
     }
@@ -394,21 +396,7 @@ export async function main(argv: string[], io: CliIo = defaultIo()): Promise<num
     await program.parseAsync(argv, { from: 'user' });
     return 0;
   } catch (err) {
-    if (err instanceof CommanderError) {
-      // help/version already printed; errors printed through outputError
-      return err.code === 'commander.helpDisplayed' ||
-        err.code === 'commander.version' ||
-        err.code === 'commander.help'
-        ? 0
-        : 2;
-    }
-    if (err instanceof FuseError) {
-      io.err(`error: ${oneLine(err)}`);
-      return err.exitCode;
-    }
-    io.err(`error: ${oneLine(err)}`);
-    if (process.env.DIF_FUSION_DEBUG) io.err(String((err as Error)?.stack));
-    return 1;
+    return reportError(err, io.err);
   }
 }
 

@@ -28,7 +28,7 @@ function ckpt(step: number): Checkpoint {
       },
     },
     rng: { s: [1, 2, 3, 4], spare: null },
-    sampler: { cursor: 3 },
+    sampler: { rng: { s: [5, 6, 7, 8], spare: 0.5 }, epoch: 2, position: 3, order: [1, 0] },
     extra: { note: 'x' },
   };
 }
@@ -51,7 +51,12 @@ describe('checkpoints', () => {
       5, 6,
     ]);
     expect(back.rng).toEqual({ s: [1, 2, 3, 4], spare: null });
-    expect(back.sampler).toEqual({ cursor: 3 });
+    expect(back.sampler).toEqual({
+      rng: { s: [5, 6, 7, 8], spare: 0.5 },
+      epoch: 2,
+      position: 3,
+      order: [1, 0],
+    });
     expect(back.config).toEqual({ train: { n_iter: 10 } });
     expect(loadCheckpoint(back.path).step).toBe(3);
   });

@@ -16,8 +16,9 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { readSafetensors, writeSafetensorsSync } from '@dif-fusion/io';
-import type { TorchTensor, TorchWeights } from '@dif-fusion/nn';
+import { readSafetensors, type SamplerState, writeSafetensorsSync } from '@dif-fusion/io';
+import type { OptimizerState, TorchTensor, TorchWeights } from '@dif-fusion/nn';
+import type { RngState } from '@dif-fusion/schedules';
 
 /** Format id written into every checkpoint's metadata. */
 export const CHECKPOINT_FORMAT = 'dif-fusion-checkpoint/1';
@@ -29,18 +30,7 @@ export const WEIGHT_PREFIX: Record<CheckpointKind, string> = { ddpm: 'denoise_fn
 
 const OPTIM_PREFIX = 'optim.';
 
-/** Optimizer hyper-parameters and progress (everything except the per-parameter slots). */
-export interface OptimizerState {
-  type: 'adam' | 'adamw';
-  lr: number;
-  betas: [number, number];
-  eps: number;
-  weightDecay: number;
-  /** Number of optimizer steps taken (Adam's bias-correction counter). */
-  step: number;
-  /** Per-parameter slot tensors, PyTorch layout: slot name -> param name -> tensor. */
-  slots: Record<string, TorchWeights>;
-}
+export type { OptimizerState };
 
 export interface Checkpoint {
   kind: CheckpointKind;
@@ -56,9 +46,9 @@ export interface Checkpoint {
   weights: TorchWeights;
   optimizer: OptimizerState | null;
   /** Training RNG state (exact resume). */
-  rng: unknown;
+  rng: RngState | null;
   /** Data sampler state (exact resume). */
-  sampler: unknown;
+  sampler: SamplerState | null;
   /** Anything else a trainer needs (JSON). */
   extra: Record<string, unknown>;
 }
@@ -230,8 +220,9 @@ export function loadCheckpoint(
     // not its tensors: it resumes with a fresh optimizer.
     optimizer:
       optMeta && Object.values(slots).some((m) => m.size > 0) ? { ...optMeta, slots } : null,
-    rng: parseJson(md.rng, 'rng', path),
-    sampler: parseJson(md.sampler, 'sampler', path),
+    // Written by saveCheckpoint from Rng.getState / TrainingSampler.getState.
+    rng: parseJson(md.rng, 'rng', path) as RngState | null,
+    sampler: parseJson(md.sampler, 'sampler', path) as SamplerState | null,
     extra: (parseJson(md.extra, 'extra', path) ?? {}) as Record<string, unknown>,
   };
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** `dif-train` entry point. */
-import { createProgram } from './program';
+import { main } from './program';
 
-const program = createProgram();
-await program.parseAsync(process.argv);
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

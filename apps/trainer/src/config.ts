@@ -2,87 +2,222 @@
  * Training configs in the reference's own JSON format (GeoVectorMatrix/Dif-Fusion
  * config/ddpm_train.json and config/fusion_train.json, `//` comments allowed as the
  * reference's parser allows them), the defaults shipped with dif-train, and CLI overrides.
- * Only the fields dif-train uses are read; the rest is kept and ignored.
+ *
+ * One strict schema per block (zod): every key of the reference formats is known — the ones
+ * dif-train does not use (`gpu_ids`, `path`, `num_workers`, ...) are accepted and ignored —
+ * and any other key is an error naming the key, the file and the nearest known key, so a
+ * typo like `"inner_chanel": 8` cannot silently train a model at the default width.
  */
 import { readFileSync } from 'node:fs';
+import { parseJsonWithComments } from '@dif-fusion/fusion-head';
+import { BETA_SCHEDULES } from '@dif-fusion/schedules';
+import { closest, distance } from 'fastest-levenshtein';
+import { type ZodType, z } from 'zod';
 import { UserError } from './errors';
 
-export type OptimizerType = 'adam' | 'adamw';
+export { parseJsonWithComments };
 
-export interface BetaScheduleJson {
-  schedule: string;
-  n_timestep: number;
-  linear_start: number;
-  linear_end: number;
-  cosine_s?: number;
-}
+// Messages name no key: the error names it (`<file>: <key> must be ...`).
+const POS_INT = 'must be a positive integer';
+const posInt = () => z.number({ error: POS_INT }).int(POS_INT).positive(POS_INT);
+const NON_NEG = 'must be a non-negative number';
+const nonNeg = () => z.number({ error: NON_NEG }).min(0, NON_NEG);
+/** Keys of the reference formats that dif-train accepts and ignores. */
+const ignored = z.unknown().optional();
 
-export interface UnetJson {
-  in_channel: number;
-  out_channel: number;
-  inner_channel: number;
-  norm_groups?: number;
-  channel_multiplier: number[];
-  attn_res: number[];
-  res_blocks: number;
-  dropout: number;
-}
+const betaSchedule = z.strictObject({
+  schedule: z.enum(BETA_SCHEDULES, `must be one of ${BETA_SCHEDULES.join(', ')}`),
+  n_timestep: z.number(),
+  linear_start: z.number(),
+  linear_end: z.number(),
+  cosine_s: z.number().optional(),
+});
+export type BetaScheduleJson = z.infer<typeof betaSchedule>;
 
-/** config/ddpm_train.json (the fields dif-train reads). */
-export interface DdpmConfig {
-  name?: string;
-  datasets: { train: { dataroot: string | null; resolution: number; batch_size: number } };
-  model: {
-    unet: UnetJson;
-    beta_schedule: { train: BetaScheduleJson; val?: BetaScheduleJson };
-    diffusion: { loss: 'l1' | 'l2'; [k: string]: unknown };
-  };
-  train: {
-    n_iter: number;
-    val_freq: number;
-    save_checkpoint_freq: number;
-    print_freq: number;
-    optimizer: { type: OptimizerType; lr: number };
-  };
-  [k: string]: unknown;
-}
+const unet = z.strictObject({
+  in_channel: z.literal(4, 'must be 4 (visible RGB + infrared)'),
+  out_channel: z.literal(4, 'must be 4 (visible RGB + infrared)'),
+  inner_channel: posInt(),
+  norm_groups: posInt().optional(),
+  channel_multiplier: z.array(posInt()).min(1, 'must be a list of positive integers'),
+  attn_res: z.array(z.number()),
+  res_blocks: posInt(),
+  dropout: z.number().min(0, 'must be in [0, 1)').lt(1, 'must be in [0, 1)'),
+});
+/** A reference `model.unet` block. */
+export type UnetJson = z.infer<typeof unet>;
 
-/** config/fusion_train.json (the fields dif-train reads). */
-export interface HeadTrainConfig {
-  name?: string;
-  datasets: {
-    train: { dataroot: string | null; resolution: number; batch_size: number };
-    val?: { dataroot: string | null; resolution?: number; data_len?: number };
-  };
-  model_df: { feat_scales: number[]; t: number[]; feat_type: 'dec'; mode?: 'reference' | 'full' };
-  model: { beta_schedule: { train: BetaScheduleJson } };
-  train: {
-    n_epoch: number;
-    optimizer: { type: OptimizerType; lr: number };
-    /** The reference spells it `sheduler`; both spellings are read. */
-    sheduler?: { lr_policy: 'linear' | 'step' | 'none'; n_steps?: number; gamma?: number };
-    scheduler?: { lr_policy: 'linear' | 'step' | 'none'; n_steps?: number; gamma?: number };
-    /** Validation pairs whose fused | visible | infrared strip is saved each epoch. */
-    val_images?: number;
-    /** Steps between progress/log lines. */
-    print_freq?: number;
-    /**
-     * Fusion loss weights (dif-train's addition; the reference hard-codes alpha 1 and has no
-     * colour term): `alpha` weighs the gradient term, `color_weight` the optional chroma
-     * term mean |CbCr(F) - CbCr(V)| (0 = off, the official loss).
-     */
-    loss?: { alpha?: number; color_weight?: number };
-    /**
-     * Feature cache (dif-train's addition): when > 0, the frozen DDPM's features of
-     * `feature_cache` random crops per training pair (one sampler epoch each) are computed
-     * once, kept in memory, and every step draws a batch of them (an epoch is then one
-     * shuffled pass over the cache). 0 (default): fresh crops and features every step.
-     * Needs fixed feature noise.
-     */
-    feature_cache?: number;
-  };
-  [k: string]: unknown;
-}
+const optimizer = z.strictObject({
+  type: z.enum(['adam', 'adamw'], 'must be adam or adamw'),
+  lr: z.number().positive('must be a positive number'),
+});
+export type OptimizerType = z.infer<typeof optimizer>['type'];
+
+const trainData = z.strictObject({
+  dataroot: z.string().nullable(),
+  resolution: posInt(),
+  batch_size: posInt(),
+  name: ignored,
+  num_workers: ignored,
+  use_shuffle: ignored,
+  data_len: ignored,
+});
+const otherData = z.strictObject({
+  dataroot: z.string().nullable().optional(),
+  resolution: z.number().optional(),
+  batch_size: ignored,
+  data_len: z.number().optional(),
+  name: ignored,
+  num_workers: ignored,
+  use_shuffle: ignored,
+  image_size_w: ignored,
+  image_size_h: ignored,
+});
+const diffusion = z.strictObject({
+  loss: z.enum(['l1', 'l2'], 'must be l1 or l2').optional(),
+  image_size: ignored,
+  image_size_w: ignored,
+  image_size_h: ignored,
+  is_concat: ignored,
+  channels: ignored,
+  conditional: ignored,
+});
+/** Top-level keys of both reference formats that dif-train ignores. */
+const runKeys = {
+  name: z.string().optional(),
+  phase: ignored,
+  distributed: ignored,
+  gpu_ids: ignored,
+  path: ignored,
+  path_df: ignored,
+};
+const modelKeys = { which_model_G: ignored, finetune_norm: ignored };
+
+const ddpmSchema = z
+  .strictObject({
+    ...runKeys,
+    datasets: z.strictObject({ train: trainData, val: otherData.optional() }),
+    model: z.strictObject({
+      ...modelKeys,
+      unet,
+      beta_schedule: z.strictObject({
+        train: betaSchedule,
+        val: betaSchedule.optional(),
+        test: betaSchedule.optional(),
+      }),
+      diffusion,
+    }),
+    train: z.strictObject({
+      n_iter: posInt(),
+      val_freq: nonNeg(),
+      save_checkpoint_freq: nonNeg(),
+      print_freq: nonNeg(),
+      optimizer,
+    }),
+  })
+  .superRefine((c, ctx) => {
+    const down = c.model.unet.channel_multiplier.length - 1;
+    if (c.datasets.train.resolution % 2 ** down !== 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['datasets', 'train', 'resolution'],
+        message: `must be a positive multiple of ${2 ** down} (the UNet halves it ${down} times), got ${c.datasets.train.resolution}`,
+      });
+    const u = c.model.unet;
+    const groups = u.norm_groups ?? 32;
+    if (!u.channel_multiplier.every((m) => (u.inner_channel * m) % groups === 0))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model', 'unet', 'norm_groups'],
+        message: `${groups} must divide inner_channel x every channel_multiplier`,
+      });
+  });
+/** config/ddpm_train.json. */
+export type DdpmConfig = z.infer<typeof ddpmSchema>;
+
+const lrScheduler = z.strictObject({
+  lr_policy: z.enum(['linear', 'step', 'none'], 'must be linear, step or none'),
+  n_steps: z.number().optional(),
+  gamma: z.number().optional(),
+});
+const weight = () => z.number().min(0, 'must be a number >= 0').optional();
+
+const headSchema = z
+  .strictObject({
+    ...runKeys,
+    datasets: z.strictObject({
+      train: trainData,
+      val: otherData.optional(),
+      test: otherData.optional(),
+    }),
+    model_df: z.strictObject({
+      feat_scales: z.array(z.number()).min(1, 'must be a non-empty list'),
+      t: z.array(posInt()).min(1, 'must be a list of positive time steps'),
+      feat_type: z.literal('dec', "is not supported (only 'dec')").optional(),
+      /** dif-train's additions: the head's forward pass and the feature noise. */
+      mode: z.enum(['reference', 'full']).optional(),
+      noise: z.enum(['fixed', 'random']).optional(),
+      /** The head variants (see @dif-fusion/fusion-head FusionHeadOutput). */
+      output: z.enum(['rgb', 'luma', 'weight']).optional(),
+      source_skip: z.boolean().optional(),
+      out_channels: ignored,
+      loss_type: ignored,
+      output_cm_size: ignored,
+      psp: ignored,
+    }),
+    model: z.strictObject({
+      ...modelKeys,
+      unet: ignored,
+      beta_schedule: z.strictObject({
+        train: betaSchedule,
+        val: betaSchedule.optional(),
+        test: betaSchedule.optional(),
+      }),
+      diffusion: diffusion.optional(),
+    }),
+    train: z.strictObject({
+      n_epoch: posInt(),
+      optimizer,
+      /** The reference spells it `sheduler`; both spellings are read. */
+      sheduler: lrScheduler.optional(),
+      scheduler: lrScheduler.optional(),
+      /** Validation pairs whose fused | visible | infrared strip is saved each epoch. */
+      val_images: z.number().int().min(0).optional(),
+      /** Steps between progress/log lines. */
+      print_freq: z.number().min(0).optional(),
+      /**
+       * Fusion loss weights (dif-train's addition; the reference hard-codes alpha 1 and has
+       * no colour term): `alpha` weighs the gradient term, `color_weight` the optional chroma
+       * term mean |CbCr(F) - CbCr(V)| (0 = off, the official loss).
+       */
+      loss: z.strictObject({ alpha: weight(), color_weight: weight() }).optional(),
+      /**
+       * Feature cache (dif-train's addition): when > 0, the frozen DDPM's features of
+       * `feature_cache` random crops per training pair (one sampler epoch each) are computed
+       * once, kept in memory, and every step draws a batch of them (an epoch is then one
+       * shuffled pass over the cache). 0 (default): fresh crops and features every step.
+       * Needs fixed feature noise.
+       */
+      feature_cache: z
+        .number()
+        .int('must be a non-negative integer')
+        .min(0, 'must be a non-negative integer')
+        .optional(),
+      train_print_freq: ignored,
+      val_freq: ignored,
+      val_print_freq: ignored,
+    }),
+  })
+  .superRefine((c, ctx) => {
+    if (c.train.feature_cache && (c.model_df.noise ?? 'fixed') !== 'fixed')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['train', 'feature_cache'],
+        message: 'needs fixed feature noise (--noise fixed)',
+      });
+  });
+/** config/fusion_train.json. */
+export type HeadTrainConfig = z.infer<typeof headSchema>;
 
 /**
  * dif-train's default DDPM config: the reference's format and schedule, sized for training
@@ -139,32 +274,6 @@ export const DEFAULT_HEAD_CONFIG: HeadTrainConfig = {
   },
 };
 
-/** Parse JSON that may hold `//` line comments (outside strings) and trailing commas. */
-export function parseJsonWithComments(text: string, source = 'config'): unknown {
-  let out = '';
-  let inStr = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (inStr) {
-      out += c;
-      if (c === '\\') out += text[++i] ?? '';
-      else if (c === '"') inStr = false;
-    } else if (c === '"') {
-      inStr = true;
-      out += c;
-    } else if (c === '/' && text[i + 1] === '/') {
-      while (i < text.length && text[i] !== '\n') i++;
-      out += '\n';
-    } else out += c;
-  }
-  out = out.replace(/,(\s*[}\]])/g, '$1');
-  try {
-    return JSON.parse(out);
-  } catch (err) {
-    throw new UserError(`${source}: invalid JSON (${(err as Error).message})`);
-  }
-}
-
 function readJson(path: string): unknown {
   let text: string;
   try {
@@ -188,125 +297,74 @@ export function deepMerge<T>(base: T, over: unknown): T {
   return out as T;
 }
 
-const isPosInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v > 0;
-const isPos = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
-
-function check(cond: boolean, msg: string): void {
-  if (!cond) throw new UserError(`config: ${msg}`);
+/** The key nearest to `key` among `known`, when it is close enough to be a likely typo. */
+function nearestKey(key: string, known: string[]): string | undefined {
+  if (known.length === 0) return undefined;
+  const best = closest(key, known);
+  return distance(key, best) <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
 }
 
-function checkOptimizer(o: { type: string; lr: number }): void {
-  check(
-    o.type === 'adam' || o.type === 'adamw',
-    `train.optimizer.type must be adam or adamw, got '${o.type}'`,
-  );
-  check(isPos(o.lr), `train.optimizer.lr must be a positive number, got ${o.lr}`);
+/** The keys the object schema at `path` knows. */
+function keysAt(schema: unknown, path: PropertyKey[]): string[] {
+  type Node = { shape?: Record<string, Node>; unwrap?: () => Node };
+  const unwrap = (n: Node | undefined) => {
+    let s = n;
+    while (s && !s.shape && typeof s.unwrap === 'function') s = s.unwrap();
+    return s;
+  };
+  let node = unwrap(schema as Node); // zod's objects expose .shape, wrappers .unwrap()
+  for (const k of path) node = unwrap(node?.shape?.[String(k)]);
+  return node?.shape ? Object.keys(node.shape) : [];
 }
 
-/** Validate a DDPM config, throwing one-line UserErrors. */
-export function validateDdpmConfig(c: DdpmConfig): DdpmConfig {
-  const t = c.datasets?.train;
-  check(!!t, 'datasets.train is missing');
-  check(
-    isPosInt(t.resolution) &&
-      t.resolution % 2 ** ((c.model?.unet?.channel_multiplier?.length ?? 1) - 1) === 0,
-    `datasets.train.resolution must be a positive multiple of ${2 ** ((c.model?.unet?.channel_multiplier?.length ?? 1) - 1)} (the UNet halves it ${(c.model?.unet?.channel_multiplier?.length ?? 1) - 1} times), got ${t.resolution}`,
-  );
-  check(
-    isPosInt(t.batch_size),
-    `datasets.train.batch_size must be a positive integer, got ${t.batch_size}`,
-  );
-  const u = c.model?.unet;
-  check(!!u, 'model.unet is missing');
-  check(isPosInt(u.inner_channel), 'model.unet.inner_channel must be a positive integer');
-  check(
-    Array.isArray(u.channel_multiplier) &&
-      u.channel_multiplier.length > 0 &&
-      u.channel_multiplier.every(isPosInt),
-    'model.unet.channel_multiplier must be a list of positive integers',
-  );
-  check(isPosInt(u.res_blocks), 'model.unet.res_blocks must be a positive integer');
-  check(Array.isArray(u.attn_res ?? []), 'model.unet.attn_res must be a list');
-  check(
-    typeof u.dropout === 'number' && u.dropout >= 0 && u.dropout < 1,
-    'model.unet.dropout must be in [0, 1)',
-  );
-  check(
-    u.in_channel === 4 && u.out_channel === 4,
-    'model.unet.in_channel and out_channel must be 4 (visible RGB + infrared)',
-  );
-  const groups = u.norm_groups ?? 32;
-  check(
-    u.channel_multiplier.every((m) => (u.inner_channel * m) % groups === 0),
-    `model.unet.norm_groups ${groups} must divide inner_channel x every channel_multiplier`,
-  );
-  check(!!c.model.beta_schedule?.train, 'model.beta_schedule.train is missing');
-  const loss = c.model.diffusion?.loss ?? 'l2';
-  check(loss === 'l1' || loss === 'l2', `model.diffusion.loss must be l1 or l2, got '${loss}'`);
-  const tr = c.train;
-  check(!!tr, 'train is missing');
-  check(isPosInt(tr.n_iter), `train.n_iter must be a positive integer, got ${tr.n_iter}`);
-  for (const k of ['val_freq', 'save_checkpoint_freq', 'print_freq'] as const)
-    check(typeof tr[k] === 'number' && tr[k] >= 0, `train.${k} must be a non-negative number`);
-  checkOptimizer(tr.optimizer);
-  return c;
-}
-
-/** Validate a head config, throwing one-line UserErrors. */
-export function validateHeadConfig(c: HeadTrainConfig): HeadTrainConfig {
-  const t = c.datasets?.train;
-  check(!!t, 'datasets.train is missing');
-  check(
-    isPosInt(t.resolution),
-    `datasets.train.resolution must be a positive integer, got ${t.resolution}`,
-  );
-  check(
-    isPosInt(t.batch_size),
-    `datasets.train.batch_size must be a positive integer, got ${t.batch_size}`,
-  );
-  const df = c.model_df;
-  check(!!df, 'model_df is missing');
-  check(
-    Array.isArray(df.t) && df.t.length > 0 && df.t.every(isPosInt),
-    'model_df.t must be a list of positive time steps',
-  );
-  check(
-    Array.isArray(df.feat_scales) && df.feat_scales.length > 0,
-    'model_df.feat_scales must be a non-empty list',
-  );
-  check(
-    (df.feat_type ?? 'dec') === 'dec',
-    `model_df.feat_type '${df.feat_type}' is not supported (only 'dec')`,
-  );
-  check(!!c.model?.beta_schedule?.train, 'model.beta_schedule.train is missing');
-  check(
-    isPosInt(c.train?.n_epoch),
-    `train.n_epoch must be a positive integer, got ${c.train?.n_epoch}`,
-  );
-  checkOptimizer(c.train.optimizer);
-  const loss = c.train.loss ?? {};
-  for (const k of ['alpha', 'color_weight'] as const) {
-    const v = loss[k];
-    check(
-      v === undefined || (typeof v === 'number' && Number.isFinite(v) && v >= 0),
-      `train.loss.${k} must be a number >= 0, got ${v}`,
+/** Validate `value` against `schema`; the first problem becomes a one-line UserError. */
+function validate<T>(schema: ZodType<T>, value: unknown, source: string): T {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const at = issue.path.join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const key = issue.keys[0];
+    const near = nearestKey(key, keysAt(schema, issue.path));
+    throw new UserError(
+      `${source}: unknown key ${at ? `${at}.` : ''}${key}${near ? ` (did you mean ${near}?)` : ''}`,
+      { path: source === 'config' ? undefined : source },
     );
   }
-  const fc = c.train.feature_cache;
-  check(
-    fc === undefined || fc === 0 || isPosInt(fc),
-    `train.feature_cache must be a non-negative integer, got ${fc}`,
-  );
-  check(
-    !fc || ((c.model_df as Record<string, unknown>).noise ?? 'fixed') === 'fixed',
-    'train.feature_cache needs fixed feature noise (--noise fixed)',
-  );
-  const pol = headScheduler(c).lr_policy;
-  check(
-    ['linear', 'step', 'none'].includes(pol),
-    `train.sheduler.lr_policy must be linear, step or none, got '${pol}'`,
-  );
-  return c;
+  const msg = issue.message;
+  throw new UserError(`${source}: ${at || 'config'}${/^[a-z0-9(]/.test(msg) ? ' ' : ': '}${msg}`, {
+    path: source === 'config' ? undefined : source,
+  });
+}
+
+/** Validate a DDPM config (strict: unknown keys are errors), throwing one-line UserErrors. */
+export function validateDdpmConfig(c: unknown, source = 'config'): DdpmConfig {
+  return validate(ddpmSchema, c, source);
+}
+
+/** Validate a head config (strict: unknown keys are errors), throwing one-line UserErrors. */
+export function validateHeadConfig(c: unknown, source = 'config'): HeadTrainConfig {
+  return validate(headSchema, c, source);
+}
+
+const ddpmModel = z.object({
+  model: z.object({
+    unet: unet.optional(),
+    beta_schedule: z.object({ train: betaSchedule.optional() }).optional(),
+  }),
+});
+
+/**
+ * The UNet block (validated strictly) and training schedule of a DDPM checkpoint's config;
+ * its other blocks are not read (checkpoints from `import-torch` hold a mixed config).
+ */
+export function ddpmModelOf(
+  config: unknown,
+  source: string,
+): { unet: UnetJson; schedule?: BetaScheduleJson } {
+  const m = validate(ddpmModel, config, source).model;
+  if (!m.unet) throw new UserError(`${source}: the checkpoint holds no model.unet config`);
+  return { unet: m.unet, schedule: m.beta_schedule?.train };
 }
 
 /** The head's LR scheduler block (reference spelling `sheduler` or `scheduler`). */
@@ -318,17 +376,17 @@ export function headScheduler(c: HeadTrainConfig): {
   return c.train.sheduler ?? c.train.scheduler ?? { lr_policy: 'none' };
 }
 
-/** Load a DDPM config: the default merged with a config file (if given), validated later. */
+/** Load a DDPM config: the default merged with a config file (if given), validated. */
 export function loadDdpmConfig(path?: string): DdpmConfig {
   return path
-    ? deepMerge(DEFAULT_DDPM_CONFIG, readJson(path))
+    ? validateDdpmConfig(deepMerge(DEFAULT_DDPM_CONFIG, readJson(path)), path)
     : structuredClone(DEFAULT_DDPM_CONFIG);
 }
 
-/** Load a head config: the default merged with a config file (if given). */
+/** Load a head config: the default merged with a config file (if given), validated. */
 export function loadHeadConfig(path?: string): HeadTrainConfig {
   return path
-    ? deepMerge(DEFAULT_HEAD_CONFIG, readJson(path))
+    ? validateHeadConfig(deepMerge(DEFAULT_HEAD_CONFIG, readJson(path)), path)
     : structuredClone(DEFAULT_HEAD_CONFIG);
 }
 
@@ -358,4 +416,68 @@ export function applyTrainOverrides(
   if (opts.batch !== undefined) cfg.datasets.train.batch_size = opts.batch;
   if (opts.crop !== undefined) cfg.datasets.train.resolution = opts.crop;
   if (opts.lr !== undefined) cfg.train.optimizer.lr = opts.lr;
+}
+
+/** The config options both training commands take. */
+export interface ConfigOptions<C> {
+  config?: string | Partial<C>;
+  batch?: number;
+  crop?: number;
+  lr?: number;
+  seed?: number;
+}
+
+/** How one command turns its options into its config (see {@link resolveRunConfig}). */
+export interface ConfigRecipe<C> {
+  /** The shipped default merged with a config file, validated. */
+  load: (path?: string) => C;
+  validate: (c: unknown, source?: string) => C;
+  /** The command's own flags that would change a resumed run's config. */
+  fixedFlags: ReadonlyArray<readonly [string, unknown]>;
+  /** The flags that may change on resume (for the refusal message). */
+  mayChange: string;
+  /** The command's own overrides of a fresh run. */
+  fresh?: (cfg: C) => void;
+  /** Overrides allowed on resume too (--iters / --epochs, --data, --val). */
+  always: (cfg: C) => void;
+}
+
+/**
+ * The config of a run: on resume the checkpoint's (authoritative: flags that would change it
+ * are refused), else the default merged with --config and the overrides; validated.
+ */
+export function resolveRunConfig<
+  C extends {
+    datasets: { train: { batch_size: number; resolution: number } };
+    train: { optimizer: { lr: number } };
+  },
+>(
+  opts: ConfigOptions<C>,
+  ckpt: { config: unknown; path: string } | null,
+  recipe: ConfigRecipe<C>,
+): C {
+  let cfg: C;
+  if (ckpt) {
+    refuseOnResume(
+      [
+        ['--config', opts.config],
+        ['--batch', opts.batch],
+        ['--crop', opts.crop],
+        ['--lr', opts.lr],
+        ['--seed', opts.seed],
+        ...recipe.fixedFlags,
+      ],
+      recipe.mayChange,
+    );
+    cfg = recipe.validate(ckpt.config, ckpt.path);
+  } else {
+    cfg =
+      typeof opts.config === 'string' || opts.config === undefined
+        ? recipe.load(opts.config)
+        : deepMerge(recipe.load(), opts.config);
+    applyTrainOverrides(cfg, opts);
+    recipe.fresh?.(cfg);
+  }
+  recipe.always(cfg);
+  return recipe.validate(cfg);
 }

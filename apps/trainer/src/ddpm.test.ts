@@ -100,6 +100,7 @@ describe('dif-train ddpm', () => {
     expect(a.losses).toEqual(full.losses.slice(0, 3));
     const b = await trainDdpm({
       quiet: true,
+      backend: 'wasm', // the default is onnxruntime: resume on the backend that started
       handleSigint: false,
       workers: 1,
       data,

@@ -10,94 +10,98 @@
  * (l1: absolute values), then one Adam/AdamW step. All randomness (batch crops, t, levels,
  * noise, dropout masks) comes from one seeded Rng whose state is in every checkpoint.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { type BackendName, useBackend } from '@dif-fusion/backends';
-import { TfParamStore, type TorchWeights } from '@dif-fusion/nn';
-import type { Device } from '@dif-fusion/onnx';
-import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
-import * as tf from '@tensorflow/tfjs-core';
-import { type Checkpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BackendName } from '@dif-fusion/backends';
+import { DEFAULT_DIFFUSION_LOSS, GaussianDiffusion } from '@dif-fusion/diffusion';
+import type { TrainingSampler } from '@dif-fusion/io';
 import {
-  applyTrainOverrides,
-  type DdpmConfig,
-  deepMerge,
-  loadDdpmConfig,
-  refuseOnResume,
-  validateDdpmConfig,
-} from './config';
-import { makeSampler, openPairs, type SamplerState } from './data';
+  Adam,
+  type Conv2dFn,
+  conv2dFor,
+  TfParamStore,
+  type TorchWeights,
+  TrainOps,
+} from '@dif-fusion/nn';
+import type { AdamF32 } from '@dif-fusion/onnx/train';
+import { deriveSeed, drawDdpmStep, NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import * as tf from '@tensorflow/tfjs-core';
+import type { Checkpoint } from './checkpoint';
+import { type DdpmConfig, loadDdpmConfig, resolveRunConfig, validateDdpmConfig } from './config';
+import { makeSampler, openPairs } from './data';
 import { UserError } from './errors';
 import { writeGrid, writeRgb } from './images';
-import { buildDenoiser, convFor, type Denoiser, sampleImages } from './model';
-import { Adam } from './optim';
+import { type StepFn, type TrainResult, trainingLoop } from './loop';
+import { buildDenoiser, type Denoiser, sampleImages } from './model';
 import { initWeights, OrtDdpmEngine } from './ort-ddpm';
 import { plotLossCurve } from './plot';
-import { Progress, RateMeter, RunLog, StopSignal } from './run';
-import { TrainOps } from './train-ops';
-import { WorkerPool } from './workers';
+import {
+  type LoadedCheckpoint,
+  noteStripped,
+  RunContext,
+  type RunOptions,
+  resumePoint,
+  runSeed,
+  startBackend,
+  type TrainBackend,
+} from './session';
+import { type StepArgs, WorkerPool } from './workers';
 
-export interface DdpmTrainOptions {
+export type { TrainBackend, TrainResult };
+
+export interface DdpmTrainOptions extends RunOptions {
   /** Config file path or object (reference format); default: the shipped small config. */
   config?: string | Partial<DdpmConfig>;
-  /** Data folder with ir/ and vi/ (overrides datasets.train.dataroot). */
-  data?: string;
-  /** Run folder. */
-  out: string;
-  /** tfjs backend, or 'onnxruntime' (training graphs on ONNX Runtime). */
-  backend?: TrainBackend;
-  /** ONNX Runtime device for `backend: 'onnxruntime'` (default cpu). */
-  device?: Device;
-  /** ONNX Runtime intra-op threads (default: one per core). */
-  threads?: number;
   /** train.n_iter override. */
   iters?: number;
-  /** datasets.train.batch_size override. */
-  batch?: number;
-  /** datasets.train.resolution override (crop size). */
-  crop?: number;
-  /** train.optimizer.lr override. */
-  lr?: number;
-  seed?: number;
-  /** Resume: true = latest checkpoint in `out`; a string = checkpoint file or folder. */
-  resume?: boolean | string;
-  /** Checkpoints kept (default 3; 0 = all). */
-  keep?: number;
   /** Data-parallel workers (threads computing slices of each batch); default min(cores, 2). */
   workers?: number;
   /** Sampling steps of the validation grid (strided sampler, default 50). */
   sampleSteps?: number;
   /** Samples in the validation grid (default 4). */
   sampleCount?: number;
-  /** No output on stderr. */
-  quiet?: boolean;
-  /** Show the progress bar (default: stderr is a TTY). */
-  progressBar?: boolean;
-  /** Handle Ctrl-C (default true). */
-  handleSigint?: boolean;
-  /** Called after every step with its loss. */
-  onStep?: (step: number, loss: number) => void;
-  /** Testing hook: replace the loss of a step (e.g. inject NaN). */
-  lossHook?: (step: number, loss: number) => number;
 }
 
-/** Where a training step runs: a tfjs backend or ONNX Runtime. */
-export type TrainBackend = BackendName | 'onnxruntime';
-
-export interface TrainResult {
-  /** Last completed step. */
-  step: number;
-  /** Why training ended. */
-  stopped: 'done' | 'interrupted' | 'nan';
-  /** Path of the last checkpoint written (or resumed from). */
-  checkpoint: string | null;
-  /** Losses of the steps run in this call. */
-  losses: number[];
-  backend: string;
-  workers: number;
+/** The run's config; on resume the checkpoint's is authoritative. */
+function resolveConfig(opts: DdpmTrainOptions, ckpt: LoadedCheckpoint | null): DdpmConfig {
+  return resolveRunConfig(opts, ckpt, {
+    load: loadDdpmConfig,
+    validate: validateDdpmConfig,
+    fixedFlags: [],
+    mayChange: '--iters, --data, --keep, --workers and --backend',
+    always: (cfg) => {
+      if (opts.iters !== undefined) cfg.train.n_iter = opts.iters;
+      if (opts.data !== undefined) cfg.datasets.train.dataroot = opts.data;
+    },
+  });
 }
 
-const DEFAULT_KEEP = 3;
+export function defaultWorkers(): number {
+  const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator
+    ?.hardwareConcurrency;
+  return Math.max(1, Math.min(2, cores ?? 1));
+}
+
+/**
+ * The DDPM being trained: UNet, diffusion, the training Rng, and where its weights and
+ * optimizer live: tfjs variables (`store`, `optimizer`) or, on ONNX Runtime, the engine's
+ * Float32Arrays (`ort`; `store` then holds nothing).
+ */
+interface DdpmModel {
+  denoiser: Denoiser;
+  store: TfParamStore;
+  optimizer: Adam | null;
+  ort: OrtDdpmEngine | null;
+  diffusion: GaussianDiffusion;
+  schedule: NoiseSchedule;
+  rng: Rng;
+}
+
+/** The optimizer whichever backend runs the steps. */
+const optimizerOf = (m: DdpmModel): Adam | AdamF32 => (m.ort?.optimizer ?? m.optimizer)!;
+
+/** The current weights (PyTorch layouts). */
+const weightsOf = (m: DdpmModel): TorchWeights => m.ort?.weights ?? m.store.toTorch();
 
 /** Checkpoint weights as a fresh Float32Array per UNet parameter (checked by name and size). */
 function torchWeightsOf(denoiser: Denoiser, weights: TorchWeights): TorchWeights {
@@ -112,329 +116,263 @@ function torchWeightsOf(denoiser: Denoiser, weights: TorchWeights): TorchWeights
   return out;
 }
 
-/** Resolve config, applying overrides; on resume the checkpoint's config is authoritative. */
-function resolveConfig(opts: DdpmTrainOptions, ckpt: Checkpoint | null): DdpmConfig {
-  let cfg: DdpmConfig;
-  if (ckpt) {
-    refuseOnResume(
-      [
-        ['--config', opts.config],
-        ['--batch', opts.batch],
-        ['--crop', opts.crop],
-        ['--lr', opts.lr],
-        ['--seed', opts.seed],
-      ],
-      '--iters, --data, --keep, --workers and --backend',
-    );
-    cfg = ckpt.config as unknown as DdpmConfig;
-  } else {
-    cfg =
-      typeof opts.config === 'string' || opts.config === undefined
-        ? loadDdpmConfig(opts.config)
-        : deepMerge(loadDdpmConfig(), opts.config);
-    applyTrainOverrides(cfg, opts);
-  }
-  if (opts.iters !== undefined) cfg.train.n_iter = opts.iters;
-  if (opts.data !== undefined) cfg.datasets.train.dataroot = opts.data;
-  return validateDdpmConfig(cfg);
-}
-
-export function defaultWorkers(): number {
-  const cores = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator
-    ?.hardwareConcurrency;
-  return Math.max(1, Math.min(2, cores ?? 1));
-}
-
-/** Train (or resume training) the DDPM. */
-export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
-  const out = resolve(opts.out);
-  const ckptDir = join(out, 'checkpoints');
-  const quiet = opts.quiet ?? false;
-  const say = (m: string) => {
-    if (!quiet) process.stderr.write(`${m}\n`);
-  };
-
-  // Resume or fresh start.
-  let ckpt: (Checkpoint & { path: string }) | null = null;
-  if (opts.resume) {
-    ckpt = loadCheckpoint(typeof opts.resume === 'string' ? opts.resume : out, 'ddpm');
-  } else if (listCheckpoints(ckptDir).length > 0) {
-    throw new UserError(
-      `${opts.out} already holds checkpoints: pass --resume to continue that run, or choose another --out`,
-    );
-  }
-  const cfg = resolveConfig(opts, ckpt);
-  if (ckpt && !ckpt.optimizer)
-    say(
-      `note: ${ckpt.path} holds no optimizer state (stripped): Adam starts afresh, the data order and random draws continue from step ${ckpt.step}`,
-    );
-  const seed = ckpt ? Number((ckpt.extra as { seed?: number }).seed ?? 0) : (opts.seed ?? 0);
-  const dataroot = cfg.datasets.train.dataroot;
-  if (!dataroot || dataroot === 'TBD')
-    throw new UserError(
-      'no training data: pass --data DIR (a folder holding ir/ and vi/) or set datasets.train.dataroot',
-    );
-
-  const backendName = opts.backend ?? 'onnxruntime';
-  const onOrt = backendName === 'onnxruntime';
-  // On ONNX Runtime, tfjs (wasm) only draws the validation sample grids.
-  const backend = onOrt ? 'onnxruntime' : await useBackend(backendName);
-  if (onOrt) await useBackend('wasm');
-  say(`dif-train ddpm: backend ${backendName}${backend !== backendName ? ` (${backend})` : ''}`);
-
-  const crop = cfg.datasets.train.resolution;
-  const batch = cfg.datasets.train.batch_size;
-  const pairs = await openPairs(dataroot);
-  say(`data: ${pairs.length} pairs from ${dataroot}, ${crop}x${crop} crops, batch ${batch}`);
-
-  mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
-  const log = new RunLog(out);
-  // Records after the checkpoint (or, on a fresh start, of a run killed before its first
-  // checkpoint) would otherwise be written twice.
-  log.truncateAfter(ckpt?.step ?? 0);
-
-  const schedule = new NoiseSchedule(cfg.model.beta_schedule.train as never);
-  const denoiser: Denoiser = buildDenoiser(cfg.model.unet, crop);
+async function buildModel(
+  cfg: DdpmConfig,
+  ckpt: LoadedCheckpoint | null,
+  seed: number,
+  opts: DdpmTrainOptions,
+  say: (m: string) => void,
+): Promise<DdpmModel> {
+  const { resolution: crop, batch_size: batch } = cfg.datasets.train;
+  const schedule = new NoiseSchedule(cfg.model.beta_schedule.train);
+  const denoiser = buildDenoiser(cfg.model.unet, crop);
   if (!ckpt)
     say('initialising the weights (orthogonal, as the reference; up to a minute for large UNets)');
   const optimCfg = { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr };
-  const lossType = cfg.model.diffusion.loss ?? 'l2';
-  const ort = onOrt
-    ? await OrtDdpmEngine.create({
-        unet: denoiser.unet,
-        batch,
-        crop,
-        loss: lossType,
-        weights: ckpt ? torchWeightsOf(denoiser, ckpt.weights) : initWeights(denoiser.params, seed),
-        optimizer: optimCfg,
-        optimizerState: ckpt?.optimizer,
-        device: opts.device,
-        threads: opts.threads,
-      })
-    : null;
-  if (ort) say(`ONNX Runtime: ${ort.provider} execution provider`);
-  if (ort && (opts.workers ?? 1) > 1)
-    say(
-      'note: --workers applies to the tfjs backends; ONNX Runtime parallelises each step (--threads)',
-    );
-  // The tfjs parameters: trained on a tfjs backend; on ORT, an empty store (sample grids
-  // load the current weights when they are drawn).
-  const store = ort
-    ? TfParamStore.fromTorch([], new Map())
-    : ckpt
-      ? TfParamStore.fromTorch(denoiser.params, ckpt.weights)
-      : TfParamStore.init(denoiser.params, seed);
-  const paramMap = new Map(store.names().map((n) => [n, store.get(n)]));
-  const optimizer = ort?.optimizer ?? new Adam(paramMap, optimCfg);
-  if (ckpt?.optimizer && !ort) optimizer.load(ckpt.optimizer);
-  const weightsNow = (): TorchWeights => ort?.weights ?? store.toTorch();
-  const paramCount = ort
-    ? [...ort.weights.values()].reduce((a, w) => a + w.data.length, 0)
-    : store.count();
-  const rng = ckpt?.rng ? Rng.fromState(ckpt.rng as never) : new Rng(seed);
-  const sampler = makeSampler(pairs, {
-    crop,
-    batch,
-    seed: (seed ^ 0x2545f491) >>> 0,
-    state: ckpt?.sampler as SamplerState | null,
-  });
-  const conv2d = convFor(backend);
-  // ORT parallelises inside each op; data-parallel workers are a tfjs-path feature.
-  const workers = ort ? 1 : Math.max(1, Math.min(opts.workers ?? defaultWorkers(), batch));
-  const pool =
-    workers > 1
-      ? await WorkerPool.create(
-          workers - 1,
-          {
-            backend: backendName,
-            unet: cfg.model.unet,
-            crop,
-            weights: store.toTorch(),
-            optimizer: optimizer.state(),
-            lossType,
-          },
-          store.names(),
-          store.names().map((n) => store.get(n).shape.slice()),
-        )
-      : null;
-  if (workers > 1) say(`workers: ${workers} (data-parallel, gradients averaged each step)`);
-  say(`model: ${paramCount.toLocaleString('en-US')} parameters; run folder ${out}`);
-
-  const nIter = cfg.train.n_iter;
-  let step = ckpt?.step ?? 0;
-  let lastCkpt: string | null = ckpt?.path ?? null;
-  const losses: number[] = [];
-  const progress = new Progress({
-    quiet,
-    bar: opts.progressBar,
-    printFreq: cfg.train.print_freq || 10,
-  });
-  const rate = new RateMeter();
-  const stop = new StopSignal(opts.handleSigint ?? true);
-  const t0 = Date.now();
-  const keep = opts.keep ?? DEFAULT_KEEP;
-  const sampleRng = () => new Rng((seed ^ 0x5a3c9e1d) >>> 0); // same start noise each validation
-
-  const save = () => {
-    lastCkpt = saveCheckpoint(
-      ckptDir,
-      {
-        kind: 'ddpm',
-        step,
-        epoch: sampler.getState().epoch,
-        config: cfg as unknown as Record<string, unknown>,
-        model: { ...cfg.model.unet, image_size: crop },
-        weights: weightsNow(),
-        optimizer: optimizer.state(),
-        rng: rng.getState(),
-        sampler: sampler.getState(),
-        extra: { seed, schedule: cfg.model.beta_schedule.train, loss: lossType },
-      },
-      { keep },
-    );
-    log.write({ step, event: 'checkpoint', path: lastCkpt, time: (Date.now() - t0) / 1000 });
-  };
-
-  const validate = async () => {
-    const n = opts.sampleCount ?? 4;
-    const val = cfg.model.beta_schedule.val ?? cfg.model.beta_schedule.train;
-    const params = ort ? TfParamStore.fromTorch(denoiser.params, ort.weights) : store;
-    const imgs = await sampleImages(denoiser, params, new NoiseSchedule(val as never), {
-      n,
-      size: crop,
-      steps: opts.sampleSteps ?? 50,
-      rng: sampleRng(),
+  const loss = cfg.model.diffusion.loss ?? DEFAULT_DIFFUSION_LOSS;
+  const diffusion = new GaussianDiffusion(denoiser.unet, schedule, { loss });
+  const rng = ckpt?.rng ? Rng.fromState(ckpt.rng) : new Rng(seed);
+  if ((opts.backend ?? 'onnxruntime') === 'onnxruntime') {
+    const ort = await OrtDdpmEngine.create({
+      ...{ unet: denoiser.unet, batch, crop, loss, optimizer: optimCfg },
+      weights: ckpt ? torchWeightsOf(denoiser, ckpt.weights) : initWeights(denoiser.params, seed),
+      ...{ optimizerState: ckpt?.optimizer, device: opts.device, threads: opts.threads },
     });
-    if (params !== store) params.dispose();
-    const path = join(out, 'samples', `step-${String(step).padStart(8, '0')}.png`);
-    mkdirSync(join(out, 'samples'), { recursive: true });
-    await writeGrid(
-      path,
-      [
-        { data: imgs, channels: 4, pick: [0, 1, 2] },
-        { data: imgs, channels: 4, pick: [3] },
-      ],
-      n,
-      crop,
-    );
-    await writeRgb(join(out, 'loss.png'), plotLossCurve(log.lossPoints()));
-    log.write({ step, event: 'samples', path, time: (Date.now() - t0) / 1000 });
-  };
-
-  let stopped: TrainResult['stopped'] = 'done';
-  progress.start(nIter, step);
-  try {
-    while (step < nIter) {
-      // Let the event loop run (Ctrl-C / SIGTERM handlers): a tfjs step on one thread awaits
-      // nothing, so without this a signal is only seen when the run ends.
-      await new Promise((r) => setImmediate(r));
-      // All randomness of the step, drawn in a fixed order from the training Rng.
-      const x = (await sampler.next()).img;
-      const t = schedule.sampleTimestep(rng);
-      const levels = schedule.continuousNoiseLevels(t, batch, rng);
-      const noise = rng.normalArray(x.length);
-      const stepSeed = rng.nextUint32();
-      const denom = x.length; // B*C*H*W: the reference's mean
-
-      let loss: number;
-      let grads: Map<string, tf.Tensor>;
-      let ortGrads: Map<string, Float32Array> | null = null;
-      if (ort) {
-        const r = await ort.lossAndGrads(x, levels, noise, stepSeed);
-        loss = r.loss;
-        ortGrads = r.grads;
-        grads = new Map();
-      } else if (pool) {
-        const r = await pool.step({ x, levels, noise, stepSeed, batch, denom, main: mainShard });
-        loss = r.loss;
-        grads = r.grads;
-      } else {
-        const r = mainShard(x, levels, noise, stepSeed, 0, batch, denom);
-        loss = r.loss;
-        grads = r.grads;
-      }
-      if (opts.lossHook) loss = opts.lossHook(step + 1, loss);
-      if (!Number.isFinite(loss)) {
-        tf.dispose([...grads.values()]);
-        pool?.discard();
-        stopped = 'nan';
-        progress.stop();
-        log.write({
-          step: step + 1,
-          event: 'nan',
-          loss: String(loss),
-          time: (Date.now() - t0) / 1000,
-        });
-        say(
-          `loss is ${loss} at step ${step + 1}: training stopped; the last good checkpoint is ${lastCkpt ?? '(none written yet)'}. Try a lower learning rate (--lr).`,
-        );
-        break;
-      }
-      if (ort && ortGrads) ort.optimizer.apply(ortGrads);
-      else (optimizer as Adam).apply(grads);
-      pool?.apply();
-      tf.dispose([...grads.values()]);
-      step += 1;
-      losses.push(loss);
-      const itps = rate.tick();
-      log.write({
-        step,
-        loss,
-        lr: optimizer.lr,
-        'it/s': +itps.toFixed(3),
-        time: +((Date.now() - t0) / 1000).toFixed(3),
-      });
-      progress.update(step, loss, itps);
-      opts.onStep?.(step, loss);
-      const saveFreq = cfg.train.save_checkpoint_freq;
-      if (saveFreq > 0 && step % saveFreq === 0) save();
-      if (cfg.train.val_freq > 0 && step % cfg.train.val_freq === 0) await validate();
-      if (stop.stopRequested) {
-        stopped = 'interrupted';
-        break;
-      }
-    }
-    if (
-      stopped !== 'nan' &&
-      !lastCkpt?.endsWith(`ddpm-${String(step).padStart(8, '0')}.safetensors`)
-    )
-      save();
-    if (stopped !== 'nan') await writeRgb(join(out, 'loss.png'), plotLossCurve(log.lossPoints()));
-  } finally {
-    progress.stop();
-    stop.dispose();
-    await pool?.close();
-    if (ort) await ort.release();
-    else (optimizer as Adam).dispose();
-    store.dispose();
+    say(`ONNX Runtime: ${ort.provider} execution provider`);
+    // The sample grids load the current weights into tfjs when they are drawn.
+    const store = TfParamStore.fromTorch([], new Map());
+    return { denoiser, store, optimizer: null, ort, diffusion, schedule, rng };
   }
-  if (stopped === 'interrupted')
-    say(`interrupted: checkpoint saved at step ${step} (${lastCkpt}); continue with --resume`);
-  else if (stopped === 'done') say(`done: step ${step}, checkpoint ${lastCkpt}`);
-  return { step, stopped, checkpoint: lastCkpt, losses, backend, workers };
+  const store = ckpt
+    ? TfParamStore.fromTorch(denoiser.params, ckpt.weights)
+    : TfParamStore.init(denoiser.params, seed);
+  const optimizer = new Adam(new Map(store.names().map((n) => [n, store.get(n)])), optimCfg);
+  if (ckpt?.optimizer) optimizer.load(ckpt.optimizer);
+  return { denoiser, store, optimizer, ort: null, diffusion, schedule, rng };
+}
 
-  /** Loss and gradients of samples [offset, offset+n) of the batch, on this thread. */
-  function mainShard(
-    xs: Float32Array,
-    lv: Float32Array,
-    nz: Float32Array,
-    stepSeed: number,
-    offset: number,
-    n: number,
-    denom: number,
-  ): { loss: number; grads: Map<string, tf.Tensor> } {
-    return shardLossAndGrads(denoiser, store, conv2d, lossType, {
-      x: xs,
-      levels: lv,
-      noise: nz,
+/** Data-parallel threads: --workers (default min(cores, 2)) on tfjs; ORT parallelises each op. */
+function ddpmWorkers(
+  opts: DdpmTrainOptions,
+  m: DdpmModel,
+  batch: number,
+  say: (m: string) => void,
+): number {
+  if (m.ort) {
+    if ((opts.workers ?? 1) > 1)
+      say(
+        'note: --workers applies to the tfjs backends; ONNX Runtime parallelises each step (--threads)',
+      );
+    return 1;
+  }
+  const workers = Math.max(1, Math.min(opts.workers ?? defaultWorkers(), batch));
+  if (workers > 1) say(`workers: ${workers} (data-parallel, gradients averaged each step)`);
+  return workers;
+}
+
+/** Worker threads for data-parallel steps (`workers - 1` of them; null for one thread). */
+async function startWorkers(
+  workers: number,
+  backendName: TrainBackend | undefined,
+  cfg: DdpmConfig,
+  m: DdpmModel,
+): Promise<WorkerPool | null> {
+  if (workers <= 1) return null;
+  const names = m.store.names();
+  return WorkerPool.create(
+    workers - 1,
+    {
+      backend: backendName as BackendName, // workers run on tfjs backends only
+      unet: cfg.model.unet,
+      crop: cfg.datasets.train.resolution,
+      weights: m.store.toTorch(),
+      optimizer: optimizerOf(m).state(),
+      lossType: m.diffusion.loss,
+      schedule: cfg.model.beta_schedule.train,
+    },
+    names,
+    names.map((n) => m.store.get(n).shape.slice()),
+  );
+}
+
+/**
+ * The tfjs step of `dif-train ddpm`: the batch from the sampler, the step's draws from the
+ * training Rng (drawDdpmStep: t, levels, noise, dropout seed), loss and gradients on this
+ * thread and the workers, then one Adam/AdamW update on every replica.
+ */
+function ddpmStep(
+  m: DdpmModel,
+  sampler: TrainingSampler,
+  pool: WorkerPool | null,
+  conv2d: Conv2dFn | undefined,
+  crop: number,
+  batch: number,
+): StepFn {
+  const shard: StepArgs['main'] = (x, levels, noise, stepSeed, offset, n, denom) =>
+    shardLossAndGrads(m.diffusion, m.store, conv2d, {
+      x,
+      levels,
+      noise,
       stepSeed,
       offset,
       n,
       crop,
       denom,
     });
+  return async () => {
+    const x = (await sampler.next()).img;
+    const { levels, noise, stepSeed } = drawDdpmStep(m.schedule, m.rng, batch, x.length);
+    const denom = x.length; // B*C*H*W: the reference's mean
+    const { loss, grads } = pool
+      ? await pool.step({ x, levels, noise, stepSeed, batch, denom, main: shard })
+      : shard(x, levels, noise, stepSeed, 0, batch, denom);
+    return {
+      loss,
+      record: { loss, lr: optimizerOf(m).lr },
+      commit: () => {
+        m.optimizer?.apply(grads);
+        pool?.apply();
+        tf.dispose([...grads.values()]);
+      },
+      discard: () => {
+        tf.dispose([...grads.values()]);
+        pool?.discard();
+      },
+    };
+  };
+}
+
+/** The ONNX Runtime step: the same draws, loss and gradients from the UNet's training graph. */
+function ortDdpmStep(
+  m: DdpmModel,
+  ort: OrtDdpmEngine,
+  sampler: TrainingSampler,
+  batch: number,
+): StepFn {
+  return async () => {
+    const x = (await sampler.next()).img;
+    const { levels, noise, stepSeed } = drawDdpmStep(m.schedule, m.rng, batch, x.length);
+    const { loss, grads } = await ort.lossAndGrads(x, levels, noise, stepSeed);
+    return {
+      loss,
+      record: { loss, lr: ort.optimizer.lr },
+      commit: () => ort.optimizer.apply(grads),
+    };
+  };
+}
+
+/** The validation grid (samples: visible RGB | infrared) and the loss curve. */
+function ddpmValidation(
+  run: RunContext,
+  cfg: DdpmConfig,
+  m: DdpmModel,
+  seed: number,
+  opts: DdpmTrainOptions,
+): (step: number) => Promise<void> {
+  const crop = cfg.datasets.train.resolution;
+  const n = opts.sampleCount ?? 4;
+  const schedule = new NoiseSchedule(cfg.model.beta_schedule.val ?? cfg.model.beta_schedule.train);
+  return async (step) => {
+    const params = m.ort ? TfParamStore.fromTorch(m.denoiser.params, m.ort.weights) : m.store;
+    const imgs = await sampleImages(m.denoiser, params, schedule, {
+      n,
+      size: crop,
+      steps: opts.sampleSteps ?? 50,
+      rng: new Rng(deriveSeed(seed, 'sampleGrid')), // the same start noise each validation
+    });
+    if (params !== m.store) params.dispose();
+    const path = join(run.out, 'samples', `step-${String(step).padStart(8, '0')}.png`);
+    mkdirSync(join(run.out, 'samples'), { recursive: true });
+    const grid = [
+      { data: imgs, channels: 4, pick: [0, 1, 2] },
+      { data: imgs, channels: 4, pick: [3] },
+    ];
+    await writeGrid(path, grid, n, crop);
+    await writeRgb(join(run.out, 'loss.png'), plotLossCurve(run.log.lossPoints()));
+    run.event({ step, event: 'samples', path });
+  };
+}
+
+/** Train (or resume training) the DDPM. */
+export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
+  const ckpt = resumePoint('ddpm', opts);
+  const cfg = resolveConfig(opts, ckpt);
+  const seed = runSeed(opts, ckpt);
+  const dataroot = cfg.datasets.train.dataroot;
+  if (!dataroot || dataroot === 'TBD')
+    throw new UserError(
+      'no training data: pass --data DIR (a folder holding ir/ and vi/) or set datasets.train.dataroot',
+    );
+  const run = new RunContext(opts, cfg.train.print_freq || 10);
+  noteStripped(ckpt, run.say);
+  let m: DdpmModel | null = null;
+  let pool: WorkerPool | null = null;
+  try {
+    const backend = await startBackend('ddpm', opts.backend, run.say);
+    const { resolution: crop, batch_size: batch } = cfg.datasets.train;
+    const pairs = await openPairs(dataroot);
+    run.say(`data: ${pairs.length} pairs from ${dataroot}, ${crop}x${crop} crops, batch ${batch}`);
+    run.writeFolder(cfg, ckpt?.step ?? null);
+    m = await buildModel(cfg, ckpt, seed, opts, run.say);
+    const samplerSeed = deriveSeed(seed, 'sampler');
+    const sampler = makeSampler(pairs, { crop, batch, seed: samplerSeed, state: ckpt?.sampler });
+    const workers = ddpmWorkers(opts, m, batch, run.say);
+    pool = await startWorkers(workers, opts.backend, cfg, m);
+    const params = [...weightsOf(m).values()].reduce((a, w) => a + w.data.length, 0);
+    run.say(`model: ${params.toLocaleString('en-US')} parameters; run folder ${run.out}`);
+    const model = m;
+    const step = model.ort
+      ? ortDdpmStep(model, model.ort, sampler, batch)
+      : ddpmStep(model, sampler, pool, conv2dFor(backend), crop, batch);
+    const { save_checkpoint_freq: saveFreq, val_freq: valFreq } = cfg.train;
+    const validate = ddpmValidation(run, cfg, model, seed, opts);
+    const r = await trainingLoop({
+      run,
+      start: ckpt?.step ?? 0,
+      total: cfg.train.n_iter,
+      resumedFrom: ckpt?.path ?? null,
+      step,
+      save: (step) => run.saveCheckpoint(ddpmCheckpoint(cfg, model, sampler, seed, step)),
+      saveAt: (step) => saveFreq > 0 && step % saveFreq === 0,
+      afterStep: async (step) => {
+        if (valFreq > 0 && step % valFreq === 0) await validate(step);
+      },
+      onStep: opts.onStep,
+      lossHook: opts.lossHook,
+    });
+    if (r.stopped !== 'nan')
+      await writeRgb(join(run.out, 'loss.png'), plotLossCurve(run.log.lossPoints()));
+    if (r.stopped === 'done') run.say(`done: step ${r.step}, checkpoint ${r.checkpoint}`);
+    return { ...r, backend, workers };
+  } finally {
+    run.dispose();
+    await pool?.close();
+    await m?.ort?.release();
+    m?.optimizer?.dispose();
+    m?.store.dispose();
   }
+}
+
+/** The checkpoint of `step`: weights, optimizer, RNG and sampler states, config. */
+function ddpmCheckpoint(
+  cfg: DdpmConfig,
+  m: DdpmModel,
+  sampler: TrainingSampler,
+  seed: number,
+  step: number,
+): Checkpoint {
+  return {
+    kind: 'ddpm',
+    step,
+    epoch: sampler.getState().epoch,
+    config: cfg,
+    model: { ...cfg.model.unet, image_size: cfg.datasets.train.resolution },
+    weights: weightsOf(m),
+    optimizer: optimizerOf(m).state(),
+    rng: m.rng.getState(),
+    sampler: sampler.getState(),
+    extra: { seed, schedule: cfg.model.beta_schedule.train, loss: m.diffusion.loss },
+  };
 }
 
 /**
@@ -442,10 +380,9 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
  * main thread and the workers. `x`, `noise` hold only the slice (NCHW), `levels` its levels.
  */
 export function shardLossAndGrads(
-  denoiser: Denoiser,
+  diffusion: GaussianDiffusion,
   store: TfParamStore,
-  conv2d: ReturnType<typeof convFor>,
-  lossType: 'l1' | 'l2',
+  conv2d: Conv2dFn | undefined,
   a: {
     x: Float32Array;
     levels: Float32Array;
@@ -464,16 +401,11 @@ export function shardLossAndGrads(
   const { value, grads } = tf.tidy(() => {
     const x = tf.transpose(tf.tensor(a.x, shape), [0, 2, 3, 1]);
     const noise = tf.transpose(tf.tensor(a.noise, shape), [0, 2, 3, 1]);
-    const level = tf.tensor2d(a.levels, [n, 1]);
-    const l4 = tf.reshape(level, [n, 1, 1, 1]);
-    const xNoisy = tf.add(tf.mul(l4, x), tf.mul(tf.sqrt(tf.sub(1, tf.square(l4))), noise));
     const ops = new TrainOps(store, { conv2d, stepSeed: a.stepSeed, sampleOffset: a.offset });
-    return tf.variableGrads(() => {
-      const eps = denoiser.eps(ops, xNoisy, level);
-      const d = tf.sub(noise, eps);
-      const per = lossType === 'l1' ? tf.abs(d) : tf.square(d);
-      return tf.div(tf.sum(per), a.denom) as tf.Scalar;
-    }, vars);
+    return tf.variableGrads(
+      () => diffusion.pLosses(ops, x, { levels: a.levels, noise }, a.denom),
+      vars,
+    );
   });
   const loss = value.dataSync()[0];
   value.dispose();

@@ -7,7 +7,7 @@
  * become tensors per step.
  */
 import { disposeFeatures, type HeadFeatures } from '@dif-fusion/fusion-head';
-import { Rng } from '@dif-fusion/schedules';
+import { deriveSeed, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** One batch: its images `[B,4,H,W]` (visible RGB + IR) and the features of each time step. */
@@ -48,7 +48,7 @@ export function cachedBytes(c: CachedBatch): number {
  * uninterrupted one.
  */
 export function cacheOrder(k: number, epoch: number, seed: number): number[] {
-  return new Rng((Math.imul(seed ^ 0x1b873593, 0x9e3779b1) + epoch) >>> 0).permutation(k);
+  return new Rng(deriveSeed(seed, 'cacheOrder', epoch)).permutation(k);
 }
 
 /**

@@ -118,6 +118,7 @@ describe('dif-train head (tiny DDPM + head, end to end)', () => {
     expect(a.losses).toEqual(full.losses.slice(0, 2));
     const b = await trainHead({
       quiet: true,
+      backend: 'wasm', // the default is onnxruntime: resume on the backend that started
       handleSigint: false,
       data,
       out: part,
@@ -139,6 +140,7 @@ describe('dif-train head (tiny DDPM + head, end to end)', () => {
     expect(a.losses).toEqual(full.losses.slice(0, 4));
     const b = await trainHead({
       quiet: true,
+      backend: 'wasm', // the default is onnxruntime: resume on the backend that started
       handleSigint: false,
       data,
       out: part,

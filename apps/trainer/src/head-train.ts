@@ -9,9 +9,9 @@
  * Each epoch: the learning rate of the configured scheduler, validation loss on centre
  * crops of the validation pairs, and a PNG of fused | visible | infrared.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { type BackendName, useBackend } from '@dif-fusion/backends';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { type FeatureExtractor, makeFeatureExtractor } from '@dif-fusion/diffusion';
 import {
   disposeFeatures,
   FusionHead,
@@ -19,25 +19,29 @@ import {
   HeadTrainer,
   headConfigFromReference,
   headLearningRate,
-  makeFeatureExtractor,
 } from '@dif-fusion/fusion-head';
-import { type ParamSpec, TfOps, TfParamStore, type TorchWeights } from '@dif-fusion/nn';
-import type { Device } from '@dif-fusion/onnx';
-import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
-import * as tf from '@tensorflow/tfjs-core';
-import { type Checkpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint';
+import { centerCrops, type PairDataset, type TrainingSampler } from '@dif-fusion/io';
 import {
-  applyTrainOverrides,
-  type DdpmConfig,
-  deepMerge,
+  Adam,
+  conv2dFor,
+  type ParamSpec,
+  TfOps,
+  TfParamStore,
+  type TorchWeights,
+} from '@dif-fusion/nn';
+import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import * as tf from '@tensorflow/tfjs-core';
+import { type Checkpoint, loadCheckpoint } from './checkpoint';
+import {
+  ddpmModelOf,
   type HeadTrainConfig,
   headScheduler,
   loadHeadConfig,
-  refuseOnResume,
+  resolveRunConfig,
+  type UnetJson,
   validateHeadConfig,
 } from './config';
-import { centerCrops, makeSampler, openPairs, type SamplerState } from './data';
-import type { TrainBackend, TrainResult } from './ddpm';
+import { makeSampler, openPairs } from './data';
 import { UserError } from './errors';
 import {
   buildFeatureCache,
@@ -47,33 +51,30 @@ import {
   cacheOrder,
 } from './feature-cache';
 import { writeGrid, writeRgb } from './images';
-import { buildDenoiser, convFor } from './model';
-import { Adam } from './optim';
+import { type StepFn, type TrainResult, trainingLoop } from './loop';
+import { buildDenoiser, type Denoiser } from './model';
 import { OrtHeadEngine } from './ort-head';
 import { plotLossCurve } from './plot';
-import { Progress, RateMeter, RunLog, StopSignal } from './run';
+import type { LogRecord } from './run';
+import {
+  type LoadedCheckpoint,
+  noteStripped,
+  RunContext,
+  type RunOptions,
+  resumePoint,
+  runSeed,
+  startBackend,
+} from './session';
 
-export interface HeadTrainOptions {
+export interface HeadTrainOptions extends RunOptions {
   /** Config file path or object (reference fusion_train.json format). */
   config?: string | Partial<HeadTrainConfig>;
   /** DDPM checkpoint file, checkpoint folder or ddpm run folder. Not needed with --resume. */
   ddpm?: string;
-  /** Training pairs (ir/ + vi/). */
-  data?: string;
   /** Validation pairs (ir/ + vi/); default datasets.val.dataroot, else none. */
   val?: string;
-  out: string;
-  backend?: TrainBackend;
-  /** ONNX Runtime device for `backend: 'onnxruntime'` (default cpu). */
-  device?: Device;
-  /** ONNX Runtime intra-op threads (default: one per core). */
-  threads?: number;
   /** train.n_epoch override. */
   epochs?: number;
-  batch?: number;
-  crop?: number;
-  lr?: number;
-  seed?: number;
   /** Head forward pass: `full` (default) or the official `reference`. */
   mode?: 'reference' | 'full';
   /** Head output variant (model_df.output): rgb (official), luma or weight. */
@@ -91,58 +92,39 @@ export interface HeadTrainOptions {
   colorWeight?: number;
   /** train.feature_cache override: crops per training pair whose features are cached. */
   featureCache?: number;
-  resume?: boolean | string;
-  keep?: number;
-  quiet?: boolean;
-  progressBar?: boolean;
-  handleSigint?: boolean;
-  onStep?: (step: number, loss: number) => void;
-  lossHook?: (step: number, loss: number) => number;
 }
 
-const DEFAULT_KEEP = 3;
-
-function resolveConfig(opts: HeadTrainOptions, ckpt: Checkpoint | null): HeadTrainConfig {
-  let cfg: HeadTrainConfig;
-  if (ckpt) {
-    refuseOnResume(
-      [
-        ['--config', opts.config],
-        ['--batch', opts.batch],
-        ['--crop', opts.crop],
-        ['--lr', opts.lr],
-        ['--seed', opts.seed],
-        ['--mode', opts.mode],
-        ['--output', opts.output],
-        ['--source-skip', opts.sourceSkip],
-        ['--noise', opts.noise],
-        ['--init', opts.init],
-        ['--color-weight', opts.colorWeight],
-        ['--feature-cache', opts.featureCache],
-      ],
-      '--epochs, --data, --val, --keep and --backend',
-    );
-    cfg = ckpt.config as unknown as HeadTrainConfig;
-  } else {
-    cfg =
-      typeof opts.config === 'string' || opts.config === undefined
-        ? loadHeadConfig(opts.config)
-        : deepMerge(loadHeadConfig(), opts.config);
-    applyTrainOverrides(cfg, opts);
-    if (opts.mode !== undefined) cfg.model_df.mode = opts.mode;
-    const df = cfg.model_df as Record<string, unknown>;
-    if (opts.output !== undefined) df.output = opts.output;
-    if (opts.sourceSkip !== undefined) df.source_skip = opts.sourceSkip;
-    if (opts.noise !== undefined) (cfg.model_df as Record<string, unknown>).noise = opts.noise;
-    if (opts.colorWeight !== undefined)
-      cfg.train.loss = { ...(cfg.train.loss ?? {}), color_weight: opts.colorWeight };
-    if (opts.featureCache !== undefined) cfg.train.feature_cache = opts.featureCache;
-  }
-  if (opts.epochs !== undefined) cfg.train.n_epoch = opts.epochs;
-  if (opts.data !== undefined) cfg.datasets.train.dataroot = opts.data;
-  if (opts.val !== undefined)
-    cfg.datasets.val = { ...(cfg.datasets.val ?? {}), dataroot: opts.val };
-  return validateHeadConfig(cfg);
+/** The run's config; on resume the checkpoint's is authoritative. */
+function resolveConfig(opts: HeadTrainOptions, ckpt: LoadedCheckpoint | null): HeadTrainConfig {
+  return resolveRunConfig(opts, ckpt, {
+    load: loadHeadConfig,
+    validate: validateHeadConfig,
+    fixedFlags: [
+      ['--mode', opts.mode],
+      ['--output', opts.output],
+      ['--source-skip', opts.sourceSkip],
+      ['--noise', opts.noise],
+      ['--init', opts.init],
+      ['--color-weight', opts.colorWeight],
+      ['--feature-cache', opts.featureCache],
+    ],
+    mayChange: '--epochs, --data, --val, --keep and --backend',
+    fresh: (cfg) => {
+      if (opts.mode !== undefined) cfg.model_df.mode = opts.mode;
+      if (opts.output !== undefined) cfg.model_df.output = opts.output;
+      if (opts.sourceSkip !== undefined) cfg.model_df.source_skip = opts.sourceSkip;
+      if (opts.noise !== undefined) cfg.model_df.noise = opts.noise;
+      if (opts.colorWeight !== undefined)
+        cfg.train.loss = { ...(cfg.train.loss ?? {}), color_weight: opts.colorWeight };
+      if (opts.featureCache !== undefined) cfg.train.feature_cache = opts.featureCache;
+    },
+    always: (cfg) => {
+      if (opts.epochs !== undefined) cfg.train.n_epoch = opts.epochs;
+      if (opts.data !== undefined) cfg.datasets.train.dataroot = opts.data;
+      if (opts.val !== undefined)
+        cfg.datasets.val = { ...(cfg.datasets.val ?? {}), dataroot: opts.val };
+    },
+  });
 }
 
 /** Split `[B,4,H,W]` batches into vis `[B,3,H,W]` and ir `[B,1,H,W]` tensors. */
@@ -154,6 +136,121 @@ function toBatch(x: Float32Array, n: number, c: number): { vis: tf.Tensor; ir: t
       ir: tf.slice(t, [0, 3, 0, 0], [n, 1, c, c]),
     };
   });
+}
+
+/** The frozen DDPM the head reads features of. */
+interface FrozenDdpm {
+  ckpt: LoadedCheckpoint;
+  denoiser: Denoiser;
+  unet: UnetJson;
+  store: TfParamStore;
+  features: FeatureExtractor;
+  noise: 'fixed' | 'random';
+}
+
+function frozenDdpm(
+  cfg: HeadTrainConfig,
+  path: string,
+  seed: number,
+  backend: string,
+  say: (m: string) => void,
+): FrozenDdpm {
+  const ckpt = loadCheckpoint(path, 'ddpm');
+  const { unet, schedule: ddpmSchedule } = ddpmModelOf(ckpt.config, ckpt.path);
+  const crop = cfg.datasets.train.resolution;
+  const levels = unet.channel_multiplier.length - 1;
+  if (crop % 2 ** levels !== 0)
+    throw new UserError(
+      `crop ${crop} must be a multiple of ${2 ** levels} for this DDPM (${levels + 1} levels)`,
+    );
+  const denoiser = buildDenoiser(unet, crop);
+  // On ONNX Runtime the head's graph holds the DDPM: tfjs keeps no copy of its weights.
+  const onOrt = backend === 'onnxruntime';
+  const store = TfParamStore.fromTorch(onOrt ? [] : denoiser.params, ckpt.weights, {
+    strict: !onOrt,
+  });
+  const ops = new TfOps(store, { training: false, conv2d: conv2dFor(backend) });
+  const train = cfg.model.beta_schedule.train;
+  if (ddpmSchedule && JSON.stringify(ddpmSchedule) !== JSON.stringify(train))
+    say(
+      `warning: model.beta_schedule.train ${JSON.stringify(train)} differs from the DDPM's ${JSON.stringify(ddpmSchedule)}`,
+    );
+  const noise = cfg.model_df.noise ?? 'fixed';
+  // Forward only: the extractor runs outside the gradient tape; the UNet's up path stops at
+  // the finest feature the head reads.
+  const features = makeFeatureExtractor(
+    (xNoisy, level, minIndex) => denoiser.features(ops, xNoisy, level, minIndex),
+    new NoiseSchedule(train),
+    { noise, seed },
+  );
+  return { ckpt, denoiser, unet, store, features, noise };
+}
+
+/** The head being trained, its weights (fresh, resumed or --init) and optimizer. */
+interface HeadModel {
+  head: FusionHead;
+  store: TfParamStore;
+  optimizer: Adam;
+  trainer: HeadTrainer;
+  /** On ONNX Runtime: the engine that runs the steps and holds the trained weights. */
+  ort: OrtHeadEngine | null;
+  rng: Rng;
+}
+
+function buildHead(
+  cfg: HeadTrainConfig,
+  ddpm: FrozenDdpm,
+  source: LoadedCheckpoint | null,
+  resumed: LoadedCheckpoint | null,
+  seed: number,
+  backend: string,
+  opts: HeadTrainOptions,
+): HeadModel {
+  const { inner_channel, channel_multiplier, res_blocks } = ddpm.unet;
+  const head = new FusionHead(
+    headConfigFromReference(cfg, {
+      unet: { inner_channel, channel_multiplier, res_blocks },
+      mode: cfg.model_df.mode ?? 'full',
+    }),
+  );
+  const specs = head.params();
+  const store = source ? headWeights(specs, source) : TfParamStore.init(specs, seed);
+  const optimizer = new Adam(new Map(store.names().map((n) => [n, store.get(n)])), {
+    type: cfg.train.optimizer.type,
+    lr: cfg.train.optimizer.lr,
+  });
+  const loss = cfg.train.loss ?? {};
+  const ort =
+    backend === 'onnxruntime'
+      ? new OrtHeadEngine({
+          head,
+          unet: ddpm.denoiser.unet,
+          unetWeights: ddpmWeights(ddpm.denoiser.params, ddpm.ckpt.weights, ddpm.ckpt.path),
+          weights: store.toTorch(),
+          optimizer: { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr },
+          optimizerState: resumed?.optimizer,
+          crop: cfg.datasets.train.resolution,
+          alpha: loss.alpha ?? 1,
+          colorWeight: loss.color_weight ?? 0,
+          ...{
+            noise: ddpm.noise,
+            seed,
+            schedule: new NoiseSchedule(cfg.model.beta_schedule.train),
+          },
+          ...{ device: opts.device, threads: opts.threads },
+        })
+      : null;
+  if (resumed?.optimizer && !ort) optimizer.load(resumed.optimizer);
+  const trainer = new HeadTrainer({
+    head,
+    params: store,
+    features: ddpm.features,
+    optimizer,
+    conv2d: conv2dFor(backend),
+    loss: { alpha: loss.alpha ?? 1, colorWeight: loss.color_weight ?? 0 },
+  });
+  const rng = resumed?.rng ? Rng.fromState(resumed.rng) : new Rng(seed);
+  return { head, store, optimizer, trainer, ort, rng };
 }
 
 /** The frozen DDPM's weights for ONNX Runtime (every UNet parameter, checked). */
@@ -168,418 +265,329 @@ function ddpmWeights(specs: ParamSpec[], weights: TorchWeights, path: string): T
   return out;
 }
 
+/** The weights of a head checkpoint, which must fit the head being trained. */
+function headWeights(specs: ParamSpec[], source: LoadedCheckpoint): TfParamStore {
+  try {
+    return TfParamStore.fromTorch(specs, source.weights);
+  } catch (err) {
+    throw new UserError(
+      `${source.path}: its weights do not fit this head (${(err as Error).message})`,
+    );
+  }
+}
+
+/**
+ * The feature cache: the features of `feature_cache` sampler epochs of crops, computed once
+ * (empty when off; null when a stop was requested while building it).
+ */
+async function featureCache(
+  cfg: HeadTrainConfig,
+  pairs: PairDataset,
+  m: HeadModel,
+  seed: number,
+  run: RunContext,
+): Promise<CachedBatch[] | null> {
+  const epochs = cfg.train.feature_cache ?? 0;
+  if (epochs === 0) return [];
+  const { resolution: crop, batch_size: batch } = cfg.datasets.train;
+  const sampler = makeSampler(pairs, { crop, batch, seed: deriveSeed(seed, 'featureCache') });
+  return buildFeatureCache(
+    epochs * sampler.batchesPerEpoch,
+    async () => {
+      const x = (await sampler.next()).img;
+      const b = toBatch(x, batch, crop);
+      try {
+        return { x, n: batch, feats: m.trainer.features(b) };
+      } finally {
+        tf.dispose([b.vis, b.ir]);
+      }
+    },
+    { say: run.say, stopRequested: () => run.stop.stopRequested },
+  );
+}
+
+/**
+ * The tfjs step of `dif-train head`: the epoch's learning rate, a batch (fresh crops and
+ * features, or a cached batch in the epoch's shuffled order), one HeadTrainer step (which
+ * leaves the weights unchanged when its loss is not finite).
+ */
+function headStep(
+  cfg: HeadTrainConfig,
+  m: HeadModel,
+  sampler: TrainingSampler,
+  cache: CachedBatch[],
+  stepsPerEpoch: number,
+  seed: number,
+): StepFn {
+  const { resolution: crop, batch_size: batch } = cfg.datasets.train;
+  const nEpoch = cfg.train.n_epoch;
+  const scheduler = headScheduler(cfg);
+  let order: { epoch: number; order: number[] } | null = null;
+  return async (step) => {
+    const epoch = Math.floor(step / stepsPerEpoch);
+    const lr = headLearningRate(cfg.train.optimizer.lr, epoch, nEpoch, scheduler);
+    m.trainer.setLearningRate(lr);
+    m.ort?.setLearningRate(lr);
+    let b: ReturnType<typeof toBatch>;
+    let xs: Float32Array | null = null;
+    let feats: HeadFeatures | undefined;
+    if (cache.length > 0) {
+      if (order?.epoch !== epoch) order = { epoch, order: cacheOrder(cache.length, epoch, seed) };
+      const c = cache[order.order[step % cache.length]];
+      b = toBatch(c.x, c.n, crop);
+      feats = cachedFeatures(c);
+    } else {
+      xs = (await sampler.next()).img;
+      b = toBatch(xs, batch, crop);
+    }
+    let r: ReturnType<HeadTrainer['step']>;
+    try {
+      r = m.ort && xs ? await m.ort.step(xs, batch) : m.trainer.step(b, feats);
+    } finally {
+      tf.dispose([b.vis, b.ir]);
+      if (feats) disposeFeatures(feats);
+    }
+    // A step that was not applied is a failed one, whatever its loss reads.
+    const loss = r.applied || !Number.isFinite(r.loss) ? r.loss : Number.NaN;
+    const color = r.lossColor !== undefined ? { loss_color: r.lossColor } : {};
+    return {
+      loss,
+      record: { epoch, loss, loss_in: r.lossIn, loss_grad: r.lossGrad, ...color, lr },
+      note: `epoch ${epoch + 1}/${nEpoch}`,
+    };
+  };
+}
+
+/**
+ * Validation at the end of each epoch: the loss on centre crops of the validation pairs
+ * (cut once; with fixed noise their features are computed once too), a PNG of
+ * fused | visible | infrared, the `val` log record and the loss curve.
+ */
+function headValidation(
+  run: RunContext,
+  cfg: HeadTrainConfig,
+  m: HeadModel,
+  valSet: PairDataset | null,
+  noise: 'fixed' | 'random',
+): (step: number, epoch: number) => Promise<void> {
+  const crop = cfg.datasets.train.resolution;
+  let valCrops: Float32Array | null = null;
+  const valCache: CachedBatch[] = [];
+  return async (step, epoch) => {
+    const record: LogRecord = { step, epoch, event: 'val', time: run.elapsed() };
+    if (valSet && valSet.length > 0) {
+      valCrops ??= await centerCrops(valSet, crop);
+      const show = Math.min(cfg.train.val_images ?? 4, valSet.length);
+      const ort = m.ort;
+      const evaluate = ort
+        ? (xs: Float32Array, n: number) => ort.evaluate(xs, n)
+        : tfjsValBatch(m.trainer, crop, noise, valCache);
+      const r = await validationPass(valCrops, valSet.length, cfg, show, evaluate);
+      record.val_loss = r.loss;
+      const path = join(run.out, 'val', `epoch-${String(epoch).padStart(4, '0')}.png`);
+      mkdirSync(join(run.out, 'val'), { recursive: true });
+      const strip = [
+        { data: r.fusedShown, channels: 3, pick: [0, 1, 2] },
+        { data: valCrops, channels: 4, pick: [0, 1, 2] },
+        { data: valCrops, channels: 4, pick: [3] },
+      ];
+      await writeGrid(path, strip, show, crop);
+      record.path = path;
+      run.progress.log(`epoch ${epoch}: validation loss ${r.loss.toPrecision(4)} (${path})`);
+    }
+    run.log.write(record);
+    await writeRgb(join(run.out, 'loss.png'), plotLossCurve(run.log.lossPoints()));
+  };
+}
+
+/** The mean validation loss over `count` crops and the fused images of the first `show`. */
+async function validationPass(
+  x: Float32Array,
+  count: number,
+  cfg: HeadTrainConfig,
+  show: number,
+  evaluate: (xs: Float32Array, n: number, batchIndex: number) => Promise<ValBatch>,
+): Promise<{ loss: number; fusedShown: Float32Array }> {
+  const { resolution: crop, batch_size: batch } = cfg.datasets.train;
+  const per = 4 * crop * crop;
+  const fusedShown = new Float32Array(show * 3 * crop * crop);
+  let sum = 0;
+  for (let i = 0; i < count; i += batch) {
+    const n = Math.min(batch, count - i);
+    const r = await evaluate(x.subarray(i * per, (i + n) * per), n, i / batch);
+    sum += r.loss * n;
+    if (i < show) {
+      const take = Math.min(n, show - i);
+      fusedShown.set(r.fused.subarray(0, take * 3 * crop * crop), i * 3 * crop * crop);
+    }
+  }
+  return { loss: sum / count, fusedShown };
+}
+
+/** The loss and fused images `[n,3,H,W]` of one validation batch. */
+interface ValBatch {
+  loss: number;
+  fused: Float32Array;
+}
+
+/**
+ * A validation batch on tfjs; with fixed noise the validation features never change, so
+ * they are computed once (`valCache`, by batch index).
+ */
+function tfjsValBatch(
+  trainer: HeadTrainer,
+  crop: number,
+  noise: 'fixed' | 'random',
+  valCache: CachedBatch[],
+): (xs: Float32Array, n: number, j: number) => Promise<ValBatch> {
+  return async (xs, n, j) => {
+    const b = toBatch(xs, n, crop);
+    let feats: HeadFeatures | undefined;
+    if (noise === 'fixed') {
+      if (!valCache[j]) {
+        const f = trainer.features(b);
+        valCache[j] = cacheBatch(xs, n, f);
+        disposeFeatures(f);
+      }
+      feats = cachedFeatures(valCache[j]);
+    }
+    const r = trainer.evaluate(b, feats);
+    if (feats) disposeFeatures(feats);
+    const fused = r.fused.dataSync() as Float32Array;
+    tf.dispose([b.vis, b.ir, r.fused]);
+    return { loss: r.loss, fused };
+  };
+}
+
+/** The checkpoint of `step`: head weights, optimizer, RNG and sampler states, config. */
+function headCheckpoint(
+  cfg: HeadTrainConfig,
+  m: HeadModel,
+  ddpm: FrozenDdpm,
+  sampler: TrainingSampler,
+  seed: number,
+  step: number,
+  stepsPerEpoch: number,
+): Checkpoint {
+  return {
+    kind: 'head',
+    step,
+    epoch: Math.floor(step / stepsPerEpoch),
+    config: cfg,
+    model: { ...m.head.toJSON() },
+    weights: m.ort?.weights ?? m.store.toTorch(),
+    optimizer: m.ort?.optimizer.state() ?? m.optimizer.state(),
+    rng: m.rng.getState(),
+    sampler: sampler.getState(),
+    extra: {
+      seed,
+      ddpm: ddpm.ckpt.path,
+      ddpm_step: ddpm.ckpt.step,
+      unet: ddpm.unet,
+      noise: ddpm.noise,
+      schedule: cfg.model.beta_schedule.train,
+    },
+  };
+}
+
+/** Open the training and validation pairs and say what they are. */
+async function openHeadData(
+  cfg: HeadTrainConfig,
+  say: (m: string) => void,
+): Promise<{ pairs: PairDataset; valSet: PairDataset | null }> {
+  const dataroot = cfg.datasets.train.dataroot as string;
+  const { resolution: crop, batch_size: batch } = cfg.datasets.train;
+  const pairs = await openPairs(dataroot);
+  const valRoot = cfg.datasets.val?.dataroot;
+  const valSet = valRoot && valRoot !== 'Path_DATASET' ? await openPairs(valRoot) : null;
+  const vals = valSet?.length
+    ? `, ${valSet.length} validation pairs from ${valRoot}`
+    : ', no validation pairs (--val)';
+  say(
+    `data: ${pairs.length} training pairs from ${dataroot}${vals}; ${crop}x${crop} crops, batch ${batch}`,
+  );
+  return { pairs, valSet };
+}
+
 /** Train (or resume training) the fusion head. */
 export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
-  const out = resolve(opts.out);
-  const ckptDir = join(out, 'checkpoints');
-  const quiet = opts.quiet ?? false;
-  const say = (m: string) => {
-    if (!quiet) process.stderr.write(`${m}\n`);
-  };
-
-  let ckpt: (Checkpoint & { path: string }) | null = null;
-  if (opts.resume)
-    ckpt = loadCheckpoint(typeof opts.resume === 'string' ? opts.resume : out, 'head');
-  else if (listCheckpoints(ckptDir).length > 0)
-    throw new UserError(
-      `${opts.out} already holds checkpoints: pass --resume to continue that run, or choose another --out`,
-    );
+  const ckpt = resumePoint('head', opts);
   const cfg = resolveConfig(opts, ckpt);
-  if (ckpt && !ckpt.optimizer)
-    say(
-      `note: ${ckpt.path} holds no optimizer state (stripped): Adam starts afresh, the data order and random draws continue from step ${ckpt.step}`,
-    );
-  const seed = ckpt ? Number((ckpt.extra as { seed?: number }).seed ?? 0) : (opts.seed ?? 0);
-  const ddpmPath = opts.ddpm ?? (ckpt?.extra as { ddpm?: string } | undefined)?.ddpm;
+  const seed = runSeed(opts, ckpt);
+  const ddpmPath = opts.ddpm ?? (ckpt?.extra.ddpm as string | undefined);
   if (!ddpmPath)
     throw new UserError('no DDPM: pass --ddpm CKPT (a ddpm checkpoint file or run folder)');
-  const ddpm = loadCheckpoint(ddpmPath, 'ddpm');
-  const unetJson = (ddpm.config as unknown as DdpmConfig).model?.unet;
-  if (!unetJson) throw new UserError(`${ddpm.path}: the checkpoint holds no model.unet config`);
   const dataroot = cfg.datasets.train.dataroot;
   if (!dataroot || dataroot === 'Path_DATASET')
     throw new UserError(
       'no training data: pass --data DIR (a folder holding ir/ and vi/) or set datasets.train.dataroot',
     );
-
-  const requested = opts.backend ?? 'onnxruntime';
-  const onOrt = requested === 'onnxruntime';
-  if (onOrt && (cfg.train.feature_cache ?? 0) > 0)
+  if ((opts.backend ?? 'onnxruntime') === 'onnxruntime' && (cfg.train.feature_cache ?? 0) > 0)
     throw new UserError(
       '--feature-cache is a speed-up of the tfjs backends; with --backend onnxruntime every step computes fresh features (faster than the cache on tfjs)',
     );
-  // On ONNX Runtime, tfjs (wasm) only cuts batches and writes images.
-  const backendName: BackendName = onOrt ? 'wasm' : requested;
-  const backend = onOrt ? 'onnxruntime' : await useBackend(backendName);
-  if (onOrt) await useBackend(backendName);
-  say(`dif-train head: backend ${backendName}${backend !== backendName ? ` (${backend})` : ''}`);
-
-  const crop = cfg.datasets.train.resolution;
-  const levels = unetJson.channel_multiplier.length - 1;
-  if (crop % 2 ** levels !== 0)
-    throw new UserError(
-      `crop ${crop} must be a multiple of ${2 ** levels} for this DDPM (${levels + 1} levels)`,
-    );
-  const batch = cfg.datasets.train.batch_size;
-  const pairs = await openPairs(dataroot);
-  const valRoot = cfg.datasets.val?.dataroot;
-  const valSet = valRoot && valRoot !== 'Path_DATASET' ? await openPairs(valRoot) : null;
-  const valCount = valSet?.length ?? 0;
-  say(
-    `data: ${pairs.length} training pairs from ${dataroot}${valCount ? `, ${valCount} validation pairs from ${valRoot}` : ', no validation pairs (--val)'}; ${crop}x${crop} crops, batch ${batch}`,
-  );
-
-  mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'config.json'), `${JSON.stringify(cfg, null, 2)}\n`);
-  const log = new RunLog(out);
-  // Records after the checkpoint (or, on a fresh start, of a run killed before its first
-  // checkpoint) would otherwise be written twice.
-  log.truncateAfter(ckpt?.step ?? 0);
-
-  // Frozen DDPM.
-  const denoiser = buildDenoiser(unetJson, crop);
-  const unetStore = TfParamStore.fromTorch(onOrt ? [] : denoiser.params, ddpm.weights, {
-    strict: !onOrt,
-  });
-  const conv2d = convFor(backend);
-  const unetOps = new TfOps(unetStore, { training: false, conv2d });
-  const schedule = new NoiseSchedule(cfg.model.beta_schedule.train as never);
-  const ddpmSchedule = (ddpm.config as unknown as DdpmConfig).model?.beta_schedule?.train;
-  if (
-    ddpmSchedule &&
-    JSON.stringify(ddpmSchedule) !== JSON.stringify(cfg.model.beta_schedule.train)
-  )
-    say(
-      `warning: model.beta_schedule.train ${JSON.stringify(cfg.model.beta_schedule.train)} differs from the DDPM's ${JSON.stringify(ddpmSchedule)}`,
-    );
-  const noiseMode =
-    ((cfg.model_df as Record<string, unknown>).noise as 'fixed' | 'random' | undefined) ?? 'fixed';
-  // Forward only: the extractor runs outside the gradient tape. The up path stops at the
-  // finest feature the head reads; the skipped (undefined) entries become empty placeholders.
-  let minDecoderIndex = 0;
-  const features = makeFeatureExtractor(
-    (xNoisy, level) =>
-      denoiser.features(unetOps, xNoisy, level, minDecoderIndex).map((f) => f ?? tf.zeros([0])),
-    schedule,
-    { noise: noiseMode, seed },
-  );
-
-  // Head.
-  const headCfg = headConfigFromReference(cfg, {
-    unet: {
-      inner_channel: unetJson.inner_channel,
-      channel_multiplier: unetJson.channel_multiplier,
-      res_blocks: unetJson.res_blocks,
-    },
-    mode: cfg.model_df.mode ?? 'full',
-  });
-  const head = new FusionHead(headCfg);
-  minDecoderIndex = Math.min(...head.requiredFeatureIndices());
-  const specs = head.params();
-  const init = !ckpt && opts.init ? loadCheckpoint(opts.init, 'head') : null;
-  const source = ckpt ?? init;
-  let store: TfParamStore;
-  if (!source) store = TfParamStore.init(specs, seed);
-  else {
-    try {
-      store = TfParamStore.fromTorch(specs, source.weights);
-    } catch (err) {
-      throw new UserError(
-        `${source.path}: its weights do not fit this head (${(err as Error).message})`,
-      );
-    }
-  }
-  const optimizer = new Adam(new Map(store.names().map((n) => [n, store.get(n)])), {
-    type: cfg.train.optimizer.type,
-    lr: cfg.train.optimizer.lr,
-  });
-  if (ckpt?.optimizer && !onOrt) optimizer.load(ckpt.optimizer);
-  const lossCfg = cfg.train.loss ?? {};
-  const ort = onOrt
-    ? new OrtHeadEngine({
-        head,
-        unet: denoiser.unet,
-        unetWeights: ddpmWeights(denoiser.params, ddpm.weights, ddpm.path),
-        weights: store.toTorch(),
-        optimizer: { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr },
-        optimizerState: ckpt?.optimizer,
-        crop,
-        alpha: lossCfg.alpha ?? 1,
-        colorWeight: lossCfg.color_weight ?? 0,
-        noise: noiseMode,
-        seed,
-        schedule,
-        device: opts.device,
-        threads: opts.threads,
-      })
-    : null;
-  if (ort) say(`ONNX Runtime: ${await ort.provider()} execution provider`);
-  const trainer = new HeadTrainer({
-    head,
-    params: store,
-    features,
-    optimizer,
-    conv2d,
-    loss: { alpha: lossCfg.alpha ?? 1, colorWeight: lossCfg.color_weight ?? 0 },
-  });
-  const rng = ckpt?.rng ? Rng.fromState(ckpt.rng as never) : new Rng(seed);
-  const sampler = makeSampler(pairs, {
-    crop,
-    batch,
-    seed: (seed ^ 0x2545f491) >>> 0,
-    state: ckpt?.sampler as SamplerState | null,
-  });
-  say(
-    `head: ${store.count().toLocaleString('en-US')} parameters, mode ${headCfg.mode}, time steps [${headCfg.time_steps}], feature noise ${noiseMode}${lossCfg.color_weight ? `, colour weight ${lossCfg.color_weight}` : ''}; DDPM ${ddpm.path}${init ? `; initial weights ${init.path}` : ''}`,
-  );
-
-  const stop = new StopSignal(opts.handleSigint ?? true);
-  // Feature cache: the features of `feature_cache` sampler epochs of crops, computed once.
-  const cacheEpochs = cfg.train.feature_cache ?? 0;
-  const release = async () => {
-    stop.dispose();
-    await ort?.release();
-    optimizer.dispose();
-    store.dispose();
-    unetStore.dispose();
-  };
-  let pool: CachedBatch[] = [];
-  if (cacheEpochs > 0) {
-    const cacheSampler = makeSampler(pairs, { crop, batch, seed: (seed ^ 0x68e31da4) >>> 0 });
-    const built = await buildFeatureCache(
-      cacheEpochs * cacheSampler.batchesPerEpoch,
-      async () => {
-        const x = (await cacheSampler.next()).img;
-        const b = toBatch(x, batch, crop);
-        try {
-          return { x, n: batch, feats: trainer.features(b) };
-        } finally {
-          tf.dispose([b.vis, b.ir]);
-        }
-      },
-      { say, stopRequested: () => stop.stopRequested },
-    );
-    if (!built) {
-      await release();
-      say('interrupted while building the feature cache: nothing trained, nothing saved');
-      return {
-        step: ckpt?.step ?? 0,
-        stopped: 'interrupted',
-        checkpoint: ckpt?.path ?? null,
-        losses: [],
-        backend,
-        workers: 1,
-      };
-    }
-    pool = built;
-  }
-
-  const nEpoch = cfg.train.n_epoch;
-  const stepsPerEpoch = cacheEpochs > 0 ? pool.length : sampler.batchesPerEpoch;
-  const total = nEpoch * stepsPerEpoch;
-  let step = ckpt?.step ?? 0;
-  let lastCkpt: string | null = ckpt?.path ?? null;
-  const losses: number[] = [];
-  const progress = new Progress({
-    quiet,
-    bar: opts.progressBar,
-    printFreq: cfg.train.print_freq ?? 10,
-  });
-  const rate = new RateMeter();
-  const t0 = Date.now();
-  const keep = opts.keep ?? DEFAULT_KEEP;
-  const scheduler = headScheduler(cfg);
-
-  const save = () => {
-    lastCkpt = saveCheckpoint(
-      ckptDir,
-      {
-        kind: 'head',
-        step,
-        epoch: Math.floor(step / stepsPerEpoch),
-        config: cfg as unknown as Record<string, unknown>,
-        model: head.toJSON() as unknown as Record<string, unknown>,
-        weights: ort?.weights ?? store.toTorch(),
-        optimizer: ort?.optimizer.state() ?? optimizer.state(),
-        rng: rng.getState(),
-        sampler: sampler.getState(),
-        extra: {
-          seed,
-          ddpm: ddpm.path,
-          ddpm_step: ddpm.step,
-          unet: unetJson,
-          noise: noiseMode,
-          schedule: cfg.model.beta_schedule.train,
-        },
-      },
-      { keep },
-    );
-    log.write({ step, event: 'checkpoint', path: lastCkpt, time: (Date.now() - t0) / 1000 });
-  };
-
-  // The validation centre crops never change: cut them once (and, with fixed noise, their
-  // features: valCache).
-  let valCrops: Float32Array | null = null;
-  const valCache: CachedBatch[] = [];
-  const validate = async (epoch: number) => {
-    const record: Record<string, unknown> = {
-      step,
-      epoch,
-      event: 'val',
-      time: (Date.now() - t0) / 1000,
-    };
-    if (valSet && valCount > 0) {
-      valCrops ??= await centerCrops(valSet, crop);
-      const x = valCrops;
-      const per = 4 * crop * crop;
-      let sum = 0;
-      const show = Math.min(cfg.train.val_images ?? 4, valCount);
-      const fusedShown = new Float32Array(show * 3 * crop * crop);
-      for (let i = 0; i < valCount; i += batch) {
-        const n = Math.min(batch, valCount - i);
-        const b = toBatch(x.subarray(i * per, (i + n) * per), n, crop);
-        // Fixed noise: the validation features never change, so they are computed once.
-        let feats: HeadFeatures | undefined;
-        if (ort) {
-          const r = await ort.evaluate(x.subarray(i * per, (i + n) * per), n);
-          sum += r.loss * n;
-          if (i < show) {
-            const take = Math.min(n, show - i);
-            fusedShown.set(r.fused.subarray(0, take * 3 * crop * crop), i * 3 * crop * crop);
-          }
-          tf.dispose([b.vis, b.ir]);
-          continue;
-        }
-        if (noiseMode === 'fixed') {
-          const j = i / batch;
-          if (!valCache[j]) {
-            const f = trainer.features(b);
-            valCache[j] = cacheBatch(x.subarray(i * per, (i + n) * per), n, f);
-            disposeFeatures(f);
-          }
-          feats = cachedFeatures(valCache[j]);
-        }
-        const r = trainer.evaluate(b, feats);
-        if (feats) disposeFeatures(feats);
-        sum += r.loss * n;
-        if (i < show) {
-          const f = r.fused.dataSync() as Float32Array;
-          const take = Math.min(n, show - i);
-          fusedShown.set(f.subarray(0, take * 3 * crop * crop), i * 3 * crop * crop);
-        }
-        tf.dispose([b.vis, b.ir, r.fused]);
-      }
-      record.val_loss = sum / valCount;
-      const path = join(out, 'val', `epoch-${String(epoch).padStart(4, '0')}.png`);
-      mkdirSync(join(out, 'val'), { recursive: true });
-      await writeGrid(
-        path,
-        [
-          { data: fusedShown, channels: 3, pick: [0, 1, 2] },
-          { data: x, channels: 4, pick: [0, 1, 2] },
-          { data: x, channels: 4, pick: [3] },
-        ],
-        show,
-        crop,
-      );
-      record.path = path;
-      progress.log(
-        `epoch ${epoch}: validation loss ${(record.val_loss as number).toPrecision(4)} (${path})`,
-      );
-    }
-    log.write(record as never);
-    await writeRgb(join(out, 'loss.png'), plotLossCurve(log.lossPoints()));
-  };
-
-  let stopped: TrainResult['stopped'] = 'done';
-  let order: number[] | null = null;
-  let orderEpoch = -1;
-  progress.start(total, step);
+  const run = new RunContext(opts, cfg.train.print_freq ?? 10);
+  noteStripped(ckpt, run.say);
+  let ddpm: FrozenDdpm | null = null;
+  let m: HeadModel | null = null;
   try {
-    while (step < total) {
-      // Let the event loop run (signal handlers: Ctrl-C / SIGTERM), even when a step awaits
-      // nothing (feature cache).
-      await new Promise((r) => setImmediate(r));
-      const epoch = Math.floor(step / stepsPerEpoch);
-      const lr = headLearningRate(cfg.train.optimizer.lr, epoch, nEpoch, scheduler);
-      trainer.setLearningRate(lr);
-      ort?.setLearningRate(lr);
-      let b: ReturnType<typeof toBatch>;
-      let xs: Float32Array | null = null;
-      let feats: HeadFeatures | undefined;
-      if (cacheEpochs > 0) {
-        if (order === null || orderEpoch !== epoch) {
-          order = cacheOrder(pool.length, epoch, seed);
-          orderEpoch = epoch;
-        }
-        const c = pool[order[step % pool.length]];
-        b = toBatch(c.x, c.n, crop);
-        feats = cachedFeatures(c);
-      } else {
-        xs = (await sampler.next()).img;
-        b = toBatch(xs, batch, crop);
-      }
-      let r: ReturnType<HeadTrainer['step']>;
-      try {
-        if (opts.lossHook && !Number.isFinite(opts.lossHook(step + 1, 0))) {
-          r = { loss: Number.NaN, lossIn: Number.NaN, lossGrad: Number.NaN, applied: false };
-        } else if (ort && xs) r = await ort.step(xs, batch);
-        else r = trainer.step(b, feats);
-      } finally {
-        tf.dispose([b.vis, b.ir]);
-        if (feats) disposeFeatures(feats);
-      }
-      if (!r.applied || !Number.isFinite(r.loss)) {
-        stopped = 'nan';
-        progress.stop();
-        log.write({
-          step: step + 1,
-          event: 'nan',
-          loss: String(r.loss),
-          time: (Date.now() - t0) / 1000,
-        });
-        say(
-          `loss is ${r.loss} at step ${step + 1}: training stopped; the last good checkpoint is ${lastCkpt ?? '(none written yet)'}. Try a lower learning rate (--lr).`,
-        );
-        break;
-      }
-      step += 1;
-      losses.push(r.loss);
-      const itps = rate.tick();
-      log.write({
-        step,
-        epoch,
-        loss: r.loss,
-        loss_in: r.lossIn,
-        loss_grad: r.lossGrad,
-        ...(r.lossColor !== undefined ? { loss_color: r.lossColor } : {}),
-        lr,
-        'it/s': +itps.toFixed(3),
-        time: +((Date.now() - t0) / 1000).toFixed(3),
-      });
-      progress.update(step, r.loss, itps, `epoch ${epoch + 1}/${nEpoch}`);
-      opts.onStep?.(step, r.loss);
-      if (step % stepsPerEpoch === 0) {
-        save();
-        await validate(step / stepsPerEpoch);
-      }
-      if (stop.stopRequested) {
-        stopped = 'interrupted';
-        break;
-      }
+    const backend = await startBackend('head', opts.backend, run.say);
+    ddpm = frozenDdpm(cfg, ddpmPath, seed, backend, run.say);
+    const { pairs, valSet } = await openHeadData(cfg, run.say);
+    run.writeFolder(cfg, ckpt?.step ?? null);
+    const init = !ckpt && opts.init ? loadCheckpoint(opts.init, 'head') : null;
+    m = buildHead(cfg, ddpm, ckpt ?? init, ckpt, seed, backend, opts);
+    if (m.ort) run.say(`ONNX Runtime: ${await m.ort.provider()} execution provider`);
+    const { resolution: crop, batch_size: batch } = cfg.datasets.train;
+    const samplerSeed = deriveSeed(seed, 'sampler');
+    const sampler = makeSampler(pairs, { crop, batch, seed: samplerSeed, state: ckpt?.sampler });
+    run.say(headSummary(cfg, m, ddpm, init));
+    const cache = await featureCache(cfg, pairs, m, seed, run);
+    if (!cache) {
+      run.say('interrupted while building the feature cache: nothing trained, nothing saved');
+      const step = ckpt?.step ?? 0;
+      const checkpoint = ckpt?.path ?? null;
+      return { step, stopped: 'interrupted', checkpoint, losses: [], backend, workers: 1 };
     }
-    if (
-      stopped !== 'nan' &&
-      !lastCkpt?.endsWith(`head-${String(step).padStart(8, '0')}.safetensors`)
-    )
-      save();
+    const model = m;
+    const frozen = ddpm;
+    const stepsPerEpoch = cache.length > 0 ? cache.length : sampler.batchesPerEpoch;
+    const validate = headValidation(run, cfg, model, valSet, frozen.noise);
+    const r = await trainingLoop({
+      run,
+      start: ckpt?.step ?? 0,
+      total: cfg.train.n_epoch * stepsPerEpoch,
+      resumedFrom: ckpt?.path ?? null,
+      step: headStep(cfg, model, sampler, cache, stepsPerEpoch, seed),
+      save: (step) =>
+        run.saveCheckpoint(headCheckpoint(cfg, model, frozen, sampler, seed, step, stepsPerEpoch)),
+      saveAt: (step) => step % stepsPerEpoch === 0,
+      afterStep: async (step) => {
+        if (step % stepsPerEpoch === 0) await validate(step, step / stepsPerEpoch);
+      },
+      onStep: opts.onStep,
+      lossHook: opts.lossHook,
+    });
+    if (r.stopped === 'done')
+      run.say(`done: ${cfg.train.n_epoch} epochs (${r.step} steps), checkpoint ${r.checkpoint}`);
+    return { ...r, backend, workers: 1 };
   } finally {
-    progress.stop();
-    await release();
+    run.dispose();
+    await m?.ort?.release();
+    m?.optimizer.dispose();
+    m?.store.dispose();
+    ddpm?.store.dispose();
   }
-  if (stopped === 'interrupted')
-    say(`interrupted: checkpoint saved at step ${step} (${lastCkpt}); continue with --resume`);
-  else if (stopped === 'done')
-    say(`done: ${nEpoch} epochs (${step} steps), checkpoint ${lastCkpt}`);
-  return { step, stopped, checkpoint: lastCkpt, losses, backend, workers: 1 };
+}
+
+/** The one-line description of the head run. */
+function headSummary(
+  cfg: HeadTrainConfig,
+  m: HeadModel,
+  ddpm: FrozenDdpm,
+  init: LoadedCheckpoint | null,
+): string {
+  const c = m.head.config;
+  const color = cfg.train.loss?.color_weight;
+  return `head: ${m.store.count().toLocaleString('en-US')} parameters, mode ${c.mode}, time steps [${c.time_steps}], feature noise ${ddpm.noise}${color ? `, colour weight ${color}` : ''}; DDPM ${ddpm.ckpt.path}${init ? `; initial weights ${init.path}` : ''}`;
 }

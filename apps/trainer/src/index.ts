@@ -1,4 +1,6 @@
 /** @dif-fusion/trainer: the `dif-train` CLI and its training functions. */
+
+export { Adam } from '@dif-fusion/nn';
 export * from './checkpoint';
 export {
   type DdpmConfig,
@@ -11,5 +13,10 @@ export {
 } from './config';
 export { type DdpmTrainOptions, type TrainResult, trainDdpm } from './ddpm';
 export { type HeadTrainOptions, trainHead } from './head-train';
-export { Adam } from './optim';
-export { createProgram, registerDdpmCommand, registerHeadCommand } from './program';
+export {
+  type CliIo,
+  createProgram,
+  main,
+  registerDdpmCommand,
+  registerHeadCommand,
+} from './program';

@@ -5,7 +5,9 @@
  * ones TrainOps draws (seeded by step seed, call index and sample index), so the two
  * backends train the same model and checkpoints move between them.
  */
-import { initParam, type ParamSpec, type TorchWeights } from '@dif-fusion/nn';
+
+import type { OptimizerState } from '@dif-fusion/nn';
+import { dropoutMask, initParam, type ParamSpec, type TorchWeights } from '@dif-fusion/nn';
 import type { Device } from '@dif-fusion/onnx';
 import {
   AdamF32,
@@ -13,15 +15,11 @@ import {
   type DropoutMaskSpec,
   TrainSession,
 } from '@dif-fusion/onnx/train';
-import { Rng } from '@dif-fusion/schedules';
 import type { UNet } from '@dif-fusion/unet';
-import type { OptimizerState } from './checkpoint';
-import { mixSeed } from './train-ops';
 
 /**
- * The dropout masks TrainOps draws for a step, in NCHW: per call `c` and sample `i` a
- * stream Rng(mixSeed(stepSeed, c, i)) fills the sample's mask in NHWC order (TfOps's
- * layout), keep = nextUint32() >= rate * 2^32, kept values 1 / (1 - rate).
+ * The dropout masks TrainOps draws for a step (nn's `dropoutMask` per call `c` and sample
+ * `i`, in TfOps's NHWC order), written out in NCHW for the training graph's inputs.
  */
 export function dropoutMasks(
   specs: readonly DropoutMaskSpec[],
@@ -33,15 +31,13 @@ export function dropoutMasks(
     const [n, c, h, w] = s.shape;
     const per = c * h * w;
     const mask = new Float32Array(n * per);
-    const keep = 1 / (1 - s.rate);
-    const threshold = Math.floor(s.rate * 2 ** 32);
     for (let i = 0; i < n; i++) {
-      const rng = new Rng(mixSeed(stepSeed, call, sampleOffset + i));
+      const m = dropoutMask(stepSeed, call, sampleOffset + i, per, s.rate); // NHWC order
       const base = i * per;
+      let k = 0;
       for (let y = 0; y < h; y++)
         for (let x = 0; x < w; x++)
-          for (let ch = 0; ch < c; ch++)
-            mask[base + (ch * h + y) * w + x] = rng.nextUint32() >= threshold ? keep : 0;
+          for (let ch = 0; ch < c; ch++) mask[base + (ch * h + y) * w + x] = m[k++];
     }
     out[s.input] = mask;
   });

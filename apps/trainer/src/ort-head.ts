@@ -6,13 +6,12 @@
  * time step index, restarted every batch; random: one stream for the run), so both
  * backends see the same inputs.
  */
-import type { FusionHead, NoiseLevels } from '@dif-fusion/fusion-head';
-import type { TorchWeights } from '@dif-fusion/nn';
+import type { FusionHead } from '@dif-fusion/fusion-head';
+import type { OptimizerState, TorchWeights } from '@dif-fusion/nn';
 import type { Device } from '@dif-fusion/onnx';
 import { AdamF32, buildHeadTrainGraph, TrainSession } from '@dif-fusion/onnx/train';
-import { Rng } from '@dif-fusion/schedules';
+import { drawFeatureNoise, type NoiseLevels, Rng } from '@dif-fusion/schedules';
 import type { UNet } from '@dif-fusion/unet';
-import type { OptimizerState } from './checkpoint';
 
 export interface OrtHeadOptions {
   head: FusionHead;
@@ -40,9 +39,9 @@ export interface OrtHeadStep {
   applied: boolean;
 }
 
-/** NHWC-ordered standard normals (as tfjs's NHWC tensors hold them) written out as NCHW. */
-function normalNchw(
-  rng: Rng,
+/** NHWC-ordered values (as tfjs's NHWC tensors hold them) written out as NCHW at `offset`. */
+function nhwcToNchwInto(
+  src: Float32Array,
   n: number,
   c: number,
   h: number,
@@ -50,10 +49,11 @@ function normalNchw(
   out: Float32Array,
   offset: number,
 ) {
+  let k = 0;
   for (let i = 0; i < n; i++)
     for (let y = 0; y < h; y++)
       for (let x = 0; x < w; x++)
-        for (let ch = 0; ch < c; ch++) out[offset + ((i * c + ch) * h + y) * w + x] = rng.normal();
+        for (let ch = 0; ch < c; ch++) out[offset + ((i * c + ch) * h + y) * w + x] = src[k++];
 }
 
 export class OrtHeadEngine {
@@ -99,23 +99,22 @@ export class OrtHeadEngine {
     return (await this.session(1)).provider;
   }
 
-  /** Levels [K*N] and noise [K,N,4,S,S] of one batch, drawn as makeFeatureExtractor does. */
+  /** Levels [K*N] and noise [K,N,4,S,S] of one batch: drawFeatureNoise, as on tfjs. */
   private featureNoise(n: number): { level: Float32Array; noise: Float32Array } {
     const steps = this.o.head.config.time_steps;
     const s = this.o.crop;
     const per = n * 4 * s * s;
     const level = new Float32Array(steps.length * n);
     const noise = new Float32Array(steps.length * per);
+    const mode = this.o.noise;
     steps.forEach((t, k) => {
-      let rng: Rng;
-      if (this.o.noise === 'fixed') {
-        level.fill(this.o.schedule.midpointNoiseLevel(t), k * n, (k + 1) * n);
-        rng = new Rng((this.o.seed ^ Math.imul(0x9e3779b1, k + 1)) >>> 0);
-      } else {
-        level.set(this.o.schedule.continuousNoiseLevels(t, n, this.stream), k * n);
-        rng = this.stream;
-      }
-      normalNchw(rng, n, 4, s, s, noise, k * per);
+      const d = drawFeatureNoise(this.o.schedule, t, k, n, per, {
+        mode,
+        seed: this.o.seed,
+        stream: this.stream,
+      });
+      level.set(d.levels, k * n);
+      nhwcToNchwInto(d.noise, n, 4, s, s, noise, k * per);
     });
     return { level, noise };
   }

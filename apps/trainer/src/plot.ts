@@ -164,25 +164,35 @@ export function plotLossCurve(
   if (pts.length === 1) cv.set(sx(pts[0].step), sy(pts[0].loss), raw);
   // Moving average.
   const k = options.smooth ?? Math.max(1, Math.round(pts.length / 50));
-  if (k > 1) {
-    const avg: number[] = [];
-    let sum = 0;
-    for (let i = 0; i < pts.length; i++) {
-      sum += ty(pts[i].loss);
-      if (i >= k) sum -= ty(pts[i - k].loss);
-      avg.push(sum / Math.min(i + 1, k));
-    }
-    const inv = (v: number) => (logY ? 10 ** v : v);
-    const dark = [20, 60, 160];
-    for (let i = 1; i < pts.length; i++)
-      for (const d of [0, 1])
-        cv.line(
-          sx(pts[i - 1].step),
-          sy(inv(avg[i - 1])) + d,
-          sx(pts[i].step),
-          sy(inv(avg[i])) + d,
-          dark,
-        );
-  }
+  if (k > 1) drawMovingAverage(cv, pts, k, ty, logY ? (v) => 10 ** v : (v) => v, sx, sy);
   return cv;
+}
+
+/** The moving average of `k` losses (in the plot's y scale `ty`), drawn two pixels thick. */
+function drawMovingAverage(
+  cv: Canvas,
+  pts: ReadonlyArray<{ step: number; loss: number }>,
+  k: number,
+  ty: (v: number) => number,
+  inv: (v: number) => number,
+  sx: (s: number) => number,
+  sy: (v: number) => number,
+): void {
+  const avg: number[] = [];
+  let sum = 0;
+  for (let i = 0; i < pts.length; i++) {
+    sum += ty(pts[i].loss);
+    if (i >= k) sum -= ty(pts[i - k].loss);
+    avg.push(sum / Math.min(i + 1, k));
+  }
+  const dark = [20, 60, 160];
+  for (let i = 1; i < pts.length; i++)
+    for (const d of [0, 1])
+      cv.line(
+        sx(pts[i - 1].step),
+        sy(inv(avg[i - 1])) + d,
+        sx(pts[i].step),
+        sy(inv(avg[i])) + d,
+        dark,
+      );
 }

@@ -1,35 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createProgram } from './program';
+import { runCli } from './test-utils';
 
 const root = mkdtempSync(join(tmpdir(), 'dif-train-cli-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-/** Run `dif-train ...args` in-process; returns the exit code and stderr. */
-async function cli(args: string[]): Promise<{ code: number; err: string }> {
-  const program = createProgram().exitOverride();
-  for (const c of program.commands) c.exitOverride();
-  let err = '';
-  const spy = vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
-    err += String(s);
-    return true;
-  });
-  const before = process.exitCode;
-  process.exitCode = 0;
-  let code = 0;
-  try {
-    await program.parseAsync(['node', 'dif-train', ...args]);
-    code = Number(process.exitCode ?? 0);
-  } catch (e) {
-    code = (e as { exitCode?: number }).exitCode ?? 1;
-  } finally {
-    spy.mockRestore();
-    process.exitCode = before;
-  }
-  return { code, err };
-}
+const cli = (args: string[]) => runCli(args);
 
 describe('dif-train CLI', () => {
   it('has the ddpm, head, export and import-torch subcommands', () => {
@@ -64,9 +43,9 @@ describe('dif-train CLI', () => {
     );
   });
 
-  it('rejects an unknown backend', async () => {
+  it('rejects an unknown backend as a usage error, exit code 2', async () => {
     const r = await cli(['ddpm', '-o', join(root, 'run3'), '--backend', 'metal']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.err).toMatch(/--backend <name>' argument 'metal' is invalid/);
   });
 });

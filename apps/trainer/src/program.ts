@@ -1,42 +1,18 @@
 /**
  * The `dif-train` command line: `ddpm`, `head`, `export` and `import-torch` subcommands.
- * Every failure prints one line `error: <problem>` and sets a non-zero exit code.
+ * {@link main} runs it and resolves to the exit code, as `dif-fuse`'s: 0 done, 1 failure
+ * (one line `error: <problem>`; a NaN loss), 2 usage error, 130 interrupted.
  */
 import { BACKEND_NAMES } from '@dif-fusion/backends';
+import { EXIT, reportError } from '@dif-fusion/io';
 import type { Device } from '@dif-fusion/onnx';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { int, nonNegative, positive } from './cli-args';
 import { registerExportCommand } from './commands/export';
 import { registerImportTorchCommand } from './commands/import-torch';
-import { type TrainBackend, trainDdpm } from './ddpm';
-import { formatError } from './errors';
+import { trainDdpm } from './ddpm';
 import { trainHead } from './head-train';
-
-function int(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
-  };
-}
-
-function positive(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0)
-      throw new InvalidArgumentError(`${name} must be a positive number`);
-    return n;
-  };
-}
-
-function nonNegative(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n) || n < 0)
-      throw new InvalidArgumentError(`${name} must be a number >= 0`);
-    return n;
-  };
-}
+import type { TrainBackend } from './session';
 
 const backendOption = () =>
   new Option(
@@ -80,19 +56,42 @@ function common(cmd: Command): Command {
     .option('--no-progress', 'plain progress lines instead of the bar');
 }
 
-async function guarded(fn: () => Promise<{ stopped: string }>): Promise<void> {
-  try {
-    const r = await fn();
-    if (r.stopped === 'nan') process.exitCode = 2;
-    else if (r.stopped === 'interrupted') process.exitCode = 130;
-  } catch (e) {
-    process.stderr.write(`error: ${formatError(e)}\n`);
-    process.exitCode = 1;
-  }
+/** The values of the options {@link common} declares (commander hands them untyped). */
+function commonValues(o: Record<string, unknown>) {
+  return {
+    config: o.config as string | undefined,
+    data: o.data as string | undefined,
+    out: o.out as string,
+    backend: o.backend as TrainBackend | undefined,
+    device: o.device as Device | undefined,
+    threads: o.threads as number | undefined,
+    batch: o.batch as number | undefined,
+    crop: o.crop as number | undefined,
+    lr: o.lr as number | undefined,
+    seed: o.seed as number | undefined,
+    resume: o.resume as boolean | string | undefined,
+    keep: o.keep as number | undefined,
+    progressBar: o.progress === false ? false : undefined,
+  };
+}
+
+/** Where a training command leaves the exit code of a run that ended early. */
+export interface ExitState {
+  code: number;
+}
+
+/** Run a training command; a NaN loss or Ctrl-C sets the exit code, errors propagate to main. */
+async function runTraining(
+  exit: ExitState,
+  fn: () => Promise<{ stopped: 'done' | 'interrupted' | 'nan' }>,
+): Promise<void> {
+  const r = await fn();
+  if (r.stopped === 'nan') exit.code = EXIT.failure;
+  else if (r.stopped === 'interrupted') exit.code = EXIT.interrupted;
 }
 
 /** Register `dif-train ddpm`. */
-export function registerDdpmCommand(program: Command): void {
+export function registerDdpmCommand(program: Command, exit: ExitState = { code: 0 }): void {
   common(
     program
       .command('ddpm')
@@ -124,31 +123,19 @@ Examples:
   dif-train ddpm -o runs/ddpm --resume            # after Ctrl-C: continues exactly`,
     )
     .action(async (o: Record<string, unknown>) => {
-      await guarded(() =>
+      await runTraining(exit, () =>
         trainDdpm({
-          config: o.config as string | undefined,
-          data: o.data as string | undefined,
-          out: o.out as string,
-          backend: o.backend as TrainBackend | undefined,
-          device: o.device as Device | undefined,
-          threads: o.threads as number | undefined,
+          ...commonValues(o),
           iters: o.iters as number | undefined,
-          batch: o.batch as number | undefined,
-          crop: o.crop as number | undefined,
-          lr: o.lr as number | undefined,
-          seed: o.seed as number | undefined,
-          resume: o.resume as boolean | string | undefined,
-          keep: o.keep as number | undefined,
           workers: o.workers as number | undefined,
           sampleSteps: o.sampleSteps as number | undefined,
-          progressBar: o.progress === false ? false : undefined,
         }),
       );
     });
 }
 
 /** Register `dif-train head`. */
-export function registerHeadCommand(program: Command): void {
+export function registerHeadCommand(program: Command, exit: ExitState = { code: 0 }): void {
   common(
     program
       .command('head')
@@ -213,21 +200,12 @@ Examples:
   dif-train head -c config/fusion_train.json --ddpm runs/ddpm/checkpoints/ddpm-00020000.safetensors --data DIR -o runs/head`,
     )
     .action(async (o: Record<string, unknown>) => {
-      await guarded(() =>
+      await runTraining(exit, () =>
         trainHead({
-          config: o.config as string | undefined,
+          ...commonValues(o),
           ddpm: o.ddpm as string | undefined,
-          data: o.data as string | undefined,
           val: o.val as string | undefined,
-          out: o.out as string,
-          backend: o.backend as TrainBackend | undefined,
-          device: o.device as Device | undefined,
-          threads: o.threads as number | undefined,
           epochs: o.epochs as number | undefined,
-          batch: o.batch as number | undefined,
-          crop: o.crop as number | undefined,
-          lr: o.lr as number | undefined,
-          seed: o.seed as number | undefined,
           mode: o.mode as 'reference' | 'full' | undefined,
           output: o.output as 'rgb' | 'luma' | 'weight' | undefined,
           sourceSkip: o.sourceSkip as boolean | undefined,
@@ -235,24 +213,49 @@ Examples:
           init: o.init as string | undefined,
           colorWeight: o.colorWeight as number | undefined,
           featureCache: o.featureCache as number | undefined,
-          resume: o.resume as boolean | string | undefined,
-          keep: o.keep as number | undefined,
-          progressBar: o.progress === false ? false : undefined,
         }),
       );
     });
 }
 
-/** The whole `dif-train` program. */
-export function createProgram(): Command {
+export interface CliIo {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+export function defaultIo(): CliIo {
+  return {
+    out: (s) => process.stdout.write(`${s}\n`),
+    err: (s) => process.stderr.write(`${s}\n`),
+  };
+}
+
+/** The whole `dif-train` program; a training run that ends early sets `exit.code`. */
+export function createProgram(io: CliIo = defaultIo(), exit: ExitState = { code: 0 }): Command {
   const program = new Command('dif-train')
     .description(
       'Train the Dif-Fusion DDPM and fusion head in TypeScript; export to ONNX; import PyTorch checkpoints',
     )
-    .showHelpAfterError();
-  registerDdpmCommand(program);
-  registerHeadCommand(program);
+    .showHelpAfterError(false);
+  registerDdpmCommand(program, exit);
+  registerHeadCommand(program, exit);
   registerExportCommand(program);
   registerImportTorchCommand(program);
+  for (const cmd of [program, ...program.commands])
+    cmd.exitOverride().configureOutput({
+      writeOut: (s) => io.out(s.replace(/\n$/, '')),
+      writeErr: (s) => io.err(s.replace(/\n$/, '')),
+    });
   return program;
+}
+
+/** Runs `dif-train argv...`; resolves to the exit code ({@link EXIT}). Never throws. */
+export async function main(argv: string[], io: CliIo = defaultIo()): Promise<number> {
+  const exit: ExitState = { code: EXIT.ok };
+  try {
+    await createProgram(io, exit).parseAsync(argv, { from: 'user' });
+    return exit.code;
+  } catch (err) {
+    return reportError(err, io.err);
+  }
 }

@@ -1,18 +1,18 @@
 /** Worker thread of the data-parallel DDPM trainer (see workers.ts). */
 import { parentPort } from 'node:worker_threads';
 import { useBackend } from '@dif-fusion/backends';
-import { TfParamStore } from '@dif-fusion/nn';
+import { GaussianDiffusion } from '@dif-fusion/diffusion';
+import { Adam, type Conv2dFn, conv2dFor, TfParamStore } from '@dif-fusion/nn';
+import { NoiseSchedule } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { shardLossAndGrads } from './ddpm';
-import { buildDenoiser, convFor, type Denoiser } from './model';
-import { Adam } from './optim';
+import { buildDenoiser } from './model';
 import { flatten, unflatten, type WorkerInit } from './workers';
 
-let denoiser: Denoiser;
+let diffusion: GaussianDiffusion;
 let store: TfParamStore;
 let optimizer: Adam;
-let conv2d: ReturnType<typeof convFor>;
-let lossType: 'l1' | 'l2' = 'l2';
+let conv2d: Conv2dFn | undefined;
 let crop = 0;
 let names: string[] = [];
 let shapes: number[][] = [];
@@ -22,19 +22,21 @@ port.on('message', async (m: any) => {
   try {
     if (m.type === 'init') {
       const init = m.init as WorkerInit;
-      const backend = await useBackend(init.backend as never);
-      denoiser = buildDenoiser(init.unet, init.crop);
+      const backend = await useBackend(init.backend);
+      const denoiser = buildDenoiser(init.unet, init.crop);
+      diffusion = new GaussianDiffusion(denoiser.unet, NoiseSchedule.fromJSON(init.schedule), {
+        loss: init.lossType,
+      });
       store = TfParamStore.fromTorch(denoiser.params, init.weights);
       names = store.names();
       shapes = names.map((n) => store.get(n).shape.slice());
       optimizer = new Adam(new Map(names.map((n) => [n, store.get(n)])), init.optimizer);
       optimizer.load(init.optimizer);
-      conv2d = convFor(backend);
-      lossType = init.lossType;
+      conv2d = conv2dFor(backend);
       crop = init.crop;
       port.postMessage({ type: 'ready' });
     } else if (m.type === 'step') {
-      const r = shardLossAndGrads(denoiser, store, conv2d, lossType, { ...m, crop });
+      const r = shardLossAndGrads(diffusion, store, conv2d, { ...m, crop });
       const flat = flatten(names.map((n) => r.grads.get(n)!));
       tf.dispose([...r.grads.values()]);
       port.postMessage({ type: 'grads', loss: r.loss, grads: flat }, [flat.buffer as ArrayBuffer]);

@@ -69,7 +69,14 @@ describe('data-parallel workers', () => {
         ...TINY_DDPM,
         datasets: { train: { dataroot: null, resolution: 16, batch_size: 4 } },
       };
-      const base = { config: cfg, data, quiet: true, handleSigint: false, iters: 4 };
+      const base = {
+        config: cfg,
+        data,
+        quiet: true,
+        handleSigint: false,
+        iters: 4,
+        backend: 'wasm' as const, // workers are a tfjs-backend feature
+      };
       const one = await trainDdpm({ ...base, out: join(root, 'w1'), workers: 1 });
       const two = await trainDdpm({ ...base, out: join(root, 'w2'), workers: 2 });
       expect(two.workers).toBe(2);

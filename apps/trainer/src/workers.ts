@@ -8,18 +8,20 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { TorchWeights } from '@dif-fusion/nn';
+import type { BackendName } from '@dif-fusion/backends';
+import type { OptimizerState, TorchWeights } from '@dif-fusion/nn';
 import * as tf from '@tensorflow/tfjs-core';
-import type { OptimizerState } from './checkpoint';
-import type { UnetJson } from './config';
+import type { BetaScheduleJson, UnetJson } from './config';
 
 export interface WorkerInit {
-  backend: string;
+  backend: BackendName;
   unet: UnetJson;
   crop: number;
   weights: TorchWeights;
   optimizer: OptimizerState;
   lossType: 'l1' | 'l2';
+  /** model.beta_schedule.train. */
+  schedule: BetaScheduleJson;
 }
 
 export interface StepArgs {

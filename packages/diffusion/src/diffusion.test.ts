@@ -1,7 +1,7 @@
 import { useBackend } from '@dif-fusion/backends';
 import { readSafetensors } from '@dif-fusion/io';
 import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore } from '@dif-fusion/nn';
-import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { drawDdpmStep, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
@@ -94,7 +94,7 @@ describe('GaussianDiffusion on a tiny UNet', () => {
     expect(await a[1].fd[0].data()).toEqual(await b[1].fd[0].data());
     expect(await a[1].fd[0].data()).not.toEqual(await c[1].fd[0].data());
     // Explicit noise equal to fusionNoise(seed) gives the same features.
-    const all = fusionNoise(7, 2, 2, 4, 8, 8);
+    const all = fusionNoise(7, { k: 2, n: 2, channels: 4, height: 8, width: 8 });
     const per = 2 * 4 * 8 * 8;
     const noise = [0, 1].map((k) =>
       nchwToNhwc(tf.tensor(all.subarray(k * per, (k + 1) * per), [2, 4, 8, 8])),
@@ -113,16 +113,30 @@ describe('GaussianDiffusion on a tiny UNet', () => {
 
   it('pLosses is the element mean of |eps - eps_theta| for the drawn t, levels and noise', async () => {
     const x = tf.tensor(new Rng(2).normalArray(2 * 8 * 8 * 4), [2, 8, 8, 4]);
-    const loss = (await diffusion.pLosses(ops, x, new Rng(5)).data())[0];
-    // Recompute by hand with the same draws.
+    const l1 = new GaussianDiffusion(tiny, schedule, { loss: 'l1' });
+    const draws = drawDdpmStep(schedule, new Rng(5), 2, x.size);
+    const noise = tf.tensor(draws.noise, x.shape);
+    const loss = (
+      await tf.tidy(() => l1.pLosses(ops, x, { levels: draws.levels, noise })).data()
+    )[0];
+    // Recompute by hand with the same draws, in the order t, levels, noise.
     const rng = new Rng(5);
     const t = schedule.sampleTimestep(rng);
     const levels = schedule.continuousNoiseLevels(t, 2, rng);
-    const noise = tf.tensor(rng.normalArray(x.size), x.shape);
+    expect(draws.t).toBe(t);
+    expect(draws.levels).toEqual(levels);
+    expect(draws.noise).toEqual(rng.normalArray(x.size));
     const lv = tf.tensor2d(levels, [2, 1]);
     const eps = tiny.forward(ops, diffusion.qSample(x, lv, noise), lv);
     const expected = (await tf.mean(tf.abs(tf.sub(noise, eps))).data())[0];
     expect(loss).toBeCloseTo(expected, 6);
+    // A shard passing the whole batch's element count: half the batch, half the mean.
+    const half = tf.tidy(() =>
+      l1.pLosses(ops, x, { levels: draws.levels, noise }, 2 * x.size).dataSync(),
+    )[0];
+    expect(half).toBeCloseTo(expected / 2, 6);
+    // The default loss is the reference configs' l2.
+    expect(new GaussianDiffusion(tiny, schedule).loss).toBe('l2');
   });
 
   it('predictStartFromNoise inverts qSample at the sampling level', async () => {

@@ -5,14 +5,30 @@
  * layout); the schedule arrays come from the pure @dif-fusion/schedules.
  */
 import type { Ops, TfOps } from '@dif-fusion/nn';
-import { type NoiseSchedule, Rng, stridedTimesteps } from '@dif-fusion/schedules';
+import {
+  deriveSeed,
+  fusionNoise,
+  type NoiseSchedule,
+  Rng,
+  stridedTimesteps,
+} from '@dif-fusion/schedules';
+
+/** The fusion noise for a seed (defined in @dif-fusion/schedules, beside Rng). */
+export { fusionNoise };
+
 import type { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
 export type DiffusionLoss = 'l1' | 'l2';
 
+/** The loss of the reference configs (`model.diffusion.loss: "l2"`) and dif-train's default. */
+export const DEFAULT_DIFFUSION_LOSS: DiffusionLoss = 'l2';
+
 export interface GaussianDiffusionOptions {
-  /** Loss between the true and predicted noise (config `model.diffusion.loss`; default l1, as the reference). */
+  /**
+   * Loss between the true and predicted noise (config `model.diffusion.loss`; default
+   * {@link DEFAULT_DIFFUSION_LOSS}, the reference configs' l2).
+   */
   loss?: DiffusionLoss;
 }
 
@@ -38,27 +54,30 @@ export interface StepFeatures {
 }
 
 /**
- * The deterministic fusion noise for a seed: `[K, N, C, H, W]` standard normal values from
- * the project Rng, row-major (the same numbers the ONNX runtime feeds its `noise` input,
- * so tfjs and ORT fuse identically for a seed).
- */
-export function fusionNoise(
-  seed: number,
-  k: number,
-  n: number,
-  c: number,
-  h: number,
-  w: number,
-): Float32Array {
-  return new Rng(seed).normalArray(k * n * c * h * w);
-}
-
-/**
  * q(x_t | x_0) with SR3's continuous level (eq. 4 of Ho et al. with sqrt(alpha_bar) = level):
  * x_t = level * x0 + sqrt(1 - level^2) * noise. Written on Ops so the ONNX export reuses it.
  */
 export function qSampleOps<T>(ops: Ops<T>, xStart: T, level: number, noise: T): T {
   return ops.axpby(level, xStart, Math.sqrt(1 - level * level), noise);
+}
+
+/**
+ * q(x_t | x_0) on tensors, one level per sample: x_t = level * x0 + sqrt(1 - level^2) * noise
+ * (eq. 4 of Ho et al. with SR3's continuous level), `levels` `[N, 1]`, x0 and noise NHWC.
+ */
+export function qSample(xStart: tf.Tensor, levels: tf.Tensor, noise: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const l = tf.reshape(levels, [-1, 1, 1, 1]);
+    return tf.add(tf.mul(xStart, l), tf.mul(noise, tf.sqrt(tf.sub(1, tf.square(l)))));
+  });
+}
+
+/** The random inputs of a loss evaluation (see @dif-fusion/schedules drawDdpmStep). */
+export interface LossDraws {
+  /** One continuous noise level per sample. */
+  levels: Float32Array;
+  /** Standard normal noise, NHWC like x0. */
+  noise: tf.Tensor;
 }
 
 export class GaussianDiffusion {
@@ -69,7 +88,7 @@ export class GaussianDiffusion {
     readonly schedule: NoiseSchedule,
     options: GaussianDiffusionOptions = {},
   ) {
-    this.loss = options.loss ?? 'l1';
+    this.loss = options.loss ?? DEFAULT_DIFFUSION_LOSS;
   }
 
   get numTimesteps(): number {
@@ -78,32 +97,25 @@ export class GaussianDiffusion {
 
   /** x_t = level * x0 + sqrt(1 - level^2) * noise, levels `[N, 1]` (one per sample). */
   qSample(xStart: tf.Tensor, levels: tf.Tensor, noise: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => {
-      const l = tf.reshape(levels, [-1, 1, 1, 1]);
-      return tf.add(tf.mul(xStart, l), tf.mul(noise, tf.sqrt(tf.sub(1, tf.square(l)))));
-    });
+    return qSample(xStart, levels, noise);
   }
 
   /**
-   * The training loss (SR3 p_losses): one t uniform in 1..T per batch, one continuous level
-   * per sample uniform in [sqrt_acp_prev[t-1], sqrt_acp_prev[t]], noise ~ N(0, I), and
-   * |eps - eps_theta(x_t, level)| (l1) or its square (l2) summed and divided by the element
-   * count. Draws from `rng` in this order: t, levels, noise (row-major NHWC).
+   * The training loss (SR3 p_losses) for pre-drawn levels and noise (drawDdpmStep: one t
+   * per batch, one continuous level per sample uniform in [sqrt_acp_prev[t], sqrt_acp_prev[t-1]),
+   * noise ~ N(0, I)): sum(|eps - eps_theta(x_t, level)|) (l1) or of its square (l2), divided
+   * by `denom` (default the element count of `xStart`; a data-parallel shard passes the whole
+   * batch's, so the shards' losses and gradients add up to the batch's). Records no tidy of
+   * its own: call it inside `tf.variableGrads` / `tf.tidy`.
    */
-  pLosses(ops: TfOps, xStart: tf.Tensor, rng: Rng): tf.Scalar {
+  pLosses(ops: TfOps, xStart: tf.Tensor, draws: LossDraws, denom = xStart.size): tf.Scalar {
     const n = xStart.shape[0];
-    const t = this.schedule.sampleTimestep(rng);
-    const levels = this.schedule.continuousNoiseLevels(t, n, rng);
-    const noiseData = rng.normalArray(xStart.size);
-    return tf.tidy(() => {
-      const noise = tf.tensor(noiseData, xStart.shape);
-      const level = tf.tensor2d(levels, [n, 1]);
-      const xNoisy = this.qSample(xStart, level, noise);
-      const eps = this.denoiser.forward(ops, xNoisy, level);
-      const diff = tf.sub(noise, eps);
-      const per = this.loss === 'l1' ? tf.abs(diff) : tf.square(diff);
-      return tf.div(tf.sum(per), xStart.size) as tf.Scalar;
-    });
+    const level = tf.tensor2d(draws.levels, [n, 1]);
+    const xNoisy = qSample(xStart, level, draws.noise);
+    const eps = this.denoiser.forward(ops, xNoisy, level);
+    const diff = tf.sub(draws.noise, eps);
+    const per = this.loss === 'l1' ? tf.abs(diff) : tf.square(diff);
+    return tf.div(tf.sum(per), denom) as tf.Scalar;
   }
 
   /** x0 = sqrt(1/acp[t]) x_t - sqrt(1/acp[t] - 1) eps (t an index 0..T-1, eq. 11 inverted). */
@@ -227,7 +239,7 @@ export class GaussianDiffusion {
       return options.levels.slice();
     }
     if (options.random) {
-      const rng = new Rng((options.seed ?? 0) ^ 0x5eed1e7e);
+      const rng = new Rng(deriveSeed(options.seed ?? 0, 'featureLevels'));
       return timesteps.map((t) => this.schedule.continuousNoiseLevel(t, rng));
     }
     return timesteps.map((t) => this.schedule.midpointNoiseLevel(t));
@@ -251,7 +263,13 @@ export class GaussianDiffusion {
     if (noise && noise.length !== timesteps.length)
       throw new Error(`features: ${noise.length} noise tensors for ${timesteps.length} time steps`);
     if (!noise) {
-      const all = fusionNoise(options.seed ?? 0, timesteps.length, n, c, h, w);
+      const all = fusionNoise(options.seed ?? 0, {
+        k: timesteps.length,
+        n,
+        channels: c,
+        height: h,
+        width: w,
+      });
       const per = n * c * h * w;
       noise = timesteps.map((_, k) =>
         tf.tidy(() =>

@@ -1,1 +1,2 @@
+export * from './feature-extractor';
 export * from './gaussian-diffusion';

@@ -5,6 +5,8 @@
  * `channel_multiplier`); the official `model_df.t` is called `time_steps` here and accepted
  * as `t` on input.
  */
+import { DifFusionError } from '@dif-fusion/schedules';
+import { type ParseError, parse as parseJsonc, printParseErrorCode } from 'jsonc-parser';
 
 /**
  * - `reference`: exactly the official forward pass: the output of the finest-scale Block is
@@ -147,29 +149,22 @@ export function headConfigToJSON(cfg: FusionHeadConfig): FusionHeadConfig {
 }
 
 /**
- * Parse JSON that may hold `//` line comments outside strings, as the reference's config files
- * do (its parser drops everything after `//` on each line), and trailing commas.
+ * Parse JSON that may hold `//` and block comments and trailing commas, as the reference's
+ * config files do (jsonc-parser: strings are left alone, `"a // b"` stays a string).
+ * Invalid JSON is a one-line DifFusionError naming `source`, the problem and where it is.
  */
-export function parseJsonWithComments(text: string): unknown {
-  let out = '';
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (inString) {
-      out += ch;
-      if (ch === '\\') out += text[++i] ?? '';
-      else if (ch === '"') inString = false;
-    } else if (ch === '"') {
-      inString = true;
-      out += ch;
-    } else if (ch === '/' && text[i + 1] === '/') {
-      while (i < text.length && text[i] !== '\n') i++;
-      out += '\n';
-    } else if (ch === '}' || ch === ']') {
-      out = out.replace(/,(\s*)$/, '$1') + ch; // trailing comma
-    } else out += ch;
+export function parseJsonWithComments(text: string, source = 'config'): unknown {
+  const errors: ParseError[] = [];
+  const value = parseJsonc(text, errors, { allowTrailingComma: true, disallowComments: false });
+  if (errors.length > 0) {
+    const { error, offset } = errors[0];
+    const before = text.slice(0, offset).split('\n');
+    throw new DifFusionError(
+      `${source}: invalid JSON (${printParseErrorCode(error)} at line ${before.length}, column ${before[before.length - 1].length + 1})`,
+      { path: source === 'config' ? undefined : source },
+    );
   }
-  return JSON.parse(out);
+  return value;
 }
 
 /**

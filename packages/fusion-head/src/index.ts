@@ -14,10 +14,10 @@
  * - Loss (`./loss`, tfjs): `fusionLoss` (intensity + alpha * gradient + optional
  *   colour-fidelity term), `sobelMagnitude`, `chroma`, `FusionLossOptions`,
  *   `FusionLossResult`, `ImageLayout`.
- * - Training (`./train`, tfjs): `HeadTrainer`, `headTrainStep`, `makeFeatureExtractor`,
- *   `ddpmInput`, `disposeFeatures`, `headOptimizer`, `setLearningRate`, `headLearningRate`,
- *   and the types `FusionBatch`, `HeadFeatures`, `HeadFeatureExtractor`, `DenoiserFeatures`,
- *   `NoiseLevels`, `FeatureExtractorOptions`, `HeadParamSource`, `NamedGradientOptimizer`,
+ * - Training (`./train`, tfjs): `HeadTrainer`, `headTrainStep`, `ddpmInput`,
+ *   `disposeFeatures`, `headOptimizer`, `setLearningRate`, `headLearningRate`, and the types
+ *   `FusionBatch`, `HeadFeatures`, `HeadFeatureExtractor` (the frozen DDPM's extractor is
+ *   @dif-fusion/diffusion's `makeFeatureExtractor`), `HeadParamSource`, `NamedGradientOptimizer`,
  *   `HeadOptimizerLike`, `HeadStepArgs`, `HeadStepResult`, `HeadLossValues`,
  *   `HeadTrainerOptions`.
  */

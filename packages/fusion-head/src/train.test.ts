@@ -1,3 +1,4 @@
+import { type DenoiserFeatures, makeFeatureExtractor } from '@dif-fusion/diffusion';
 import { Conv2d, fastConv2d, TfOps, TfParamStore } from '@dif-fusion/nn';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
@@ -7,12 +8,10 @@ import '@tensorflow/tfjs-backend-cpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FusionHead } from './head';
 import {
-  type DenoiserFeatures,
   type FusionBatch,
   HeadTrainer,
   headLearningRate,
   headTrainStep,
-  makeFeatureExtractor,
   type NamedGradientOptimizer,
 } from './train';
 

@@ -7,7 +7,6 @@
  * loss are differentiated with respect to the head's parameters alone.
  */
 import { type Conv2dFn, TfOps, type TfParamSource } from '@dif-fusion/nn';
-import { Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import type { FusionHead } from './head';
 import { type FusionLossOptions, fusionLoss } from './loss';
@@ -49,84 +48,6 @@ export type HeadFeatureExtractor = (
   timeSteps: readonly number[],
   indices: readonly number[],
 ) => HeadFeatures;
-
-/** The part of a noise schedule the extractor needs (@dif-fusion/schedules NoiseSchedule). */
-export interface NoiseLevels {
-  /** Deterministic level for timestep t: midpoint of sqrt_alphas_cumprod_prev[t-1..t]. */
-  midpointNoiseLevel(t: number): number;
-  /** Official feats(): `batch` levels uniform in [sqrt_alphas_cumprod_prev[t-1], [t]). */
-  continuousNoiseLevels(t: number, batch: number, rng: Rng): Float32Array;
-}
-
-/**
- * The denoiser's feature pass: reversed decoder features (fd) of `xNoisy` (NHWC
- * `[N,H,W,C]`) at continuous noise levels `level` (`[N,1]`), e.g. the UNet's features
- * method. Runs forward only.
- */
-export type DenoiserFeatures = (xNoisy: tf.Tensor4D, level: tf.Tensor2D) => tf.Tensor[];
-
-export interface FeatureExtractorOptions {
-  /**
-   * - `fixed` (default): deterministic features: the midpoint noise level of each time step
-   *   and the same seeded noise for every batch of the same shape (what inference does).
-   * - `random`: as the official feats(): a uniformly drawn continuous level per sample and
-   *   fresh Gaussian noise on every call (from a seeded stream, so runs still reproduce).
-   */
-  noise?: 'fixed' | 'random';
-  /** Seed of the noise (default 0). */
-  seed?: number;
-}
-
-/** Seeded standard-normal tensor. */
-function normalTensor(rng: Rng, shape: number[]): tf.Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const data = new Float32Array(n);
-  for (let i = 0; i < n; i++) data[i] = rng.normal();
-  return tf.tensor(data, shape, 'float32');
-}
-
-/**
- * A HeadFeatureExtractor doing what the official `GaussianDiffusion.feats` does for each
- * time step: x_noisy = level * x_start + sqrt(1 - level^2) * noise, then the denoiser's
- * decoder features. Tensors not in `indices` are disposed.
- */
-export function makeFeatureExtractor(
-  denoiser: DenoiserFeatures,
-  schedule: NoiseLevels,
-  options: FeatureExtractorOptions = {},
-): HeadFeatureExtractor {
-  const mode = options.noise ?? 'fixed';
-  const seed = options.seed ?? 0;
-  const stream = new Rng(seed);
-  return (xStart, timeSteps, indices) => {
-    const [n] = xStart.shape;
-    const keep = new Set(indices);
-    return timeSteps.map((t, k) => {
-      const fd = tf.tidy(() => {
-        let levels: Float32Array;
-        let noise: tf.Tensor;
-        if (mode === 'fixed') {
-          levels = new Float32Array(n).fill(schedule.midpointNoiseLevel(t));
-          // One stream per time step index, restarted every call: identical noise each batch.
-          noise = normalTensor(new Rng((seed ^ Math.imul(0x9e3779b1, k + 1)) >>> 0), xStart.shape);
-        } else {
-          levels = schedule.continuousNoiseLevels(t, n, stream);
-          noise = normalTensor(stream, xStart.shape);
-        }
-        const level = tf.tensor2d(levels, [n, 1]);
-        const a = tf.reshape(level, [n, 1, 1, 1]);
-        const b = tf.sqrt(tf.sub(1, tf.square(a)));
-        const xNoisy = tf.add(tf.mul(a, xStart), tf.mul(b, noise)) as tf.Tensor4D;
-        return denoiser(xNoisy, level);
-      });
-      return fd.map((f, i) => {
-        if (keep.has(i)) return f;
-        f.dispose();
-        return null;
-      });
-    });
-  };
-}
 
 /** The batch's sources in TfOps's NHWC layout (for the head variants that read them). */
 function nhwcSources(batch: FusionBatch): { vis: tf.Tensor; ir: tf.Tensor } {
@@ -277,7 +198,7 @@ export interface HeadTrainerOptions {
   head: FusionHead;
   /** Head parameters (e.g. TfParamStore.init(head.params(), seed) or .fromTorch(...)). */
   params: HeadParamSource;
-  /** Frozen-DDPM features (see makeFeatureExtractor). */
+  /** Frozen-DDPM features (see @dif-fusion/diffusion makeFeatureExtractor). */
   features: HeadFeatureExtractor;
   /** Default: headOptimizer('adam', lr) (tf.train.adam with PyTorch's eps). */
   optimizer?: HeadOptimizerLike;

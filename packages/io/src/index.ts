@@ -1,4 +1,5 @@
 export * from './atomic';
+export * from './center-crops';
 export * from './convert';
 export * from './dataset';
 export * from './errors';

@@ -4,7 +4,7 @@
  * Images smaller than the crop are first upscaled as the reference's transform_augment does
  * (torchvision Resize(crop): the shorter side becomes `crop`, bilinear, aspect kept).
  */
-import { Rng } from '@dif-fusion/schedules';
+import { Rng, type RngState } from '@dif-fusion/schedules';
 import type { FloatImage } from './convert';
 import { imageToFloat } from './convert';
 import type { PairImages } from './dataset';
@@ -139,7 +139,7 @@ export interface TrainingBatch {
 }
 
 export interface SamplerState {
-  rng: ReturnType<Rng['getState']>;
+  rng: RngState;
   epoch: number;
   position: number;
   order: number[];

@@ -3,8 +3,8 @@ import { Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { relErr } from '../../../test/shared';
+import { plainConv2d } from './conv';
 import { fastConv2d, fastMatMul } from './fast-conv';
-import { plainConv2d } from './tf-ops';
 
 /** Reference conv in float64: x [n,h,w,c], w [kh,kw,c,o] (NHWC / tf layout). */
 function convRef(

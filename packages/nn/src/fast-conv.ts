@@ -11,7 +11,7 @@
  *   kernel (dilated by the stride) — see `convFilterGrad`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Conv2dFn } from './tf-ops';
+import type { Conv2dFn } from './conv';
 
 type Conv = (x: tf.Tensor4D, w: tf.Tensor4D) => tf.Tensor4D;
 
@@ -163,15 +163,7 @@ export function convFilterGrad(
     const p = padding;
     const c = x.shape[3];
     const o = dy.shape[3];
-    const xp =
-      p === 0
-        ? x
-        : tf.pad(x, [
-            [0, 0],
-            [p, p],
-            [p, p],
-            [0, 0],
-          ]);
+    const xp = padOrCrop(x, p, p, p, p);
     const xT = tf.transpose(xp, [3, 1, 2, 0]) as tf.Tensor4D; // [I, H', W', N]
     const dyT = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D; // [Ho, Wo, N, O]
     // Output spatial size is kh + ((H' - kh) mod s) >= kh: keep the first kh x kw.
@@ -209,4 +201,13 @@ export function fastMatMul(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
     ) => tf.Tensor2D;
   }
   return matMulFn(a, b);
+}
+
+/**
+ * The convolution to train with on a tfjs backend (the name `useBackend` returns):
+ * fastConv2d where tfjs's convolution gradients are slow or missing (wasm, cpu), tfjs's own
+ * (undefined: TfOps's default) on the native `tensorflow` backend.
+ */
+export function conv2dFor(backend: string): Conv2dFn | undefined {
+  return backend === 'tensorflow' ? undefined : fastConv2d;
 }

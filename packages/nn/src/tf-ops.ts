@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { type Conv2dFn, plainConv2d } from './conv';
 import { fastMatMul } from './fast-conv';
 // tfjs-core alone registers no gradients (the @tensorflow/tfjs bundle does): training needs them.
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
@@ -41,17 +42,6 @@ export function tfToTorch(t: tf.Tensor): tf.Tensor {
 /** NCHW -> NHWC and back, for feeding and reading images at the boundary. */
 export const nchwToNhwc = (x: tf.Tensor): tf.Tensor => tf.transpose(x, [0, 2, 3, 1]);
 export const nhwcToNchw = (x: tf.Tensor): tf.Tensor => tf.transpose(x, [0, 3, 1, 2]);
-
-export type Conv2dFn = (
-  x: tf.Tensor4D,
-  w: tf.Tensor4D,
-  stride: number,
-  padding: number,
-) => tf.Tensor4D;
-
-/** Plain tfjs convolution (NHWC, explicit symmetric padding). */
-export const plainConv2d: Conv2dFn = (x, w, stride, padding) =>
-  tf.conv2d(x, w, stride, padding === 0 ? 'valid' : padding);
 
 /** Ops realised on TensorFlow.js tensors (NHWC). */
 export class TfOps implements Ops<tf.Tensor> {

@@ -16,47 +16,33 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FusionHead, type FusionHeadMode, headConfigFromReference } from '@dif-fusion/fusion-head';
-import { UNet, type UNetConfig } from '@dif-fusion/unet';
+import {
+  FusionHead,
+  type FusionHeadMode,
+  headConfigFromReference,
+  parseJsonWithComments,
+} from '@dif-fusion/fusion-head';
+import {
+  PAPER_UNET_CONFIG,
+  UNet,
+  type UNetConfig,
+  unetConfigFromReference,
+  unetConfigToReference,
+} from '@dif-fusion/unet';
 import { exportFusionModel, randomWeights } from './export';
 import { fusionFlops } from './flops';
 import { GraphBuilder } from './graph';
 import { loadFusionModel } from './runtime';
 import { openSession, runFloat } from './session';
 
+// The paper's UNet (config/ddpm_train.json), dropout off, and its head (fusion_train.json).
+const paperUnet: UNetConfig = { ...PAPER_UNET_CONFIG, dropout: 0 };
+const HEAD = { feat_scales: [2, 5, 8, 11, 14], t: [5, 50, 100] };
 const PRESETS: Record<string, { unet: UNetConfig; feat_scales: number[]; t: number[] }> = {
   // dif-train's default DDPM size (inner_channel 32), attention only in the middle.
-  small: {
-    unet: {
-      in_channel: 4,
-      out_channel: 4,
-      inner_channel: 32,
-      norm_groups: 32,
-      channel_mults: [1, 2, 4, 8, 8],
-      attn_res: [16],
-      res_blocks: 2,
-      dropout: 0,
-      image_size: 160,
-    },
-    feat_scales: [2, 5, 8, 11, 14],
-    t: [5, 50, 100],
-  },
-  // The paper's configuration (config/ddpm_train.json + fusion_train.json).
-  paper: {
-    unet: {
-      in_channel: 4,
-      out_channel: 4,
-      inner_channel: 128,
-      norm_groups: 32,
-      channel_mults: [1, 2, 4, 8, 8],
-      attn_res: [16],
-      res_blocks: 2,
-      dropout: 0,
-      image_size: 160,
-    },
-    feat_scales: [2, 5, 8, 11, 14],
-    t: [5, 50, 100],
-  },
+  small: { unet: { ...paperUnet, inner_channel: 32 }, ...HEAD },
+  // The paper's configuration.
+  paper: { unet: paperUnet, ...HEAD },
 };
 
 const { values } = parseArgs({
@@ -87,15 +73,11 @@ let unetCfg: UNetConfig;
 let headCfg: ReturnType<typeof headConfigFromReference>;
 let label: string;
 if (values.config) {
-  const json = JSON.parse(readFileSync(values.config, 'utf8').replace(/^\s*\/\/.*$/gm, ''));
-  const u = json.model.unet;
-  unetCfg = {
-    ...u,
-    channel_mults: u.channel_mults ?? u.channel_multiplier,
-    norm_groups: u.norm_groups ?? 32,
-    dropout: 0,
-    image_size: Number(values['image-size'] ?? json.model?.diffusion?.image_size ?? 160),
-  };
+  const json = parseJsonWithComments(readFileSync(values.config, 'utf8'), values.config) as any;
+  unetCfg = unetConfigFromReference(
+    { ...json.model.unet, dropout: 0 },
+    Number(values['image-size'] ?? json.model?.diffusion?.image_size ?? 160),
+  );
   headCfg = headConfigFromReference(json, { mode });
   label = values.config;
 } else {
@@ -106,7 +88,7 @@ if (values.config) {
   headCfg = headConfigFromReference(
     {
       model_df: { feat_scales: p.feat_scales, t: p.t },
-      model: { unet: { ...unetCfg, channel_multiplier: unetCfg.channel_mults } },
+      model: { unet: unetConfigToReference(unetCfg) },
     },
     { mode },
   );

@@ -12,6 +12,7 @@
  *   fused = head(split_k fd)
  */
 import { basename } from 'node:path';
+import { qSampleOps } from '@dif-fusion/diffusion';
 import {
   FusionHead,
   type FusionHeadConfig,
@@ -27,12 +28,13 @@ import {
   type TorchWeightsLike,
 } from '@dif-fusion/nn';
 import {
+  DifFusionError,
+  fillUniform,
   NoiseSchedule,
   type NoiseScheduleConfig,
   parseScheduleConfig,
 } from '@dif-fusion/schedules';
 import { UNet, type UNetConfig } from '@dif-fusion/unet';
-import { fillUniform } from './fast-rng';
 import {
   type Attr,
   attr,
@@ -72,12 +74,7 @@ export interface FusionGraphSpec {
 }
 
 /** A one-line error about what is being exported (mismatched configs, missing weights...). */
-export class ExportError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ExportError';
-  }
-}
+export class ExportError extends DifFusionError {}
 
 function asUNet(u: UNet | UNetConfig): UNet {
   return u instanceof UNet ? u : new UNet(u);
@@ -175,9 +172,7 @@ export function buildFusionGraph(
       : g
           .nodeN('Split', [noise], k, splitAttrs(k, opset), 'noise_k')
           .map((v) => g.node('Squeeze', [v, g.constI64([0])]));
-  const noisy = noises.map((nk, i) =>
-    unetOps.axpby(levels[i], x, Math.sqrt(1 - levels[i] ** 2), nk),
-  );
+  const noisy = noises.map((nk, i) => qSampleOps(unetOps, x, levels[i], nk));
   const batch = k === 1 ? noisy[0] : g.node('Concat', noisy, { axis: attr.int(0) });
   // level [K*N, 1]: level_k repeated N times.
   const nDim = g.node('Slice', [g.node('Shape', [ir]), g.constI64([0]), g.constI64([1])]);
@@ -279,8 +274,8 @@ export function exportFusionModel(dir: string, options: ExportFusionOptions): Ex
   const config: FusionModelConfig = {
     format: MODEL_FORMAT,
     format_version: MODEL_FORMAT_VERSION,
-    unet: { ...unet.config } as Record<string, unknown>,
-    head: headConfigToJSON(head.config) as unknown as Record<string, unknown>,
+    unet: { ...unet.config },
+    head: headConfigToJSON(head.config),
     time_steps: timeSteps,
     noise_levels: levels.slice(),
     noise_level_rule: rule,

@@ -1,4 +1,6 @@
 /** The `config.json` of a fusion model folder (written by export, read by the runtime). */
+import type { FusionHeadConfig } from '@dif-fusion/fusion-head';
+import type { UNetConfig } from '@dif-fusion/unet';
 
 export const MODEL_FORMAT = 'dif-fusion-model';
 export const MODEL_FORMAT_VERSION = 1;
@@ -17,9 +19,9 @@ export interface FusionModelConfig {
   format: typeof MODEL_FORMAT;
   format_version: number;
   /** UNet config JSON (as the unet package writes it). */
-  unet: Record<string, unknown>;
+  unet: UNetConfig;
   /** Fusion head config JSON (as the fusion-head package writes it). */
-  head: Record<string, unknown>;
+  head: FusionHeadConfig;
   /** Diffusion time steps, in the order of the `noise` input's first axis. */
   time_steps: number[];
   /** Continuous noise level sqrt(alpha_cumprod) used at each time step. */

@@ -4,20 +4,19 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { normalArray } from './fast-rng';
+import { DifFusionError, fusionNoise } from '@dif-fusion/schedules';
 import { checkModelFile } from './model-check';
 import { type FusionModelConfig, MODEL_FORMAT, MODEL_FORMAT_VERSION } from './model-config';
+
+/** The fusion noise for a seed (defined in @dif-fusion/schedules, beside Rng). */
+export { fusionNoise };
+
 import { type Device, OnnxRuntimeError, openSession, ort, type SessionOptions } from './session';
 
 export { OnnxRuntimeError } from './session';
 
 /** A problem with a model folder; `message` is one line naming the folder. */
-export class ModelFolderError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ModelFolderError';
-  }
-}
+export class ModelFolderError extends DifFusionError {}
 
 export const MODEL_FILE = 'model.onnx';
 export const CONFIG_FILE = 'config.json';
@@ -234,17 +233,4 @@ export async function loadFusionModel(
       await session.release();
     },
   };
-}
-
-/**
- * The noise a seed stands for: `[K, n, 4, height, width]` standard normal deviates from the
- * project Rng (xoshiro128** + Marsaglia polar), in row-major order. Same seed and shape,
- * same noise, on every platform.
- */
-export function fusionNoise(
-  seed: number,
-  shape: { k: number; n: number; height: number; width: number },
-): Float32Array {
-  const { k, n, height, width } = shape;
-  return normalArray(seed, k * n * 4 * height * width); // = new Rng(seed).normalArray(...), faster
 }

@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { DifFusionError, formatError } from '@dif-fusion/schedules';
 import ort from 'onnxruntime-node';
 
 export type Device = 'auto' | 'cuda' | 'cpu';
@@ -24,17 +25,7 @@ export interface OpenedSession {
 }
 
 /** Raised for problems a user can fix; `message` is one line. */
-export class OnnxRuntimeError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'OnnxRuntimeError';
-  }
-}
-
-function firstLine(e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
-  return (msg.split('\n').find((l) => l.trim() !== '') ?? msg).trim();
-}
+export class OnnxRuntimeError extends DifFusionError {}
 
 function baseOptions(threads?: number): ort.InferenceSession.SessionOptions {
   const o: ort.InferenceSession.SessionOptions = {
@@ -108,7 +99,7 @@ export async function openSession(
     } catch (e) {
       if (device === 'cuda')
         throw new OnnxRuntimeError(
-          `CUDA is unavailable for ONNX Runtime (${firstLine(e)}); install the CUDA provider (README, GPU section) or use --device cpu`,
+          `CUDA is unavailable for ONNX Runtime (${formatError(e)}); install the CUDA provider (README, GPU section) or use --device cpu`,
         );
     }
   }
@@ -116,7 +107,7 @@ export async function openSession(
     const session = await create(['cpu']);
     return { session, provider: 'cpu' };
   } catch (e) {
-    throw new OnnxRuntimeError(`ONNX Runtime could not load the model: ${firstLine(e)}`);
+    throw new OnnxRuntimeError(`ONNX Runtime could not load the model: ${formatError(e)}`);
   }
 }
 

@@ -1,3 +1,7 @@
 export * from './beta';
+export * from './draws';
+export * from './errors';
+export * from './fast-rng';
 export * from './noise-schedule';
 export * from './rng';
+export * from './seeds';

@@ -5,6 +5,12 @@
  * Written here rather than imported because we need a stable, serialisable state
  * (for exact training resume), which the common npm generators do not expose.
  */
+/** The whole state of an Rng (JSON): xoshiro128** words and the spare normal. */
+export interface RngState {
+  s: number[];
+  spare: number | null;
+}
+
 export class Rng {
   private s: Uint32Array;
   private spare: number | null = null;
@@ -95,11 +101,11 @@ export class Rng {
   }
 
   /** Serialisable state (for exact resume). */
-  getState(): { s: number[]; spare: number | null } {
+  getState(): RngState {
     return { s: Array.from(this.s), spare: this.spare };
   }
 
-  static fromState(state: { s: number[]; spare: number | null }): Rng {
+  static fromState(state: RngState): Rng {
     const r = new Rng(Uint32Array.from(state.s));
     r.spare = state.spare;
     return r;

@@ -23,26 +23,12 @@ import {
   makeBetaSchedule,
   type NoiseScheduleConfig,
 } from '@dif-fusion/schedules';
-import { UNet } from '@dif-fusion/unet';
+import { UNet, type UNetConfig } from '@dif-fusion/unet';
 import { PyDict, TorchImportError } from './pickle';
 import { PickledTensor, TorchCheckpoint } from './torch-file';
 
-/** The SR3 UNet config, official field names (models/sr3_modules/unet.py, config JSON). */
-export interface UnetConfigJSON {
-  in_channel: number;
-  out_channel: number;
-  inner_channel: number;
-  norm_groups: number;
-  channel_mults: number[];
-  attn_res: number[];
-  res_blocks: number;
-  dropout: number;
-  image_size: number;
-  /** Noise-level conditioning (`noise_level_mlp.*` present; official: true). */
-  with_noise_level_emb: boolean;
-  /** FeatureWiseAffine with scale and shift (`noise_func` output is 2 x channels; official: false). */
-  use_affine_level: boolean;
-}
+/** The SR3 UNet config with every field known (inferred from a checkpoint's tensors). */
+export type UnetConfigJSON = Required<UNetConfig>;
 
 /** The GaussianDiffusion buffers of the official DDPM state_dict (recomputed, never imported). */
 export const SCHEDULE_BUFFERS = [

@@ -77,3 +77,53 @@ export function parseUNetConfig(raw: unknown): UNetConfig {
   }
   return config;
 }
+
+/**
+ * A reference training config's `model.unet` block (config/ddpm_train.json): the official
+ * names, `channel_multiplier` for {@link UNetConfig.channel_mults}, no image size (that is
+ * `datasets.train.resolution`).
+ */
+export interface ReferenceUnetJson {
+  in_channel: number;
+  out_channel: number;
+  inner_channel: number;
+  norm_groups?: number;
+  channel_multiplier: number[];
+  attn_res?: number[];
+  res_blocks: number;
+  dropout?: number;
+}
+
+/**
+ * The one translation from a reference `model.unet` block to a UNetConfig at `imageSize`:
+ * `channel_multiplier` -> `channel_mults`, norm_groups 32, attn_res [] and dropout 0 when
+ * absent (the reference's defaults). Our own JSON (with `channel_mults`) is accepted as is.
+ * Checked by {@link parseUNetConfig}.
+ */
+export function unetConfigFromReference(
+  u: ReferenceUnetJson | Partial<UNetConfig> | Record<string, unknown>,
+  imageSize?: number,
+): UNetConfig {
+  const { channel_multiplier, ...rest } = u as Record<string, unknown>;
+  const raw: Record<string, unknown> = { ...rest };
+  raw.channel_mults ??= channel_multiplier;
+  if (imageSize !== undefined) raw.image_size = imageSize;
+  raw.norm_groups ??= 32;
+  raw.attn_res ??= [];
+  raw.dropout ??= 0;
+  return parseUNetConfig(raw);
+}
+
+/** The reference `model.unet` block of a UNet config (see {@link unetConfigFromReference}). */
+export function unetConfigToReference(c: UNetConfig): ReferenceUnetJson {
+  return {
+    in_channel: c.in_channel,
+    out_channel: c.out_channel,
+    inner_channel: c.inner_channel,
+    norm_groups: c.norm_groups,
+    channel_multiplier: c.channel_mults.slice(),
+    attn_res: c.attn_res.slice(),
+    res_blocks: c.res_blocks,
+    dropout: c.dropout,
+  };
+}

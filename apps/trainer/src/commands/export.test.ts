@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import { readSafetensors } from '@dif-fusion/io';
 import type { TorchWeights } from '@dif-fusion/nn';
 import { loadFusionModel, readModelConfig } from '@dif-fusion/onnx';
-import { Command } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
 import { golden, hasGolden, noteSkip } from '../../../../test/shared';
 import { saveCheckpoint } from '../checkpoint';
-import { registerExportCommand, runExport } from './export';
+import { runCli } from '../test-utils';
+import { runExport } from './export';
 
 noteSkip(hasGolden, 'golden');
 const root = mkdtempSync(join(tmpdir(), 'dif-train-export-'));
@@ -47,26 +47,7 @@ const tinyConfig = {
   },
 };
 
-async function cli(args: string[]): Promise<{ code: number; err: string }> {
-  const program = new Command().exitOverride();
-  registerExportCommand(program);
-  let err = '';
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((s: string) => {
-    err += s;
-    return true;
-  }) as typeof process.stderr.write;
-  const before = process.exitCode;
-  process.exitCode = 0;
-  try {
-    await program.parseAsync(['node', 'dif-train', 'export', ...args]);
-  } finally {
-    process.stderr.write = write;
-  }
-  const code = Number(process.exitCode ?? 0);
-  process.exitCode = before;
-  return { code, err };
-}
+const cli = (args: string[]) => runCli(['export', ...args]);
 
 describe.skipIf(!hasGolden)('dif-train export --ddpm --head', () => {
   it('exports golden-weight checkpoints; ORT output equals the golden fused image', async () => {

@@ -11,17 +11,20 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
+  FusionHead,
   type FusionHeadConfigInput,
   type FusionHeadMode,
   headConfigFromReference,
 } from '@dif-fusion/fusion-head';
 import type { ExportResult } from '@dif-fusion/onnx/export';
 import type { NoiseScheduleConfig } from '@dif-fusion/schedules';
-import { parseUNetConfig, type UNetConfig } from '@dif-fusion/unet';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { UNet, type UNetConfig, unetConfigFromReference } from '@dif-fusion/unet';
+import { type Command, Option } from 'commander';
 import { loadCheckpoint } from '../checkpoint';
+import { int } from '../cli-args';
 import { parseJsonWithComments } from '../config';
 import { formatError, UserError } from '../errors';
+import type { LoadedCheckpoint } from '../session';
 
 export interface ExportOptions {
   /** DDPM checkpoint (file, checkpoints folder or run folder). */
@@ -45,19 +48,6 @@ export interface ExportOptions {
   log?: (line: string) => void;
 }
 
-/** The UNet config from a reference `model.unet` block (channel_multiplier) or our own (channel_mults). */
-export function unetConfigFromJson(u: Record<string, unknown>, imageSize?: number): UNetConfig {
-  const raw: Record<string, unknown> = { ...u };
-  if (raw.channel_mults === undefined && raw.channel_multiplier !== undefined)
-    raw.channel_mults = raw.channel_multiplier;
-  delete raw.channel_multiplier;
-  if (imageSize !== undefined) raw.image_size = imageSize;
-  raw.norm_groups ??= 32;
-  raw.attn_res ??= [];
-  raw.dropout ??= 0;
-  return parseUNetConfig(raw);
-}
-
 function readJsonFile(path: string): Record<string, unknown> {
   if (!existsSync(path)) throw new UserError(`${path}: file not found`);
   let text: string;
@@ -74,7 +64,7 @@ function readJsonFile(path: string): Record<string, unknown> {
 
 /** Re-throw any error as a one-line UserError prefixed with `where` (unless it names a file already). */
 function userError(where: string, e: unknown): never {
-  if (e instanceof UserError) throw e;
+  if (UserError.isInstance(e)) throw e;
   const msg = formatError(e);
   throw new UserError(msg.startsWith('/') || msg.includes(where) ? msg : `${where}: ${msg}`);
 }
@@ -86,9 +76,8 @@ function checkOut(out: string): string {
   return dir;
 }
 
-/** Export a fusion model folder; returns what was written. */
-export async function runExport(opts: ExportOptions): Promise<ExportResult> {
-  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+/** Refuse combinations of options that do not make sense, before any work. */
+function checkExportOptions(opts: ExportOptions): void {
   if (!opts.out) throw new UserError('no output folder: pass -o DIR');
   const fromCkpt = opts.ddpm !== undefined || opts.head !== undefined;
   if (opts.randomInit && fromCkpt)
@@ -106,131 +95,146 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
     throw new UserError(
       '--mode, --image-size and --seed apply to --random-init only (a trained model keeps its own)',
     );
+}
+
+type OnnxExport = typeof import('@dif-fusion/onnx/export');
+
+/** Export a fusion model folder; returns what was written. */
+export async function runExport(opts: ExportOptions): Promise<ExportResult> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  checkExportOptions(opts);
   const dir = checkOut(opts.out);
   // Loaded lazily: onnxruntime-node and the graph builder are only needed here.
   const onnx = await import('@dif-fusion/onnx/export');
-  const { FusionHead } = await import('@dif-fusion/fusion-head');
-  const { UNet } = await import('@dif-fusion/unet');
-  const common = { opset: opts.opset, externalData: opts.externalData };
-
-  if (opts.randomInit) {
-    const configPath = opts.config;
-    if (!configPath)
-      throw new UserError('--random-init needs --config FILE (config/fusion_train.json format)');
-    const json = readJsonFile(configPath);
-    const model = (json.model ?? {}) as Record<string, any>;
-    if (!model.unet) throw new UserError(`${configPath}: model.unet is missing`);
-    const schedule = model.beta_schedule?.train as NoiseScheduleConfig | undefined;
-    if (!schedule) throw new UserError(`${configPath}: model.beta_schedule.train is missing`);
-    const datasets = json.datasets as { train?: { resolution?: number } } | undefined;
-    const imageSize =
-      opts.imageSize ?? model.diffusion?.image_size ?? datasets?.train?.resolution ?? 160;
-    const seed = opts.seed ?? 0;
-    let unetCfg: UNetConfig;
-    let headCfg: FusionHeadConfigInput;
-    try {
-      unetCfg = unetConfigFromJson(model.unet, imageSize);
-      const mode =
-        opts.mode ?? (json.model_df as { mode?: FusionHeadMode } | undefined)?.mode ?? 'full';
-      headCfg = headConfigFromReference(json, { mode });
-    } catch (e) {
-      userError(configPath, e);
-    }
-    // PyTorch's default init (uniform) for both networks, the head's orthogonal init
-    // included: fast at any size; orthogonalising the paper's 1024-channel convolutions
-    // would take minutes and does not change the timing.
-    const unet = new UNet(unetCfg, { init: 'torch' });
-    const head = new FusionHead(headCfg);
-    log(
-      `dif-train export: random weights (seed ${seed}), UNet inner_channel ${unetCfg.inner_channel} x [${unetCfg.channel_mults}], head mode ${head.config.mode}, time steps [${head.config.time_steps}]`,
-    );
-    const res = exportOrExplain(configPath, () =>
-      onnx.exportFusionModel(dir, {
-        ...common,
-        unet,
-        unetWeights: onnx.randomWeights(unet.params(), seed),
-        head,
-        headWeights: onnx.randomWeights(head.params(), seed, { orthogonal: 'uniform' }),
-        schedule,
-        seed,
-        provenance: {
-          source: 'random-init',
-          config: resolve(configPath),
-          exporter: 'dif-train export',
-        },
-      }),
-    );
-    report(log, res);
-    return res;
-  }
-
-  const ddpm = loadOrExplain(opts.ddpm!, 'ddpm');
-  const headCk = loadOrExplain(opts.head!, 'head');
-  let unetCfg: UNetConfig;
-  try {
-    const m = ddpm.model as Record<string, unknown>;
-    const fromCfg =
-      (ddpm.config as {
-        model?: { unet?: Record<string, unknown> };
-        datasets?: { train?: { resolution?: number } };
-      }) ?? {};
-    unetCfg =
-      m && (m.channel_mults !== undefined || m.channel_multiplier !== undefined)
-        ? unetConfigFromJson(m)
-        : unetConfigFromJson(fromCfg.model?.unet ?? {}, fromCfg.datasets?.train?.resolution);
-  } catch (e) {
-    userError(ddpm.path, e);
-  }
-  let head: InstanceType<typeof FusionHead>;
-  try {
-    head = new FusionHead(headCk.model as unknown as FusionHeadConfigInput);
-  } catch (e) {
-    userError(headCk.path, e);
-  }
-  const extra = headCk.extra as {
-    schedule?: NoiseScheduleConfig;
-    ddpm?: string;
-    ddpm_step?: number;
-  };
-  const headTrainCfg = headCk.config as {
-    model?: { beta_schedule?: { train?: NoiseScheduleConfig } };
-  };
-  const schedule = extra.schedule ?? headTrainCfg.model?.beta_schedule?.train;
-  if (!schedule)
-    throw new UserError(
-      `${headCk.path}: the checkpoint records no beta schedule (extra.schedule or config.model.beta_schedule.train)`,
-    );
-  if (extra.ddpm && resolve(extra.ddpm) !== ddpm.path)
-    log(
-      `note: the head was trained on ${extra.ddpm}${extra.ddpm_step !== undefined ? ` (step ${extra.ddpm_step})` : ''}, exporting it with ${ddpm.path} (step ${ddpm.step})`,
-    );
-  const unet = new UNet(unetCfg);
-  log(
-    `dif-train export: DDPM ${ddpm.path} (step ${ddpm.step}), head ${headCk.path} (step ${headCk.step}), head mode ${head.config.mode}, time steps [${head.config.time_steps}]`,
-  );
-  const res = exportOrExplain(headCk.path, () =>
-    onnx.exportFusionModel(dir, {
-      ...common,
-      unet,
-      unetWeights: ddpm.weights,
-      head,
-      headWeights: headCk.weights,
-      schedule,
-      provenance: {
-        source: 'checkpoints',
-        ddpm_checkpoint: ddpm.path,
-        ddpm_step: ddpm.step,
-        head_checkpoint: headCk.path,
-        head_step: headCk.step,
-        exporter: 'dif-train export',
-      },
-    }),
-  );
+  const res = opts.randomInit
+    ? exportRandomInit(opts, dir, onnx, log)
+    : exportCheckpoints(opts, dir, onnx, log);
   report(log, res);
   return res;
 }
 
-function loadOrExplain(path: string, kind: 'ddpm' | 'head') {
+/** --random-init: random weights for the networks a reference config describes. */
+function exportRandomInit(
+  opts: ExportOptions,
+  dir: string,
+  onnx: OnnxExport,
+  log: (line: string) => void,
+): ExportResult {
+  const configPath = opts.config;
+  if (!configPath)
+    throw new UserError('--random-init needs --config FILE (config/fusion_train.json format)');
+  const json = readJsonFile(configPath);
+  const model = (json.model ?? {}) as Record<string, any>;
+  if (!model.unet) throw new UserError(`${configPath}: model.unet is missing`);
+  const schedule = model.beta_schedule?.train as NoiseScheduleConfig | undefined;
+  if (!schedule) throw new UserError(`${configPath}: model.beta_schedule.train is missing`);
+  const datasets = json.datasets as { train?: { resolution?: number } } | undefined;
+  const imageSize =
+    opts.imageSize ?? model.diffusion?.image_size ?? datasets?.train?.resolution ?? 160;
+  const seed = opts.seed ?? 0;
+  let unetCfg: UNetConfig;
+  let headCfg: FusionHeadConfigInput;
+  try {
+    unetCfg = unetConfigFromReference(model.unet, imageSize);
+    const mode =
+      opts.mode ?? (json.model_df as { mode?: FusionHeadMode } | undefined)?.mode ?? 'full';
+    headCfg = headConfigFromReference(json, { mode });
+  } catch (e) {
+    userError(configPath, e);
+  }
+  // PyTorch's default init (uniform) for both networks, the head's orthogonal init
+  // included: fast at any size; orthogonalising the paper's 1024-channel convolutions
+  // would take minutes and does not change the timing.
+  const unet = new UNet(unetCfg, { init: 'torch' });
+  const head = new FusionHead(headCfg);
+  log(
+    `dif-train export: random weights (seed ${seed}), UNet inner_channel ${unetCfg.inner_channel} x [${unetCfg.channel_mults}], head mode ${head.config.mode}, time steps [${head.config.time_steps}]`,
+  );
+  return writeModel(configPath, dir, opts, onnx, {
+    unet,
+    unetWeights: onnx.randomWeights(unet.params(), seed),
+    head,
+    headWeights: onnx.randomWeights(head.params(), seed, { orthogonal: 'uniform' }),
+    schedule,
+    seed,
+    provenance: { source: 'random-init', config: resolve(configPath) },
+  });
+}
+
+/** The UNet config of a DDPM checkpoint: its model block, else its training config's. */
+function ddpmUnetConfig(ddpm: LoadedCheckpoint): UNetConfig {
+  try {
+    const m = ddpm.model;
+    if (m.channel_mults !== undefined || m.channel_multiplier !== undefined)
+      return unetConfigFromReference(m);
+    const cfg = ddpm.config as {
+      model?: { unet?: Record<string, unknown> };
+      datasets?: { train?: { resolution?: number } };
+    };
+    return unetConfigFromReference(cfg.model?.unet ?? {}, cfg.datasets?.train?.resolution);
+  } catch (e) {
+    userError(ddpm.path, e);
+  }
+}
+
+/** The beta schedule a head checkpoint was trained with. */
+function headSchedule(headCk: LoadedCheckpoint): NoiseScheduleConfig {
+  const config = headCk.config as { model?: { beta_schedule?: { train?: NoiseScheduleConfig } } };
+  const schedule =
+    (headCk.extra.schedule as NoiseScheduleConfig | undefined) ??
+    config.model?.beta_schedule?.train;
+  if (!schedule)
+    throw new UserError(
+      `${headCk.path}: the checkpoint records no beta schedule (extra.schedule or config.model.beta_schedule.train)`,
+    );
+  return schedule;
+}
+
+/** A trained model: the DDPM and head checkpoints' weights and configs. */
+function exportCheckpoints(
+  opts: ExportOptions,
+  dir: string,
+  onnx: OnnxExport,
+  log: (line: string) => void,
+): ExportResult {
+  const ddpm = loadOrExplain(opts.ddpm!, 'ddpm');
+  const headCk = loadOrExplain(opts.head!, 'head');
+  const unet = new UNet(ddpmUnetConfig(ddpm));
+  let head: FusionHead;
+  try {
+    head = new FusionHead(headCk.model as FusionHeadConfigInput);
+  } catch (e) {
+    userError(headCk.path, e);
+  }
+  const schedule = headSchedule(headCk);
+  const { ddpm: trainedOn, ddpm_step: trainedStep } = headCk.extra as {
+    ddpm?: string;
+    ddpm_step?: number;
+  };
+  if (trainedOn && resolve(trainedOn) !== ddpm.path)
+    log(
+      `note: the head was trained on ${trainedOn}${trainedStep !== undefined ? ` (step ${trainedStep})` : ''}, exporting it with ${ddpm.path} (step ${ddpm.step})`,
+    );
+  log(
+    `dif-train export: DDPM ${ddpm.path} (step ${ddpm.step}), head ${headCk.path} (step ${headCk.step}), head mode ${head.config.mode}, time steps [${head.config.time_steps}]`,
+  );
+  return writeModel(headCk.path, dir, opts, onnx, {
+    unet,
+    unetWeights: ddpm.weights,
+    head,
+    headWeights: headCk.weights,
+    schedule,
+    provenance: {
+      source: 'checkpoints',
+      ddpm_checkpoint: ddpm.path,
+      ddpm_step: ddpm.step,
+      head_checkpoint: headCk.path,
+      head_step: headCk.step,
+    },
+  });
+}
+
+function loadOrExplain(path: string, kind: 'ddpm' | 'head'): LoadedCheckpoint {
   try {
     return loadCheckpoint(path, kind);
   } catch (e) {
@@ -238,9 +242,21 @@ function loadOrExplain(path: string, kind: 'ddpm' | 'head') {
   }
 }
 
-function exportOrExplain(where: string, f: () => ExportResult): ExportResult {
+/** Write the model folder with the options' opset and external-data policy. */
+function writeModel(
+  where: string,
+  dir: string,
+  opts: ExportOptions,
+  onnx: OnnxExport,
+  model: Omit<Parameters<OnnxExport['exportFusionModel']>[1], 'opset' | 'externalData'>,
+): ExportResult {
   try {
-    return f();
+    return onnx.exportFusionModel(dir, {
+      ...model,
+      opset: opts.opset,
+      externalData: opts.externalData,
+      provenance: { ...model.provenance, exporter: 'dif-train export' },
+    });
   } catch (e) {
     userError(where, e);
   }
@@ -251,15 +267,6 @@ function report(log: (l: string) => void, r: ExportResult): void {
   log(
     `wrote ${r.dir}: model.onnx${r.config.external_data ? ' + model.onnx.data' : ''} (${mb} MB, ${r.weights.toLocaleString('en-US')} weights, ${r.nodes} nodes, opset ${r.config.opset}), config.json (noise levels [${r.config.noise_levels.map((l) => l.toFixed(6)).join(', ')}], feature indices [${r.config.feature_indices}])`,
   );
-}
-
-function int(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
-  };
 }
 
 /** Register `dif-train export` on the CLI program. */
@@ -307,22 +314,17 @@ Examples:
   dif-train export --config config/fusion_train.json --random-init -o /tmp/paper-size`,
     )
     .action(async (o: Record<string, unknown>) => {
-      try {
-        await runExport({
-          ddpm: o.ddpm as string | undefined,
-          head: o.head as string | undefined,
-          config: o.config as string | undefined,
-          randomInit: Boolean(o.randomInit),
-          out: o.out as string,
-          seed: o.seed as number | undefined,
-          mode: o.mode as FusionHeadMode | undefined,
-          imageSize: o.imageSize as number | undefined,
-          opset: o.opset as number,
-          externalData: o.externalData as 'auto' | 'always' | 'never',
-        });
-      } catch (e) {
-        process.stderr.write(`error: ${formatError(e)}\n`);
-        process.exitCode = 1;
-      }
+      await runExport({
+        ddpm: o.ddpm as string | undefined,
+        head: o.head as string | undefined,
+        config: o.config as string | undefined,
+        randomInit: Boolean(o.randomInit),
+        out: o.out as string,
+        seed: o.seed as number | undefined,
+        mode: o.mode as FusionHeadMode | undefined,
+        imageSize: o.imageSize as number | undefined,
+        opset: o.opset as number,
+        externalData: o.externalData as 'auto' | 'always' | 'never',
+      });
     });
 }

@@ -8,12 +8,12 @@ import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore } from '@dif-fusion/nn';
 import { loadFusionModel, readModelConfig } from '@dif-fusion/onnx';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
-import { Command } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
 import { relErr } from '../../../../test/shared';
 import { loadCheckpoint } from '../checkpoint';
+import { runCli } from '../test-utils';
 import { runExport } from './export';
-import { registerImportTorchCommand, runImportTorch, stepFromOfficialName } from './import-torch';
+import { runImportTorch, stepFromOfficialName } from './import-torch';
 
 /** PyTorch-made fixtures of @dif-fusion/torch-import (tiny official-layout checkpoints). */
 const FIX = join(__dirname, '..', '..', '..', '..', 'packages', 'torch-import', 'fixtures');
@@ -21,26 +21,7 @@ const root = mkdtempSync(join(tmpdir(), 'dif-train-import-torch-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 const quiet = () => {};
 
-async function cli(args: string[]): Promise<{ code: number; err: string }> {
-  const program = new Command().exitOverride();
-  registerImportTorchCommand(program);
-  let err = '';
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((s: string) => {
-    err += s;
-    return true;
-  }) as typeof process.stderr.write;
-  const before = process.exitCode;
-  process.exitCode = 0;
-  try {
-    await program.parseAsync(['node', 'dif-train', 'import-torch', ...args]);
-  } finally {
-    process.stderr.write = write;
-  }
-  const code = Number(process.exitCode ?? 0);
-  process.exitCode = before;
-  return { code, err };
-}
+const cli = (args: string[]) => runCli(['import-torch', ...args]);
 
 describe('dif-train import-torch', () => {
   // Official file names carry the iteration and epoch.
@@ -166,13 +147,11 @@ describe('dif-train import-torch', () => {
         [],
         /^error: .*ddpm_gen\.pth: norm_groups 32 does not divide .*--norm-groups\)\n$/,
       ],
+      // A bad option value is a usage error (exit code 2), the rest failures (1).
       ['ddpm_gen.pth', ['--schedule', '{"schedule":"nope"}'], /^error: .*unknown schedule 'nope'/],
     ] as const) {
-      const r = await cli(['--ddpm', join(FIX, file), '-o', out, ...extra]).catch((e: Error) => ({
-        code: 1,
-        err: `error: ${e.message}\n`,
-      }));
-      expect(r.code, file).toBe(1);
+      const r = await cli(['--ddpm', join(FIX, file), '-o', out, ...extra]);
+      expect(r.code, file).toBe(extra.length ? 2 : 1);
       expect(r.err, file).toMatch(want);
       expect(r.err.trimEnd().split('\n'), file).toHaveLength(1);
     }

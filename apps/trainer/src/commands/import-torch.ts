@@ -20,8 +20,10 @@ import {
   TorchImportError,
   type UnetConfigJSON,
 } from '@dif-fusion/torch-import';
+import { unetConfigToReference } from '@dif-fusion/unet';
 import { type Command, InvalidArgumentError } from 'commander';
 import { listCheckpoints, saveCheckpoint } from '../checkpoint';
+import { int } from '../cli-args';
 import { formatError, UserError } from '../errors';
 
 export interface ImportTorchOptions {
@@ -79,51 +81,14 @@ function prepareDir(dir: string, kind: 'ddpm' | 'head', force: boolean): void {
   for (const c of old) rmSync(c.path, { force: true });
 }
 
-/** Import the official checkpoints into DIR; returns the written checkpoint paths. */
-export async function runImportTorch(opts: ImportTorchOptions): Promise<ImportTorchResult> {
-  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  if (!opts.out) throw new UserError('no output folder: pass -o DIR');
-  for (const p of [opts.ddpm, opts.head])
-    if (p !== undefined && !existsSync(p)) throw new UserError(`${p}: no such file`);
-  const out = resolve(opts.out);
-  if (existsSync(out) && !statSync(out).isDirectory())
-    throw new UserError(`${opts.out}: exists and is not a folder`);
-  const ddpmDir = join(out, 'ddpm');
-  const headDir = join(out, 'head');
-  // Check before the (long) read, so a refusal costs nothing.
-  for (const [dir, kind] of [
-    [ddpmDir, 'ddpm'],
-    [headDir, 'head'],
-  ] as const)
-    if (!opts.force) prepareDir(dir, kind, false);
-
-  const r = await importDifFusion(
-    { ddpm: opts.ddpm, head: opts.head },
-    {
-      normGroups: opts.normGroups,
-      dropout: opts.dropout,
-      timeSteps: opts.timeSteps,
-      featScales: opts.featScales,
-      schedule: opts.schedule,
-    },
-  );
+/** A reference-format training config (config/fusion_train.json layout) describing the import. */
+function importedConfig(r: ImportedDifFusion): Record<string, unknown> {
   const u = r.unet.config;
-  const s = r.schedule;
-  // A reference-format training config (config/fusion_train.json layout) describing the import.
-  const config = {
+  return {
     name: 'imported',
     model: {
-      unet: {
-        in_channel: u.in_channel,
-        out_channel: u.out_channel,
-        inner_channel: u.inner_channel,
-        norm_groups: u.norm_groups,
-        channel_multiplier: u.channel_mults,
-        attn_res: u.attn_res,
-        res_blocks: u.res_blocks,
-        dropout: u.dropout,
-      },
-      beta_schedule: { train: s },
+      unet: unetConfigToReference(u),
+      beta_schedule: { train: r.schedule },
       diffusion: { image_size: u.image_size, channels: u.in_channel },
     },
     ...(r.head
@@ -137,6 +102,42 @@ export async function runImportTorch(opts: ImportTorchOptions): Promise<ImportTo
         }
       : {}),
   };
+}
+
+/** Check the options and the output folder before the (long) read: a refusal costs nothing. */
+function checkImportOptions(opts: ImportTorchOptions): { ddpmDir: string; headDir: string } {
+  if (!opts.out) throw new UserError('no output folder: pass -o DIR');
+  for (const p of [opts.ddpm, opts.head])
+    if (p !== undefined && !existsSync(p)) throw new UserError(`${p}: no such file`);
+  const out = resolve(opts.out);
+  if (existsSync(out) && !statSync(out).isDirectory())
+    throw new UserError(`${opts.out}: exists and is not a folder`);
+  const ddpmDir = join(out, 'ddpm');
+  const headDir = join(out, 'head');
+  if (!opts.force) {
+    prepareDir(ddpmDir, 'ddpm', false);
+    prepareDir(headDir, 'head', false);
+  }
+  return { ddpmDir, headDir };
+}
+
+/** Import the official checkpoints into DIR; returns the written checkpoint paths. */
+export async function runImportTorch(opts: ImportTorchOptions): Promise<ImportTorchResult> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const { ddpmDir, headDir } = checkImportOptions(opts);
+  const r = await importDifFusion(
+    { ddpm: opts.ddpm, head: opts.head },
+    {
+      normGroups: opts.normGroups,
+      dropout: opts.dropout,
+      timeSteps: opts.timeSteps,
+      featScales: opts.featScales,
+      schedule: opts.schedule,
+    },
+  );
+  const u = r.unet.config;
+  const s = r.schedule;
+  const config = importedConfig(r);
   const imported = (source: string) => ({
     imported_from: resolve(source),
     importer: 'dif-train import-torch',
@@ -198,15 +199,6 @@ function intList(name: string) {
     if (xs.length === 0 || xs.some((x) => !Number.isInteger(x) || x < 0))
       throw new InvalidArgumentError(`${name} must be a comma-separated list of integers >= 0`);
     return xs;
-  };
-}
-
-function int(name: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(`${name} must be an integer >= ${min}`);
-    return n;
   };
 }
 
@@ -288,11 +280,8 @@ Examples:
           force: Boolean(o.force),
         });
       } catch (e) {
-        const msg = formatError(e);
-        process.stderr.write(
-          `error: ${e instanceof TorchImportError || e instanceof UserError ? msg : `${o.ddpm}: ${msg}`}\n`,
-        );
-        process.exitCode = 1;
+        if (e instanceof TorchImportError || UserError.isInstance(e)) throw e;
+        throw new UserError(`${o.ddpm}: ${formatError(e)}`, { cause: e });
       }
     });
 }

@@ -5,20 +5,10 @@
  * workers that each hold a slice of the batch draw exactly the masks a single process would.
  */
 
-import { type Conv2dFn, TfOps, type TfParamSource } from '@dif-fusion/nn';
-import { Rng } from '@dif-fusion/schedules';
+import { mixSeed, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
-
-/** 32-bit mix of three integers (murmur3-style finaliser). */
-export function mixSeed(a: number, b: number, c: number): number {
-  let h =
-    Math.imul(a >>> 0, 0x9e3779b1) ^
-    Math.imul(b >>> 0, 0x85ebca6b) ^
-    Math.imul(c >>> 0, 0xc2b2ae35);
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
+import type { Conv2dFn } from './conv';
+import { TfOps, type TfParamSource } from './tf-ops';
 
 export class TrainOps extends TfOps {
   private calls = 0;
@@ -44,13 +34,28 @@ export class TrainOps extends TfOps {
     const [n, ...rest] = x.shape;
     const per = rest.reduce((a, b) => a * b, 1);
     const mask = new Float32Array(n * per);
-    const keep = 1 / (1 - rate);
-    const threshold = Math.floor(rate * 2 ** 32);
-    for (let i = 0; i < n; i++) {
-      const rng = new Rng(mixSeed(this.stepSeed, call, this.sampleOffset + i));
-      const base = i * per;
-      for (let j = 0; j < per; j++) mask[base + j] = rng.nextUint32() >= threshold ? keep : 0;
-    }
+    for (let i = 0; i < n; i++)
+      mask.set(dropoutMask(this.stepSeed, call, this.sampleOffset + i, per, rate), i * per);
     return tf.mul(x, tf.tensor(mask, x.shape));
   }
+}
+
+/**
+ * The dropout mask of one sample: `count` values in the tensor's own (NHWC) order from
+ * Rng(mixSeed(stepSeed, call, sample)), kept (1 / (1 - rate)) where nextUint32() >=
+ * rate * 2^32, else 0. Every training backend draws its masks with this.
+ */
+export function dropoutMask(
+  stepSeed: number,
+  call: number,
+  sample: number,
+  count: number,
+  rate: number,
+): Float32Array {
+  const rng = new Rng(mixSeed(stepSeed, call, sample));
+  const keep = 1 / (1 - rate);
+  const threshold = Math.floor(rate * 2 ** 32);
+  const mask = new Float32Array(count);
+  for (let j = 0; j < count; j++) mask[j] = rng.nextUint32() >= threshold ? keep : 0;
+  return mask;
 }

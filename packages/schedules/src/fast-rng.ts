@@ -2,7 +2,7 @@
  * Bulk draws from the project generator (@dif-fusion/schedules `Rng`: SplitMix32 seeding,
  * xoshiro128**, 53-bit uniforms, Marsaglia polar normals) with the state in local
  * variables instead of a Uint32Array: the same numbers, bit for bit (tests compare with
- * `Rng`), several times faster. Used for the runtime's seed noise (3.7 M normals for a
+ * `Rng`), several times faster. Used for the fusion noise (`fusionNoise`: 3.7 M normals for a
  * 640x480 pair with 3 time steps) and random-init weights (hundreds of millions).
  */
 

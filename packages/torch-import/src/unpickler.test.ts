@@ -10,7 +10,7 @@ import {
   TorchImportError,
   torchPickleHooks,
   unpickle,
-} from '../src/index';
+} from './index';
 
 const FIX = join(__dirname, '..', 'fixtures');
 const fixture = (name: string) => join(FIX, name);

@@ -13,10 +13,25 @@
  * Runs as tf ops on the active backend, in float32.
  */
 
-import type { TorchWeights } from '@dif-fusion/nn';
-import { tfToTorch, torchToTf } from '@dif-fusion/nn';
 import * as tf from '@tensorflow/tfjs-core';
-import type { OptimizerState } from './checkpoint';
+import type { TorchWeights } from './param-store';
+import { tfToTorch, torchToTf } from './tf-ops';
+
+/**
+ * Optimizer hyper-parameters, progress and slots, as checkpoints store them (slot tensors as
+ * `optim.<slot>.<param name>`, PyTorch's slot names and layouts).
+ */
+export interface OptimizerState {
+  type: 'adam' | 'adamw';
+  lr: number;
+  betas: [number, number];
+  eps: number;
+  weightDecay: number;
+  /** Number of optimizer steps taken (Adam's bias-correction counter). */
+  step: number;
+  /** Per-parameter slot tensors, PyTorch layout: slot name -> param name -> tensor. */
+  slots: Record<string, TorchWeights>;
+}
 
 export interface AdamConfig {
   type: 'adam' | 'adamw';

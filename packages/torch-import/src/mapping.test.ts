@@ -13,7 +13,7 @@ import {
   PickledTensor,
   PyDict,
   splitDdpmStateDict,
-} from '../src/index';
+} from './index';
 
 const FIX = join(__dirname, '..', 'fixtures');
 const fixture = (name: string) => join(FIX, name);

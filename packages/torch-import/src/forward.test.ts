@@ -13,7 +13,7 @@ import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { relErr } from '../../../test/shared';
-import { type ImportedDifFusion, importDifFusion, inferSchedule } from '../src/index';
+import { type ImportedDifFusion, importDifFusion, inferSchedule } from './index';
 
 const fixture = (name: string) => join(__dirname, '..', 'fixtures', name);
 

@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { DifFusionError, EXIT, exitCodeOf, formatError, reportError } from './errors';
+
+class SubError extends DifFusionError {}
+
+describe('the error root', () => {
+  it('is recognised by its Symbol.for brand, also across copies of the class', () => {
+    expect(DifFusionError.isInstance(new SubError('x'))).toBe(true);
+    expect(new SubError('x').name).toBe('SubError');
+    // Another copy of the package: a different class carrying the same global brand.
+    const foreign = Object.assign(new Error('other copy'), {
+      [Symbol.for('dif-fusion.error')]: true,
+      exitCode: 2,
+    });
+    expect(DifFusionError.isInstance(foreign)).toBe(true);
+    expect(formatError(foreign)).toBe('other copy');
+    expect(DifFusionError.isInstance(new Error('plain'))).toBe(false);
+    expect(DifFusionError.isInstance(null)).toBe(false);
+  });
+
+  it('maps errors to the CLIs exit codes', () => {
+    expect(exitCodeOf(new DifFusionError('bad file'))).toBe(EXIT.failure);
+    expect(exitCodeOf(new DifFusionError('bad flag', { exitCode: EXIT.usage }))).toBe(2);
+    expect(exitCodeOf(Object.assign(new Error('x'), { code: 'commander.invalidArgument' }))).toBe(
+      2,
+    );
+    expect(exitCodeOf(Object.assign(new Error('x'), { code: 'commander.helpDisplayed' }))).toBe(0);
+    expect(exitCodeOf(new TypeError('bug'))).toBe(1);
+  });
+
+  it('reportError prints one line, except for the argument parser own errors', () => {
+    const lines: string[] = [];
+    expect(reportError(new DifFusionError('/a: no such file'), (l) => lines.push(l))).toBe(1);
+    expect(reportError(new TypeError('bad\nstack'), (l) => lines.push(l))).toBe(1);
+    expect(
+      reportError(Object.assign(new Error('x'), { code: 'commander.unknownOption' }), (l) =>
+        lines.push(l),
+      ),
+    ).toBe(2);
+    expect(lines).toEqual(['error: /a: no such file', 'error: TypeError: bad']);
+  });
+});
