@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { readSafetensors } from '@dif-fusion/io';
 import type { TorchWeights } from '@dif-fusion/nn';
 import { loadFusionModel, readModelConfig } from '@dif-fusion/onnx';
@@ -106,8 +107,11 @@ describe.skipIf(!hasGolden)('dif-train export --ddpm --head', () => {
       source: 'checkpoints',
       ddpm_step: 7,
       head_step: 3,
-      ddpm_checkpoint: ddpmPath,
+      // relative to the model folder (no absolute path of this machine), plus the file hash
+      ddpm_checkpoint: relative(out, ddpmPath),
+      ddpm_sha256: createHash('sha256').update(readFileSync(ddpmPath)).digest('hex'),
     });
+    expect(JSON.stringify(cfg.provenance)).not.toContain(tmpdir());
     expect(cfg.beta_schedule).toEqual(schedule);
     expect(cfg.noise_level_rule).toBe('midpoint');
     expect(cfg.unet).toMatchObject({

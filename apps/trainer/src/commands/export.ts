@@ -8,8 +8,9 @@
  * training, run on OnnxOps. Checkpoints are read with ../checkpoint (a file, a checkpoints
  * folder or a run folder: the latest checkpoint of the right kind).
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { relative, resolve } from 'node:path';
 import {
   FusionHead,
   type FusionHeadConfigInput,
@@ -224,14 +225,22 @@ function exportCheckpoints(
     head,
     headWeights: headCk.weights,
     schedule,
+    // Paths relative to the model folder (no absolute path of the exporting machine leaks
+    // into a published config.json) and the files' SHA-256, which identify them anywhere.
     provenance: {
       source: 'checkpoints',
-      ddpm_checkpoint: ddpm.path,
+      ddpm_checkpoint: relative(resolve(dir), ddpm.path),
+      ddpm_sha256: sha256File(ddpm.path),
       ddpm_step: ddpm.step,
-      head_checkpoint: headCk.path,
+      head_checkpoint: relative(resolve(dir), headCk.path),
+      head_sha256: sha256File(headCk.path),
       head_step: headCk.step,
     },
   });
+}
+
+function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
 function loadOrExplain(path: string, kind: 'ddpm' | 'head'): LoadedCheckpoint {
