@@ -33,6 +33,56 @@ export interface OptimizerState {
   slots: Record<string, TorchWeights>;
 }
 
+/** PyTorch's slot names of Adam/AdamW, in checkpoint order. */
+export const ADAM_SLOTS = ['exp_avg', 'exp_avg_sq'] as const;
+
+/** The checkpoint form of an Adam/AdamW: hyper-parameters, step and the two slots. */
+export function adamState(
+  o: Omit<OptimizerState, 'slots'>,
+  expAvg: TorchWeights,
+  expAvgSq: TorchWeights,
+): OptimizerState {
+  return {
+    type: o.type,
+    lr: o.lr,
+    betas: [...o.betas] as [number, number],
+    eps: o.eps,
+    weightDecay: o.weightDecay,
+    step: o.step,
+    slots: { exp_avg: expAvg, exp_avg_sq: expAvgSq },
+  };
+}
+
+/**
+ * Call `fn` with the checkpoint tensor of every (slot, parameter) in `names`; one-line errors
+ * for a missing slot or tensor. Shared by every Adam realisation's `load`.
+ */
+export function forEachAdamSlot(
+  state: {
+    slots: Record<
+      string,
+      ReadonlyMap<string, { shape?: readonly number[]; data: ArrayLike<number> }>
+    >;
+  },
+  names: Iterable<string>,
+  fn: (
+    slot: (typeof ADAM_SLOTS)[number],
+    name: string,
+    t: { shape?: readonly number[]; data: ArrayLike<number> },
+  ) => void,
+): void {
+  const list = [...names];
+  for (const slot of ADAM_SLOTS) {
+    const src = state.slots[slot];
+    if (!src) throw new Error(`checkpoint optimizer state lacks the ${slot} slot`);
+    for (const name of list) {
+      const w = src.get(name);
+      if (!w) throw new Error(`checkpoint optimizer state lacks ${slot} for ${name}`);
+      fn(slot, name, w);
+    }
+  }
+}
+
 export interface AdamConfig {
   type: 'adam' | 'adamw';
   lr: number;
@@ -108,34 +158,20 @@ export class Adam {
       }
       return out;
     };
-    return {
-      type: this.type,
-      lr: this.lr,
-      betas: [...this.betas] as [number, number],
-      eps: this.eps,
-      weightDecay: this.weightDecay,
-      step: this.step,
-      slots: { exp_avg: slot(this.m), exp_avg_sq: slot(this.v) },
-    };
+    return adamState(this, slot(this.m), slot(this.v));
   }
 
   /** Restore from {@link state} (hyper-parameters from the checkpoint are kept except lr). */
   load(state: OptimizerState): void {
     this.step = state.step;
-    for (const [slotName, dst] of [
-      ['exp_avg', this.m],
-      ['exp_avg_sq', this.v],
-    ] as const) {
-      const src = state.slots[slotName];
-      if (!src) throw new Error(`checkpoint optimizer state lacks the ${slotName} slot`);
-      for (const [name, variable] of dst) {
-        const w = src.get(name);
-        if (!w) throw new Error(`checkpoint optimizer state lacks ${slotName} for ${name}`);
-        const t = tf.tidy(() => torchToTf(tf.tensor(w.data, w.shape)));
-        variable.assign(t);
-        t.dispose();
-      }
-    }
+    forEachAdamSlot(state, this.m.keys(), (slot, name, w) => {
+      const variable = (slot === 'exp_avg' ? this.m : this.v).get(name)!;
+      const t = tf.tidy(() =>
+        torchToTf(tf.tensor(Float32Array.from(w.data), (w.shape ?? variable.shape).slice())),
+      );
+      variable.assign(t);
+      t.dispose();
+    });
   }
 
   dispose(): void {

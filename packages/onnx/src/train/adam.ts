@@ -15,6 +15,8 @@
  * ~10 ms per million parameters in plain JS, small beside a training step.
  */
 
+import { adamState, forEachAdamSlot, type OptimizerState } from '@dif-fusion/nn';
+
 export interface AdamF32Config {
   type: 'adam' | 'adamw';
   lr: number;
@@ -23,16 +25,8 @@ export interface AdamF32Config {
   weightDecay?: number;
 }
 
-/** Optimizer state as checkpoints store it (the trainer's `OptimizerState`). */
-export interface AdamF32State {
-  type: 'adam' | 'adamw';
-  lr: number;
-  betas: [number, number];
-  eps: number;
-  weightDecay: number;
-  step: number;
-  slots: Record<string, Map<string, { shape: number[]; data: Float32Array }>>;
-}
+/** Optimizer state as checkpoints store it (the shared `OptimizerState`). */
+export type AdamF32State = OptimizerState;
 
 export class AdamF32 {
   readonly type: 'adam' | 'adamw';
@@ -92,42 +86,24 @@ export class AdamF32 {
   }
 
   state(): AdamF32State {
-    const slot = (src: Map<string, Float32Array>) => {
-      const out = new Map<string, { shape: number[]; data: Float32Array }>();
-      for (const [name, d] of src)
-        out.set(name, { shape: this.params.get(name)!.shape.slice(), data: d.slice() });
-      return out;
-    };
-    return {
-      type: this.type,
-      lr: this.lr,
-      betas: [...this.betas] as [number, number],
-      eps: this.eps,
-      weightDecay: this.weightDecay,
-      step: this.step,
-      slots: { exp_avg: slot(this.m), exp_avg_sq: slot(this.v) },
-    };
+    const slot = (src: Map<string, Float32Array>) =>
+      new Map(
+        [...src].map(([name, d]) => [
+          name,
+          { shape: this.params.get(name)!.shape.slice(), data: d.slice() },
+        ]),
+      );
+    return adamState(this, slot(this.m), slot(this.v));
   }
 
   /** Restore from `state()` or a tfjs-trained checkpoint (hyper-parameters kept except lr). */
-  load(state: {
-    step: number;
-    slots: Record<string, ReadonlyMap<string, { data: ArrayLike<number> }>>;
-  }): void {
+  load(state: Parameters<typeof forEachAdamSlot>[0] & { step: number }): void {
     this.step = state.step;
-    for (const [slotName, dst] of [
-      ['exp_avg', this.m],
-      ['exp_avg_sq', this.v],
-    ] as const) {
-      const src = state.slots[slotName];
-      if (!src) throw new Error(`checkpoint optimizer state lacks the ${slotName} slot`);
-      for (const [name, d] of dst) {
-        const w = src.get(name);
-        if (!w) throw new Error(`checkpoint optimizer state lacks ${slotName} for ${name}`);
-        if (w.data.length !== d.length)
-          throw new Error(`checkpoint optimizer state: ${slotName} of ${name} has the wrong size`);
-        d.set(w.data);
-      }
-    }
+    forEachAdamSlot(state, this.m.keys(), (slot, name, w) => {
+      const d = (slot === 'exp_avg' ? this.m : this.v).get(name)!;
+      if (w.data.length !== d.length)
+        throw new Error(`checkpoint optimizer state: ${slot} of ${name} has the wrong size`);
+      d.set(w.data);
+    });
   }
 }
