@@ -2,7 +2,9 @@
  * The `dif-fuse` command line: argument parsing, validation of every input before any work,
  * the batch loop with its progress bar and summary, and one-line errors.
  */
+
 import { accessSync, constants, existsSync, mkdirSync, realpathSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
   DEFAULT_MAX_PIXELS,
@@ -27,6 +29,11 @@ import {
 } from './images';
 import { BASELINES, METHODS, type Method } from './methods';
 import { AUTO_TILE_PIXELS, DEFAULT_MEMORY_BUDGET, DEFAULT_OVERLAP, DEFAULT_TILE } from './pipeline';
+
+/** This package's version (package.json beside src/ and dist/, in the repository and on npm). */
+function packageVersion(): string {
+  return (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+}
 
 export interface CliIo {
   out: (s: string) => void;
@@ -82,6 +89,7 @@ export function buildProgram(io: CliIo): Command {
       'Fuse infrared and visible images with a Dif-Fusion ONNX model or a classical baseline.',
     )
     .enablePositionalOptions()
+    .version(packageVersion(), '-V, --version', 'print the version and exit')
     .showHelpAfterError(false)
     .configureOutput({
       writeOut: (s) => io.out(s.replace(/\n$/, '')),

@@ -358,3 +358,12 @@ describe('dif-fuse errors: one line, non-zero exit, no stack trace', () => {
     expect(lines[1]).toMatch(/^error: 1 of 2 pairs failed/);
   });
 });
+
+describe('dif-fuse --version', () => {
+  it('prints the package version and exits 0', () => {
+    const { version } = JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8'));
+    const r = dif(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(version);
+  });
+});

@@ -49,3 +49,16 @@ describe('dif-train CLI', () => {
     expect(r.err).toMatch(/--backend <name>' argument 'metal' is invalid/);
   });
 });
+
+describe('dif-train --version', () => {
+  it('prints the package version and exits 0', async () => {
+    const { version } = JSON.parse(
+      (await import('node:fs')).readFileSync(join(__dirname, '..', 'package.json'), 'utf8'),
+    );
+    for (const flag of ['--version', '-V']) {
+      const r = await runCli([flag]);
+      expect(r.code).toBe(0);
+      expect(r.out.trim()).toBe(version);
+    }
+  });
+});

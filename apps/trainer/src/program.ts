@@ -3,6 +3,7 @@
  * {@link main} runs it and resolves to the exit code, as `dif-fuse`'s: 0 done, 1 failure
  * (one line `error: <problem>`; a NaN loss), 2 usage error, 130 interrupted.
  */
+import { createRequire } from 'node:module';
 import { BACKEND_NAMES } from '@dif-fusion/backends';
 import { EXIT, reportError } from '@dif-fusion/io';
 import type { Device } from '@dif-fusion/onnx';
@@ -13,6 +14,11 @@ import { registerImportTorchCommand } from './commands/import-torch';
 import { trainDdpm } from './ddpm';
 import { trainHead } from './head-train';
 import type { TrainBackend } from './session';
+
+/** This package's version (package.json beside src/ and dist/, in the repository and on npm). */
+function packageVersion(): string {
+  return (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+}
 
 const backendOption = () =>
   new Option(
@@ -236,6 +242,7 @@ export function createProgram(io: CliIo = defaultIo(), exit: ExitState = { code:
     .description(
       'Train the Dif-Fusion DDPM and fusion head in TypeScript; export to ONNX; import PyTorch checkpoints',
     )
+    .version(packageVersion(), '-V, --version', 'print the version and exit')
     .showHelpAfterError(false);
   registerDdpmCommand(program, exit);
   registerHeadCommand(program, exit);
