@@ -9,7 +9,8 @@
 #     DDPM_ITERS      DDPM steps in total (default: the shipped run's)
 #     VARIANT_STEP    DDPM step whose checkpoint the variants are compared on
 #     VARIANT_EPOCHS  epochs per variant (38 steps each)
-#     HEAD_VARIANT    the variant shipped (see compare-variants.sh), HEAD_EPOCHS its epochs
+#     HEAD_VARIANT    the variant shipped (see compare-variants.sh), HEAD_EPOCHS its epochs,
+#     FT_EPOCHS       epochs of the fine-tuning run that follows (lr 3e-4, --seed 1)
 #
 # Interrupted stages resume (--resume). Needs the RoadScene pairs at ../shared/data/roadscene
 # (or DIF_FUSION_SHARED=/path/to/shared).
@@ -18,11 +19,12 @@ cd "$(dirname "$0")/.."
 SHARED=${DIF_FUSION_SHARED:-../shared}
 DATA=$SHARED/data/roadscene
 RUN=${RUN:-runs/v2}
-DDPM_ITERS=${DDPM_ITERS:-16000}
+DDPM_ITERS=${DDPM_ITERS:-8015}
 VARIANT_STEP=${VARIANT_STEP:-3500}
 VARIANT_EPOCHS=${VARIANT_EPOCHS:-20}
 HEAD_VARIANT=${HEAD_VARIANT:-luma-skip}
-HEAD_EPOCHS=${HEAD_EPOCHS:-40}
+HEAD_EPOCHS=${HEAD_EPOCHS:-120}
+FT_EPOCHS=${FT_EPOCHS:-60}
 [ -d "$DATA/train" ] || { echo "error: $DATA/train: not found (set DIF_FUSION_SHARED)" >&2; exit 1; }
 
 train() { node apps/trainer/dist/cli.js "$@"; }
@@ -64,7 +66,12 @@ esac
 if [ -d "$RUN/head/checkpoints" ]; then train head -o "$RUN/head" --resume --epochs "$HEAD_EPOCHS" --no-progress
 else train head -c scripts/default-model/head-v2.json --ddpm "$RUN/ddpm" --data "$DATA/train" \
   --val "$DATA/val" -o "$RUN/head" --epochs "$HEAD_EPOCHS" --no-progress "${vargs[@]}"; fi
-train export --ddpm "$RUN/ddpm" --head "$RUN/head" -o "$RUN/model"
+# 3b. Fine-tuning from that head: fresh Adam, lr 3e-4, other crops (--seed 1).
+if [ -d "$RUN/head-ft/checkpoints" ]; then train head -o "$RUN/head-ft" --resume --epochs "$FT_EPOCHS" --no-progress
+else train head -c scripts/default-model/head-v2.json --init "$RUN/head" --ddpm "$RUN/ddpm" \
+  --data "$DATA/train" --val "$DATA/val" -o "$RUN/head-ft" --epochs "$FT_EPOCHS" --lr 3e-4 \
+  --seed 1 --no-progress "${vargs[@]}"; fi
+train export --ddpm "$RUN/ddpm" --head "$RUN/head-ft" -o "$RUN/model"
 
 # 4. Fuse the validation pairs (model, previous default, baselines) and evaluate.
 rm -rf "$RUN/fused"
@@ -82,7 +89,7 @@ mkdir -p models/default
 cp "$RUN/model/model.onnx" "$RUN/model/config.json" models/default/
 latest() { ls "$1"/checkpoints/*.safetensors | sort | tail -1; }
 node scripts/strip-checkpoint.mjs "$(latest "$RUN/ddpm")" models/default/ddpm.safetensors
-node scripts/strip-checkpoint.mjs "$(latest "$RUN/head")" models/default/head.safetensors
+node scripts/strip-checkpoint.mjs "$(latest "$RUN/head-ft")" models/default/head.safetensors
 
 # 6. fused | visible | infrared of a few validation pairs (kept out of git: dataset images).
 mkdir -p "$RUN/examples"
