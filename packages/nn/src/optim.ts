@@ -91,7 +91,11 @@ export interface AdamConfig {
   weightDecay?: number;
 }
 
-export class Adam {
+/**
+ * The hyper-parameters (PyTorch's defaults), the step counter and the per-step factors of
+ * Adam/AdamW, shared by every realisation (`Adam` on tfjs, `AdamF32` on Float32Arrays).
+ */
+export abstract class AdamBase {
   readonly type: 'adam' | 'adamw';
   lr: number;
   readonly betas: [number, number];
@@ -99,6 +103,32 @@ export class Adam {
   readonly weightDecay: number;
   /** Optimizer steps taken. */
   step = 0;
+
+  constructor(config: AdamConfig) {
+    this.type = config.type;
+    this.lr = config.lr;
+    this.betas = config.betas ?? [0.9, 0.999];
+    this.eps = config.eps ?? 1e-8;
+    this.weightDecay = config.weightDecay ?? (config.type === 'adamw' ? 0.01 : 0);
+  }
+
+  /**
+   * Count a step and return its factors: step size lr / (1 - beta1^t), sqrt(1 - beta2^t),
+   * AdamW's decoupled decay factor (1 - lr * wd, else 1) and Adam's L2 term (wd, else 0).
+   */
+  protected nextStep(): { stepSize: number; bc2Sqrt: number; decay: number; l2: number } {
+    this.step += 1;
+    const [b1, b2] = this.betas;
+    return {
+      stepSize: this.lr / (1 - b1 ** this.step),
+      bc2Sqrt: Math.sqrt(1 - b2 ** this.step),
+      decay: this.type === 'adamw' ? 1 - this.lr * this.weightDecay : 1,
+      l2: this.type === 'adam' ? this.weightDecay : 0,
+    };
+  }
+}
+
+export class Adam extends AdamBase {
   private readonly m = new Map<string, tf.Variable>();
   private readonly v = new Map<string, tf.Variable>();
 
@@ -106,11 +136,7 @@ export class Adam {
     private readonly params: ReadonlyMap<string, tf.Variable>,
     config: AdamConfig,
   ) {
-    this.type = config.type;
-    this.lr = config.lr;
-    this.betas = config.betas ?? [0.9, 0.999];
-    this.eps = config.eps ?? 1e-8;
-    this.weightDecay = config.weightDecay ?? (config.type === 'adamw' ? 0.01 : 0);
+    super(config);
     for (const [name, p] of params) {
       this.m.set(name, tf.variable(tf.zerosLike(p), false));
       this.v.set(name, tf.variable(tf.zerosLike(p), false));
@@ -119,11 +145,8 @@ export class Adam {
 
   /** One update with gradients keyed by parameter name (TfOps layout, like the params). */
   apply(grads: Record<string, tf.Tensor> | ReadonlyMap<string, tf.Tensor>): void {
-    this.step += 1;
+    const { stepSize, bc2Sqrt, decay, l2 } = this.nextStep();
     const [b1, b2] = this.betas;
-    const bc1 = 1 - b1 ** this.step;
-    const bc2Sqrt = Math.sqrt(1 - b2 ** this.step);
-    const stepSize = this.lr / bc1;
     const get = (n: string) =>
       grads instanceof Map ? grads.get(n) : (grads as Record<string, tf.Tensor>)[n];
     tf.tidy(() => {
@@ -132,11 +155,8 @@ export class Adam {
         if (!g) continue;
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
-        let pv: tf.Tensor = p;
-        if (this.weightDecay !== 0) {
-          if (this.type === 'adamw') pv = tf.mul(p, 1 - this.lr * this.weightDecay);
-          else g = tf.add(g, tf.mul(p, this.weightDecay));
-        }
+        const pv: tf.Tensor = decay !== 1 ? tf.mul(p, decay) : p;
+        if (l2 !== 0) g = tf.add(g, tf.mul(p, l2));
         const m2 = tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1));
         const v2 = tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2));
         const denom = tf.add(tf.div(tf.sqrt(v2), bc2Sqrt), this.eps);

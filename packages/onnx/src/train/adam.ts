@@ -15,27 +15,21 @@
  * ~10 ms per million parameters in plain JS, small beside a training step.
  */
 
-import { adamState, forEachAdamSlot, type OptimizerState } from '@dif-fusion/nn';
+import {
+  AdamBase,
+  type AdamConfig,
+  adamState,
+  forEachAdamSlot,
+  type OptimizerState,
+} from '@dif-fusion/nn';
 
-export interface AdamF32Config {
-  type: 'adam' | 'adamw';
-  lr: number;
-  betas?: [number, number];
-  eps?: number;
-  weightDecay?: number;
-}
+/** Adam/AdamW settings (PyTorch's defaults where absent). */
+export type AdamF32Config = AdamConfig;
 
 /** Optimizer state as checkpoints store it (the shared `OptimizerState`). */
 export type AdamF32State = OptimizerState;
 
-export class AdamF32 {
-  readonly type: 'adam' | 'adamw';
-  lr: number;
-  readonly betas: [number, number];
-  readonly eps: number;
-  readonly weightDecay: number;
-  /** Optimizer steps taken. */
-  step = 0;
+export class AdamF32 extends AdamBase {
   private readonly m = new Map<string, Float32Array>();
   private readonly v = new Map<string, Float32Array>();
 
@@ -44,11 +38,7 @@ export class AdamF32 {
     private readonly params: ReadonlyMap<string, { shape: number[]; data: Float32Array }>,
     config: AdamF32Config,
   ) {
-    this.type = config.type;
-    this.lr = config.lr;
-    this.betas = config.betas ?? [0.9, 0.999];
-    this.eps = config.eps ?? 1e-8;
-    this.weightDecay = config.weightDecay ?? (config.type === 'adamw' ? 0.01 : 0);
+    super(config);
     for (const [name, p] of params) {
       this.m.set(name, new Float32Array(p.data.length));
       this.v.set(name, new Float32Array(p.data.length));
@@ -57,13 +47,8 @@ export class AdamF32 {
 
   /** One update with gradients keyed by parameter name (parameters without one are left). */
   apply(grads: ReadonlyMap<string, Float32Array>): void {
-    this.step += 1;
+    const { stepSize, bc2Sqrt, decay, l2 } = this.nextStep();
     const [b1, b2] = this.betas;
-    const bc1 = 1 - b1 ** this.step;
-    const bc2Sqrt = Math.sqrt(1 - b2 ** this.step);
-    const stepSize = this.lr / bc1;
-    const decay = this.type === 'adamw' ? 1 - this.lr * this.weightDecay : 1;
-    const l2 = this.type === 'adam' ? this.weightDecay : 0;
     for (const [name, p] of this.params) {
       const g = grads.get(name);
       if (!g) continue;
