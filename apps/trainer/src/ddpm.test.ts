@@ -3,37 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint } from './checkpoint';
-import type { DdpmConfig } from './config';
 import { trainDdpm } from './ddpm';
 import { writeSyntheticPairs } from './synthetic';
+import { tinyDdpm } from './test-utils';
 
-/** A tiny DDPM: two levels, attention at 8x8, dropout on (its masks must resume exactly too). */
-const TINY_DDPM: Partial<DdpmConfig> = {
-  datasets: { train: { dataroot: null, resolution: 16, batch_size: 2 } },
-  model: {
-    unet: {
-      in_channel: 4,
-      out_channel: 4,
-      inner_channel: 8,
-      norm_groups: 4,
-      channel_multiplier: [1, 2],
-      attn_res: [8],
-      res_blocks: 1,
-      dropout: 0.1,
-    },
-    beta_schedule: {
-      train: { schedule: 'linear', n_timestep: 100, linear_start: 1e-4, linear_end: 0.05 },
-    },
-    diffusion: { loss: 'l2' },
-  },
-  train: {
-    n_iter: 40,
-    val_freq: 0,
-    save_checkpoint_freq: 0,
-    print_freq: 10,
-    optimizer: { type: 'adamw', lr: 2e-3 },
-  },
-};
+/** A tiny DDPM with dropout on (its masks must resume exactly too). */
+const TINY_DDPM = tinyDdpm({ dropout: 0.1, iters: 40 });
 
 let root: string;
 let data: string;

@@ -3,55 +3,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint } from './checkpoint';
-import type { DdpmConfig, HeadTrainConfig } from './config';
+import type { HeadTrainConfig } from './config';
 import { trainDdpm } from './ddpm';
 import { trainHead } from './head-train';
 import { writeSyntheticPairs } from './synthetic';
+import { tinyDdpm, tinyHead } from './test-utils';
 
-const TINY_DDPM: Partial<DdpmConfig> = {
-  datasets: { train: { dataroot: null, resolution: 16, batch_size: 2 } },
-  model: {
-    unet: {
-      in_channel: 4,
-      out_channel: 4,
-      inner_channel: 8,
-      norm_groups: 4,
-      channel_multiplier: [1, 2],
-      attn_res: [8],
-      res_blocks: 1,
-      dropout: 0,
-    },
-    beta_schedule: {
-      train: { schedule: 'linear', n_timestep: 100, linear_start: 1e-4, linear_end: 0.05 },
-    },
-    diffusion: { loss: 'l2' },
-  },
-  train: {
-    n_iter: 4,
-    val_freq: 0,
-    save_checkpoint_freq: 0,
-    print_freq: 10,
-    optimizer: { type: 'adamw', lr: 2e-3 },
-  },
-};
+const TINY_DDPM = tinyDdpm({ dropout: 0, iters: 4 });
 
-/** Head on that DDPM: one feature per level (res_blocks 1: reversed indices 1 and 3). */
-const TINY_HEAD: Partial<HeadTrainConfig> = {
-  datasets: { train: { dataroot: null, resolution: 16, batch_size: 2 } },
-  model_df: { feat_scales: [1, 3], t: [5, 20], feat_type: 'dec', mode: 'full' },
-  model: {
-    beta_schedule: {
-      train: { schedule: 'linear', n_timestep: 100, linear_start: 1e-4, linear_end: 0.05 },
-    },
-  },
-  train: {
-    n_epoch: 8,
-    optimizer: { type: 'adam', lr: 3e-3 },
-    sheduler: { lr_policy: 'linear' },
-    val_images: 2,
-    print_freq: 10,
-  },
-};
+const TINY_HEAD = tinyHead({
+  n_epoch: 8,
+  optimizer: { type: 'adam', lr: 3e-3 },
+  sheduler: { lr_policy: 'linear' },
+});
 
 let root: string;
 let data: string;
