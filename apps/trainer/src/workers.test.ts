@@ -2,36 +2,13 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DdpmConfig } from './config';
 import { trainDdpm } from './ddpm';
 import { writeSyntheticPairs } from './synthetic';
+import { tinyDdpm } from './test-utils';
 import { splitBatch } from './workers';
 
-const TINY_DDPM: Partial<DdpmConfig> = {
-  model: {
-    unet: {
-      in_channel: 4,
-      out_channel: 4,
-      inner_channel: 8,
-      norm_groups: 4,
-      channel_multiplier: [1, 2],
-      attn_res: [8],
-      res_blocks: 1,
-      dropout: 0.1,
-    },
-    beta_schedule: {
-      train: { schedule: 'linear', n_timestep: 100, linear_start: 1e-4, linear_end: 0.05 },
-    },
-    diffusion: { loss: 'l2' },
-  },
-  train: {
-    n_iter: 4,
-    val_freq: 0,
-    save_checkpoint_freq: 0,
-    print_freq: 10,
-    optimizer: { type: 'adamw', lr: 2e-3 },
-  },
-};
+/** The datasets block is set per test (batch 4 to split over workers). */
+const TINY_DDPM = tinyDdpm({ dropout: 0.1, iters: 4 });
 
 // The worker threads run the built script (dist/worker.js); `turbo test` builds first.
 const built = existsSync(new URL('../dist/worker.js', import.meta.url));

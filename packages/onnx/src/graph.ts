@@ -34,6 +34,16 @@ export const attr = {
   floats: (value: number[]): Attr => ({ kind: 'floats', value }),
 };
 
+/** Attributes of a 2-D `Conv`: square stride, symmetric padding, no dilation. */
+export function convAttrs(stride: number, pad: number, group = 1): Record<string, Attr> {
+  return {
+    strides: attr.ints([stride, stride]),
+    pads: attr.ints([pad, pad, pad, pad]),
+    dilations: attr.ints([1, 1]),
+    group: attr.int(group),
+  };
+}
+
 /** A dimension of a graph input/output: a fixed size or a symbolic name. */
 export type Dim = number | string;
 

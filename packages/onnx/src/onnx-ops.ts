@@ -4,7 +4,7 @@
  * holding the PyTorch-layout weights unchanged (ONNX Conv/Gemm use the same layouts).
  */
 import type { Ops, TorchWeightsLike } from '@dif-fusion/nn';
-import { attr, type GraphBuilder, type Value } from './graph';
+import { attr, convAttrs, type GraphBuilder, type Value } from './graph';
 
 export type { TorchTensor, TorchWeights, TorchWeightsLike } from '@dif-fusion/nn';
 
@@ -56,12 +56,7 @@ export class OnnxOps implements Ops<Value> {
     const s = options.stride ?? 1;
     const p = options.padding ?? 0;
     const inputs = bias ? [x, weight, bias] : [x, weight];
-    return this.g.node('Conv', inputs, {
-      strides: attr.ints([s, s]),
-      pads: attr.ints([p, p, p, p]),
-      dilations: attr.ints([1, 1]),
-      group: attr.int(1),
-    });
+    return this.g.node('Conv', inputs, convAttrs(s, p));
   }
 
   linear(x: Value, weight: Value, bias: Value | null): Value {

@@ -10,7 +10,7 @@
  * max(a, b) sends the gradient to `a` on ties), so the two training backends agree.
  */
 import type { Ops } from '@dif-fusion/nn';
-import { type Attr, attr, type GraphBuilder, type Value } from '../graph';
+import { type Attr, attr, convAttrs, type GraphBuilder, type Value } from '../graph';
 
 type Backward = (gy: Value) => Array<Value | null>;
 
@@ -175,12 +175,7 @@ export class GradOps implements Ops<Value> {
     const ho = Math.floor((h + 2 * p - kh) / s) + 1;
     const wo = Math.floor((w + 2 * p - kw) / s) + 1;
     const inputs = bias ? [x, weight, bias] : [x, weight];
-    const y = this.g.node('Conv', inputs, {
-      strides: attr.ints([s, s]),
-      pads: attr.ints([p, p, p, p]),
-      dilations: attr.ints([1, 1]),
-      group: attr.int(1),
-    });
+    const y = this.g.node('Conv', inputs, convAttrs(s, p));
     this.record(y, [n, co, ho, wo], inputs, (gy) => [
       this.need(x) ? this.convInputGrad(gy, weight, [h, w], [ho, wo], s, p) : null,
       this.need(weight) ? this.convWeightGrad(gy, x, [co, ci, kh, kw], [ho, wo], s, p) : null,
@@ -215,10 +210,8 @@ export class GradOps implements Ops<Value> {
           this.g.constI64([-1, -1]),
         ]);
       return this.raw('Conv', [gy, wt], {
-        strides: attr.ints([1, 1]),
+        ...convAttrs(1, 0),
         pads: attr.ints([kh - 1 - p, kw - 1 - p, kh - 1 - p, kw - 1 - p]),
-        dilations: attr.ints([1, 1]),
-        group: attr.int(1),
       });
     }
     const opH = h - (s * (ho - 1) + kh - 2 * p);
@@ -646,13 +639,7 @@ export class GradOps implements Ops<Value> {
     const [co, cig, kh, kw] = kShape;
     if (cig * group !== ci)
       throw new Error(`GradOps constConv: kernel expects ${cig * group} channels, got ${ci}`);
-    const convAttrs = (pad: number) => ({
-      strides: attr.ints([1, 1]),
-      pads: attr.ints([pad, pad, pad, pad]),
-      dilations: attr.ints([1, 1]),
-      group: attr.int(group),
-    });
-    const y = this.raw('Conv', [x, this.g.constF32(kernel, kShape)], convAttrs(p));
+    const y = this.raw('Conv', [x, this.g.constF32(kernel, kShape)], convAttrs(1, p, group));
     this.record(y, [n, co, h + 2 * p - kh + 1, w + 2 * p - kw + 1], [x], (gy) => {
       const cog = co / group;
       const back = new Float32Array(kernel.length); // [ci, co/group, kh, kw]
@@ -664,7 +651,11 @@ export class GradOps implements Ops<Value> {
                 back[(((gi * cig + i) * cog + o) * kh + (kh - 1 - ky)) * kw + (kw - 1 - kx)] =
                   kernel[(((gi * cog + o) * cig + i) * kh + ky) * kw + kx];
       return [
-        this.raw('Conv', [gy, this.g.constF32(back, [ci, cog, kh, kw])], convAttrs(kh - 1 - p)),
+        this.raw(
+          'Conv',
+          [gy, this.g.constF32(back, [ci, cog, kh, kw])],
+          convAttrs(1, kh - 1 - p, group),
+        ),
       ];
     });
     return y;
