@@ -90,6 +90,8 @@ export interface HeadTrainOptions extends RunOptions {
   init?: string;
   /** train.loss.color_weight override: weight of the chroma term (0 = official loss). */
   colorWeight?: number;
+  /** train.loss.space override: where the loss compares intensities (rgb, official, or luma). */
+  lossSpace?: 'rgb' | 'luma';
   /** train.feature_cache override: crops per training pair whose features are cached. */
   featureCache?: number;
 }
@@ -106,6 +108,7 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: LoadedCheckpoint | null): H
       ['--noise', opts.noise],
       ['--init', opts.init],
       ['--color-weight', opts.colorWeight],
+      ['--loss-space', opts.lossSpace],
       ['--feature-cache', opts.featureCache],
     ],
     mayChange: '--epochs, --data, --val, --keep and --backend',
@@ -116,6 +119,8 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: LoadedCheckpoint | null): H
       if (opts.noise !== undefined) cfg.model_df.noise = opts.noise;
       if (opts.colorWeight !== undefined)
         cfg.train.loss = { ...(cfg.train.loss ?? {}), color_weight: opts.colorWeight };
+      if (opts.lossSpace !== undefined)
+        cfg.train.loss = { ...(cfg.train.loss ?? {}), space: opts.lossSpace };
       if (opts.featureCache !== undefined) cfg.train.feature_cache = opts.featureCache;
     },
     always: (cfg) => {
@@ -232,6 +237,7 @@ function buildHead(
           crop: cfg.datasets.train.resolution,
           alpha: loss.alpha ?? 1,
           colorWeight: loss.color_weight ?? 0,
+          space: loss.space ?? 'rgb',
           ...{
             noise: ddpm.noise,
             seed,
@@ -247,7 +253,11 @@ function buildHead(
     features: ddpm.features,
     optimizer,
     conv2d: conv2dFor(backend),
-    loss: { alpha: loss.alpha ?? 1, colorWeight: loss.color_weight ?? 0 },
+    loss: {
+      alpha: loss.alpha ?? 1,
+      colorWeight: loss.color_weight ?? 0,
+      space: loss.space ?? 'rgb',
+    },
   });
   const rng = resumed?.rng ? Rng.fromState(resumed.rng) : new Rng(seed);
   return { head, store, optimizer, trainer, ort, rng };
@@ -589,5 +599,6 @@ function headSummary(
 ): string {
   const c = m.head.config;
   const color = cfg.train.loss?.color_weight;
-  return `head: ${m.store.count().toLocaleString('en-US')} parameters, mode ${c.mode}, time steps [${c.time_steps}], feature noise ${ddpm.noise}${color ? `, colour weight ${color}` : ''}; DDPM ${ddpm.ckpt.path}${init ? `; initial weights ${init.path}` : ''}`;
+  const space = cfg.train.loss?.space;
+  return `head: ${m.store.count().toLocaleString('en-US')} parameters, mode ${c.mode}, time steps [${c.time_steps}], feature noise ${ddpm.noise}${color ? `, colour weight ${color}` : ''}${space === 'luma' ? ', loss on luma' : ''}; DDPM ${ddpm.ckpt.path}${init ? `; initial weights ${init.path}` : ''}`;
 }

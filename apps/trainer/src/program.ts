@@ -193,6 +193,12 @@ export function registerHeadCommand(program: Command, exit: ExitState = { code: 
       'weight of the chroma term |CbCr(F) - CbCr(V)| in the loss (train.loss.color_weight; 0 = official)',
       nonNegative('--color-weight'),
     )
+    .addOption(
+      new Option(
+        '--loss-space <space>',
+        'where the loss compares intensities and gradients: rgb (official, per channel) or luma (Y(F) against max(Y(V), I); for --output luma) (train.loss.space)',
+      ).choices(['rgb', 'luma']),
+    )
     .option(
       '--feature-cache <n>',
       'compute the DDPM features of n crops per training pair once and train on them (train.feature_cache; ~3.5x faster steps on wasm)',
@@ -218,6 +224,7 @@ Examples:
           noise: o.noise as 'fixed' | 'random' | undefined,
           init: o.init as string | undefined,
           colorWeight: o.colorWeight as number | undefined,
+          lossSpace: o.lossSpace as 'rgb' | 'luma' | undefined,
           featureCache: o.featureCache as number | undefined,
         }),
       );
