@@ -90,6 +90,8 @@ export interface HeadTrainOptions extends RunOptions {
   init?: string;
   /** train.loss.color_weight override: weight of the chroma term (0 = official loss). */
   colorWeight?: number;
+  /** train.loss.alpha override: weight of the gradient term (official 1). */
+  alpha?: number;
   /** train.loss.space override: where the loss compares intensities (rgb, official, or luma). */
   lossSpace?: 'rgb' | 'luma';
   /** train.feature_cache override: crops per training pair whose features are cached. */
@@ -109,6 +111,7 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: LoadedCheckpoint | null): H
       ['--init', opts.init],
       ['--color-weight', opts.colorWeight],
       ['--loss-space', opts.lossSpace],
+      ['--alpha', opts.alpha],
       ['--feature-cache', opts.featureCache],
     ],
     mayChange: '--epochs, --data, --val, --keep and --backend',
@@ -119,6 +122,8 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: LoadedCheckpoint | null): H
       if (opts.noise !== undefined) cfg.model_df.noise = opts.noise;
       if (opts.colorWeight !== undefined)
         cfg.train.loss = { ...(cfg.train.loss ?? {}), color_weight: opts.colorWeight };
+      if (opts.alpha !== undefined)
+        cfg.train.loss = { ...(cfg.train.loss ?? {}), alpha: opts.alpha };
       if (opts.lossSpace !== undefined)
         cfg.train.loss = { ...(cfg.train.loss ?? {}), space: opts.lossSpace };
       if (opts.featureCache !== undefined) cfg.train.feature_cache = opts.featureCache;

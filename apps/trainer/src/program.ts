@@ -193,6 +193,11 @@ export function registerHeadCommand(program: Command, exit: ExitState = { code: 
       'weight of the chroma term |CbCr(F) - CbCr(V)| in the loss (train.loss.color_weight; 0 = official)',
       nonNegative('--color-weight'),
     )
+    .option(
+      '--alpha <x>',
+      'weight of the gradient term |S(F) - max(S(V), S(I))| in the loss (train.loss.alpha; official 1)',
+      nonNegative('--alpha'),
+    )
     .addOption(
       new Option(
         '--loss-space <space>',
@@ -224,6 +229,7 @@ Examples:
           noise: o.noise as 'fixed' | 'random' | undefined,
           init: o.init as string | undefined,
           colorWeight: o.colorWeight as number | undefined,
+          alpha: o.alpha as number | undefined,
           lossSpace: o.lossSpace as 'rgb' | 'luma' | undefined,
           featureCache: o.featureCache as number | undefined,
         }),
