@@ -106,7 +106,10 @@ export async function trainingLoop(o: LoopOptions): Promise<LoopResult> {
         'it/s': +itps.toFixed(3),
         time: +run.elapsed().toFixed(3),
       });
-      run.progress.update(step, loss, itps, r.note);
+      run.progress.update(step, {
+        rate: itps,
+        extra: r.note ? `loss ${loss.toPrecision(4)} | ${r.note}` : `loss ${loss.toPrecision(4)}`,
+      });
       o.onStep?.(step, loss);
       if (o.saveAt?.(step)) save();
       await o.afterStep?.(step);

@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type BackendName, useBackend } from '@dif-fusion/backends';
+import { Progress } from '@dif-fusion/io';
 import type { Device } from '@dif-fusion/onnx';
 import {
   type Checkpoint,
@@ -14,7 +15,7 @@ import {
   saveCheckpoint,
 } from './checkpoint';
 import { UserError } from './errors';
-import { Progress, RateMeter, RunLog, StopSignal } from './run';
+import { RateMeter, RunLog, StopSignal } from './run';
 
 /** Where a training step runs: a tfjs backend or ONNX Runtime. */
 export type TrainBackend = BackendName | 'onnxruntime';
@@ -94,7 +95,7 @@ export class RunContext {
     this.log = new RunLog(this.out);
     this.stop = new StopSignal(opts.handleSigint ?? true);
     const quiet = opts.quiet ?? false;
-    this.progress = new Progress({ quiet, bar: opts.progressBar, printFreq });
+    this.progress = new Progress({ quiet, bar: opts.progressBar, every: printFreq });
     this.say = (m) => {
       if (!quiet) process.stderr.write(`${m}\n`);
     };

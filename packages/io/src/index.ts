@@ -8,6 +8,7 @@ export * from './grid';
 export * from './image';
 export * from './image-format';
 export * from './image-header';
+export * from './progress';
 export * from './safetensors';
 export * from './sampler';
 export * from './tiles';
