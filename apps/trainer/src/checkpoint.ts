@@ -99,12 +99,12 @@ export function resolveCheckpointPath(pathOrDir: string, kind?: CheckpointKind):
 /**
  * Write a checkpoint into `dir` (created if needed) as `<kind>-<step>.safetensors`,
  * atomically, then delete older checkpoints of the same kind beyond the newest `keep`
- * (keep <= 0 keeps all). Returns the file path.
+ * (keep <= 0 keeps all) except those in `protect`. Returns the file path.
  */
 export function saveCheckpoint(
   dir: string,
   ckpt: Checkpoint,
-  options: { keep?: number } = {},
+  options: { keep?: number; protect?: Array<string | null> } = {},
 ): string {
   mkdirSync(dir, { recursive: true });
   const prefix = WEIGHT_PREFIX[ckpt.kind];
@@ -141,8 +141,9 @@ export function saveCheckpoint(
   const keep = options.keep ?? 0;
   if (keep > 0) {
     const all = listCheckpoints(dir, ckpt.kind);
+    const spared = new Set([path, ...(options.protect ?? [])]);
     for (const old of all.slice(0, Math.max(0, all.length - keep)))
-      if (old.path !== path) rmSync(old.path, { force: true });
+      if (!spared.has(old.path)) rmSync(old.path, { force: true });
   }
   return path;
 }

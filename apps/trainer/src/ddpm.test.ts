@@ -128,6 +128,47 @@ describe('dif-train ddpm', () => {
     expect(loadCheckpoint(out, 'ddpm').step).toBe(4);
   }, 120_000);
 
+  it('after a NaN stop, names and keeps the checkpoint from before the loss spiked; resume from it works', async () => {
+    const out = join(root, 'nan-spike');
+    const cfg = { ...TINY_DDPM, train: { ...TINY_DDPM.train!, save_checkpoint_freq: 2 } };
+    // steps 11..15 spike (x1000), step 16 is NaN: checkpoints 12 and 14 hold the divergence
+    const r = await trainDdpm({
+      ...base,
+      config: cfg,
+      data,
+      out,
+      iters: 20,
+      keep: 2,
+      lossHook: (step, loss) => (step === 16 ? Number.NaN : step > 10 ? loss * 1000 : loss),
+    });
+    expect(r.stopped).toBe('nan');
+    expect(r.step).toBe(15);
+    expect(r.checkpoint).toBe(join(out, 'checkpoints', 'ddpm-00000010.safetensors'));
+    // the --keep 2 rotation spared it; the later ones are set aside, not picked by --resume
+    expect(readdirSync(join(out, 'checkpoints')).sort()).toEqual([
+      'ddpm-00000010.safetensors',
+      'ddpm-00000012.diverged.safetensors',
+      'ddpm-00000014.diverged.safetensors',
+    ]);
+    const nan = readFileSync(join(out, 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .find((l) => l.event === 'nan');
+    expect(nan.good_checkpoint).toBe(r.checkpoint);
+    const again = await trainDdpm({
+      ...base,
+      config: undefined,
+      data,
+      out,
+      iters: 20,
+      resume: true,
+    });
+    expect(again.stopped).toBe('done');
+    expect(again.losses).toHaveLength(10);
+    expect(loadCheckpoint(out, 'ddpm').step).toBe(20);
+  }, 120_000);
+
   it('bad data folders and misuse fail with one-line errors', async () => {
     await expect(
       trainDdpm({ ...base, data: join(root, 'nope'), out: join(root, 'x1'), iters: 1 }),

@@ -14,6 +14,7 @@ import {
   loadCheckpoint,
   saveCheckpoint,
 } from './checkpoint';
+import { weightsFinite } from './divergence';
 import { UserError } from './errors';
 import { RateMeter, RunLog, StopSignal } from './run';
 
@@ -86,6 +87,10 @@ export class RunContext {
   readonly progress: Progress;
   readonly say: (message: string) => void;
   private readonly t0 = Date.now();
+  /** The latest checkpoint from before any divergence; spared by the --keep rotation. */
+  goodCheckpoint: string | null = null;
+  /** Checkpoints written with non-finite weights. */
+  private readonly nonFinite = new Set<string>();
 
   constructor(
     private readonly opts: RunOptions,
@@ -126,9 +131,16 @@ export class RunContext {
   saveCheckpoint(ckpt: Checkpoint): string {
     const path = saveCheckpoint(join(this.out, 'checkpoints'), ckpt, {
       keep: this.opts.keep ?? DEFAULT_KEEP,
+      protect: [this.goodCheckpoint],
     });
+    if (!weightsFinite(ckpt.weights)) this.nonFinite.add(path);
     this.event({ step: ckpt.step, event: 'checkpoint', path });
     return path;
+  }
+
+  /** Whether the checkpoint at `path` was written with finite weights. */
+  finiteAt(path: string): boolean {
+    return !this.nonFinite.has(path);
   }
 
   dispose(): void {
