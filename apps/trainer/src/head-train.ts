@@ -27,11 +27,10 @@ import {
   type ParamSpec,
   TfOps,
   TfParamStore,
-  type TorchWeights,
 } from '@dif-fusion/nn';
 import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
-import { type Checkpoint, loadCheckpoint } from './checkpoint';
+import { type Checkpoint, loadCheckpoint, networkWeights } from './checkpoint';
 import {
   ddpmModelOf,
   type HeadTrainConfig,
@@ -166,9 +165,12 @@ function frozenDdpm(
   const denoiser = buildDenoiser(unet, crop);
   // On ONNX Runtime the head's graph holds the DDPM: tfjs keeps no copy of its weights.
   const onOrt = backend === 'onnxruntime';
-  const store = TfParamStore.fromTorch(onOrt ? [] : denoiser.params, ckpt.weights, {
-    strict: !onOrt,
-  });
+  const store = onOrt
+    ? TfParamStore.fromTorch([], ckpt.weights, { strict: false })
+    : TfParamStore.fromTorch(
+        denoiser.params,
+        networkWeights(denoiser.params, ckpt.weights, ckpt.path, 'DDPM weight'),
+      );
   const ops = new TfOps(store, { training: false, conv2d: conv2dFor(backend) });
   const train = cfg.model.beta_schedule.train;
   if (ddpmSchedule && JSON.stringify(ddpmSchedule) !== JSON.stringify(train))
@@ -225,7 +227,12 @@ function buildHead(
       ? new OrtHeadEngine({
           head,
           unet: ddpm.denoiser.unet,
-          unetWeights: ddpmWeights(ddpm.denoiser.params, ddpm.ckpt.weights, ddpm.ckpt.path),
+          unetWeights: networkWeights(
+            ddpm.denoiser.params,
+            ddpm.ckpt.weights,
+            ddpm.ckpt.path,
+            'DDPM weight',
+          ),
           weights: store.toTorch(),
           optimizer: { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr },
           optimizerState: resumed?.optimizer,
@@ -251,18 +258,6 @@ function buildHead(
   });
   const rng = resumed?.rng ? Rng.fromState(resumed.rng) : new Rng(seed);
   return { head, store, optimizer, trainer, ort, rng };
-}
-
-/** The frozen DDPM's weights for ONNX Runtime (every UNet parameter, checked). */
-function ddpmWeights(specs: ParamSpec[], weights: TorchWeights, path: string): TorchWeights {
-  const out: TorchWeights = new Map();
-  for (const p of specs) {
-    const w = weights.get(p.name);
-    if (!w || w.data.length !== p.shape.reduce((a, b) => a * b, 1))
-      throw new UserError(`${path}: DDPM weight ${p.name} is missing or has the wrong size`);
-    out.set(p.name, { shape: p.shape.slice(), data: Float32Array.from(w.data) });
-  }
-  return out;
 }
 
 /** The weights of a head checkpoint, which must fit the head being trained. */
