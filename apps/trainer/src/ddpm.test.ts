@@ -1,4 +1,12 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -168,6 +176,24 @@ describe('dif-train ddpm', () => {
     expect(again.losses).toHaveLength(10);
     expect(loadCheckpoint(out, 'ddpm').step).toBe(20);
   }, 120_000);
+
+  it('removes the temp files of killed writes (process gone) from the run folders, keeps live ones', async () => {
+    const out = join(root, 'stale');
+    const stale = join(out, 'checkpoints', '.ddpm-00000002.safetensors.9999999.0badc0de.tmp');
+    const stalePlot = join(out, '.loss.png.9999998.0badc0de.tmp');
+    const live = join(
+      out,
+      'checkpoints',
+      `.ddpm-00000002.safetensors.${process.ppid}.0badc0de.tmp`,
+    );
+    mkdirSync(join(out, 'checkpoints'), { recursive: true });
+    for (const f of [stale, stalePlot, live]) writeFileSync(f, 'half a checkpoint');
+    const r = await trainDdpm({ ...base, data, out, iters: 2 });
+    expect(r.stopped).toBe('done');
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(stalePlot)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+  }, 60_000);
 
   it('bad data folders and misuse fail with one-line errors', async () => {
     await expect(

@@ -5,7 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type BackendName, useBackend } from '@dif-fusion/backends';
-import { Progress } from '@dif-fusion/io';
+import { Progress, removeStaleTempFiles } from '@dif-fusion/io';
 import type { Device } from '@dif-fusion/onnx';
 import {
   type Checkpoint,
@@ -117,12 +117,17 @@ export class RunContext {
   }
 
   /**
-   * Create the run folder with the resolved config; drop log records past the resumed step
+   * Create the run folder with the resolved config, removing the temporary files of killed
+   * writes (`.NAME.PID.RAND.tmp`); drop log records past the resumed step
    * (or, on a fresh start, of a run killed before its first checkpoint), which would
    * otherwise be written twice.
    */
   writeFolder(config: unknown, resumedStep: number | null): void {
     mkdirSync(this.out, { recursive: true });
+    // Temporary files of checkpoints, plots and samples whose writer was killed mid-write.
+    for (const dir of ['', 'checkpoints', 'samples', 'val'])
+      for (const f of removeStaleTempFiles(join(this.out, dir)))
+        this.say(`removed ${f}, left by an interrupted write`);
     writeFileSync(join(this.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     this.log.truncateAfter(resumedStep ?? 0);
   }
