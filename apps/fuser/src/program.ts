@@ -108,6 +108,9 @@ export function buildProgram(io: CliIo): Command {
       'Fuse infrared and visible images with a Dif-Fusion ONNX model or a classical baseline.',
     )
     .enablePositionalOptions()
+    // `dif-fuse help eval` as well as `dif-fuse eval --help` (commander adds the help command
+    // only to programs without an action of their own).
+    .helpCommand('help [command]', 'show the help of a command (dif-fuse help eval)')
     .version(packageVersion(), '-V, --version', 'print the version and exit')
     .showHelpAfterError(false)
     .configureOutput({

@@ -20,6 +20,12 @@ function difBytes(args: string[], input?: Buffer) {
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr.toString('utf8') };
 }
 
+/** difBytes with stdout as text, for expectOneLineError. */
+function textOf(args: string[], input?: Buffer) {
+  const r = difBytes(args, input);
+  return { ...r, stdout: r.stdout.toString('utf8') };
+}
+
 let dir: string;
 let ir: string;
 let vis: string;
@@ -72,13 +78,13 @@ describe('- for stdin and stdout', () => {
 
   it('refuses both inputs on stdin, -o - without --format, and names <stdin> for bad bytes', () => {
     expectOneLineError(
-      difBytes(['--ir', '-', '--vis', '-', '-o', join(dir, 'x.png')]),
+      textOf(['--ir', '-', '--vis', '-', '-o', join(dir, 'x.png')]),
       /cannot both read stdin/,
       expect,
     );
-    expectOneLineError(difBytes(['--ir', ir, '--vis', vis, '-o', '-']), /--format/, expect);
+    expectOneLineError(textOf(['--ir', ir, '--vis', vis, '-o', '-']), /--format/, expect);
     expectOneLineError(
-      difBytes(
+      textOf(
         ['--ir', '-', '--vis', vis, '-o', join(dir, 'x.png'), '--method', 'max'],
         Buffer.from('not an image'),
       ),
@@ -86,7 +92,7 @@ describe('- for stdin and stdout', () => {
       expect,
     );
     expectOneLineError(
-      difBytes(
+      textOf(
         ['--ir', '-', '--vis', vis, '-o', join(dir, 'x.png'), '--method', 'max'],
         Buffer.alloc(0),
       ),
@@ -213,5 +219,15 @@ describe('progress off a terminal', () => {
       'eval 4/4',
     ]);
     expect(lines[3]).toMatch(/^eval 4\/4 \| [\d.]+ images\/s \| ETA 0s \| d$/);
+  });
+});
+
+describe('help <command>', () => {
+  it('dif-fuse help eval prints the eval help (as eval --help), exit 0', () => {
+    const r = dif(['help', 'eval']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: dif-fuse eval \[options\]/);
+    expect(r.stdout).toBe(dif(['eval', '--help']).stdout);
+    expect(dif(['help']).stdout).toMatch(/help \[command\]/);
   });
 });

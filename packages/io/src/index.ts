@@ -11,5 +11,6 @@ export * from './image-header';
 export * from './progress';
 export * from './safetensors';
 export * from './sampler';
+export * from './stdio';
 export * from './tiles';
 export * from './weights-check';
