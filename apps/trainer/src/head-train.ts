@@ -21,13 +21,7 @@ import {
   headLearningRate,
 } from '@dif-fusion/fusion-head';
 import { centerCrops, type PairDataset, type TrainingSampler } from '@dif-fusion/io';
-import {
-  Adam,
-  conv2dFor,
-  type ParamSpec,
-  TfOps,
-  TfParamStore,
-} from '@dif-fusion/nn';
+import { Adam, conv2dFor, type ParamSpec, TfOps, TfParamStore } from '@dif-fusion/nn';
 import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, loadCheckpoint, networkWeights } from './checkpoint';
