@@ -30,11 +30,11 @@ import { type Checkpoint, networkWeights } from './checkpoint';
 import { type DdpmConfig, loadDdpmConfig, resolveRunConfig, validateDdpmConfig } from './config';
 import { makeSampler, openPairs } from './data';
 import { UserError } from './errors';
-import { writeGrid, writeRgb } from './images';
+import { writeGrid } from './images';
 import { type StepFn, type TrainResult, trainingLoop } from './loop';
 import { buildDenoiser, type Denoiser, sampleImages } from './model';
 import { initWeights, OrtDdpmEngine } from './ort-ddpm';
-import { plotLossCurve } from './plot';
+import { writeLossChart } from './plot';
 import {
   type LoadedCheckpoint,
   noteStripped,
@@ -279,7 +279,11 @@ function ddpmValidation(
       { data: imgs, channels: 4, pick: [3] },
     ];
     await writeGrid(path, grid, n, crop);
-    await writeRgb(join(run.out, 'loss.png'), plotLossCurve(run.log.lossPoints()));
+    await writeLossChart(
+      join(run.out, 'loss.png'),
+      run.log.read(),
+      'dif-train ddpm: training loss',
+    );
     run.event({ step, event: 'samples', path });
   };
 }
@@ -332,7 +336,11 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
       lossHook: opts.lossHook,
     });
     if (r.stopped !== 'nan')
-      await writeRgb(join(run.out, 'loss.png'), plotLossCurve(run.log.lossPoints()));
+      await writeLossChart(
+        join(run.out, 'loss.png'),
+        run.log.read(),
+        'dif-train ddpm: training loss',
+      );
     if (r.stopped === 'done') run.say(`done: step ${r.step}, checkpoint ${r.checkpoint}`);
     return { ...r, backend, workers };
   } finally {

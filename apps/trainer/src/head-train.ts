@@ -43,11 +43,11 @@ import {
   cachedFeatures,
   cacheOrder,
 } from './feature-cache';
-import { writeGrid, writeRgb } from './images';
+import { writeGrid } from './images';
 import { type StepFn, type TrainResult, trainingLoop } from './loop';
 import { buildDenoiser, type Denoiser } from './model';
 import { OrtHeadEngine } from './ort-head';
-import { plotLossCurve } from './plot';
+import { writeLossChart } from './plot';
 import type { LogRecord } from './run';
 import {
   type LoadedCheckpoint,
@@ -385,7 +385,11 @@ function headValidation(
       run.progress.log(`epoch ${epoch}: validation loss ${r.loss.toPrecision(4)} (${path})`);
     }
     run.log.write(record);
-    await writeRgb(join(run.out, 'loss.png'), plotLossCurve(run.log.lossPoints()));
+    await writeLossChart(
+      join(run.out, 'loss.png'),
+      run.log.read(),
+      'dif-train head: training and validation loss',
+    );
   };
 }
 

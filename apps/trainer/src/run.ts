@@ -49,13 +49,6 @@ export class RunLog {
   write(record: LogRecord): void {
     appendFileSync(this.path, `${JSON.stringify(record)}\n`);
   }
-
-  /** (step, loss) points of the training records, for the loss curve. */
-  lossPoints(): Array<{ step: number; loss: number }> {
-    return this.read()
-      .filter((r) => r.event === undefined && typeof r.loss === 'number')
-      .map((r) => ({ step: r.step, loss: r.loss as number }));
-  }
 }
 
 /**
