@@ -48,7 +48,8 @@ export function lossSeries(records: LogRecord[]): { points: Point[]; window: num
       train.map((r) => r.loss as number),
       window,
     );
-    train.forEach((r, i) => points.push({ step: r.step, loss: avg[i], series: SERIES.average }));
+    for (const [i, r] of train.entries())
+      points.push({ step: r.step, loss: avg[i], series: SERIES.average });
   }
   for (const r of records)
     if (r.event === 'val' && typeof r.val_loss === 'number' && Number.isFinite(r.val_loss))
