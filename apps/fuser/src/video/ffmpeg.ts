@@ -65,7 +65,7 @@ export function probeVideo(path: string): VideoInfo {
     { encoding: 'utf8', maxBuffer: 1 << 30 },
   );
   if (r.error) throw new FuseError(`${path}: ffprobe failed (${r.error.message})`);
-  const firstLine = (r.stderr ?? '').trim().split('\n').pop() ?? '';
+  const firstLine = lastLine(r.stderr ?? '', path);
   if (r.status !== 0)
     throw new FuseError(
       `${path}: not a readable video (${firstLine || `ffprobe exit ${r.status}`})`,
@@ -129,9 +129,15 @@ export async function* decodeFrames(info: VideoInfo): AsyncGenerator<Buffer> {
   }
   const code = await exited;
   if (code !== 0) {
-    const line = stderr.trim().split('\n').pop();
+    const line = lastLine(stderr, info.path);
     throw new FuseError(`${info.path}: ffmpeg could not decode it (${line || `exit ${code}`})`);
   }
+}
+
+/** ffmpeg's last stderr line, without the file name it starts with (the error names it). */
+function lastLine(stderr: string, path: string): string {
+  const line = stderr.trim().split('\n').pop() ?? '';
+  return line.startsWith(`${path}: `) ? line.slice(path.length + 2) : line;
 }
 
 /** Encoder arguments by container: H.264 in yuv420p (even sizes) for the common ones. */
@@ -168,7 +174,7 @@ export async function encodeFrames(
     child.on('close', res);
   });
   if (code !== 0) {
-    const line = stderr.trim().split('\n').pop();
+    const line = lastLine(stderr, out);
     throw new FuseError(`${out}: ffmpeg could not encode the video (${line || `exit ${code}`})`);
   }
 }

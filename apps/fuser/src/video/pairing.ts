@@ -57,13 +57,13 @@ export function pairFrames(ir: PairingInput, vis: PairingInput, by: PairBy): Pai
   let dropped = 0;
   for (let i = 0; i < ir.times.length; i++) {
     const t = ir.times[i];
-    while (j + 1 < vt.length && Math.abs(vt[j + 1] - t) <= Math.abs(vt[j] - t)) j++;
+    while (j + 1 < vt.length && Math.abs(vt[j + 1] - t) < Math.abs(vt[j] - t)) j++;
     if (Math.abs(vt[j] - t) <= tol) pairs.push([i, j]);
     else dropped++;
   }
   if (dropped)
     warnings.push(
-      `${dropped} frame(s) of ${ir.path} have no frame of ${vis.path} within ${fmt(tol * 1000)} ms and are not fused`,
+      `${dropped} frame(s) of ${ir.path} have no frame of ${vis.path} within ${fmt(500 / vis.fps)} ms and are not fused`,
     );
   if (pairs.length === 0)
     throw new FuseError(`${vis.path}: no frame is close in time to a frame of ${ir.path}`);
