@@ -28,12 +28,17 @@ export async function connectOnce(url: string): Promise<Redis> {
     maxRetriesPerRequest: null,
     retryStrategy: (times) => (times > 3 ? null : 200 * times),
   });
-  client.on('error', () => {}); // reported by connect() below
+  // The socket's error (ECONNREFUSED, ENOTFOUND, ...) says more than connect()'s rejection.
+  let cause: Error | undefined;
+  client.on('error', (e: Error) => {
+    cause = e;
+  });
   try {
     await client.connect();
   } catch (err) {
     client.disconnect();
-    throw new FuseError(`${url}: cannot reach Redis (${(err as Error).message.split('\n')[0]})`);
+    const msg = (cause ?? (err as Error)).message.split('\n')[0];
+    throw new FuseError(`${url}: cannot reach Redis (${msg})`);
   }
   return client;
 }
