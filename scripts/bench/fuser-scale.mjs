@@ -54,7 +54,18 @@ function frames(src, pixFmt) {
   const input = src.endsWith('/') ? ['-i', join(src, '%06d.png')] : ['-i', src];
   const raw = spawnSync(
     'ffmpeg',
-    ['-v', 'error', ...input, '-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', pixFmt, 'pipe:1'],
+    [
+      '-v',
+      'error',
+      ...input,
+      '-fps_mode',
+      'passthrough',
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      pixFmt,
+      'pipe:1',
+    ],
     { maxBuffer: 1 << 30 },
   ).stdout;
   const n = W * H * ch;
@@ -76,9 +87,34 @@ function temporalMad(fs) {
 /** `sensor`: strength of ffmpeg's temporal noise filter (0: a clean static scene). */
 async function stability(sensor) {
   const d = join(dir, `still-${sensor}`);
-  run(process.execPath, [join(REPO, 'scripts/make-sample-pair.mjs'), d, '--width', String(W), '--height', String(H)]);
+  run(process.execPath, [
+    join(REPO, 'scripts/make-sample-pair.mjs'),
+    d,
+    '--width',
+    String(W),
+    '--height',
+    String(H),
+  ]);
   const noisy = (img, gray, out) =>
-    ffmpeg(['-loop', '1', '-i', img, '-vf', `${gray ? 'format=gray,' : 'format=rgb24,'}noise=alls=${sensor}:allf=t`, '-frames:v', String(FRAMES), '-r', '10', '-c:v', 'libx264', '-crf', '18', '-pix_fmt', 'yuv420p', out]);
+    ffmpeg([
+      '-loop',
+      '1',
+      '-i',
+      img,
+      '-vf',
+      `${gray ? 'format=gray,' : 'format=rgb24,'}noise=alls=${sensor}:allf=t`,
+      '-frames:v',
+      String(FRAMES),
+      '-r',
+      '10',
+      '-c:v',
+      'libx264',
+      '-crf',
+      '18',
+      '-pix_fmt',
+      'yuv420p',
+      out,
+    ]);
   noisy(join(d, 'vi.png'), false, join(d, 'vis.mp4'));
   noisy(join(d, 'ir.png'), true, join(d, 'ir.mp4'));
   const out = join(d, 'fused-frames');
@@ -95,7 +131,11 @@ async function stability(sensor) {
   for (let k = 0; k < irF.length; k++) {
     const img = (b) => ({ width: W, height: H, channels: 3, bitDepth: 8, data: new Uint8Array(b) });
     const fuser = await api.openFuser({ seed: k + 1 });
-    const f = await api.fuseImages(io.imageToFloat(io.toChannels(img(irF[k]), 1)), io.imageToFloat(img(visF[k])), fuser);
+    const f = await api.fuseImages(
+      io.imageToFloat(io.toChannels(img(irF[k]), 1)),
+      io.imageToFloat(img(visF[k])),
+      fuser,
+    );
     await fuser.release();
     fresh.push(Buffer.from(io.floatToImage(f, 8).data));
   }
@@ -124,15 +164,41 @@ async function freePort() {
 function spawnWait(args) {
   return new Promise((res, rej) => {
     const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
-    c.on('exit', (code) => (code === 0 ? res() : rej(new Error(`dif-fuse ${args.join(' ')}: exit ${code}`))));
+    c.on('exit', (code) =>
+      code === 0 ? res() : rej(new Error(`dif-fuse ${args.join(' ')}: exit ${code}`)),
+    );
   });
 }
 
 async function queue() {
-  run(process.execPath, [join(REPO, 'scripts/make-sample-pair.mjs'), join(dir, 'batch'), '--width', String(W * 2), '--height', String(H * 2), '--pairs', String(PAIRS)]);
+  run(process.execPath, [
+    join(REPO, 'scripts/make-sample-pair.mjs'),
+    join(dir, 'batch'),
+    '--width',
+    String(W * 2),
+    '--height',
+    String(H * 2),
+    '--pairs',
+    String(PAIRS),
+  ]);
   const pairs = join(dir, 'batch/pairs');
   const port = await freePort();
-  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  const redis = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+    ],
+    { stdio: 'ignore' },
+  );
   await new Promise((r) => setTimeout(r, 500));
   const url = `redis://127.0.0.1:${port}`;
   try {
@@ -152,13 +218,28 @@ async function queue() {
       t0 = performance.now();
       await Promise.all(
         Array.from({ length: workers }, () =>
-          spawnWait(['worker', '--redis', url, '--queue', name, '--exit-when-done', '-q', ...(threads ? ['--threads', String(threads)] : [])]),
+          spawnWait([
+            'worker',
+            '--redis',
+            url,
+            '--queue',
+            name,
+            '--exit-when-done',
+            '-q',
+            ...(threads ? ['--threads', String(threads)] : []),
+          ]),
         ),
       );
       const secs = (performance.now() - t0) / 1000;
       const st = JSON.parse(dif(['queue', 'status', '--redis', url, '--queue', name, '--json']));
-      if (st.done !== PAIRS || readdirSync(out).length !== PAIRS) throw new Error(`${name}: ${JSON.stringify(st)}`);
-      res[name] = { secs, pairsPerSec: PAIRS / secs, statusThroughput: st.throughput, secondsPerJob: st.secondsPerJob };
+      if (st.done !== PAIRS || readdirSync(out).length !== PAIRS)
+        throw new Error(`${name}: ${JSON.stringify(st)}`);
+      res[name] = {
+        secs,
+        pairsPerSec: PAIRS / secs,
+        statusThroughput: st.throughput,
+        secondsPerJob: st.secondsPerJob,
+      };
     }
     res.overheadPerJobSecs = (res.w1.secs - localSecs) / PAIRS;
     res.speedup2Workers = res.w1.secs / res.w2.secs;
@@ -180,15 +261,25 @@ if (opt.json) console.log(JSON.stringify(result, null, 2));
 else {
   const q = result.queue;
   for (const s of result.stability) {
-    console.log(`static scene ${s.size}, ${s.frames} frames, sensor noise ${s.sensorNoise}: consecutive-frame MAD (8-bit levels)`);
+    console.log(
+      `static scene ${s.size}, ${s.frames} frames, sensor noise ${s.sensorNoise}: consecutive-frame MAD (8-bit levels)`,
+    );
     console.log(`  visible ${s.madVisible.toFixed(3)}, infrared ${s.madInfrared.toFixed(3)}`);
-    console.log(`  fused, same noise every frame (dif-fuse video): ${s.madFusedSameNoise.toFixed(3)}`);
+    console.log(
+      `  fused, same noise every frame (dif-fuse video): ${s.madFusedSameNoise.toFixed(3)}`,
+    );
     console.log(`  fused, fresh noise per frame: ${s.madFusedNoisePerFrame.toFixed(3)}`);
     console.log(`  ${s.cli} (${s.videoSeconds.toFixed(1)} s whole command)`);
   }
-  console.log(`queue, ${q.pairs} pairs ${q.size}: local batch ${q.localSecs.toFixed(1)} s (${q.local})`);
+  console.log(
+    `queue, ${q.pairs} pairs ${q.size}: local batch ${q.localSecs.toFixed(1)} s (${q.local})`,
+  );
   for (const w of ['w1', 'w2', 'w2t1'])
-    console.log(`  ${w[1]} worker(s)${w.includes('t') ? ' --threads 1' : ''}: ${q[w].secs.toFixed(1)} s, ${q[w].pairsPerSec.toFixed(3)} pairs/s (status: ${q[w].statusThroughput.toFixed(3)} jobs/s, ${q[w].secondsPerJob.toFixed(3)} s/job in a worker)`);
-  console.log(`  overhead per job (1 worker vs local batch): ${(q.overheadPerJobSecs * 1000).toFixed(0)} ms; 2 workers speed-up ${q.speedup2Workers.toFixed(2)}x (--threads 1: ${q.speedup2Workers1Thread.toFixed(2)}x)`);
+    console.log(
+      `  ${w[1]} worker(s)${w.includes('t') ? ' --threads 1' : ''}: ${q[w].secs.toFixed(1)} s, ${q[w].pairsPerSec.toFixed(3)} pairs/s (status: ${q[w].statusThroughput.toFixed(3)} jobs/s, ${q[w].secondsPerJob.toFixed(3)} s/job in a worker)`,
+    );
+  console.log(
+    `  overhead per job (1 worker vs local batch): ${(q.overheadPerJobSecs * 1000).toFixed(0)} ms; 2 workers speed-up ${q.speedup2Workers.toFixed(2)}x (--threads 1: ${q.speedup2Workers1Thread.toFixed(2)}x)`,
+  );
   console.log(`load average before ${result.loadBefore}, after ${result.loadAfter}`);
 }

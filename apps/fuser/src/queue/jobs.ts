@@ -32,8 +32,9 @@ export type JobSettings = Omit<PairJob, 'name' | 'ir' | 'vis' | 'out'>;
 
 /** Idempotent job id: the hash of everything that determines the output. */
 export function jobId(job: PairJob): string {
-  const keys = Object.keys(job).sort() as (keyof PairJob)[];
-  const canonical = JSON.stringify(keys.map((k) => [k, job[k] ?? null]));
+  // Sorted keys, unset settings left out: the same job however its object was built.
+  const keys = (Object.keys(job) as (keyof PairJob)[]).filter((k) => job[k] !== undefined).sort();
+  const canonical = JSON.stringify(keys.map((k) => [k, job[k]]));
   return `pair-${createHash('sha256').update(canonical).digest('hex').slice(0, 32)}`;
 }
 

@@ -63,7 +63,7 @@ const RUN_FILE = '.dif-fuse-run.json';
 
 function fileStamp(p: string): { path: string; size: number; mtimeMs: number } {
   const st = statSync(p);
-  return { path: realpathSync(p), size: st.size, mtimeMs: st.isDirectory() ? 0 : st.mtimeMs };
+  return { path: realpathSync(p), size: st.size, mtimeMs: st.mtimeMs };
 }
 
 export async function runVideo(o: VideoOptions): Promise<VideoResult> {
