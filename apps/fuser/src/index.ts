@@ -56,5 +56,5 @@ export { jobId, listPairs, type PairJob } from './queue/jobs';
 export { formatStatus, type QueueStatus, queueStatus } from './queue/status';
 export { runWorker, type WorkerOptions, type WorkerSummary } from './queue/worker';
 export { isVideoPath, probeVideo, type VideoInfo } from './video/ffmpeg';
-export { type PairBy, pairFrames, type Pairing } from './video/pairing';
+export { type PairBy, type Pairing, pairFrames } from './video/pairing';
 export { isVideoJob, runVideo, type VideoOptions, type VideoResult } from './video/run';
