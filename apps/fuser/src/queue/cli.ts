@@ -50,15 +50,10 @@ export function registerQueueCommands(program: Command, io: Io): void {
     .option('--tile <size>', 'tile edge, auto or off (as for dif-fuse)', tileArg, 'auto')
     .option('--overlap <px>', 'overlap between tiles', intArg('--overlap', 0))
     .option('--memory <MB>', 'working-memory budget for --tile auto', intArg('--memory', 64))
-    .option(
-      '--attempts <n>',
-      'tries per job before it is failed (default 3)',
-      intArg('--attempts', 1, 100),
-      3,
-    )
+    .option('--attempts <n>', 'tries per job before it is failed', intArg('--attempts', 1, 100), 3)
     .option(
       '--backoff <ms>',
-      'delay before the first retry, doubled at each retry (default 2000)',
+      'delay before the first retry, doubled at each retry',
       intArg('--backoff', 0),
       2000,
     )
@@ -120,7 +115,7 @@ export function registerQueueCommands(program: Command, io: Io): void {
     .addOption(queueOption())
     .option(
       '--concurrency <n>',
-      'jobs fused at once by this process (default 1)',
+      'jobs fused at once by this process',
       intArg('--concurrency', 1, 256),
       1,
     )
@@ -136,7 +131,7 @@ export function registerQueueCommands(program: Command, io: Io): void {
     )
     .option(
       '--lock <ms>',
-      "job lock: a dead worker's job returns to the queue after about this long (default 30000)",
+      "job lock: a dead worker's job returns to the queue after about this long",
       intArg('--lock', 100),
       30_000,
     )
