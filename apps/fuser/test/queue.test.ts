@@ -214,6 +214,36 @@ describe.skipIf(!HAS_REDIS)('dif-fuse queue and worker', () => {
     );
   });
 
+  it('a write error is retried with backoff, then lands in the failed state with its message', async () => {
+    const { root } = await pairs('retry', 2, 64, 48);
+    const out = join(dir, 'retry-out');
+    mkdirSync(join(out, 'p0.png'), { recursive: true }); // a folder where the output should go
+    const add = [
+      'queue',
+      'add',
+      '--pairs',
+      root,
+      '--out',
+      out,
+      '--redis',
+      redis.url,
+      '--queue',
+      'retry',
+    ];
+    expect(dif([...add, '--attempts', '3', '--backoff', '200']).code).toBe(0);
+    const w = worker('retry', '--exit-when-done');
+    expect(await w.exit).toBe(0);
+    expect(w.lines.filter((l) => l.startsWith('start p0 ')).map((l) => l.split(' ').pop())).toEqual(
+      ['1', '2', '3'],
+    );
+    expect(w.lines.filter((l) => /^retry p0 /.test(l))).toHaveLength(2);
+    const s = status('retry');
+    expect([s.done, s.failed, s.waiting, s.active, s.delayed]).toEqual([1, 1, 0, 0, 0]);
+    expect(s.failures[0].name).toBe('p0');
+    expect(s.failures[0].attempts).toBe(3);
+    expect(s.failures[0].reason).toMatch(/p0\.png: /);
+  });
+
   it('SIGTERM: the job in hand finishes, the others stay queued', async () => {
     const { root } = await pairs('term', 3, 128, 96);
     const out = join(dir, 'term-out');

@@ -1,14 +1,15 @@
 /**
  * Fusing one queued pair, as `dif-fuse --pairs` fuses it (same reading, pipeline and atomic
  * write, so the bytes are identical). Input errors (a corrupt or missing image, a size
- * mismatch, a bad model folder) fail the job at once: retrying cannot heal them.
+ * mismatch, a bad model folder) fail the job at once: retrying cannot heal them. Write
+ * errors are retried (BullMQ's attempts and backoff), then fail with their message.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DifFusionError, formatError } from '@dif-fusion/io';
 import { UnrecoverableError } from 'bullmq';
 import { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from '../fuse';
-import { readPair, writeImage } from '../images';
+import { type Planar, readPair, writeImage } from '../images';
 import type { PairJob } from './jobs';
 
 /** Opened fusers by method/model/seed/device: the model loads once per worker. */
@@ -39,23 +40,31 @@ export class FuserCache {
 
 /** Fuses one pair job; what the worker's processor runs. */
 export async function fusePairJob(j: PairJob, fusers: FuserCache): Promise<{ out: string }> {
+  let ir: Planar;
+  let vis: Planar;
+  let opened: OpenedFuser;
   try {
-    const { ir, vis } = await readPair(j.ir, j.vis, {
+    ({ ir, vis } = await readPair(j.ir, j.vis, {
       maxPixels: j.maxPixels === undefined ? undefined : j.maxPixels * 1e6,
       allowCorrupt: j.allowCorrupt,
-    });
-    const opened = await fusers.get(j);
-    const fused = await fuseImages(ir, vis, opened, {
-      tile: j.tile,
-      overlap: j.overlap,
-      memoryBudget: j.memoryBudget,
-    });
-    mkdirSync(dirname(j.out), { recursive: true });
-    await writeImage(j.out, fused);
-    return { out: j.out };
+    }));
+    opened = await fusers.get(j);
   } catch (err) {
-    // The project's user errors (bad input, model folder) will not heal by retrying.
+    // Bad inputs and model folders (the project's one-line user errors) do not heal by retrying.
     if (err instanceof DifFusionError) throw new UnrecoverableError(formatError(err));
     throw err;
   }
+  const fused = await fuseImages(ir, vis, opened, {
+    tile: j.tile,
+    overlap: j.overlap,
+    memoryBudget: j.memoryBudget,
+  });
+  // Writing may fail for a while (a full disk, a network share away): retried with backoff.
+  try {
+    mkdirSync(dirname(j.out), { recursive: true });
+    await writeImage(j.out, fused);
+  } catch (err) {
+    throw new Error(formatError(err));
+  }
+  return { out: j.out };
 }

@@ -116,6 +116,7 @@ export async function runVideo(o: VideoOptions): Promise<VideoResult> {
     }
   }
   if (videoOut) {
+    removeStaleTempFiles(dirname(out)); // encodes of killed runs
     const tmp = join(
       dirname(out),
       `.${basename(out)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`,
