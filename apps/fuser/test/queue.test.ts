@@ -129,7 +129,10 @@ describe.skipIf(!HAS_REDIS)('dif-fuse queue and worker', () => {
     expect(dif(add).stdout.trim()).toBe(
       `queued 0 job(s) on many at ${redis.url} (6 already queued)`,
     );
-    const ws = [0, 1, 2].map(() => worker('many', '--exit-when-done'));
+    // one of them fuses two jobs at once (two sandboxed children)
+    const ws = [['--concurrency', '2'], [], []].map((x) =>
+      worker('many', '--exit-when-done', ...x),
+    );
     expect(await Promise.all(ws.map((w) => w.exit))).toEqual([0, 0, 0]);
     const done = ws.flatMap((w) =>
       w.lines.filter((l) => l.startsWith('done ')).map((l) => l.split(' ')[1]),

@@ -60,6 +60,16 @@ export function isVideoJob(ir?: string, vis?: string, output?: string): boolean 
 }
 
 const RUN_FILE = '.dif-fuse-run.json';
+/** Progress lines when stderr is not a terminal: one every 10 s. */
+const PROGRESS_LINE_MS = 10_000;
+
+/** Seconds as h:mm:ss. */
+export function clock(secs: number): string {
+  const s = Math.max(0, Math.round(secs));
+  const mm = String(Math.floor(s / 60) % 60).padStart(2, '0');
+  const ss = String(s % 60).padStart(2, '0');
+  return `${Math.floor(s / 3600)}:${mm}:${ss}`;
+}
 
 function fileStamp(p: string): { path: string; size: number; mtimeMs: number } {
   const st = statSync(p);
@@ -109,7 +119,7 @@ export async function runVideo(o: VideoOptions): Promise<VideoResult> {
       if (!o.quiet && opened.provider)
         err(`dif-fuse: model ${opened.modelDir}, provider ${opened.provider}`);
       const t0 = performance.now();
-      fused = await fuseFrames(ir, vis, pairs, todo, frameName, opened, o, resumed);
+      fused = await fuseFrames(ir, vis, pairs, todo, frameName, opened, { ...o, err }, resumed);
       secs = (performance.now() - t0) / 1000;
     } finally {
       await opened.release();
@@ -191,6 +201,7 @@ async function fuseFrames(
   const t0 = performance.now();
   const last = todo.lastIndexOf(true);
   let fused = 0;
+  let lastLine = t0;
   try {
     for (let k = 0; k < pairs.length; k++) {
       const [i, j] = pairs[k];
@@ -208,6 +219,13 @@ async function fuseFrames(
       fused++;
       const rate = fused / ((performance.now() - t0) / 1000);
       bar?.update(resumed + fused, { rate: rate.toFixed(2) });
+      // Not a terminal (a log file, a job scheduler): one line every PROGRESS_LINE_MS.
+      if (!bar && !o.quiet && performance.now() - lastLine >= PROGRESS_LINE_MS) {
+        lastLine = performance.now();
+        o.err!(
+          `frame ${resumed + fused}/${pairs.length} | ${rate.toFixed(2)} fps | ETA ${clock((pairs.length - resumed - fused) / rate)}`,
+        );
+      }
       if (k === last) break; // nothing left to fuse: stop decoding
     }
   } finally {
