@@ -37,8 +37,6 @@ export interface WorkerOptions {
   quiet?: boolean;
   out?: (line: string) => void;
   err?: (line: string) => void;
-  /** Resolves when the worker is listening (tests). */
-  onReady?: () => void;
 }
 
 export interface WorkerSummary {
@@ -112,9 +110,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
     await worker.waitUntilReady();
     if (!o.quiet)
       err(`dif-fuse worker: queue ${name} on ${o.redis}, concurrency ${o.concurrency ?? 1}`);
-    o.onReady?.();
-    const running = worker.run();
-    await running;
+    await worker.run(); // resolves once the worker is closed
     await stopping;
   } finally {
     if (poll) clearInterval(poll);
