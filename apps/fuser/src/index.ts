@@ -50,3 +50,11 @@ export {
   type TilingOptions,
 } from './pipeline';
 export { buildProgram, main } from './program';
+export { type AddOptions, type AddResult, addJobs } from './queue/add';
+export { DEFAULT_QUEUE } from './queue/connection';
+export { jobId, listPairs, type PairJob } from './queue/jobs';
+export { formatStatus, type QueueStatus, queueStatus } from './queue/status';
+export { runWorker, type WorkerOptions, type WorkerSummary } from './queue/worker';
+export { isVideoPath, probeVideo, type VideoInfo } from './video/ffmpeg';
+export { type PairBy, type Pairing, pairFrames } from './video/pairing';
+export { isVideoJob, runVideo, type VideoOptions, type VideoResult } from './video/run';

@@ -19,6 +19,7 @@ import {
   writeFileAtomic,
 } from '@dif-fusion/io';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { intArg, tileArg } from './args';
 import { findPairFolders } from './batch';
 import { FuseError } from './errors';
 import { registerEvalCommand } from './eval/index';
@@ -35,6 +36,9 @@ import {
 } from './images';
 import { BASELINES, METHODS, type Method } from './methods';
 import { AUTO_TILE_PIXELS, DEFAULT_MEMORY_BUDGET, DEFAULT_OVERLAP, DEFAULT_TILE } from './pipeline';
+import { registerQueueCommands } from './queue/cli';
+import { runVideoFlags, type VideoFlags } from './video/cli';
+import { isVideoJob } from './video/run';
 
 /** This package's version (package.json beside src/ and dist/, in the repository and on npm). */
 function packageVersion(): string {
@@ -79,27 +83,10 @@ interface FuseFlags {
   quiet?: boolean;
   maxPixels?: number;
   allowCorrupt?: boolean;
+  pairBy?: VideoFlags['pairBy'];
+  fps?: number;
+  keepFrames?: boolean;
 }
-
-const intArg =
-  (name: string, min: number, max = 2 ** 32 - 1) =>
-  (v: string) => {
-    if (!/^-?\d+$/.test(v.trim())) throw new InvalidArgumentError(`${name} must be an integer`);
-    const n = Number(v);
-    if (n < min) throw new InvalidArgumentError(`${name} must be at least ${min}`);
-    if (n > max) throw new InvalidArgumentError(`${name} must be at most ${max}`);
-    return n;
-  };
-
-const tileArg = (v: string): number | 'auto' | 'off' => {
-  if (v === 'auto' || v === 'off') return v;
-  if (!/^\d+$/.test(v))
-    throw new InvalidArgumentError('--tile must be a size in pixels, auto or off');
-  const n = Number(v);
-  if (n < 32 || n % 16 !== 0)
-    throw new InvalidArgumentError('--tile must be a multiple of 16, at least 32');
-  return n;
-};
 
 export function buildProgram(io: CliIo): Command {
   const program = new Command('dif-fuse');
@@ -204,6 +191,22 @@ export function buildProgram(io: CliIo): Command {
       '--allow-corrupt',
       'read damaged images (corrupt JPEG data, truncated TIFF/PNG) as far as they decode, with a warning, instead of failing',
     )
+    .addOption(
+      new Option('--pair-by <how>', 'video: pair frames by index or by timestamp')
+        .choices(['index', 'timestamp'])
+        .default('index'),
+    )
+    .option(
+      '--fps <n>',
+      "video: output frame rate (default: the IR video's; 25 for image sequences)",
+      (v: string) => {
+        const n = Number(v);
+        if (!(n > 0) || !Number.isFinite(n))
+          throw new InvalidArgumentError('--fps must be a positive number');
+        return n;
+      },
+    )
+    .option('--keep-frames', 'video: keep the folder of fused frames after encoding')
     .option('-q, --quiet', 'no progress bar, provider line or summary')
     .addHelpText(
       'after',
@@ -213,6 +216,9 @@ export function buildProgram(io: CliIo): Command {
         '  dif-fuse --ir ir.png --vis vis.jpg -o fused.png --side-by-side compare.png',
         '  dif-fuse --pairs data/test -o out/fused --ext jpg      (data/test holds ir/ and vi/)',
         '  dif-fuse --pairs data/test -o out/ycbcr-max --method ycbcr-max',
+        '  dif-fuse --ir ir.mp4 --vis vis.mp4 -o fused.mp4     (videos or folders of frames; ffmpeg)',
+        '  dif-fuse queue add --pairs data/test --out out/fused --redis redis://host:6379',
+        '  dif-fuse worker --redis redis://host:6379 --concurrency 1',
         '  dif-fuse eval --pairs data/test --fused out/fused --fused out/ycbcr-max',
         '',
         'The output format follows the -o extension (png, jpg, tif, webp, bmp). Inputs are never',
@@ -223,6 +229,7 @@ export function buildProgram(io: CliIo): Command {
       await runFuse(flags, io);
     });
   registerEvalCommand(program, io);
+  registerQueueCommands(program, io);
   return program;
 }
 
@@ -411,6 +418,7 @@ async function inputSource(path: string, flag: string, io: CliIo): Promise<Image
 }
 
 async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
+  if (isVideoJob(f.ir, f.vis, f.output)) return runVideoFlags(f, io);
   validate(f);
   const toStdout = f.output === STDIO;
   if (toStdout && (io.stdoutIsTTY ?? process.stdout.isTTY === true))

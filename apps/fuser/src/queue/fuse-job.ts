@@ -1,0 +1,70 @@
+/**
+ * Fusing one queued pair, as `dif-fuse --pairs` fuses it (same reading, pipeline and atomic
+ * write, so the bytes are identical). Input errors (a corrupt or missing image, a size
+ * mismatch, a bad model folder) fail the job at once: retrying cannot heal them. Write
+ * errors are retried (BullMQ's attempts and backoff), then fail with their message.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DifFusionError, formatError } from '@dif-fusion/io';
+import { UnrecoverableError } from 'bullmq';
+import { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from '../fuse';
+import { type Planar, readPair, writeImage } from '../images';
+import type { PairJob } from './jobs';
+
+/** Opened fusers by method/model/seed/device: the model loads once per worker. */
+export class FuserCache {
+  private readonly open = new Map<string, Promise<OpenedFuser>>();
+  constructor(private readonly o: Pick<OpenOptions, 'device' | 'threads'> = {}) {}
+  get(j: PairJob): Promise<OpenedFuser> {
+    const key = JSON.stringify([j.method, j.model ?? null, j.seed]);
+    let p = this.open.get(key);
+    if (!p) {
+      p = openFuser({
+        method: j.method,
+        model: j.model,
+        seed: j.seed,
+        device: this.o.device,
+        threads: this.o.threads,
+      });
+      this.open.set(key, p);
+      p.catch(() => this.open.delete(key));
+    }
+    return p;
+  }
+  async release(): Promise<void> {
+    for (const p of this.open.values()) await (await p.catch(() => null))?.release();
+    this.open.clear();
+  }
+}
+
+/** Fuses one pair job; what the worker's processor runs. */
+export async function fusePairJob(j: PairJob, fusers: FuserCache): Promise<{ out: string }> {
+  let ir: Planar;
+  let vis: Planar;
+  let opened: OpenedFuser;
+  try {
+    ({ ir, vis } = await readPair(j.ir, j.vis, {
+      maxPixels: j.maxPixels === undefined ? undefined : j.maxPixels * 1e6,
+      allowCorrupt: j.allowCorrupt,
+    }));
+    opened = await fusers.get(j);
+  } catch (err) {
+    // Bad inputs and model folders (the project's one-line user errors) do not heal by retrying.
+    if (err instanceof DifFusionError) throw new UnrecoverableError(formatError(err));
+    throw err;
+  }
+  const fused = await fuseImages(ir, vis, opened, {
+    tile: j.tile,
+    overlap: j.overlap,
+    memoryBudget: j.memoryBudget,
+  });
+  // Writing may fail for a while (a full disk, a network share away): retried with backoff.
+  try {
+    mkdirSync(dirname(j.out), { recursive: true });
+    await writeImage(j.out, fused);
+  } catch (err) {
+    throw new Error(formatError(err));
+  }
+  return { out: j.out };
+}

@@ -1,0 +1,220 @@
+/**
+ * `dif-fuse --ir A --vis B -o OUT` where A/B are videos or image-sequence folders: pairs the
+ * frames, fuses each pair with ONE opened fuser (so every frame gets the same seeded noise and
+ * a static scene does not flicker), keeps the fused frames in a work folder so that an
+ * interrupted run continues where it stopped, and encodes them with ffmpeg into a temporary
+ * file renamed over OUT (atomic). OUT without a video extension is a folder of frames.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import {
+  Progress,
+  type ProgressStream,
+  removeStaleTempFiles,
+  writeFileAtomicSync,
+} from '@dif-fusion/io';
+import { FuseError } from '../errors';
+import { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from '../fuse';
+import { outputFormat, type Planar, writeImage } from '../images';
+import type { TilingOptions } from '../pipeline';
+import { encodeFrames, isVideoPath, muxerFor, requireFfmpeg } from './ffmpeg';
+import { type PairBy, pairFrames } from './pairing';
+import { type FrameSource, openSource } from './source';
+
+export interface VideoOptions extends OpenOptions {
+  ir: string;
+  vis: string;
+  output: string;
+  pairBy?: PairBy;
+  /** Output frame rate (default: the IR video's, else the visible video's, else 25). */
+  fps?: number;
+  /** Frame format of a folder output (default png). */
+  ext?: string;
+  /** Keep the work folder of fused frames after encoding. */
+  keepFrames?: boolean;
+  tiling?: Omit<TilingOptions, 'onProgress'>;
+  quiet?: boolean;
+  out?: (line: string) => void;
+  err?: (line: string) => void;
+  progressStream?: ProgressStream;
+}
+
+export interface VideoResult {
+  output: string;
+  frames: number;
+  /** Frames found already fused in the work folder (resumed). */
+  resumed: number;
+  /** Frames per second of this run's fusion (0 when all were resumed). */
+  fps: number;
+}
+
+/** True when `dif-fuse --ir/--vis/-o` describes a video or image-sequence job. */
+export function isVideoJob(ir?: string, vis?: string, output?: string): boolean {
+  const dir = (p?: string) => p !== undefined && existsSync(p) && statSync(p).isDirectory();
+  return [ir, vis, output].some((p) => p !== undefined && isVideoPath(p)) || dir(ir) || dir(vis);
+}
+
+const RUN_FILE = '.dif-fuse-run.json';
+/** Progress lines when stderr is not a terminal: at least one every 10 s. */
+const PROGRESS_LINE_MS = 10_000;
+
+function fileStamp(p: string): { path: string; size: number; mtimeMs: number } {
+  const st = statSync(p);
+  return { path: realpathSync(p), size: st.size, mtimeMs: st.mtimeMs };
+}
+
+export async function runVideo(o: VideoOptions): Promise<VideoResult> {
+  const err = o.err ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const out = resolve(o.output);
+  const videoOut = isVideoPath(out);
+  if ([o.ir, o.vis, out].some((p) => isVideoPath(p)) || videoOut) requireFfmpeg();
+  const ir = await openSource(o.ir, '--ir');
+  const vis = await openSource(o.vis, '--vis');
+  for (const s of [ir, vis])
+    if (resolve(s.path) === out) throw new FuseError(`${out}: refusing to overwrite an input`);
+  const { pairs, warnings } = pairFrames(ir, vis, o.pairBy ?? 'index');
+  if (!o.quiet) for (const w of warnings) err(`warning: ${w}`);
+  const fps = o.fps ?? ir.fps ?? vis.fps ?? 25;
+
+  const ext = videoOut ? 'png' : (o.ext ?? 'png').replace(/^\./, '').toLowerCase();
+  if (!videoOut) outputFormat(`x.${ext}`);
+  if (!videoOut && existsSync(out) && !statSync(out).isDirectory())
+    throw new FuseError(
+      `${out}: not a folder; give a video name (.mp4, .mkv, .webm, ...) or a folder for frames`,
+    );
+  const work = videoOut ? join(dirname(out), `.${basename(out)}.frames`) : out;
+  const stamp = JSON.stringify({
+    ir: fileStamp(o.ir),
+    vis: fileStamp(o.vis),
+    method: o.method ?? 'model',
+    model: o.model ?? null,
+    seed: o.seed ?? 0,
+    pairBy: o.pairBy ?? 'index',
+    tiling: o.tiling ?? {},
+    ext,
+  });
+  prepareWork(work, stamp, videoOut);
+  const frameName = (k: number) => join(work, `${String(k + 1).padStart(6, '0')}.${ext}`);
+  const todo = pairs.map((_, k) => !existsSync(frameName(k)));
+  const resumed = todo.filter((t) => !t).length;
+
+  let fused = 0;
+  let secs = 0;
+  if (resumed < pairs.length) {
+    const opened = await openFuser(o);
+    try {
+      if (!o.quiet && opened.provider)
+        err(`dif-fuse: model ${opened.modelDir}, provider ${opened.provider}`);
+      const t0 = performance.now();
+      fused = await fuseFrames(ir, vis, pairs, todo, frameName, opened, { ...o, err }, resumed);
+      secs = (performance.now() - t0) / 1000;
+    } finally {
+      await opened.release();
+    }
+  }
+  if (videoOut) {
+    removeStaleTempFiles(dirname(out)); // encodes of killed runs
+    const tmp = join(
+      dirname(out),
+      `.${basename(out)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`,
+    );
+    try {
+      await encodeFrames(join(work, `%06d.${ext}`), fps, tmp, muxerFor(out));
+      renameSync(tmp, out);
+    } finally {
+      rmSync(tmp, { force: true });
+    }
+    if (!o.keepFrames) rmSync(work, { recursive: true, force: true });
+  }
+  const rate = fused / Math.max(secs, 1e-9);
+  if (!o.quiet)
+    (o.out ?? console.log)(
+      `fused ${pairs.length} frame${pairs.length === 1 ? '' : 's'}${resumed ? ` (${resumed} resumed)` : ''}${fused ? ` at ${rate.toFixed(2)} fps` : ''} -> ${out}`,
+    );
+  return { output: out, frames: pairs.length, resumed, fps: fused ? rate : 0 };
+}
+
+/** Creates the work folder, or checks that the frames in it come from the same run. */
+function prepareWork(work: string, stamp: string, owned: boolean): void {
+  const runFile = join(work, RUN_FILE);
+  if (existsSync(runFile) && readFileSync(runFile, 'utf8') !== stamp) {
+    if (!owned)
+      throw new FuseError(
+        `${work}: holds frames of a different run (other inputs or settings); empty it or choose another -o`,
+      );
+    rmSync(work, { recursive: true, force: true });
+  }
+  try {
+    mkdirSync(work, { recursive: true });
+    removeStaleTempFiles(work);
+    writeFileAtomicSync(runFile, stamp);
+  } catch (e) {
+    throw new FuseError(`${work}: cannot write the frames folder (${(e as Error).message})`);
+  }
+}
+
+async function fuseFrames(
+  ir: FrameSource,
+  vis: FrameSource,
+  pairs: [number, number][],
+  todo: boolean[],
+  frameName: (k: number) => string,
+  opened: OpenedFuser,
+  o: VideoOptions,
+  resumed: number,
+): Promise<number> {
+  const progress = new Progress({
+    label: 'frame',
+    unit: 'frames',
+    stream: o.progressStream ?? process.stderr,
+    quiet: o.quiet,
+    intervalMs: PROGRESS_LINE_MS,
+  });
+  progress.start(pairs.length, resumed);
+  const irFrames = ir.frames('ir');
+  const visFrames = vis.frames('vis');
+  let irAt = -1;
+  let visAt = -1;
+  let irFrame: Planar | undefined;
+  let visFrame: Planar | undefined;
+  const next = async (gen: AsyncGenerator<Planar>, src: FrameSource): Promise<Planar> => {
+    const r = await gen.next();
+    if (r.done) throw new FuseError(`${src.path}: ended before its last frame (truncated?)`);
+    return r.value;
+  };
+  const last = todo.lastIndexOf(true);
+  let fused = 0;
+  try {
+    for (let k = 0; k < pairs.length; k++) {
+      const [i, j] = pairs[k];
+      while (irAt < i) {
+        irFrame = await next(irFrames, ir);
+        irAt++;
+      }
+      while (visAt < j) {
+        visFrame = await next(visFrames, vis);
+        visAt++;
+      }
+      if (!todo[k]) continue;
+      const img = await fuseImages(irFrame!, visFrame!, opened, o.tiling);
+      await writeImage(frameName(k), img);
+      fused++;
+      progress.update(resumed + fused);
+      if (k === last) break; // nothing left to fuse: stop decoding
+    }
+  } finally {
+    progress.stop();
+    await irFrames.return(undefined);
+    await visFrames.return(undefined);
+  }
+  return fused;
+}
