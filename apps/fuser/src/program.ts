@@ -29,6 +29,7 @@ import {
 } from './images';
 import { BASELINES, METHODS, type Method } from './methods';
 import { AUTO_TILE_PIXELS, DEFAULT_MEMORY_BUDGET, DEFAULT_OVERLAP, DEFAULT_TILE } from './pipeline';
+import { registerServeCommand } from './serve/command';
 
 /** This package's version (package.json beside src/ and dist/, in the repository and on npm). */
 function packageVersion(): string {
@@ -183,6 +184,7 @@ export function buildProgram(io: CliIo): Command {
       await runFuse(flags, io);
     });
   registerEvalCommand(program, io);
+  registerServeCommand(program, io);
   return program;
 }
 
