@@ -30,7 +30,7 @@ export class Lane {
     return this.running;
   }
 
-  /** Queues `task`; `onTicket` receives its ticket at once (before the task starts). */
+  /** Queues `task`; `onTicket` receives its ticket at once (place 0 when the lane was idle). */
   run<T>(task: () => Promise<T>, onTicket?: (t: Ticket) => void): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const entry: Entry = {
@@ -40,8 +40,8 @@ export class Lane {
         ticket: { place: () => this.waiting.indexOf(entry) + 1 },
       };
       this.waiting.push(entry);
-      onTicket?.(entry.ticket);
       this.pump();
+      onTicket?.(entry.ticket);
     });
   }
 

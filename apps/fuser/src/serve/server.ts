@@ -86,7 +86,9 @@ const FILE_FIELDS = new Set(['ir', 'vis', 'fused']);
 const ROLE: Record<string, string> = { ir: 'infrared', vis: 'visible', fused: 'fused' };
 
 function mb(bytes: number): string {
-  return `${Math.round((bytes / 1e6) * 10) / 10} MB`;
+  return bytes >= 1e6
+    ? `${Math.round((bytes / 1e6) * 10) / 10} MB`
+    : `${Math.ceil(bytes / 1e3)} kB`;
 }
 
 /** Reads a multipart body: files into memory up to the size limit, fields as strings. */
