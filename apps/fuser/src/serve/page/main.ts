@@ -40,11 +40,11 @@ const SHOWN: [string, string, boolean, string][] = [
   ['SF', 'SF', true, 'spatial frequency'],
   ['AG', 'AG', true, 'average gradient'],
   ['MI', 'MI', true, 'mutual information'],
-  ['SCD', 'SCD', true, 'sum of correlations of differences'],
+  ['SCD', 'SCD', true, 'correlation of differences'],
   ['VIF', 'VIF', true, 'visual information fidelity'],
   ['Qabf', 'Qabf', true, 'edge transfer'],
   ['SSIM', 'SSIM', true, 'structural similarity'],
-  ['DeltaE', 'ΔE', false, 'colour difference to the visible image'],
+  ['DeltaE', 'ΔE', false, 'colour error vs visible'],
 ];
 
 const LABELS: Record<string, string> = {
@@ -286,6 +286,7 @@ async function showResult(s: JobStatus): Promise<void> {
   current = { fused, baseline };
   $('empty').hidden = true;
   $('slider').hidden = false;
+  $('slider').style.setProperty('--ar', String(s.width / s.height));
   $('strip').hidden = false;
   $('bottom').hidden = false;
   const over = $<HTMLImageElement>('slider-over');
@@ -303,9 +304,10 @@ async function showResult(s: JobStatus): Promise<void> {
   $('cap-baseline').textContent = `Baseline · ${label(s.baseline ?? '')}`;
   $('tag-left').textContent = `fused (${label(s.method)})`;
   applySlider();
-  fillMetrics(s);
+  const wins = fillMetrics(s);
   const stem = (files.vis?.name ?? 'pair').replace(/\.[^.]*$/, '');
   download = { href: fused, name: `${stem}-fused-${s.method}.png` };
+  $<HTMLButtonElement>('download').disabled = false;
   $('summary').innerHTML = '';
   const sum = $('summary');
   const b = document.createElement('b');
@@ -313,12 +315,24 @@ async function showResult(s: JobStatus): Promise<void> {
   sum.append(
     b,
     document.createTextNode(
-      ` fused with ${label(s.method)} in ${((s.ms ?? 0) / 1000).toFixed(2)} s. Green marks the better value of each row.`,
+      ` fused with ${label(s.method)} in ${((s.ms ?? 0) / 1000).toFixed(2)} s.`,
     ),
   );
+  if (wins !== null && s.baseline) {
+    const p = document.createElement('p');
+    const w = document.createElement('b');
+    w.textContent = `${wins} of ${SHOWN.length}`;
+    p.append(
+      `${label(s.method)} is better than ${label(s.baseline)} on `,
+      w,
+      ' metrics (green dot). ↑: higher is better, ↓: lower.',
+    );
+    sum.append(p);
+  }
 }
 
-function fillMetrics(s: JobStatus): void {
+/** Fills the metrics table; returns how many rows the method wins against the baseline (null without one). */
+function fillMetrics(s: JobStatus): number | null {
   const body = $('metrics').querySelector('tbody')!;
   body.textContent = '';
   const m = s.metrics?.[s.method] ?? {};
@@ -326,6 +340,7 @@ function fillMetrics(s: JobStatus): void {
   $('col-method').textContent = label(s.method);
   $('col-baseline').textContent = base ? label(s.baseline!) : '';
   $('col-baseline').hidden = !base;
+  let wins = 0;
   for (const [key, name, higher, hint] of SHOWN) {
     const tr = document.createElement('tr');
     tr.dataset.metric = key;
@@ -346,6 +361,7 @@ function fillMetrics(s: JobStatus): void {
       if (Number.isFinite(a) && Number.isFinite(b) && a !== b) {
         const aBetter = higher ? a > b : a < b;
         (aBetter ? tdA : tdB).classList.add('best');
+        if (aBetter) wins++;
       }
       tr.append(tdB);
     }
@@ -356,6 +372,7 @@ function fillMetrics(s: JobStatus): void {
     tr.append(dir);
     body.append(tr);
   }
+  return base ? wins : null;
 }
 
 async function refreshInfo(): Promise<Info | null> {
@@ -418,6 +435,10 @@ async function init(): Promise<void> {
     $('limits').textContent =
       `Up to ${fmtBytes(info.limits.maxUploadBytes)} and ${(info.limits.maxPixels / 1e6).toFixed(1)} MP per image. Uploads stay in the server's memory, never on disk.`;
   updateFuseButton();
+  // The queue length in the header stays current while the page is open.
+  setInterval(() => {
+    if (document.visibilityState === 'visible') refreshInfo();
+  }, 3000);
 }
 
 init();
