@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { evaluateFusion } from '@dif-fusion/metrics';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { OpenedFuser } from '../src/fuse';
-import { CLI } from './helpers';
+import { CLI, dif, expectOneLineError } from './helpers';
 import {
   decodePng,
   form,
@@ -354,5 +354,18 @@ describe('the dif-fuse serve command', () => {
       child.kill('SIGTERM');
     });
     expect(code).toBe(0);
+  });
+
+  it('a bad model folder or option is one line, before listening', () => {
+    expectOneLineError(
+      dif(['serve', '--port', '0', '--model', '/nonexistent/model']),
+      /^error: model folder \/nonexistent\/model does not exist$/,
+      expect,
+    );
+    expectOneLineError(
+      dif(['serve', '--port', 'x']),
+      /--port must be an integer from 0 to 65535/,
+      expect,
+    );
   });
 });

@@ -235,6 +235,18 @@ describe.skipIf(!CHROMIUM)('the page in Chromium', () => {
     expect(await page.isVisible('#empty')).toBe(true);
     expect(await page.isEnabled('#fuse')).toBe(true);
     await page.screenshot({ path: join(SHOTS, 'serve-error.png') });
+    // The shipped sample pair replaces both files.
+    await page.click('#use-sample');
+    for (const [role, name] of [
+      ['ir', 'sample-ir.png'],
+      ['vis', 'sample-vi.png'],
+    ])
+      await page.waitForFunction(
+        ([r, n]) =>
+          document.querySelector(`#drop-${r} .drop-meta`)?.textContent === `${n} · 320×240`,
+        [role, name],
+      );
+    expect(await page.isHidden('#error')).toBe(true);
     await page.close();
   });
 });

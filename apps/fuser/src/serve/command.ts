@@ -3,7 +3,7 @@
  * Ctrl-C / SIGTERM.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { resolveModelDir } from '../model';
+import { FuseError } from '../errors';
 import { createServer, DEFAULT_MAX_UPLOAD_MB, DEFAULT_SERVE_MAX_MP, type Served } from './server';
 
 export interface ServeIo {
@@ -36,7 +36,6 @@ export async function startServe(
   f: ServeFlags,
   io: ServeIo,
 ): Promise<{ url: string; served: Served }> {
-  if (f.model) resolveModelDir(f.model);
   const served = createServer({
     model: f.model,
     device: f.device,
@@ -50,14 +49,17 @@ export async function startServe(
   });
   let address: string;
   try {
+    // The model's session is opened now: a bad model folder fails at once, in one line, and
+    // the first request does not wait for the load.
+    const opened = await served.engine.open('model');
+    if (opened.provider)
+      io.err(`dif-fuse serve: model ${opened.modelDir}, provider ${opened.provider}`);
     address = await served.app.listen({ port: f.port, host: f.host });
   } catch (err) {
     await served.close();
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE')
-      throw new InvalidArgumentError(
-        `port ${f.port} is in use on ${f.host}: choose another with --port`,
-      );
+      throw new FuseError(`port ${f.port} is in use on ${f.host}: choose another with --port`);
     throw err;
   }
   const url = address.replace('http://[::1]', 'http://localhost');
@@ -86,13 +88,13 @@ export function registerServeCommand(program: Command, io: ServeIo): Command {
     .option('--seed <n>', 'noise seed', positive('--seed', true, 2 ** 32 - 1), 0)
     .option(
       '--max-upload <MB>',
-      `largest accepted file (default ${DEFAULT_MAX_UPLOAD_MB})`,
+      'largest accepted file',
       positive('--max-upload', false, 1000),
       DEFAULT_MAX_UPLOAD_MB,
     )
     .option(
       '--max-pixels <MP>',
-      `largest accepted image in megapixels (default ${DEFAULT_SERVE_MAX_MP})`,
+      'largest accepted image, in megapixels (checked from its header before decoding)',
       positive('--max-pixels', false, 1000),
       DEFAULT_SERVE_MAX_MP,
     )
