@@ -3,13 +3,13 @@
  * output, one model session serves them one at a time, bad uploads get one-line JSON errors.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { evaluateFusion } from '@dif-fusion/metrics';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { OpenedFuser } from '../src/fuse';
-import { CLI, dif, expectOneLineError } from './helpers';
+import { CLI, dif, expectOneLineError, tmp } from './helpers';
 import {
   decodePng,
   form,
@@ -327,9 +327,14 @@ describe('bad requests: one-line JSON errors, no stack', () => {
 });
 
 describe('the dif-fuse serve command', () => {
-  it('binds to 127.0.0.1 by default, prints its URL, and stops on SIGTERM', async () => {
+  it('binds to 127.0.0.1 by default, prints its URL, leaves no file behind, and stops on SIGTERM', async () => {
+    // Its working folder and TMPDIR are fresh, empty folders: still empty after a fusion.
+    const cwd = tmp('dif-serve-cwd-');
+    const tmpdir = tmp('dif-serve-tmp-');
     const child = spawn(process.execPath, [CLI, 'serve', '--port', '0'], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      cwd,
+      env: { ...process.env, TMPDIR: tmpdir },
     });
     let out = '';
     child.stdout.on('data', (d) => {
@@ -349,11 +354,18 @@ describe('the dif-fuse serve command', () => {
     const info = (await (await fetch(`${url}/api/info`)).json()) as any;
     expect(info.methods).toEqual(['model', 'average', 'max', 'ycbcr-average', 'ycbcr-max']);
     expect(info.limits).toEqual({ maxUploadBytes: 25e6, maxPixels: 4e6 });
+    const fused = await fetch(`${url}/api/fuse`, {
+      method: 'POST',
+      body: form({ ir: pairs[0].ir, vis: pairs[0].vis }, { method: 'model' }),
+    });
+    expect(fused.status).toBe(200);
     const code = await new Promise<number | null>((resolve) => {
       child.on('exit', (c) => resolve(c));
       child.kill('SIGTERM');
     });
     expect(code).toBe(0);
+    expect(readdirSync(cwd)).toEqual([]);
+    expect(readdirSync(tmpdir)).toEqual([]);
   });
 
   it('a bad model folder or option is one line, before listening', () => {

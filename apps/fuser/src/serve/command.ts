@@ -2,6 +2,9 @@
  * Registers `dif-fuse serve` on the main program: options, start-up line, clean shutdown on
  * Ctrl-C / SIGTERM.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { FuseError } from '../errors';
 import { createServer, DEFAULT_MAX_UPLOAD_MB, DEFAULT_SERVE_MAX_MP, type Served } from './server';
@@ -36,6 +39,12 @@ export async function startServe(
   f: ServeFlags,
   io: ServeIo,
 ): Promise<{ url: string; served: Served }> {
+  // ONNX Runtime writes session files ($TMPDIR/.ses, mat-debug-<pid>.log): they go to a
+  // folder of this server's own, removed when it stops.
+  const work = mkdtempSync(join(tmpdir(), 'dif-fuse-serve-'));
+  process.env.TMPDIR = work;
+  const clean = () => rmSync(work, { recursive: true, force: true });
+  process.once('exit', clean);
   const served = createServer({
     model: f.model,
     device: f.device,
@@ -57,12 +66,18 @@ export async function startServe(
     address = await served.app.listen({ port: f.port, host: f.host });
   } catch (err) {
     await served.close();
+    clean();
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE')
       throw new FuseError(`port ${f.port} is in use on ${f.host}: choose another with --port`);
     throw err;
   }
   const url = address.replace('http://[::1]', 'http://localhost');
+  const close = served.close;
+  served.close = async () => {
+    await close();
+    clean();
+  };
   return { url, served };
 }
 
