@@ -197,6 +197,31 @@ describe('POST /api/jobs: queue places, progress, metrics of method and baseline
     expect(probe.maxActive).toBe(1);
   });
 
+  it('refuses with 503 once 16 requests wait, and takes requests again when the line moves', async () => {
+    let release = () => {};
+    probe.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    const body = () => form({ ir: pairs[0].ir, vis: pairs[0].vis }, { method: 'model' });
+    const accepted = [];
+    for (let i = 0; i < 17; i++) accepted.push(await postJson('/api/jobs', body()));
+    expect(accepted.map((a) => a.status)).toEqual(Array(17).fill(202));
+    const refused = await postJson('/api/fuse', body());
+    expect(refused.status).toBe(503);
+    expectCleanError(
+      refused.body,
+      /^the server is busy: 16 requests are waiting; try again in a minute$/,
+    );
+    probe.hold = null;
+    release();
+    await expect
+      .poll(async () => ((await (await fetch(`${server.url}/api/info`)).json()) as any).waiting, {
+        timeout: 60_000,
+      })
+      .toBe(0);
+    expect((await postJson('/api/jobs', body())).status).toBe(202);
+  });
+
   it('an unknown or expired job is a 404 with a one-line error', async () => {
     const res = await fetch(`${server.url}/api/jobs/nope`);
     expect(res.status).toBe(404);
