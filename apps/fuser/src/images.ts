@@ -61,9 +61,12 @@ function readSourceHeader(src: ImageSource) {
  * range, since raw counts rarely span 0..65535; 8-bit IR is used as is.
  */
 export async function readInfrared(path: ImageSource, opts: ReadOptions = {}): Promise<Planar> {
-  const img = await readSource(path, { ...opts, channels: 1 });
-  if (img.bitDepth === 16) return normalise16(img);
-  return imageToFloat(img);
+  return infraredToPlanar(await readSource(path, { ...opts, channels: 1 }));
+}
+
+/** A decoded one-channel infrared image as planar [-1,1] (16-bit min-max normalised, see readInfrared). */
+export function infraredToPlanar(img: Image): Planar {
+  return img.bitDepth === 16 ? normalise16(img) : imageToFloat(img);
 }
 
 /** Visible: three channels in [-1,1]; gray input is replicated; 16-bit scaled by 65535. */

@@ -39,6 +39,7 @@ import { AUTO_TILE_PIXELS, DEFAULT_MEMORY_BUDGET, DEFAULT_OVERLAP, DEFAULT_TILE 
 import { registerQueueCommands } from './queue/cli';
 import { runVideoFlags, type VideoFlags } from './video/cli';
 import { isVideoJob } from './video/run';
+import { registerServeCommand } from './serve/command';
 
 /** This package's version (package.json beside src/ and dist/, in the repository and on npm). */
 function packageVersion(): string {
@@ -230,6 +231,7 @@ export function buildProgram(io: CliIo): Command {
     });
   registerEvalCommand(program, io);
   registerQueueCommands(program, io);
+  registerServeCommand(program, io);
   return program;
 }
 

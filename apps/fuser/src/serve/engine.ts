@@ -1,0 +1,228 @@
+/**
+ * What `dif-fuse serve` does with an uploaded pair: decode it in memory (headers and pixel
+ * limit first, then pixels), fuse it with the chosen method through the CLI's pipeline (one
+ * opened fuser, so one ONNX Runtime session, per method, each behind a one-at-a-time lane),
+ * encode the PNG and compute the metrics against the sources.
+ */
+import {
+  checkPixelLimit,
+  decodeImage,
+  decodeImageHeader,
+  floatToImage,
+  formatError,
+  type Image,
+  ImageTooLargeError,
+  imageToFloat,
+  megapixels,
+} from '@dif-fusion/io';
+import { evaluateFusion, type Image8, type MetricValues } from '@dif-fusion/metrics';
+import sharp from 'sharp';
+import { FuseError } from '../errors';
+import { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from '../fuse';
+import { infraredToPlanar, type Planar } from '../images';
+import { isBaseline, METHODS, type Method } from '../methods';
+import { Lane, type Ticket } from './queue';
+
+/** An HTTP-facing error: one line for the page, and its status code. */
+export class ServeError extends FuseError {
+  constructor(
+    message: string,
+    readonly status = 400,
+  ) {
+    super(message);
+  }
+}
+
+export interface Upload {
+  /** The name the browser sent (shown in errors, never used as a path). */
+  filename: string;
+  data: Buffer;
+}
+
+export interface DecodedPair {
+  ir: Planar;
+  vis: Planar;
+  /** 8-bit interleaved copies for the metrics. */
+  ir8: Image8;
+  vis8: Image8;
+}
+
+/** A file name fit for a one-line message: its last path segment, printable, at most 80 characters. */
+export function displayName(name: string | undefined, role: string): string {
+  const base = (name ?? '').split(/[\\/]/).pop() ?? '';
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: strips control characters from a user-supplied name
+  const clean = base.replace(/[\u0000-\u001f\u007f]/g, '').slice(0, 80);
+  return clean ? `${clean} (${role})` : `the ${role} image`;
+}
+
+function to8(img: Image): Image8 {
+  const f = floatToImage(imageToFloat(img), 8);
+  return { data: f.data as Uint8Array, width: f.width, height: f.height, channels: f.channels };
+}
+
+function planarTo8(p: Planar): Image8 {
+  const f = floatToImage(p, 8);
+  return { data: f.data as Uint8Array, width: f.width, height: f.height, channels: f.channels };
+}
+
+/**
+ * Decodes an uploaded pair: both headers are read and compared, and checked against
+ * `maxPixels`, before any pixel is decoded. Errors are ServeErrors naming the upload.
+ */
+export async function decodePair(
+  irUp: Upload,
+  visUp: Upload,
+  maxPixels: number,
+): Promise<DecodedPair> {
+  const irName = displayName(irUp.filename, 'infrared');
+  const visName = displayName(visUp.filename, 'visible');
+  try {
+    const [hi, hv] = await Promise.all([
+      decodeImageHeader(irUp.data, irName),
+      decodeImageHeader(visUp.data, visName),
+    ]);
+    checkPixelLimit(hi, irName, maxPixels);
+    checkPixelLimit(hv, visName, maxPixels);
+    if (hi.width !== hv.width || hi.height !== hv.height)
+      throw new ServeError(
+        `size mismatch: ${irName} is ${hi.width}x${hi.height} but ${visName} is ${hv.width}x${hv.height}; the pair must be registered images of the same size`,
+      );
+    const irImg = await decodeImage(irUp.data, irName, { channels: 1, maxPixels });
+    const visImg = await decodeImage(visUp.data, visName, { channels: 3, maxPixels });
+    const ir = infraredToPlanar(irImg);
+    return { ir, vis: imageToFloat(visImg), ir8: planarTo8(ir), vis8: to8(visImg) };
+  } catch (err) {
+    if (err instanceof ServeError) throw err;
+    if (err instanceof ImageTooLargeError)
+      throw new ServeError(
+        `${err.message} (this server takes at most ${megapixels(maxPixels)} MP per image; dif-fuse serve --max-pixels raises it)`,
+        413,
+      );
+    throw new ServeError(formatError(err));
+  }
+}
+
+/** Decodes an uploaded fused image (3 channels) for /api/eval. */
+export async function decodeFused(up: Upload, maxPixels: number): Promise<Image8> {
+  const name = displayName(up.filename, 'fused');
+  try {
+    return to8(await decodeImage(up.data, name, { channels: 3, maxPixels }));
+  } catch (err) {
+    if (err instanceof ImageTooLargeError) throw new ServeError(err.message, 413);
+    throw new ServeError(formatError(err));
+  }
+}
+
+export function metricsOf(pair: DecodedPair, fused8: Image8): MetricValues {
+  if (fused8.width !== pair.ir8.width || fused8.height !== pair.ir8.height)
+    throw new ServeError(
+      `size mismatch: the fused image is ${fused8.width}x${fused8.height} but the sources are ${pair.ir8.width}x${pair.ir8.height}`,
+    );
+  return evaluateFusion(pair.ir8, pair.vis8, fused8);
+}
+
+export async function encodePng(img: Image8): Promise<Buffer> {
+  return sharp(Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength), {
+    raw: { width: img.width, height: img.height, channels: img.channels as 1 | 3 },
+  })
+    .png()
+    .toBuffer();
+}
+
+export function parseMethod(v: string | undefined, field: string, fallback: Method): Method {
+  if (v === undefined || v === '') return fallback;
+  if (!(METHODS as readonly string[]).includes(v))
+    throw new ServeError(`unknown ${field} "${v.slice(0, 40)}": use ${METHODS.join(', ')}`);
+  return v as Method;
+}
+
+export interface FuseOutcome {
+  method: Method;
+  fused: Image8;
+  ms: number;
+}
+
+export interface EngineOptions extends Pick<OpenOptions, 'model' | 'device' | 'threads' | 'seed'> {}
+
+/**
+ * Opened methods, each with its lane. The model is opened on first use and stays open (one
+ * ONNX Runtime session); a failed open is retried by the next request.
+ */
+export class Engine {
+  private readonly opened = new Map<Method, Promise<OpenedFuser>>();
+  private readonly lanes = new Map<Method, Lane>();
+  /** Milliseconds per megapixel of the last run of each method, for the page's estimate. */
+  private readonly msPerMp = new Map<Method, number>();
+
+  constructor(readonly options: EngineOptions = {}) {}
+
+  lane(method: Method): Lane {
+    let l = this.lanes.get(method);
+    if (!l) {
+      l = new Lane();
+      this.lanes.set(method, l);
+    }
+    return l;
+  }
+
+  /** Requests waiting in every lane. */
+  waiting(): number {
+    let n = 0;
+    for (const l of this.lanes.values()) n += l.length;
+    return n;
+  }
+
+  estimateMs(method: Method, pixels: number): number | undefined {
+    const r = this.msPerMp.get(method);
+    return r === undefined ? undefined : (r * pixels) / 1e6;
+  }
+
+  open(method: Method): Promise<OpenedFuser> {
+    let p = this.opened.get(method);
+    if (!p) {
+      p = openFuser({
+        method,
+        ...(isBaseline(method) ? {} : this.options),
+        seed: this.options.seed,
+      });
+      this.opened.set(method, p);
+      p.catch(() => this.opened.delete(method));
+    }
+    return p;
+  }
+
+  /**
+   * Fuses a decoded pair with `method` in its lane. `onTicket` gets the place in the queue at
+   * once; `onStart` and `onProgress` (tiles done of total) follow while it runs.
+   */
+  fuse(
+    pair: DecodedPair,
+    method: Method,
+    hooks: {
+      onTicket?: (t: Ticket) => void;
+      onStart?: () => void;
+      onProgress?: (done: number, total: number) => void;
+    } = {},
+  ): Promise<FuseOutcome> {
+    return this.lane(method).run(async () => {
+      hooks.onStart?.();
+      let opened: OpenedFuser;
+      try {
+        opened = await this.open(method);
+      } catch (err) {
+        throw new ServeError(`cannot open the ${method}: ${formatError(err)}`, 500);
+      }
+      const t0 = performance.now();
+      const fused = await fuseImages(pair.ir, pair.vis, opened, { onProgress: hooks.onProgress });
+      const ms = performance.now() - t0;
+      this.msPerMp.set(method, (ms * 1e6) / (fused.width * fused.height));
+      return { method, fused: planarTo8(fused), ms };
+    }, hooks.onTicket);
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.opened.values()];
+    this.opened.clear();
+    await Promise.allSettled(all.map(async (p) => (await p).release()));
+  }
+}
