@@ -29,9 +29,18 @@ const GLYPHS: Record<string, number[]> = {
   e: [0, 7, 7, 4, 7],
   k: [4, 5, 6, 5, 5],
   M: [5, 7, 7, 5, 5],
+  // Capitals of the sample grids' labels.
+  A: [2, 5, 7, 5, 5],
+  B: [6, 5, 6, 5, 6],
+  E: [7, 4, 6, 4, 7],
+  G: [7, 4, 5, 5, 7],
+  I: [7, 2, 2, 2, 7],
+  L: [4, 4, 4, 4, 7],
+  R: [6, 5, 6, 5, 5],
+  ' ': [0, 0, 0, 0, 0],
 };
 
-class Canvas implements RgbImage {
+export class Canvas implements RgbImage {
   readonly data: Uint8Array;
   constructor(
     readonly width: number,
@@ -69,7 +78,7 @@ class Canvas implements RgbImage {
 }
 
 /** Text width in pixels of {@link Canvas.text}. */
-const textWidth = (s: string, scale = 2) => s.length * 4 * scale - scale;
+export const textWidth = (s: string, scale = 2) => s.length * 4 * scale - scale;
 
 function fmt(v: number): string {
   if (v === 0) return '0';
