@@ -11,8 +11,9 @@ import { loadCheckpoint } from './checkpoint';
 import { validateDdpmConfig } from './config';
 import { trainDdpm } from './ddpm';
 import { dropConditions, splitConditional, WeightEma } from './ddpm-variants';
+import { trainHead } from './head-train';
 import { writeSyntheticPairs } from './synthetic';
-import { runCli, tinyDdpm } from './test-utils';
+import { runCli, tinyDdpm, tinyHead } from './test-utils';
 
 const quiet = { quiet: true, handleSigint: false } as const;
 const maxRel = (a: number[], b: number[]) =>
@@ -215,4 +216,43 @@ describe('dif-train sample', () => {
     const noEma = await runCli(['sample', '--ddpm', cond, '--ema', '-o', join(root, 'x.png')]);
     expect(noEma.err).toMatch(/holds no EMA weights/);
   }, 120_000);
+});
+
+describe('EMA weights for the fusion features (dif-train head --ema)', () => {
+  it('features from the EMA differ from the trained weights; kept on resume; refused without EMA', async () => {
+    const r = await trainDdpm({
+      ...quiet,
+      config: variant({}, 0.5, 2),
+      data,
+      out: join(root, 'h-ddpm'),
+      backend: 'wasm',
+      workers: 1,
+    });
+    const head = tinyHead({ n_epoch: 1, optimizer: { type: 'adam', lr: 1e-3 } });
+    const o = { ...quiet, config: head, ddpm: r.checkpoint!, data, backend: 'wasm' as const };
+    const plain = await trainHead({ ...o, out: join(root, 'h-plain') });
+    const ema = await trainHead({ ...o, out: join(root, 'h-ema'), ema: true });
+    expect(ema.losses).toHaveLength(plain.losses.length);
+    expect(ema.losses[0]).not.toBe(plain.losses[0]);
+    expect(loadCheckpoint(ema.checkpoint!, 'head').extra.ddpm_ema).toBe(true);
+    const resumed = await trainHead({
+      ...quiet,
+      out: join(root, 'h-ema'),
+      resume: true,
+      epochs: 2,
+      backend: 'wasm',
+    });
+    expect(loadCheckpoint(resumed.checkpoint!, 'head').extra.ddpm_ema).toBe(true);
+    const noEma = await trainDdpm({
+      ...quiet,
+      config: variant({}, 0, 1),
+      data,
+      out: join(root, 'h-noema'),
+      backend: 'wasm',
+      workers: 1,
+    });
+    await expect(
+      trainHead({ ...o, ddpm: noEma.checkpoint!, out: join(root, 'h-x'), ema: true }),
+    ).rejects.toThrow(/holds no EMA weights/);
+  }, 180_000);
 });
