@@ -254,5 +254,22 @@ describe('EMA weights for the fusion features (dif-train head --ema)', () => {
     await expect(
       trainHead({ ...o, ddpm: noEma.checkpoint!, out: join(root, 'h-x'), ema: true }),
     ).rejects.toThrow(/holds no EMA weights/);
+    // export: --ema writes the EMA weights into the model, which then differs
+    const exp = (out: string, more: string[] = []) =>
+      runCli([
+        'export',
+        '--ddpm',
+        r.checkpoint!,
+        '--head',
+        ema.checkpoint!,
+        '-o',
+        join(root, out),
+        ...more,
+      ]);
+    expect((await exp('m-ema', ['--ema'])).code).toBe(0);
+    expect((await exp('m-plain')).code).toBe(0);
+    const onnx = (d: string) => readFileSync(join(root, d, 'model.onnx'));
+    expect(onnx('m-ema').equals(onnx('m-plain'))).toBe(false);
+    expect(onnx('m-ema').length).toBe(onnx('m-plain').length);
   }, 180_000);
 });
