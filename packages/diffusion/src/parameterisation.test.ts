@@ -215,6 +215,37 @@ describe('samplers on the 3-step schedule', () => {
     ]);
   });
 
+  it('an oracle denoiser (the true eps / x_0 of a fixed image) is sampled back exactly', async () => {
+    const s = new NoiseSchedule({
+      schedule: 'linear',
+      n_timestep: 100,
+      linear_start: 1e-4,
+      linear_end: 0.05,
+    });
+    const x0 = tf.tensor([0.3, -0.5, 0.9, -0.1], shape);
+    // eps(x_t, level) = (x_t - level x_0) / sqrt(1 - level^2); x_start: x_0 itself
+    const oracle = (meanType: MeanType) =>
+      ({
+        forward: (_o: unknown, x: tf.Tensor, level: tf.Tensor) => {
+          const l = tf.reshape(level, [-1, 1, 1, 1]);
+          return meanType === 'x_start'
+            ? tf.add(tf.mul(x, 0), x0)
+            : tf.div(tf.sub(x, tf.mul(l, x0)), tf.sqrt(tf.sub(1, tf.square(l))));
+        },
+      }) as unknown as UNet;
+    for (const meanType of ['epsilon', 'x_start'] as const)
+      for (const o of [
+        { sampler: 'ddim', steps: 10 },
+        { sampler: 'ddim', steps: 100, eta: 1 },
+        { sampler: 'ancestral', steps: 7 },
+        { sampler: 'ancestral' },
+      ] as const) {
+        const d = new GaussianDiffusion(oracle(meanType), s, { meanType, varType: 'fixedlarge' });
+        const out = d.run(ops, shape, new Rng(1), o);
+        expect(relErr(await out.data(), await x0.data()), JSON.stringify(o)).toBeLessThan(1e-3);
+      }
+  });
+
   it('classifier-free guidance: (1 + w) f(x, c) - w f(x, 0) on the concatenated input', async () => {
     // f([cond, x]) = cond + x (the first channel of the input plus the second)
     const unet = {
