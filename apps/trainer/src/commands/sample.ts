@@ -58,7 +58,9 @@ export async function runSample(o: SampleOptions): Promise<string> {
     throw new UserError(formatError(e));
   }
   const m = ddpmSamplingOf(ckpt.config, ckpt.path);
-  const schedule = m.val ?? m.schedule;
+  // The chain the UNet was trained on: a config's beta_schedule.val may be the shipped
+  // default merged in (T = 2000), not one chosen for this model.
+  const schedule = m.schedule ?? m.val;
   if (!schedule) throw new UserError(`${ckpt.path}: the checkpoint holds no beta schedule`);
   const conditional = m.diffusion.conditional === true;
   if (conditional && !o.cond)
