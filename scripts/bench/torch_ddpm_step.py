@@ -16,6 +16,9 @@ the parameter count.
 
     python3 scripts/bench/torch_ddpm_step.py --inner 16 --attn 16 --crop 64 --batch 4 --threads 2
     python3 scripts/bench/torch_ddpm_step.py --inner 12 --norm-groups 6 --attn '' --count-only
+    # the official code's step (models/model.py optimize_parameters) from a checkout of
+    # https://github.com/GeoVectorMatrix/Dif-Fusion (not vendored here):
+    python3 scripts/bench/torch_ddpm_step.py --official ../Dif-Fusion --inner 16 --norm-groups 16
     # the same options as: node apps/trainer/dist/bench.js --backend onnxruntime ...
 
 Written by hand from our TypeScript definition (not copied from the official code), so that
@@ -244,6 +247,59 @@ def sqrt_alphas_cumprod_prev(n_timestep=2000, start=1e-6, end=1e-2):
     return torch.sqrt(torch.cat([torch.ones(1, dtype=torch.float64), acp]))
 
 
+# ---------------------------------------------------------------- the official code
+
+
+def official_step(root, a, groups):
+    """The official training step, imported from a checkout at `root`: its UNet and
+    GaussianDiffusion (models/sr3_modules), l2 loss, linear schedule, and the body of
+    models/model.py's optimize_parameters (loss.sum() / (b*c*h*w), backward, Adam step).
+    Returns (module, step function)."""
+    import importlib.util
+    import types
+
+    try:
+        import tqdm  # noqa: F401  (diffusion.py imports it for its sampling loops only)
+    except ImportError:
+        stub = types.ModuleType("tqdm")
+        stub.tqdm = lambda it=None, *args, **kw: it
+        sys.modules["tqdm"] = stub
+
+    def load(name):
+        path = f"{root}/models/sr3_modules/{name}.py"
+        spec = importlib.util.spec_from_file_location(f"official_{name}", path)
+        if spec is None:
+            sys.exit(f"torch_ddpm_step.py: {path}: not found (--official wants a Dif-Fusion checkout)")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    unet, diffusion = load("unet"), load("diffusion")
+    net = unet.UNet(in_channel=a.in_channel, out_channel=a.out_channel, norm_groups=groups,
+                    inner_channel=a.inner, channel_mults=a.mults, attn_res=a.attn,
+                    res_blocks=a.res_blocks, dropout=a.dropout, image_size=a.crop)
+    g = diffusion.GaussianDiffusion(net, image_size_w=a.crop, image_size_h=a.crop,
+                                    channels=a.in_channel, loss_type="l2", conditional=False,
+                                    schedule_opt=None)
+    g.set_loss(torch.device("cpu"))
+    g.set_new_noise_schedule({"schedule": "linear", "n_timestep": 2000, "linear_start": 1e-6,
+                              "linear_end": 1e-2}, torch.device("cpu"))
+    g.train()
+    opt = torch.optim.Adam(g.parameters(), lr=a.lr)
+    b, c, s = a.batch, a.in_channel, a.crop
+
+    def step():
+        x0 = torch.rand(b, c, s, s) * 2 - 1
+        opt.zero_grad()
+        l_pix = g({"img": x0})
+        l_pix = l_pix.sum() / int(b * c * s * s)
+        l_pix.backward()
+        opt.step()
+        return float(l_pix)
+
+    return net, step
+
+
 # ---------------------------------------------------------------- benchmark
 
 
@@ -272,6 +328,8 @@ def main(argv=None):
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--count-only", action="store_true",
                    help="print the parameter count and exit (no step)")
+    p.add_argument("--official", metavar="DIR",
+                   help="time the official code's step from this Dif-Fusion checkout instead")
     p.add_argument("--list-params", action="store_true",
                    help="print 'name shape' per parameter and the total, then exit")
     a = p.parse_args(argv)
@@ -288,8 +346,11 @@ def main(argv=None):
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    net = UNet(a.in_channel, a.out_channel, a.inner, groups, a.mults, a.attn, a.res_blocks,
-               a.dropout, a.crop)
+    if a.official:
+        net, official = official_step(a.official, a, groups)
+    else:
+        net = UNet(a.in_channel, a.out_channel, a.inner, groups, a.mults, a.attn, a.res_blocks,
+                   a.dropout, a.crop)
     n_params = sum(t.numel() for t in net.parameters())
     if a.list_params:
         for name, t in net.named_parameters():
@@ -306,7 +367,7 @@ def main(argv=None):
     n_t = levels_prev.numel() - 1
     b, c, s = a.batch, a.in_channel, a.crop
 
-    def step():
+    def ours():
         x0 = torch.rand(b, c, s, s) * 2 - 1
         t = int(torch.randint(1, n_t + 1, (1,)))
         lo, hi = float(levels_prev[t - 1]), float(levels_prev[t])
@@ -321,6 +382,7 @@ def main(argv=None):
         opt.step()
         return float(loss)
 
+    step = official if a.official else ours
     walls, cpus = [], []
     first = None
     for i in range(a.steps + 1):
@@ -338,7 +400,7 @@ def main(argv=None):
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     res = {
         "command": "ddpm",
-        "backend": f"torch {torch.__version__} cpu",
+        "backend": f"torch {torch.__version__} cpu" + (" (official code)" if a.official else ""),
         "inner": a.inner,
         "mults": ",".join(map(str, a.mults)),
         "attn": ",".join(map(str, a.attn)),

@@ -1,12 +1,9 @@
 #!/usr/bin/env node
+import { exitOnClosedPipe } from '@dif-fusion/io';
 import { main } from './program';
 
 // `dif-fuse --help | head`: a closed pipe is not an error.
-for (const s of [process.stdout, process.stderr])
-  s.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw err;
-  });
+exitOnClosedPipe();
 
 main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;

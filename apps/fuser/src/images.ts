@@ -6,10 +6,14 @@
 import {
   CorruptImageError,
   checkPixelLimit,
+  decodeImage,
+  decodeImageHeader,
+  encodeImage,
   type FloatImage,
   floatToImage,
   formatFromPath,
   type Image,
+  type ImageFormat,
   ImageTooLargeError,
   imageToFloat,
   writeImage as ioWriteImage,
@@ -32,19 +36,39 @@ export function outputFormat(path: string): string {
 }
 
 /**
+ * An input image: a file path, or bytes already read (stdin, for `--ir -`) with the name
+ * errors give them.
+ */
+export type ImageSource = string | { name: string; bytes: Uint8Array };
+
+export function sourceName(src: ImageSource): string {
+  return typeof src === 'string' ? src : src.name;
+}
+
+function readSource(src: ImageSource, opts: ReadImageOptions): Promise<Image> {
+  return typeof src === 'string' ? readImage(src, opts) : decodeImage(src.bytes, src.name, opts);
+}
+
+function readSourceHeader(src: ImageSource) {
+  return typeof src === 'string'
+    ? readImageHeader(src)
+    : decodeImageHeader(src.bytes.subarray(0, 65536), src.name, src.bytes);
+}
+
+/**
  * Infrared: one channel in [-1,1]. RGB IR becomes gray (its channel when R = G = B, else
  * MATLAB's rgb2gray). 16-bit IR (raw thermal counts) is min-max normalised to the full
  * range, since raw counts rarely span 0..65535; 8-bit IR is used as is.
  */
-export async function readInfrared(path: string, opts: ReadOptions = {}): Promise<Planar> {
-  const img = await readImage(path, { ...opts, channels: 1 });
+export async function readInfrared(path: ImageSource, opts: ReadOptions = {}): Promise<Planar> {
+  const img = await readSource(path, { ...opts, channels: 1 });
   if (img.bitDepth === 16) return normalise16(img);
   return imageToFloat(img);
 }
 
 /** Visible: three channels in [-1,1]; gray input is replicated; 16-bit scaled by 65535. */
-export async function readVisible(path: string, opts: ReadOptions = {}): Promise<Planar> {
-  return imageToFloat(await readImage(path, { ...opts, channels: 3 }));
+export async function readVisible(path: ImageSource, opts: ReadOptions = {}): Promise<Planar> {
+  return imageToFloat(await readSource(path, { ...opts, channels: 3 }));
 }
 
 /** How input images are read: pixel limit and damaged data (see @dif-fusion/io's readImage). */
@@ -56,20 +80,22 @@ export type ReadOptions = Pick<ReadImageOptions, 'maxPixels' | 'allowCorrupt' | 
  * the dif-fuse flag that lifts the refusal.
  */
 export async function readPair(
-  irPath: string,
-  visPath: string,
+  irSource: ImageSource,
+  visSource: ImageSource,
   opts: ReadOptions = {},
 ): Promise<{ ir: Planar; vis: Planar }> {
+  const irPath = sourceName(irSource);
+  const visPath = sourceName(visSource);
   try {
-    const [hi, hv] = await Promise.all([readImageHeader(irPath), readImageHeader(visPath)]);
+    const [hi, hv] = await Promise.all([readSourceHeader(irSource), readSourceHeader(visSource)]);
     if (hi.width !== hv.width || hi.height !== hv.height)
       throw new FuseError(
         `${visPath}: size mismatch: ${irPath} is ${hi.width}x${hi.height} but ${visPath} is ${hv.width}x${hv.height}`,
       );
     checkPixelLimit(hi, irPath, opts.maxPixels);
     checkPixelLimit(hv, visPath, opts.maxPixels);
-    const ir = await readInfrared(irPath, opts);
-    const vis = await readVisible(visPath, opts);
+    const ir = await readInfrared(irSource, opts);
+    const vis = await readVisible(visSource, opts);
     return { ir, vis };
   } catch (err) {
     if (err instanceof ImageTooLargeError)
@@ -100,6 +126,11 @@ function normalise16(img: Image): Planar {
 /** Writes a planar [-1,1] image as 8-bit, format from the extension, atomically. */
 export async function writeImage(path: string, img: Planar): Promise<void> {
   await ioWriteImage(path, floatToImage(img, 8));
+}
+
+/** Encodes a planar [-1,1] image as 8-bit in a format (for `-o -`: the bytes go to stdout). */
+export async function encodePlanar(img: Planar, format: ImageFormat): Promise<Buffer> {
+  return encodeImage(floatToImage(img, 8), format);
 }
 
 /** fused | visible | infrared, side by side, as one planar RGB image. */

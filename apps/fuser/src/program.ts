@@ -10,16 +10,22 @@ import {
   DEFAULT_MAX_PIXELS,
   describeUnmatched,
   formatError,
+  formatFromPath,
+  type ImageFormat,
+  Progress,
   removeStaleTempFiles,
   reportError,
   scanPairs,
+  writeFileAtomic,
 } from '@dif-fusion/io';
-import { SingleBar } from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { findPairFolders } from './batch';
 import { FuseError } from './errors';
 import { registerEvalCommand } from './eval/index';
 import { fuseImages, type OpenedFuser, openFuser } from './fuse';
 import {
+  encodePlanar,
+  type ImageSource,
   OUTPUT_EXTENSIONS,
   outputFormat,
   type Planar,
@@ -38,15 +44,28 @@ function packageVersion(): string {
 export interface CliIo {
   out: (s: string) => void;
   err: (s: string) => void;
-  /** Progress bar stream; a bar is drawn only on a TTY. */
-  progressStream?: NodeJS.WriteStream;
+  /** Progress stream: a bar on a TTY, plain periodic lines otherwise (default stderr). */
+  progressStream?: { write(s: string): unknown; isTTY?: boolean };
+  /** Reads all of stdin (`--ir -` / `--vis -`); default: process.stdin. */
+  readStdin?: () => Promise<Buffer>;
+  /** Writes bytes to stdout (`-o -`); default: process.stdout. */
+  writeStdout?: (data: Uint8Array) => Promise<void>;
+  /** Whether stdin / stdout are terminals (binary images are not read from or written to one). */
+  stdinIsTTY?: boolean;
+  stdoutIsTTY?: boolean;
 }
+
+/** `-` as a file name: stdin for --ir/--vis, stdout for -o. */
+const STDIO = '-';
 
 interface FuseFlags {
   ir?: string;
   vis?: string;
   output?: string;
-  pairs?: string;
+  pairs?: string[];
+  recursive?: boolean;
+  skipExisting?: boolean;
+  format?: string;
   ext?: string;
   method: Method;
   model?: string;
@@ -89,6 +108,9 @@ export function buildProgram(io: CliIo): Command {
       'Fuse infrared and visible images with a Dif-Fusion ONNX model or a classical baseline.',
     )
     .enablePositionalOptions()
+    // `dif-fuse help eval` as well as `dif-fuse eval --help` (commander adds the help command
+    // only to programs without an action of their own).
+    .helpCommand('help [command]', 'show the help of a command (dif-fuse help eval)')
     .version(packageVersion(), '-V, --version', 'print the version and exit')
     .showHelpAfterError(false)
     .configureOutput({
@@ -97,12 +119,30 @@ export function buildProgram(io: CliIo): Command {
       outputError: (s, write) => write(`error: ${s.replace(/^error: /, '').trim()}`),
     })
     .exitOverride()
-    .option('--ir <file>', 'infrared image (8- or 16-bit; colour IR is averaged to gray)')
-    .option('--vis <file>', 'visible image (RGB or gray)')
-    .option('-o, --output <path>', 'output image (with --ir/--vis) or output folder (with --pairs)')
     .option(
-      '--pairs <dir>',
-      'fuse every pair of a folder holding ir/ and vi/ (matched by file name)',
+      '--ir <file>',
+      'infrared image (8- or 16-bit; colour IR is averaged to gray); - reads stdin',
+    )
+    .option('--vis <file>', 'visible image (RGB or gray); - reads stdin')
+    .option(
+      '-o, --output <path>',
+      'output image (with --ir/--vis; - writes to stdout, with --format) or output folder (with --pairs)',
+    )
+    .option(
+      '--format <fmt>',
+      `output format of -o, instead of its extension (needed for -o -): ${OUTPUT_EXTENSIONS.join(', ')}`,
+    )
+    .option(
+      '--pairs <dirs...>',
+      "fuse every pair of folders holding ir/ and vi/ (matched by file name); also quoted glob patterns of such folders ('data/seq*'), written to OUTDIR/<folder>/",
+    )
+    .option(
+      '-r, --recursive',
+      'with --pairs: also every sub-folder holding ir/ and vi/, written to OUTDIR/<sub-folder>/',
+    )
+    .option(
+      '--skip-existing',
+      'keep outputs that already exist (a rerun after an interrupted batch continues where it stopped)',
     )
     .option(
       '--ext <ext>',
@@ -228,6 +268,20 @@ function validate(f: FuseFlags): void {
   if (single && (!f.ir || !f.vis))
     fail(`--${f.ir ? 'vis' : 'ir'} is missing: a pair needs both --ir and --vis`);
   if (!f.output) fail(single ? '-o FILE is required' : '-o DIR is required');
+  if (f.ir === STDIO && f.vis === STDIO)
+    fail('--ir - and --vis - cannot both read stdin: give one of them as a file');
+  if (f.output === STDIO && !single)
+    fail('-o - writes one image to stdout; with --pairs, -o takes a folder');
+  if (f.format && !single) fail('--format applies to --ir/--vis; with --pairs use --ext');
+  if (
+    f.format &&
+    !(OUTPUT_EXTENSIONS as readonly string[]).includes(f.format.replace(/^\./, '').toLowerCase())
+  )
+    fail(`unsupported --format ${f.format}: use ${OUTPUT_EXTENSIONS.join(', ')}`);
+  if (f.output === STDIO && !f.format)
+    fail('-o - writes to stdout: give the format with --format (png, jpg, tif, webp, bmp)');
+  if (f.sideBySide === STDIO) fail('--side-by-side takes a file name, not - (stdout)');
+  if (f.recursive && !f.pairs) fail('--recursive applies to --pairs only');
   if (single && f.ext)
     fail(
       '--ext applies to --pairs only; with --ir/--vis the output format comes from the -o extension',
@@ -251,27 +305,40 @@ function validate(f: FuseFlags): void {
 /** The jobs of a run, with every path checked (inputs exist, outputs writable, no input overwritten). */
 async function planJobs(f: FuseFlags, io: CliIo): Promise<Job[]> {
   const jobs: Job[] = [];
-  const outDirs: string[] = [];
+  const outDirs = new Set<string>();
   if (f.pairs) {
-    if (!existsSync(f.pairs)) fail(`${f.pairs}: no such folder (--pairs)`, 1);
-    if (!statSync(f.pairs).isDirectory())
-      fail(`${f.pairs}: not a folder (--pairs needs a folder holding ir/ and vi/)`, 1);
     const outDir = resolve(f.output!);
     if (existsSync(outDir) && !statSync(outDir).isDirectory())
       fail(`${outDir}: output folder is not a folder`, 1);
-    const scan = await scanPairs(f.pairs);
-    if (!f.quiet)
-      for (const line of describeUnmatched(scan))
-        io.err(`warning: skipping unmatched files: ${line}`);
     const ext = (f.ext ?? 'png').replace(/^\./, '').toLowerCase();
-    for (const p of scan.pairs)
-      jobs.push({ name: p.name, ir: p.ir, vis: p.vi, out: join(outDir, `${p.name}.${ext}`) });
-    outDirs.push(outDir);
+    for (const folder of await findPairFolders(f.pairs, f.recursive)) {
+      const scan = await scanPairs(folder.dir).catch((err) => {
+        // Below a --recursive root, a folder whose ir/ and vi/ share no name is skipped.
+        if (!f.recursive) throw err;
+        if (!f.quiet) io.err(`warning: ${formatError(err)}, skipped`);
+        return null;
+      });
+      if (!scan) continue;
+      if (!f.quiet)
+        for (const line of describeUnmatched(scan))
+          io.err(`warning: skipping unmatched files: ${line}`);
+      const dir = join(outDir, folder.rel);
+      for (const p of scan.pairs)
+        jobs.push({
+          name: join(folder.rel, p.name),
+          ir: p.ir,
+          vis: p.vi,
+          out: join(dir, `${p.name}.${ext}`),
+        });
+      outDirs.add(dir);
+    }
+    if (jobs.length === 0) fail(`${f.pairs.join(' ')}: no infrared/visible pairs found`, 1);
   } else {
     for (const [flag, p] of [
       ['--ir', f.ir!],
       ['--vis', f.vis!],
     ] as const) {
+      if (p === STDIO) continue;
       if (!existsSync(p)) fail(`${p}: no such file (${flag})`, 1);
       if (!statSync(p).isFile()) fail(`${p}: not a file (${flag})`, 1);
     }
@@ -279,16 +346,22 @@ async function planJobs(f: FuseFlags, io: CliIo): Promise<Job[]> {
       ['-o', f.output!],
       ['--side-by-side', f.sideBySide],
     ] as const)
-      if (o && existsSync(o) && statSync(o).isDirectory())
+      if (o && o !== STDIO && existsSync(o) && statSync(o).isDirectory())
         fail(
           `${o}: is a folder; with --ir/--vis, ${flag} takes an image file name such as ${join(o, `${basename(f.ir!).replace(/\.[^.]*$/, '')}.png`)} (--pairs writes into a folder)`,
           1,
         );
-    outputFormat(f.output!);
+    if (!f.format) outputFormat(f.output!);
     if (f.sideBySide) outputFormat(f.sideBySide);
-    jobs.push({ name: basename(f.ir!), ir: f.ir!, vis: f.vis!, out: resolve(f.output!) });
-    outDirs.push(dirname(resolve(f.output!)));
-    if (f.sideBySide) outDirs.push(dirname(resolve(f.sideBySide)));
+    const toStdout = f.output === STDIO;
+    jobs.push({
+      name: f.ir === STDIO ? basename(f.vis!) : basename(f.ir!),
+      ir: f.ir!,
+      vis: f.vis!,
+      out: toStdout ? STDIO : resolve(f.output!),
+    });
+    if (!toStdout) outDirs.add(dirname(resolve(f.output!)));
+    if (f.sideBySide) outDirs.add(dirname(resolve(f.sideBySide)));
   }
   // Never overwrite an input (compared after resolving links).
   const inputs = new Set<string>();
@@ -299,6 +372,7 @@ async function planJobs(f: FuseFlags, io: CliIo): Promise<Job[]> {
   const outs = new Set<string>();
   for (const j of jobs) {
     for (const o of [j.out, ...(f.sideBySide ? [resolve(f.sideBySide)] : [])]) {
+      if (o === STDIO) continue;
       if (inputs.has(real(o)))
         fail(`${o}: refusing to overwrite an input, choose another output`, 1);
       if (outs.has(o)) fail(`${o}: two outputs would be written to this file`, 1);
@@ -314,38 +388,76 @@ interface Pair {
   vis: Planar;
 }
 
+/** All of stdin, for `--ir -` / `--vis -`. */
+async function readAllStdin(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Writes bytes to stdout and waits until they are flushed (a pipe may be slow). */
+function writeAllStdout(data: Uint8Array): Promise<void> {
+  return new Promise((res, rej) => process.stdout.write(data, (e) => (e ? rej(e) : res())));
+}
+
+/** --ir/--vis as a source: a path, or stdin's bytes for `-`. */
+async function inputSource(path: string, flag: string, io: CliIo): Promise<ImageSource> {
+  if (path !== STDIO) return path;
+  if (io.stdinIsTTY ?? process.stdin.isTTY === true)
+    fail(`${flag} - reads an image from stdin, but stdin is a terminal: pipe an image into it`);
+  const bytes = await (io.readStdin ?? readAllStdin)();
+  if (bytes.length === 0) fail(`<stdin>: empty, no image was piped in (${flag} -)`, 1);
+  return { name: '<stdin>', bytes };
+}
+
 async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
   validate(f);
+  const toStdout = f.output === STDIO;
+  if (toStdout && (io.stdoutIsTTY ?? process.stdout.isTTY === true))
+    fail(
+      '-o - writes a binary image to stdout, but stdout is a terminal: redirect it (> fused.png or | ...)',
+    );
+  // With the image on stdout, the summary goes to stderr.
+  const say = toStdout ? io.err : io.out;
   const jobs = await planJobs(f, io);
-  const readPair = (job: Job): Promise<Pair> =>
-    readImagePair(job.ir, job.vis, {
+  const skipped = f.skipExisting ? jobs.filter((j) => j.out !== STDIO && existsSync(j.out)) : [];
+  const todo = jobs.filter((j) => !skipped.includes(j));
+  if (skipped.length && !f.quiet)
+    io.err(
+      `skipping ${skipped.length} pair${skipped.length === 1 ? '' : 's'} whose output exists (--skip-existing)`,
+    );
+  const readPair = async (job: Job): Promise<Pair> =>
+    readImagePair(await inputSource(job.ir, '--ir', io), await inputSource(job.vis, '--vis', io), {
       maxPixels: f.maxPixels === undefined ? undefined : f.maxPixels * 1e6,
       allowCorrupt: f.allowCorrupt,
       onWarning: (w) => io.err(`warning: ${w}`),
     });
   // One pair: read and check it before the (slow) model load, so a bad input fails at once.
-  const first = f.pairs ? undefined : await readPair(jobs[0]);
+  const first = f.pairs || todo.length === 0 ? undefined : await readPair(todo[0]);
+  const format: ImageFormat | undefined = f.format ? formatFromPath(`x.${f.format}`) : undefined;
 
-  const fuser: OpenedFuser = await openFuser({
-    method: f.method,
-    model: f.model,
-    device: f.device,
-    threads: f.threads,
-    seed: f.seed,
-  });
+  const fuser: OpenedFuser | undefined =
+    todo.length === 0
+      ? undefined
+      : await openFuser({
+          method: f.method,
+          model: f.model,
+          device: f.device,
+          threads: f.threads,
+          seed: f.seed,
+        });
   try {
-    if (!f.quiet && fuser.provider)
+    if (!f.quiet && fuser?.provider)
       io.err(`dif-fuse: model ${fuser.modelDir}, provider ${fuser.provider}`);
-    const stream = io.progressStream ?? process.stderr;
-    const useBar = !f.quiet && stream.isTTY === true;
-    const bar = useBar
-      ? new SingleBar({
-          stream,
-          format: ' {bar} {value}/{total} {unit} | {name} | ETA {eta_formatted}',
-          hideCursor: true,
-          clearOnComplete: true,
-        })
-      : null;
+    const batch = f.pairs !== undefined;
+    // One pair: progress over its tiles; a batch: over its pairs (plain lines off a terminal).
+    const progress = new Progress({
+      label: batch ? 'fuse' : 'tiles',
+      unit: batch ? 'pairs' : 'tiles',
+      stream: io.progressStream ?? process.stderr,
+      quiet: f.quiet,
+      intervalMs: 10_000,
+    });
     const tiles = {
       tile: f.tile,
       overlap: f.overlap,
@@ -354,46 +466,50 @@ async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
     const t0 = performance.now();
     let pixels = 0;
     const failures: string[] = [];
-    const batch = f.pairs !== undefined;
-    bar?.start(jobs.length, 0, { name: '', unit: batch ? 'images' : 'tiles' });
-    for (const job of jobs) {
-      bar?.update({ name: job.name });
+    if (batch) progress.start(todo.length);
+    let started = false;
+    for (const job of todo) {
       try {
         const { ir, vis } = first ?? (await readPair(job));
-        const fused = await fuseImages(ir, vis, fuser, {
+        const fused = await fuseImages(ir, vis, fuser!, {
           ...tiles,
-          onProgress:
-            batch || !bar
-              ? undefined
-              : (d, t) => {
-                  bar.setTotal(t);
-                  bar.update(d);
-                },
+          onProgress: batch
+            ? undefined
+            : (d, t) => {
+                if (t <= 1) return;
+                if (!started) progress.start(t);
+                started = true;
+                progress.update(d);
+              },
         });
-        await writeImage(job.out, fused);
+        if (job.out === STDIO)
+          await (io.writeStdout ?? writeAllStdout)(await encodePlanar(fused, format!));
+        else if (format) await writeFileAtomic(job.out, await encodePlanar(fused, format));
+        else await writeImage(job.out, fused);
         if (f.sideBySide) await writeImage(resolve(f.sideBySide), sideBySide(fused, vis, ir));
         pixels += fused.width * fused.height;
       } catch (err) {
         if (!batch) throw err;
         failures.push(`${job.name}: ${formatError(err)}`);
       }
-      if (batch) bar?.increment(1);
+      if (batch) progress.increment(1, { extra: job.name });
     }
-    bar?.stop();
+    progress.stop();
     const secs = (performance.now() - t0) / 1000;
-    const ok = jobs.length - failures.length;
+    const ok = todo.length - failures.length;
     for (const m of failures) io.err(`error: ${m}`);
     if (!f.quiet) {
-      const where = f.pairs ? resolve(f.output!) : jobs[0].out;
-      io.out(
-        `fused ${ok} image${ok === 1 ? '' : 's'} in ${secs.toFixed(2)} s (${(pixels / 1e6 / Math.max(secs, 1e-9)).toFixed(3)} MP/s) -> ${where}`,
+      const where = f.pairs ? resolve(f.output!) : toStdout ? 'stdout' : jobs[0].out;
+      const kept = skipped.length ? `, ${skipped.length} kept (--skip-existing)` : '';
+      say(
+        `fused ${ok} image${ok === 1 ? '' : 's'} in ${secs.toFixed(2)} s (${(pixels / 1e6 / Math.max(secs, 1e-9)).toFixed(3)} MP/s)${kept} -> ${where}`,
       );
       if (f.sideBySide)
-        io.out(`side by side (fused | visible | infrared) -> ${resolve(f.sideBySide)}`);
+        say(`side by side (fused | visible | infrared) -> ${resolve(f.sideBySide)}`);
     }
-    if (failures.length) fail(`${failures.length} of ${jobs.length} pairs failed`, 1);
+    if (failures.length) fail(`${failures.length} of ${todo.length} pairs failed`, 1);
   } finally {
-    await fuser.release();
+    await fuser?.release();
   }
 }
 

@@ -2,7 +2,13 @@ import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type Checkpoint, listCheckpoints, loadCheckpoint, saveCheckpoint } from './checkpoint';
+import {
+  type Checkpoint,
+  listCheckpoints,
+  loadCheckpoint,
+  networkWeights,
+  saveCheckpoint,
+} from './checkpoint';
 
 function ckpt(step: number): Checkpoint {
   return {
@@ -87,5 +93,49 @@ describe('checkpoint metadata is validated', () => {
       );
     }
     expect(loadCheckpoint(path).step).toBe(4);
+  });
+});
+
+describe('checkpoint weights are checked at load (resume, export)', () => {
+  it('non-finite weights and non-float tensors are refused naming the file and tensor', async () => {
+    const { readSafetensors, writeSafetensorsSync } = await import('@dif-fusion/io');
+    const dir = mkdtempSync(join(tmpdir(), 'ckpt-w-'));
+    const path = saveCheckpoint(join(dir, 'checkpoints'), ckpt(4));
+    const file = readSafetensors(path);
+    const nan = join(dir, 'nan.safetensors');
+    const t = new Map(file.tensors);
+    t.set('denoise_fn.init_conv.weight', {
+      dtype: 'F32',
+      shape: [2, 1, 1, 1],
+      data: Float32Array.from([1, Number.POSITIVE_INFINITY]),
+    });
+    writeSafetensorsSync(nan, t, file.metadata);
+    expect(() => loadCheckpoint(nan)).toThrow(
+      `${nan}: tensor 'denoise_fn.init_conv.weight' holds 1 non-finite value of 2 (first: Infinity at index 1)`,
+    );
+    const ints = join(dir, 'int.safetensors');
+    const u = new Map(file.tensors);
+    u.set('denoise_fn.init_conv.bias', { dtype: 'I32', shape: [2], data: Int32Array.from([4, 1]) });
+    writeSafetensorsSync(ints, u, file.metadata);
+    expect(() => loadCheckpoint(ints)).toThrow(
+      `${ints}: tensor 'denoise_fn.init_conv.bias' has dtype I32`,
+    );
+  });
+
+  it('a missing tensor or another shape names the file and tensor (networkWeights)', () => {
+    const w = ckpt(1).weights;
+    const specs = [
+      { name: 'init_conv.weight', shape: [2, 1, 1, 1] },
+      { name: 'init_conv.bias', shape: [3] },
+    ] as any;
+    expect(() => networkWeights(specs, w, '/x/ddpm.safetensors')).toThrow(
+      '/x/ddpm.safetensors: weight init_conv.bias has shape [2], expected [3]',
+    );
+    expect(() => networkWeights([{ name: 'nope', shape: [1] }] as any, w, '/x/a')).toThrow(
+      '/x/a: weight nope is missing (expected shape [1])',
+    );
+    expect(networkWeights(specs.slice(0, 1), w, '/x/a').get('init_conv.weight')?.data).toEqual(
+      Float32Array.from([1, 2]),
+    );
   });
 });

@@ -18,8 +18,14 @@
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { readSafetensors, type SamplerState, writeSafetensorsSync } from '@dif-fusion/io';
-import type { OptimizerState, TorchTensor, TorchWeights } from '@dif-fusion/nn';
+import {
+  checkWeights,
+  readSafetensors,
+  type SamplerState,
+  UserError,
+  writeSafetensorsSync,
+} from '@dif-fusion/io';
+import type { OptimizerState, ParamSpec, TorchTensor, TorchWeights } from '@dif-fusion/nn';
 import type { RngState } from '@dif-fusion/schedules';
 
 /** Format id written into every checkpoint's metadata. */
@@ -104,12 +110,12 @@ export function resolveCheckpointPath(pathOrDir: string, kind?: CheckpointKind):
 /**
  * Write a checkpoint into `dir` (created if needed) as `<kind>-<step>.safetensors`,
  * atomically, then delete older checkpoints of the same kind beyond the newest `keep`
- * (keep <= 0 keeps all). Returns the file path.
+ * (keep <= 0 keeps all) except those in `protect`. Returns the file path.
  */
 export function saveCheckpoint(
   dir: string,
   ckpt: Checkpoint,
-  options: { keep?: number } = {},
+  options: { keep?: number; protect?: Array<string | null> } = {},
 ): string {
   mkdirSync(dir, { recursive: true });
   const prefix = WEIGHT_PREFIX[ckpt.kind];
@@ -147,8 +153,9 @@ export function saveCheckpoint(
   const keep = options.keep ?? 0;
   if (keep > 0) {
     const all = listCheckpoints(dir, ckpt.kind);
+    const spared = new Set([path, ...(options.protect ?? [])]);
     for (const old of all.slice(0, Math.max(0, all.length - keep)))
-      if (old.path !== path) rmSync(old.path, { force: true });
+      if (!spared.has(old.path)) rmSync(old.path, { force: true });
   }
   return path;
 }
@@ -191,6 +198,8 @@ export function loadCheckpoint(
   if (kind && k !== kind)
     throw new Error(`${path}: a ${k} checkpoint, expected a ${kind} checkpoint`);
   const prefix = WEIGHT_PREFIX[k];
+  // A diverged run's NaN weights, or an integer tensor, would resume or export silently.
+  checkWeights(file.tensors, path, (n) => n.startsWith(prefix) || n.startsWith(OPTIM_PREFIX));
   const optMeta = parseJson(md.optimizer, 'optimizer', path) as
     | (Omit<OptimizerState, 'slots'> & { slots: string[] })
     | null;
@@ -241,4 +250,29 @@ export function loadCheckpoint(
     sampler: parseJson(md.sampler, 'sampler', path) as SamplerState | null,
     extra: (parseJson(md.extra, 'extra', path) ?? {}) as Record<string, unknown>,
   };
+}
+
+/**
+ * A checkpoint's weights for a network's parameters, as fresh Float32Arrays: one-line errors
+ * naming the checkpoint file and the tensor when one is missing or has another shape.
+ */
+export function networkWeights(
+  specs: readonly ParamSpec[],
+  weights: TorchWeights,
+  path: string,
+  what = 'weight',
+): TorchWeights {
+  const out: TorchWeights = new Map();
+  for (const p of specs) {
+    const w = weights.get(p.name);
+    if (!w)
+      throw new UserError(`${path}: ${what} ${p.name} is missing (expected shape [${p.shape}])`);
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    if (w.data.length !== n)
+      throw new UserError(
+        `${path}: ${what} ${p.name} has shape [${w.shape}], expected [${p.shape}] (the checkpoint is for another network config)`,
+      );
+    out.set(p.name, { shape: p.shape.slice(), data: Float32Array.from(w.data) });
+  }
+  return out;
 }

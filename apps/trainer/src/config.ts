@@ -224,9 +224,17 @@ const headSchema = z
       /**
        * Fusion loss weights (dif-train's addition; the reference hard-codes alpha 1 and has
        * no colour term): `alpha` weighs the gradient term, `color_weight` the optional chroma
-       * term mean |CbCr(F) - CbCr(V)| (0 = off, the official loss).
+       * term mean |CbCr(F) - CbCr(V)| (0 = off, the official loss), `space` where intensities
+       * and gradients are compared: `rgb` (official, every channel against max(V_c, I)) or
+       * `luma` (BT.601 Y(F) against max(Y(V), I); meant for `output: luma` heads).
        */
-      loss: z.strictObject({ alpha: weight(), color_weight: weight() }).optional(),
+      loss: z
+        .strictObject({
+          alpha: weight(),
+          color_weight: weight(),
+          space: z.enum(['rgb', 'luma']).optional(),
+        })
+        .optional(),
       /**
        * Feature cache (dif-train's addition): when > 0, the frozen DDPM's features of
        * `feature_cache` random crops per training pair (one sampler epoch each) are computed

@@ -1,4 +1,12 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -127,6 +135,65 @@ describe('dif-train ddpm', () => {
     expect(r.checkpoint).toMatch(/ddpm-00000004\.safetensors$/);
     expect(loadCheckpoint(out, 'ddpm').step).toBe(4);
   }, 120_000);
+
+  it('after a NaN stop, names and keeps the checkpoint from before the loss spiked; resume from it works', async () => {
+    const out = join(root, 'nan-spike');
+    const cfg = { ...TINY_DDPM, train: { ...TINY_DDPM.train!, save_checkpoint_freq: 2 } };
+    // steps 11..15 spike (x1000), step 16 is NaN: checkpoints 12 and 14 hold the divergence
+    const r = await trainDdpm({
+      ...base,
+      config: cfg,
+      data,
+      out,
+      iters: 20,
+      keep: 2,
+      lossHook: (step, loss) => (step === 16 ? Number.NaN : step > 10 ? loss * 1000 : loss),
+    });
+    expect(r.stopped).toBe('nan');
+    expect(r.step).toBe(15);
+    expect(r.checkpoint).toBe(join(out, 'checkpoints', 'ddpm-00000010.safetensors'));
+    // the --keep 2 rotation spared it; the later ones are set aside, not picked by --resume
+    expect(readdirSync(join(out, 'checkpoints')).sort()).toEqual([
+      'ddpm-00000010.safetensors',
+      'ddpm-00000012.diverged.safetensors',
+      'ddpm-00000014.diverged.safetensors',
+    ]);
+    const nan = readFileSync(join(out, 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .find((l) => l.event === 'nan');
+    expect(nan.good_checkpoint).toBe(r.checkpoint);
+    const again = await trainDdpm({
+      ...base,
+      config: undefined,
+      data,
+      out,
+      iters: 20,
+      resume: true,
+    });
+    expect(again.stopped).toBe('done');
+    expect(again.losses).toHaveLength(10);
+    expect(loadCheckpoint(out, 'ddpm').step).toBe(20);
+  }, 120_000);
+
+  it('removes the temp files of killed writes (process gone) from the run folders, keeps live ones', async () => {
+    const out = join(root, 'stale');
+    const stale = join(out, 'checkpoints', '.ddpm-00000002.safetensors.9999999.0badc0de.tmp');
+    const stalePlot = join(out, '.loss.png.9999998.0badc0de.tmp');
+    const live = join(
+      out,
+      'checkpoints',
+      `.ddpm-00000002.safetensors.${process.ppid}.0badc0de.tmp`,
+    );
+    mkdirSync(join(out, 'checkpoints'), { recursive: true });
+    for (const f of [stale, stalePlot, live]) writeFileSync(f, 'half a checkpoint');
+    const r = await trainDdpm({ ...base, data, out, iters: 2 });
+    expect(r.stopped).toBe('done');
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(stalePlot)).toBe(false);
+    expect(existsSync(live)).toBe(true);
+  }, 60_000);
 
   it('bad data folders and misuse fail with one-line errors', async () => {
     await expect(

@@ -26,7 +26,7 @@ import {
 import type { AdamF32 } from '@dif-fusion/onnx/train';
 import { deriveSeed, drawDdpmStep, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
-import type { Checkpoint } from './checkpoint';
+import { type Checkpoint, networkWeights } from './checkpoint';
 import { type DdpmConfig, loadDdpmConfig, resolveRunConfig, validateDdpmConfig } from './config';
 import { makeSampler, openPairs } from './data';
 import {
@@ -37,11 +37,11 @@ import {
   WeightEma,
 } from './ddpm-variants';
 import { UserError } from './errors';
-import { writeGrid, writeRgb } from './images';
+import { writeGrid } from './images';
 import { type StepFn, type TrainResult, trainingLoop } from './loop';
 import { buildDenoiser, type Denoiser, sampleImages } from './model';
 import { initWeights, OrtDdpmEngine } from './ort-ddpm';
-import { plotLossCurve } from './plot';
+import { writeLossChart } from './plot';
 import {
   type LoadedCheckpoint,
   noteStripped,
@@ -114,18 +114,9 @@ const optimizerOf = (m: DdpmModel): Adam | AdamF32 => (m.ort?.optimizer ?? m.opt
 /** The current weights (PyTorch layouts). */
 const weightsOf = (m: DdpmModel): TorchWeights => m.ort?.weights ?? m.store.toTorch();
 
-/** Checkpoint weights as a fresh Float32Array per UNet parameter (checked by name and size). */
-function torchWeightsOf(denoiser: Denoiser, weights: TorchWeights): TorchWeights {
-  const out: TorchWeights = new Map();
-  for (const p of denoiser.params) {
-    const w = weights.get(p.name);
-    const n = p.shape.reduce((a, b) => a * b, 1);
-    if (!w || w.data.length !== n)
-      throw new UserError(`checkpoint weights: ${p.name} is missing or has the wrong size`);
-    out.set(p.name, { shape: p.shape.slice(), data: Float32Array.from(w.data) });
-  }
-  return out;
-}
+/** A resumed checkpoint's UNet weights, checked against the UNet (errors name the file). */
+const checkpointWeights = (denoiser: Denoiser, ckpt: LoadedCheckpoint): TorchWeights =>
+  networkWeights(denoiser.params, ckpt.weights, ckpt.path);
 
 async function buildModel(
   cfg: DdpmConfig,
@@ -148,14 +139,14 @@ async function buildModel(
   const rng = ckpt?.rng ? Rng.fromState(ckpt.rng) : new Rng(seed);
   const decay = cfg.train.ema_decay ?? 0;
   const emaOf = (w: TorchWeights) =>
-    decay > 0 ? new WeightEma(decay, ckpt?.ema ? torchWeightsOf(denoiser, ckpt.ema) : w) : null;
+    decay > 0 ? new WeightEma(decay, ckpt?.ema ? networkWeights(denoiser.params, ckpt.ema, ckpt.path) : w) : null;
   const dropProb = cfg.model.diffusion.drop_prob ?? 0;
   if ((opts.backend ?? 'onnxruntime') === 'onnxruntime') {
     const ort = await OrtDdpmEngine.create({
       ...{ unet: denoiser.unet, batch, crop, loss, optimizer: optimCfg },
       target: diffusion.meanType !== 'epsilon',
       condition: diffusion.conditional ? CONDITION_CHANNELS : 0,
-      weights: ckpt ? torchWeightsOf(denoiser, ckpt.weights) : initWeights(denoiser.params, seed),
+      weights: ckpt ? checkpointWeights(denoiser, ckpt) : initWeights(denoiser.params, seed),
       ...{ optimizerState: ckpt?.optimizer, device: opts.device, threads: opts.threads },
     });
     say(`ONNX Runtime: ${ort.provider} execution provider`);
@@ -165,7 +156,7 @@ async function buildModel(
     return { denoiser, store, optimizer: null, ort, diffusion, schedule, rng, ema, dropProb };
   }
   const store = ckpt
-    ? TfParamStore.fromTorch(denoiser.params, ckpt.weights)
+    ? TfParamStore.fromTorch(denoiser.params, checkpointWeights(denoiser, ckpt))
     : TfParamStore.init(denoiser.params, seed);
   const optimizer = new Adam(new Map(store.names().map((n) => [n, store.get(n)])), optimCfg);
   if (ckpt?.optimizer) optimizer.load(ckpt.optimizer);
@@ -344,7 +335,11 @@ async function ddpmValidation(
           { data: imgs, channels: 4, pick: [3] },
         ];
     await writeGrid(path, grid, n, crop);
-    await writeRgb(join(run.out, 'loss.png'), plotLossCurve(run.log.lossPoints()));
+    await writeLossChart(
+      join(run.out, 'loss.png'),
+      run.log.read(),
+      'dif-train ddpm: training loss',
+    );
     run.event({ step, event: 'samples', path });
   };
 }
@@ -397,7 +392,11 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
       lossHook: opts.lossHook,
     });
     if (r.stopped !== 'nan')
-      await writeRgb(join(run.out, 'loss.png'), plotLossCurve(run.log.lossPoints()));
+      await writeLossChart(
+        join(run.out, 'loss.png'),
+        run.log.read(),
+        'dif-train ddpm: training loss',
+      );
     if (r.stopped === 'done') run.say(`done: step ${r.step}, checkpoint ${r.checkpoint}`);
     return { ...r, backend, workers };
   } finally {

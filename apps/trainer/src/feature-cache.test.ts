@@ -58,7 +58,7 @@ describe('feature cache', () => {
       [3, 3, 3, 3],
     ]);
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^feature cache: 3\/3 batches, 0\.00 GiB/);
+    expect(lines[0]).toMatch(/^feature cache 3\/3 \| [\d.]+ batches\/s \| ETA 0s \| 0\.00 GiB$/);
     calls = 0;
     const none = await buildFeatureCache(3, next, { say: () => {}, stopRequested: () => true });
     expect(none).toBeNull();

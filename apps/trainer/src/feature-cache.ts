@@ -6,7 +6,9 @@
  * Float32Arrays in the JS heap (not in the backend's memory, which wasm caps at 4 GiB) and
  * become tensors per step.
  */
+
 import { disposeFeatures, type HeadFeatures } from '@dif-fusion/fusion-head';
+import { Progress } from '@dif-fusion/io';
 import { deriveSeed, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -53,7 +55,7 @@ export function cacheOrder(k: number, epoch: number, seed: number): number[] {
 
 /**
  * Compute `k` batches of features with `next` (which returns tensors for this function to
- * copy out and dispose), printing progress (batches, GiB, ETA) every 50. Returns null when
+ * copy out and dispose), printing progress (batches, rate, ETA, GiB) every 50. Returns null when
  * `stopRequested()` turns true (checked between batches, after letting signals through).
  */
 export async function buildFeatureCache(
@@ -62,20 +64,23 @@ export async function buildFeatureCache(
   options: { say: (line: string) => void; stopRequested: () => boolean },
 ): Promise<CachedBatch[] | null> {
   const pool: CachedBatch[] = [];
-  const t0 = Date.now();
   let bytes = 0;
+  // The progress style of every dif-fusion tool, as lines through `say`.
+  const progress = new Progress({
+    label: 'feature cache',
+    unit: 'batches',
+    stream: { write: (s: string) => options.say(s.replace(/\n$/, '')) },
+    bar: false,
+    every: 50,
+  });
+  progress.start(k);
   for (let i = 0; i < k; i++) {
     const { x, n, feats } = await next();
     const c = cacheBatch(x, n, feats);
     disposeFeatures(feats);
     pool.push(c);
     bytes += cachedBytes(c);
-    if ((i + 1) % 50 === 0 || i + 1 === k) {
-      const el = (Date.now() - t0) / 1000;
-      options.say(
-        `feature cache: ${i + 1}/${k} batches, ${(bytes / 2 ** 30).toFixed(2)} GiB, ${el.toFixed(0)} s, ETA ${((el / (i + 1)) * (k - i - 1)).toFixed(0)} s`,
-      );
-    }
+    progress.update(i + 1, { extra: `${(bytes / 2 ** 30).toFixed(2)} GiB` });
     await new Promise((r) => setImmediate(r)); // let Ctrl-C / SIGTERM handlers run
     if (options.stopRequested()) return null;
   }

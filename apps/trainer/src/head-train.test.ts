@@ -182,6 +182,23 @@ describe('dif-train head (tiny DDPM + head, end to end)', () => {
     });
   }, 120_000);
 
+  it('--alpha and --loss-space luma: loss = in + alpha * grad, kept in the checkpoint config', async () => {
+    const out = join(root, 'halpha');
+    const cfg = { ...TINY_HEAD, train: { ...TINY_HEAD.train!, n_epoch: 1 } };
+    await trainHead({ ...base, config: cfg, ddpm, data, out, alpha: 0.25, lossSpace: 'luma' });
+    const steps = readFileSync(join(out, 'log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((l) => l.loss !== undefined);
+    expect(steps).toHaveLength(2);
+    for (const l of steps) expect(l.loss).toBeCloseTo(l.loss_in + 0.25 * l.loss_grad, 5);
+    expect((loadCheckpoint(out, 'head').config as HeadTrainConfig).train.loss).toEqual({
+      alpha: 0.25,
+      space: 'luma',
+    });
+  }, 120_000);
+
   it('needs a DDPM checkpoint, reported in one line', async () => {
     await expect(trainHead({ ...base, data, out: join(root, 'h3') })).rejects.toThrow(/--ddpm/);
     await expect(

@@ -21,17 +21,10 @@ import {
   headLearningRate,
 } from '@dif-fusion/fusion-head';
 import { centerCrops, type PairDataset, type TrainingSampler } from '@dif-fusion/io';
-import {
-  Adam,
-  conv2dFor,
-  type ParamSpec,
-  TfOps,
-  TfParamStore,
-  type TorchWeights,
-} from '@dif-fusion/nn';
+import { Adam, conv2dFor, type ParamSpec, TfOps, TfParamStore } from '@dif-fusion/nn';
 import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
-import { type Checkpoint, loadCheckpoint } from './checkpoint';
+import { type Checkpoint, loadCheckpoint, networkWeights } from './checkpoint';
 import {
   ddpmModelOf,
   type HeadTrainConfig,
@@ -50,11 +43,11 @@ import {
   cachedFeatures,
   cacheOrder,
 } from './feature-cache';
-import { writeGrid, writeRgb } from './images';
+import { writeGrid } from './images';
 import { type StepFn, type TrainResult, trainingLoop } from './loop';
 import { buildDenoiser, type Denoiser } from './model';
 import { OrtHeadEngine } from './ort-head';
-import { plotLossCurve } from './plot';
+import { writeLossChart } from './plot';
 import type { LogRecord } from './run';
 import {
   type LoadedCheckpoint,
@@ -92,6 +85,10 @@ export interface HeadTrainOptions extends RunOptions {
   init?: string;
   /** train.loss.color_weight override: weight of the chroma term (0 = official loss). */
   colorWeight?: number;
+  /** train.loss.alpha override: weight of the gradient term (official 1). */
+  alpha?: number;
+  /** train.loss.space override: where the loss compares intensities (rgb, official, or luma). */
+  lossSpace?: 'rgb' | 'luma';
   /** train.feature_cache override: crops per training pair whose features are cached. */
   featureCache?: number;
 }
@@ -108,6 +105,8 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: LoadedCheckpoint | null): H
       ['--noise', opts.noise],
       ['--init', opts.init],
       ['--color-weight', opts.colorWeight],
+      ['--loss-space', opts.lossSpace],
+      ['--alpha', opts.alpha],
       ['--feature-cache', opts.featureCache],
     ],
     mayChange: '--epochs, --data, --val, --keep and --backend',
@@ -118,6 +117,10 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: LoadedCheckpoint | null): H
       if (opts.noise !== undefined) cfg.model_df.noise = opts.noise;
       if (opts.colorWeight !== undefined)
         cfg.train.loss = { ...(cfg.train.loss ?? {}), color_weight: opts.colorWeight };
+      if (opts.alpha !== undefined)
+        cfg.train.loss = { ...(cfg.train.loss ?? {}), alpha: opts.alpha };
+      if (opts.lossSpace !== undefined)
+        cfg.train.loss = { ...(cfg.train.loss ?? {}), space: opts.lossSpace };
       if (opts.featureCache !== undefined) cfg.train.feature_cache = opts.featureCache;
     },
     always: (cfg) => {
@@ -171,9 +174,12 @@ function frozenDdpm(
   const denoiser = buildDenoiser(unet, crop);
   // On ONNX Runtime the head's graph holds the DDPM: tfjs keeps no copy of its weights.
   const onOrt = backend === 'onnxruntime';
-  const store = TfParamStore.fromTorch(onOrt ? [] : denoiser.params, ckpt.weights, {
-    strict: !onOrt,
-  });
+  const store = onOrt
+    ? TfParamStore.fromTorch([], ckpt.weights, { strict: false })
+    : TfParamStore.fromTorch(
+        denoiser.params,
+        networkWeights(denoiser.params, ckpt.weights, ckpt.path, 'DDPM weight'),
+      );
   const ops = new TfOps(store, { training: false, conv2d: conv2dFor(backend) });
   const train = cfg.model.beta_schedule.train;
   if (ddpmSchedule && JSON.stringify(ddpmSchedule) !== JSON.stringify(train))
@@ -230,13 +236,19 @@ function buildHead(
       ? new OrtHeadEngine({
           head,
           unet: ddpm.denoiser.unet,
-          unetWeights: ddpmWeights(ddpm.denoiser.params, ddpm.ckpt.weights, ddpm.ckpt.path),
+          unetWeights: networkWeights(
+            ddpm.denoiser.params,
+            ddpm.ckpt.weights,
+            ddpm.ckpt.path,
+            'DDPM weight',
+          ),
           weights: store.toTorch(),
           optimizer: { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr },
           optimizerState: resumed?.optimizer,
           crop: cfg.datasets.train.resolution,
           alpha: loss.alpha ?? 1,
           colorWeight: loss.color_weight ?? 0,
+          space: loss.space ?? 'rgb',
           ...{
             noise: ddpm.noise,
             seed,
@@ -252,22 +264,14 @@ function buildHead(
     features: ddpm.features,
     optimizer,
     conv2d: conv2dFor(backend),
-    loss: { alpha: loss.alpha ?? 1, colorWeight: loss.color_weight ?? 0 },
+    loss: {
+      alpha: loss.alpha ?? 1,
+      colorWeight: loss.color_weight ?? 0,
+      space: loss.space ?? 'rgb',
+    },
   });
   const rng = resumed?.rng ? Rng.fromState(resumed.rng) : new Rng(seed);
   return { head, store, optimizer, trainer, ort, rng };
-}
-
-/** The frozen DDPM's weights for ONNX Runtime (every UNet parameter, checked). */
-function ddpmWeights(specs: ParamSpec[], weights: TorchWeights, path: string): TorchWeights {
-  const out: TorchWeights = new Map();
-  for (const p of specs) {
-    const w = weights.get(p.name);
-    if (!w || w.data.length !== p.shape.reduce((a, b) => a * b, 1))
-      throw new UserError(`${path}: DDPM weight ${p.name} is missing or has the wrong size`);
-    out.set(p.name, { shape: p.shape.slice(), data: Float32Array.from(w.data) });
-  }
-  return out;
 }
 
 /** The weights of a head checkpoint, which must fit the head being trained. */
@@ -401,7 +405,11 @@ function headValidation(
       run.progress.log(`epoch ${epoch}: validation loss ${r.loss.toPrecision(4)} (${path})`);
     }
     run.log.write(record);
-    await writeRgb(join(run.out, 'loss.png'), plotLossCurve(run.log.lossPoints()));
+    await writeLossChart(
+      join(run.out, 'loss.png'),
+      run.log.read(),
+      'dif-train head: training and validation loss',
+    );
   };
 }
 
@@ -597,5 +605,6 @@ function headSummary(
 ): string {
   const c = m.head.config;
   const color = cfg.train.loss?.color_weight;
-  return `head: ${m.store.count().toLocaleString('en-US')} parameters, mode ${c.mode}, time steps [${c.time_steps}], feature noise ${ddpm.noise}${color ? `, colour weight ${color}` : ''}; DDPM ${ddpm.ckpt.path}${init ? `; initial weights ${init.path}` : ''}`;
+  const space = cfg.train.loss?.space;
+  return `head: ${m.store.count().toLocaleString('en-US')} parameters, mode ${c.mode}, time steps [${c.time_steps}], feature noise ${ddpm.noise}${color ? `, colour weight ${color}` : ''}${space === 'luma' ? ', loss on luma' : ''}; DDPM ${ddpm.ckpt.path}${init ? `; initial weights ${init.path}` : ''}`;
 }

@@ -1,6 +1,6 @@
 /** PNG output of the trainer: sample grids and the loss curve, through @dif-fusion/io. */
 import { type FloatImage, floatToImage, makeGrid, saveGrid, writeImage } from '@dif-fusion/io';
-import { Canvas, textWidth } from './plot';
+import { Canvas, textWidth } from './pixel-font';
 
 /** A column of a grid: per sample `channels` planes of `size` x `size`, showing `pick`. */
 export interface GridColumn {

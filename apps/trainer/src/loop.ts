@@ -4,6 +4,8 @@
  * the final checkpoint. What one step computes is pluggable ({@link StepFn}): a training
  * backend supplies "draws, loss and gradients" and the update; the loop never looks inside.
  */
+import { existsSync } from 'node:fs';
+import { DivergenceGuard, SPIKE_WINDOW, setAsideDiverged } from './divergence';
 import type { RunContext } from './session';
 
 /** What one step produced. */
@@ -54,7 +56,10 @@ export interface LoopResult {
   step: number;
   /** Why training ended. */
   stopped: 'done' | 'interrupted' | 'nan';
-  /** Path of the last checkpoint written (or resumed from). */
+  /**
+   * Path of the last checkpoint written (or resumed from); after a NaN stop, the last one
+   * from before the divergence (finite weights, no loss spike before it), or null.
+   */
   checkpoint: string | null;
   /** Losses of the steps run in this call. */
   losses: number[];
@@ -72,9 +77,17 @@ export async function trainingLoop(o: LoopOptions): Promise<LoopResult> {
   let step = o.start;
   let checkpoint = o.resumedFrom;
   let savedStep = o.resumedFrom ? o.start : -1;
+  const guard = new DivergenceGuard();
+  run.goodCheckpoint = o.resumedFrom;
+  /** Checkpoints written since the good one while the loss spiked. */
+  const suspect: string[] = [];
   const save = () => {
     checkpoint = o.save(step);
     savedStep = step;
+    if (guard.calmAt(step) && run.finiteAt(checkpoint)) {
+      run.goodCheckpoint = checkpoint;
+      suspect.length = 0;
+    } else suspect.push(checkpoint);
   };
   const losses: number[] = [];
   let stopped: LoopResult['stopped'] = 'done';
@@ -89,13 +102,21 @@ export async function trainingLoop(o: LoopOptions): Promise<LoopResult> {
         r.discard?.();
         stopped = 'nan';
         run.progress.stop();
-        run.event({ step: step + 1, event: 'nan', loss: String(loss) });
+        const aside = setAsideDiverged(suspect.filter((p) => p !== o.resumedFrom && existsSync(p)));
+        checkpoint = run.goodCheckpoint;
+        run.event({
+          step: step + 1,
+          event: 'nan',
+          loss: String(loss),
+          good_checkpoint: checkpoint,
+        });
         run.say(
-          `loss is ${loss} at step ${step + 1}: training stopped; the last good checkpoint is ${checkpoint ?? '(none written yet)'}. Try a lower learning rate (--lr).`,
+          `loss is ${loss} at step ${step + 1}: training stopped; the last checkpoint from before the divergence (finite weights, no loss spike in the ${SPIKE_WINDOW} steps before it) is ${checkpoint ?? '(none written yet)'}${aside.length ? `; ${aside.length} later checkpoint(s) renamed *.diverged.safetensors` : ''}. Resume from it with --resume and a lower learning rate (--lr).`,
         );
         break;
       }
       r.commit?.();
+      guard.observe(step + 1, loss);
       step += 1;
       losses.push(loss);
       const itps = run.rate.tick();
@@ -106,7 +127,10 @@ export async function trainingLoop(o: LoopOptions): Promise<LoopResult> {
         'it/s': +itps.toFixed(3),
         time: +run.elapsed().toFixed(3),
       });
-      run.progress.update(step, loss, itps, r.note);
+      run.progress.update(step, {
+        rate: itps,
+        extra: r.note ? `loss ${loss.toPrecision(4)} | ${r.note}` : `loss ${loss.toPrecision(4)}`,
+      });
       o.onStep?.(step, loss);
       if (o.saveAt?.(step)) save();
       await o.afterStep?.(step);

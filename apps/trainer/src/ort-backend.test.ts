@@ -3,7 +3,7 @@
  * the same seeded run gives the same losses, checkpoints move between the backends, resume
  * is exact, signals and NaN stop a run as on tfjs.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensorsSync } from '@dif-fusion/io';
@@ -146,6 +146,35 @@ describe('dif-train ddpm --backend onnxruntime', () => {
     });
     expect(nan.stopped).toBe('nan');
     expect(nan.step).toBe(2);
+    // a loss spike before the NaN: the checkpoint before it is named and kept, resume works
+    const out = join(root, 'nan-spike');
+    const cfg = { ...TINY_DDPM, train: { ...TINY_DDPM.train!, save_checkpoint_freq: 2 } };
+    const spiked = await trainDdpm({
+      ...quiet,
+      config: cfg,
+      data,
+      out,
+      backend: 'onnxruntime',
+      iters: 16,
+      keep: 1,
+      lossHook: (step, loss) => (step === 12 ? Number.NaN : step > 8 ? loss * 1000 : loss),
+    });
+    expect(spiked.stopped).toBe('nan');
+    expect(spiked.checkpoint).toBe(join(out, 'checkpoints', 'ddpm-00000008.safetensors'));
+    expect(readdirSync(join(out, 'checkpoints')).sort()).toEqual([
+      'ddpm-00000008.safetensors',
+      'ddpm-00000010.diverged.safetensors',
+    ]);
+    const again = await trainDdpm({
+      ...quiet,
+      data,
+      out,
+      backend: 'onnxruntime',
+      iters: 16,
+      resume: true,
+    });
+    expect(again.stopped).toBe('done');
+    expect(again.losses).toHaveLength(8);
   });
 });
 

@@ -24,6 +24,8 @@ export interface OrtHeadOptions {
   crop: number;
   alpha: number;
   colorWeight: number;
+  /** Where the loss compares intensities and gradients (train.loss.space). */
+  space: 'rgb' | 'luma';
   noise: 'fixed' | 'random';
   seed: number;
   schedule: NoiseLevels;
@@ -88,6 +90,7 @@ export class OrtHeadEngine {
         size: this.o.crop,
         alpha: this.o.alpha,
         colorWeight: this.o.colorWeight,
+        space: this.o.space,
       });
       s = TrainSession.open(graph, { device: this.o.device, threads: this.o.threads });
       this.sessions.set(n, s);

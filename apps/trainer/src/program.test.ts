@@ -63,3 +63,30 @@ describe('dif-train --version', () => {
     }
   });
 });
+
+describe('dif-train help and pipes', () => {
+  it('dif-train help export prints the export help, exit 0', async () => {
+    const r = await cli(['help', 'export']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^Usage: dif-train export \[options\]/);
+    expect(r.out).toBe((await cli(['export', '--help'])).out);
+  });
+
+  it('a reader that closes the pipe early (| head) is not an error: no EPIPE stack trace', async () => {
+    const { spawn } = await import('node:child_process');
+    const { existsSync } = await import('node:fs');
+    const cliJs = new URL('../dist/cli.js', import.meta.url).pathname;
+    if (!existsSync(cliJs)) return void console.warn('[skip] dist/cli.js not built');
+    const child = spawn(process.execPath, [cliJs, 'help', 'ddpm'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.destroy(); // the reader is gone before anything is written
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const code = await new Promise((res) => child.on('close', res));
+    expect(stderr).not.toMatch(/EPIPE|Unhandled/);
+    expect(code).toBe(0);
+  });
+});

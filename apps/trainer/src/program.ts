@@ -197,6 +197,17 @@ export function registerHeadCommand(program: Command, exit: ExitState = { code: 
       nonNegative('--color-weight'),
     )
     .option(
+      '--alpha <x>',
+      'weight of the gradient term |S(F) - max(S(V), S(I))| in the loss (train.loss.alpha; official 1)',
+      nonNegative('--alpha'),
+    )
+    .addOption(
+      new Option(
+        '--loss-space <space>',
+        'where the loss compares intensities and gradients: rgb (official, per channel) or luma (Y(F) against max(Y(V), I); for --output luma) (train.loss.space)',
+      ).choices(['rgb', 'luma']),
+    )
+    .option(
       '--feature-cache <n>',
       'compute the DDPM features of n crops per training pair once and train on them (train.feature_cache; ~3.5x faster steps on wasm)',
       int('--feature-cache', 0),
@@ -222,6 +233,8 @@ Examples:
           noise: o.noise as 'fixed' | 'random' | undefined,
           init: o.init as string | undefined,
           colorWeight: o.colorWeight as number | undefined,
+          alpha: o.alpha as number | undefined,
+          lossSpace: o.lossSpace as 'rgb' | 'luma' | undefined,
           featureCache: o.featureCache as number | undefined,
         }),
       );

@@ -1,6 +1,6 @@
 /**
- * What every dif-train run shares: the run folder layout, the JSONL log, the progress bar,
- * and Ctrl-C handling.
+ * What every dif-train run shares: the run folder layout, the JSONL log and Ctrl-C handling
+ * (progress: @dif-fusion/io's Progress, the same for every tool).
  *
  * RUN/
  *   checkpoints/<kind>-<step>.safetensors   last N checkpoints
@@ -11,7 +11,6 @@
  */
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SingleBar } from 'cli-progress';
 
 export interface LogRecord {
   step: number;
@@ -50,95 +49,6 @@ export class RunLog {
   write(record: LogRecord): void {
     appendFileSync(this.path, `${JSON.stringify(record)}\n`);
   }
-
-  /** (step, loss) points of the training records, for the loss curve. */
-  lossPoints(): Array<{ step: number; loss: number }> {
-    return this.read()
-      .filter((r) => r.event === undefined && typeof r.loss === 'number')
-      .map((r) => ({ step: r.step, loss: r.loss as number }));
-  }
-}
-
-export interface ProgressOptions {
-  /** Show the bar (default: when stderr is a TTY). Without it a line is printed every `printFreq` steps. */
-  bar?: boolean;
-  /** Print nothing at all (tests). */
-  quiet?: boolean;
-  printFreq?: number;
-  label?: string;
-}
-
-/** Progress bar (step, loss, it/s, ETA) on stderr, or plain lines when not a terminal. */
-export class Progress {
-  private bar: SingleBar | null = null;
-  private readonly quiet: boolean;
-  private readonly printFreq: number;
-  private readonly label: string;
-  private readonly startTime = Date.now();
-  private startStep = 0;
-  private total = 0;
-
-  constructor(options: ProgressOptions = {}) {
-    this.quiet = options.quiet ?? false;
-    this.printFreq = Math.max(1, options.printFreq ?? 10);
-    this.label = options.label ?? 'step';
-    if (!this.quiet && (options.bar ?? process.stderr.isTTY === true))
-      this.bar = new SingleBar({
-        format: `${this.label} {value}/{total} [{bar}] loss {loss} | {itps} it/s | ETA {eta_formatted}{extra}`,
-        stream: process.stderr,
-        hideCursor: true,
-        etaBuffer: 50,
-        fps: 5,
-      });
-  }
-
-  start(total: number, step: number): void {
-    this.total = total;
-    this.startStep = step;
-    this.bar?.start(total, step, { loss: '-', itps: '-', extra: '' });
-  }
-
-  update(step: number, loss: number, itps: number, extra = ''): void {
-    const payload = {
-      loss: loss.toPrecision(4),
-      itps: itps.toFixed(2),
-      extra: extra ? ` | ${extra}` : '',
-    };
-    if (this.bar) this.bar.update(step, payload);
-    else if (!this.quiet && (step % this.printFreq === 0 || step === this.total)) {
-      const elapsed = (Date.now() - this.startTime) / 1000;
-      const rate = (step - this.startStep) / Math.max(elapsed, 1e-9);
-      const eta = rate > 0 ? (this.total - step) / rate : 0;
-      process.stderr.write(
-        `${this.label} ${step}/${this.total} loss ${payload.loss} | ${payload.itps} it/s | ETA ${formatSeconds(eta)}${payload.extra}\n`,
-      );
-    }
-  }
-
-  /** Print a message without breaking the bar. */
-  log(message: string): void {
-    if (this.quiet) return;
-    if (this.bar) process.stderr.write('\n');
-    process.stderr.write(`${message}\n`);
-  }
-
-  stop(): void {
-    this.bar?.stop();
-    this.bar = null;
-  }
-}
-
-export function formatSeconds(s: number): string {
-  if (!Number.isFinite(s)) return '?';
-  s = Math.round(s);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = s % 60;
-  return h > 0
-    ? `${h}h${String(m).padStart(2, '0')}m`
-    : m > 0
-      ? `${m}m${String(sec).padStart(2, '0')}s`
-      : `${sec}s`;
 }
 
 /**

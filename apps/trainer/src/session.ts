@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type BackendName, useBackend } from '@dif-fusion/backends';
+import { Progress, removeStaleTempFiles } from '@dif-fusion/io';
 import type { Device } from '@dif-fusion/onnx';
 import {
   type Checkpoint,
@@ -13,8 +14,9 @@ import {
   loadCheckpoint,
   saveCheckpoint,
 } from './checkpoint';
+import { weightsFinite } from './divergence';
 import { UserError } from './errors';
-import { Progress, RateMeter, RunLog, StopSignal } from './run';
+import { RateMeter, RunLog, StopSignal } from './run';
 
 /** Where a training step runs: a tfjs backend or ONNX Runtime. */
 export type TrainBackend = BackendName | 'onnxruntime';
@@ -85,6 +87,10 @@ export class RunContext {
   readonly progress: Progress;
   readonly say: (message: string) => void;
   private readonly t0 = Date.now();
+  /** The latest checkpoint from before any divergence; spared by the --keep rotation. */
+  goodCheckpoint: string | null = null;
+  /** Checkpoints written with non-finite weights. */
+  private readonly nonFinite = new Set<string>();
 
   constructor(
     private readonly opts: RunOptions,
@@ -94,7 +100,7 @@ export class RunContext {
     this.log = new RunLog(this.out);
     this.stop = new StopSignal(opts.handleSigint ?? true);
     const quiet = opts.quiet ?? false;
-    this.progress = new Progress({ quiet, bar: opts.progressBar, printFreq });
+    this.progress = new Progress({ quiet, bar: opts.progressBar, every: printFreq });
     this.say = (m) => {
       if (!quiet) process.stderr.write(`${m}\n`);
     };
@@ -111,12 +117,17 @@ export class RunContext {
   }
 
   /**
-   * Create the run folder with the resolved config; drop log records past the resumed step
+   * Create the run folder with the resolved config, removing the temporary files of killed
+   * writes (`.NAME.PID.RAND.tmp`); drop log records past the resumed step
    * (or, on a fresh start, of a run killed before its first checkpoint), which would
    * otherwise be written twice.
    */
   writeFolder(config: unknown, resumedStep: number | null): void {
     mkdirSync(this.out, { recursive: true });
+    // Temporary files of checkpoints, plots and samples whose writer was killed mid-write.
+    for (const dir of ['', 'checkpoints', 'samples', 'val'])
+      for (const f of removeStaleTempFiles(join(this.out, dir)))
+        this.say(`removed ${f}, left by an interrupted write`);
     writeFileSync(join(this.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     this.log.truncateAfter(resumedStep ?? 0);
   }
@@ -125,9 +136,16 @@ export class RunContext {
   saveCheckpoint(ckpt: Checkpoint): string {
     const path = saveCheckpoint(join(this.out, 'checkpoints'), ckpt, {
       keep: this.opts.keep ?? DEFAULT_KEEP,
+      protect: [this.goodCheckpoint],
     });
+    if (!weightsFinite(ckpt.weights)) this.nonFinite.add(path);
     this.event({ step: ckpt.step, event: 'checkpoint', path });
     return path;
+  }
+
+  /** Whether the checkpoint at `path` was written with finite weights. */
+  finiteAt(path: string): boolean {
+    return !this.nonFinite.has(path);
   }
 
   dispose(): void {

@@ -77,5 +77,11 @@ export async function useBackend(name: BackendName = 'wasm'): Promise<string> {
   if (!(await tf.setBackend(tfName)))
     throw new Error(`could not initialise the ${name} TensorFlow.js backend`);
   await tf.ready();
+  // The cpu backend prints "Hi, looks like you are running TensorFlow.js in Node.js. To speed
+  // things up dramatically, install our node backend" at its first tensor write; the CLIs
+  // choose their backend deliberately (and say which), so the banner is noise. `firstUse` is
+  // the flag it checks (tfjs-backend-cpu's MathBackendCPU).
+  const active = tf.backend() as { firstUse?: boolean };
+  if (active.firstUse) active.firstUse = false;
   return tf.getBackend();
 }

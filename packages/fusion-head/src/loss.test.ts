@@ -5,7 +5,7 @@ import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { describe, expect, it } from 'vitest';
-import { fusionLoss, sobelMagnitude } from './loss';
+import { fusionLoss, luma, sobelMagnitude } from './loss';
 
 function rand(shape: number[], seed: number): Float32Array {
   const rng = new Rng(seed);
@@ -93,6 +93,37 @@ describe('fusion loss', () => {
       r.lossIn.dataSync()[0] + r.lossGrad.dataSync()[0] + 2 * c,
       5,
     );
+  });
+
+  it('luma space: hand-computed terms on luma, and why it differs from rgb', async () => {
+    await tf.setBackend('cpu');
+    // a saturated red pixel (R .8, G = B = -.8 in [-1, 1]) under an infrared of 0
+    const vis = tf.tensor4d([0.8, -0.8, -0.8], [1, 3, 1, 1]);
+    const ir = tf.tensor4d([0], [1, 1, 1, 1]);
+    const y = 0.299 * 0.8 - 0.587 * 0.8 - 0.114 * 0.8; // Y(V) = -0.3216
+    expect(luma(tf.tensor4d([0.8, -0.8, -0.8], [1, 1, 1, 3])).dataSync()[0]).toBeCloseTo(y, 6);
+    // F = V: luma target max(Y(V), I) = 0 -> |Y - 0|; rgb target (.8, 0, 0) -> mean(0, .8, .8)
+    const l = fusionLoss(vis, ir, vis, { space: 'luma' });
+    expect(l.lossIn.dataSync()[0]).toBeCloseTo(-y, 6);
+    const r = fusionLoss(vis, ir, vis);
+    expect(r.lossIn.dataSync()[0]).toBeCloseTo(1.6 / 3, 6);
+    // Sobel of a 1x1 image with zero padding is 0 everywhere but the centre: |S(x)| = 0 at
+    // the one pixel (every tap but the centre is padding, and the centre tap is 0)
+    expect(l.lossGrad.dataSync()[0]).toBeCloseTo(0, 6);
+    // the best lightness change d (F = V + d on every channel): luma -Y(V) = .3216 (ycbcr-max),
+    // rgb the median of max(V_c, I) - V_c = .8, a far brighter pixel
+    const best = (space: 'rgb' | 'luma') => {
+      let arg = 0;
+      let min = Infinity;
+      for (let d = 0; d <= 1; d += 0.001) {
+        const f = tf.add(vis, d);
+        const v = fusionLoss(vis, ir, f, { space }).lossIn.dataSync()[0];
+        if (v < min - 1e-9) [min, arg] = [v, d];
+      }
+      return arg;
+    };
+    expect(best('luma')).toBeCloseTo(-y, 2);
+    expect(best('rgb')).toBeCloseTo(0.8, 2);
   });
 
   it('gradient w.r.t. fused matches central differences (cpu)', async () => {

@@ -5,6 +5,17 @@
  *   loss_grad = mean |S(F) - max(S(V), S(I))|,  S(x) = |sobel_x * x| + |sobel_y * x| per channel
  *   loss      = loss_in + alpha * loss_grad (+ colorWeight * loss_color, off by default)
  *
+ * or, with `space: 'luma'` (dif-fusion's addition, for heads that change lightness only), the
+ * same two terms on BT.601 luma Y(x) = 0.299 R + 0.587 G + 0.114 B:
+ *
+ *   loss_in   = mean |Y(F) - max(Y(V), I)|
+ *   loss_grad = mean |S(Y(F)) - max(S(Y(V)), S(I))|
+ *
+ * The per-channel target max(V_c, I) lifts every channel of a saturated pixel that is darker
+ * than the infrared, so for a red tail light (R high, G and B low) it asks for much more
+ * lightness than the pixel's luma warrants; the luma target asks for exactly the lightness of
+ * ycbcr-max (max(Y(V), I)), which is what keeps colour fidelity (CIEDE2000) close to it.
+ *
  * with the infrared image broadcast to the visible image's channels and zero padding 1 for
  * the Sobel filters. The Sobel filters are built from pad + slice + add (no convolution), so
  * gradients work on every backend, wasm included.
@@ -25,9 +36,20 @@ export interface FusionLossOptions {
    * computed on the [-1, 1] images). 0 (default) leaves it out, as the official loss does.
    */
   colorWeight?: number;
+  /**
+   * Where the intensity and gradient terms compare: `rgb` (default, official: every channel
+   * against max(V_c, I)) or `luma` (Y(F) against max(Y(V), I)).
+   */
+  space?: LossSpace;
   /** Layout of the image tensors passed in. Default 'NCHW'. */
   layout?: ImageLayout;
 }
+
+/** Where the fusion loss compares intensities and gradients (see the file comment). */
+export type LossSpace = 'rgb' | 'luma';
+
+/** BT.601 luma weights (R, G, B); they sum to 1, so Y maps [-1, 1] images to [-1, 1]. */
+export const LUMA_WEIGHTS = [0.299, 0.587, 0.114] as const;
 
 export interface FusionLossResult {
   /** Weighted total (scalar). */
@@ -87,6 +109,16 @@ export function chroma(x: tf.Tensor4D): tf.Tensor4D {
   });
 }
 
+/** BT.601 luma Y = 0.299 R + 0.587 G + 0.114 B of an NHWC RGB image: [N,H,W,1]. */
+export function luma(x: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [n, h, w, c] = x.shape;
+    if (c !== 3) throw new Error(`luma: expected 3 channels, got ${c}`);
+    const m = tf.tensor2d([...LUMA_WEIGHTS], [3, 1]);
+    return tf.reshape(tf.matMul(tf.reshape(x, [-1, 3]), m), [n, h, w, 1]) as tf.Tensor4D;
+  });
+}
+
 /**
  * The fusion loss of fused `F` against visible `V` (N,3,H,W) and infrared `I` (N,1,H,W),
  * all in [-1, 1] (any layout, see options). Differentiable with respect to `fused`.
@@ -110,11 +142,16 @@ export function fusionLoss(
       throw new Error(
         `fusionLoss: infrared must have 1 or ${v.shape[3]} channels, got ${i.shape[3]}`,
       );
+    const lum = options.space === 'luma';
+    if (lum && i.shape[3] !== 1)
+      throw new Error(`fusionLoss: space 'luma' needs a 1-channel infrared, got ${i.shape[3]}`);
+    const fs = lum ? luma(f) : f;
+    const vs = lum ? luma(v) : v;
     // Targets carry no gradient.
-    const target = tf.maximum(v, i);
-    const gradTarget = tf.maximum(sobelMagnitude(v), sobelMagnitude(i));
-    const lossIn = tf.mean(tf.abs(tf.sub(f, target))) as tf.Scalar;
-    const lossGrad = tf.mean(tf.abs(tf.sub(sobelMagnitude(f), gradTarget))) as tf.Scalar;
+    const target = tf.maximum(vs, i);
+    const gradTarget = tf.maximum(sobelMagnitude(vs), sobelMagnitude(i));
+    const lossIn = tf.mean(tf.abs(tf.sub(fs, target))) as tf.Scalar;
+    const lossGrad = tf.mean(tf.abs(tf.sub(sobelMagnitude(fs), gradTarget))) as tf.Scalar;
     let loss = tf.add(lossIn, tf.mul(lossGrad, alpha)) as tf.Scalar;
     const res: Record<string, tf.Scalar> = { lossIn, lossGrad };
     if (colorWeight > 0) {

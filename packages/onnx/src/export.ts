@@ -83,7 +83,11 @@ function asHead(h: FusionHead | FusionHeadConfigInput): FusionHead {
   return h instanceof FusionHead ? h : new FusionHead(h);
 }
 
-function checkWeights(
+/**
+ * Every parameter a network uses is in `weights` with its shape; one-line ExportError
+ * (`<what> weights: missing <name>` / `... has shape [..], expected [..]`) otherwise.
+ */
+export function checkNetworkWeights(
   what: string,
   params: ParamSpec[],
   weights: TorchWeightsLike,
@@ -144,8 +148,8 @@ export function buildFusionGraph(
     throw new ExportError(`${levels.length} noise levels for ${k} time steps`);
   for (const l of levels)
     if (!(l > 0 && l <= 1)) throw new ExportError(`noise level ${l} is outside (0, 1]`);
-  checkWeights('UNet', unet.params(), spec.unetWeights);
-  checkWeights('head', head.usedParams(), spec.headWeights);
+  checkNetworkWeights('UNet', unet.params(), spec.unetWeights);
+  checkNetworkWeights('head', head.usedParams(), spec.headWeights);
 
   const opset = options.opset ?? DEFAULT_OPSET;
   if (!Number.isInteger(opset) || opset < 17)
@@ -312,7 +316,7 @@ export function buildUNetEpsGraph(
   options: GraphOptions = {},
 ): GraphBuilder {
   const unet = asUNet(unetOrConfig);
-  checkWeights('UNet', unet.params(), weights);
+  checkNetworkWeights('UNet', unet.params(), weights);
   const g = new GraphBuilder('sr3_unet', options.opset ?? DEFAULT_OPSET);
   const ops = new OnnxOps(g, weights, { groupNorm: options.groupNorm });
   const x = g.input('x', ['N', unet.config.in_channel, 'H', 'W']);

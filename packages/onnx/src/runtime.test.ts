@@ -25,6 +25,8 @@ function toyModel(
     /** A Reshape to [fixedK, -1] of the noise that fails unless K * 4 * H * W divides by it. */
     fixedK?: number;
     metadata?: Record<string, string>;
+    /** Pad the output by this many pixels at the bottom and right (a graph of another multiple). */
+    padOut?: number;
   } = {},
 ) {
   const g = new GraphBuilder('toy');
@@ -49,7 +51,10 @@ function toyModel(
     bigSum = g.node('Add', [bigSum, zero]);
   }
   const sum = g.node('Add', [g.node('Add', [g.node('Mul', [vis, ones]), ir]), n3]);
-  g.output(g.node('Tanh', [g.node('Add', [sum, bigSum])]), 'fused', ['N', 3, 'H', 'W']);
+  let fused = g.node('Tanh', [g.node('Add', [sum, bigSum])]);
+  if (options.padOut)
+    fused = g.node('Pad', [fused, g.constI64([0, 0, 0, 0, 0, 0, options.padOut, options.padOut])]);
+  g.output(fused, 'fused', ['N', 3, 'H', 'W']);
   return g.serialize({
     externalData: options.external ? 'always' : 'never',
     metadata: options.metadata,
@@ -307,6 +312,19 @@ describe('runtime: model folders and sessions', () => {
     await model.release();
     expect(e).toBeInstanceOf(ModelFolderError);
     expect(e.message).not.toContain('\n');
+
+    // A graph of another size multiple (it pads its output): one line naming the folder.
+    const padded = join(root, 'padded');
+    writeModelFolder(padded, toyModel({ padOut: 2 }), config());
+    const pm = await loadFusionModel(padded, { device: 'cpu' });
+    const pe = await pm
+      .fuse({ ir: new Float32Array(256), vis: new Float32Array(768), n: 1, height: 16, width: 16 })
+      .catch((x) => x);
+    await pm.release();
+    expect(pe).toBeInstanceOf(ModelFolderError);
+    expect(pe.message).toBe(
+      `model folder ${padded}: model.onnx returned fused [1,3,18,18] for a 16x16 input, expected [1,3,16,16]; config.json's size_multiple 16 does not match the model (does config.json belong to this model.onnx?)`,
+    );
     expect(e.message).toMatch(
       new RegExp(
         `^model folder ${dir}: model\\.onnx failed on a 16x16 input with 2 time step\\(s\\) and size multiple 16 from config\\.json; does config\\.json belong to this model\\.onnx\\? \\(`,

@@ -224,6 +224,12 @@ export async function loadFusionModel(
         );
       }
       const fused = out.fused;
+      // A graph that pads to a larger multiple than config.json's size_multiple says returns
+      // a larger image: name the folder instead of failing later on a buffer size.
+      if (fused.data.length !== n * 3 * px)
+        throw new ModelFolderError(
+          `model folder ${d}: model.onnx returned fused [${fused.dims.join(',')}] for a ${h}x${w} input, expected [${n},3,${h},${w}]; config.json's size_multiple ${multiple} does not match the model (does config.json belong to this model.onnx?)`,
+        );
       // onnxruntime-node hands back a fresh JS-owned buffer per run: no copy needed.
       return fused.data as Float32Array;
     },

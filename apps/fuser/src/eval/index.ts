@@ -2,6 +2,7 @@
  * `dif-fuse eval`: registered on the main program by `registerEvalCommand(program)`;
  * `runEval(options)` is the same thing for programs and tests.
  */
+import type { ProgressStream } from '@dif-fusion/io';
 import type { Command } from 'commander';
 import { FuseError } from '../errors';
 import { runEval } from './run';
@@ -28,7 +29,9 @@ export {
 export interface EvalIo {
   out?: (line: string) => void;
   err?: (line: string) => void;
-  progressStream?: NodeJS.WriteStream;
+  progressStream?: ProgressStream;
+  /** Writes bytes to stdout (`--json -`); default: process.stdout. */
+  writeStdout?: (data: Uint8Array) => Promise<void>;
 }
 
 /**
@@ -50,12 +53,15 @@ export function registerEvalCommand(program: Command, io: EvalIo = {}): Command 
       '--fused <dirs...>',
       'folders of fused images <stem>.<ext>, one per method (method name = folder name); list several or repeat the flag',
     )
-    .option('--csv <file>', 'write per-image metrics (image, method, every metric) as CSV')
-    .option('--json <file>', 'write {method: {metric: {mean, std}}} as JSON')
-    .option('--chart <file.png>', 'write a bar chart of the means (PNG)')
+    .option(
+      '--csv <file>',
+      'write per-image metrics (image, method, every metric) as CSV; - writes to stdout',
+    )
+    .option('--json <file>', 'write {method: {metric: {mean, std}}} as JSON; - writes to stdout')
+    .option('--chart <file.png>', 'write a bar chart of the means (PNG); - writes to stdout')
     .addHelpText(
       'after',
-      '\nMissing fused images, size mismatches and unreadable files are reported one line each; the rest is evaluated.\nLower is better for MSE, Nabf and DeltaE; higher for the others.',
+      '\nMissing fused images, size mismatches and unreadable files are reported one line each; the rest is evaluated.\nLower is better for MSE, Nabf and DeltaE; higher for the others.\nWith one of --csv/--json/--chart given as -, that file goes to stdout and the table to stderr.',
     )
     .action(
       async (opts: {
@@ -74,6 +80,7 @@ export function registerEvalCommand(program: Command, io: EvalIo = {}): Command 
           out: io.out,
           err: io.err,
           progress: io.progressStream,
+          writeStdout: io.writeStdout,
         });
         // Like batch fusion: the outputs cover what could be evaluated, the exit status is 1.
         if (res.problems.length > 0)

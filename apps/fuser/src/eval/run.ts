@@ -9,12 +9,13 @@ import {
   formatError,
   type Image,
   isImageFile,
+  Progress,
+  type ProgressStream,
   readImage,
   scanPairs,
   writeFileAtomic,
 } from '@dif-fusion/io';
 import { evaluateFusion, type Image8 } from '@dif-fusion/metrics';
-import { SingleBar } from 'cli-progress';
 import { FuseError } from '../errors';
 import { chartPng } from './chart';
 import {
@@ -39,8 +40,29 @@ export interface EvalOptions {
   out?: (line: string) => void;
   /** Per-image problems (default: stderr). */
   err?: (line: string) => void;
-  /** Progress bar stream; drawn only when it is a TTY (default: stderr). false: none. */
-  progress?: NodeJS.WriteStream | false;
+  /**
+   * Progress stream (default: stderr): a bar on a TTY, plain periodic lines otherwise.
+   * false: none.
+   */
+  progress?: ProgressStream | false;
+  /** Where `-` (stdout) outputs go (default: process.stdout). */
+  writeStdout?: (data: Uint8Array) => Promise<void>;
+}
+
+const STDOUT = '-';
+
+/** Writes a result file, or to stdout for `-`. */
+async function writeOutput(
+  path: string,
+  data: string | Uint8Array,
+  writeStdout: (data: Uint8Array) => Promise<void>,
+): Promise<void> {
+  if (path !== STDOUT) return writeFileAtomic(path, data);
+  await writeStdout(typeof data === 'string' ? Buffer.from(data) : data);
+}
+
+function processStdout(data: Uint8Array): Promise<void> {
+  return new Promise((res, rej) => process.stdout.write(data, (e) => (e ? rej(e) : res())));
 }
 
 export interface EvalProblem {
@@ -116,11 +138,17 @@ function methodNames(dirs: string[]): string[] {
 }
 
 export async function runEval(options: EvalOptions): Promise<EvalResult> {
-  const out = options.out ?? ((s: string) => process.stdout.write(`${s}\n`));
   const err = options.err ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const toStdout = [options.csv, options.json, options.chart].filter((f) => f === STDOUT);
+  if (toStdout.length > 1)
+    throw new FuseError('only one of --csv, --json and --chart can be - (stdout)');
+  // With a result file on stdout, the table and notes go to stderr.
+  const out =
+    toStdout.length > 0 ? err : (options.out ?? ((s: string) => process.stdout.write(`${s}\n`)));
+  const writeStdout = options.writeStdout ?? processStdout;
   if (!options.fused || options.fused.length === 0)
     throw new FuseError('eval needs at least one --fused folder');
-  if (options.chart && extname(options.chart).toLowerCase() !== '.png')
+  if (options.chart && options.chart !== STDOUT && extname(options.chart).toLowerCase() !== '.png')
     throw new FuseError(`${options.chart}: the chart is written as PNG, use a .png file name`);
   requireDir(options.pairs, '--pairs');
   for (const d of options.fused) requireDir(d, '--fused');
@@ -170,18 +198,15 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
     ),
   );
 
-  const stream = options.progress === undefined ? process.stderr : options.progress || undefined;
   const total = scan.pairs.length * methods.length;
-  const bar =
-    stream?.isTTY && total > 1
-      ? new SingleBar({
-          format: 'eval [{bar}] {value}/{total} {percentage}% eta {eta_formatted}',
-          stream,
-          hideCursor: true,
-          clearOnComplete: true,
-        })
-      : undefined;
-  bar?.start(total, 0);
+  const bar = new Progress({
+    label: 'eval',
+    unit: 'images',
+    stream: options.progress || undefined,
+    quiet: options.progress === false || total <= 1,
+    intervalMs: 10_000,
+  });
+  bar.start(total, 0);
 
   const rows: EvalRow[] = [];
   try {
@@ -195,7 +220,7 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
       } catch (e) {
         const msg = formatError(e);
         for (const m of methods) report(stem, m, pair.ir, `pair not evaluated: ${msg}`);
-        bar?.increment(methods.length);
+        bar.increment(methods.length);
         continue;
       }
       if (ir.width !== vi.width || ir.height !== vi.height) {
@@ -206,7 +231,7 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
             pair.vi,
             `size ${vi.width}x${vi.height} differs from the infrared image's ${ir.width}x${ir.height}, pair skipped`,
           );
-        bar?.increment(methods.length);
+        bar.increment(methods.length);
         continue;
       }
       for (let k = 0; k < methods.length; k++) {
@@ -244,12 +269,12 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
         } catch (e) {
           report(stem, method, path ?? options.fused[k], formatError(e));
         } finally {
-          bar?.increment(1);
+          bar.increment(1, { extra: stem });
         }
       }
     }
   } finally {
-    bar?.stop();
+    bar.stop();
   }
 
   const summary = summarize(rows, methods);
@@ -269,17 +294,18 @@ export async function runEval(options: EvalOptions): Promise<EvalResult> {
     `Evaluated ${rows.length} fused image(s) (${counts.join(', ')})${problems.length ? `, ${problems.length} problem(s) reported` : ''}`,
   );
   out(table);
+  const written = (f: string) => out(`wrote ${f === STDOUT ? 'stdout' : f}`);
   if (options.csv) {
-    await writeFileAtomic(options.csv, toCsv(rows));
-    out(`wrote ${options.csv}`);
+    await writeOutput(options.csv, toCsv(rows), writeStdout);
+    written(options.csv);
   }
   if (options.json) {
-    await writeFileAtomic(options.json, toJson(summary));
-    out(`wrote ${options.json}`);
+    await writeOutput(options.json, toJson(summary), writeStdout);
+    written(options.json);
   }
   if (options.chart) {
-    await writeFileAtomic(options.chart, await chartPng(summary));
-    out(`wrote ${options.chart}`);
+    await writeOutput(options.chart, await chartPng(summary), writeStdout);
+    written(options.chart);
   }
   return { rows, problems, summary, table };
 }

@@ -2,9 +2,12 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { FusionHead } from '@dif-fusion/fusion-head';
 import { readSafetensors } from '@dif-fusion/io';
 import type { TorchWeights } from '@dif-fusion/nn';
 import { loadFusionModel, readModelConfig } from '@dif-fusion/onnx';
+import { randomWeights } from '@dif-fusion/onnx/export';
+import { UNet, unetConfigFromReference } from '@dif-fusion/unet';
 import { afterAll, describe, expect, it } from 'vitest';
 import { golden, hasGolden, noteSkip } from '../../../../test/shared';
 import { saveCheckpoint } from '../checkpoint';
@@ -257,5 +260,89 @@ describe('dif-train export --config --random-init', () => {
     expect(r.err).toMatch(
       /^error: .*incompat\.json: fusion head config: feat_scale 8 out of range 0\.\.5/,
     );
+  });
+});
+
+describe('dif-train export: the error names the checkpoint at fault', () => {
+  const unetRef = { ...tinyConfig.model.unet, image_size: 16 };
+  const headCfg = {
+    feat_scales: [2, 5],
+    time_steps: [5, 50],
+    inner_channel: 8,
+    channel_multiplier: [1, 2],
+    out_channels: 3,
+    mode: 'reference',
+    res_blocks: 2,
+  };
+  const ckpt = (
+    name: string,
+    kind: 'ddpm' | 'head',
+    weights: TorchWeights,
+    edit?: (w: TorchWeights) => void,
+  ) => {
+    const w: TorchWeights = new Map(
+      [...weights].map(([k, v]) => [k, { shape: v.shape.slice(), data: v.data.slice() }]),
+    );
+    edit?.(w);
+    return saveCheckpoint(join(root, name), {
+      kind,
+      step: 1,
+      epoch: 0,
+      config: { model: { unet: unetRef, beta_schedule: { train: schedule } } },
+      model: kind === 'ddpm' ? unetRef : headCfg,
+      weights: w,
+      optimizer: null,
+      rng: null,
+      sampler: null,
+      extra: kind === 'head' ? { schedule } : {},
+    });
+  };
+  const unetW = randomWeights(new UNet(unetConfigFromReference(unetRef)).params(), 0);
+  const headW = randomWeights(new FusionHead(headCfg as any).usedParams(), 0, {
+    orthogonal: 'uniform',
+  });
+  const first = (m: TorchWeights) => [...m.keys()][0];
+
+  it('a good pair exports; a bad DDPM is blamed on the DDPM file, a bad head on the head file', async () => {
+    const okDdpm = ckpt('ok-ddpm', 'ddpm', unetW);
+    const okHead = ckpt('ok-head', 'head', headW);
+    expect((await cli(['--ddpm', okDdpm, '--head', okHead, '-o', join(root, 'ok')])).code).toBe(0);
+    const k = first(unetW);
+    const cases: Array<[string, string, RegExp]> = [
+      [
+        ckpt('nan-ddpm', 'ddpm', unetW, (w) => {
+          w.get(k)!.data[3] = Number.NaN;
+        }),
+        okHead,
+        new RegExp(
+          `nan-ddpm/ddpm-00000001\\.safetensors: tensor 'denoise_fn\\.${k}' holds 1 non-finite value`,
+        ),
+      ],
+      [
+        ckpt('missing-ddpm', 'ddpm', unetW, (w) => w.delete(k)),
+        okHead,
+        new RegExp(`missing-ddpm/ddpm-00000001\\.safetensors: .*missing ${k}`),
+      ],
+      [
+        ckpt('shape-ddpm', 'ddpm', unetW, (w) => {
+          w.set(k, { shape: [1, 2], data: new Float32Array(2) });
+        }),
+        okHead,
+        new RegExp(`shape-ddpm/ddpm-00000001\\.safetensors: .*${k} has shape \\[1,2\\]`),
+      ],
+      [
+        okDdpm,
+        ckpt('shape-head', 'head', headW, (w) => {
+          w.set(first(headW), { shape: [3], data: new Float32Array(3) });
+        }),
+        /shape-head\/head-00000001\.safetensors: .* has shape \[3\]/,
+      ],
+    ];
+    for (const [ddpm, head, re] of cases) {
+      const r = await cli(['--ddpm', ddpm, '--head', head, '-o', join(root, 'bad')]);
+      expect(r.code, r.err).toBe(1);
+      expect(r.err.trim().split('\n')).toHaveLength(1);
+      expect(r.err).toMatch(re);
+    }
   });
 });

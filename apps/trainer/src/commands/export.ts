@@ -67,9 +67,12 @@ function readJsonFile(path: string): Record<string, unknown> {
 
 /** Re-throw any error as a one-line UserError prefixed with `where` (unless it names a file already). */
 function userError(where: string, e: unknown): never {
-  if (UserError.isInstance(e)) throw e;
   const msg = formatError(e);
-  throw new UserError(msg.startsWith('/') || msg.includes(where) ? msg : `${where}: ${msg}`);
+  const named = msg.startsWith('/') || msg.includes(where);
+  // A project error that already names its file stays as it is; one that names none (an
+  // ExportError about a tensor) gets the file it came from.
+  if (UserError.isInstance(e) && (named || e.path !== undefined)) throw e;
+  throw new UserError(named ? msg : `${where}: ${msg}`, { path: where, cause: e });
 }
 
 function checkOut(out: string): string {
@@ -210,6 +213,18 @@ function exportCheckpoints(
     userError(headCk.path, e);
   }
   const schedule = headSchedule(headCk);
+  // Each file's weights against its network, so a missing tensor or a wrong shape names the
+  // file it is in (the export as a whole would blame the head).
+  try {
+    onnx.checkNetworkWeights('UNet', unet.params(), ddpm.weights);
+  } catch (e) {
+    userError(ddpm.path, e);
+  }
+  try {
+    onnx.checkNetworkWeights('head', head.usedParams(), headCk.weights);
+  } catch (e) {
+    userError(headCk.path, e);
+  }
   const { ddpm: trainedOn, ddpm_step: trainedStep } = headCk.extra as {
     ddpm?: string;
     ddpm_step?: number;

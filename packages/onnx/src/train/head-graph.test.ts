@@ -15,6 +15,7 @@ async function compare(
   mode: 'full' | 'reference',
   colorWeight: number,
   variant: { output?: 'rgb' | 'luma' | 'weight'; source_skip?: boolean } = {},
+  space: 'rgb' | 'luma' = 'rgb',
 ) {
   await tf.setBackend('cpu');
   const n = 2;
@@ -62,7 +63,7 @@ async function compare(
   let parts: tf.Scalar[] = [];
   const { value, grads } = tf.variableGrads(() => {
     const fused = head.forward(headOps, feats, { vis: v, ir: i4 });
-    const r = fusionLoss(v, i4, fused, { layout: 'NHWC', colorWeight });
+    const r = fusionLoss(v, i4, fused, { layout: 'NHWC', colorWeight, space });
     parts = [tf.keep(r.lossIn), tf.keep(r.lossGrad)];
     return r.loss;
   }, vars);
@@ -73,6 +74,7 @@ async function compare(
     batch: n,
     size: s,
     colorWeight,
+    space,
   });
   const session = await TrainSession.open(graph, { threads: 1 });
   const params = new Map([...headStore.toTorch()].map(([nm, w]) => [nm, w.data]));
@@ -107,5 +109,9 @@ describe('head training graph: frozen-UNet features, head and fusion loss equal 
     await compare('full', 0, { output: 'weight' });
     await compare('reference', 0, { source_skip: true });
     await compare('full', 0, { output: 'luma', source_skip: true });
+  });
+  it('loss on luma (train.loss.space luma), rgb and luma outputs', async () => {
+    await compare('full', 0, { output: 'luma', source_skip: true }, 'luma');
+    await compare('full', 0.5, {}, 'luma');
   });
 });

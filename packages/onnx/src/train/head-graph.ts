@@ -10,12 +10,13 @@
  *   loss_grad = mean |S(F) - max(S(V), S(I))|,  S = |sobel_x * .| + |sobel_y * .| per channel
  *   loss      = loss_in + alpha * loss_grad (+ color_weight * mean |CbCr(F) - CbCr(V)|)
  *
+ * (with `space: 'luma'` both terms compare BT.601 luma: Y(F) against max(Y(V), I)),
  * Inputs: `vis` [N,3,S,S], `ir` [N,1,S,S] in [-1, 1], `noise` [K,N,4,S,S], `level` [K*N,1]
  * (step-major) and the head parameters by official name; outputs `loss`, `loss_in`,
  * `loss_grad` (`loss_color`), `fused` [N,3,S,S] and `grad.<name>` for `head.usedParams()`.
  */
 
-import type { FusionHead } from '@dif-fusion/fusion-head';
+import { type FusionHead, type LossSpace, LUMA_WEIGHTS } from '@dif-fusion/fusion-head';
 import type { TorchWeightsLike } from '@dif-fusion/nn';
 import type { UNet } from '@dif-fusion/unet';
 import { GradOps } from '../grad/grad-ops';
@@ -33,6 +34,8 @@ export interface HeadGraphOptions {
   alpha?: number;
   /** Weight of the chroma term (default 0: off, as the official loss). */
   colorWeight?: number;
+  /** Where intensities and gradients are compared (default rgb, official). */
+  space?: LossSpace;
 }
 
 /** |sobel_x * x| + |sobel_y * x| per channel, zero padding 1 (same size). */
@@ -52,6 +55,11 @@ export function sobelMagnitude(ops: GradOps, x: Value): Value {
 export function chroma(ops: GradOps, x: Value): Value {
   const m = Float32Array.from([-0.168736, -0.331264, 0.5, 0.5, -0.418688, -0.081312]);
   return ops.constConv(x, m, [2, 3, 1, 1], 1, 0);
+}
+
+/** BT.601 luma as a 1x1 convolution: [N,3,H,W] -> [N,1,H,W] (fusion-head's LUMA_WEIGHTS). */
+export function luma(ops: GradOps, x: Value): Value {
+  return ops.constConv(x, Float32Array.from(LUMA_WEIGHTS), [1, 3, 1, 1], 1, 0);
 }
 
 export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): TrainGraph {
@@ -96,12 +104,16 @@ export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): Trai
   const fShape = ops.shape(fused);
 
   const rgb = [n, 3, s, s];
-  const target = ops.constant('Max', [vis, ir], rgb);
-  const gradTarget = ops.constant('Max', [sobelMagnitude(ops, vis), sobelMagnitude(ops, ir)], rgb);
   if (fShape.join() !== rgb.join())
     throw new Error(`head training graph: the head outputs [${fShape}], the loss needs [${rgb}]`);
-  const lossIn = ops.meanAll(ops.abs(ops.sub(fused, target)));
-  const lossGrad = ops.meanAll(ops.abs(ops.sub(sobelMagnitude(ops, fused), gradTarget)));
+  const lum = o.space === 'luma';
+  const fs = lum ? luma(ops, fused) : fused;
+  const vs = lum ? luma(ops, vis) : vis;
+  const cmp = lum ? [n, 1, s, s] : rgb;
+  const target = ops.constant('Max', [vs, ir], cmp);
+  const gradTarget = ops.constant('Max', [sobelMagnitude(ops, vs), sobelMagnitude(ops, ir)], cmp);
+  const lossIn = ops.meanAll(ops.abs(ops.sub(fs, target)));
+  const lossGrad = ops.meanAll(ops.abs(ops.sub(sobelMagnitude(ops, fs), gradTarget)));
   let loss = ops.add(lossIn, ops.scale(lossGrad, o.alpha ?? 1));
   const scalars: Record<string, Value> = { loss_in: lossIn, loss_grad: lossGrad };
   const cw = o.colorWeight ?? 0;
