@@ -139,7 +139,9 @@ async function buildModel(
   const rng = ckpt?.rng ? Rng.fromState(ckpt.rng) : new Rng(seed);
   const decay = cfg.train.ema_decay ?? 0;
   const emaOf = (w: TorchWeights) =>
-    decay > 0 ? new WeightEma(decay, ckpt?.ema ? networkWeights(denoiser.params, ckpt.ema, ckpt.path) : w) : null;
+    decay > 0
+      ? new WeightEma(decay, ckpt?.ema ? networkWeights(denoiser.params, ckpt.ema, ckpt.path) : w)
+      : null;
   const dropProb = cfg.model.diffusion.drop_prob ?? 0;
   if ((opts.backend ?? 'onnxruntime') === 'onnxruntime') {
     const ort = await OrtDdpmEngine.create({
