@@ -7,6 +7,8 @@
  *   DDPM checkpoints prefix the UNet keys with `denoise_fn.` exactly as the official
  *   GaussianDiffusion state_dict (`*_gen.pth`) does; head checkpoints use the head's keys
  *   as they are (`df_model_*_gen.pth`).
+ * - the exponential moving average of the weights (`train.ema_decay`), when kept, as
+ *   `ema.<param name>` tensors (same layout as the weights).
  * - optimizer state as `optim.<slot>.<param name>` tensors (slots `exp_avg`, `exp_avg_sq`
  *   for Adam/AdamW, PyTorch's names, same layout as the parameter).
  * - `__metadata__` (all strings): `format` ({@link CHECKPOINT_FORMAT}), `kind`, `step`,
@@ -35,6 +37,7 @@ export type CheckpointKind = 'ddpm' | 'head';
 export const WEIGHT_PREFIX: Record<CheckpointKind, string> = { ddpm: 'denoise_fn.', head: '' };
 
 const OPTIM_PREFIX = 'optim.';
+const EMA_PREFIX = 'ema.';
 
 export type { OptimizerState };
 
@@ -50,6 +53,8 @@ export interface Checkpoint {
   model: Record<string, unknown>;
   /** Weights keyed by the network's own parameter names (no `denoise_fn.`), PyTorch layout. */
   weights: TorchWeights;
+  /** EMA of the weights (`train.ema_decay`), same names and layout; absent when not kept. */
+  ema?: TorchWeights | null;
   optimizer: OptimizerState | null;
   /** Training RNG state (exact resume). */
   rng: RngState | null;
@@ -116,6 +121,7 @@ export function saveCheckpoint(
   const prefix = WEIGHT_PREFIX[ckpt.kind];
   const tensors: Array<[string, TorchTensor]> = [];
   for (const [name, t] of ckpt.weights) tensors.push([prefix + name, t]);
+  for (const [name, t] of ckpt.ema ?? []) tensors.push([EMA_PREFIX + name, t]);
   let optimizerMeta: (Omit<OptimizerState, 'slots'> & { slots: string[] }) | null = null;
   if (ckpt.optimizer) {
     const { slots, ...rest } = ckpt.optimizer;
@@ -166,11 +172,13 @@ function parseJson(value: string | undefined, what: string, path: string): unkno
 /**
  * Read a checkpoint from a file, or the latest one in a folder (see
  * {@link resolveCheckpointPath}). `kind` restricts which checkpoints a folder lookup
- * considers and is checked against the file. Returns the checkpoint and its path.
+ * considers and is checked against the file. `ema: true` returns the EMA weights as
+ * `weights` (an error when the checkpoint holds none). Returns the checkpoint and its path.
  */
 export function loadCheckpoint(
   pathOrDir: string,
   kind?: CheckpointKind,
+  options: { ema?: boolean } = {},
 ): Checkpoint & { path: string } {
   const path = resolveCheckpointPath(pathOrDir, kind);
   let file: ReturnType<typeof readSafetensors>;
@@ -196,12 +204,15 @@ export function loadCheckpoint(
     | (Omit<OptimizerState, 'slots'> & { slots: string[] })
     | null;
   const weights: TorchWeights = new Map();
+  const ema: TorchWeights = new Map();
   const slots: Record<string, TorchWeights> = {};
   for (const s of optMeta?.slots ?? []) slots[s] = new Map();
   for (const [name, t] of file.tensors) {
     const data = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
     const tensor: TorchTensor = { shape: t.shape.slice(), data };
-    if (name.startsWith(OPTIM_PREFIX)) {
+    if (name.startsWith(EMA_PREFIX)) {
+      ema.set(name.slice(EMA_PREFIX.length), tensor);
+    } else if (name.startsWith(OPTIM_PREFIX)) {
       const rest = name.slice(OPTIM_PREFIX.length);
       const dot = rest.indexOf('.');
       const slot = rest.slice(0, dot);
@@ -217,6 +228,10 @@ export function loadCheckpoint(
       throw new Error(`${path}: metadata '${what}' must be a whole number >= 0, got '${md[what]}'`);
     return v;
   };
+  if (options.ema && ema.size === 0)
+    throw new Error(
+      `${path}: holds no EMA weights (train with train.ema_decay, or leave out --ema)`,
+    );
   return {
     path,
     kind: k,
@@ -224,7 +239,8 @@ export function loadCheckpoint(
     epoch: count('epoch'),
     config: (parseJson(md.config, 'config', path) ?? {}) as Record<string, unknown>,
     model: (parseJson(md.model, 'model', path) ?? {}) as Record<string, unknown>,
-    weights,
+    weights: options.ema ? ema : weights,
+    ema: ema.size > 0 ? ema : null,
     // A stripped checkpoint (scripts/strip-checkpoint.mjs) keeps the optimizer metadata but
     // not its tensors: it resumes with a fresh optimizer.
     optimizer:

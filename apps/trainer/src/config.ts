@@ -9,6 +9,7 @@
  * typo like `"inner_chanel": 8` cannot silently train a model at the default width.
  */
 import { readFileSync } from 'node:fs';
+import { MEAN_TYPES, VAR_TYPES } from '@dif-fusion/diffusion';
 import { parseJsonWithComments } from '@dif-fusion/fusion-head';
 import { BETA_SCHEDULES } from '@dif-fusion/schedules';
 import { closest, distance } from 'fastest-levenshtein';
@@ -36,7 +37,10 @@ export type BetaScheduleJson = z.infer<typeof betaSchedule>;
 
 const unet = z.strictObject({
   in_channel: z.literal(4, 'must be 4 (visible RGB + infrared)'),
-  out_channel: z.literal(4, 'must be 4 (visible RGB + infrared)'),
+  /** 4, or 3 for a conditional DDPM (visible RGB predicted, the infrared the condition). */
+  out_channel: z.union([z.literal(4), z.literal(3)], {
+    error: 'must be 4 (visible RGB + infrared), or 3 with model.diffusion.conditional',
+  }),
   inner_channel: posInt(),
   norm_groups: posInt().optional(),
   channel_multiplier: z.array(posInt()).min(1, 'must be a list of positive integers'),
@@ -75,12 +79,22 @@ const otherData = z.strictObject({
 });
 const diffusion = z.strictObject({
   loss: z.enum(['l1', 'l2'], 'must be l1 or l2').optional(),
+  /** What the UNet predicts (pytorch-ddpm's mean_type; default epsilon). */
+  mean_type: z.enum(MEAN_TYPES, `must be one of ${MEAN_TYPES.join(', ')}`).optional(),
+  /** The ancestral sampler's variance (pytorch-ddpm's var_type; default fixedsmall). */
+  var_type: z.enum(VAR_TYPES, `must be one of ${VAR_TYPES.join(', ')}`).optional(),
+  /**
+   * SR3's image-conditional mode: the infrared image (1 channel) is the condition,
+   * concatenated before the noisy visible RGB (3 channels); the UNet predicts 3 channels.
+   */
+  conditional: z.boolean({ error: 'must be true or false' }).optional(),
+  /** Condition dropout of conditional training (classifier-free guidance), in [0, 1). */
+  drop_prob: z.number().min(0, 'must be in [0, 1)').lt(1, 'must be in [0, 1)').optional(),
   image_size: ignored,
   image_size_w: ignored,
   image_size_h: ignored,
   is_concat: ignored,
   channels: ignored,
-  conditional: ignored,
 });
 /** Top-level keys of both reference formats that dif-train ignores. */
 const runKeys = {
@@ -113,9 +127,31 @@ const ddpmSchema = z
       save_checkpoint_freq: nonNeg(),
       print_freq: nonNeg(),
       optimizer,
+      /**
+       * Exponential moving average of the weights (dif-train's addition, pytorch-ddpm's
+       * `ema_decay`): ema = decay ema + (1 - decay) w after every step, kept in the
+       * checkpoint; 0 or absent: none.
+       */
+      ema_decay: z.number().min(0, 'must be in [0, 1)').lt(1, 'must be in [0, 1)').optional(),
     }),
   })
   .superRefine((c, ctx) => {
+    const d = c.model.diffusion;
+    const out = d.conditional ? 3 : 4;
+    if (c.model.unet.out_channel !== out)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model', 'unet', 'out_channel'],
+        message: d.conditional
+          ? 'must be 3 with model.diffusion.conditional (the visible RGB is predicted)'
+          : 'must be 4 (visible RGB + infrared)',
+      });
+    if (d.drop_prob && !d.conditional)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model', 'diffusion', 'drop_prob'],
+        message: 'needs model.diffusion.conditional: true',
+      });
     const down = c.model.unet.channel_multiplier.length - 1;
     if (c.datasets.train.resolution % 2 ** down !== 0)
       ctx.addIssue({
@@ -358,21 +394,55 @@ export function validateHeadConfig(c: unknown, source = 'config'): HeadTrainConf
 const ddpmModel = z.object({
   model: z.object({
     unet: unet.optional(),
-    beta_schedule: z.object({ train: betaSchedule.optional() }).optional(),
+    beta_schedule: z
+      .object({ train: betaSchedule.optional(), val: betaSchedule.optional() })
+      .optional(),
+    diffusion: z.object(diffusion.shape).optional(),
   }),
 });
 
+/** The `model.diffusion` block of a DDPM config. */
+export type DiffusionJson = z.infer<typeof diffusion>;
+
 /**
- * The UNet block (validated strictly) and training schedule of a DDPM checkpoint's config;
- * its other blocks are not read (checkpoints from `import-torch` hold a mixed config).
+ * The UNet block (validated strictly), schedules and diffusion block of a DDPM checkpoint's
+ * config, for sampling; its other blocks are not read (checkpoints from `import-torch` hold
+ * a mixed config). A conditional model is one with out_channel 3.
+ */
+export function ddpmSamplingOf(
+  config: unknown,
+  source: string,
+): {
+  unet: UnetJson;
+  schedule?: BetaScheduleJson;
+  val?: BetaScheduleJson;
+  diffusion: DiffusionJson;
+} {
+  const m = validate(ddpmModel, config, source).model;
+  if (!m.unet) throw new UserError(`${source}: the checkpoint holds no model.unet config`);
+  const d = m.diffusion ?? {};
+  return {
+    unet: m.unet,
+    schedule: m.beta_schedule?.train,
+    val: m.beta_schedule?.val,
+    diffusion: { ...d, conditional: m.unet.out_channel === 3 },
+  };
+}
+
+/**
+ * The UNet block (validated strictly) and training schedule of a DDPM checkpoint's config
+ * for the fusion features (an unconditional DDPM); see {@link ddpmSamplingOf}.
  */
 export function ddpmModelOf(
   config: unknown,
   source: string,
 ): { unet: UnetJson; schedule?: BetaScheduleJson } {
-  const m = validate(ddpmModel, config, source).model;
-  if (!m.unet) throw new UserError(`${source}: the checkpoint holds no model.unet config`);
-  return { unet: m.unet, schedule: m.beta_schedule?.train };
+  const m = ddpmSamplingOf(config, source);
+  if (m.unet.out_channel !== 4)
+    throw new UserError(
+      `${source}: a conditional DDPM (out_channel ${m.unet.out_channel}) gives no fusion features; use an unconditional one`,
+    );
+  return { unet: m.unet, schedule: m.schedule };
 }
 
 /** The head's LR scheduler block (reference spelling `sheduler` or `scheduler`). */

@@ -13,7 +13,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendName } from '@dif-fusion/backends';
-import { DEFAULT_DIFFUSION_LOSS, GaussianDiffusion } from '@dif-fusion/diffusion';
+import { DEFAULT_DIFFUSION_LOSS, GaussianDiffusion, trainingTarget } from '@dif-fusion/diffusion';
 import type { TrainingSampler } from '@dif-fusion/io';
 import {
   Adam,
@@ -29,6 +29,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, networkWeights } from './checkpoint';
 import { type DdpmConfig, loadDdpmConfig, resolveRunConfig, validateDdpmConfig } from './config';
 import { makeSampler, openPairs } from './data';
+import {
+  CONDITION_CHANNELS,
+  diffusionOptionsOf,
+  dropConditions,
+  splitConditional,
+  WeightEma,
+} from './ddpm-variants';
 import { UserError } from './errors';
 import { writeGrid } from './images';
 import { type StepFn, type TrainResult, trainingLoop } from './loop';
@@ -95,6 +102,10 @@ interface DdpmModel {
   diffusion: GaussianDiffusion;
   schedule: NoiseSchedule;
   rng: Rng;
+  /** EMA of the weights (train.ema_decay > 0), else null. */
+  ema: WeightEma | null;
+  /** Condition dropout probability (conditional mode). */
+  dropProb: number;
 }
 
 /** The optimizer whichever backend runs the steps. */
@@ -121,25 +132,50 @@ async function buildModel(
     say('initialising the weights (orthogonal, as the reference; up to a minute for large UNets)');
   const optimCfg = { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr };
   const loss = cfg.model.diffusion.loss ?? DEFAULT_DIFFUSION_LOSS;
-  const diffusion = new GaussianDiffusion(denoiser.unet, schedule, { loss });
+  const diffusion = new GaussianDiffusion(denoiser.unet, schedule, {
+    ...diffusionOptionsOf(cfg.model.diffusion),
+    loss,
+  });
   const rng = ckpt?.rng ? Rng.fromState(ckpt.rng) : new Rng(seed);
+  const decay = cfg.train.ema_decay ?? 0;
+  const emaOf = (w: TorchWeights) =>
+    decay > 0
+      ? new WeightEma(decay, ckpt?.ema ? networkWeights(denoiser.params, ckpt.ema, ckpt.path) : w)
+      : null;
+  const dropProb = cfg.model.diffusion.drop_prob ?? 0;
   if ((opts.backend ?? 'onnxruntime') === 'onnxruntime') {
     const ort = await OrtDdpmEngine.create({
       ...{ unet: denoiser.unet, batch, crop, loss, optimizer: optimCfg },
+      target: diffusion.meanType !== 'epsilon',
+      condition: diffusion.conditional ? CONDITION_CHANNELS : 0,
       weights: ckpt ? checkpointWeights(denoiser, ckpt) : initWeights(denoiser.params, seed),
       ...{ optimizerState: ckpt?.optimizer, device: opts.device, threads: opts.threads },
     });
     say(`ONNX Runtime: ${ort.provider} execution provider`);
     // The sample grids load the current weights into tfjs when they are drawn.
     const store = TfParamStore.fromTorch([], new Map());
-    return { denoiser, store, optimizer: null, ort, diffusion, schedule, rng };
+    const ema = emaOf(ort.weights);
+    return { denoiser, store, optimizer: null, ort, diffusion, schedule, rng, ema, dropProb };
   }
   const store = ckpt
     ? TfParamStore.fromTorch(denoiser.params, checkpointWeights(denoiser, ckpt))
     : TfParamStore.init(denoiser.params, seed);
   const optimizer = new Adam(new Map(store.names().map((n) => [n, store.get(n)])), optimCfg);
   if (ckpt?.optimizer) optimizer.load(ckpt.optimizer);
-  return { denoiser, store, optimizer, ort: null, diffusion, schedule, rng };
+  const ema = decay > 0 ? emaOf(store.toTorch()) : null;
+  return { denoiser, store, optimizer, ort: null, diffusion, schedule, rng, ema, dropProb };
+}
+
+/**
+ * The data part of a batch and, conditional, its condition (the infrared, after condition
+ * dropout); the step's draws (drawDdpmStep over the data part's elements).
+ */
+function drawBatch(m: DdpmModel, pairs: Float32Array, batch: number) {
+  const split = m.diffusion.conditional ? splitConditional(pairs, batch) : null;
+  const x = split?.x ?? pairs;
+  const draws = drawDdpmStep(m.schedule, m.rng, batch, x.length);
+  const condition = split && dropConditions(split.condition, batch, m.dropProb, draws.stepSeed);
+  return { x, condition: condition ?? undefined, ...draws };
 }
 
 /** Data-parallel threads: --workers (default min(cores, 2)) on tfjs; ORT parallelises each op. */
@@ -179,6 +215,7 @@ async function startWorkers(
       weights: m.store.toTorch(),
       optimizer: optimizerOf(m).state(),
       lossType: m.diffusion.loss,
+      diffusion: diffusionOptionsOf(cfg.model.diffusion),
       schedule: cfg.model.beta_schedule.train,
     },
     names,
@@ -199,24 +236,21 @@ function ddpmStep(
   crop: number,
   batch: number,
 ): StepFn {
-  const shard: StepArgs['main'] = (x, levels, noise, stepSeed, offset, n, denom) =>
+  const shard: StepArgs['main'] = (x, levels, noise, stepSeed, offset, n, denom, t, condition) =>
     shardLossAndGrads(m.diffusion, m.store, conv2d, {
-      x,
-      levels,
-      noise,
-      stepSeed,
-      offset,
-      n,
-      crop,
-      denom,
+      ...{ x, levels, noise, stepSeed, offset, n, crop, denom },
+      ...{ t, condition },
     });
   return async () => {
-    const x = (await sampler.next()).img;
-    const { levels, noise, stepSeed } = drawDdpmStep(m.schedule, m.rng, batch, x.length);
+    const { x, condition, t, levels, noise, stepSeed } = drawBatch(
+      m,
+      (await sampler.next()).img,
+      batch,
+    );
     const denom = x.length; // B*C*H*W: the reference's mean
     const { loss, grads } = pool
-      ? await pool.step({ x, levels, noise, stepSeed, batch, denom, main: shard })
-      : shard(x, levels, noise, stepSeed, 0, batch, denom);
+      ? await pool.step({ x, levels, noise, stepSeed, batch, denom, t, condition, main: shard })
+      : shard(x, levels, noise, stepSeed, 0, batch, denom, t, condition);
     return {
       loss,
       record: { loss, lr: optimizerOf(m).lr },
@@ -224,6 +258,7 @@ function ddpmStep(
         m.optimizer?.apply(grads);
         pool?.apply();
         tf.dispose([...grads.values()]);
+        m.ema?.updateFromStore(m.store);
       },
       discard: () => {
         tf.dispose([...grads.values()]);
@@ -240,44 +275,67 @@ function ortDdpmStep(
   sampler: TrainingSampler,
   batch: number,
 ): StepFn {
+  const meanType = m.diffusion.meanType;
   return async () => {
-    const x = (await sampler.next()).img;
-    const { levels, noise, stepSeed } = drawDdpmStep(m.schedule, m.rng, batch, x.length);
-    const { loss, grads } = await ort.lossAndGrads(x, levels, noise, stepSeed);
+    const d = drawBatch(m, (await sampler.next()).img, batch);
+    const target = meanType === 'epsilon' ? undefined : trainingTarget(m.schedule, meanType, d);
+    const { loss, grads } = await ort.lossAndGrads(d.x, d.levels, d.noise, d.stepSeed, {
+      target,
+      condition: d.condition,
+    });
     return {
       loss,
       record: { loss, lr: ort.optimizer.lr },
-      commit: () => ort.optimizer.apply(grads),
+      commit: () => {
+        ort.optimizer.apply(grads);
+        m.ema?.update(ort.weights);
+      },
     };
   };
 }
 
-/** The validation grid (samples: visible RGB | infrared) and the loss curve. */
-function ddpmValidation(
+/**
+ * The validation grid (samples: visible RGB | infrared; conditional: infrared | sampled RGB |
+ * real RGB of fixed crops) and the loss curve.
+ */
+async function ddpmValidation(
   run: RunContext,
   cfg: DdpmConfig,
   m: DdpmModel,
   seed: number,
   opts: DdpmTrainOptions,
-): (step: number) => Promise<void> {
+  pairs: Awaited<ReturnType<typeof openPairs>>,
+): Promise<(step: number) => Promise<void>> {
   const crop = cfg.datasets.train.resolution;
   const n = opts.sampleCount ?? 4;
   const schedule = new NoiseSchedule(cfg.model.beta_schedule.val ?? cfg.model.beta_schedule.train);
+  const seedGrid = deriveSeed(seed, 'sampleGrid');
+  const fixed = m.diffusion.conditional
+    ? splitConditional((await makeSampler(pairs, { crop, batch: n, seed: seedGrid }).next()).img, n)
+    : null;
   return async (step) => {
     const params = m.ort ? TfParamStore.fromTorch(m.denoiser.params, m.ort.weights) : m.store;
     const imgs = await sampleImages(m.denoiser, params, schedule, {
       n,
       size: crop,
       steps: opts.sampleSteps ?? 50,
-      rng: new Rng(deriveSeed(seed, 'sampleGrid')), // the same start noise each validation
+      rng: new Rng(seedGrid), // the same start noise each validation
+      diffusion: diffusionOptionsOf(cfg.model.diffusion),
+      condition: fixed?.condition,
     });
     if (params !== m.store) params.dispose();
     const path = join(run.out, 'samples', `step-${String(step).padStart(8, '0')}.png`);
     mkdirSync(join(run.out, 'samples'), { recursive: true });
-    const grid = [
-      { data: imgs, channels: 4, pick: [0, 1, 2] },
-      { data: imgs, channels: 4, pick: [3] },
-    ];
+    const grid = fixed
+      ? [
+          { data: fixed.condition, channels: 1, pick: [0] },
+          { data: imgs, channels: 3, pick: [0, 1, 2] },
+          { data: fixed.x, channels: 3, pick: [0, 1, 2] },
+        ]
+      : [
+          { data: imgs, channels: 4, pick: [0, 1, 2] },
+          { data: imgs, channels: 4, pick: [3] },
+        ];
     await writeGrid(path, grid, n, crop);
     await writeLossChart(
       join(run.out, 'loss.png'),
@@ -320,7 +378,7 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
       ? ortDdpmStep(model, model.ort, sampler, batch)
       : ddpmStep(model, sampler, pool, conv2dFor(backend), crop, batch);
     const { save_checkpoint_freq: saveFreq, val_freq: valFreq } = cfg.train;
-    const validate = ddpmValidation(run, cfg, model, seed, opts);
+    const validate = await ddpmValidation(run, cfg, model, seed, opts, pairs);
     const r = await trainingLoop({
       run,
       start: ckpt?.step ?? 0,
@@ -367,6 +425,7 @@ function ddpmCheckpoint(
     config: cfg,
     model: { ...cfg.model.unet, image_size: cfg.datasets.train.resolution },
     weights: weightsOf(m),
+    ema: m.ema?.weights ?? null,
     optimizer: optimizerOf(m).state(),
     rng: m.rng.getState(),
     sampler: sampler.getState(),
@@ -391,18 +450,24 @@ export function shardLossAndGrads(
     n: number;
     crop: number;
     denom: number;
+    /** The batch's time step (mean type x_prev). */
+    t?: number;
+    /** The slice's condition images (conditional mode), NCHW. */
+    condition?: Float32Array;
   },
 ): { loss: number; grads: Map<string, tf.Tensor> } {
   const { n, crop } = a;
-  const shape = [n, 4, crop, crop];
+  const nhwc = (v: Float32Array) =>
+    tf.transpose(tf.tensor(v, [n, v.length / (n * crop * crop), crop, crop]), [0, 2, 3, 1]);
   const names = store.names();
   const vars = names.map((k) => store.get(k));
   const { value, grads } = tf.tidy(() => {
-    const x = tf.transpose(tf.tensor(a.x, shape), [0, 2, 3, 1]);
-    const noise = tf.transpose(tf.tensor(a.noise, shape), [0, 2, 3, 1]);
+    const x = nhwc(a.x);
+    const noise = nhwc(a.noise);
+    const condition = a.condition && nhwc(a.condition);
     const ops = new TrainOps(store, { conv2d, stepSeed: a.stepSeed, sampleOffset: a.offset });
     return tf.variableGrads(
-      () => diffusion.pLosses(ops, x, { levels: a.levels, noise }, a.denom),
+      () => diffusion.pLosses(ops, x, { levels: a.levels, noise, t: a.t, condition }, a.denom),
       vars,
     );
   });

@@ -64,6 +64,8 @@ export interface HeadTrainOptions extends RunOptions {
   config?: string | Partial<HeadTrainConfig>;
   /** DDPM checkpoint file, checkpoint folder or ddpm run folder. Not needed with --resume. */
   ddpm?: string;
+  /** Features from the DDPM's EMA weights (train.ema_decay); kept on resume. */
+  ema?: boolean;
   /** Validation pairs (ir/ + vi/); default datasets.val.dataroot, else none. */
   val?: string;
   /** train.n_epoch override. */
@@ -149,6 +151,8 @@ interface FrozenDdpm {
   store: TfParamStore;
   features: FeatureExtractor;
   noise: 'fixed' | 'random';
+  /** The features come from the DDPM's EMA weights. */
+  ema: boolean;
 }
 
 function frozenDdpm(
@@ -157,8 +161,9 @@ function frozenDdpm(
   seed: number,
   backend: string,
   say: (m: string) => void,
+  ema = false,
 ): FrozenDdpm {
-  const ckpt = loadCheckpoint(path, 'ddpm');
+  const ckpt = loadCheckpoint(path, 'ddpm', { ema });
   const { unet, schedule: ddpmSchedule } = ddpmModelOf(ckpt.config, ckpt.path);
   const crop = cfg.datasets.train.resolution;
   const levels = unet.channel_multiplier.length - 1;
@@ -189,7 +194,7 @@ function frozenDdpm(
     new NoiseSchedule(train),
     { noise, seed },
   );
-  return { ckpt, denoiser, unet, store, features, noise };
+  return { ckpt, denoiser, unet, store, features, noise, ema };
 }
 
 /** The head being trained, its weights (fresh, resumed or --init) and optimizer. */
@@ -494,6 +499,7 @@ function headCheckpoint(
       unet: ddpm.unet,
       noise: ddpm.noise,
       schedule: cfg.model.beta_schedule.train,
+      ...(ddpm.ema ? { ddpm_ema: true } : {}),
     },
   };
 }
@@ -540,7 +546,9 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   let m: HeadModel | null = null;
   try {
     const backend = await startBackend('head', opts.backend, run.say);
-    ddpm = frozenDdpm(cfg, ddpmPath, seed, backend, run.say);
+    const ema = opts.ema ?? ckpt?.extra.ddpm_ema === true;
+    ddpm = frozenDdpm(cfg, ddpmPath, seed, backend, run.say, ema);
+    if (ema) run.say('DDPM features from its EMA weights');
     const { pairs, valSet } = await openHeadData(cfg, run.say);
     run.writeFolder(cfg, ckpt?.step ?? null);
     const init = !ckpt && opts.init ? loadCheckpoint(opts.init, 'head') : null;

@@ -2,7 +2,11 @@
  * The DDPM pieces the trainer composes: the SR3 UNet from @dif-fusion/unet behind a small
  * interface, and the validation-grid samples.
  */
-import { GaussianDiffusion } from '@dif-fusion/diffusion';
+import {
+  GaussianDiffusion,
+  type GaussianDiffusionOptions,
+  type SamplerName,
+} from '@dif-fusion/diffusion';
 import { type ParamSpec, TfOps, type TfParamSource } from '@dif-fusion/nn';
 import type { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import { UNet, type UNetConfig, unetConfigFromReference } from '@dif-fusion/unet';
@@ -48,27 +52,59 @@ export function buildDenoiser(
   };
 }
 
+/** What {@link sampleImages} draws: counts, the sampler, and a conditional model's inputs. */
+export interface SampleImagesOptions {
+  n: number;
+  size: number;
+  /** Network passes (the chain respaced when fewer than T). */
+  steps: number;
+  rng: Rng;
+  /** mean type, var type, conditional (see diffusionOptionsOf). */
+  diffusion?: GaussianDiffusionOptions;
+  sampler?: SamplerName;
+  eta?: number;
+  /** Conditional models: the condition images, NCHW `[n, 1, size, size]`. */
+  condition?: Float32Array;
+  guidance?: number;
+  onStep?: (done: number, total: number) => void;
+}
+
 /**
- * Unconditional samples for the validation grids: GaussianDiffusion.sampleStrided (`steps`
- * timesteps spread over 0..T-1, the schedule respaced, x0 clipped). Returns NCHW
- * `[n, 4, size, size]` in [-1, 1].
+ * Samples for the validation grids and `dif-train sample`: GaussianDiffusion.run (`steps`
+ * timesteps spread over 0..T-1, the schedule respaced, x0 clipped; ancestral or DDIM).
+ * Returns NCHW `[n, out_channel, size, size]` in [-1, 1].
  */
 export async function sampleImages(
   denoiser: Denoiser,
   params: TfParamSource,
   schedule: NoiseSchedule,
-  options: { n: number; size: number; steps: number; rng: Rng },
+  options: SampleImagesOptions,
 ): Promise<Float32Array> {
   const { n, size } = options;
   const ops = new TfOps(params, { training: false });
-  const x = new GaussianDiffusion(denoiser.unet, schedule).sampleStrided(
+  const c = denoiser.config.out_channel;
+  const condition =
+    options.condition &&
+    tf.transpose(
+      tf.tensor(options.condition, [n, options.condition.length / (n * size * size), size, size]),
+      [0, 2, 3, 1],
+    );
+  const x = new GaussianDiffusion(denoiser.unet, schedule, options.diffusion).run(
     ops,
-    [n, size, size, 4],
-    options.steps,
+    [n, size, size, c],
     options.rng,
+    {
+      steps: options.steps,
+      sampler: options.sampler,
+      eta: options.eta,
+      condition,
+      guidance: options.guidance,
+      onStep: options.onStep,
+    },
   );
   const nchw = tf.transpose(x, [0, 3, 1, 2]);
   const data = (await nchw.data()) as Float32Array;
   tf.dispose([x, nchw]);
+  condition?.dispose();
   return data;
 }

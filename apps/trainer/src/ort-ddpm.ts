@@ -56,6 +56,10 @@ export interface OrtDdpmOptions {
   batch: number;
   crop: number;
   loss: 'l1' | 'l2';
+  /** A `target` input replaces eps in the loss (mean types x_start, x_prev). */
+  target?: boolean;
+  /** Channels of the condition concatenated before x_t (conditional mode); 0: none. */
+  condition?: number;
   /** Starting weights (PyTorch layouts, every UNet parameter). */
   weights: TorchWeights;
   optimizer: { type: 'adam' | 'adamw'; lr: number };
@@ -73,7 +77,10 @@ export class OrtDdpmEngine {
   ) {}
 
   static async create(o: OrtDdpmOptions): Promise<OrtDdpmEngine> {
-    const graph = buildDdpmTrainGraph(o.unet, { batch: o.batch, size: o.crop, loss: o.loss });
+    const graph = buildDdpmTrainGraph(o.unet, {
+      ...{ batch: o.batch, size: o.crop, loss: o.loss },
+      ...{ target: o.target, condition: o.condition },
+    });
     for (const p of o.unet.params())
       if (!o.weights.has(p.name)) throw new Error(`weights lack ${p.name}`);
     const session = await TrainSession.open(graph, { device: o.device, threads: o.threads });
@@ -87,17 +94,23 @@ export class OrtDdpmEngine {
     return this.session.provider;
   }
 
-  /** Loss and gradients of a batch (NCHW x and noise, levels [B]); nothing is updated. */
+  /**
+   * Loss and gradients of a batch (NCHW x and noise, levels [B]; the `target` and
+   * `condition` inputs when the graph has them); nothing is updated.
+   */
   async lossAndGrads(
     x: Float32Array,
     levels: Float32Array,
     noise: Float32Array,
     stepSeed: number,
+    extra: { target?: Float32Array; condition?: Float32Array } = {},
   ): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
     const feeds = {
       x,
       noise,
       level: levels,
+      ...(extra.target ? { target: extra.target } : {}),
+      ...(extra.condition ? { condition: extra.condition } : {}),
       ...dropoutMasks(this.session.graph.dropout, stepSeed),
     };
     const r = await this.session.run(this.params, feeds);

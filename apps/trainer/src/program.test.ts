@@ -11,11 +11,12 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 const cli = (args: string[]) => runCli(args);
 
 describe('dif-train CLI', () => {
-  it('has the ddpm, head, export and import-torch subcommands', () => {
+  it('has the ddpm, head, export, sample and import-torch subcommands', () => {
     expect(createProgram().commands.map((c) => c.name())).toEqual([
       'ddpm',
       'head',
       'export',
+      'sample',
       'import-torch',
     ]);
   });

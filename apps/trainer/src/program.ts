@@ -1,5 +1,6 @@
 /**
- * The `dif-train` command line: `ddpm`, `head`, `export` and `import-torch` subcommands.
+ * The `dif-train` command line: `ddpm`, `head`, `export`, `sample` and `import-torch`
+ * subcommands.
  * {@link main} runs it and resolves to the exit code, as `dif-fuse`'s: 0 done, 1 failure
  * (one line `error: <problem>`; a NaN loss), 2 usage error, 130 interrupted.
  */
@@ -11,6 +12,7 @@ import { Command, Option } from 'commander';
 import { int, nonNegative, positive } from './cli-args';
 import { registerExportCommand } from './commands/export';
 import { registerImportTorchCommand } from './commands/import-torch';
+import { registerSampleCommand } from './commands/sample';
 import { trainDdpm } from './ddpm';
 import { trainHead } from './head-train';
 import type { TrainBackend } from './session';
@@ -155,7 +157,8 @@ export function registerHeadCommand(program: Command, exit: ExitState = { code: 
       .option(
         '--ddpm <ckpt>',
         'DDPM checkpoint: file, checkpoints folder or ddpm run folder (latest)',
-      ),
+      )
+      .option('--ema', "features from the DDPM's EMA weights (trained with train.ema_decay)"),
   )
     .option(
       '--val <dir>',
@@ -221,6 +224,7 @@ Examples:
         trainHead({
           ...commonValues(o),
           ddpm: o.ddpm as string | undefined,
+          ema: o.ema === true ? true : undefined,
           val: o.val as string | undefined,
           epochs: o.epochs as number | undefined,
           mode: o.mode as 'reference' | 'full' | undefined,
@@ -260,6 +264,7 @@ export function createProgram(io: CliIo = defaultIo(), exit: ExitState = { code:
   registerDdpmCommand(program, exit);
   registerHeadCommand(program, exit);
   registerExportCommand(program);
+  registerSampleCommand(program);
   registerImportTorchCommand(program);
   for (const cmd of [program, ...program.commands])
     cmd.exitOverride().configureOutput({

@@ -25,6 +25,7 @@ port.on('message', async (m: any) => {
       const backend = await useBackend(init.backend);
       const denoiser = buildDenoiser(init.unet, init.crop);
       diffusion = new GaussianDiffusion(denoiser.unet, NoiseSchedule.fromJSON(init.schedule), {
+        ...init.diffusion,
         loss: init.lossType,
       });
       store = TfParamStore.fromTorch(denoiser.params, init.weights);

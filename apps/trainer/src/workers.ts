@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { BackendName } from '@dif-fusion/backends';
+import type { GaussianDiffusionOptions } from '@dif-fusion/diffusion';
 import type { OptimizerState, TorchWeights } from '@dif-fusion/nn';
 import * as tf from '@tensorflow/tfjs-core';
 import type { BetaScheduleJson, UnetJson } from './config';
@@ -20,6 +21,8 @@ export interface WorkerInit {
   weights: TorchWeights;
   optimizer: OptimizerState;
   lossType: 'l1' | 'l2';
+  /** mean type, var type, conditional (see diffusionOptionsOf). */
+  diffusion?: GaussianDiffusionOptions;
   /** model.beta_schedule.train. */
   schedule: BetaScheduleJson;
 }
@@ -31,6 +34,10 @@ export interface StepArgs {
   stepSeed: number;
   batch: number;
   denom: number;
+  /** The batch's time step (mean type x_prev). */
+  t: number;
+  /** Condition images (conditional mode), NCHW, after condition dropout. */
+  condition?: Float32Array;
   /** The main thread's shard: samples [offset, offset + n). */
   main: (
     x: Float32Array,
@@ -40,6 +47,8 @@ export interface StepArgs {
     offset: number,
     n: number,
     denom: number,
+    t: number,
+    condition?: Float32Array,
   ) => { loss: number; grads: Map<string, tf.Tensor> };
 }
 
@@ -134,6 +143,7 @@ export class WorkerPool {
   /** Loss and summed gradients of a whole batch, computed across the threads. */
   async step(a: StepArgs): Promise<{ loss: number; grads: Map<string, tf.Tensor> }> {
     const per = a.x.length / a.batch;
+    const cper = (a.condition?.length ?? 0) / a.batch;
     const slices = splitBatch(a.batch, this.size);
     const replies = this.threads.map((w, k) => {
       const [off, n] = slices[k + 1];
@@ -154,6 +164,8 @@ export class WorkerPool {
           offset: off,
           n,
           denom: a.denom,
+          t: a.t,
+          condition: a.condition?.slice(off * cper, (off + n) * cper),
         });
       });
     });
@@ -166,6 +178,8 @@ export class WorkerPool {
       off0,
       n0,
       a.denom,
+      a.t,
+      a.condition?.subarray(off0 * cper, (off0 + n0) * cper),
     );
     const others = await Promise.all(replies);
     // Sum in a fixed order: main, worker 1, worker 2, ...

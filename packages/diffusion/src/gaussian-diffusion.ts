@@ -10,6 +10,7 @@ import {
   fusionNoise,
   type NoiseSchedule,
   Rng,
+  type StrideMethod,
   stridedTimesteps,
 } from '@dif-fusion/schedules';
 
@@ -19,6 +20,18 @@ export { fusionNoise };
 import type { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
+import {
+  type ChainCoefficients,
+  chainCoefficients,
+  DEFAULT_MEAN_TYPE,
+  DEFAULT_VAR_TYPE,
+  type MeanType,
+  noiseFromStartCoefs,
+  startFromNoiseCoefs,
+  startFromPrevCoefs,
+  type VarType,
+} from './parameterisation';
+
 export type DiffusionLoss = 'l1' | 'l2';
 
 /** The loss of the reference configs (`model.diffusion.loss: "l2"`) and dif-train's default. */
@@ -26,10 +39,50 @@ export const DEFAULT_DIFFUSION_LOSS: DiffusionLoss = 'l2';
 
 export interface GaussianDiffusionOptions {
   /**
-   * Loss between the true and predicted noise (config `model.diffusion.loss`; default
-   * {@link DEFAULT_DIFFUSION_LOSS}, the reference configs' l2).
+   * Loss between the target and the denoiser's output (config `model.diffusion.loss`;
+   * default {@link DEFAULT_DIFFUSION_LOSS}, the reference configs' l2).
    */
   loss?: DiffusionLoss;
+  /** What the denoiser predicts (config `model.diffusion.mean_type`, default `epsilon`). */
+  meanType?: MeanType;
+  /** The reverse variance of ancestral sampling (config `model.diffusion.var_type`). */
+  varType?: VarType;
+  /**
+   * SR3's image-conditional mode (config `model.diffusion.conditional`): the denoiser sees
+   * the condition image concatenated before x on the channel axis (the reference's
+   * `torch.cat([x_in['SR'], x_noisy], dim=1)`), so its in_channel is cond + x channels.
+   */
+  conditional?: boolean;
+}
+
+/** The samplers of {@link GaussianDiffusion.run}. */
+export const SAMPLERS = ['ancestral', 'ddim'] as const;
+export type SamplerName = (typeof SAMPLERS)[number];
+
+export interface SampleOptions {
+  /**
+   * Network passes: all T (default) walks the full chain; fewer keep `steps` timesteps
+   * (`stride`, default linspace) and respace the betas so alphas_cumprod match at the kept
+   * steps (improved-diffusion's respacing).
+   */
+  steps?: number;
+  stride?: StrideMethod;
+  /** `ancestral` (default, Ho et al. Algorithm 2) or `ddim` (Song et al. eq. 12). */
+  sampler?: SamplerName;
+  /** DDIM's eta: 0 (default) deterministic after x_T, 1 the ancestral variance. */
+  eta?: number;
+  /** Clip the predicted x_0 to [-1, 1] (default true). */
+  clip?: boolean;
+  /** The condition image (conditional models), NHWC with the batch of `shape`. */
+  condition?: tf.Tensor;
+  /**
+   * Classifier-free guidance weight w (Ho & Salimans 2022, eq. 6):
+   * out = (1 + w) f(x, c) - w f(x, 0), the zero condition being what condition dropout
+   * trained. Default 0 (one pass, the conditional output).
+   */
+  guidance?: number;
+  /** Called after each network step with (done, total). */
+  onStep?: (done: number, total: number) => void;
 }
 
 /** Noise levels and noise per time step as the fusion stage feeds them (see `features`). */
@@ -45,7 +98,6 @@ export interface FeatureOptions {
   /** Stop the UNet's up path at this reversed decoder index (see UNet.features). */
   minDecoderIndex?: number;
 }
-
 export interface StepFeatures {
   t: number;
   level: number;
@@ -78,10 +130,22 @@ export interface LossDraws {
   levels: Float32Array;
   /** Standard normal noise, NHWC like x0. */
   noise: tf.Tensor;
+  /** The batch's time step 1..T (needed by mean_type `x_prev`). */
+  t?: number;
+  /** The condition image (conditional mode), NHWC; zeros where condition dropout dropped it. */
+  condition?: tf.Tensor;
 }
+
+/** a x + b y on tensors (one definition for the samplers' linear combinations). */
+const axpby = (a: number, x: tf.Tensor, b: number, y: tf.Tensor): tf.Tensor =>
+  tf.add(tf.mul(x, a), tf.mul(y, b));
 
 export class GaussianDiffusion {
   readonly loss: DiffusionLoss;
+  readonly meanType: MeanType;
+  readonly varType: VarType;
+  readonly conditional: boolean;
+  private fullChain: ChainCoefficients | null = null;
 
   constructor(
     readonly denoiser: UNet,
@@ -89,6 +153,9 @@ export class GaussianDiffusion {
     options: GaussianDiffusionOptions = {},
   ) {
     this.loss = options.loss ?? DEFAULT_DIFFUSION_LOSS;
+    this.meanType = options.meanType ?? DEFAULT_MEAN_TYPE;
+    this.varType = options.varType ?? DEFAULT_VAR_TYPE;
+    this.conditional = options.conditional ?? false;
   }
 
   get numTimesteps(): number {
@@ -100,22 +167,40 @@ export class GaussianDiffusion {
     return qSample(xStart, levels, noise);
   }
 
+  /** The denoiser on x (and, conditional, the condition concatenated before it). */
+  denoise(ops: TfOps, x: tf.Tensor, level: tf.Tensor, condition?: tf.Tensor): tf.Tensor {
+    if (!this.conditional) return this.denoiser.forward(ops, x, level);
+    if (!condition) throw new Error('a conditional diffusion needs a condition image');
+    return this.denoiser.forward(ops, tf.concat([condition, x], 3), level);
+  }
+
   /**
    * The training loss (SR3 p_losses) for pre-drawn levels and noise (drawDdpmStep: one t
    * per batch, one continuous level per sample uniform in [sqrt_acp_prev[t], sqrt_acp_prev[t-1]),
-   * noise ~ N(0, I)): sum(|eps - eps_theta(x_t, level)|) (l1) or of its square (l2), divided
+   * noise ~ N(0, I)): sum(|target - f_theta(x_t, level)|) (l1) or of its square (l2), divided
    * by `denom` (default the element count of `xStart`; a data-parallel shard passes the whole
-   * batch's, so the shards' losses and gradients add up to the batch's). Records no tidy of
-   * its own: call it inside `tf.variableGrads` / `tf.tidy`.
+   * batch's, so the shards' losses and gradients add up to the batch's). The target is the
+   * mean type's (pytorch-ddpm's trainer): eps, x_0, or the posterior mean
+   * c1_{t-1} x_0 + c2_{t-1} x_t (see `trainingTarget`). Records no tidy of its own: call it
+   * inside `tf.variableGrads` / `tf.tidy`.
    */
   pLosses(ops: TfOps, xStart: tf.Tensor, draws: LossDraws, denom = xStart.size): tf.Scalar {
     const n = xStart.shape[0];
     const level = tf.tensor2d(draws.levels, [n, 1]);
     const xNoisy = qSample(xStart, level, draws.noise);
-    const eps = this.denoiser.forward(ops, xNoisy, level);
-    const diff = tf.sub(draws.noise, eps);
+    const out = this.denoise(ops, xNoisy, level, draws.condition);
+    const diff = tf.sub(this.lossTarget(xStart, xNoisy, draws), out);
     const per = this.loss === 'l1' ? tf.abs(diff) : tf.square(diff);
     return tf.div(tf.sum(per), denom) as tf.Scalar;
+  }
+
+  private lossTarget(xStart: tf.Tensor, xNoisy: tf.Tensor, draws: LossDraws): tf.Tensor {
+    if (this.meanType === 'epsilon') return draws.noise;
+    if (this.meanType === 'x_start') return xStart;
+    const t = draws.t;
+    if (t === undefined) throw new Error('pLosses: mean_type x_prev needs the draws of t');
+    const s = this.schedule;
+    return axpby(s.posteriorMeanCoef1[t - 1], xStart, s.posteriorMeanCoef2[t - 1], xNoisy);
   }
 
   /** x0 = sqrt(1/acp[t]) x_t - sqrt(1/acp[t] - 1) eps (t an index 0..T-1, eq. 11 inverted). */
@@ -124,6 +209,12 @@ export class GaussianDiffusion {
     return tf.tidy(() =>
       tf.sub(tf.mul(xT, s.sqrtRecipAlphasCumprod[t]), tf.mul(noise, s.sqrtRecipm1AlphasCumprod[t])),
     );
+  }
+
+  /** x0 = x_prev / c1[t] - (c2[t] / c1[t]) x_t (t an index 0..T-1; pytorch-ddpm's xprev). */
+  predictStartFromPrev(xT: tf.Tensor, t: number, xPrev: tf.Tensor): tf.Tensor {
+    const [a, b] = startFromPrevCoefs(this.chain(), t);
+    return tf.tidy(() => axpby(a, xT, b, xPrev));
   }
 
   /** Posterior q(x_{t-1} | x_t, x_0) (eq. 6-7): mean and clipped log variance. */
@@ -139,24 +230,59 @@ export class GaussianDiffusion {
     return { mean, logVariance: s.posteriorLogVarianceClipped[t] };
   }
 
-  /** p(x_{t-1} | x_t): x0 predicted at level sqrt(acp[t]) and optionally clipped to [-1, 1]. */
+  /** The full schedule's chain coefficients (cached). */
+  chain(): ChainCoefficients {
+    this.fullChain ??= chainCoefficients(this.schedule.betas);
+    return this.fullChain;
+  }
+
+  /**
+   * p(x_{t-1} | x_t) on the full chain (t an index 0..T-1): x_0 predicted per mean type
+   * (optionally clipped to [-1, 1]), the mean q_posterior(x_0, x_t) (x_prev: the output
+   * itself, as pytorch-ddpm) and the var type's log variance.
+   */
   pMeanVariance(
     ops: TfOps,
     x: tf.Tensor,
     t: number,
     clipDenoised = true,
+    condition?: tf.Tensor,
   ): { mean: tf.Tensor; logVariance: number; xStart: tf.Tensor } {
-    const n = x.shape[0];
-    const xStart = tf.tidy(() => {
-      const level = tf.fill([n, 1], this.schedule.samplingNoiseLevel(t));
-      const x0 = this.predictStartFromNoise(x, t, this.denoiser.forward(ops, x, level));
-      return clipDenoised ? tf.clipByValue(x0, -1, 1) : x0;
-    });
-    const { mean, logVariance } = this.qPosterior(xStart, x, t);
-    return { mean, logVariance, xStart };
+    const c = this.chain();
+    const level = Math.sqrt(c.alphasCumprod[t]);
+    return tf.tidy(() => {
+      const out = this.denoise(ops, x, tf.fill([x.shape[0], 1], level), condition);
+      const { xStart, mean } = this.fromOutput(c, t, x, out, clipDenoised);
+      return { mean, logVariance: c.logVariance[this.varType][t], xStart };
+    }) as { mean: tf.Tensor; logVariance: number; xStart: tf.Tensor };
   }
 
-  /** One ancestral step: mean + exp(0.5 log var) z, no noise at t = 0. */
+  /** x_0 and the posterior mean from the denoiser's output at chain index i. */
+  private fromOutput(
+    c: ChainCoefficients,
+    i: number,
+    x: tf.Tensor,
+    out: tf.Tensor,
+    clip: boolean,
+  ): { xStart: tf.Tensor; mean: tf.Tensor } {
+    let x0: tf.Tensor;
+    if (this.meanType === 'epsilon') {
+      const [a, b] = startFromNoiseCoefs(c, i);
+      x0 = axpby(a, x, b, out);
+    } else if (this.meanType === 'x_start') x0 = out;
+    else {
+      const [a, b] = startFromPrevCoefs(c, i);
+      x0 = axpby(a, x, b, out);
+    }
+    const xStart = clip ? tf.clipByValue(x0, -1, 1) : x0;
+    const mean =
+      this.meanType === 'x_prev'
+        ? out
+        : axpby(c.posteriorMeanCoef1[i], xStart, c.posteriorMeanCoef2[i], x);
+    return { xStart, mean };
+  }
+
+  /** One ancestral step on the full chain: mean + exp(0.5 log var) z, no noise at t = 0. */
   pSample(ops: TfOps, x: tf.Tensor, t: number, rng: Rng, clipDenoised = true): tf.Tensor {
     const { mean, logVariance, xStart } = this.pMeanVariance(ops, x, t, clipDenoised);
     xStart.dispose();
@@ -173,58 +299,78 @@ export class GaussianDiffusion {
 
   /** The full ancestral sampling loop (T network passes): `shape` NHWC, returns x_0. */
   sample(ops: TfOps, shape: [number, number, number, number], rng: Rng): tf.Tensor {
-    let x = tf.tensor(rng.normalArray(shape.reduce((a, b) => a * b, 1)), shape);
-    for (let t = this.numTimesteps - 1; t >= 0; t--) {
-      const next = this.pSample(ops, x, t, rng);
-      x.dispose();
-      x = next;
-    }
-    return x;
+    return this.run(ops, shape, rng);
   }
 
-  /**
-   * A strided sampler for previews: `steps` timesteps spread over 0..T-1, the schedule
-   * respaced so alphas_cumprod match at the kept steps (improved-diffusion's respacing),
-   * the SR3 level sqrt(acp) fed to the UNet, x0 clipped. Returns x_0 NHWC in [-1, 1].
-   */
+  /** Ancestral sampling over `steps` respaced timesteps (see {@link run}), for previews. */
   sampleStrided(
     ops: TfOps,
     shape: [number, number, number, number],
     steps: number,
     rng: Rng,
   ): tf.Tensor {
-    const kept = stridedTimesteps(this.numTimesteps, Math.min(steps, this.numTimesteps));
-    const betas = this.schedule.respacedBetas(kept);
-    const acps: number[] = [];
-    let acp = 1;
-    for (const b of betas) {
-      acp *= 1 - b;
-      acps.push(acp);
-    }
+    return this.run(ops, shape, rng, { steps });
+  }
+
+  /**
+   * The samplers: x_T ~ N(0, I) from `rng`, then for each kept step i (descending), the
+   * denoiser at level sqrt(a_i) (SR3's level) and
+   * - `ancestral` (Ho et al. Algorithm 2): x_{i-1} = mu(x_0, x_i) + exp(0.5 log var_i) z,
+   *   mean and variance per mean_type / var_type, no noise at i = 0;
+   * - `ddim` (Song et al. 2021, eq. 12): x_{i-1} = sqrt(a_{i-1}) x_0
+   *   + sqrt(1 - a_{i-1} - s_i^2) eps + s_i z, with
+   *   s_i = eta sqrt((1 - a_{i-1}) / (1 - a_i)) sqrt(1 - a_i / a_{i-1}) and eps re-derived
+   *   from the (clipped) x_0; z is drawn only where s_i > 0, so eta = 0 is deterministic given x_T.
+   * Fewer `steps` than T respace the chain (the betas between kept steps merged so
+   * alphas_cumprod match). Returns x_0 NHWC.
+   */
+  run(
+    ops: TfOps,
+    shape: [number, number, number, number],
+    rng: Rng,
+    options: SampleOptions = {},
+  ): tf.Tensor {
+    const T = this.numTimesteps;
+    const steps = Math.min(options.steps ?? T, T);
+    const c =
+      steps >= T
+        ? this.chain()
+        : chainCoefficients(
+            this.schedule.respacedBetas(stridedTimesteps(T, steps, options.stride)),
+          );
+    const sampler = options.sampler ?? 'ancestral';
+    const eta = options.eta ?? 0;
+    const clip = options.clip ?? true;
+    const w = options.guidance ?? 0;
     const n = shape[0];
     let x = tf.tensor(rng.normalArray(shape.reduce((a, b) => a * b, 1)), shape);
-    for (let i = kept.length - 1; i >= 0; i--) {
-      const a = acps[i];
-      const aPrev = i > 0 ? acps[i - 1] : 1;
-      const beta = betas[i];
-      const noise = i > 0 ? rng.normalArray(x.size) : null;
+    for (let i = c.betas.length - 1; i >= 0; i--) {
+      const a = c.alphasCumprod[i];
+      const aPrev = c.alphasCumprodPrev[i];
+      const sigma =
+        sampler === 'ddim'
+          ? eta * Math.sqrt((1 - aPrev) / (1 - a)) * Math.sqrt(1 - a / aPrev)
+          : i > 0
+            ? Math.exp(0.5 * c.logVariance[this.varType][i])
+            : 0;
+      const z = sigma > 0 ? rng.normalArray(x.size) : null;
       const next = tf.tidy(() => {
-        const eps = this.denoiser.forward(ops, x, tf.fill([n, 1], Math.sqrt(a)));
-        const x0 = tf.clipByValue(
-          tf.sub(tf.mul(x, Math.sqrt(1 / a)), tf.mul(eps, Math.sqrt(1 / a - 1))),
-          -1,
-          1,
-        );
-        const mean = tf.add(
-          tf.mul(x0, (beta * Math.sqrt(aPrev)) / (1 - a)),
-          tf.mul(x, ((1 - aPrev) * Math.sqrt(1 - beta)) / (1 - a)),
-        );
-        if (!noise) return mean;
-        const variance = Math.max((beta * (1 - aPrev)) / (1 - a), 1e-20);
-        return tf.add(mean, tf.mul(tf.tensor(noise, x.shape), Math.sqrt(variance)));
+        const level = tf.fill([n, 1], Math.sqrt(a));
+        let out = this.denoise(ops, x, level, options.condition);
+        if (w !== 0 && options.condition)
+          out = axpby(1 + w, out, -w, this.denoise(ops, x, level, tf.zerosLike(options.condition)));
+        const { xStart, mean } = this.fromOutput(c, i, x, out, clip);
+        let y: tf.Tensor;
+        if (sampler === 'ddim') {
+          const [ea, eb] = noiseFromStartCoefs(c, i);
+          const eps = axpby(ea, x, eb, xStart);
+          y = axpby(Math.sqrt(aPrev), xStart, Math.sqrt(Math.max(1 - aPrev - sigma ** 2, 0)), eps);
+        } else y = mean;
+        return z ? tf.add(y, tf.mul(tf.tensor(z, x.shape), sigma)) : y;
       });
       x.dispose();
       x = next;
+      options.onStep?.(c.betas.length - i, c.betas.length);
     }
     return x;
   }

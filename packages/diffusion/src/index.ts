@@ -1,2 +1,3 @@
 export * from './feature-extractor';
 export * from './gaussian-diffusion';
+export * from './parameterisation';

@@ -32,6 +32,8 @@ export interface ExportOptions {
   ddpm?: string;
   /** Head checkpoint (file, checkpoints folder or run folder). */
   head?: string;
+  /** Export the DDPM's EMA weights (train.ema_decay) instead of its trained weights. */
+  ema?: boolean;
   /** Reference fusion config (config/fusion_train.json format), for --random-init. */
   config?: string;
   randomInit?: boolean;
@@ -201,7 +203,7 @@ function exportCheckpoints(
   onnx: OnnxExport,
   log: (line: string) => void,
 ): ExportResult {
-  const ddpm = loadOrExplain(opts.ddpm!, 'ddpm');
+  const ddpm = loadOrExplain(opts.ddpm!, 'ddpm', opts.ema);
   const headCk = loadOrExplain(opts.head!, 'head');
   const unet = new UNet(ddpmUnetConfig(ddpm));
   let head: FusionHead;
@@ -232,7 +234,7 @@ function exportCheckpoints(
       `note: the head was trained on ${trainedOn}${trainedStep !== undefined ? ` (step ${trainedStep})` : ''}, exporting it with ${ddpm.path} (step ${ddpm.step})`,
     );
   log(
-    `dif-train export: DDPM ${ddpm.path} (step ${ddpm.step}), head ${headCk.path} (step ${headCk.step}), head mode ${head.config.mode}, time steps [${head.config.time_steps}]`,
+    `dif-train export: DDPM ${ddpm.path} (step ${ddpm.step}${opts.ema ? ', EMA weights' : ''}), head ${headCk.path} (step ${headCk.step}), head mode ${head.config.mode}, time steps [${head.config.time_steps}]`,
   );
   return writeModel(headCk.path, dir, opts, onnx, {
     unet,
@@ -258,9 +260,9 @@ function sha256File(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
-function loadOrExplain(path: string, kind: 'ddpm' | 'head'): LoadedCheckpoint {
+function loadOrExplain(path: string, kind: 'ddpm' | 'head', ema = false): LoadedCheckpoint {
   try {
-    return loadCheckpoint(path, kind);
+    return loadCheckpoint(path, kind, { ema });
   } catch (e) {
     userError(path, e);
   }
@@ -307,6 +309,7 @@ export function registerExportCommand(program: Command): void {
       '--config <file>',
       'with --random-init: fusion config (config/fusion_train.json format)',
     )
+    .option('--ema', "export the DDPM's EMA weights (trained with train.ema_decay)")
     .option('--random-init', 'random weights from --config (for benchmarks)')
     .requiredOption('-o, --out <dir>', 'output model folder')
     .option('--seed <n>', 'with --random-init: seed of the weights (default 0)', int('--seed', 0))
@@ -341,6 +344,7 @@ Examples:
       await runExport({
         ddpm: o.ddpm as string | undefined,
         head: o.head as string | undefined,
+        ema: o.ema === true,
         config: o.config as string | undefined,
         randomInit: Boolean(o.randomInit),
         out: o.out as string,

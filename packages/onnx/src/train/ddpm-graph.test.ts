@@ -100,3 +100,19 @@ describe('DDPM training graph: loss and every UNet gradient equal tfjs (1e-4 rel
     await compare(tiny(0.2), 'l1', true);
   });
 });
+
+describe('buildDdpmTrainGraph options of the DDPM variants', () => {
+  it('target replaces eps in the loss, condition is a [B, Cc, H, W] input; none by default', () => {
+    const cond = new UNet({ ...tiny(0).config, out_channel: 3 });
+    const g = buildDdpmTrainGraph(cond, {
+      ...{ batch: 2, size: 16, loss: 'l2', dropout: false },
+      ...{ target: true, condition: 1 },
+    });
+    expect(g.inputs.get('x')).toEqual([2, 3, 16, 16]);
+    expect(g.inputs.get('noise')).toEqual([2, 3, 16, 16]);
+    expect(g.inputs.get('target')).toEqual([2, 3, 16, 16]);
+    expect(g.inputs.get('condition')).toEqual([2, 1, 16, 16]);
+    const plain = buildDdpmTrainGraph(tiny(0), { batch: 2, size: 16, loss: 'l2', dropout: false });
+    expect([...plain.inputs.keys()]).toEqual(['x', 'noise', 'level']);
+  });
+});

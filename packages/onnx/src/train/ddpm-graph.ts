@@ -8,7 +8,10 @@
  * with every parameter's gradient, written by running the UNet's one definition on
  * `GradOps`. Inputs: `x`, `noise` [B,C,H,W], `level` [B,1], the dropout masks
  * (`dropout_mask_<k>`, in call order) and the parameters by official name; outputs
- * `loss` and `grad.<name>`.
+ * `loss` and `grad.<name>`. Options add inputs: `target` [B,C,H,W] replaces eps in the loss
+ * (mean types x_start / x_prev: the caller computes it with @dif-fusion/diffusion's
+ * `trainingTarget`), `condition` [B,Cc,H,W] is concatenated before x_t (SR3's conditional
+ * mode: the UNet's in_channel is Cc + C).
  */
 import type { UNet } from '@dif-fusion/unet';
 import { type DropoutMaskSpec, GradOps } from '../grad/grad-ops';
@@ -36,6 +39,10 @@ export interface DdpmGraphOptions {
   loss: 'l1' | 'l2';
   /** Dropout masks as inputs (training); false: dropout off. Default true. */
   dropout?: boolean;
+  /** A `target` input instead of eps in the loss (mean types x_start, x_prev). */
+  target?: boolean;
+  /** Channels of a `condition` input concatenated before x_t (conditional mode); 0: none. */
+  condition?: number;
 }
 
 /** Shapes of a module's parameters by name (throws for unknown names). */
@@ -83,13 +90,17 @@ export function finishTrainGraph(
 export function buildDdpmTrainGraph(unet: UNet, o: DdpmGraphOptions): TrainGraph {
   const g = new GraphBuilder('ddpm_train');
   const ops = new GradOps(g, paramShapes(unet.params()), { training: o.dropout ?? true });
-  const c = unet.config.in_channel;
+  const cc = o.condition ?? 0;
+  const c = unet.config.in_channel - cc;
   const shape = [o.batch, c, o.size, o.size];
   const inputs = new Map<string, number[]>([
     ['x', shape],
     ['noise', shape],
     ['level', [o.batch, 1]],
   ]);
+  const condShape = [o.batch, cc, o.size, o.size];
+  if (o.target) inputs.set('target', shape);
+  if (cc > 0) inputs.set('condition', condShape);
   const x = ops.input('x', shape);
   const noise = ops.input('noise', shape);
   const level = ops.input('level', [o.batch, 1]);
@@ -111,8 +122,9 @@ export function buildDdpmTrainGraph(unet: UNet, o: DdpmGraphOptions): TrainGraph
     [ops.constant('Mul', [g4, x], shape), ops.constant('Mul', [sigma, noise], shape)],
     shape,
   );
-  const eps = unet.forward(ops, xt, level);
-  const d = ops.sub(noise, eps);
+  const input = cc > 0 ? ops.concatChannels([ops.input('condition', condShape), xt]) : xt;
+  const eps = unet.forward(ops, input, level);
+  const d = ops.sub(o.target ? ops.input('target', shape) : noise, eps);
   const per = o.loss === 'l1' ? ops.abs(d) : ops.square(d);
   const loss = ops.scale(ops.sumAll(per), 1 / (o.batch * c * o.size * o.size));
   return finishTrainGraph(g, ops, loss, {}, inputs);

@@ -1,0 +1,98 @@
+/**
+ * The DDPM variants of `model.diffusion` and `train.ema_decay` as the trainer applies them:
+ * the GaussianDiffusion options of a config, the conditional mode's split of a batch
+ * (infrared condition | visible RGB target), condition dropout, and the EMA of the weights.
+ */
+import type { GaussianDiffusionOptions } from '@dif-fusion/diffusion';
+import type { TfParamStore, TorchWeights } from '@dif-fusion/nn';
+import { mixSeed, Rng } from '@dif-fusion/schedules';
+import * as tf from '@tensorflow/tfjs-core';
+import type { DdpmConfig } from './config';
+
+/** The GaussianDiffusion options of a DDPM config's `model.diffusion` block. */
+export function diffusionOptionsOf(d: DdpmConfig['model']['diffusion']): GaussianDiffusionOptions {
+  return {
+    loss: d.loss,
+    meanType: d.mean_type,
+    varType: d.var_type,
+    conditional: d.conditional ?? false,
+  };
+}
+
+/** Channels of the conditional mode: the infrared (plane 3 of a pair) conditions RGB (0-2). */
+export const CONDITION_CHANNELS = 1;
+
+/**
+ * Split NCHW pairs `[B, 4, H, W]` (visible RGB + infrared) into the conditional mode's
+ * target x_0 `[B, 3, H, W]` (visible RGB) and condition `[B, 1, H, W]` (infrared).
+ */
+export function splitConditional(
+  pairs: Float32Array,
+  batch: number,
+): { x: Float32Array; condition: Float32Array } {
+  const plane = pairs.length / (batch * 4);
+  const x = new Float32Array(batch * 3 * plane);
+  const condition = new Float32Array(batch * plane);
+  for (let i = 0; i < batch; i++) {
+    x.set(pairs.subarray(i * 4 * plane, (i * 4 + 3) * plane), i * 3 * plane);
+    condition.set(pairs.subarray((i * 4 + 3) * plane, (i + 1) * 4 * plane), i * plane);
+  }
+  return { x, condition };
+}
+
+/** The mixSeed call index of condition dropout (no UNet dropout site uses it). */
+const CONDITION_DROP_CALL = 0x636f6e64;
+
+/**
+ * Condition dropout (classifier-free guidance training): sample i's condition is zeroed
+ * when uniform(mixSeed(stepSeed, CONDITION_DROP_CALL, i)) < dropProb, so the draw depends
+ * only on the step seed and the sample (the same on every backend, shard and resume).
+ * Returns a new array (the input when nothing is dropped).
+ */
+export function dropConditions(
+  condition: Float32Array,
+  batch: number,
+  dropProb: number,
+  stepSeed: number,
+): Float32Array {
+  if (!(dropProb > 0)) return condition;
+  const per = condition.length / batch;
+  const out = Float32Array.from(condition);
+  for (let i = 0; i < batch; i++)
+    if (new Rng(mixSeed(stepSeed, CONDITION_DROP_CALL, i)).uniform() < dropProb)
+      out.fill(0, i * per, (i + 1) * per);
+  return out;
+}
+
+/**
+ * Exponential moving average of the weights (pytorch-ddpm's `ema`):
+ * ema <- decay ema + (1 - decay) w after every optimizer step, starting from the weights
+ * (or a checkpoint's EMA). Kept as Float32Arrays in PyTorch layout, the checkpoint's form.
+ */
+export class WeightEma {
+  readonly weights: TorchWeights;
+
+  constructor(
+    readonly decay: number,
+    start: TorchWeights,
+  ) {
+    this.weights = new Map(
+      [...start].map(([k, v]) => [k, { shape: v.shape.slice(), data: Float32Array.from(v.data) }]),
+    );
+  }
+
+  /** One update from the current weights (same names and sizes). */
+  update(current: TorchWeights): void {
+    const d = this.decay;
+    for (const [k, e] of this.weights) {
+      const w = current.get(k)!.data;
+      const a = e.data;
+      for (let i = 0; i < a.length; i++) a[i] = d * a[i] + (1 - d) * w[i];
+    }
+  }
+
+  /** One update from tfjs variables: read in PyTorch layout. */
+  updateFromStore(store: TfParamStore): void {
+    tf.tidy(() => this.update(store.toTorch()));
+  }
+}

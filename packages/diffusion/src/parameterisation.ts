@@ -1,0 +1,147 @@
+/**
+ * What the denoiser predicts (`model.diffusion.mean_type`) and which fixed reverse variance
+ * the sampler uses (`model.diffusion.var_type`), as Ho et al. 2020 and the pytorch-ddpm port
+ * (`GaussianDiffusionSampler`) define them, over the coefficients of a (possibly respaced)
+ * chain of betas. Pure numbers: the tfjs sampler and both training backends share them.
+ *
+ * Notation (index i = 0..T-1 of the chain, a_i = alphas_cumprod[i], a_{-1} = 1):
+ * - posterior q(x_{i-1} | x_i, x_0) = N(c1_i x_0 + c2_i x_i, v_i) with
+ *   c1_i = beta_i sqrt(a_{i-1}) / (1 - a_i), c2_i = (1 - a_{i-1}) sqrt(1 - beta_i) / (1 - a_i),
+ *   v_i = beta_i (1 - a_{i-1}) / (1 - a_i)                                  (Ho et al. eq. 6-7)
+ * - `fixedsmall`: log var_i = log(max(v_i, 1e-20)) (sigma^2 = beta~, the posterior variance)
+ * - `fixedlarge`: log var_i = log([v_1, beta_1, ..., beta_{T-1}]_i) (sigma^2 = beta, with the
+ *   first entry v_1 as pytorch-ddpm / improved-diffusion, so log var_0 is finite)
+ */
+import type { NoiseSchedule } from '@dif-fusion/schedules';
+
+/** The denoiser's output (config `model.diffusion.mean_type`). */
+export const MEAN_TYPES = ['epsilon', 'x_start', 'x_prev'] as const;
+export type MeanType = (typeof MEAN_TYPES)[number];
+
+/** The reverse-process variance (config `model.diffusion.var_type`). */
+export const VAR_TYPES = ['fixedsmall', 'fixedlarge'] as const;
+export type VarType = (typeof VAR_TYPES)[number];
+
+/** The defaults: Dif-Fusion's (and Ho et al.'s) epsilon prediction, posterior variance. */
+export const DEFAULT_MEAN_TYPE: MeanType = 'epsilon';
+export const DEFAULT_VAR_TYPE: VarType = 'fixedsmall';
+
+/** Per-step coefficients of a chain of betas (see the module comment for the formulas). */
+export interface ChainCoefficients {
+  betas: Float64Array;
+  alphasCumprod: Float64Array;
+  /** a_{i-1} (1 for i = 0). */
+  alphasCumprodPrev: Float64Array;
+  posteriorVariance: Float64Array;
+  posteriorMeanCoef1: Float64Array;
+  posteriorMeanCoef2: Float64Array;
+  /** log var_i per var_type. */
+  logVariance: Record<VarType, Float64Array>;
+}
+
+/**
+ * The coefficients of a chain (the full schedule's betas, or respaced ones from
+ * `NoiseSchedule.respacedBetas`): alphas_cumprod is the running product of 1 - beta, in the
+ * same order of operations as NoiseSchedule, so the full chain reproduces its numbers.
+ */
+export function chainCoefficients(betas: ArrayLike<number>): ChainCoefficients {
+  const T = betas.length;
+  const f = () => new Float64Array(T);
+  const c: ChainCoefficients = {
+    betas: Float64Array.from(betas),
+    alphasCumprod: f(),
+    alphasCumprodPrev: f(),
+    posteriorVariance: f(),
+    posteriorMeanCoef1: f(),
+    posteriorMeanCoef2: f(),
+    logVariance: { fixedsmall: f(), fixedlarge: f() },
+  };
+  let cum = 1;
+  for (let i = 0; i < T; i++) {
+    const beta = betas[i];
+    const prev = cum;
+    cum = i === 0 ? 1 - beta : cum * (1 - beta);
+    c.alphasCumprod[i] = cum;
+    c.alphasCumprodPrev[i] = prev;
+    const pv = (beta * (1 - prev)) / (1 - cum);
+    c.posteriorVariance[i] = pv;
+    c.posteriorMeanCoef1[i] = (beta * Math.sqrt(prev)) / (1 - cum);
+    c.posteriorMeanCoef2[i] = ((1 - prev) * Math.sqrt(1 - beta)) / (1 - cum);
+    c.logVariance.fixedsmall[i] = Math.log(Math.max(pv, 1e-20));
+  }
+  for (let i = 0; i < T; i++)
+    c.logVariance.fixedlarge[i] = Math.log(
+      i === 0 ? (T > 1 ? c.posteriorVariance[1] : c.betas[0]) : c.betas[i],
+    );
+  return c;
+}
+
+/**
+ * x_0 from the predicted noise (Ho et al. eq. 4 inverted; pytorch-ddpm
+ * `predict_xstart_from_eps`): x_0 = sqrt(1/a_i) x_i - sqrt(1/a_i - 1) eps. Returns the two
+ * factors [on x_i, on eps].
+ */
+export function startFromNoiseCoefs(c: ChainCoefficients, i: number): [number, number] {
+  const a = c.alphasCumprod[i];
+  return [Math.sqrt(1 / a), -Math.sqrt(1 / a - 1)];
+}
+
+/**
+ * x_0 from the predicted posterior mean (pytorch-ddpm `predict_xstart_from_xprev`):
+ * x_0 = x_prev / c1_i - (c2_i / c1_i) x_i. Returns the two factors [on x_i, on x_prev].
+ */
+export function startFromPrevCoefs(c: ChainCoefficients, i: number): [number, number] {
+  const c1 = c.posteriorMeanCoef1[i];
+  return [-c.posteriorMeanCoef2[i] / c1, 1 / c1];
+}
+
+/**
+ * eps from x_0 (improved-diffusion `_predict_eps_from_xstart`, used by DDIM):
+ * eps = (sqrt(1/a_i) x_i - x_0) / sqrt(1/a_i - 1). Returns [on x_i, on x_0].
+ */
+export function noiseFromStartCoefs(c: ChainCoefficients, i: number): [number, number] {
+  const a = c.alphasCumprod[i];
+  const d = Math.sqrt(1 / a - 1);
+  return [Math.sqrt(1 / a) / d, -1 / d];
+}
+
+/** The draws a training target needs (see @dif-fusion/schedules drawDdpmStep). */
+export interface TargetDraws {
+  /** Time step 1..T of the batch (x_prev's posterior coefficients are those of index t-1). */
+  t: number;
+  /** One continuous level per sample (SR3: sqrt(alpha_bar)). */
+  levels: ArrayLike<number>;
+  /** x_0, any per-sample-contiguous layout (NCHW or NHWC). */
+  x: Float32Array;
+  /** The noise, same layout as x. */
+  noise: Float32Array;
+}
+
+/**
+ * The regression target of p_losses for a mean type (pytorch-ddpm `GaussianDiffusionTrainer`):
+ * `epsilon` -> eps, `x_start` -> x_0, `x_prev` -> the posterior mean
+ * c1_{t-1} x_0 + c2_{t-1} x_t with x_t = level x_0 + sqrt(1 - level^2) eps (SR3's level).
+ * Float32Arrays, so the ONNX Runtime backend feeds exactly what the tfjs loss computes.
+ */
+export function trainingTarget(
+  schedule: NoiseSchedule,
+  meanType: MeanType,
+  d: TargetDraws,
+): Float32Array {
+  if (meanType === 'epsilon') return d.noise;
+  if (meanType === 'x_start') return d.x;
+  const c1 = schedule.posteriorMeanCoef1[d.t - 1];
+  const c2 = schedule.posteriorMeanCoef2[d.t - 1];
+  const n = d.levels.length;
+  const per = d.x.length / n;
+  const out = new Float32Array(d.x.length);
+  for (let s = 0; s < n; s++) {
+    const l = d.levels[s];
+    const sig = Math.sqrt(1 - l * l);
+    for (let k = s * per; k < (s + 1) * per; k++) {
+      const xt = Math.fround(Math.fround(l * d.x[k]) + Math.fround(sig * d.noise[k]));
+      out[k] = c1 * d.x[k] + c2 * xt;
+    }
+  }
+  return out;
+}
