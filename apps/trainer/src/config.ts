@@ -43,6 +43,8 @@ const unet = z.strictObject({
   attn_res: z.array(z.number()),
   res_blocks: posInt(),
   dropout: z.number().min(0, 'must be in [0, 1)').lt(1, 'must be in [0, 1)'),
+  /** SR3 FeatureWiseAffine with scale and shift: (1 + gamma) x + beta (default false). */
+  use_affine_level: z.boolean().optional(),
 });
 /** A reference `model.unet` block. */
 export type UnetJson = z.infer<typeof unet>;

@@ -92,6 +92,8 @@ export interface ReferenceUnetJson {
   attn_res?: number[];
   res_blocks: number;
   dropout?: number;
+  /** The official UNet's argument; written only when true (default false). */
+  use_affine_level?: boolean;
 }
 
 /**
@@ -125,5 +127,6 @@ export function unetConfigToReference(c: UNetConfig): ReferenceUnetJson {
     attn_res: c.attn_res.slice(),
     res_blocks: c.res_blocks,
     dropout: c.dropout,
+    ...(c.use_affine_level ? { use_affine_level: true } : {}),
   };
 }
