@@ -379,6 +379,7 @@ describe('random-init export', () => {
     [[20, 300], 'full', 17, { output: 'luma' }],
     [[20, 300], 'reference', 17, { output: 'weight', source_skip: true }],
     [[20], 'full', 17, {}, { use_affine_level: true }],
+    [[20], 'full', 17, {}, { use_scale_shift_norm: true, num_heads: 2 }],
   ] as Array<[number[], FusionHeadMode, number, Partial<FusionHeadConfig>, Partial<UNetConfig>?]>) {
     const label = [variant, unetOptions]
       .filter((v) => Object.keys(v).length)

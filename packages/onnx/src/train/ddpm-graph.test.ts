@@ -103,4 +103,7 @@ describe('DDPM training graph: loss and every UNet gradient equal tfjs (1e-4 rel
   it('use_affine_level: (1 + gamma) x + beta in every ResnetBlock', async () => {
     await compare(tiny(0, { use_affine_level: true }), 'l2', false);
   });
+  it('use_scale_shift_norm and num_heads 2, dropout masks', async () => {
+    await compare(tiny(0.2, { use_scale_shift_norm: true, num_heads: 2 }), 'l2', true);
+  });
 });
