@@ -116,6 +116,19 @@ describe('training configs', () => {
     expect(() => loadHeadConfig(far)).toThrow(/unknown key train\.colour_boost$/);
   });
 
+  it('accepts the UNet options of the reference UNet and refuses misspelt or mistyped ones', () => {
+    const opts = file('opts.json', '{ "model": { "unet": { "use_affine_level": true } } }');
+    expect(loadDdpmConfig(opts).model.unet.use_affine_level).toBe(true);
+    const typo = file('opts-typo.json', '{ "model": { "unet": { "use_afine_level": true } } }');
+    expect(() => loadDdpmConfig(typo)).toThrow(
+      `${typo}: unknown key model.unet.use_afine_level (did you mean use_affine_level?)`,
+    );
+    const str = file('opts-str.json', '{ "model": { "unet": { "use_affine_level": "yes" } } }');
+    expect(() => loadDdpmConfig(str)).toThrow(
+      new RegExp(`^${str}: model\\.unet\\.use_affine_level`),
+    );
+  });
+
   it('a bad value names the key and what it must be', () => {
     const bad = file('bad.json', '{ "train": { "optimizer": { "type": "sgd", "lr": 1 } } }');
     expect(() => loadDdpmConfig(bad)).toThrow(`${bad}: train.optimizer.type must be adam or adamw`);

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { MEAN_TYPES, VAR_TYPES } from '@dif-fusion/diffusion';
 import { parseJsonWithComments } from '@dif-fusion/fusion-head';
 import { BETA_SCHEDULES } from '@dif-fusion/schedules';
+import { attentionChannels } from '@dif-fusion/unet';
 import { closest, distance } from 'fastest-levenshtein';
 import { type ZodType, z } from 'zod';
 import { UserError } from './errors';
@@ -47,6 +48,12 @@ const unet = z.strictObject({
   attn_res: z.array(z.number()),
   res_blocks: posInt(),
   dropout: z.number().min(0, 'must be in [0, 1)').lt(1, 'must be in [0, 1)'),
+  /** SR3 FeatureWiseAffine with scale and shift: (1 + gamma) x + beta (default false). */
+  use_affine_level: z.boolean().optional(),
+  /** improved-diffusion's scale-shift norm: GN(h) (1 + scale) + shift in block2 (default false). */
+  use_scale_shift_norm: z.boolean().optional(),
+  /** Heads of every SelfAttention (default 1); must divide the attention layers' channels. */
+  num_heads: posInt().optional(),
 });
 /** A reference `model.unet` block. */
 export type UnetJson = z.infer<typeof unet>;
@@ -166,6 +173,25 @@ const ddpmSchema = z
         code: 'custom',
         path: ['model', 'unet', 'norm_groups'],
         message: `${groups} must divide inner_channel x every channel_multiplier`,
+      });
+    if (u.use_scale_shift_norm && u.use_affine_level)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model', 'unet', 'use_affine_level'],
+        message: 'must be false with use_scale_shift_norm (which already scales and shifts)',
+      });
+    const heads = u.num_heads ?? 1;
+    const bad = attentionChannels({
+      inner_channel: u.inner_channel,
+      channel_mults: u.channel_multiplier,
+      attn_res: u.attn_res,
+      image_size: c.datasets.train.resolution,
+    }).find((ch) => ch % heads !== 0);
+    if (bad !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model', 'unet', 'num_heads'],
+        message: `${heads} must divide the ${bad} channels of an attention layer`,
       });
   });
 /** config/ddpm_train.json. */

@@ -67,6 +67,31 @@ describe('dif-train ddpm --backend onnxruntime', () => {
     expect([...a.optimizer!.slots.exp_avg.keys()]).toEqual([...b.optimizer!.slots.exp_avg.keys()]);
   });
 
+  for (const options of [
+    { use_affine_level: true },
+    { use_scale_shift_norm: true, num_heads: 2 },
+  ]) {
+    it(`UNet options ${JSON.stringify(options)} train the same on both backends (1e-3 relative)`, async () => {
+      const config = structuredClone(tinyDdpm({ dropout: 0.1, iters: 3 }));
+      Object.assign(config.model!.unet!, options);
+      const o = { ...quiet, config, data };
+      const tag = Object.keys(options).length;
+      const ort = await trainDdpm({ ...o, out: join(root, `v${tag}-ort`), backend: 'onnxruntime' });
+      const wasm = await trainDdpm({
+        ...o,
+        out: join(root, `v${tag}-wasm`),
+        backend: 'wasm',
+        workers: 1,
+      });
+      expect(maxRel(ort.losses, wasm.losses)).toBeLessThan(1e-3);
+      const ck = loadCheckpoint(ort.checkpoint!, 'ddpm');
+      // gamma and beta (scale and shift): 2 x 8 values from the 8-wide noise embedding
+      expect(ck.weights.get('downs.0.res_block.noise_func.noise_func.0.weight')!.shape).toEqual([
+        16, 8,
+      ]);
+    });
+  }
+
   it('--resume is exact, also when the run switches backend (wasm -> onnxruntime)', async () => {
     const o = { ...quiet, config: TINY_DDPM, data };
     const full = await trainDdpm({ ...o, out: join(root, 'r-full'), backend: 'onnxruntime' });

@@ -11,7 +11,7 @@ import {
   TfParamStore,
   type TorchWeights,
 } from '@dif-fusion/nn';
-import { UNet } from '@dif-fusion/unet';
+import { UNet, type UNetConfig } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -359,7 +359,7 @@ describe.skipIf(!hasGolden)(
 );
 
 describe('random-init export', () => {
-  const tinyUNet = () =>
+  const tinyUNet = (options: Partial<UNetConfig> = {}) =>
     new UNet({
       in_channel: 4,
       out_channel: 4,
@@ -370,17 +370,23 @@ describe('random-init export', () => {
       res_blocks: 1,
       dropout: 0,
       image_size: 16,
+      ...options,
     });
-  for (const [steps, mode, opset, variant] of [
+  for (const [steps, mode, opset, variant, unetOptions = {}] of [
     [[20], 'full', 17, {}],
     [[20, 300], 'reference', 18, {}],
     [[7, 70, 700], 'full', 20, {}],
     [[20, 300], 'full', 17, { output: 'luma' }],
     [[20, 300], 'reference', 17, { output: 'weight', source_skip: true }],
-  ] as Array<[number[], FusionHeadMode, number, Partial<FusionHeadConfig>]>) {
-    const label = Object.keys(variant).length ? ` ${JSON.stringify(variant)}` : '';
+    [[20], 'full', 17, {}, { use_affine_level: true }],
+    [[20], 'full', 17, {}, { use_scale_shift_norm: true, num_heads: 2 }],
+  ] as Array<[number[], FusionHeadMode, number, Partial<FusionHeadConfig>, Partial<UNetConfig>?]>) {
+    const label = [variant, unetOptions]
+      .filter((v) => Object.keys(v).length)
+      .map((v) => ` ${JSON.stringify(v)}`)
+      .join('');
     it(`${steps.length} time step(s), ${mode} head${label}, opset ${opset}: ORT = TfOps`, async () => {
-      const unet = tinyUNet();
+      const unet = tinyUNet(unetOptions);
       // res_blocks 1: 2 decoder features per level; scales 0 (full res) and 2 (1/2).
       const head = new FusionHead({
         feat_scales: [0, 2],

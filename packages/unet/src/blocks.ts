@@ -89,16 +89,25 @@ export class Block extends Module {
   params(): ParamSpec[] {
     return [...this.norm.params(), ...this.conv.params()];
   }
-  forward<T>(ops: Ops<T>, x: T): T {
-    let h = ops.swish(this.norm.forward(ops, x));
+  /** `afterNorm` modulates the GroupNorm output (improved-diffusion's scale-shift norm). */
+  forward<T>(ops: Ops<T>, x: T, afterNorm?: (h: T) => T): T {
+    let h = this.norm.forward(ops, x);
+    if (afterNorm) h = afterNorm(h);
+    h = ops.swish(h);
     if (this.dropout > 0) h = ops.dropout(h, this.dropout);
     return this.conv.forward(ops, h);
   }
 }
 
-/** ResnetBlock: block2(affine(block1(x), emb)) + res_conv(x) (1x1 conv when channels change). */
+/**
+ * ResnetBlock: block2(affine(block1(x), emb)) + res_conv(x) (1x1 conv when channels change).
+ * With `scaleShift` (improved-diffusion's `use_scale_shift_norm`) the embedding modulates
+ * block2's normalised input instead: conv(dropout(swish(GN(h) * (1 + scale) + shift))),
+ * `[scale, shift] = Linear(emb)` (the same `noise_func` key, 2C outputs).
+ */
 export class ResnetBlock extends Module {
   readonly noiseFunc: FeatureWiseAffine | null;
+  readonly scaleShift: boolean;
   readonly block1: Block;
   readonly block2: Block;
   readonly resConv: Conv2d | null;
@@ -111,12 +120,20 @@ export class ResnetBlock extends Module {
       groups: number;
       dropout: number;
       affine: boolean;
+      scaleShift?: boolean;
       init?: WeightInit;
     },
   ) {
     super(prefix);
+    this.scaleShift = o.scaleShift ?? false;
     this.noiseFunc = o.embDim
-      ? new FeatureWiseAffine(this.key('noise_func'), o.embDim, dimOut, o.affine, o.init)
+      ? new FeatureWiseAffine(
+          this.key('noise_func'),
+          o.embDim,
+          dimOut,
+          o.affine || this.scaleShift,
+          o.init,
+        )
       : null;
     this.block1 = new Block(this.key('block1'), dim, dimOut, o.groups, 0, o.init);
     this.block2 = new Block(this.key('block2'), dimOut, dimOut, o.groups, o.dropout, o.init);
@@ -133,8 +150,9 @@ export class ResnetBlock extends Module {
   }
   forward<T>(ops: Ops<T>, x: T, emb: T | null): T {
     let h = this.block1.forward(ops, x);
-    if (this.noiseFunc && emb) h = this.noiseFunc.forward(ops, h, emb);
-    h = this.block2.forward(ops, h);
+    const nf = emb ? this.noiseFunc : null;
+    if (nf && this.scaleShift) h = this.block2.forward(ops, h, (n) => nf.forward(ops, n, emb!));
+    else h = this.block2.forward(ops, nf ? nf.forward(ops, h, emb!) : h);
     return ops.add(h, this.resConv ? this.resConv.forward(ops, x) : x);
   }
 }
@@ -181,14 +199,16 @@ export class ResnetBlocWithAttn extends Module {
       groups: number;
       dropout: number;
       affine: boolean;
+      scaleShift?: boolean;
       withAttn: boolean;
+      nHead?: number;
       init?: WeightInit;
     },
   ) {
     super(prefix);
     this.resBlock = new ResnetBlock(this.key('res_block'), dim, dimOut, o);
     this.attn = o.withAttn
-      ? new SelfAttention(this.key('attn'), dimOut, o.groups, 1, o.init)
+      ? new SelfAttention(this.key('attn'), dimOut, o.groups, o.nHead ?? 1, o.init)
       : null;
   }
   params(): ParamSpec[] {

@@ -21,6 +21,14 @@ describe('UNet config <-> reference model.unet block', () => {
     expect(unetConfigToReference(c)).toEqual({ ...reference, norm_groups: 32 });
     // Our own JSON (channel_mults, image_size) is accepted as it is.
     expect(unetConfigFromReference({ ...c })).toEqual(c);
+    // use_affine_level travels both ways, and only when true.
+    const affine = unetConfigFromReference({ ...reference, use_affine_level: true }, 160);
+    expect(affine.use_affine_level).toBe(true);
+    expect(unetConfigToReference(affine)).toEqual({
+      ...reference,
+      norm_groups: 32,
+      use_affine_level: true,
+    });
     expect(() => unetConfigFromReference({ ...reference, inner_channel: 12 }, 64)).toThrow(
       /not divisible by norm_groups 32/,
     );

@@ -14,6 +14,14 @@ export interface UNetConfig {
   with_noise_level_emb?: boolean;
   /** FeatureWiseAffine with scale and shift instead of shift only (default false). */
   use_affine_level?: boolean;
+  /**
+   * improved-diffusion's scale-shift norm: the noise embedding scales and shifts the output
+   * of block2's GroupNorm, `GN(h) * (1 + scale) + shift`, instead of being added before it
+   * (default false; present only when true).
+   */
+  use_scale_shift_norm?: boolean;
+  /** Heads of every SelfAttention (official `n_head`; default 1, present only when > 1). */
+  num_heads?: number;
 }
 
 /** Dif-Fusion's DDPM at the paper's size (config/ddpm_train.json). */
@@ -68,6 +76,23 @@ export function parseUNetConfig(raw: unknown): UNetConfig {
       o.with_noise_level_emb === undefined ? true : Boolean(o.with_noise_level_emb),
     use_affine_level: Boolean(o.use_affine_level ?? false),
   };
+  // The later options appear only when they change the network, so that configs written
+  // before them (and the models exported from them) stay byte-identical.
+  if (o.use_scale_shift_norm !== undefined && typeof o.use_scale_shift_norm !== 'boolean')
+    throw new Error(
+      `UNet config: use_scale_shift_norm must be true or false (got ${JSON.stringify(o.use_scale_shift_norm)})`,
+    );
+  if (o.use_scale_shift_norm) {
+    if (config.use_affine_level)
+      throw new Error(
+        'UNet config: use_scale_shift_norm already scales and shifts; use_affine_level must be false with it',
+      );
+    config.use_scale_shift_norm = true;
+  }
+  if (o.num_heads !== undefined) {
+    const heads = int('num_heads');
+    if (heads > 1) config.num_heads = heads;
+  }
   for (const m of config.channel_mults) {
     const c = config.inner_channel * m;
     if (c % config.norm_groups !== 0)
@@ -75,7 +100,30 @@ export function parseUNetConfig(raw: unknown): UNetConfig {
         `UNet config: inner_channel x ${m} = ${c} is not divisible by norm_groups ${config.norm_groups}`,
       );
   }
+  const heads = config.num_heads ?? 1;
+  for (const c of attentionChannels(config))
+    if (c % heads !== 0)
+      throw new Error(
+        `UNet config: num_heads ${heads} does not divide the ${c} channels of an attention layer`,
+      );
   return config;
+}
+
+/**
+ * Channel counts of the layers with SelfAttention: the levels whose resolution is in
+ * `attn_res`, and the middle (always).
+ */
+export function attentionChannels(
+  c: Pick<UNetConfig, 'inner_channel' | 'channel_mults' | 'attn_res' | 'image_size'>,
+): number[] {
+  const out = new Set<number>();
+  let res = c.image_size;
+  c.channel_mults.forEach((m, i) => {
+    if (c.attn_res.includes(res)) out.add(c.inner_channel * m);
+    if (i < c.channel_mults.length - 1) res = Math.floor(res / 2);
+  });
+  out.add(c.inner_channel * c.channel_mults[c.channel_mults.length - 1]);
+  return [...out];
 }
 
 /**
@@ -92,6 +140,12 @@ export interface ReferenceUnetJson {
   attn_res?: number[];
   res_blocks: number;
   dropout?: number;
+  /** The official UNet's argument; written only when true (default false). */
+  use_affine_level?: boolean;
+  /** Written only when true (default false). */
+  use_scale_shift_norm?: boolean;
+  /** Written only when > 1 (default 1). */
+  num_heads?: number;
 }
 
 /**
@@ -125,5 +179,8 @@ export function unetConfigToReference(c: UNetConfig): ReferenceUnetJson {
     attn_res: c.attn_res.slice(),
     res_blocks: c.res_blocks,
     dropout: c.dropout,
+    ...(c.use_affine_level ? { use_affine_level: true } : {}),
+    ...(c.use_scale_shift_norm ? { use_scale_shift_norm: true } : {}),
+    ...(c.num_heads && c.num_heads > 1 ? { num_heads: c.num_heads } : {}),
   };
 }

@@ -62,7 +62,9 @@ export class UNet extends Module {
         groups: c.norm_groups,
         dropout: c.dropout,
         affine: c.use_affine_level ?? false,
+        scaleShift: c.use_scale_shift_norm ?? false,
         withAttn,
+        nHead: c.num_heads ?? 1,
         init,
       });
 

@@ -1,3 +1,4 @@
+import { ResnetBlock } from '@dif-fusion/unet';
 import { describe, expect, it } from 'vitest';
 import { randn, randomWeights, relErr, type TestInput } from '../test-utils';
 import {
@@ -153,6 +154,21 @@ describe('GradOps gradients equal tfjs gradients (1e-4 relative) and finite diff
     const qkv = img('qkv', [2, 24, 4, 6], 13);
     await check((ops, [a]) => ops.selfAttention(a, 1), [qkv]);
     await check((ops, [a]) => ops.selfAttention(a, 2), [qkv]);
+  });
+  it('ResnetBlock with scale-shift norm: GN(h) (1 + scale) + shift, then Swish, conv', async () => {
+    const block = new ResnetBlock('r', 8, 4, {
+      embDim: 6,
+      groups: 2,
+      dropout: 0,
+      affine: false,
+      scaleShift: true,
+    });
+    const shapes = Object.fromEntries(block.params().map((p) => [p.name, p.shape]));
+    await check(
+      (ops, [x, emb]) => block.forward(ops, x, emb),
+      [X(), img('emb', [2, 6], 14)],
+      shapes,
+    );
   });
   it('positionalEncoding (gradient w.r.t. the level)', async () => {
     const level = { name: 'level', shape: [3, 1], data: Float32Array.from([0.99, 0.5, 0.01]) };

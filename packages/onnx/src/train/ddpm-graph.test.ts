@@ -1,6 +1,6 @@
 import { TfOps, TfParamStore, type TorchWeights, tfToTorch } from '@dif-fusion/nn';
 import { Rng } from '@dif-fusion/schedules';
-import { UNet } from '@dif-fusion/unet';
+import { UNet, type UNetConfig } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { describe, expect, it } from 'vitest';
@@ -24,7 +24,7 @@ class MaskOps extends TfOps {
   }
 }
 
-const tiny = (dropout: number) =>
+const tiny = (dropout: number, options: Partial<UNetConfig> = {}) =>
   new UNet({
     in_channel: 4,
     out_channel: 4,
@@ -35,6 +35,7 @@ const tiny = (dropout: number) =>
     res_blocks: 1,
     dropout,
     image_size: 16,
+    ...options,
   });
 
 async function compare(unet: UNet, loss: 'l1' | 'l2', dropout: boolean) {
@@ -98,6 +99,12 @@ describe('DDPM training graph: loss and every UNet gradient equal tfjs (1e-4 rel
   });
   it('l1, attention, dropout masks as inputs (the same masks on tfjs)', async () => {
     await compare(tiny(0.2), 'l1', true);
+  });
+  it('use_affine_level: (1 + gamma) x + beta in every ResnetBlock', async () => {
+    await compare(tiny(0, { use_affine_level: true }), 'l2', false);
+  });
+  it('use_scale_shift_norm and num_heads 2, dropout masks', async () => {
+    await compare(tiny(0.2, { use_scale_shift_norm: true, num_heads: 2 }), 'l2', true);
   });
 });
 
