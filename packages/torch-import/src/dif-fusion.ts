@@ -28,7 +28,9 @@ import { PyDict, TorchImportError } from './pickle';
 import { PickledTensor, TorchCheckpoint } from './torch-file';
 
 /** The SR3 UNet config with every field known (inferred from a checkpoint's tensors). */
-export type UnetConfigJSON = Required<UNetConfig>;
+// The official UNet has neither scale-shift norm nor an n_head argument: those stay optional.
+export type UnetConfigJSON = Required<Omit<UNetConfig, 'use_scale_shift_norm' | 'num_heads'>> &
+  UNetConfig;
 
 /** The GaussianDiffusion buffers of the official DDPM state_dict (recomputed, never imported). */
 export const SCHEDULE_BUFFERS = [
