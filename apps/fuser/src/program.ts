@@ -37,9 +37,9 @@ import {
 import { BASELINES, METHODS, type Method } from './methods';
 import { AUTO_TILE_PIXELS, DEFAULT_MEMORY_BUDGET, DEFAULT_OVERLAP, DEFAULT_TILE } from './pipeline';
 import { registerQueueCommands } from './queue/cli';
+import { registerServeCommand } from './serve/command';
 import { runVideoFlags, type VideoFlags } from './video/cli';
 import { isVideoJob } from './video/run';
-import { registerServeCommand } from './serve/command';
 
 /** This package's version (package.json beside src/ and dist/, in the repository and on npm). */
 function packageVersion(): string {
