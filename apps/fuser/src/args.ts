@@ -1,5 +1,5 @@
 /** Argument parsers shared by the `dif-fuse` commands (commander coercions). */
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 
 export const intArg =
   (name: string, min: number, max = 2 ** 32 - 1) =>
@@ -20,3 +20,15 @@ export const tileArg = (v: string): number | 'auto' | 'off' => {
     throw new InvalidArgumentError('--tile must be a multiple of 16, at least 32');
   return n;
 };
+
+/** `--device auto|cuda|cpu`: the ONNX Runtime execution provider (fuse, worker, serve). */
+export const deviceOption = (): Option =>
+  new Option('--device <device>', 'ONNX Runtime device')
+    .choices(['auto', 'cuda', 'cpu'])
+    .default('auto');
+
+/** `--threads N` (1..1024): ONNX Runtime's intra-op threads (fuse, worker). */
+export const threadsOption = (): Option =>
+  new Option('--threads <n>', 'CPU threads for ONNX Runtime (default: all cores)').argParser(
+    intArg('--threads', 1, 1024),
+  );

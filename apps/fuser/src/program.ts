@@ -19,7 +19,7 @@ import {
   writeFileAtomic,
 } from '@dif-fusion/io';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { intArg, tileArg } from './args';
+import { deviceOption, intArg, threadsOption, tileArg } from './args';
 import { findPairFolders } from './batch';
 import { FuseError } from './errors';
 import { registerEvalCommand } from './eval/index';
@@ -63,30 +63,13 @@ export interface CliIo {
 /** `-` as a file name: stdin for --ir/--vis, stdout for -o. */
 const STDIO = '-';
 
-interface FuseFlags {
-  ir?: string;
-  vis?: string;
-  output?: string;
-  pairs?: string[];
+/** The flags of `dif-fuse`: the video branch's, plus those of image pairs and batches. */
+interface FuseFlags extends VideoFlags {
   recursive?: boolean;
   skipExisting?: boolean;
   format?: string;
-  ext?: string;
-  method: Method;
-  model?: string;
-  seed: number;
-  device: 'auto' | 'cuda' | 'cpu';
-  threads?: number;
-  tile: number | 'auto' | 'off';
-  overlap?: number;
-  memory?: number;
-  sideBySide?: string;
-  quiet?: boolean;
   maxPixels?: number;
   allowCorrupt?: boolean;
-  pairBy?: VideoFlags['pairBy'];
-  fps?: number;
-  keepFrames?: boolean;
 }
 
 export function buildProgram(io: CliIo): Command {
@@ -148,16 +131,8 @@ export function buildProgram(io: CliIo): Command {
       intArg('--seed', 0),
       0,
     )
-    .addOption(
-      new Option('--device <device>', 'ONNX Runtime device')
-        .choices(['auto', 'cuda', 'cpu'])
-        .default('auto'),
-    )
-    .option(
-      '--threads <n>',
-      'CPU threads for ONNX Runtime (default: all cores)',
-      intArg('--threads', 1, 1024),
-    )
+    .addOption(deviceOption())
+    .addOption(threadsOption())
     .option(
       '--tile <size>',
       `tile edge in pixels (multiple of 16), off, or auto: the whole image when the model's working memory fits --memory, else the largest tiles that fit (baselines: ${DEFAULT_TILE}px tiles above ${AUTO_TILE_PIXELS / 1024 / 1024} MP)`,

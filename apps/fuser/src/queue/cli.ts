@@ -3,7 +3,7 @@
  * BullMQ job queue on Redis, for many processes and machines sharing the same storage.
  */
 import { type Command, Option } from 'commander';
-import { intArg, tileArg } from '../args';
+import { deviceOption, intArg, threadsOption, tileArg } from '../args';
 import { OUTPUT_EXTENSIONS } from '../images';
 import { METHODS, type Method } from '../methods';
 import { addJobs } from './add';
@@ -119,16 +119,8 @@ export function registerQueueCommands(program: Command, io: Io): void {
       intArg('--concurrency', 1, 256),
       1,
     )
-    .addOption(
-      new Option('--device <device>', 'ONNX Runtime device')
-        .choices(['auto', 'cuda', 'cpu'])
-        .default('auto'),
-    )
-    .option(
-      '--threads <n>',
-      'CPU threads for ONNX Runtime (default: all cores)',
-      intArg('--threads', 1, 1024),
-    )
+    .addOption(deviceOption())
+    .addOption(threadsOption())
     .option(
       '--lock <ms>',
       "job lock: a dead worker's job returns to the queue after about this long",

@@ -2,10 +2,12 @@
  * Registers `dif-fuse serve` on the main program: options, start-up line, clean shutdown on
  * Ctrl-C / SIGTERM.
  */
+
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { deviceOption } from '../args';
 import { FuseError } from '../errors';
 import { createServer, DEFAULT_MAX_UPLOAD_MB, DEFAULT_SERVE_MAX_MP, type Served } from './server';
 
@@ -94,11 +96,7 @@ export function registerServeCommand(program: Command, io: ServeIo): Command {
       'interface to listen on; anything but 127.0.0.1 exposes the page to the network',
       '127.0.0.1',
     )
-    .addOption(
-      new Option('--device <device>', 'ONNX Runtime device')
-        .choices(['auto', 'cuda', 'cpu'])
-        .default('auto'),
-    )
+    .addOption(deviceOption())
     .option('--threads <n>', 'CPU threads for ONNX Runtime', positive('--threads', true, 1024))
     .option('--seed <n>', 'noise seed', positive('--seed', true, 2 ** 32 - 1), 0)
     .option(
