@@ -41,13 +41,18 @@ beforeAll(async () => {
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const base = { config: TINY_HEAD, quiet: true, handleSigint: false, backend: 'wasm' as const };
-const valLosses = (out: string) =>
+/** The records of a run's log.jsonl. */
+const logRecords = (out: string) =>
   readFileSync(join(out, 'log.jsonl'), 'utf8')
     .trim()
     .split('\n')
-    .map((l) => JSON.parse(l))
+    .map((l) => JSON.parse(l));
+const valLosses = (out: string) =>
+  logRecords(out)
     .filter((l) => l.event === 'val')
     .map((l) => l.val_loss as number);
+/** The training-step records (those with a loss). */
+const stepRecords = (out: string) => logRecords(out).filter((l) => l.loss !== undefined);
 
 describe('dif-train head (tiny DDPM + head, end to end)', () => {
   it('lowers the fusion loss; validation loss and fused | visible | infrared PNG each epoch', async () => {
@@ -167,11 +172,7 @@ describe('dif-train head (tiny DDPM + head, end to end)', () => {
     const out = join(root, 'hcolor');
     const cfg = { ...TINY_HEAD, train: { ...TINY_HEAD.train!, n_epoch: 1 } };
     await trainHead({ ...base, config: cfg, ddpm, data, out, colorWeight: 0.5 });
-    const steps = readFileSync(join(out, 'log.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l))
-      .filter((l) => l.loss !== undefined);
+    const steps = stepRecords(out);
     expect(steps).toHaveLength(2);
     for (const l of steps) {
       expect(l.loss_color).toBeGreaterThan(0);
@@ -186,11 +187,7 @@ describe('dif-train head (tiny DDPM + head, end to end)', () => {
     const out = join(root, 'halpha');
     const cfg = { ...TINY_HEAD, train: { ...TINY_HEAD.train!, n_epoch: 1 } };
     await trainHead({ ...base, config: cfg, ddpm, data, out, alpha: 0.25, lossSpace: 'luma' });
-    const steps = readFileSync(join(out, 'log.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l))
-      .filter((l) => l.loss !== undefined);
+    const steps = stepRecords(out);
     expect(steps).toHaveLength(2);
     for (const l of steps) expect(l.loss).toBeCloseTo(l.loss_in + 0.25 * l.loss_grad, 5);
     expect((loadCheckpoint(out, 'head').config as HeadTrainConfig).train.loss).toEqual({
