@@ -5,7 +5,7 @@
  * profiler; prints the time per operator type, largest first, and the peak RSS.
  *
  *   pnpm build && node scripts/bench/ort-train-profile.mjs [--inner 16] [--attn 16]
- *     [--crop 64] [--batch 4] [--threads 2] [--steps 3] [--no-profile]
+ *     [--crop 64] [--batch 4] [--threads 2] [--steps 3] [--no-profile] [--checkpoint]
  *   # the paper's configuration: --inner 128 --crop 160 --batch 1 --steps 1 --no-profile
  */
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -23,6 +23,8 @@ const { values: a } = parseArgs({
     threads: { type: 'string', default: '2' },
     steps: { type: 'string', default: '3' },
     'no-profile': { type: 'boolean', default: false },
+    /** Gradient checkpointing: recompute each ResnetBlocWithAttn in the backward pass. */
+    checkpoint: { type: 'boolean', default: false },
   },
 });
 const profile = !a['no-profile'];
@@ -40,10 +42,19 @@ const unet = new UNet({
   dropout: 0.2,
   image_size: crop,
 });
-const graph = buildDdpmTrainGraph(unet, { batch, size: crop, loss: 'l2' });
+const graph = buildDdpmTrainGraph(unet, {
+  batch,
+  size: crop,
+  loss: 'l2',
+  checkpoint: a.checkpoint,
+});
 const session = await TrainSession.open(graph, {
   threads: Number(a.threads),
-  ort: profile ? { enableProfiling: true, profileFilePrefix: '/tmp/dif-ort-train' } : {},
+  ort: {
+    ...(profile ? { enableProfiling: true, profileFilePrefix: '/tmp/dif-ort-train' } : {}),
+    ...(process.env.ORT_OPT ? { graphOptimizationLevel: process.env.ORT_OPT } : {}),
+    ...(process.env.ORT_MEMPATTERN === '0' ? { enableMemPattern: false } : {}),
+  },
 });
 const rng = new Rng(1);
 const fill = (n, f) => Float32Array.from({ length: n }, f);
@@ -71,7 +82,7 @@ for (let i = 0; i < Number(a.steps) + 1; i++) {
 }
 const count = graph.params.reduce((n, p) => n + size(p.shape), 0);
 console.log(
-  `${count.toLocaleString('en-US')} parameters; step (graph + Adam) ${wall.map((w) => w.toFixed(2)).join(', ')} s; peak RSS ${(process.resourceUsage().maxRSS / 1024 / 1024).toFixed(2)} GiB`,
+  `${a.checkpoint ? 'checkpointed, ' : ''}${count.toLocaleString('en-US')} parameters; step (graph + Adam) ${wall.map((w) => w.toFixed(2)).join(', ')} s; peak RSS ${(process.resourceUsage().maxRSS / 1024 / 1024).toFixed(2)} GiB`,
 );
 if (!profile) {
   await session.release();

@@ -73,4 +73,11 @@ export interface Ops<T> {
    * enc = level * exp(-ln(1e4) * k / (dim/2)), k = 0..dim/2-1; output cat(sin(enc), cos(enc)).
    */
   positionalEncoding(level: T, dim: number): T;
+
+  /**
+   * Marks `fn(inputs)` as a gradient-checkpointing segment: a training realisation may keep
+   * none of its activations and recompute them in the backward pass. Optional; without it
+   * (or when the realisation does not checkpoint) callers run `fn(inputs)`.
+   */
+  checkpoint?(inputs: T[], fn: (inputs: T[]) => T): T;
 }

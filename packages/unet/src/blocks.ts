@@ -214,9 +214,14 @@ export class ResnetBlocWithAttn extends Module {
   params(): ParamSpec[] {
     return [...this.resBlock.params(), ...(this.attn?.params() ?? [])];
   }
+  /** One gradient-checkpointing segment (`ops.checkpoint`), where the realisation has it. */
   forward<T>(ops: Ops<T>, x: T, emb: T | null): T {
-    const h = this.resBlock.forward(ops, x, emb);
-    return this.attn ? this.attn.forward(ops, h) : h;
+    const run = ([h0, e]: T[]): T => {
+      const h = this.resBlock.forward(ops, h0, e ?? null);
+      return this.attn ? this.attn.forward(ops, h) : h;
+    };
+    const inputs = emb ? [x, emb] : [x];
+    return ops.checkpoint ? ops.checkpoint(inputs, run) : run(inputs);
   }
 }
 

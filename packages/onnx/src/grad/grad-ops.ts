@@ -34,6 +34,12 @@ export interface GradOpsOptions {
   training?: boolean;
   /** Which parameters get gradients (default all that the forward pass reads). */
   trainable?: (name: string) => boolean;
+  /**
+   * Gradient checkpointing: the segments a network marks with `ops.checkpoint` (the UNet's
+   * ResnetBlocWithAttn) keep no activations for the backward pass; it recomputes them from
+   * the segment's inputs. Default false (the graph is then exactly the plain one).
+   */
+  checkpoint?: boolean;
 }
 
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
@@ -55,6 +61,9 @@ export class GradOps implements Ops<Value> {
   private readonly needsGrad = new Set<Value>();
   private readonly prefix: string;
   private readonly trainable: (name: string) => boolean;
+  private readonly checkpointing: boolean;
+  /** While a segment is recomputed: its dropout masks, reused in call order. */
+  private replayMasks: DropoutMaskSpec[] | null = null;
 
   /**
    * @param paramShape PyTorch shape of a parameter by official name (throws when unknown)
@@ -67,6 +76,7 @@ export class GradOps implements Ops<Value> {
     this.prefix = options.prefix ?? '';
     this.training = options.training ?? true;
     this.trainable = options.trainable ?? (() => true);
+    this.checkpointing = options.checkpoint ?? false;
   }
 
   shape(v: Value): number[] {
@@ -444,8 +454,16 @@ export class GradOps implements Ops<Value> {
   dropout(x: Value, rate: number): Value {
     if (!this.training || !(rate > 0)) return x;
     const shape = this.shape(x);
-    const mask = this.input(`dropout_mask_${this.dropoutMasks.length}`, shape);
-    this.dropoutMasks.push({ input: mask, shape, rate });
+    let mask: Value;
+    if (this.replayMasks) {
+      const m = this.replayMasks.shift();
+      if (!m || m.rate !== rate || !sameShape(m.shape, shape))
+        throw new Error('GradOps checkpoint: the recomputed segment draws other dropout sites');
+      mask = m.input;
+    } else {
+      mask = this.input(`dropout_mask_${this.dropoutMasks.length}`, shape);
+      this.dropoutMasks.push({ input: mask, shape, rate });
+    }
     return this.op('Mul', [x, mask], shape, (gy) => [this.raw('Mul', [gy, mask]), null]);
   }
 
@@ -676,14 +694,72 @@ export class GradOps implements Ops<Value> {
     return y;
   }
 
-  // ---------------------------------------------------------------- backward
+  // ---------------------------------------------------------------- checkpointing
 
   /**
-   * Append the reverse pass for scalar `loss` and return dloss/dv for each `wrt` (a
-   * zero-filled constant where `loss` does not depend on it).
+   * A checkpointed segment y = fn(inputs) (Chen et al. 2016, "Training Deep Nets with
+   * Sublinear Memory Cost"). Forward: fn's nodes as usual, but its tape entries are dropped,
+   * so the backward pass reads none of its intermediate values. The tape gets one entry
+   * whose backward rule runs fn again on the inputs and differentiates that copy. The copy
+   * reads `input + 0 * gy[0]`: the data dependency on the incoming gradient keeps ORT from
+   * running it before the backward pass reaches the segment, and from merging it with the
+   * forward copy (common-subexpression elimination). Dropout reuses the forward's masks.
+   * Without the `checkpoint` option it is fn(inputs).
    */
-  gradients(loss: Value, wrt: Value[]): Map<Value, Value> {
-    if (this.shape(loss).length !== 0) throw new Error('GradOps.gradients: loss must be a scalar');
+  checkpoint(inputs: Value[], fn: (inputs: Value[]) => Value): Value {
+    if (!this.checkpointing || this.replayMasks) return fn(inputs);
+    const tapeStart = this.tape.length;
+    const maskStart = this.dropoutMasks.length;
+    const y = fn(inputs);
+    const inner = this.tape.splice(tapeStart);
+    if (inner.length === 0) return y;
+    const masks = this.dropoutMasks.slice(maskStart);
+    const made = new Set(inner.map((e) => e.output));
+    // Everything with a gradient the segment reads: its inputs and the parameters.
+    const leaves = [...new Set(inner.flatMap((e) => e.inputs))].filter(
+      (v) => !made.has(v) && this.needsGrad.has(v),
+    );
+    this.needsGrad.add(y);
+    this.tape.push({
+      inputs: leaves,
+      output: y,
+      backward: (gy) => {
+        const zero = this.raw('Mul', [
+          this.raw('Slice', [
+            this.reshape(gy, [-1]),
+            this.g.constI64([0]),
+            this.g.constI64([1]),
+            this.g.constI64([0]),
+          ]),
+          this.scalar(0),
+        ]);
+        const copies = new Map<Value, Value>();
+        const again = inputs.map((x) => {
+          const c = this.raw('Add', [x, zero]);
+          this.shapes.set(c, this.shape(x).slice());
+          if (this.needsGrad.has(x)) this.needsGrad.add(c);
+          copies.set(x, c);
+          return c;
+        });
+        const start = this.tape.length;
+        this.replayMasks = masks.slice();
+        let y2: Value;
+        try {
+          y2 = fn(again);
+        } finally {
+          this.replayMasks = null;
+        }
+        const acc = this.backprop(this.tape.splice(start), y2, gy);
+        return leaves.map((v) => acc(copies.get(v) ?? v));
+      },
+    });
+    return y;
+  }
+
+  // ---------------------------------------------------------------- backward
+
+  /** Reverse pass over `tape` seeded with dloss/dy = gy; returns the summed gradient of a value. */
+  private backprop(tape: TapeEntry[], y: Value, gy: Value): (v: Value) => Value | null {
     const acc = new Map<Value, Value[]>();
     const push = (v: Value, gv: Value) => {
       const l = acc.get(v);
@@ -698,17 +774,27 @@ export class GradOps implements Ops<Value> {
       acc.set(v, [s]);
       return s;
     };
-    push(loss, this.scalar(1));
-    for (let i = this.tape.length - 1; i >= 0; i--) {
-      const e = this.tape[i];
-      const gy = total(e.output);
-      if (!gy) continue;
-      const gs = e.backward(gy);
+    push(y, gy);
+    for (let i = tape.length - 1; i >= 0; i--) {
+      const e = tape[i];
+      const g = total(e.output);
+      if (!g) continue;
+      const gs = e.backward(g);
       e.inputs.forEach((inp, j) => {
         const gv = gs[j];
         if (gv && this.needsGrad.has(inp)) push(inp, gv);
       });
     }
+    return total;
+  }
+
+  /**
+   * Append the reverse pass for scalar `loss` and return dloss/dv for each `wrt` (a
+   * zero-filled constant where `loss` does not depend on it).
+   */
+  gradients(loss: Value, wrt: Value[]): Map<Value, Value> {
+    if (this.shape(loss).length !== 0) throw new Error('GradOps.gradients: loss must be a scalar');
+    const total = this.backprop(this.tape, loss, this.scalar(1));
     const out = new Map<Value, Value>();
     for (const v of wrt) {
       const gv = total(v);

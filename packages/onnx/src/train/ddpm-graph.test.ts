@@ -38,7 +38,7 @@ const tiny = (dropout: number, options: Partial<UNetConfig> = {}) =>
     ...options,
   });
 
-async function compare(unet: UNet, loss: 'l1' | 'l2', dropout: boolean) {
+async function compare(unet: UNet, loss: 'l1' | 'l2', dropout: boolean, checkpoint = false) {
   await tf.setBackend('cpu');
   const b = 2;
   const s = 16;
@@ -49,7 +49,7 @@ async function compare(unet: UNet, loss: 'l1' | 'l2', dropout: boolean) {
   const store = TfParamStore.init(unet.params(), 7);
   const weights: TorchWeights = store.toTorch();
 
-  const graph = buildDdpmTrainGraph(unet, { batch: b, size: s, loss, dropout });
+  const graph = buildDdpmTrainGraph(unet, { batch: b, size: s, loss, dropout, checkpoint });
   const rng = new Rng(3);
   const masks = graph.dropout.map((d) => {
     const n = d.shape.reduce((p, q) => p * q, 1);
@@ -102,6 +102,9 @@ describe('DDPM training graph: loss and every UNet gradient equal tfjs (1e-4 rel
   });
   it('use_affine_level: (1 + gamma) x + beta in every ResnetBlock', async () => {
     await compare(tiny(0, { use_affine_level: true }), 'l2', false);
+  });
+  it('gradient checkpointing: recomputed blocks (same dropout masks) give the same gradients', async () => {
+    await compare(tiny(0.2), 'l1', true, true);
   });
   it('use_scale_shift_norm and num_heads 2, dropout masks', async () => {
     await compare(tiny(0.2, { use_scale_shift_norm: true, num_heads: 2 }), 'l2', true);

@@ -43,6 +43,11 @@ export interface DdpmGraphOptions {
   target?: boolean;
   /** Channels of a `condition` input concatenated before x_t (conditional mode); 0: none. */
   condition?: number;
+  /**
+   * Gradient checkpointing: every ResnetBlocWithAttn's activations are recomputed in the
+   * backward pass instead of kept (see GradOps `checkpoint`). Default false.
+   */
+  checkpoint?: boolean;
 }
 
 /** Shapes of a module's parameters by name (throws for unknown names). */
@@ -89,7 +94,10 @@ export function finishTrainGraph(
 /** Build the DDPM training graph of `unet`. */
 export function buildDdpmTrainGraph(unet: UNet, o: DdpmGraphOptions): TrainGraph {
   const g = new GraphBuilder('ddpm_train');
-  const ops = new GradOps(g, paramShapes(unet.params()), { training: o.dropout ?? true });
+  const ops = new GradOps(g, paramShapes(unet.params()), {
+    training: o.dropout ?? true,
+    checkpoint: o.checkpoint ?? false,
+  });
   const cc = o.condition ?? 0;
   const c = unet.config.in_channel - cc;
   const shape = [o.batch, c, o.size, o.size];
