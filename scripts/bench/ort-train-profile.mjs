@@ -6,6 +6,7 @@
  *
  *   pnpm build && node scripts/bench/ort-train-profile.mjs [--inner 16] [--attn 16]
  *     [--crop 64] [--batch 4] [--threads 2] [--steps 3] [--no-profile] [--checkpoint]
+ *     [--ort-opt disabled|basic|extended|all]
  *   # the paper's configuration: --inner 128 --crop 160 --batch 1 --steps 1 --no-profile
  */
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -25,6 +26,8 @@ const { values: a } = parseArgs({
     'no-profile': { type: 'boolean', default: false },
     /** Gradient checkpointing: recompute each ResnetBlocWithAttn in the backward pass. */
     checkpoint: { type: 'boolean', default: false },
+    /** ORT graph optimisation level (disabled | basic | extended | all; default ORT's). */
+    'ort-opt': { type: 'string' },
   },
 });
 const profile = !a['no-profile'];
@@ -52,8 +55,7 @@ const session = await TrainSession.open(graph, {
   threads: Number(a.threads),
   ort: {
     ...(profile ? { enableProfiling: true, profileFilePrefix: '/tmp/dif-ort-train' } : {}),
-    ...(process.env.ORT_OPT ? { graphOptimizationLevel: process.env.ORT_OPT } : {}),
-    ...(process.env.ORT_MEMPATTERN === '0' ? { enableMemPattern: false } : {}),
+    ...(a['ort-opt'] ? { graphOptimizationLevel: a['ort-opt'] } : {}),
   },
 });
 const rng = new Rng(1);
