@@ -67,6 +67,8 @@ export interface DdpmTrainOptions extends RunOptions {
   sampleSteps?: number;
   /** Samples in the validation grid (default 4). */
   sampleCount?: number;
+  /** Sets model.unet.use_checkpoint (memory only, so a resumed run may switch it on). */
+  gradientCheckpointing?: boolean;
 }
 
 /** The run's config; on resume the checkpoint's is authoritative. */
@@ -75,10 +77,11 @@ function resolveConfig(opts: DdpmTrainOptions, ckpt: LoadedCheckpoint | null): D
     load: loadDdpmConfig,
     validate: validateDdpmConfig,
     fixedFlags: [],
-    mayChange: '--iters, --data, --keep, --workers and --backend',
+    mayChange: '--iters, --data, --keep, --workers, --backend and --gradient-checkpointing',
     always: (cfg) => {
       if (opts.iters !== undefined) cfg.train.n_iter = opts.iters;
       if (opts.data !== undefined) cfg.datasets.train.dataroot = opts.data;
+      if (opts.gradientCheckpointing) cfg.model.unet.use_checkpoint = true;
     },
   });
 }
@@ -148,6 +151,7 @@ async function buildModel(
       ...{ unet: denoiser.unet, batch, crop, loss, optimizer: optimCfg },
       target: diffusion.meanType !== 'epsilon',
       condition: diffusion.conditional ? CONDITION_CHANNELS : 0,
+      checkpoint: cfg.model.unet.use_checkpoint ?? false,
       weights: ckpt ? checkpointWeights(denoiser, ckpt) : initWeights(denoiser.params, seed),
       ...{ optimizerState: ckpt?.optimizer, device: opts.device, threads: opts.threads },
     });
@@ -157,6 +161,10 @@ async function buildModel(
     const ema = emaOf(ort.weights);
     return { denoiser, store, optimizer: null, ort, diffusion, schedule, rng, ema, dropProb };
   }
+  if (cfg.model.unet.use_checkpoint)
+    say(
+      'note: model.unet.use_checkpoint applies to the onnxruntime backend; tfjs keeps every activation',
+    );
   const store = ckpt
     ? TfParamStore.fromTorch(denoiser.params, checkpointWeights(denoiser, ckpt))
     : TfParamStore.init(denoiser.params, seed);

@@ -60,6 +60,8 @@ export interface OrtDdpmOptions {
   target?: boolean;
   /** Channels of the condition concatenated before x_t (conditional mode); 0: none. */
   condition?: number;
+  /** Gradient checkpointing: recompute each ResnetBlocWithAttn in the backward pass. */
+  checkpoint?: boolean;
   /** Starting weights (PyTorch layouts, every UNet parameter). */
   weights: TorchWeights;
   optimizer: { type: 'adam' | 'adamw'; lr: number };
@@ -79,7 +81,7 @@ export class OrtDdpmEngine {
   static async create(o: OrtDdpmOptions): Promise<OrtDdpmEngine> {
     const graph = buildDdpmTrainGraph(o.unet, {
       ...{ batch: o.batch, size: o.crop, loss: o.loss },
-      ...{ target: o.target, condition: o.condition },
+      ...{ target: o.target, condition: o.condition, checkpoint: o.checkpoint },
     });
     for (const p of o.unet.params())
       if (!o.weights.has(p.name)) throw new Error(`weights lack ${p.name}`);
