@@ -316,7 +316,9 @@ async function ddpmValidation(
 ): Promise<(step: number) => Promise<void>> {
   const crop = cfg.datasets.train.resolution;
   const n = opts.sampleCount ?? 4;
-  const schedule = new NoiseSchedule(cfg.model.beta_schedule.val ?? cfg.model.beta_schedule.train);
+  // The chain the UNet is trained on, as `dif-train sample` walks it: a config's
+  // beta_schedule.val may be the shipped default merged in, not one chosen for this model.
+  const schedule = m.schedule;
   const seedGrid = deriveSeed(seed, 'sampleGrid');
   const fixed = m.diffusion.conditional
     ? splitConditional((await makeSampler(pairs, { crop, batch: n, seed: seedGrid }).next()).img, n)
