@@ -29,9 +29,10 @@ export class TrainSession {
     const { session, provider } = await openSession(graph.model, {
       device: options.device ?? 'cpu',
       threads: options.threads,
-      // Training graphs have static shapes: ORT's memory patterns (off by default for the
-      // fusion graph's varying tile sizes) plan one arena for every step.
-      ort: { enableMemPattern: true, ...options.ort },
+      // No memory pattern: with it, ORT plans one block for the whole step at the second run
+      // while its arena keeps the first run's chunks, so the peak holds every activation twice.
+      // Measured (inner_channel 32, 64x64, batch 4): peak RSS 1.60 -> 1.25 GiB, same CPU time.
+      ort: { enableMemPattern: false, ...options.ort },
     });
     return new TrainSession(graph, session, provider);
   }
