@@ -198,14 +198,27 @@ async function compareLearned(t: number, meanType: MeanType, loss: 'l1' | 'l2') 
   const want = value.dataSync()[0];
   expect(Math.abs(got.scalars.loss - want) / want).toBeLessThan(1e-5);
   let worst = 0;
+  let vOut = 0;
   for (const [i, name] of store.names().entries()) {
-    const err = relErr(got.grads.get(name)!, tfToTorch(grads[vars[i].name]).dataSync());
+    const want = tfToTorch(grads[vars[i].name]).dataSync();
+    const err = relErr(got.grads.get(name)!, want);
     worst = Math.max(worst, err);
     expect(err, name).toBeLessThan(1e-4);
+    if (name.startsWith('final_conv.block.3.')) {
+      // the v outputs (second half of the rows) learn from lambda T vb only: their own scale
+      const half = want.length / 2;
+      vOut = relErr(got.grads.get(name)!.subarray(half), want.subarray(half));
+      // t = 1: the decoder's bin mass Phi(u+) - Phi(u-) is a float32 difference of numbers a
+      // few ulps from 0 or 1 where tanh saturates (an untrained UNet's means sit in the
+      // tails), and ORT's and tfjs's tanh differ in the last bit there: 1e-3.
+      expect(vOut, `${name} (v rows)`).toBeLessThan(t === 1 ? 1e-3 : 1e-4);
+      expect(Math.max(...Array.from(want.subarray(half), Math.abs))).toBeGreaterThan(0);
+      if (process.env.DBG) console.log(`t=${t} ${name} v rows: ${vOut}`);
+    }
   }
   tf.dispose([value, ...Object.values(grads)]);
   store.dispose();
-  return { vb, worst };
+  return { vb, worst, vOut };
 }
 
 describe('learned_range training graph: hybrid loss, vb and every gradient equal tfjs (1e-4)', () => {
