@@ -149,5 +149,29 @@ describe('training, sampling and fusion on a learned_range DDPM', () => {
     expect(existsSync(join(root, 'model', 'model.onnx'))).toBe(true);
     const cfg = JSON.parse(readFileSync(join(root, 'model', 'config.json'), 'utf8'));
     expect(cfg.unet.out_channel).toBe(8);
+    // fusion reads decoder features: the final conv (and with it v) is not in the graph
+    const onnx = readFileSync(join(root, 'model', 'model.onnx'));
+    expect(onnx.includes('final_conv')).toBe(false);
+    expect(onnx.includes('init_conv')).toBe(true);
   }, 240_000);
+
+  it('--resume continues exactly (the same losses as one straight run)', async () => {
+    const straight = await trainDdpm({
+      ...quiet,
+      config: learned({}, 6),
+      data,
+      out: join(root, 'ort6'),
+      backend: 'onnxruntime',
+    });
+    const resumed = await trainDdpm({
+      ...quiet,
+      data,
+      out: join(root, 'ort'),
+      iters: 6,
+      resume: true,
+      backend: 'onnxruntime',
+    });
+    expect(resumed.step).toBe(6);
+    expect(resumed.losses).toEqual(straight.losses.slice(4));
+  }, 120_000);
 });
