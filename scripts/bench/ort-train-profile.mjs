@@ -6,7 +6,7 @@
  *
  *   pnpm build && node scripts/bench/ort-train-profile.mjs [--inner 16] [--attn 16]
  *     [--crop 64] [--batch 4] [--threads 2] [--steps 3] [--no-profile] [--checkpoint]
- *     [--ort-opt disabled|basic|extended|all]
+ *     [--ort-opt disabled|basic|extended|all] [--no-arena]
  *   # the paper's configuration: --inner 128 --crop 160 --batch 1 --steps 1 --no-profile
  */
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -28,6 +28,8 @@ const { values: a } = parseArgs({
     checkpoint: { type: 'boolean', default: false },
     /** ORT graph optimisation level (disabled | basic | extended | all; default ORT's). */
     'ort-opt': { type: 'string' },
+    /** ORT's CPU memory arena off (allocations go straight to malloc/free). */
+    'no-arena': { type: 'boolean', default: false },
   },
 });
 const profile = !a['no-profile'];
@@ -56,6 +58,7 @@ const session = await TrainSession.open(graph, {
   ort: {
     ...(profile ? { enableProfiling: true, profileFilePrefix: '/tmp/dif-ort-train' } : {}),
     ...(a['ort-opt'] ? { graphOptimizationLevel: a['ort-opt'] } : {}),
+    ...(a['no-arena'] ? { enableCpuMemArena: false } : {}),
   },
 });
 const rng = new Rng(1);
@@ -76,15 +79,20 @@ const weights = new Map(
 );
 const adam = new AdamF32(weights, { type: 'adam', lr: 1e-4 });
 const wall = [];
+// CPU seconds (all threads) per step: steadier than wall time on a shared machine
+const cpu = [];
 for (let i = 0; i < Number(a.steps) + 1; i++) {
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   const r = await session.run(params, feeds);
   adam.apply(r.grads);
   wall.push((performance.now() - t0) / 1000);
+  const c = process.cpuUsage(c0);
+  cpu.push((c.user + c.system) / 1e6);
 }
 const count = graph.params.reduce((n, p) => n + size(p.shape), 0);
 console.log(
-  `${a.checkpoint ? 'checkpointed, ' : ''}${count.toLocaleString('en-US')} parameters; step (graph + Adam) ${wall.map((w) => w.toFixed(2)).join(', ')} s; peak RSS ${(process.resourceUsage().maxRSS / 1024 / 1024).toFixed(2)} GiB`,
+  `${a.checkpoint ? 'checkpointed, ' : ''}${count.toLocaleString('en-US')} parameters; step (graph + Adam) ${wall.map((w) => w.toFixed(2)).join(', ')} s, CPU ${cpu.map((w) => w.toFixed(1)).join(', ')} s; peak RSS ${(process.resourceUsage().maxRSS / 1024 / 1024).toFixed(2)} GiB`,
 );
 if (!profile) {
   await session.release();

@@ -54,6 +54,13 @@ const unet = z.strictObject({
   use_scale_shift_norm: z.boolean().optional(),
   /** Heads of every SelfAttention (default 1); must divide the attention layers' channels. */
   num_heads: posInt().optional(),
+  /**
+   * Gradient checkpointing (improved-diffusion's `use_checkpoint`): the ONNX Runtime training
+   * graph recomputes every ResnetBlocWithAttn in the backward pass instead of keeping its
+   * activations. Same gradients, less memory, more time; no effect on the tfjs backends
+   * (default false). May be switched on when resuming (`--gradient-checkpointing`).
+   */
+  use_checkpoint: z.boolean({ error: 'must be true or false' }).optional(),
 });
 /** A reference `model.unet` block. */
 export type UnetJson = z.infer<typeof unet>;

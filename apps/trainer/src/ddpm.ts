@@ -73,6 +73,8 @@ export interface DdpmTrainOptions extends RunOptions {
   sampleSteps?: number;
   /** Samples in the validation grid (default 4). */
   sampleCount?: number;
+  /** Sets model.unet.use_checkpoint (memory only, so a resumed run may switch it on). */
+  gradientCheckpointing?: boolean;
 }
 
 /** The run's config; on resume the checkpoint's is authoritative. */
@@ -81,10 +83,11 @@ function resolveConfig(opts: DdpmTrainOptions, ckpt: LoadedCheckpoint | null): D
     load: loadDdpmConfig,
     validate: validateDdpmConfig,
     fixedFlags: [],
-    mayChange: '--iters, --data, --keep, --workers and --backend',
+    mayChange: '--iters, --data, --keep, --workers, --backend and --gradient-checkpointing',
     always: (cfg) => {
       if (opts.iters !== undefined) cfg.train.n_iter = opts.iters;
       if (opts.data !== undefined) cfg.datasets.train.dataroot = opts.data;
+      if (opts.gradientCheckpointing) cfg.model.unet.use_checkpoint = true;
     },
   });
 }
@@ -157,6 +160,7 @@ async function buildModel(
       vbWeight: learnsVariance(diffusion.varType)
         ? diffusion.vlbWeight * schedule.numTimesteps
         : undefined,
+      checkpoint: cfg.model.unet.use_checkpoint ?? false,
       weights: ckpt ? checkpointWeights(denoiser, ckpt) : initWeights(denoiser.params, seed),
       ...{ optimizerState: ckpt?.optimizer, device: opts.device, threads: opts.threads },
     });
@@ -166,6 +170,10 @@ async function buildModel(
     const ema = emaOf(ort.weights);
     return { denoiser, store, optimizer: null, ort, diffusion, schedule, rng, ema, dropProb };
   }
+  if (cfg.model.unet.use_checkpoint)
+    say(
+      'note: model.unet.use_checkpoint applies to the onnxruntime backend; tfjs keeps every activation',
+    );
   const store = ckpt
     ? TfParamStore.fromTorch(denoiser.params, checkpointWeights(denoiser, ckpt))
     : TfParamStore.init(denoiser.params, seed);
@@ -327,7 +335,9 @@ async function ddpmValidation(
 ): Promise<(step: number) => Promise<void>> {
   const crop = cfg.datasets.train.resolution;
   const n = opts.sampleCount ?? 4;
-  const schedule = new NoiseSchedule(cfg.model.beta_schedule.val ?? cfg.model.beta_schedule.train);
+  // The chain the UNet is trained on, as `dif-train sample` walks it: a config's
+  // beta_schedule.val may be the shipped default merged in, not one chosen for this model.
+  const schedule = m.schedule;
   const seedGrid = deriveSeed(seed, 'sampleGrid');
   const fixed = m.diffusion.conditional
     ? splitConditional((await makeSampler(pairs, { crop, batch: n, seed: seedGrid }).next()).img, n)

@@ -117,6 +117,35 @@ describe('dif-train ddpm --backend onnxruntime', () => {
     expect(maxRel(after.losses, full.losses.slice(8))).toBeLessThan(1e-3);
   });
 
+  it('gradient checkpointing (config key, or switched on at --resume) gives the same losses', async () => {
+    const o = { ...quiet, data, backend: 'onnxruntime' as const };
+    const plain = await trainDdpm({
+      ...o,
+      config: TINY_DDPM,
+      out: join(root, 'c-plain'),
+      iters: 6,
+    });
+    const config = structuredClone(TINY_DDPM);
+    config.model!.unet!.use_checkpoint = true;
+    const ck = await trainDdpm({ ...o, config, out: join(root, 'c-key'), iters: 6 });
+    expect(maxRel(ck.losses, plain.losses)).toBeLessThan(1e-5);
+    // a run started without it switches it on when resumed; the checkpoint's config says so
+    const part = join(root, 'c-resumed');
+    await trainDdpm({ ...o, config: TINY_DDPM, out: part, iters: 3 });
+    const rest = await trainDdpm({
+      ...o,
+      out: part,
+      resume: true,
+      iters: 6,
+      gradientCheckpointing: true,
+    });
+    expect(maxRel(rest.losses, plain.losses.slice(3))).toBeLessThan(1e-5);
+    const saved = loadCheckpoint(rest.checkpoint!, 'ddpm').config as {
+      model: { unet: { use_checkpoint?: boolean } };
+    };
+    expect(saved.model.unet.use_checkpoint).toBe(true);
+  });
+
   it('--resume from a stripped checkpoint (no optimizer state) continues with a fresh Adam', async () => {
     const o = { ...quiet, config: TINY_DDPM, data, backend: 'onnxruntime' as const };
     const part = join(root, 's-part');

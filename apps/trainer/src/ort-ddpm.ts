@@ -62,6 +62,8 @@ export interface OrtDdpmOptions {
   condition?: number;
   /** var_type learned_range: lambda T, the weight of vb in the hybrid loss; absent: none. */
   vbWeight?: number;
+  /** Gradient checkpointing: recompute each ResnetBlocWithAttn in the backward pass. */
+  checkpoint?: boolean;
   /** Starting weights (PyTorch layouts, every UNet parameter). */
   weights: TorchWeights;
   optimizer: { type: 'adam' | 'adamw'; lr: number };
@@ -81,7 +83,7 @@ export class OrtDdpmEngine {
   static async create(o: OrtDdpmOptions): Promise<OrtDdpmEngine> {
     const graph = buildDdpmTrainGraph(o.unet, {
       ...{ batch: o.batch, size: o.crop, loss: o.loss },
-      ...{ target: o.target, condition: o.condition },
+      ...{ target: o.target, condition: o.condition, checkpoint: o.checkpoint },
       learnedRange: o.vbWeight === undefined ? undefined : { vbWeight: o.vbWeight },
     });
     for (const p of o.unet.params())

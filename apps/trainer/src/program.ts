@@ -122,6 +122,10 @@ export function registerDdpmCommand(program: Command, exit: ExitState = { code: 
       'sampling steps of the validation grid (default 50)',
       int('--sample-steps', 1),
     )
+    .option(
+      '--gradient-checkpointing',
+      'recompute activations in the backward pass: less memory, slower steps (model.unet.use_checkpoint; onnxruntime backend; may be switched on at --resume)',
+    )
     .addHelpText(
       'after',
       `
@@ -137,6 +141,7 @@ Examples:
           iters: o.iters as number | undefined,
           workers: o.workers as number | undefined,
           sampleSteps: o.sampleSteps as number | undefined,
+          gradientCheckpointing: o.gradientCheckpointing === true ? true : undefined,
         }),
       );
     });

@@ -132,7 +132,12 @@ describe('buildDdpmTrainGraph options of the DDPM variants', () => {
  * learned_range: the hybrid loss L_simple + lambda T vb, its vb and every gradient of the
  * ORT graph equal @dif-fusion/diffusion's tfjs pLossTerms (the discrete level of t).
  */
-async function compareLearned(t: number, meanType: MeanType, loss: 'l1' | 'l2') {
+async function compareLearned(
+  t: number,
+  meanType: MeanType,
+  loss: 'l1' | 'l2',
+  checkpoint = false,
+) {
   await tf.setBackend('cpu');
   const unet = tiny(0.2, { out_channel: 8 });
   const schedule = new NoiseSchedule({
@@ -153,7 +158,7 @@ async function compareLearned(t: number, meanType: MeanType, loss: 'l1' | 'l2') 
   const weights: TorchWeights = store.toTorch();
   const vbWeight = 0.001 * schedule.numTimesteps;
   const graph = buildDdpmTrainGraph(unet, {
-    ...{ batch: b, size: s, loss, dropout: true, target: meanType !== 'epsilon' },
+    ...{ batch: b, size: s, loss, dropout: true, target: meanType !== 'epsilon', checkpoint },
     learnedRange: { vbWeight },
   });
   const rng = new Rng(3);
@@ -226,8 +231,8 @@ describe('learned_range training graph: hybrid loss, vb and every gradient equal
     const r = await compareLearned(1, 'epsilon', 'l2');
     if (process.env.DBG) console.log('t=1', r);
   });
-  it('t = 6 (the KL to the posterior), epsilon, l2', async () => {
-    const r = await compareLearned(6, 'epsilon', 'l2');
+  it('t = 6 (the KL to the posterior), epsilon, l2, gradient checkpointing', async () => {
+    const r = await compareLearned(6, 'epsilon', 'l2', true);
     if (process.env.DBG) console.log('t=6', r);
   });
   it('t = 4, x_start (a target input), l1', async () => {
