@@ -9,7 +9,7 @@
  * typo like `"inner_chanel": 8` cannot silently train a model at the default width.
  */
 import { readFileSync } from 'node:fs';
-import { MEAN_TYPES, VAR_TYPES } from '@dif-fusion/diffusion';
+import { MEAN_TYPES, VAR_TYPES, type VarType } from '@dif-fusion/diffusion';
 import { parseJsonWithComments } from '@dif-fusion/fusion-head';
 import { BETA_SCHEDULES } from '@dif-fusion/schedules';
 import { attentionChannels } from '@dif-fusion/unet';
@@ -95,8 +95,14 @@ const diffusion = z.strictObject({
   loss: z.enum(['l1', 'l2'], 'must be l1 or l2').optional(),
   /** What the UNet predicts (pytorch-ddpm's mean_type; default epsilon). */
   mean_type: z.enum(MEAN_TYPES, `must be one of ${MEAN_TYPES.join(', ')}`).optional(),
-  /** The ancestral sampler's variance (pytorch-ddpm's var_type; default fixedsmall). */
+  /**
+   * The ancestral sampler's variance (pytorch-ddpm's var_type; default fixedsmall);
+   * `learned_range` (Improved DDPM): the UNet also outputs the variance (2 x out_channel
+   * channels internally) and trains with the hybrid loss.
+   */
   var_type: z.enum(VAR_TYPES, `must be one of ${VAR_TYPES.join(', ')}`).optional(),
+  /** lambda of the hybrid loss L_simple + lambda T vb (learned_range; default 0.001). */
+  vlb_weight: nonNeg().optional(),
   /**
    * SR3's image-conditional mode: the infrared image (1 channel) is the condition,
    * concatenated before the noisy visible RGB (3 channels); the UNet predicts 3 channels.
@@ -159,6 +165,12 @@ const ddpmSchema = z
         message: d.conditional
           ? 'must be 3 with model.diffusion.conditional (the visible RGB is predicted)'
           : 'must be 4 (visible RGB + infrared)',
+      });
+    if (d.vlb_weight !== undefined && d.var_type !== 'learned_range')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model', 'diffusion', 'vlb_weight'],
+        message: 'needs model.diffusion.var_type: "learned_range" (the only learned variance)',
       });
     if (d.drop_prob && !d.conditional)
       ctx.addIssue({
@@ -463,19 +475,20 @@ export function ddpmSamplingOf(
 }
 
 /**
- * The UNet block (validated strictly) and training schedule of a DDPM checkpoint's config
- * for the fusion features (an unconditional DDPM); see {@link ddpmSamplingOf}.
+ * The UNet block (validated strictly), training schedule and var type (learned_range
+ * doubles the final conv, whose weights must load) of a DDPM checkpoint's config for the
+ * fusion features (an unconditional DDPM); see {@link ddpmSamplingOf}.
  */
 export function ddpmModelOf(
   config: unknown,
   source: string,
-): { unet: UnetJson; schedule?: BetaScheduleJson } {
+): { unet: UnetJson; schedule?: BetaScheduleJson; varType?: VarType } {
   const m = ddpmSamplingOf(config, source);
   if (m.unet.out_channel !== 4)
     throw new UserError(
       `${source}: a conditional DDPM (out_channel ${m.unet.out_channel}) gives no fusion features; use an unconditional one`,
     );
-  return { unet: m.unet, schedule: m.schedule };
+  return { unet: m.unet, schedule: m.schedule, varType: m.diffusion.var_type };
 }
 
 /** The head's LR scheduler block (reference spelling `sheduler` or `scheduler`). */

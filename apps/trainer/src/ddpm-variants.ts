@@ -15,6 +15,7 @@ export function diffusionOptionsOf(d: DdpmConfig['model']['diffusion']): Gaussia
     loss: d.loss,
     meanType: d.mean_type,
     varType: d.var_type,
+    vlbWeight: d.vlb_weight,
     conditional: d.conditional ?? false,
   };
 }

@@ -13,7 +13,13 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendName } from '@dif-fusion/backends';
-import { DEFAULT_DIFFUSION_LOSS, GaussianDiffusion, trainingTarget } from '@dif-fusion/diffusion';
+import {
+  DEFAULT_DIFFUSION_LOSS,
+  GaussianDiffusion,
+  learnsVariance,
+  trainingLevels,
+  trainingTarget,
+} from '@dif-fusion/diffusion';
 import type { TrainingSampler } from '@dif-fusion/io';
 import {
   Adam,
@@ -23,7 +29,7 @@ import {
   type TorchWeights,
   TrainOps,
 } from '@dif-fusion/nn';
-import type { AdamF32 } from '@dif-fusion/onnx/train';
+import { type AdamF32, vbCoefs } from '@dif-fusion/onnx/train';
 import { deriveSeed, drawDdpmStep, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, networkWeights } from './checkpoint';
@@ -52,7 +58,7 @@ import {
   startBackend,
   type TrainBackend,
 } from './session';
-import { type StepArgs, WorkerPool } from './workers';
+import { type ShardResult, type StepArgs, WorkerPool } from './workers';
 
 export type { TrainBackend, TrainResult };
 
@@ -130,7 +136,7 @@ async function buildModel(
 ): Promise<DdpmModel> {
   const { resolution: crop, batch_size: batch } = cfg.datasets.train;
   const schedule = new NoiseSchedule(cfg.model.beta_schedule.train);
-  const denoiser = buildDenoiser(cfg.model.unet, crop);
+  const denoiser = buildDenoiser(cfg.model.unet, crop, { varType: cfg.model.diffusion.var_type });
   if (!ckpt)
     say('initialising the weights (orthogonal, as the reference; up to a minute for large UNets)');
   const optimCfg = { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr };
@@ -151,6 +157,9 @@ async function buildModel(
       ...{ unet: denoiser.unet, batch, crop, loss, optimizer: optimCfg },
       target: diffusion.meanType !== 'epsilon',
       condition: diffusion.conditional ? CONDITION_CHANNELS : 0,
+      vbWeight: learnsVariance(diffusion.varType)
+        ? diffusion.vlbWeight * schedule.numTimesteps
+        : undefined,
       checkpoint: cfg.model.unet.use_checkpoint ?? false,
       weights: ckpt ? checkpointWeights(denoiser, ckpt) : initWeights(denoiser.params, seed),
       ...{ optimizerState: ckpt?.optimizer, device: opts.device, threads: opts.threads },
@@ -183,7 +192,9 @@ function drawBatch(m: DdpmModel, pairs: Float32Array, batch: number) {
   const x = split?.x ?? pairs;
   const draws = drawDdpmStep(m.schedule, m.rng, batch, x.length);
   const condition = split && dropConditions(split.condition, batch, m.dropProb, draws.stepSeed);
-  return { x, condition: condition ?? undefined, ...draws };
+  // learned_range trains on the discrete level of t (see trainingLevels); others as drawn
+  const levels = trainingLevels(m.schedule, m.diffusion.varType, draws.t, draws.levels);
+  return { x, condition: condition ?? undefined, ...draws, levels };
 }
 
 /** Data-parallel threads: --workers (default min(cores, 2)) on tfjs; ORT parallelises each op. */
@@ -256,12 +267,13 @@ function ddpmStep(
       batch,
     );
     const denom = x.length; // B*C*H*W: the reference's mean
-    const { loss, grads } = pool
+    const { loss, vb, grads } = pool
       ? await pool.step({ x, levels, noise, stepSeed, batch, denom, t, condition, main: shard })
       : shard(x, levels, noise, stepSeed, 0, batch, denom, t, condition);
     return {
       loss,
-      record: { loss, lr: optimizerOf(m).lr },
+      record: { loss, ...(vb === undefined ? {} : { vb }), lr: optimizerOf(m).lr },
+      note: vbNote(vb),
       commit: () => {
         m.optimizer?.apply(grads);
         pool?.apply();
@@ -276,6 +288,10 @@ function ddpmStep(
   };
 }
 
+/** The progress line's bound term (learned_range: vb in bits per dimension). */
+const vbNote = (vb: number | undefined) =>
+  vb === undefined ? undefined : `vb ${vb.toPrecision(4)} bits/dim`;
+
 /** The ONNX Runtime step: the same draws, loss and gradients from the UNet's training graph. */
 function ortDdpmStep(
   m: DdpmModel,
@@ -284,16 +300,19 @@ function ortDdpmStep(
   batch: number,
 ): StepFn {
   const meanType = m.diffusion.meanType;
+  const learned = learnsVariance(m.diffusion.varType);
   return async () => {
     const d = drawBatch(m, (await sampler.next()).img, batch);
     const target = meanType === 'epsilon' ? undefined : trainingTarget(m.schedule, meanType, d);
-    const { loss, grads } = await ort.lossAndGrads(d.x, d.levels, d.noise, d.stepSeed, {
+    const { loss, vb, grads } = await ort.lossAndGrads(d.x, d.levels, d.noise, d.stepSeed, {
       target,
       condition: d.condition,
+      vbCoefs: learned ? vbCoefs(m.diffusion.chain(), meanType, d.t) : undefined,
     });
     return {
       loss,
-      record: { loss, lr: ort.optimizer.lr },
+      record: { loss, ...(vb === undefined ? {} : { vb }), lr: ort.optimizer.lr },
+      note: vbNote(vb),
       commit: () => {
         ort.optimizer.apply(grads);
         m.ema?.update(ort.weights);
@@ -465,25 +484,32 @@ export function shardLossAndGrads(
     /** The slice's condition images (conditional mode), NCHW. */
     condition?: Float32Array;
   },
-): { loss: number; grads: Map<string, tf.Tensor> } {
+): ShardResult {
   const { n, crop } = a;
   const nhwc = (v: Float32Array) =>
     tf.transpose(tf.tensor(v, [n, v.length / (n * crop * crop), crop, crop]), [0, 2, 3, 1]);
   const names = store.names();
   const vars = names.map((k) => store.get(k));
+  let vb: number | undefined;
   const { value, grads } = tf.tidy(() => {
     const x = nhwc(a.x);
     const noise = nhwc(a.noise);
     const condition = a.condition && nhwc(a.condition);
     const ops = new TrainOps(store, { conv2d, stepSeed: a.stepSeed, sampleOffset: a.offset });
-    return tf.variableGrads(
-      () => diffusion.pLosses(ops, x, { levels: a.levels, noise, t: a.t, condition }, a.denom),
-      vars,
-    );
+    return tf.variableGrads(() => {
+      const terms = diffusion.pLossTerms(
+        ops,
+        x,
+        { levels: a.levels, noise, t: a.t, condition },
+        a.denom,
+      );
+      if (terms.vb) vb = terms.vb.dataSync()[0];
+      return terms.loss;
+    }, vars);
   });
   const loss = value.dataSync()[0];
   value.dispose();
   const out = new Map<string, tf.Tensor>();
   for (const [i, k] of names.entries()) out.set(k, grads[vars[i].name]);
-  return { loss, grads: out };
+  return { loss, vb, grads: out };
 }

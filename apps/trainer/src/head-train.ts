@@ -164,14 +164,14 @@ function frozenDdpm(
   ema = false,
 ): FrozenDdpm {
   const ckpt = loadCheckpoint(path, 'ddpm', { ema });
-  const { unet, schedule: ddpmSchedule } = ddpmModelOf(ckpt.config, ckpt.path);
+  const { unet, schedule: ddpmSchedule, varType } = ddpmModelOf(ckpt.config, ckpt.path);
   const crop = cfg.datasets.train.resolution;
   const levels = unet.channel_multiplier.length - 1;
   if (crop % 2 ** levels !== 0)
     throw new UserError(
       `crop ${crop} must be a multiple of ${2 ** levels} for this DDPM (${levels + 1} levels)`,
     );
-  const denoiser = buildDenoiser(unet, crop);
+  const denoiser = buildDenoiser(unet, crop, { varType });
   // On ONNX Runtime the head's graph holds the DDPM: tfjs keeps no copy of its weights.
   const onOrt = backend === 'onnxruntime';
   const store = onOrt

@@ -5,7 +5,9 @@
 import {
   GaussianDiffusion,
   type GaussianDiffusionOptions,
+  learnsVariance,
   type SamplerName,
+  type VarType,
 } from '@dif-fusion/diffusion';
 import { type ParamSpec, TfOps, type TfParamSource } from '@dif-fusion/nn';
 import type { NoiseSchedule, Rng } from '@dif-fusion/schedules';
@@ -16,6 +18,8 @@ import type { UnetJson } from './config';
 export interface Denoiser {
   readonly unet: UNet;
   readonly config: UNetConfig;
+  /** Channels of the data (the config's out_channel; the UNet has twice them with learned_range). */
+  readonly dataChannels: number;
   readonly params: ParamSpec[];
   /** Noise prediction for NHWC `[N,H,W,4]` at levels `[N,1]`. */
   eps(ops: TfOps, xNoisy: tf.Tensor, level: tf.Tensor): tf.Tensor;
@@ -31,20 +35,35 @@ export interface Denoiser {
   ): (tf.Tensor | undefined)[];
 }
 
-/**
- * The UNet of a `model.unet` block. `init` decides the spec of fresh weights: `orthogonal`
- * (default) as the official training script (`init_weights(netG, init_type='orthogonal')`).
- */
+export interface DenoiserOptions {
+  /**
+   * The spec of fresh weights: `orthogonal` (default) as the official training script
+   * (`init_weights(netG, init_type='orthogonal')`), or PyTorch's `torch` default.
+   */
+  init?: 'torch' | 'orthogonal';
+  /**
+   * `model.diffusion.var_type`: with `learned_range` the UNet's final conv has twice
+   * `out_channel` outputs ([mean output, v], improved-diffusion's `learn_sigma`); the
+   * `model.unet` block keeps the data's channel count.
+   */
+  varType?: VarType;
+}
+
+/** The UNet of a `model.unet` block (and the `model.diffusion` var type it serves). */
 export function buildDenoiser(
   u: UnetJson,
   imageSize: number,
-  init: 'torch' | 'orthogonal' = 'orthogonal',
+  options: DenoiserOptions = {},
 ): Denoiser {
-  const config = unetConfigFromReference(u, imageSize);
-  const unet = new UNet(config, { init });
+  const base = unetConfigFromReference(u, imageSize);
+  const config = learnsVariance(options.varType)
+    ? { ...base, out_channel: 2 * base.out_channel }
+    : base;
+  const unet = new UNet(config, { init: options.init ?? 'orthogonal' });
   return {
     unet,
     config,
+    dataChannels: base.out_channel,
     params: unet.params(),
     eps: (ops, x, level) => unet.forward(ops, x, level),
     features: (ops, x, level, minDecoderIndex = 0) =>
@@ -82,7 +101,7 @@ export async function sampleImages(
 ): Promise<Float32Array> {
   const { n, size } = options;
   const ops = new TfOps(params, { training: false });
-  const c = denoiser.config.out_channel;
+  const c = denoiser.dataChannels;
   const condition =
     options.condition &&
     tf.transpose(

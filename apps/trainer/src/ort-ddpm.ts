@@ -60,6 +60,8 @@ export interface OrtDdpmOptions {
   target?: boolean;
   /** Channels of the condition concatenated before x_t (conditional mode); 0: none. */
   condition?: number;
+  /** var_type learned_range: lambda T, the weight of vb in the hybrid loss; absent: none. */
+  vbWeight?: number;
   /** Gradient checkpointing: recompute each ResnetBlocWithAttn in the backward pass. */
   checkpoint?: boolean;
   /** Starting weights (PyTorch layouts, every UNet parameter). */
@@ -82,6 +84,7 @@ export class OrtDdpmEngine {
     const graph = buildDdpmTrainGraph(o.unet, {
       ...{ batch: o.batch, size: o.crop, loss: o.loss },
       ...{ target: o.target, condition: o.condition, checkpoint: o.checkpoint },
+      learnedRange: o.vbWeight === undefined ? undefined : { vbWeight: o.vbWeight },
     });
     for (const p of o.unet.params())
       if (!o.weights.has(p.name)) throw new Error(`weights lack ${p.name}`);
@@ -105,18 +108,19 @@ export class OrtDdpmEngine {
     levels: Float32Array,
     noise: Float32Array,
     stepSeed: number,
-    extra: { target?: Float32Array; condition?: Float32Array } = {},
-  ): Promise<{ loss: number; grads: Map<string, Float32Array> }> {
+    extra: { target?: Float32Array; condition?: Float32Array; vbCoefs?: Float32Array } = {},
+  ): Promise<{ loss: number; vb?: number; grads: Map<string, Float32Array> }> {
     const feeds = {
       x,
       noise,
       level: levels,
       ...(extra.target ? { target: extra.target } : {}),
       ...(extra.condition ? { condition: extra.condition } : {}),
+      ...(extra.vbCoefs ? { vb_coefs: extra.vbCoefs } : {}),
       ...dropoutMasks(this.session.graph.dropout, stepSeed),
     };
     const r = await this.session.run(this.params, feeds);
-    return { loss: r.scalars.loss, grads: r.grads };
+    return { loss: r.scalars.loss, vb: r.scalars.vb, grads: r.grads };
   }
 
   async release(): Promise<void> {

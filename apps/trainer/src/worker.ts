@@ -23,7 +23,7 @@ port.on('message', async (m: any) => {
     if (m.type === 'init') {
       const init = m.init as WorkerInit;
       const backend = await useBackend(init.backend);
-      const denoiser = buildDenoiser(init.unet, init.crop);
+      const denoiser = buildDenoiser(init.unet, init.crop, { varType: init.diffusion?.varType });
       diffusion = new GaussianDiffusion(denoiser.unet, NoiseSchedule.fromJSON(init.schedule), {
         ...init.diffusion,
         loss: init.lossType,
@@ -40,7 +40,9 @@ port.on('message', async (m: any) => {
       const r = shardLossAndGrads(diffusion, store, conv2d, { ...m, crop });
       const flat = flatten(names.map((n) => r.grads.get(n)!));
       tf.dispose([...r.grads.values()]);
-      port.postMessage({ type: 'grads', loss: r.loss, grads: flat }, [flat.buffer as ArrayBuffer]);
+      port.postMessage({ type: 'grads', loss: r.loss, vb: r.vb, grads: flat }, [
+        flat.buffer as ArrayBuffer,
+      ]);
     } else if (m.type === 'apply') {
       const grads = unflatten(m.grads as Float32Array, names, shapes);
       optimizer.apply(grads);

@@ -49,7 +49,14 @@ export interface StepArgs {
     denom: number,
     t: number,
     condition?: Float32Array,
-  ) => { loss: number; grads: Map<string, tf.Tensor> };
+  ) => ShardResult;
+}
+
+/** A shard's loss and gradients, and its share of the bound term vb (learned_range). */
+export interface ShardResult {
+  loss: number;
+  vb?: number;
+  grads: Map<string, tf.Tensor>;
 }
 
 /** Path of the compiled worker script (dist/worker.js), also when running from sources. */
@@ -141,14 +148,20 @@ export class WorkerPool {
   }
 
   /** Loss and summed gradients of a whole batch, computed across the threads. */
-  async step(a: StepArgs): Promise<{ loss: number; grads: Map<string, tf.Tensor> }> {
+  async step(a: StepArgs): Promise<ShardResult> {
     const per = a.x.length / a.batch;
     const cper = (a.condition?.length ?? 0) / a.batch;
     const slices = splitBatch(a.batch, this.size);
     const replies = this.threads.map((w, k) => {
       const [off, n] = slices[k + 1];
-      return new Promise<{ loss: number; grads: Float32Array }>((res, rej) => {
-        const onMsg = (m: { type: string; loss: number; grads: Float32Array; error?: string }) => {
+      return new Promise<{ loss: number; vb?: number; grads: Float32Array }>((res, rej) => {
+        const onMsg = (m: {
+          type: string;
+          loss: number;
+          vb?: number;
+          grads: Float32Array;
+          error?: string;
+        }) => {
           w.off('error', rej);
           if (m.type === 'grads') res(m);
           else rej(new Error(`worker error: ${m.error}`));
@@ -186,13 +199,15 @@ export class WorkerPool {
     const sum = flatten(this.names.map((n) => mine.grads.get(n)!));
     tf.dispose([...mine.grads.values()]);
     let loss = mine.loss;
+    let vb = mine.vb;
     for (const o of others) {
       loss += o.loss;
+      if (vb !== undefined) vb += o.vb ?? 0;
       const g = o.grads;
       for (let i = 0; i < sum.length; i++) sum[i] += g[i];
     }
     this.pending = sum;
-    return { loss, grads: unflatten(sum, this.names, this.shapes) };
+    return { loss, vb, grads: unflatten(sum, this.names, this.shapes) };
   }
 
   /** Send the summed gradients of the last step to the workers, which apply the same update. */

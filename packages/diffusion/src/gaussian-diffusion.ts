@@ -20,12 +20,17 @@ export { fusionNoise };
 import type { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
+import { DEFAULT_VLB_WEIGHT, stopGradient, vbTerm } from './learned-variance';
 import {
   type ChainCoefficients,
   chainCoefficients,
   DEFAULT_MEAN_TYPE,
   DEFAULT_VAR_TYPE,
+  type FixedVarType,
+  learnedRange,
+  learnsVariance,
   type MeanType,
+  modelMeanCoefs,
   noiseFromStartCoefs,
   startFromNoiseCoefs,
   startFromPrevCoefs,
@@ -45,8 +50,17 @@ export interface GaussianDiffusionOptions {
   loss?: DiffusionLoss;
   /** What the denoiser predicts (config `model.diffusion.mean_type`, default `epsilon`). */
   meanType?: MeanType;
-  /** The reverse variance of ancestral sampling (config `model.diffusion.var_type`). */
+  /**
+   * The reverse variance of ancestral sampling (config `model.diffusion.var_type`);
+   * `learned_range`: the denoiser outputs [mean output, v] (twice the data's channels) and
+   * trains with the hybrid loss (see ./learned-variance.ts).
+   */
   varType?: VarType;
+  /**
+   * lambda of the hybrid loss L_simple + lambda T vb (config `model.diffusion.vlb_weight`,
+   * default 0.001 as Improved DDPM); `learned_range` only.
+   */
+  vlbWeight?: number;
   /**
    * SR3's image-conditional mode (config `model.diffusion.conditional`): the denoiser sees
    * the condition image concatenated before x on the channel axis (the reference's
@@ -130,7 +144,7 @@ export interface LossDraws {
   levels: Float32Array;
   /** Standard normal noise, NHWC like x0. */
   noise: tf.Tensor;
-  /** The batch's time step 1..T (needed by mean_type `x_prev`). */
+  /** The batch's time step 1..T (needed by mean_type `x_prev` and var_type `learned_range`). */
   t?: number;
   /** The condition image (conditional mode), NHWC; zeros where condition dropout dropped it. */
   condition?: tf.Tensor;
@@ -140,10 +154,35 @@ export interface LossDraws {
 const axpby = (a: number, x: tf.Tensor, b: number, y: tf.Tensor): tf.Tensor =>
   tf.add(tf.mul(x, a), tf.mul(y, b));
 
+/** The terms of a training loss: the loss, and the bound term vb in bits (learned_range). */
+export interface LossTerms {
+  loss: tf.Scalar;
+  /** vb (mean over the elements, / ln 2) before its weight lambda T; learned_range only. */
+  vb?: tf.Scalar;
+}
+
+/**
+ * The noise levels a batch trains on: SR3's continuous levels, except with `learned_range`,
+ * whose bound term needs the posterior of a discrete step: every sample then sits at
+ * sqrt(a_{t-1}) (= sqrt_alphas_cumprod_prev[t], the level the sampler evaluates step t at),
+ * as Improved DDPM trains. The continuous draws are still made (and discarded), so the
+ * training Rng stream is the same for every var_type.
+ */
+export function trainingLevels(
+  schedule: NoiseSchedule,
+  varType: VarType,
+  t: number,
+  levels: Float32Array,
+): Float32Array {
+  if (!learnsVariance(varType)) return levels;
+  return new Float32Array(levels.length).fill(schedule.sqrtAlphasCumprodPrev[t]);
+}
+
 export class GaussianDiffusion {
   readonly loss: DiffusionLoss;
   readonly meanType: MeanType;
   readonly varType: VarType;
+  readonly vlbWeight: number;
   readonly conditional: boolean;
   private fullChain: ChainCoefficients | null = null;
 
@@ -155,6 +194,7 @@ export class GaussianDiffusion {
     this.loss = options.loss ?? DEFAULT_DIFFUSION_LOSS;
     this.meanType = options.meanType ?? DEFAULT_MEAN_TYPE;
     this.varType = options.varType ?? DEFAULT_VAR_TYPE;
+    this.vlbWeight = options.vlbWeight ?? DEFAULT_VLB_WEIGHT;
     this.conditional = options.conditional ?? false;
   }
 
@@ -185,13 +225,47 @@ export class GaussianDiffusion {
    * inside `tf.variableGrads` / `tf.tidy`.
    */
   pLosses(ops: TfOps, xStart: tf.Tensor, draws: LossDraws, denom = xStart.size): tf.Scalar {
+    return this.pLossTerms(ops, xStart, draws, denom).loss;
+  }
+
+  /**
+   * {@link pLosses} with its terms. `learned_range` (Improved DDPM eq. 16): the levels are
+   * the discrete sqrt(a_{t-1}) (see {@link trainingLevels}), the denoiser's output splits into
+   * the mean output (first C channels, trained by L_simple above) and v (last C), and
+   * loss = L_simple + lambda T vb with vb = sum(L_{t-1} / ln 2) / denom (see
+   * ./learned-variance.ts), the model mean taken from the mean output under a stop-gradient.
+   */
+  pLossTerms(ops: TfOps, xStart: tf.Tensor, draws: LossDraws, denom = xStart.size): LossTerms {
     const n = xStart.shape[0];
-    const level = tf.tensor2d(draws.levels, [n, 1]);
+    const learned = learnsVariance(this.varType);
+    const t = draws.t;
+    if (learned && t === undefined)
+      throw new Error('pLosses: var_type learned_range needs the draws of t');
+    const levels = learned
+      ? trainingLevels(this.schedule, this.varType, t!, draws.levels)
+      : draws.levels;
+    const level = tf.tensor2d(levels, [n, 1]);
     const xNoisy = qSample(xStart, level, draws.noise);
-    const out = this.denoise(ops, xNoisy, level, draws.condition);
+    const raw = this.denoise(ops, xNoisy, level, draws.condition);
+    const [out, v] = learned ? tf.split(raw, 2, 3) : [raw, null];
     const diff = tf.sub(this.lossTarget(xStart, xNoisy, draws), out);
     const per = this.loss === 'l1' ? tf.abs(diff) : tf.square(diff);
-    return tf.div(tf.sum(per), denom) as tf.Scalar;
+    const simple = tf.div(tf.sum(per), denom) as tf.Scalar;
+    if (!v) return { loss: simple };
+    const c = this.chain();
+    const i = t! - 1;
+    const [p, q] = modelMeanCoefs(c, this.meanType, i);
+    const r = learnedRange(c, i);
+    const term = vbTerm({
+      i,
+      x0: xStart,
+      trueMean: axpby(c.posteriorMeanCoef1[i], xStart, c.posteriorMeanCoef2[i], xNoisy),
+      trueLogVariance: c.posteriorLogVarianceClipped[i],
+      modelMean: axpby(p, xNoisy, q, stopGradient(out)),
+      modelLogVariance: tf.add(r.mid, tf.mul(v, r.half)),
+    });
+    const vb = tf.div(tf.sum(term), denom) as tf.Scalar;
+    return { loss: tf.add(simple, tf.mul(vb, this.vlbWeight * this.numTimesteps)), vb };
   }
 
   private lossTarget(xStart: tf.Tensor, xNoisy: tf.Tensor, draws: LossDraws): tf.Tensor {
@@ -247,14 +321,33 @@ export class GaussianDiffusion {
     t: number,
     clipDenoised = true,
     condition?: tf.Tensor,
-  ): { mean: tf.Tensor; logVariance: number; xStart: tf.Tensor } {
+  ): { mean: tf.Tensor; logVariance: number | tf.Tensor; xStart: tf.Tensor } {
     const c = this.chain();
     const level = Math.sqrt(c.alphasCumprod[t]);
     return tf.tidy(() => {
-      const out = this.denoise(ops, x, tf.fill([x.shape[0], 1], level), condition);
+      const [out, logVariance] = this.splitOutput(
+        c,
+        t,
+        this.denoise(ops, x, tf.fill([x.shape[0], 1], level), condition),
+      );
       const { xStart, mean } = this.fromOutput(c, t, x, out, clipDenoised);
-      return { mean, logVariance: c.logVariance[this.varType][t], xStart };
-    }) as { mean: tf.Tensor; logVariance: number; xStart: tf.Tensor };
+      return { mean, logVariance, xStart };
+    }) as { mean: tf.Tensor; logVariance: number | tf.Tensor; xStart: tf.Tensor };
+  }
+
+  /**
+   * The denoiser's output at chain index i as [mean output, log variance]: the fixed var
+   * types' number, or learned_range's per-element mid_i + half_i v from the last C channels.
+   */
+  private splitOutput(
+    c: ChainCoefficients,
+    i: number,
+    raw: tf.Tensor,
+  ): [tf.Tensor, number | tf.Tensor] {
+    if (this.varType !== 'learned_range') return [raw, c.logVariance[this.varType][i]];
+    const [out, v] = tf.split(raw, 2, 3);
+    const r = learnedRange(c, i);
+    return [out, tf.add(r.mid, tf.mul(v, r.half))];
   }
 
   /** x_0 and the posterior mean from the denoiser's output at chain index i. */
@@ -286,14 +379,18 @@ export class GaussianDiffusion {
   pSample(ops: TfOps, x: tf.Tensor, t: number, rng: Rng, clipDenoised = true): tf.Tensor {
     const { mean, logVariance, xStart } = this.pMeanVariance(ops, x, t, clipDenoised);
     xStart.dispose();
-    if (t === 0) return mean;
-    const out = tf.tidy(() =>
-      tf.add(
-        mean,
-        tf.mul(tf.tensor(rng.normalArray(x.size), x.shape), Math.exp(0.5 * logVariance)),
-      ),
-    );
-    mean.dispose();
+    if (t === 0) {
+      if (typeof logVariance !== 'number') logVariance.dispose();
+      return mean;
+    }
+    const out = tf.tidy(() => {
+      const sd =
+        typeof logVariance === 'number'
+          ? Math.exp(0.5 * logVariance)
+          : tf.exp(tf.mul(logVariance, 0.5));
+      return tf.add(mean, tf.mul(tf.tensor(rng.normalArray(x.size), x.shape), sd));
+    });
+    tf.dispose([mean, logVariance as tf.Tensor]);
     return out;
   }
 
@@ -316,11 +413,14 @@ export class GaussianDiffusion {
    * The samplers: x_T ~ N(0, I) from `rng`, then for each kept step i (descending), the
    * denoiser at level sqrt(a_i) (SR3's level) and
    * - `ancestral` (Ho et al. Algorithm 2): x_{i-1} = mu(x_0, x_i) + exp(0.5 log var_i) z,
-   *   mean and variance per mean_type / var_type, no noise at i = 0;
+   *   mean and variance per mean_type / var_type (learned_range: per element,
+   *   log var_i = mid_i + half_i v from the chain's own betas, so a respaced chain
+   *   interpolates between its respaced beta_i and v~_i), no noise at i = 0;
    * - `ddim` (Song et al. 2021, eq. 12): x_{i-1} = sqrt(a_{i-1}) x_0
    *   + sqrt(1 - a_{i-1} - s_i^2) eps + s_i z, with
    *   s_i = eta sqrt((1 - a_{i-1}) / (1 - a_i)) sqrt(1 - a_i / a_{i-1}) and eps re-derived
    *   from the (clipped) x_0; z is drawn only where s_i > 0, so eta = 0 is deterministic given x_T.
+   *   DDIM ignores a learned variance (it reads the mean output only).
    * Fewer `steps` than T respace the chain (the betas between kept steps merged so
    * alphas_cumprod match). Returns x_0 NHWC.
    */
@@ -347,18 +447,33 @@ export class GaussianDiffusion {
     for (let i = c.betas.length - 1; i >= 0; i--) {
       const a = c.alphasCumprod[i];
       const aPrev = c.alphasCumprodPrev[i];
+      const learned = sampler === 'ancestral' && learnsVariance(this.varType);
       const sigma =
         sampler === 'ddim'
           ? eta * Math.sqrt((1 - aPrev) / (1 - a)) * Math.sqrt(1 - a / aPrev)
           : i > 0
-            ? Math.exp(0.5 * c.logVariance[this.varType][i])
+            ? learned
+              ? 1 // the per-element sigma comes from the network below
+              : Math.exp(0.5 * c.logVariance[this.varType as FixedVarType][i])
             : 0;
       const z = sigma > 0 ? rng.normalArray(x.size) : null;
       const next = tf.tidy(() => {
         const level = tf.fill([n, 1], Math.sqrt(a));
-        let out = this.denoise(ops, x, level, options.condition);
-        if (w !== 0 && options.condition)
-          out = axpby(1 + w, out, -w, this.denoise(ops, x, level, tf.zerosLike(options.condition)));
+        // learned_range: guidance mixes the mean outputs; v is the conditional pass's.
+        const [cond, logVariance] = this.splitOutput(
+          c,
+          i,
+          this.denoise(ops, x, level, options.condition),
+        );
+        let out = cond;
+        if (w !== 0 && options.condition) {
+          const [uncond] = this.splitOutput(
+            c,
+            i,
+            this.denoise(ops, x, level, tf.zerosLike(options.condition)),
+          );
+          out = axpby(1 + w, cond, -w, uncond);
+        }
         const { xStart, mean } = this.fromOutput(c, i, x, out, clip);
         let y: tf.Tensor;
         if (sampler === 'ddim') {
@@ -366,7 +481,10 @@ export class GaussianDiffusion {
           const eps = axpby(ea, x, eb, xStart);
           y = axpby(Math.sqrt(aPrev), xStart, Math.sqrt(Math.max(1 - aPrev - sigma ** 2, 0)), eps);
         } else y = mean;
-        return z ? tf.add(y, tf.mul(tf.tensor(z, x.shape), sigma)) : y;
+        if (!z) return y;
+        const sd =
+          learned && typeof logVariance !== 'number' ? tf.exp(tf.mul(logVariance, 0.5)) : sigma;
+        return tf.add(y, tf.mul(tf.tensor(z, x.shape), sd));
       });
       x.dispose();
       x = next;

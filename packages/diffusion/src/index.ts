@@ -1,3 +1,4 @@
 export * from './feature-extractor';
 export * from './gaussian-diffusion';
+export * from './learned-variance';
 export * from './parameterisation';

@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
+import { learnsVariance, type VarType } from '@dif-fusion/diffusion';
 import {
   FusionHead,
   type FusionHeadConfigInput,
@@ -167,20 +168,29 @@ function exportRandomInit(
   });
 }
 
-/** The UNet config of a DDPM checkpoint: its model block, else its training config's. */
+/**
+ * The UNet config of a DDPM checkpoint: its model block, else its training config's; a
+ * `learned_range` DDPM's final conv has twice out_channel outputs (fusion reads decoder
+ * features only, but the weights must load).
+ */
 function ddpmUnetConfig(ddpm: LoadedCheckpoint): UNetConfig {
+  const cfg = ddpm.config as {
+    model?: { unet?: Record<string, unknown>; diffusion?: { var_type?: VarType } };
+    datasets?: { train?: { resolution?: number } };
+  };
+  let c: UNetConfig;
   try {
     const m = ddpm.model;
-    if (m.channel_mults !== undefined || m.channel_multiplier !== undefined)
-      return unetConfigFromReference(m);
-    const cfg = ddpm.config as {
-      model?: { unet?: Record<string, unknown> };
-      datasets?: { train?: { resolution?: number } };
-    };
-    return unetConfigFromReference(cfg.model?.unet ?? {}, cfg.datasets?.train?.resolution);
+    c =
+      m.channel_mults !== undefined || m.channel_multiplier !== undefined
+        ? unetConfigFromReference(m)
+        : unetConfigFromReference(cfg.model?.unet ?? {}, cfg.datasets?.train?.resolution);
   } catch (e) {
     userError(ddpm.path, e);
   }
+  return learnsVariance(cfg.model?.diffusion?.var_type)
+    ? { ...c, out_channel: 2 * c.out_channel }
+    : c;
 }
 
 /** The beta schedule a head checkpoint was trained with. */

@@ -75,7 +75,7 @@ export async function runSample(o: SampleOptions): Promise<string> {
   const seed = o.seed ?? 0;
   const sampler = o.sampler ?? 'ancestral';
   await useBackend(o.backend ?? 'wasm');
-  const denoiser = buildDenoiser(m.unet, size);
+  const denoiser = buildDenoiser(m.unet, size, { varType: m.diffusion.var_type });
   const store = TfParamStore.fromTorch(denoiser.params, ckpt.weights);
   let fixed: { x: Float32Array; condition: Float32Array } | null = null;
   if (conditional) {
@@ -108,7 +108,7 @@ export async function runSample(o: SampleOptions): Promise<string> {
     },
   });
   store.dispose();
-  const c = denoiser.config.out_channel;
+  const c = denoiser.dataChannels;
   const [columns, labels]: [GridColumn[], string[]] = fixed
     ? [
         [

@@ -1,6 +1,10 @@
+import type { Ops } from '@dif-fusion/nn';
 import { ResnetBlock } from '@dif-fusion/unet';
+import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
+import type { Value } from '../graph';
 import { randn, randomWeights, relErr, type TestInput } from '../test-utils';
+import type { GradOps } from './grad-ops';
 import {
   buildGradGraph,
   directional,
@@ -9,6 +13,12 @@ import {
   randomDirection,
   tfGrads,
 } from './grad-test-utils';
+
+/** tfjs's stop-gradient (the diffusion package's, written here to keep the test standalone). */
+const stopGradient = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
+  value: tf.clone(args[0] as tf.Tensor),
+  gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
+})) as (x: tf.Tensor) => tf.Tensor;
 
 const img = (name: string, shape: number[], seed: number, scale = 1): TestInput => ({
   name,
@@ -26,7 +36,7 @@ async function check(
   fn: Fn,
   inputs: TestInput[],
   shapes: Record<string, number[]> = {},
-  o: { tol?: number; h?: number } = {},
+  o: { tol?: number; h?: number; fd?: boolean } = {},
 ) {
   const tol = o.tol ?? 1e-4;
   const weights = randomWeights(shapes, 1000);
@@ -48,6 +58,8 @@ async function check(
     const err = relErr(g, want!);
     expect(err, `gradient of ${name}`).toBeLessThan(tol);
   }
+  // A stop-gradient makes the loss differ from the function the gradient is of.
+  if (o.fd === false) return;
   const fd = (plus.loss - minus.loss) / (2 * h);
   const an = directional(got.grads, dir);
   if (process.env.DBG) console.log('fd', fd, an, got.loss, plus.loss, minus.loss);
@@ -168,6 +180,56 @@ describe('GradOps gradients equal tfjs gradients (1e-4 relative) and finite diff
       (ops, [x, emb]) => block.forward(ops, x, emb),
       [X(), img('emb', [2, 6], 14)],
       shapes,
+    );
+  });
+  it('exp, log, sliceChannels, stopGradient (the learned_range loss maths)', async () => {
+    // Not on the Ops interface: GradOps's own methods, tfjs's functions on the tfjs side.
+    const on = <T>(ops: Ops<T>, g: (o: GradOps) => Value, t: () => tf.Tensor): T =>
+      (ops.kind === 'onnx' ? g(ops as unknown as GradOps) : t()) as T;
+    const ins = [img('x', [2, 8, 6, 10], 15, 0.7)];
+    await check(
+      (ops, [a]) =>
+        on(
+          ops,
+          (o) => o.exp(a as Value),
+          () => tf.exp(a as tf.Tensor),
+        ),
+      ins,
+    );
+    const pos = img('x', [2, 8, 6, 10], 16);
+    for (let i = 0; i < pos.data.length; i++) pos.data[i] = 0.5 + Math.abs(pos.data[i]);
+    await check(
+      (ops, [a]) =>
+        on(
+          ops,
+          (o) => o.log(a as Value),
+          () => tf.log(a as tf.Tensor),
+        ),
+      [pos],
+      {},
+      { h: 1e-3 },
+    );
+    // NHWC on tfjs: channels are the last axis
+    await check(
+      (ops, [a]) =>
+        on(
+          ops,
+          (o) => o.sliceChannels(a as Value, 3, 7),
+          () => tf.slice(a as tf.Tensor, [0, 0, 0, 3], [-1, -1, -1, 4]),
+        ),
+      [X()],
+    );
+    // y = x * stop(x): dy/dx = stop(x) (the detached factor gets no gradient)
+    await check(
+      (ops, [a]) =>
+        on(
+          ops,
+          (o) => o.mul(a as Value, o.stopGradient(a as Value)),
+          () => tf.mul(a as tf.Tensor, stopGradient(a as tf.Tensor)),
+        ),
+      [X()],
+      {},
+      { h: 1e-3, fd: false },
     );
   });
   it('positionalEncoding (gradient w.r.t. the level)', async () => {

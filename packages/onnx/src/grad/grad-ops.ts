@@ -635,6 +635,38 @@ export class GradOps implements Ops<Value> {
     ]);
   }
 
+  /** e^x (loss maths); d/dx = e^x. */
+  exp(x: Value): Value {
+    const y = this.raw('Exp', [x]);
+    this.record(y, this.shape(x), [x], (gy) => [this.raw('Mul', [gy, y])]);
+    return y;
+  }
+
+  /** ln x (loss maths); d/dx = 1 / x. */
+  log(x: Value): Value {
+    return this.op('Log', [x], this.shape(x), (gy) => [this.raw('Div', [gy, x])]);
+  }
+
+  /** Channels [start, end) of an NCHW value; the gradient is zero-padded back. */
+  sliceChannels(x: Value, start: number, end: number): Value {
+    const shape = this.shape(x);
+    const g = this.g;
+    const y = this.raw('Slice', [x, g.constI64([start]), g.constI64([end]), g.constI64([1])]);
+    const out = shape.slice();
+    out[1] = end - start;
+    this.record(y, out, [x], (gy) => [
+      this.raw('Pad', [gy, g.constI64([0, start, 0, 0, 0, shape[1] - end, 0, 0])]),
+    ]);
+    return y;
+  }
+
+  /** x forward, no gradient backward (PyTorch's `detach`). */
+  stopGradient(x: Value): Value {
+    const y = this.raw('Identity', [x]);
+    this.shapes.set(y, this.shape(x).slice());
+    return y;
+  }
+
   /** Sum of every element -> scalar. */
   sumAll(x: Value): Value {
     const shape = this.shape(x);

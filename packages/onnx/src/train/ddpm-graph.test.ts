@@ -1,11 +1,12 @@
+import { chainCoefficients, GaussianDiffusion, type MeanType } from '@dif-fusion/diffusion';
 import { TfOps, TfParamStore, type TorchWeights, tfToTorch } from '@dif-fusion/nn';
-import { Rng } from '@dif-fusion/schedules';
+import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import { UNet, type UNetConfig } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { describe, expect, it } from 'vitest';
 import { randn, relErr } from '../test-utils';
-import { buildDdpmTrainGraph } from './ddpm-graph';
+import { buildDdpmTrainGraph, vbCoefs } from './ddpm-graph';
 import { TrainSession } from './train-session';
 
 /** TfOps whose dropout multiplies by given masks, in call order (as the trainer's TrainOps). */
@@ -124,5 +125,130 @@ describe('buildDdpmTrainGraph options of the DDPM variants', () => {
     expect(g.inputs.get('condition')).toEqual([2, 1, 16, 16]);
     const plain = buildDdpmTrainGraph(tiny(0), { batch: 2, size: 16, loss: 'l2', dropout: false });
     expect([...plain.inputs.keys()]).toEqual(['x', 'noise', 'level']);
+  });
+});
+
+/**
+ * learned_range: the hybrid loss L_simple + lambda T vb, its vb and every gradient of the
+ * ORT graph equal @dif-fusion/diffusion's tfjs pLossTerms (the discrete level of t).
+ */
+async function compareLearned(
+  t: number,
+  meanType: MeanType,
+  loss: 'l1' | 'l2',
+  checkpoint = false,
+) {
+  await tf.setBackend('cpu');
+  const unet = tiny(0.2, { out_channel: 8 });
+  const schedule = new NoiseSchedule({
+    schedule: 'linear',
+    n_timestep: 10,
+    linear_start: 1e-3,
+    linear_end: 0.2,
+  });
+  const b = 2;
+  const s = 16;
+  const shape = [b, 4, s, s];
+  // data in [-1, 1] with entries at exactly -1 and 1 (the decoder's open edge bins)
+  const x = Float32Array.from(randn(shape, 1, 0.8), (v) => Math.max(-1, Math.min(1, v)));
+  const noise = randn(shape, 2);
+  const level = schedule.sqrtAlphasCumprodPrev[t];
+  const levels = Float32Array.from([level, level]);
+  const store = TfParamStore.init(unet.params(), 7);
+  const weights: TorchWeights = store.toTorch();
+  const vbWeight = 0.001 * schedule.numTimesteps;
+  const graph = buildDdpmTrainGraph(unet, {
+    ...{ batch: b, size: s, loss, dropout: true, target: meanType !== 'epsilon', checkpoint },
+    learnedRange: { vbWeight },
+  });
+  const rng = new Rng(3);
+  const masks = graph.dropout.map((d) => {
+    const n = d.shape.reduce((p, q) => p * q, 1);
+    const data = new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = rng.uniform() < d.rate ? 0 : 1 / (1 - d.rate);
+    return { data, shape: d.shape, input: d.input };
+  });
+  const diffusion = new GaussianDiffusion(unet, schedule, {
+    loss,
+    meanType,
+    varType: 'learned_range',
+  });
+  const ops = new MaskOps(store, masks);
+  const vars = store.names().map((n) => store.get(n) as tf.Variable);
+  const nhwc = (a: Float32Array) => tf.transpose(tf.tensor(a, shape), [0, 2, 3, 1]);
+  let vb = 0;
+  let target: Float32Array | undefined;
+  const { value, grads } = tf.variableGrads(() => {
+    const x0 = nhwc(x);
+    const terms = diffusion.pLossTerms(ops, x0, { levels, noise: nhwc(noise), t });
+    vb = terms.vb!.dataSync()[0];
+    return terms.loss;
+  }, vars);
+  if (meanType !== 'epsilon') {
+    const { trainingTarget } = await import('@dif-fusion/diffusion');
+    target = trainingTarget(schedule, meanType, { t, levels, x, noise });
+  }
+  const session = await TrainSession.open(graph, { threads: 1 });
+  const feeds: Record<string, Float32Array> = {
+    x,
+    noise,
+    level: levels,
+    vb_coefs: vbCoefs(chainCoefficients(schedule.betas), meanType, t),
+    ...(target ? { target } : {}),
+  };
+  for (const m of masks) feeds[m.input] = m.data;
+  const got = await session.run(new Map([...weights].map(([k, v]) => [k, v.data])), feeds);
+  await session.release();
+  expect(Math.abs(got.scalars.vb - vb) / vb).toBeLessThan(1e-5);
+  const want = value.dataSync()[0];
+  expect(Math.abs(got.scalars.loss - want) / want).toBeLessThan(1e-5);
+  let worst = 0;
+  let vOut = 0;
+  for (const [i, name] of store.names().entries()) {
+    const want = tfToTorch(grads[vars[i].name]).dataSync();
+    const err = relErr(got.grads.get(name)!, want);
+    worst = Math.max(worst, err);
+    expect(err, name).toBeLessThan(1e-4);
+    if (name.startsWith('final_conv.block.3.')) {
+      // the v outputs (second half of the rows) learn from lambda T vb only: their own scale
+      const half = want.length / 2;
+      vOut = relErr(got.grads.get(name)!.subarray(half), want.subarray(half));
+      // t = 1: the decoder's bin mass Phi(u+) - Phi(u-) is a float32 difference of numbers a
+      // few ulps from 0 or 1 where tanh saturates (an untrained UNet's means sit in the
+      // tails), and ORT's and tfjs's tanh differ in the last bit there: 1e-3.
+      expect(vOut, `${name} (v rows)`).toBeLessThan(t === 1 ? 1e-3 : 1e-4);
+      expect(Math.max(...Array.from(want.subarray(half), Math.abs))).toBeGreaterThan(0);
+      if (process.env.DBG) console.log(`t=${t} ${name} v rows: ${vOut}`);
+    }
+  }
+  tf.dispose([value, ...Object.values(grads)]);
+  store.dispose();
+  return { vb, worst, vOut };
+}
+
+describe('learned_range training graph: hybrid loss, vb and every gradient equal tfjs (1e-4)', () => {
+  it('t = 1 (the discretized decoder NLL), epsilon, l2, dropout masks', async () => {
+    const r = await compareLearned(1, 'epsilon', 'l2');
+    if (process.env.DBG) console.log('t=1', r);
+  });
+  it('t = 6 (the KL to the posterior), epsilon, l2, gradient checkpointing', async () => {
+    const r = await compareLearned(6, 'epsilon', 'l2', true);
+    if (process.env.DBG) console.log('t=6', r);
+  });
+  it('t = 4, x_start (a target input), l1', async () => {
+    const r = await compareLearned(4, 'x_start', 'l1');
+    if (process.env.DBG) console.log('t=4', r);
+  });
+  it('vb_coefs: one-hot branch weights, the range of the chain', () => {
+    const c = chainCoefficients(
+      new NoiseSchedule({ schedule: 'linear', n_timestep: 3, linear_start: 0.1, linear_end: 0.3 })
+        .betas,
+    );
+    const k1 = vbCoefs(c, 'x_prev', 1);
+    // [c1, c2, p, q, mid, half, lv1, wKl, wNll]: x_prev's model mean is the output (p 0, q 1)
+    expect(Array.from(k1.subarray(2, 4))).toEqual([0, 1]);
+    expect(Array.from(k1.subarray(7))).toEqual([0, 1]);
+    expect(k1[4]).toBeCloseTo((Math.log(0.1) + Math.log(1 / 14)) / 2, 6);
+    expect(Array.from(vbCoefs(c, 'epsilon', 3).subarray(7))).toEqual([1, 0]);
   });
 });
