@@ -49,7 +49,10 @@ const three = new NoiseSchedule({
 });
 const ops = new TfOps(TfParamStore.fromTorch([], new Map()));
 const nhwc = (a: number[], shape: number[]) =>
-  tf.transpose(tf.tensor(a, shape), [0, 2, 3, 1]) as tf.Tensor4D;
+  tf.transpose(
+    tf.tensor4d(a, shape as [number, number, number, number]),
+    [0, 2, 3, 1],
+  ) as tf.Tensor4D;
 const nchw = (t: tf.Tensor) => Array.from(tf.transpose(t, [0, 3, 1, 2]).dataSync());
 const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) =>
   Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
