@@ -34,7 +34,7 @@ import {
   sideBySide,
   writeImage,
 } from './images';
-import { BASELINES, METHODS, type Method } from './methods';
+import { BASELINES, METHODS } from './methods';
 import { AUTO_TILE_PIXELS, DEFAULT_MEMORY_BUDGET, DEFAULT_OVERLAP, DEFAULT_TILE } from './pipeline';
 import { registerQueueCommands } from './queue/cli';
 import { registerServeCommand } from './serve/command';
