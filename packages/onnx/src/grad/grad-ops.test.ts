@@ -26,13 +26,13 @@ async function check(
   fn: Fn,
   inputs: TestInput[],
   shapes: Record<string, number[]> = {},
-  o: { tol?: number; h?: number } = {},
+  o: { tol?: number; h?: number; training?: boolean } = {},
 ) {
   const tol = o.tol ?? 1e-4;
   const weights = randomWeights(shapes, 1000);
   const graph = buildGradGraph(fn, inputs, weights);
   const r = randn(graph.outShape, 77);
-  const ref = await tfGrads(fn, inputs, weights, r);
+  const ref = await tfGrads(fn, inputs, weights, r, o.training);
   // Ops with kinks (relu, max, abs) need a small step so that few elements cross them.
   const h = o.h ?? 1e-2;
   const dir = randomDirection(graph, inputs, weights, 500);
@@ -149,6 +149,18 @@ describe('GradOps gradients equal tfjs gradients (1e-4 relative) and finite diff
     await check((ops, [a]) => ops.upsampleBilinear2x(a), [img('x', [2, 8, 6, 6], 12)]);
     await checkFd((ops, [a]) => ops.upsampleBilinear2x(a), [X()]);
     await checkFd((ops, [a]) => ops.upsampleBilinear2x(a), [img('x', [1, 3, 1, 5], 12)]);
+  });
+  it('batchNorm2d in training mode (batch statistics) and avgPool2x2', async () => {
+    const x = img('x', [3, 8, 6, 10], 15, 2);
+    for (let i = 0; i < x.data.length; i++) x.data[i] += 1;
+    await check(
+      (ops, [t]) =>
+        ops.batchNorm2d(t, ops.param('n.weight'), ops.param('n.bias'), null, { site: 'n' }),
+      [x],
+      { 'n.weight': [8], 'n.bias': [8] },
+      { training: true },
+    );
+    await check((ops, [a]) => ops.avgPool2x2(a), [X()]);
   });
   it('selfAttention (1 and 2 heads)', async () => {
     const qkv = img('qkv', [2, 24, 4, 6], 13);
