@@ -1,3 +1,4 @@
 export * from './blocks';
 export * from './config';
+export * from './skip-unet';
 export * from './unet';
