@@ -17,7 +17,7 @@ import {
 /** The fusion noise for a seed (defined in @dif-fusion/schedules, beside Rng). */
 export { fusionNoise };
 
-import type { UNet } from '@dif-fusion/unet';
+import type { DenoiserNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
 import {
@@ -148,7 +148,7 @@ export class GaussianDiffusion {
   private fullChain: ChainCoefficients | null = null;
 
   constructor(
-    readonly denoiser: UNet,
+    readonly denoiser: DenoiserNet,
     readonly schedule: NoiseSchedule,
     options: GaussianDiffusionOptions = {},
   ) {

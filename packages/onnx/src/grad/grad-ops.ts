@@ -381,13 +381,19 @@ export class GradOps implements Ops<Value> {
     const variance = running
       ? cv(running.variance)
       : this.raw('ReduceMean', [this.raw('Mul', [d, d])], axes);
-    if (!running)
+    if (!running) {
+      const stat = (v: Value) => {
+        const r = this.reshape(v, [c]);
+        this.shapes.set(r, [c]);
+        return r;
+      };
       this.batchStats.push({
         site: options.site,
-        mean: this.reshape(mean, [c]),
-        variance: this.reshape(variance, [c]),
+        mean: stat(mean),
+        variance: stat(variance),
         count: n * h * w,
       });
+    }
     const rstd = this.raw('Reciprocal', [this.raw('Sqrt', [this.raw('Add', [variance, eps])])]);
     const xhat = this.raw('Mul', [d, rstd]);
     const wv = cv(weight);

@@ -13,7 +13,7 @@
  * `trainingTarget`), `condition` [B,Cc,H,W] is concatenated before x_t (SR3's conditional
  * mode: the UNet's in_channel is Cc + C).
  */
-import type { UNet } from '@dif-fusion/unet';
+import type { DenoiserNet } from '@dif-fusion/unet';
 import { type DropoutMaskSpec, GradOps } from '../grad/grad-ops';
 import { GraphBuilder, type Value } from '../graph';
 
@@ -30,6 +30,11 @@ export interface TrainGraph {
   scalars: string[];
   /** Tensor outputs besides the gradients (e.g. the fused image): name -> shape. */
   tensors: Map<string, number[]>;
+  /**
+   * Training-mode BatchNorm sites (skip_unet): their batch mean and biased variance are the
+   * tensor outputs `bn_mean.<site>` and `bn_var.<site>` ([C]), over `count` values each.
+   */
+  batchStats?: Array<{ site: string; count: number }>;
 }
 
 export interface DdpmGraphOptions {
@@ -92,11 +97,18 @@ export function finishTrainGraph(
 }
 
 /** Build the DDPM training graph of `unet`. */
-export function buildDdpmTrainGraph(unet: UNet, o: DdpmGraphOptions): TrainGraph {
+export function buildDdpmTrainGraph(unet: DenoiserNet, o: DdpmGraphOptions): TrainGraph {
   const g = new GraphBuilder('ddpm_train');
+  const buffers = new Set(
+    unet
+      .params()
+      .filter((p) => p.buffer)
+      .map((p) => p.name),
+  );
   const ops = new GradOps(g, paramShapes(unet.params()), {
     training: o.dropout ?? true,
     checkpoint: o.checkpoint ?? false,
+    trainable: (name) => !buffers.has(name),
   });
   const cc = o.condition ?? 0;
   const c = unet.config.in_channel - cc;
@@ -135,5 +147,15 @@ export function buildDdpmTrainGraph(unet: UNet, o: DdpmGraphOptions): TrainGraph
   const d = ops.sub(o.target ? ops.input('target', shape) : noise, eps);
   const per = o.loss === 'l1' ? ops.abs(d) : ops.square(d);
   const loss = ops.scale(ops.sumAll(per), 1 / (o.batch * c * o.size * o.size));
-  return finishTrainGraph(g, ops, loss, {}, inputs);
+  if (ops.batchStats.length === 0) return finishTrainGraph(g, ops, loss, {}, inputs);
+  const stats = Object.fromEntries(
+    ops.batchStats.flatMap((s) => [
+      [`bn_mean.${s.site}`, s.mean],
+      [`bn_var.${s.site}`, s.variance],
+    ]),
+  );
+  return {
+    ...finishTrainGraph(g, ops, loss, {}, inputs, stats),
+    batchStats: ops.batchStats.map((s) => ({ site: s.site, count: s.count })),
+  };
 }
