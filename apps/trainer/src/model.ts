@@ -9,13 +9,21 @@ import {
 } from '@dif-fusion/diffusion';
 import { type ParamSpec, TfOps, type TfParamSource } from '@dif-fusion/nn';
 import type { NoiseSchedule, Rng } from '@dif-fusion/schedules';
-import { UNet, type UNetConfig, unetConfigFromReference } from '@dif-fusion/unet';
+import {
+  type DenoiserNet,
+  SkipUNet,
+  skipUnetConfigFromReference,
+  UNet,
+  unetConfigFromReference,
+} from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
-import type { UnetJson } from './config';
+import type { UnetJson, WhichModelG } from './config';
 
 export interface Denoiser {
-  readonly unet: UNet;
-  readonly config: UNetConfig;
+  /** The network (`which_model_G`): the SR3 UNet or skip_unet's. */
+  readonly unet: DenoiserNet;
+  readonly which: WhichModelG;
+  readonly config: DenoiserNet['config'];
   readonly params: ParamSpec[];
   /** Noise prediction for NHWC `[N,H,W,4]` at levels `[N,1]`. */
   eps(ops: TfOps, xNoisy: tf.Tensor, level: tf.Tensor): tf.Tensor;
@@ -32,19 +40,25 @@ export interface Denoiser {
 }
 
 /**
- * The UNet of a `model.unet` block. `init` decides the spec of fresh weights: `orthogonal`
- * (default) as the official training script (`init_weights(netG, init_type='orthogonal')`).
+ * The network of a `model.unet` block: the SR3 UNet, or with `which` skip_unet the official
+ * skip_unet variant (which reads no norm_groups or attn_res). `init` decides the spec of
+ * fresh weights: `orthogonal` (default) as the official training script
+ * (`init_weights(netG, init_type='orthogonal')`; BatchNorm weight 1, bias 0).
  */
 export function buildDenoiser(
   u: UnetJson,
   imageSize: number,
   init: 'torch' | 'orthogonal' = 'orthogonal',
+  which: WhichModelG = 'sr3',
 ): Denoiser {
-  const config = unetConfigFromReference(u, imageSize);
-  const unet = new UNet(config, { init });
+  const unet: DenoiserNet =
+    which === 'skip_unet'
+      ? new SkipUNet(skipUnetConfigFromReference(u), { init })
+      : new UNet(unetConfigFromReference(u, imageSize), { init });
   return {
     unet,
-    config,
+    which,
+    config: unet.config,
     params: unet.params(),
     eps: (ops, x, level) => unet.forward(ops, x, level),
     features: (ops, x, level, minDecoderIndex = 0) =>
