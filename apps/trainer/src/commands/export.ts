@@ -170,9 +170,6 @@ function exportRandomInit(
 
 /** The UNet config of a DDPM checkpoint: its model block, else its training config's. */
 function ddpmUnetConfig(ddpm: LoadedCheckpoint): UNetConfig {
-  const which = (ddpm.config as { model?: { which_model_G?: unknown } } | null)?.model
-    ?.which_model_G;
-  refuseSkipUnetFeatures(which, ddpm.path);
   try {
     const m = ddpm.model;
     if (m.channel_mults !== undefined || m.channel_multiplier !== undefined)
@@ -208,6 +205,9 @@ function exportCheckpoints(
   log: (line: string) => void,
 ): ExportResult {
   const ddpm = loadOrExplain(opts.ddpm!, 'ddpm', opts.ema);
+  const which = (ddpm.config as { model?: { which_model_G?: unknown } } | null)?.model
+    ?.which_model_G;
+  refuseSkipUnetFeatures(which, ddpm.path);
   const headCk = loadOrExplain(opts.head!, 'head');
   const unet = new UNet(ddpmUnetConfig(ddpm));
   let head: FusionHead;
