@@ -70,6 +70,37 @@ describe('SkipUNet equals the official skip_unet.py (tfjs, 1e-4 of the largest v
   }
 });
 
+describe('SkipUNet features', () => {
+  it('fd holds the up blocks reversed, shaped as decoderChannels/decoderScale say; forward = final_conv(fd[0])', async () => {
+    await useBackend('cpu');
+    const config = JSON.parse(fixture.metadata['config.affine']);
+    const unet = new SkipUNet(config);
+    const weights = new Map(
+      unet.params().map((p) => [p.name, fixture.tensors.get(`affine.weights.${p.name}`)!]),
+    );
+    const store = TfParamStore.fromTorch(unet.params(), weights);
+    const ops = new TfOps(store);
+    const x = nchwToNhwc(tensor('affine.x'));
+    const level = tensor('affine.level');
+    const { fe, fd } = unet.features(ops, x, level);
+    expect(fe).toHaveLength(1 + unet.downs.length);
+    expect(fd).toHaveLength(unet.decoderCount);
+    expect(unet.decoderCount).toBe(unet.ups.length);
+    const channels = unet.decoderChannels();
+    for (const [i, f] of fd.entries()) {
+      const s = unet.decoderScale(i);
+      expect(f.shape).toEqual([2, 8 / s, 12 / s, channels[i]]);
+    }
+    const head = unet.finalConv.forward(ops, ops.relu(unet.finalNorm.forward(ops, fd[0])));
+    const eps = unet.forward(ops, x, level);
+    expect(relErr(await head.data(), await eps.data())).toBe(0);
+    const partial = unet.features(ops, x, level, { minDecoderIndex: 3 });
+    expect(partial.fd.slice(0, 3)).toEqual([undefined, undefined, undefined]);
+    expect(relErr(await partial.fd[3]!.data(), await fd[3].data())).toBe(0);
+    store.dispose();
+  });
+});
+
 describe('skip_unet config', () => {
   const base = JSON.parse(fixture.metadata['config.small']);
   it('reads the reference block (channel_multiplier) and skips from floor((1 - r) L R)', () => {
