@@ -1,4 +1,4 @@
-import { ResnetBlock } from '@dif-fusion/unet';
+import { ResBlockDown, ResBlockUp, ResnetBlock } from '@dif-fusion/unet';
 import { describe, expect, it } from 'vitest';
 import { randn, randomWeights, relErr, type TestInput } from '../test-utils';
 import {
@@ -26,7 +26,7 @@ async function check(
   fn: Fn,
   inputs: TestInput[],
   shapes: Record<string, number[]> = {},
-  o: { tol?: number; h?: number; training?: boolean } = {},
+  o: { tol?: number; h?: number; training?: boolean; fd?: boolean } = {},
 ) {
   const tol = o.tol ?? 1e-4;
   const weights = randomWeights(shapes, 1000);
@@ -48,6 +48,7 @@ async function check(
     const err = relErr(g, want!);
     expect(err, `gradient of ${name}`).toBeLessThan(tol);
   }
+  if (o.fd === false) return;
   const fd = (plus.loss - minus.loss) / (2 * h);
   const an = directional(got.grads, dir);
   if (process.env.DBG) console.log('fd', fd, an, got.loss, plus.loss, minus.loss);
@@ -181,6 +182,30 @@ describe('GradOps gradients equal tfjs gradients (1e-4 relative) and finite diff
       [X(), img('emb', [2, 6], 14)],
       shapes,
     );
+  });
+  it('skip_unet ResBlockDown (AvgPool) and ResBlockUp (BatchNorm on batch statistics, nearest x2)', async () => {
+    const o = { stride: 2 as const, dropout: 0, affine: true };
+    const down = new ResBlockDown('d', 8, 4, 6, o);
+    const up = new ResBlockUp('u', 8, 4, 6, o);
+    // ResBlockUp: tfjs only. Its BatchNorm-standardised pre-activations put ReLU kinks within
+    // any finite-difference step float32 resolves (batchNorm2d alone is checked above).
+    for (const [block, fd] of [
+      [down, true],
+      [up, false],
+    ] as const) {
+      const shapes = Object.fromEntries(
+        block
+          .params()
+          .filter((p) => !p.buffer)
+          .map((p) => [p.name, p.shape]),
+      );
+      await check(
+        (ops, [x, emb]) => block.forward(ops, x, emb),
+        [img('x', [2, 8, 6, 10], 16), img('emb', [2, 6], 17)],
+        shapes,
+        { training: true, h: 1e-3, fd },
+      );
+    }
   });
   it('positionalEncoding (gradient w.r.t. the level)', async () => {
     const level = { name: 'level', shape: [3, 1], data: Float32Array.from([0.99, 0.5, 0.01]) };
