@@ -61,6 +61,8 @@ const unet = z.strictObject({
    * (default false). May be switched on when resuming (`--gradient-checkpointing`).
    */
   use_checkpoint: z.boolean({ error: 'must be true or false' }).optional(),
+  /** skip_unet only: the fraction of the up path (its end) with additive skips (default 1/sqrt(2)). */
+  skip_range: z.number().min(0, 'must be in [0, 1]').max(1, 'must be in [0, 1]').optional(),
 });
 /** A reference `model.unet` block. */
 export type UnetJson = z.infer<typeof unet>;
@@ -126,6 +128,10 @@ const runKeys = {
   path_df: ignored,
 };
 const modelKeys = { which_model_G: ignored, finetune_norm: ignored };
+export const DENOISER_NETS = ['sr3', 'skip_unet'] as const;
+/** The denoiser network (official `which_model_G`; default sr3). */
+export type WhichModelG = (typeof DENOISER_NETS)[number];
+const whichModelG = z.enum(DENOISER_NETS, `must be one of ${DENOISER_NETS.join(', ')}`).optional();
 
 const ddpmSchema = z
   .strictObject({
@@ -133,6 +139,7 @@ const ddpmSchema = z
     datasets: z.strictObject({ train: trainData, val: otherData.optional() }),
     model: z.strictObject({
       ...modelKeys,
+      which_model_G: whichModelG,
       unet,
       beta_schedule: z.strictObject({
         train: betaSchedule,
@@ -186,6 +193,21 @@ const ddpmSchema = z
         message: `must be a positive multiple of ${2 ** down} (the UNet halves it ${down} times), got ${c.datasets.train.resolution}`,
       });
     const u = c.model.unet;
+    if (c.model.which_model_G === 'skip_unet') {
+      const at = (k: string, message: string) =>
+        ctx.addIssue({ code: 'custom', path: ['model', 'unet', k], message });
+      if (u.res_blocks < 2) at('res_blocks', 'must be at least 2 with which_model_G skip_unet');
+      if (u.use_scale_shift_norm)
+        at('use_scale_shift_norm', 'is an sr3 option (skip_unet has no GroupNorm)');
+      if ((u.num_heads ?? 1) > 1) at('num_heads', 'is an sr3 option (skip_unet has no attention)');
+      return; // norm_groups and attn_res have no effect on skip_unet
+    }
+    if (u.skip_range !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['model', 'unet', 'skip_range'],
+        message: 'applies to which_model_G skip_unet only',
+      });
     const groups = u.norm_groups ?? 32;
     if (!u.channel_multiplier.every((m) => (u.inner_channel * m) % groups === 0))
       ctx.addIssue({
@@ -438,6 +460,7 @@ export function validateHeadConfig(c: unknown, source = 'config'): HeadTrainConf
 
 const ddpmModel = z.object({
   model: z.object({
+    which_model_G: whichModelG,
     unet: unet.optional(),
     beta_schedule: z
       .object({ train: betaSchedule.optional(), val: betaSchedule.optional() })
@@ -459,6 +482,7 @@ export function ddpmSamplingOf(
   source: string,
 ): {
   unet: UnetJson;
+  which: WhichModelG;
   schedule?: BetaScheduleJson;
   val?: BetaScheduleJson;
   diffusion: DiffusionJson;
@@ -468,6 +492,7 @@ export function ddpmSamplingOf(
   const d = m.diffusion ?? {};
   return {
     unet: m.unet,
+    which: m.which_model_G ?? 'sr3',
     schedule: m.beta_schedule?.train,
     val: m.beta_schedule?.val,
     diffusion: { ...d, conditional: m.unet.out_channel === 3 },
@@ -484,11 +509,24 @@ export function ddpmModelOf(
   source: string,
 ): { unet: UnetJson; schedule?: BetaScheduleJson; varType?: VarType } {
   const m = ddpmSamplingOf(config, source);
+  refuseSkipUnetFeatures(m.which, source);
   if (m.unet.out_channel !== 4)
     throw new UserError(
       `${source}: a conditional DDPM (out_channel ${m.unet.out_channel}) gives no fusion features; use an unconditional one`,
     );
   return { unet: m.unet, schedule: m.schedule, varType: m.diffusion.var_type };
+}
+
+/**
+ * The fusion features come from the SR3 UNet only, as in the official code (its feature
+ * extraction and the exported model folder know that network alone): a skip_unet DDPM is
+ * refused by `dif-train head` and `dif-train export`.
+ */
+export function refuseSkipUnetFeatures(which: unknown, source: string): void {
+  if (which === 'skip_unet')
+    throw new UserError(
+      `${source}: which_model_G skip_unet gives no fusion features (Dif-Fusion's fusion head reads the sr3 UNet's decoder); train the DDPM with which_model_G sr3`,
+    );
 }
 
 /** The head's LR scheduler block (reference spelling `sheduler` or `scheduler`). */

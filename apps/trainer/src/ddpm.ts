@@ -23,11 +23,15 @@ import {
 import type { TrainingSampler } from '@dif-fusion/io';
 import {
   Adam,
+  type BatchStatValues,
   type Conv2dFn,
   conv2dFor,
   TfParamStore,
   type TorchWeights,
   TrainOps,
+  takeBatchStats,
+  trainableSpecs,
+  updateRunningStats,
 } from '@dif-fusion/nn';
 import { type AdamF32, vbCoefs } from '@dif-fusion/onnx/train';
 import { deriveSeed, drawDdpmStep, NoiseSchedule, Rng } from '@dif-fusion/schedules';
@@ -136,7 +140,10 @@ async function buildModel(
 ): Promise<DdpmModel> {
   const { resolution: crop, batch_size: batch } = cfg.datasets.train;
   const schedule = new NoiseSchedule(cfg.model.beta_schedule.train);
-  const denoiser = buildDenoiser(cfg.model.unet, crop, { varType: cfg.model.diffusion.var_type });
+  const denoiser = buildDenoiser(cfg.model.unet, crop, {
+    varType: cfg.model.diffusion.var_type,
+    which: cfg.model.which_model_G,
+  });
   if (!ckpt)
     say('initialising the weights (orthogonal, as the reference; up to a minute for large UNets)');
   const optimCfg = { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr };
@@ -177,7 +184,8 @@ async function buildModel(
   const store = ckpt
     ? TfParamStore.fromTorch(denoiser.params, checkpointWeights(denoiser, ckpt))
     : TfParamStore.init(denoiser.params, seed);
-  const optimizer = new Adam(new Map(store.names().map((n) => [n, store.get(n)])), optimCfg);
+  const trained = trainableSpecs(denoiser.params).map((p) => p.name);
+  const optimizer = new Adam(new Map(trained.map((n) => [n, store.get(n)])), optimCfg);
   if (ckpt?.optimizer) optimizer.load(ckpt.optimizer);
   const ema = decay > 0 ? emaOf(store.toTorch()) : null;
   return { denoiser, store, optimizer, ort: null, diffusion, schedule, rng, ema, dropProb };
@@ -204,6 +212,13 @@ function ddpmWorkers(
   batch: number,
   say: (m: string) => void,
 ): number {
+  if (m.denoiser.which === 'skip_unet') {
+    if ((opts.workers ?? 1) > 1)
+      say(
+        'note: --workers is 1 with which_model_G skip_unet (BatchNorm normalises over the whole batch)',
+      );
+    return 1;
+  }
   if (m.ort) {
     if ((opts.workers ?? 1) > 1)
       say(
@@ -255,7 +270,18 @@ function ddpmStep(
   crop: number,
   batch: number,
 ): StepFn {
-  const shard: StepArgs['main'] = (x, levels, noise, stepSeed, offset, n, denom, t, condition) =>
+  // The main thread's shard also reports BatchNorm batch statistics (skip_unet, no workers).
+  const shard: (...a: Parameters<StepArgs['main']>) => ReturnType<typeof shardLossAndGrads> = (
+    x,
+    levels,
+    noise,
+    stepSeed,
+    offset,
+    n,
+    denom,
+    t,
+    condition,
+  ) =>
     shardLossAndGrads(m.diffusion, m.store, conv2d, {
       ...{ x, levels, noise, stepSeed, offset, n, crop, denom },
       ...{ t, condition },
@@ -267,8 +293,15 @@ function ddpmStep(
       batch,
     );
     const denom = x.length; // B*C*H*W: the reference's mean
-    const { loss, vb, grads } = pool
-      ? await pool.step({ x, levels, noise, stepSeed, batch, denom, t, condition, main: shard })
+    // data-parallel workers never run BatchNorm networks (skip_unet trains on one thread)
+    const { loss, vb, grads, stats } = pool
+      ? {
+          ...(await pool.step({
+            ...{ x, levels, noise, stepSeed, batch, denom, t, condition },
+            main: shard,
+          })),
+          stats: [] as BatchStatValues[],
+        }
       : shard(x, levels, noise, stepSeed, 0, batch, denom, t, condition);
     return {
       loss,
@@ -276,6 +309,7 @@ function ddpmStep(
       note: vbNote(vb),
       commit: () => {
         m.optimizer?.apply(grads);
+        if (stats?.length) applyBatchStats(m.store, stats);
         pool?.apply();
         tf.dispose([...grads.values()]);
         m.ema?.updateFromStore(m.store);
@@ -304,7 +338,7 @@ function ortDdpmStep(
   return async () => {
     const d = drawBatch(m, (await sampler.next()).img, batch);
     const target = meanType === 'epsilon' ? undefined : trainingTarget(m.schedule, meanType, d);
-    const { loss, vb, grads } = await ort.lossAndGrads(d.x, d.levels, d.noise, d.stepSeed, {
+    const { loss, vb, grads, stats } = await ort.lossAndGrads(d.x, d.levels, d.noise, d.stepSeed, {
       target,
       condition: d.condition,
       vbCoefs: learned ? vbCoefs(m.diffusion.chain(), meanType, d.t) : undefined,
@@ -315,6 +349,7 @@ function ortDdpmStep(
       note: vbNote(vb),
       commit: () => {
         ort.optimizer.apply(grads);
+        ort.applyBatchStats(stats);
         m.ema?.update(ort.weights);
       },
     };
@@ -484,18 +519,18 @@ export function shardLossAndGrads(
     /** The slice's condition images (conditional mode), NCHW. */
     condition?: Float32Array;
   },
-): ShardResult {
+): ShardResult & { stats: BatchStatValues[] } {
   const { n, crop } = a;
   const nhwc = (v: Float32Array) =>
     tf.transpose(tf.tensor(v, [n, v.length / (n * crop * crop), crop, crop]), [0, 2, 3, 1]);
-  const names = store.names();
+  const names = trainableSpecs(store.specs).map((s) => s.name);
   const vars = names.map((k) => store.get(k));
   let vb: number | undefined;
+  const ops = new TrainOps(store, { conv2d, stepSeed: a.stepSeed, sampleOffset: a.offset });
   const { value, grads } = tf.tidy(() => {
     const x = nhwc(a.x);
     const noise = nhwc(a.noise);
     const condition = a.condition && nhwc(a.condition);
-    const ops = new TrainOps(store, { conv2d, stepSeed: a.stepSeed, sampleOffset: a.offset });
     return tf.variableGrads(() => {
       const terms = diffusion.pLossTerms(
         ops,
@@ -511,5 +546,22 @@ export function shardLossAndGrads(
   value.dispose();
   const out = new Map<string, tf.Tensor>();
   for (const [i, k] of names.entries()) out.set(k, grads[vars[i].name]);
-  return { loss, vb, grads: out };
+  return { loss, vb, grads: out, stats: takeBatchStats(ops) };
+}
+
+/** PyTorch's running-statistics update of the BatchNorm buffers held in a tfjs store. */
+function applyBatchStats(store: TfParamStore, stats: readonly BatchStatValues[]): void {
+  const current = new Map(
+    stats.flatMap((s) =>
+      ['running_mean', 'running_var', 'num_batches_tracked'].map((b) => {
+        const k = `${s.site}.${b}`;
+        return [k, { shape: store.get(k).shape, data: store.get(k).dataSync() }] as const;
+      }),
+    ),
+  );
+  for (const [k, v] of updateRunningStats(current, stats)) {
+    const t = tf.tensor(v.data, v.shape);
+    store.get(k).assign(t);
+    t.dispose();
+  }
 }

@@ -11,13 +11,21 @@ import {
 } from '@dif-fusion/diffusion';
 import { type ParamSpec, TfOps, type TfParamSource } from '@dif-fusion/nn';
 import type { NoiseSchedule, Rng } from '@dif-fusion/schedules';
-import { UNet, type UNetConfig, unetConfigFromReference } from '@dif-fusion/unet';
+import {
+  type DenoiserNet,
+  SkipUNet,
+  skipUnetConfigFromReference,
+  UNet,
+  unetConfigFromReference,
+} from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
-import type { UnetJson } from './config';
+import type { UnetJson, WhichModelG } from './config';
 
 export interface Denoiser {
-  readonly unet: UNet;
-  readonly config: UNetConfig;
+  /** The network (`which_model_G`): the SR3 UNet or skip_unet's. */
+  readonly unet: DenoiserNet;
+  readonly which: WhichModelG;
+  readonly config: DenoiserNet['config'];
   /** Channels of the data (the config's out_channel; the UNet has twice them with learned_range). */
   readonly dataChannels: number;
   readonly params: ParamSpec[];
@@ -38,32 +46,42 @@ export interface Denoiser {
 export interface DenoiserOptions {
   /**
    * The spec of fresh weights: `orthogonal` (default) as the official training script
-   * (`init_weights(netG, init_type='orthogonal')`), or PyTorch's `torch` default.
+   * (`init_weights(netG, init_type='orthogonal')`; BatchNorm weight 1, bias 0), or
+   * PyTorch's `torch` default.
    */
   init?: 'torch' | 'orthogonal';
   /**
-   * `model.diffusion.var_type`: with `learned_range` the UNet's final conv has twice
+   * `model.diffusion.var_type`: with `learned_range` the network's final conv has twice
    * `out_channel` outputs ([mean output, v], improved-diffusion's `learn_sigma`); the
    * `model.unet` block keeps the data's channel count.
    */
   varType?: VarType;
+  /**
+   * `model.which_model_G`: the SR3 UNet (default) or the official skip_unet variant (which
+   * reads no norm_groups or attn_res).
+   */
+  which?: WhichModelG;
 }
 
-/** The UNet of a `model.unet` block (and the `model.diffusion` var type it serves). */
+/** The network of a `model.unet` block (and of the `model.diffusion` var type it serves). */
 export function buildDenoiser(
   u: UnetJson,
   imageSize: number,
   options: DenoiserOptions = {},
 ): Denoiser {
-  const base = unetConfigFromReference(u, imageSize);
-  const config = learnsVariance(options.varType)
-    ? { ...base, out_channel: 2 * base.out_channel }
-    : base;
-  const unet = new UNet(config, { init: options.init ?? 'orthogonal' });
+  const init = options.init ?? 'orthogonal';
+  const which = options.which ?? 'sr3';
+  const double = <C extends { out_channel: number }>(c: C): C =>
+    learnsVariance(options.varType) ? { ...c, out_channel: 2 * c.out_channel } : c;
+  const unet: DenoiserNet =
+    which === 'skip_unet'
+      ? new SkipUNet(double(skipUnetConfigFromReference(u)), { init })
+      : new UNet(double(unetConfigFromReference(u, imageSize)), { init });
   return {
     unet,
-    config,
-    dataChannels: base.out_channel,
+    which,
+    config: unet.config,
+    dataChannels: u.out_channel,
     params: unet.params(),
     eps: (ops, x, level) => unet.forward(ops, x, level),
     features: (ops, x, level, minDecoderIndex = 0) =>

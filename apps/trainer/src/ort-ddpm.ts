@@ -7,7 +7,14 @@
  */
 
 import type { OptimizerState } from '@dif-fusion/nn';
-import { dropoutMask, initParam, type ParamSpec, type TorchWeights } from '@dif-fusion/nn';
+import {
+  type BatchStatValues,
+  dropoutMask,
+  initParam,
+  type ParamSpec,
+  type TorchWeights,
+  updateRunningStats,
+} from '@dif-fusion/nn';
 import type { Device } from '@dif-fusion/onnx';
 import {
   AdamF32,
@@ -15,7 +22,7 @@ import {
   type DropoutMaskSpec,
   TrainSession,
 } from '@dif-fusion/onnx/train';
-import type { UNet } from '@dif-fusion/unet';
+import type { DenoiserNet } from '@dif-fusion/unet';
 
 /**
  * The dropout masks TrainOps draws for a step (nn's `dropoutMask` per call `c` and sample
@@ -52,7 +59,7 @@ export function initWeights(specs: readonly ParamSpec[], seed: number): TorchWei
 }
 
 export interface OrtDdpmOptions {
-  unet: UNet;
+  unet: DenoiserNet;
   batch: number;
   crop: number;
   loss: 'l1' | 'l2';
@@ -64,7 +71,7 @@ export interface OrtDdpmOptions {
   vbWeight?: number;
   /** Gradient checkpointing: recompute each ResnetBlocWithAttn in the backward pass. */
   checkpoint?: boolean;
-  /** Starting weights (PyTorch layouts, every UNet parameter). */
+  /** Starting weights (PyTorch layouts, every UNet parameter and buffer). */
   weights: TorchWeights;
   optimizer: { type: 'adam' | 'adamw'; lr: number };
   optimizerState?: OptimizerState | null;
@@ -89,7 +96,15 @@ export class OrtDdpmEngine {
     for (const p of o.unet.params())
       if (!o.weights.has(p.name)) throw new Error(`weights lack ${p.name}`);
     const session = await TrainSession.open(graph, { device: o.device, threads: o.threads });
-    const optimizer = new AdamF32(o.weights, o.optimizer);
+    // BatchNorm buffers (skip_unet) are not trained: the optimizer holds the parameters only.
+    const buffers = new Set(
+      o.unet
+        .params()
+        .filter((p) => p.buffer)
+        .map((p) => p.name),
+    );
+    const trained = new Map([...o.weights].filter(([k]) => !buffers.has(k)));
+    const optimizer = new AdamF32(trained, o.optimizer);
     if (o.optimizerState) optimizer.load(o.optimizerState);
     const params = new Map([...o.weights].map(([k, v]) => [k, v.data]));
     return new OrtDdpmEngine(session, o.weights, optimizer, params);
@@ -109,7 +124,12 @@ export class OrtDdpmEngine {
     noise: Float32Array,
     stepSeed: number,
     extra: { target?: Float32Array; condition?: Float32Array; vbCoefs?: Float32Array } = {},
-  ): Promise<{ loss: number; vb?: number; grads: Map<string, Float32Array> }> {
+  ): Promise<{
+    loss: number;
+    vb?: number;
+    grads: Map<string, Float32Array>;
+    stats: BatchStatValues[];
+  }> {
     const feeds = {
       x,
       noise,
@@ -120,7 +140,19 @@ export class OrtDdpmEngine {
       ...dropoutMasks(this.session.graph.dropout, stepSeed),
     };
     const r = await this.session.run(this.params, feeds);
-    return { loss: r.scalars.loss, vb: r.scalars.vb, grads: r.grads };
+    const stats = (this.session.graph.batchStats ?? []).map(({ site, count }) => ({
+      site,
+      count,
+      mean: r.tensors.get(`bn_mean.${site}`)!,
+      variance: r.tensors.get(`bn_var.${site}`)!,
+    }));
+    return { loss: r.scalars.loss, vb: r.scalars.vb, grads: r.grads, stats };
+  }
+
+  /** PyTorch's running-statistics update of the BatchNorm buffers (in place), after a step. */
+  applyBatchStats(stats: readonly BatchStatValues[]): void {
+    for (const [k, v] of updateRunningStats(this.weights, stats))
+      this.weights.get(k)!.data.set(v.data);
   }
 
   async release(): Promise<void> {

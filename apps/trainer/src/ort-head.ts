@@ -11,11 +11,11 @@ import type { OptimizerState, TorchWeights } from '@dif-fusion/nn';
 import type { Device } from '@dif-fusion/onnx';
 import { AdamF32, buildHeadTrainGraph, TrainSession } from '@dif-fusion/onnx/train';
 import { drawFeatureNoise, type NoiseLevels, Rng } from '@dif-fusion/schedules';
-import type { UNet } from '@dif-fusion/unet';
+import type { DenoiserNet } from '@dif-fusion/unet';
 
 export interface OrtHeadOptions {
   head: FusionHead;
-  unet: UNet;
+  unet: DenoiserNet;
   unetWeights: TorchWeights;
   /** Every head parameter (PyTorch layout); the optimizer updates the used ones. */
   weights: TorchWeights;

@@ -17,7 +17,7 @@ import {
 /** The fusion noise for a seed (defined in @dif-fusion/schedules, beside Rng). */
 export { fusionNoise };
 
-import type { UNet } from '@dif-fusion/unet';
+import type { DenoiserNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
 import { DEFAULT_VLB_WEIGHT, stopGradient, vbTerm } from './learned-variance';
@@ -187,7 +187,7 @@ export class GaussianDiffusion {
   private fullChain: ChainCoefficients | null = null;
 
   constructor(
-    readonly denoiser: UNet,
+    readonly denoiser: DenoiserNet,
     readonly schedule: NoiseSchedule,
     options: GaussianDiffusionOptions = {},
   ) {

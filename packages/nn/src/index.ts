@@ -1,3 +1,4 @@
+export * from './batch-norm';
 export * from './conv';
 export * from './fast-conv';
 export * from './init';

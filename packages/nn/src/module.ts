@@ -14,6 +14,16 @@ export interface ParamSpec {
   name: string;
   shape: number[];
   init: Init;
+  /**
+   * A buffer (BatchNorm running statistics): saved and loaded with the weights under its
+   * state_dict key, never trained by the optimizer (see `trainableSpecs`).
+   */
+  buffer?: true;
+}
+
+/** The specs an optimizer trains: every one except the buffers. */
+export function trainableSpecs(specs: readonly ParamSpec[]): ParamSpec[] {
+  return specs.filter((s) => !s.buffer);
 }
 
 /**

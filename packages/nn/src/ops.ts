@@ -11,6 +11,19 @@
  * Parameters are fetched by their PyTorch `state_dict` key with `param(name)`; each
  * implementation stores them in whatever layout it needs.
  */
+/**
+ * The statistics one BatchNorm2d site computed from its training batch: per-channel mean
+ * and biased variance over N, H, W (`count` = N*H*W values each). The trainer turns them
+ * into the running-statistics update (see `updateRunningStats`).
+ */
+export interface BatchStat<T> {
+  /** The BatchNorm2d module's state_dict prefix (e.g. `ups.0.model1.0`). */
+  site: string;
+  mean: T;
+  variance: T;
+  count: number;
+}
+
 export interface Ops<T> {
   /** Which realisation this is. */
   readonly kind: 'tf' | 'onnx';
@@ -26,6 +39,24 @@ export interface Ops<T> {
   linear(x: T, weight: T, bias: T | null): T;
   /** GroupNorm over an image tensor (PyTorch nn.GroupNorm, affine). */
   groupNorm(x: T, groups: number, weight: T, bias: T, eps?: number): T;
+
+  /**
+   * nn.BatchNorm2d (affine): y = (x - mean) / sqrt(var + eps) * weight + bias per channel.
+   * With `running` (eval mode) mean and var are the running statistics; without (training
+   * mode) they are the batch's mean and biased variance over N, H, W, and a training
+   * realisation appends them to `batchStats` under `site`.
+   */
+  batchNorm2d(
+    x: T,
+    weight: T,
+    bias: T,
+    running: { mean: T; variance: T } | null,
+    options: { site: string; eps?: number },
+  ): T;
+  /** Batch statistics of the training-mode BatchNorm2d calls, in call order. */
+  readonly batchStats?: BatchStat<T>[];
+  /** nn.AvgPool2d(2, stride=2): the mean of each 2x2 block (H and W even). */
+  avgPool2x2(x: T): T;
 
   /** Element-wise, same shape. */
   add(a: T, b: T): T;

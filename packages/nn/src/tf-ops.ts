@@ -3,7 +3,7 @@ import { type Conv2dFn, plainConv2d } from './conv';
 import { fastMatMul } from './fast-conv';
 // tfjs-core alone registers no gradients (the @tensorflow/tfjs bundle does): training needs them.
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
-import type { Ops } from './ops';
+import type { BatchStat, Ops } from './ops';
 
 /** Anything that hands out parameters by name, in TfOps layout (see `toTfLayout`). */
 export interface TfParamSource {
@@ -47,6 +47,11 @@ export const nhwcToNchw = (x: tf.Tensor): tf.Tensor => tf.transpose(x, [0, 3, 1,
 export class TfOps implements Ops<tf.Tensor> {
   readonly kind = 'tf' as const;
   readonly training: boolean;
+  /**
+   * Training-mode BatchNorm2d statistics (kept out of tf.tidy with tf.keep: the caller
+   * reads and disposes them, see `takeBatchStats`).
+   */
+  readonly batchStats: BatchStat<tf.Tensor>[] = [];
   private readonly convFn: Conv2dFn;
 
   constructor(
@@ -93,6 +98,38 @@ export class TfOps implements Ops<tf.Tensor> {
     const { mean, variance } = tf.moments(g, [1, 2, 4], true);
     const normed = tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, eps)));
     return tf.add(tf.mul(tf.reshape(normed, [n, h, w, c]), weight), bias);
+  }
+
+  batchNorm2d(
+    x: tf.Tensor,
+    weight: tf.Tensor,
+    bias: tf.Tensor,
+    running: { mean: tf.Tensor; variance: tf.Tensor } | null,
+    options: { site: string; eps?: number },
+  ): tf.Tensor {
+    const eps = options.eps ?? 1e-5;
+    let mean = running?.mean;
+    let variance = running?.variance;
+    if (!mean || !variance) {
+      const [n, h, w] = x.shape;
+      const m = tf.moments(x, [0, 1, 2]);
+      mean = m.mean;
+      variance = m.variance;
+      this.batchStats.push({
+        site: options.site,
+        mean: tf.keep(mean),
+        variance: tf.keep(variance),
+        count: n * h * w,
+      });
+    }
+    const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+    return tf.add(tf.mul(normed, weight), bias);
+  }
+
+  avgPool2x2(x: tf.Tensor): tf.Tensor {
+    // Reshape + mean rather than tf.avgPool: a plain sum gradient on every backend.
+    const [n, h, w, c] = x.shape;
+    return tf.mean(tf.reshape(x, [n, h / 2, 2, w / 2, 2, c]), [2, 4]);
   }
 
   add(a: tf.Tensor, b: tf.Tensor): tf.Tensor {

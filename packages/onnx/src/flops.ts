@@ -59,6 +59,14 @@ export class FlopOps implements Ops<Shape> {
   groupNorm(x: Shape): Shape {
     return this.ew(x.slice(), 5);
   }
+  batchNorm2d(x: Shape): Shape {
+    return this.ew(x.slice(), 2);
+  }
+  avgPool2x2(x: Shape): Shape {
+    const [n, c, h, w] = x;
+    this.ew(x.slice());
+    return [n, c, h / 2, w / 2];
+  }
   add(a: Shape): Shape {
     return this.ew(a.slice());
   }

@@ -100,6 +100,29 @@ export class OnnxOps implements Ops<Value> {
     return g.node('Add', [g.node('Mul', [back, this.channelView(weight)]), this.channelView(bias)]);
   }
 
+  batchNorm2d(
+    x: Value,
+    weight: Value,
+    bias: Value,
+    running: { mean: Value; variance: Value } | null,
+    options: { site: string; eps?: number },
+  ): Value {
+    if (!running)
+      throw new Error(
+        `OnnxOps writes inference graphs: BatchNorm2d ${options.site} needs its running statistics`,
+      );
+    return this.g.node('BatchNormalization', [x, weight, bias, running.mean, running.variance], {
+      epsilon: attr.float(options.eps ?? 1e-5),
+    });
+  }
+
+  avgPool2x2(x: Value): Value {
+    return this.g.node('AveragePool', [x], {
+      kernel_shape: attr.ints([2, 2]),
+      strides: attr.ints([2, 2]),
+    });
+  }
+
   add(a: Value, b: Value): Value {
     return this.g.node('Add', [a, b]);
   }

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { deviceOption } from '../args';
 import { FuseError } from '../errors';
 import { createServer, DEFAULT_MAX_UPLOAD_MB, DEFAULT_SERVE_MAX_MP, type Served } from './server';

@@ -24,7 +24,7 @@ import { UNet, type UNetConfig, unetConfigFromReference } from '@dif-fusion/unet
 import { type Command, Option } from 'commander';
 import { loadCheckpoint } from '../checkpoint';
 import { int } from '../cli-args';
-import { parseJsonWithComments } from '../config';
+import { parseJsonWithComments, refuseSkipUnetFeatures } from '../config';
 import { formatError, UserError } from '../errors';
 import type { LoadedCheckpoint } from '../session';
 
@@ -133,6 +133,7 @@ function exportRandomInit(
   const json = readJsonFile(configPath);
   const model = (json.model ?? {}) as Record<string, any>;
   if (!model.unet) throw new UserError(`${configPath}: model.unet is missing`);
+  refuseSkipUnetFeatures(model.which_model_G, configPath);
   const schedule = model.beta_schedule?.train as NoiseScheduleConfig | undefined;
   if (!schedule) throw new UserError(`${configPath}: model.beta_schedule.train is missing`);
   const datasets = json.datasets as { train?: { resolution?: number } } | undefined;
@@ -214,6 +215,9 @@ function exportCheckpoints(
   log: (line: string) => void,
 ): ExportResult {
   const ddpm = loadOrExplain(opts.ddpm!, 'ddpm', opts.ema);
+  const which = (ddpm.config as { model?: { which_model_G?: unknown } } | null)?.model
+    ?.which_model_G;
+  refuseSkipUnetFeatures(which, ddpm.path);
   const headCk = loadOrExplain(opts.head!, 'head');
   const unet = new UNet(ddpmUnetConfig(ddpm));
   let head: FusionHead;

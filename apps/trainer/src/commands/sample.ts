@@ -75,7 +75,7 @@ export async function runSample(o: SampleOptions): Promise<string> {
   const seed = o.seed ?? 0;
   const sampler = o.sampler ?? 'ancestral';
   await useBackend(o.backend ?? 'wasm');
-  const denoiser = buildDenoiser(m.unet, size, { varType: m.diffusion.var_type });
+  const denoiser = buildDenoiser(m.unet, size, { varType: m.diffusion.var_type, which: m.which });
   const store = TfParamStore.fromTorch(denoiser.params, ckpt.weights);
   let fixed: { x: Float32Array; condition: Float32Array } | null = null;
   if (conditional) {

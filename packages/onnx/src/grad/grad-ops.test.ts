@@ -1,5 +1,5 @@
 import type { Ops } from '@dif-fusion/nn';
-import { ResnetBlock } from '@dif-fusion/unet';
+import { ResBlockDown, ResBlockUp, ResnetBlock } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import type { Value } from '../graph';
@@ -36,13 +36,13 @@ async function check(
   fn: Fn,
   inputs: TestInput[],
   shapes: Record<string, number[]> = {},
-  o: { tol?: number; h?: number; fd?: boolean } = {},
+  o: { tol?: number; h?: number; training?: boolean; fd?: boolean } = {},
 ) {
   const tol = o.tol ?? 1e-4;
   const weights = randomWeights(shapes, 1000);
   const graph = buildGradGraph(fn, inputs, weights);
   const r = randn(graph.outShape, 77);
-  const ref = await tfGrads(fn, inputs, weights, r);
+  const ref = await tfGrads(fn, inputs, weights, r, o.training);
   // Ops with kinks (relu, max, abs) need a small step so that few elements cross them.
   const h = o.h ?? 1e-2;
   const dir = randomDirection(graph, inputs, weights, 500);
@@ -162,6 +162,18 @@ describe('GradOps gradients equal tfjs gradients (1e-4 relative) and finite diff
     await checkFd((ops, [a]) => ops.upsampleBilinear2x(a), [X()]);
     await checkFd((ops, [a]) => ops.upsampleBilinear2x(a), [img('x', [1, 3, 1, 5], 12)]);
   });
+  it('batchNorm2d in training mode (batch statistics) and avgPool2x2', async () => {
+    const x = img('x', [3, 8, 6, 10], 15, 2);
+    for (let i = 0; i < x.data.length; i++) x.data[i] += 1;
+    await check(
+      (ops, [t]) =>
+        ops.batchNorm2d(t, ops.param('n.weight'), ops.param('n.bias'), null, { site: 'n' }),
+      [x],
+      { 'n.weight': [8], 'n.bias': [8] },
+      { training: true },
+    );
+    await check((ops, [a]) => ops.avgPool2x2(a), [X()]);
+  });
   it('selfAttention (1 and 2 heads)', async () => {
     const qkv = img('qkv', [2, 24, 4, 6], 13);
     await check((ops, [a]) => ops.selfAttention(a, 1), [qkv]);
@@ -231,6 +243,30 @@ describe('GradOps gradients equal tfjs gradients (1e-4 relative) and finite diff
       {},
       { h: 1e-3, fd: false },
     );
+  });
+  it('skip_unet ResBlockDown (AvgPool) and ResBlockUp (BatchNorm on batch statistics, nearest x2)', async () => {
+    const o = { stride: 2 as const, dropout: 0, affine: true };
+    const down = new ResBlockDown('d', 8, 4, 6, o);
+    const up = new ResBlockUp('u', 8, 4, 6, o);
+    // ResBlockUp: tfjs only. Its BatchNorm-standardised pre-activations put ReLU kinks within
+    // any finite-difference step float32 resolves (batchNorm2d alone is checked above).
+    for (const [block, fd] of [
+      [down, true],
+      [up, false],
+    ] as const) {
+      const shapes = Object.fromEntries(
+        block
+          .params()
+          .filter((p) => !p.buffer)
+          .map((p) => [p.name, p.shape]),
+      );
+      await check(
+        (ops, [x, emb]) => block.forward(ops, x, emb),
+        [img('x', [2, 8, 6, 10], 16), img('emb', [2, 6], 17)],
+        shapes,
+        { training: true, h: 1e-3, fd },
+      );
+    }
   });
   it('positionalEncoding (gradient w.r.t. the level)', async () => {
     const level = { name: 'level', shape: [3, 1], data: Float32Array.from([0.99, 0.5, 0.01]) };

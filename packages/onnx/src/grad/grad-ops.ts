@@ -9,7 +9,7 @@
  * Conventions follow TensorFlow.js's gradients where a choice exists (relu'(0) = 0,
  * max(a, b) sends the gradient to `a` on ties), so the two training backends agree.
  */
-import type { Ops } from '@dif-fusion/nn';
+import type { BatchStat, Ops } from '@dif-fusion/nn';
 import { type Attr, attr, convAttrs, type GraphBuilder, type Value } from '../graph';
 
 type Backward = (gy: Value) => Array<Value | null>;
@@ -57,6 +57,8 @@ export class GradOps implements Ops<Value> {
   readonly paramInputs = new Map<string, Value>();
   /** Dropout sites in call order (the order of TrainOps' seeded masks). */
   readonly dropoutMasks: DropoutMaskSpec[] = [];
+  /** Training-mode BatchNorm2d statistics ([C] values), in call order: graph outputs for the trainer. */
+  readonly batchStats: BatchStat<Value>[] = [];
   private readonly tape: TapeEntry[] = [];
   private readonly needsGrad = new Set<Value>();
   private readonly prefix: string;
@@ -354,6 +356,88 @@ export class GradOps implements Ops<Value> {
       ];
     });
     return y;
+  }
+
+  /**
+   * BatchNorm2d: xhat = (x - mean) * rstd per channel, y = xhat * weight + bias. Training
+   * (batch statistics over N, H, W; m = N*H*W values): dx = rstd * (dxhat - mean(dxhat) -
+   * xhat * mean(dxhat * xhat)), dxhat = dy * weight, as GroupNorm's. Eval (running
+   * statistics, constants): dx = dy * weight * rstd.
+   */
+  batchNorm2d(
+    x: Value,
+    weight: Value,
+    bias: Value,
+    running: { mean: Value; variance: Value } | null,
+    options: { site: string; eps?: number },
+  ): Value {
+    const shape = this.shape(x);
+    const [n, c, h, w] = shape;
+    const eps = this.scalar(options.eps ?? 1e-5);
+    const axes = { axes: attr.ints([0, 2, 3]), keepdims: attr.int(1) };
+    const cv = (v: Value) => this.raw('Unsqueeze', [v, this.g.constI64([1, 2])]); // [C,1,1]
+    const mean = running ? cv(running.mean) : this.raw('ReduceMean', [x], axes);
+    const d = this.raw('Sub', [x, mean]);
+    const variance = running
+      ? cv(running.variance)
+      : this.raw('ReduceMean', [this.raw('Mul', [d, d])], axes);
+    if (!running) {
+      const stat = (v: Value) => {
+        const r = this.reshape(v, [c]);
+        this.shapes.set(r, [c]);
+        return r;
+      };
+      this.batchStats.push({
+        site: options.site,
+        mean: stat(mean),
+        variance: stat(variance),
+        count: n * h * w,
+      });
+    }
+    const rstd = this.raw('Reciprocal', [this.raw('Sqrt', [this.raw('Add', [variance, eps])])]);
+    const xhat = this.raw('Mul', [d, rstd]);
+    const wv = cv(weight);
+    const y = this.raw('Add', [this.raw('Mul', [xhat, wv]), cv(bias)]);
+    this.record(y, shape, [x, weight, bias], (gy) => {
+      let dx: Value | null = null;
+      if (this.need(x)) {
+        const dxhat = this.raw('Mul', [gy, wv]);
+        if (running) dx = this.raw('Mul', [dxhat, rstd]);
+        else {
+          const m1 = this.raw('ReduceMean', [dxhat], axes);
+          const m2 = this.raw('ReduceMean', [this.raw('Mul', [dxhat, xhat])], axes);
+          const inner = this.raw('Sub', [
+            this.raw('Sub', [dxhat, m1]),
+            this.raw('Mul', [xhat, m2]),
+          ]);
+          dx = this.raw('Mul', [inner, rstd]);
+        }
+      }
+      return [
+        dx,
+        this.need(weight) ? this.reduceSum(this.raw('Mul', [gy, xhat]), [0, 2, 3], false) : null,
+        this.need(bias) ? this.reduceSum(gy, [0, 2, 3], false) : null,
+      ];
+    });
+    return y;
+  }
+
+  /** AvgPool2d(2, 2): dx spreads dy / 4 over each 2x2 block. */
+  avgPool2x2(x: Value): Value {
+    const [n, c, h, w] = this.shape(x);
+    return this.op(
+      'AveragePool',
+      [x],
+      [n, c, h / 2, w / 2],
+      (gy) => {
+        const spread = this.raw('Expand', [
+          this.reshape(gy, [n, c, h / 2, 1, w / 2, 1]),
+          this.g.constI64([n, c, h / 2, 2, w / 2, 2]),
+        ]);
+        return [this.raw('Mul', [this.reshape(spread, [n, c, h, w]), this.scalar(0.25)])];
+      },
+      { kernel_shape: attr.ints([2, 2]), strides: attr.ints([2, 2]) },
+    );
   }
 
   private elementwise(a: Value, b: Value, what: string): number[] {

@@ -22,7 +22,7 @@ import {
   type MeanType,
   modelMeanCoefs,
 } from '@dif-fusion/diffusion';
-import type { UNet } from '@dif-fusion/unet';
+import type { DenoiserNet } from '@dif-fusion/unet';
 import { type DropoutMaskSpec, GradOps } from '../grad/grad-ops';
 import { attr, GraphBuilder, type Value } from '../graph';
 
@@ -39,6 +39,11 @@ export interface TrainGraph {
   scalars: string[];
   /** Tensor outputs besides the gradients (e.g. the fused image): name -> shape. */
   tensors: Map<string, number[]>;
+  /**
+   * Training-mode BatchNorm sites (skip_unet): their batch mean and biased variance are the
+   * tensor outputs `bn_mean.<site>` and `bn_var.<site>` ([C]), over `count` values each.
+   */
+  batchStats?: Array<{ site: string; count: number }>;
 }
 
 export interface DdpmGraphOptions {
@@ -135,11 +140,18 @@ export function finishTrainGraph(
 }
 
 /** Build the DDPM training graph of `unet`. */
-export function buildDdpmTrainGraph(unet: UNet, o: DdpmGraphOptions): TrainGraph {
+export function buildDdpmTrainGraph(unet: DenoiserNet, o: DdpmGraphOptions): TrainGraph {
   const g = new GraphBuilder('ddpm_train');
+  const buffers = new Set(
+    unet
+      .params()
+      .filter((p) => p.buffer)
+      .map((p) => p.name),
+  );
   const ops = new GradOps(g, paramShapes(unet.params()), {
     training: o.dropout ?? true,
     checkpoint: o.checkpoint ?? false,
+    trainable: (name) => !buffers.has(name),
   });
   const cc = o.condition ?? 0;
   const c = unet.config.in_channel - cc;
@@ -180,13 +192,26 @@ export function buildDdpmTrainGraph(unet: UNet, o: DdpmGraphOptions): TrainGraph
   const per = o.loss === 'l1' ? ops.abs(d) : ops.square(d);
   const denom = o.batch * c * o.size * o.size;
   const simple = ops.scale(ops.sumAll(per), 1 / denom);
-  if (!o.learnedRange) return finishTrainGraph(g, ops, simple, {}, inputs);
-  inputs.set('vb_coefs', [VB_COEFS.length]);
-  const coefs = ops.input('vb_coefs', [VB_COEFS.length]);
-  const term = vbTerms(ops, coefs, { x0: x, xt, out: eps, v: ops.sliceChannels(raw, c, 2 * c) });
-  const vb = ops.scale(ops.sumAll(term), 1 / (denom * Math.LN2));
-  const loss = ops.add(simple, ops.scale(vb, o.learnedRange.vbWeight));
-  return finishTrainGraph(g, ops, loss, { vb }, inputs);
+  let loss = simple;
+  const scalars: Record<string, Value> = {};
+  if (o.learnedRange) {
+    inputs.set('vb_coefs', [VB_COEFS.length]);
+    const coefs = ops.input('vb_coefs', [VB_COEFS.length]);
+    const v = ops.sliceChannels(raw, c, 2 * c);
+    const term = vbTerms(ops, coefs, { x0: x, xt, out: eps, v });
+    scalars.vb = ops.scale(ops.sumAll(term), 1 / (denom * Math.LN2));
+    loss = ops.add(simple, ops.scale(scalars.vb, o.learnedRange.vbWeight));
+  }
+  // BatchNorm in training mode (skip_unet): each site's batch statistics, for the buffers
+  const stats = Object.fromEntries(
+    ops.batchStats.flatMap((s) => [
+      [`bn_mean.${s.site}`, s.mean],
+      [`bn_var.${s.site}`, s.variance],
+    ]),
+  );
+  const graph = finishTrainGraph(g, ops, loss, scalars, inputs, stats);
+  if (ops.batchStats.length === 0) return graph;
+  return { ...graph, batchStats: ops.batchStats.map((s) => ({ site: s.site, count: s.count })) };
 }
 
 /**

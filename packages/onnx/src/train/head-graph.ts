@@ -18,7 +18,7 @@
 
 import { type FusionHead, type LossSpace, LUMA_WEIGHTS } from '@dif-fusion/fusion-head';
 import type { TorchWeightsLike } from '@dif-fusion/nn';
-import type { UNet } from '@dif-fusion/unet';
+import type { DenoiserNet } from '@dif-fusion/unet';
 import { GradOps } from '../grad/grad-ops';
 import { attr, GraphBuilder, type Value } from '../graph';
 import { OnnxOps } from '../onnx-ops';
@@ -26,7 +26,7 @@ import { finishTrainGraph, paramShapes, type TrainGraph } from './ddpm-graph';
 
 export interface HeadGraphOptions {
   /** The frozen DDPM and its weights (PyTorch layouts, official names without `denoise_fn.`). */
-  unet: UNet;
+  unet: DenoiserNet;
   unetWeights: TorchWeightsLike;
   batch: number;
   size: number;

@@ -1,0 +1,326 @@
+/**
+ * The official `skip_unet` variant (`model/sr3_modules/skip_unet.py`, `which_model_G:
+ * "skip_unet"`): a BigGAN-style residual UNet with BatchNorm, additive skip connections
+ * and the WaveGrad noise-level encoding without an MLP. Defined once against `Ops<T>` like
+ * the SR3 UNet; parameter names are the official state_dict keys (BatchNorm buffers
+ * included, flagged `buffer`).
+ */
+import {
+  BatchNorm2d,
+  Conv2d,
+  Module,
+  type Ops,
+  type ParamSpec,
+  type WeightInit,
+} from '@dif-fusion/nn';
+import { FeatureWiseAffine } from './blocks';
+import type { FeatureOptions, UNetFeatures } from './unet';
+
+/** WaveGrad's LINEAR_SCALE: the encoding reads 5000 * level. */
+export const SKIP_UNET_LINEAR_SCALE = 5000;
+
+/** The official default skip_range: skips on the last 1/sqrt(2) of the up path. */
+export const DEFAULT_SKIP_RANGE = 1 / Math.sqrt(2);
+
+/** skip_unet's options, with the official argument names. */
+export interface SkipUNetConfig {
+  in_channel: number;
+  out_channel: number;
+  inner_channel: number;
+  channel_mults: number[];
+  res_blocks: number;
+  dropout: number;
+  use_affine_level?: boolean;
+  /** Fraction of the up path (its end) with additive skips (default 1/sqrt(2); present only when set). */
+  skip_range?: number;
+}
+
+/**
+ * The reference `model.unet` keys skip_unet reads; the others (`norm_groups`, `attn_res`,
+ * `image_size`, `with_noise_level_emb`) have no effect on it, as in the official code.
+ */
+export function skipUnetConfigFromReference(u: Record<string, unknown>): SkipUNetConfig {
+  const int = (k: string, min: number): number => {
+    const v = u[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+      throw new Error(
+        `skip_unet config: ${k} must be an integer >= ${min} (got ${JSON.stringify(v)})`,
+      );
+    return v;
+  };
+  const mults = u.channel_mults ?? u.channel_multiplier;
+  if (
+    !Array.isArray(mults) ||
+    mults.length === 0 ||
+    mults.some((m) => !Number.isInteger(m) || m < 1)
+  )
+    throw new Error(
+      `skip_unet config: channel_multiplier must be a list of positive integers (got ${JSON.stringify(mults)})`,
+    );
+  const dropout = u.dropout ?? 0;
+  if (typeof dropout !== 'number' || dropout < 0 || dropout >= 1)
+    throw new Error(`skip_unet config: dropout must be in [0, 1) (got ${JSON.stringify(dropout)})`);
+  for (const k of ['use_scale_shift_norm', 'num_heads'] as const)
+    if (u[k] !== undefined && u[k] !== false && u[k] !== 1)
+      throw new Error(
+        `skip_unet config: ${k} is an option of the sr3 UNet; skip_unet has no such layer`,
+      );
+  const c: SkipUNetConfig = {
+    in_channel: int('in_channel', 1),
+    out_channel: int('out_channel', 1),
+    inner_channel: int('inner_channel', 1),
+    channel_mults: mults.slice(),
+    // res_blocks 1 gives the up path more blocks than there are skip features (the official
+    // forward pops an empty list).
+    res_blocks: int('res_blocks', 2),
+    dropout,
+    use_affine_level: Boolean(u.use_affine_level ?? false),
+  };
+  if (u.skip_range !== undefined) {
+    const r = u.skip_range;
+    if (typeof r !== 'number' || !(r >= 0 && r <= 1))
+      throw new Error(`skip_unet config: skip_range must be in [0, 1] (got ${JSON.stringify(r)})`);
+    c.skip_range = r;
+  }
+  return c;
+}
+
+/** nn.Sequential(nn.Conv2d(...)) style: index `i` of a Sequential under `prefix`. */
+const at = (prefix: string, i: number) => `${prefix}.${i}`;
+
+/**
+ * ResBlockDown: x -> ReLU, 3x3 conv (`model_base1.1`), FeatureWiseAffine (`noise_func`),
+ * ReLU, Dropout, 3x3 conv (`model_base2.2`), AvgPool2d(2) when stride 2; plus the bypass
+ * 1x1 conv (`bypass.0`) + AvgPool2d(2).
+ */
+export class ResBlockDown extends Module {
+  readonly conv1: Conv2d;
+  readonly conv2: Conv2d;
+  readonly bypass: Conv2d;
+  readonly noise: FeatureWiseAffine;
+  constructor(
+    prefix: string,
+    inCh: number,
+    outCh: number,
+    noiseCh: number,
+    readonly o: { stride: 1 | 2; dropout: number; affine: boolean; init?: WeightInit },
+  ) {
+    super(prefix);
+    const init = o.init;
+    this.noise = new FeatureWiseAffine(this.key('noise_func'), noiseCh, outCh, o.affine, init);
+    this.conv1 = new Conv2d(at(this.key('model_base1'), 1), inCh, outCh, 3, { padding: 1, init });
+    this.conv2 = new Conv2d(at(this.key('model_base2'), 2), outCh, outCh, 3, { padding: 1, init });
+    this.bypass = new Conv2d(at(this.key('bypass'), 0), inCh, outCh, 1, { init });
+  }
+  params(): ParamSpec[] {
+    return [this.noise, this.conv1, this.conv2, this.bypass].flatMap((m) => m.params());
+  }
+  forward<T>(ops: Ops<T>, x: T, emb: T): T {
+    const pool = (t: T) => (this.o.stride === 2 ? ops.avgPool2x2(t) : t);
+    let h = this.noise.forward(ops, this.conv1.forward(ops, ops.relu(x)), emb);
+    h = pool(this.conv2.forward(ops, ops.dropout(ops.relu(h), this.o.dropout)));
+    return ops.add(h, pool(this.bypass.forward(ops, x)));
+  }
+}
+
+/**
+ * ResBlockUp: x -> BatchNorm (`model1.0`), ReLU, nearest x2 when stride 2, 3x3 conv
+ * (`model1.3`), FeatureWiseAffine, BatchNorm (`model2.0`), ReLU, Dropout, 3x3 conv
+ * (`model2.3`); plus the bypass nearest x2 + 1x1 conv (`bypass.1`).
+ */
+export class ResBlockUp extends Module {
+  readonly bn1: BatchNorm2d;
+  readonly conv1: Conv2d;
+  readonly bn2: BatchNorm2d;
+  readonly conv2: Conv2d;
+  readonly bypass: Conv2d;
+  readonly noise: FeatureWiseAffine;
+  constructor(
+    prefix: string,
+    inCh: number,
+    outCh: number,
+    noiseCh: number,
+    readonly o: { stride: 1 | 2; dropout: number; affine: boolean; init?: WeightInit },
+  ) {
+    super(prefix);
+    const init = o.init;
+    this.noise = new FeatureWiseAffine(this.key('noise_func'), noiseCh, outCh, o.affine, init);
+    this.bn1 = new BatchNorm2d(at(this.key('model1'), 0), inCh);
+    this.conv1 = new Conv2d(at(this.key('model1'), 3), inCh, outCh, 3, { padding: 1, init });
+    this.bn2 = new BatchNorm2d(at(this.key('model2'), 0), outCh);
+    this.conv2 = new Conv2d(at(this.key('model2'), 3), outCh, outCh, 3, { padding: 1, init });
+    this.bypass = new Conv2d(at(this.key('bypass'), 1), inCh, outCh, 1, { init });
+  }
+  params(): ParamSpec[] {
+    return [this.noise, this.bn1, this.conv1, this.bn2, this.conv2, this.bypass].flatMap((m) =>
+      m.params(),
+    );
+  }
+  forward<T>(ops: Ops<T>, x: T, emb: T): T {
+    const up = (t: T) => (this.o.stride === 2 ? ops.upsampleNearest2x(t) : t);
+    let h = this.conv1.forward(ops, up(ops.relu(this.bn1.forward(ops, x))));
+    h = this.noise.forward(ops, h, emb);
+    h = ops.dropout(ops.relu(this.bn2.forward(ops, h)), this.o.dropout);
+    return ops.add(this.conv2.forward(ops, h), this.bypass.forward(ops, up(x)));
+  }
+}
+
+/**
+ * skip_unet's UNet: emb = PositionalEncoding(4 * inner_channel)(5000 * level) (no MLP),
+ * start_conv 3x3, the down path (per level res_blocks - 1 ResBlockDown, then a stride-2 one
+ * except at the last level), the up path (per level, deepest first: a ResBlockUp changing
+ * channels, a stride-2 one except at the deepest level, res_blocks - 2 more), where up
+ * block k >= skip_start = floor((1 - skip_range) * levels * res_blocks) adds the matching
+ * down-path output, and final_conv = BatchNorm, ReLU, 3x3 conv.
+ */
+export class SkipUNet extends Module {
+  readonly config: SkipUNetConfig;
+  readonly startConv: Conv2d;
+  readonly downs: ResBlockDown[] = [];
+  readonly ups: ResBlockUp[] = [];
+  readonly finalNorm: BatchNorm2d;
+  readonly finalConv: Conv2d;
+  readonly noiseChannels: number;
+  readonly skipStart: number;
+  /** Channels and scale of each up block's output, in execution order. */
+  private readonly upBlocks: Array<{ channels: number; scale: number }> = [];
+
+  constructor(config: SkipUNetConfig, options: { init?: WeightInit } = {}) {
+    super('');
+    const c = skipUnetConfigFromReference(config as unknown as Record<string, unknown>);
+    this.config = c;
+    const init = options.init;
+    const noiseCh = c.inner_channel * 4;
+    this.noiseChannels = noiseCh;
+    const levels = c.channel_mults.length;
+    this.skipStart = Math.trunc((1 - (c.skip_range ?? DEFAULT_SKIP_RANGE)) * levels * c.res_blocks);
+    const o = (stride: 1 | 2) => ({
+      stride,
+      dropout: c.dropout,
+      affine: !!c.use_affine_level,
+      init,
+    });
+    this.startConv = new Conv2d('start_conv', c.in_channel, c.inner_channel, 3, {
+      padding: 1,
+      init,
+    });
+    let pre = c.inner_channel;
+    let scale = 1;
+    const down = (inCh: number, outCh: number, stride: 1 | 2) =>
+      this.downs.push(
+        new ResBlockDown(`downs.${this.downs.length}`, inCh, outCh, noiseCh, o(stride)),
+      );
+    for (let i = 0; i < levels; i++) {
+      const ch = c.inner_channel * c.channel_mults[i];
+      for (let r = 0; r < c.res_blocks - 1; r++) {
+        down(pre, ch, 1);
+        pre = ch;
+      }
+      if (i < levels - 1) {
+        down(pre, pre, 2);
+        scale *= 2;
+      }
+    }
+    const up = (inCh: number, outCh: number, stride: 1 | 2) => {
+      this.ups.push(new ResBlockUp(`ups.${this.ups.length}`, inCh, outCh, noiseCh, o(stride)));
+      if (stride === 2) scale /= 2;
+      this.upBlocks.push({ channels: outCh, scale });
+    };
+    for (let i = levels - 1; i >= 0; i--) {
+      const ch = c.inner_channel * c.channel_mults[i];
+      up(pre, ch, 1);
+      pre = ch;
+      if (i < levels - 1) up(pre, pre, 2);
+      for (let r = 0; r < c.res_blocks - 2; r++) {
+        up(pre, ch, 1);
+        pre = ch;
+      }
+    }
+    this.finalNorm = new BatchNorm2d('final_conv.0', pre);
+    this.finalConv = new Conv2d('final_conv.2', pre, c.out_channel, 3, { padding: 1, init });
+  }
+
+  params(): ParamSpec[] {
+    return [
+      ...this.startConv.params(),
+      ...this.downs.flatMap((l) => l.params()),
+      ...this.ups.flatMap((l) => l.params()),
+      ...this.finalNorm.params(),
+      ...this.finalConv.params(),
+    ];
+  }
+
+  /** Number of decoder features (`fd.length`): one per up block. */
+  get decoderCount(): number {
+    return this.upBlocks.length;
+  }
+
+  /** Channels of `fd[i]`, in the reversed order of `fd`. */
+  decoderChannels(): number[] {
+    return this.upBlocks.map((b) => b.channels).reverse();
+  }
+
+  /** Downsampling factor of `fd[i]` relative to the input (1 = full resolution). */
+  decoderScale(i: number): number {
+    const b = this.upBlocks[this.upBlocks.length - 1 - i];
+    if (!b)
+      throw new Error(`decoder feature index ${i} out of range 0..${this.upBlocks.length - 1}`);
+    return b.scale;
+  }
+
+  /** Input height and width must be multiples of this. */
+  get sizeMultiple(): number {
+    return 2 ** (this.config.channel_mults.length - 1);
+  }
+
+  /** The noise prediction: x `[N, in, H, W]`, level `[N, 1]` -> `[N, out, H, W]`. */
+  forward<T>(ops: Ops<T>, x: T, level: T): T {
+    return this.run(ops, x, level, 0, true).out as T;
+  }
+
+  /**
+   * Encoder features (start_conv, then every down block) and decoder features (every up
+   * block's output after its skip, reversed: `fd[0]` is the last block).
+   */
+  features<T>(ops: Ops<T>, x: T, level: T, options: FeatureOptions = {}): UNetFeatures<T> {
+    const min = options.minDecoderIndex ?? 0;
+    if (!Number.isInteger(min) || min < 0 || min >= this.decoderCount)
+      throw new Error(`minDecoderIndex ${min} out of range 0..${this.decoderCount - 1}`);
+    const { fe, fd } = this.run(ops, x, level, min, false);
+    return { fe, fd };
+  }
+
+  private run<T>(
+    ops: Ops<T>,
+    x: T,
+    level: T,
+    minIndex: number,
+    final: boolean,
+  ): UNetFeatures<T> & { out?: T } {
+    const emb = ops.positionalEncoding(
+      ops.scale(level, SKIP_UNET_LINEAR_SCALE),
+      this.noiseChannels,
+    );
+    let h = this.startConv.forward(ops, x);
+    const fe: T[] = [h];
+    const feats: T[] = [];
+    for (const layer of this.downs) {
+      h = layer.forward(ops, h, emb);
+      feats.push(h);
+      fe.push(h);
+    }
+    const n = this.decoderCount;
+    const fd: T[] = new Array(n);
+    for (const [k, layer] of this.ups.entries()) {
+      const info = feats.pop()!;
+      h = layer.forward(ops, h, emb);
+      if (k >= this.skipStart) h = ops.add(h, info);
+      fd[n - 1 - k] = h;
+      if (!final && n - 1 - k <= minIndex) break;
+    }
+    const out = final
+      ? this.finalConv.forward(ops, ops.relu(this.finalNorm.forward(ops, h)))
+      : undefined;
+    return { fe, fd, out };
+  }
+}
