@@ -14,7 +14,7 @@ import {
   type WeightInit,
 } from '@dif-fusion/nn';
 import { FeatureWiseAffine } from './blocks';
-import type { FeatureOptions, UNetFeatures } from './unet';
+import { DecoderNet, type UNetFeatures } from './denoiser';
 
 /** WaveGrad's LINEAR_SCALE: the encoding reads 5000 * level. */
 export const SKIP_UNET_LINEAR_SCALE = 5000;
@@ -173,7 +173,7 @@ export class ResBlockUp extends Module {
  * block k >= skip_start = floor((1 - skip_range) * levels * res_blocks) adds the matching
  * down-path output, and final_conv = BatchNorm, ReLU, 3x3 conv.
  */
-export class SkipUNet extends Module {
+export class SkipUNet extends DecoderNet {
   readonly config: SkipUNetConfig;
   readonly startConv: Conv2d;
   readonly downs: ResBlockDown[] = [];
@@ -182,8 +182,6 @@ export class SkipUNet extends Module {
   readonly finalConv: Conv2d;
   readonly noiseChannels: number;
   readonly skipStart: number;
-  /** Channels and scale of each up block's output, in execution order. */
-  private readonly upBlocks: Array<{ channels: number; scale: number }> = [];
 
   constructor(config: SkipUNetConfig, options: { init?: WeightInit } = {}) {
     super('');
@@ -250,47 +248,7 @@ export class SkipUNet extends Module {
     ];
   }
 
-  /** Number of decoder features (`fd.length`): one per up block. */
-  get decoderCount(): number {
-    return this.upBlocks.length;
-  }
-
-  /** Channels of `fd[i]`, in the reversed order of `fd`. */
-  decoderChannels(): number[] {
-    return this.upBlocks.map((b) => b.channels).reverse();
-  }
-
-  /** Downsampling factor of `fd[i]` relative to the input (1 = full resolution). */
-  decoderScale(i: number): number {
-    const b = this.upBlocks[this.upBlocks.length - 1 - i];
-    if (!b)
-      throw new Error(`decoder feature index ${i} out of range 0..${this.upBlocks.length - 1}`);
-    return b.scale;
-  }
-
-  /** Input height and width must be multiples of this. */
-  get sizeMultiple(): number {
-    return 2 ** (this.config.channel_mults.length - 1);
-  }
-
-  /** The noise prediction: x `[N, in, H, W]`, level `[N, 1]` -> `[N, out, H, W]`. */
-  forward<T>(ops: Ops<T>, x: T, level: T): T {
-    return this.run(ops, x, level, 0, true).out as T;
-  }
-
-  /**
-   * Encoder features (start_conv, then every down block) and decoder features (every up
-   * block's output after its skip, reversed: `fd[0]` is the last block).
-   */
-  features<T>(ops: Ops<T>, x: T, level: T, options: FeatureOptions = {}): UNetFeatures<T> {
-    const min = options.minDecoderIndex ?? 0;
-    if (!Number.isInteger(min) || min < 0 || min >= this.decoderCount)
-      throw new Error(`minDecoderIndex ${min} out of range 0..${this.decoderCount - 1}`);
-    const { fe, fd } = this.run(ops, x, level, min, false);
-    return { fe, fd };
-  }
-
-  private run<T>(
+  protected run<T>(
     ops: Ops<T>,
     x: T,
     level: T,

@@ -5,34 +5,15 @@
  * final Block. Defined once against `Ops<T>`: `new TfOps(...)` runs it on tfjs,
  * `OnnxOps` (@dif-fusion/onnx) turns the same calls into an ONNX graph.
  */
-import { Conv2d, Module, type Ops, type ParamSpec, type WeightInit } from '@dif-fusion/nn';
+import { Conv2d, type Ops, type ParamSpec, type WeightInit } from '@dif-fusion/nn';
 import { Block, Downsample, NoiseLevelMlp, ResnetBlocWithAttn, Upsample } from './blocks';
 import { parseUNetConfig, type UNetConfig } from './config';
+import { DecoderNet, type UNetFeatures } from './denoiser';
 
 type DownLayer = ResnetBlocWithAttn | Downsample;
 type UpLayer = ResnetBlocWithAttn | Upsample;
 
-export interface FeatureOptions {
-  /**
-   * Lowest index (into the reversed decoder features) that is needed: the up path stops
-   * as soon as `fd[minDecoderIndex]` exists, so later layers cost nothing (and are absent
-   * from an exported graph). Default 0: the whole up path.
-   */
-  minDecoderIndex?: number;
-}
-
-export interface UNetFeatures<T> {
-  /** Encoder features: the init conv output, then every down-path layer's output. */
-  fe: T[];
-  /**
-   * Decoder features: each up-path ResnetBlocWithAttn output, reversed as the official
-   * code returns them (`fd[0]` is the last, full-resolution block). Entries below
-   * `minDecoderIndex` are undefined.
-   */
-  fd: T[];
-}
-
-export class UNet extends Module {
+export class UNet extends DecoderNet {
   readonly config: UNetConfig;
   readonly noiseLevelMlp: NoiseLevelMlp | null;
   readonly initConv: Conv2d;
@@ -40,8 +21,6 @@ export class UNet extends Module {
   readonly mid: ResnetBlocWithAttn[];
   readonly ups: UpLayer[] = [];
   readonly finalConv: Block;
-  /** Channels and scale (downsampling factor) of each up-path block, in execution order. */
-  private readonly upBlocks: Array<{ channels: number; scale: number }> = [];
 
   /**
    * @param init weight init of conv/linear layers: `torch` (PyTorch's default) or
@@ -118,50 +97,13 @@ export class UNet extends Module {
     ];
   }
 
-  /** Number of decoder features (`fd.length`): (res_blocks + 1) per level. */
-  get decoderCount(): number {
-    return this.upBlocks.length;
-  }
-
-  /** Channels of `fd[i]`, in the reversed order of `fd`. */
-  decoderChannels(): number[] {
-    return this.upBlocks.map((b) => b.channels).reverse();
-  }
-
-  /** Downsampling factor of `fd[i]` relative to the input (1 = full resolution). */
-  decoderScale(i: number): number {
-    const b = this.upBlocks[this.upBlocks.length - 1 - i];
-    if (!b)
-      throw new Error(`decoder feature index ${i} out of range 0..${this.upBlocks.length - 1}`);
-    return b.scale;
-  }
-
-  /** Input height and width must be multiples of this. */
-  get sizeMultiple(): number {
-    return 2 ** (this.config.channel_mults.length - 1);
-  }
-
-  /** The noise prediction eps(x, level): x `[N, in, H, W]`, level `[N, 1]` -> `[N, out, H, W]`. */
-  forward<T>(ops: Ops<T>, x: T, level: T): T {
-    return this.run(ops, x, level, 0, true).out as T;
-  }
-
-  /** Encoder and decoder features (the official `feat_need=True` path). */
-  features<T>(ops: Ops<T>, x: T, level: T, options: FeatureOptions = {}): UNetFeatures<T> {
-    const min = options.minDecoderIndex ?? 0;
-    if (!Number.isInteger(min) || min < 0 || min >= this.decoderCount)
-      throw new Error(`minDecoderIndex ${min} out of range 0..${this.decoderCount - 1}`);
-    const { fe, fd } = this.run(ops, x, level, min, false);
-    return { fe, fd };
-  }
-
   /** One pass returning the noise prediction and every feature (as the golden files store them). */
   forwardWithFeatures<T>(ops: Ops<T>, x: T, level: T): UNetFeatures<T> & { eps: T } {
     const r = this.run(ops, x, level, 0, true);
     return { fe: r.fe, fd: r.fd, eps: r.out as T };
   }
 
-  private run<T>(
+  protected run<T>(
     ops: Ops<T>,
     x: T,
     level: T,
