@@ -27,7 +27,7 @@ export const deviceOption = (): Option =>
     .choices(['auto', 'cuda', 'cpu'])
     .default('auto');
 
-/** `--threads N` (1..1024): ONNX Runtime's intra-op threads (fuse, worker). */
+/** `--threads N` (1..1024): ONNX Runtime's intra-op threads (fuse, worker, serve). */
 export const threadsOption = (): Option =>
   new Option('--threads <n>', 'CPU threads for ONNX Runtime (default: all cores)').argParser(
     intArg('--threads', 1, 1024),

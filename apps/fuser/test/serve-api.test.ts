@@ -404,5 +404,11 @@ describe('the dif-fuse serve command', () => {
       /--port must be an integer from 0 to 65535/,
       expect,
     );
+    // the same --threads as fuse and worker: 0 is refused (omit it for every core)
+    expectOneLineError(
+      dif(['serve', '--port', '0', '--threads', '0']),
+      /--threads must be at least 1/,
+      expect,
+    );
   });
 });

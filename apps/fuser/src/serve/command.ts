@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import { deviceOption } from '../args';
+import { deviceOption, threadsOption } from '../args';
 import { FuseError } from '../errors';
 import { createServer, DEFAULT_MAX_UPLOAD_MB, DEFAULT_SERVE_MAX_MP, type Served } from './server';
 
@@ -97,7 +97,7 @@ export function registerServeCommand(program: Command, io: ServeIo): Command {
       '127.0.0.1',
     )
     .addOption(deviceOption())
-    .option('--threads <n>', 'CPU threads for ONNX Runtime', positive('--threads', true, 1024))
+    .addOption(threadsOption())
     .option('--seed <n>', 'noise seed', positive('--seed', true, 2 ** 32 - 1), 0)
     .option(
       '--max-upload <MB>',
