@@ -18,11 +18,11 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { startRedis } from '../lib/redis-server.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(REPO, 'apps/fuser/dist/cli.js');
@@ -152,15 +152,6 @@ async function stability(sensor) {
   };
 }
 
-async function freePort() {
-  return new Promise((res) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => res(p));
-    });
-  });
-}
-
 function spawnWait(args) {
   return new Promise((res, rej) => {
     const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -182,25 +173,8 @@ async function queue() {
     String(PAIRS),
   ]);
   const pairs = join(dir, 'batch/pairs');
-  const port = await freePort();
-  const redis = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--dir',
-      dir,
-    ],
-    { stdio: 'ignore' },
-  );
-  await new Promise((r) => setTimeout(r, 500));
-  const url = `redis://127.0.0.1:${port}`;
+  const redis = await startRedis();
+  const url = redis.url;
   try {
     let t0 = performance.now();
     const local = dif(['--pairs', pairs, '-o', join(dir, 'local')]).trim();
@@ -246,7 +220,7 @@ async function queue() {
     res.speedup2Workers1Thread = res.w1.secs / res.w2t1.secs;
     return res;
   } finally {
-    redis.kill('SIGTERM');
+    await redis.stop();
   }
 }
 

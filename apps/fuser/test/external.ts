@@ -3,9 +3,7 @@
  * throw-away redis-server on loopback (a random free port, a temp folder, no persistence).
  * Tests that need them skip with a clear message when they are not installed.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { tmp } from './helpers';
+import { spawnSync } from 'node:child_process';
 
 export function hasCommand(name: string): boolean {
   const r = spawnSync(name, ['--version'], { stdio: 'ignore' });
@@ -55,60 +53,5 @@ export function probe(path: string): {
   };
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.on('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => res(port));
-    });
-  });
-}
-
-export interface TestRedis {
-  url: string;
-  stop(): Promise<void>;
-}
-
-/** Starts redis-server on 127.0.0.1 at a free port, in a temp folder, without persistence. */
-export async function startRedis(): Promise<TestRedis> {
-  for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
-    const dir = tmp('dif-redis-');
-    const child: ChildProcess = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--dir',
-        dir,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const ok = await new Promise<boolean>((res) => {
-      let log = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        log += d.toString();
-        if (/Ready to accept connections/.test(log)) res(true);
-      });
-      child.on('exit', () => res(false));
-    });
-    if (ok)
-      return {
-        url: `redis://127.0.0.1:${port}`,
-        stop: () =>
-          new Promise((res) => {
-            child.on('exit', () => res());
-            child.kill('SIGTERM');
-          }),
-      };
-    if (attempt >= 3) throw new Error('redis-server did not start');
-  }
-}
+// The throw-away redis-server lives in one plain ESM module that scripts/bench uses too.
+export { startRedis, type TestRedis } from '../../../scripts/lib/redis-server.mjs';
