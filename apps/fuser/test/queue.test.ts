@@ -83,6 +83,11 @@ function localBatch(root: string, local: string): void {
   expect(r.code, r.stderr).toBe(0);
 }
 
+/** `dif-fuse queue add` of a pairs folder onto `queue` at the test's redis. */
+function addArgs(root: string, out: string, queue: string): string[] {
+  return ['queue', 'add', '--pairs', root, '--out', out, '--redis', redis.url, '--queue', queue];
+}
+
 function status(queue: string): Record<string, any> {
   const r = dif(['queue', 'status', '--redis', redis.url, '--queue', queue, '--json']);
   expect(r.code, r.stderr).toBe(0);
@@ -110,18 +115,7 @@ describe.skipIf(!HAS_REDIS)('dif-fuse queue and worker', () => {
     const { root, local } = await pairs('many', 6, 64, 48);
     localBatch(root, local);
     const out = join(dir, 'many-out');
-    const add = [
-      'queue',
-      'add',
-      '--pairs',
-      root,
-      '--out',
-      out,
-      '--redis',
-      redis.url,
-      '--queue',
-      'many',
-    ];
+    const add = addArgs(root, out, 'many');
     const first = dif(add);
     expect(first.code, first.stderr).toBe(0);
     expect(first.stdout.trim()).toBe(`queued 6 job(s) on many at ${redis.url}`);
@@ -149,20 +143,7 @@ describe.skipIf(!HAS_REDIS)('dif-fuse queue and worker', () => {
     const { root, local } = await pairs('killed', 3, 128, 96);
     localBatch(root, local);
     const out = join(dir, 'killed-out');
-    expect(
-      dif([
-        'queue',
-        'add',
-        '--pairs',
-        root,
-        '--out',
-        out,
-        '--redis',
-        redis.url,
-        '--queue',
-        'killed',
-      ]).code,
-    ).toBe(0);
+    expect(dif(addArgs(root, out, 'killed')).code).toBe(0);
     const w1 = worker('killed');
     const started = (await w1.waitFor(/^start /)).split(' ')[1];
     process.kill(-w1.child.pid!, 'SIGKILL');
@@ -184,20 +165,7 @@ describe.skipIf(!HAS_REDIS)('dif-fuse queue and worker', () => {
     writeFileSync(join(root, 'ir', 'bad.png'), 'this is not a png');
     await writeTestImage(join(root, 'vi', 'bad.png'), 64, 48, 3, 99);
     const out = join(dir, 'corrupt-out');
-    expect(
-      dif([
-        'queue',
-        'add',
-        '--pairs',
-        root,
-        '--out',
-        out,
-        '--redis',
-        redis.url,
-        '--queue',
-        'corrupt',
-      ]).code,
-    ).toBe(0);
+    expect(dif(addArgs(root, out, 'corrupt')).code).toBe(0);
     const w = worker('corrupt', '--exit-when-done');
     expect(await w.exit).toBe(0);
     expectSameOutputs(out, local);
@@ -221,18 +189,7 @@ describe.skipIf(!HAS_REDIS)('dif-fuse queue and worker', () => {
     const { root } = await pairs('retry', 2, 64, 48);
     const out = join(dir, 'retry-out');
     mkdirSync(join(out, 'p0.png'), { recursive: true }); // a folder where the output should go
-    const add = [
-      'queue',
-      'add',
-      '--pairs',
-      root,
-      '--out',
-      out,
-      '--redis',
-      redis.url,
-      '--queue',
-      'retry',
-    ];
+    const add = addArgs(root, out, 'retry');
     expect(dif([...add, '--attempts', '3', '--backoff', '200']).code).toBe(0);
     const w = worker('retry', '--exit-when-done');
     expect(await w.exit).toBe(0);
@@ -250,10 +207,7 @@ describe.skipIf(!HAS_REDIS)('dif-fuse queue and worker', () => {
   it('SIGTERM: the job in hand finishes, the others stay queued', async () => {
     const { root } = await pairs('term', 3, 128, 96);
     const out = join(dir, 'term-out');
-    expect(
-      dif(['queue', 'add', '--pairs', root, '--out', out, '--redis', redis.url, '--queue', 'term'])
-        .code,
-    ).toBe(0);
+    expect(dif(addArgs(root, out, 'term')).code).toBe(0);
     const w = worker('term');
     const started = (await w.waitFor(/^start /)).split(' ')[1];
     w.child.kill('SIGTERM');

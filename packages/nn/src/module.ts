@@ -26,6 +26,12 @@ export function trainableSpecs(specs: readonly ParamSpec[]): ParamSpec[] {
   return specs.filter((s) => !s.buffer);
 }
 
+/** `name` is not one of `specs`' buffers (GradOps' `trainable` option). */
+export function notBuffer(specs: readonly ParamSpec[]): (name: string) => boolean {
+  const buffers = new Set(specs.filter((s) => s.buffer).map((s) => s.name));
+  return (name) => !buffers.has(name);
+}
+
 /**
  * Base of every layer: a dotted name prefix (the PyTorch module path, e.g.
  * `downs.0.res_block`) and the parameters it owns, its children's included.

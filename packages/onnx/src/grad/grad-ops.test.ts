@@ -1,4 +1,4 @@
-import type { Ops } from '@dif-fusion/nn';
+import { type Ops, trainableSpecs } from '@dif-fusion/nn';
 import { ResBlockDown, ResBlockUp, ResnetBlock } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
@@ -255,10 +255,7 @@ describe('GradOps gradients equal tfjs gradients (1e-4 relative) and finite diff
       [up, false],
     ] as const) {
       const shapes = Object.fromEntries(
-        block
-          .params()
-          .filter((p) => !p.buffer)
-          .map((p) => [p.name, p.shape]),
+        trainableSpecs(block.params()).map((p) => [p.name, p.shape]),
       );
       await check(
         (ops, [x, emb]) => block.forward(ops, x, emb),

@@ -22,6 +22,7 @@ import {
   type MeanType,
   modelMeanCoefs,
 } from '@dif-fusion/diffusion';
+import { notBuffer } from '@dif-fusion/nn';
 import type { DenoiserNet } from '@dif-fusion/unet';
 import { type DropoutMaskSpec, GradOps } from '../grad/grad-ops';
 import { attr, GraphBuilder, type Value } from '../graph';
@@ -142,16 +143,10 @@ export function finishTrainGraph(
 /** Build the DDPM training graph of `unet`. */
 export function buildDdpmTrainGraph(unet: DenoiserNet, o: DdpmGraphOptions): TrainGraph {
   const g = new GraphBuilder('ddpm_train');
-  const buffers = new Set(
-    unet
-      .params()
-      .filter((p) => p.buffer)
-      .map((p) => p.name),
-  );
   const ops = new GradOps(g, paramShapes(unet.params()), {
     training: o.dropout ?? true,
     checkpoint: o.checkpoint ?? false,
-    trainable: (name) => !buffers.has(name),
+    trainable: notBuffer(unet.params()),
   });
   const cc = o.condition ?? 0;
   const c = unet.config.in_channel - cc;
