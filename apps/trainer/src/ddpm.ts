@@ -270,18 +270,7 @@ function ddpmStep(
   crop: number,
   batch: number,
 ): StepFn {
-  // The main thread's shard also reports BatchNorm batch statistics (skip_unet, no workers).
-  const shard: (...a: Parameters<StepArgs['main']>) => ReturnType<typeof shardLossAndGrads> = (
-    x,
-    levels,
-    noise,
-    stepSeed,
-    offset,
-    n,
-    denom,
-    t,
-    condition,
-  ) =>
+  const shard: StepArgs['main'] = (x, levels, noise, stepSeed, offset, n, denom, t, condition) =>
     shardLossAndGrads(m.diffusion, m.store, conv2d, {
       ...{ x, levels, noise, stepSeed, offset, n, crop, denom },
       ...{ t, condition },
@@ -295,13 +284,7 @@ function ddpmStep(
     const denom = x.length; // B*C*H*W: the reference's mean
     // data-parallel workers never run BatchNorm networks (skip_unet trains on one thread)
     const { loss, vb, grads, stats } = pool
-      ? {
-          ...(await pool.step({
-            ...{ x, levels, noise, stepSeed, batch, denom, t, condition },
-            main: shard,
-          })),
-          stats: [] as BatchStatValues[],
-        }
+      ? await pool.step({ x, levels, noise, stepSeed, batch, denom, t, condition, main: shard })
       : shard(x, levels, noise, stepSeed, 0, batch, denom, t, condition);
     return {
       loss,
@@ -519,7 +502,7 @@ export function shardLossAndGrads(
     /** The slice's condition images (conditional mode), NCHW. */
     condition?: Float32Array;
   },
-): ShardResult & { stats: BatchStatValues[] } {
+): ShardResult {
   const { n, crop } = a;
   const nhwc = (v: Float32Array) =>
     tf.transpose(tf.tensor(v, [n, v.length / (n * crop * crop), crop, crop]), [0, 2, 3, 1]);

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { BackendName } from '@dif-fusion/backends';
 import type { GaussianDiffusionOptions } from '@dif-fusion/diffusion';
-import type { OptimizerState, TorchWeights } from '@dif-fusion/nn';
+import type { BatchStatValues, OptimizerState, TorchWeights } from '@dif-fusion/nn';
 import * as tf from '@tensorflow/tfjs-core';
 import type { BetaScheduleJson, UnetJson } from './config';
 
@@ -57,6 +57,8 @@ export interface ShardResult {
   loss: number;
   vb?: number;
   grads: Map<string, tf.Tensor>;
+  /** BatchNorm batch statistics (skip_unet, which trains on the main thread only). */
+  stats?: BatchStatValues[];
 }
 
 /** Path of the compiled worker script (dist/worker.js), also when running from sources. */
