@@ -6,7 +6,7 @@
  *
  *   pnpm build && node scripts/bench/ort-train-profile.mjs [--inner 16] [--attn 16]
  *     [--crop 64] [--batch 4] [--threads 2] [--steps 3] [--no-profile] [--checkpoint]
- *     [--ort-opt disabled|basic|extended|all] [--no-arena]
+ *     [--ort-opt disabled|basic|extended|all] [--no-arena] [--mem-pattern]
  *   # the paper's configuration: --inner 128 --crop 160 --batch 1 --steps 1 --no-profile
  */
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -30,6 +30,8 @@ const { values: a } = parseArgs({
     'ort-opt': { type: 'string' },
     /** ORT's CPU memory arena off (allocations go straight to malloc/free). */
     'no-arena': { type: 'boolean', default: false },
+    /** ORT's memory pattern on (TrainSession turns it off; for the comparison in BENCHMARKS). */
+    'mem-pattern': { type: 'boolean', default: false },
   },
 });
 const profile = !a['no-profile'];
@@ -59,6 +61,7 @@ const session = await TrainSession.open(graph, {
     ...(profile ? { enableProfiling: true, profileFilePrefix: '/tmp/dif-ort-train' } : {}),
     ...(a['ort-opt'] ? { graphOptimizationLevel: a['ort-opt'] } : {}),
     ...(a['no-arena'] ? { enableCpuMemArena: false } : {}),
+    ...(a['mem-pattern'] ? { enableMemPattern: true } : {}),
   },
 });
 const rng = new Rng(1);
@@ -81,6 +84,8 @@ const adam = new AdamF32(weights, { type: 'adam', lr: 1e-4 });
 const wall = [];
 // CPU seconds (all threads) per step: steadier than wall time on a shared machine
 const cpu = [];
+// resident memory after each step: with the memory pattern it grows at the second run
+const rss = [];
 for (let i = 0; i < Number(a.steps) + 1; i++) {
   const t0 = performance.now();
   const c0 = process.cpuUsage();
@@ -89,10 +94,11 @@ for (let i = 0; i < Number(a.steps) + 1; i++) {
   wall.push((performance.now() - t0) / 1000);
   const c = process.cpuUsage(c0);
   cpu.push((c.user + c.system) / 1e6);
+  rss.push(process.memoryUsage().rss / 2 ** 30);
 }
 const count = graph.params.reduce((n, p) => n + size(p.shape), 0);
 console.log(
-  `${a.checkpoint ? 'checkpointed, ' : ''}${count.toLocaleString('en-US')} parameters; step (graph + Adam) ${wall.map((w) => w.toFixed(2)).join(', ')} s, CPU ${cpu.map((w) => w.toFixed(1)).join(', ')} s; peak RSS ${(process.resourceUsage().maxRSS / 1024 / 1024).toFixed(2)} GiB`,
+  `${a.checkpoint ? 'checkpointed, ' : ''}${count.toLocaleString('en-US')} parameters; step (graph + Adam) ${wall.map((w) => w.toFixed(2)).join(', ')} s, CPU ${cpu.map((w) => w.toFixed(1)).join(', ')} s; RSS ${rss.map((r) => r.toFixed(2)).join(', ')} GiB; peak RSS ${(process.resourceUsage().maxRSS / 1024 / 1024).toFixed(2)} GiB`,
 );
 if (!profile) {
   await session.release();
