@@ -124,7 +124,7 @@ export function registerDdpmCommand(program: Command, exit: ExitState = { code: 
     )
     .option(
       '--gradient-checkpointing',
-      'recompute activations in the backward pass: less memory, slower steps (model.unet.use_checkpoint; onnxruntime backend; may be switched on at --resume)',
+      'recompute activations in the backward pass: less memory where activations dominate (larger batches), some extra compute (model.unet.use_checkpoint; onnxruntime backend; may be switched on at --resume)',
     )
     .addHelpText(
       'after',
