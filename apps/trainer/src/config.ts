@@ -300,6 +300,29 @@ const headSchema = z
           alpha: weight(),
           color_weight: weight(),
           space: z.enum(['rgb', 'luma']).optional(),
+          /**
+           * What the loss compares against (fusion-head's `./target`): `max` (official:
+           * max(V, I) and max(S(V), S(I))) or `salient` (dif-fusion v4, luma space only: the
+           * infrared where it is informative, its texture kept out of well-exposed regions).
+           */
+          target: z.enum(['max', 'salient']).optional(),
+          /** Options of the `salient` target (fusion-head's SalientTargetOptions). */
+          target_options: z
+            .strictObject({
+              denoise_sigma: z.number().min(0).optional(),
+              dark_denoise_only: z.boolean().optional(),
+              context_sigma: z.number().positive().optional(),
+              salient_low: z.number().optional(),
+              salient_high: z.number().optional(),
+              dark_low: z.number().optional(),
+              dark_high: z.number().optional(),
+              ir_floor: z.number().min(0).max(1).optional(),
+              ir_gradient: z.number().min(0).optional(),
+            })
+            .optional(),
+        })
+        .refine((l) => (l.target ?? 'max') === 'max' || l.space === 'luma', {
+          message: "target 'salient' compares luma: set space 'luma' (--loss-space luma)",
         })
         .optional(),
       /**

@@ -89,6 +89,8 @@ export interface HeadTrainOptions extends RunOptions {
   alpha?: number;
   /** train.loss.space override: where the loss compares intensities (rgb, official, or luma). */
   lossSpace?: 'rgb' | 'luma';
+  /** train.loss.target override: max (official) or salient (luma space). */
+  target?: 'max' | 'salient';
   /** train.feature_cache override: crops per training pair whose features are cached. */
   featureCache?: number;
 }
@@ -107,6 +109,7 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: LoadedCheckpoint | null): H
       ['--color-weight', opts.colorWeight],
       ['--loss-space', opts.lossSpace],
       ['--alpha', opts.alpha],
+      ['--target', opts.target],
       ['--feature-cache', opts.featureCache],
     ],
     mayChange: '--epochs, --data, --val, --keep and --backend',
@@ -121,6 +124,8 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: LoadedCheckpoint | null): H
         cfg.train.loss = { ...(cfg.train.loss ?? {}), alpha: opts.alpha };
       if (opts.lossSpace !== undefined)
         cfg.train.loss = { ...(cfg.train.loss ?? {}), space: opts.lossSpace };
+      if (opts.target !== undefined)
+        cfg.train.loss = { ...(cfg.train.loss ?? {}), target: opts.target };
       if (opts.featureCache !== undefined) cfg.train.feature_cache = opts.featureCache;
     },
     always: (cfg) => {
@@ -249,6 +254,8 @@ function buildHead(
           alpha: loss.alpha ?? 1,
           colorWeight: loss.color_weight ?? 0,
           space: loss.space ?? 'rgb',
+          target: loss.target ?? 'max',
+          targetOptions: loss.target_options,
           ...{
             noise: ddpm.noise,
             seed,
@@ -268,6 +275,8 @@ function buildHead(
       alpha: loss.alpha ?? 1,
       colorWeight: loss.color_weight ?? 0,
       space: loss.space ?? 'rgb',
+      target: loss.target ?? 'max',
+      targetOptions: loss.target_options,
     },
   });
   const rng = resumed?.rng ? Rng.fromState(resumed.rng) : new Rng(seed);
@@ -606,5 +615,5 @@ function headSummary(
   const c = m.head.config;
   const color = cfg.train.loss?.color_weight;
   const space = cfg.train.loss?.space;
-  return `head: ${m.store.count().toLocaleString('en-US')} parameters, mode ${c.mode}, time steps [${c.time_steps}], feature noise ${ddpm.noise}${color ? `, colour weight ${color}` : ''}${space === 'luma' ? ', loss on luma' : ''}; DDPM ${ddpm.ckpt.path}${init ? `; initial weights ${init.path}` : ''}`;
+  return `head: ${m.store.count().toLocaleString('en-US')} parameters, mode ${c.mode}, time steps [${c.time_steps}], feature noise ${ddpm.noise}${color ? `, colour weight ${color}` : ''}${space === 'luma' ? ', loss on luma' : ''}${cfg.train.loss?.target === 'salient' ? ', salient target' : ''}; DDPM ${ddpm.ckpt.path}${init ? `; initial weights ${init.path}` : ''}`;
 }

@@ -6,7 +6,12 @@
  * time step index, restarted every batch; random: one stream for the run), so both
  * backends see the same inputs.
  */
-import type { FusionHead } from '@dif-fusion/fusion-head';
+import {
+  type FusionHead,
+  type FusionTargetKind,
+  fusionTargetBatch,
+  type SalientTargetOptions,
+} from '@dif-fusion/fusion-head';
 import type { OptimizerState, TorchWeights } from '@dif-fusion/nn';
 import type { Device } from '@dif-fusion/onnx';
 import { AdamF32, buildHeadTrainGraph, TrainSession } from '@dif-fusion/onnx/train';
@@ -26,6 +31,9 @@ export interface OrtHeadOptions {
   colorWeight: number;
   /** Where the loss compares intensities and gradients (train.loss.space). */
   space: 'rgb' | 'luma';
+  /** The loss target (train.loss.target; default max, official). */
+  target?: FusionTargetKind;
+  targetOptions?: SalientTargetOptions;
   noise: 'fixed' | 'random';
   seed: number;
   schedule: NoiseLevels;
@@ -91,6 +99,7 @@ export class OrtHeadEngine {
         alpha: this.o.alpha,
         colorWeight: this.o.colorWeight,
         space: this.o.space,
+        target: (this.o.target ?? 'max') === 'max' ? 'max' : 'input',
       });
       s = TrainSession.open(graph, { device: this.o.device, threads: this.o.threads });
       this.sessions.set(n, s);
@@ -132,7 +141,14 @@ export class OrtHeadEngine {
       ir.set(x.subarray((i * 4 + 3) * hw, (i + 1) * 4 * hw), i * hw);
     }
     const session = await this.session(n);
-    return session.run(this.params, { vis, ir, ...this.featureNoise(n) });
+    const kind = this.o.target ?? 'max';
+    const targets: Record<string, Float32Array> = {};
+    if (kind !== 'max') {
+      const t = fusionTargetBatch(kind, vis, ir, n, s, s, this.o.targetOptions);
+      targets.target = t.intensity;
+      targets.target_grad = t.gradient;
+    }
+    return session.run(this.params, { vis, ir, ...this.featureNoise(n), ...targets });
   }
 
   /** One step on a batch `x` [N,4,S,S] (visible RGB + IR, NCHW): loss, gradients, Adam. */

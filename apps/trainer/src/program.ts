@@ -212,6 +212,12 @@ export function registerHeadCommand(program: Command, exit: ExitState = { code: 
         'where the loss compares intensities and gradients: rgb (official, per channel) or luma (Y(F) against max(Y(V), I); for --output luma) (train.loss.space)',
       ).choices(['rgb', 'luma']),
     )
+    .addOption(
+      new Option(
+        '--target <kind>',
+        'what the loss compares against: max (official: max(V, I), max(S(V), S(I))) or salient (the infrared where it is informative, its texture kept out of well-exposed regions; needs --loss-space luma) (train.loss.target)',
+      ).choices(['max', 'salient']),
+    )
     .option(
       '--feature-cache <n>',
       'compute the DDPM features of n crops per training pair once and train on them (train.feature_cache; ~3.5x faster steps on wasm)',
@@ -240,6 +246,7 @@ Examples:
           colorWeight: o.colorWeight as number | undefined,
           alpha: o.alpha as number | undefined,
           lossSpace: o.lossSpace as 'rgb' | 'luma' | undefined,
+          target: o.target as 'max' | 'salient' | undefined,
           featureCache: o.featureCache as number | undefined,
         }),
       );

@@ -24,4 +24,5 @@
 export * from './config';
 export * from './head';
 export * from './loss';
+export * from './target';
 export * from './train';

@@ -21,6 +21,12 @@
  * gradients work on every backend, wasm included.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import {
+  type FusionTargetKind,
+  fusionTargetBatch,
+  LUMA_WEIGHTS,
+  type SalientTargetOptions,
+} from './target';
 // No `import '@tensorflow/tfjs-core/dist/register_all_gradients.js'` here: that ESM file uses
 // extensionless imports, which plain Node cannot load, so importing it would make this
 // package unusable in Node even for inference. Whoever trains registers the gradients
@@ -41,15 +47,19 @@ export interface FusionLossOptions {
    * against max(V_c, I)) or `luma` (Y(F) against max(Y(V), I)).
    */
   space?: LossSpace;
+  /**
+   * What the intensity and gradient terms compare against (`./target`): `max` (default,
+   * official) or `salient` (luma space only).
+   */
+  target?: FusionTargetKind;
+  /** Options of the `salient` target. */
+  targetOptions?: SalientTargetOptions;
   /** Layout of the image tensors passed in. Default 'NCHW'. */
   layout?: ImageLayout;
 }
 
 /** Where the fusion loss compares intensities and gradients (see the file comment). */
 export type LossSpace = 'rgb' | 'luma';
-
-/** BT.601 luma weights (R, G, B); they sum to 1, so Y maps [-1, 1] images to [-1, 1]. */
-export const LUMA_WEIGHTS = [0.299, 0.587, 0.114] as const;
 
 export interface FusionLossResult {
   /** Weighted total (scalar). */
@@ -148,8 +158,27 @@ export function fusionLoss(
     const fs = lum ? luma(f) : f;
     const vs = lum ? luma(v) : v;
     // Targets carry no gradient.
-    const target = tf.maximum(vs, i);
-    const gradTarget = tf.maximum(sobelMagnitude(vs), sobelMagnitude(i));
+    let target: tf.Tensor;
+    let gradTarget: tf.Tensor;
+    if ((options.target ?? 'max') === 'max') {
+      target = tf.maximum(vs, i);
+      gradTarget = tf.maximum(sobelMagnitude(vs), sobelMagnitude(i));
+    } else {
+      if (!lum) throw new Error(`fusionLoss: target '${options.target}' needs space 'luma'`);
+      const [n, h, w] = v.shape;
+      const t = fusionTargetBatch(
+        options.target as FusionTargetKind,
+        v.dataSync() as Float32Array,
+        i.dataSync() as Float32Array,
+        n,
+        h,
+        w,
+        options.targetOptions,
+        'NHWC',
+      );
+      target = tf.tensor4d(t.intensity, [n, h, w, 1]);
+      gradTarget = tf.tensor4d(t.gradient, [n, h, w, 1]);
+    }
     const lossIn = tf.mean(tf.abs(tf.sub(fs, target))) as tf.Scalar;
     const lossGrad = tf.mean(tf.abs(tf.sub(sobelMagnitude(fs), gradTarget))) as tf.Scalar;
     let loss = tf.add(lossIn, tf.mul(lossGrad, alpha)) as tf.Scalar;

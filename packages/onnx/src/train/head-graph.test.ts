@@ -1,4 +1,4 @@
-import { FusionHead, fusionLoss } from '@dif-fusion/fusion-head';
+import { FusionHead, fusionLoss, fusionTargetBatch } from '@dif-fusion/fusion-head';
 import { TfOps, TfParamStore, tfToTorch } from '@dif-fusion/nn';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
@@ -16,6 +16,8 @@ async function compare(
   colorWeight: number,
   variant: { output?: 'rgb' | 'luma' | 'weight'; source_skip?: boolean } = {},
   space: 'rgb' | 'luma' = 'rgb',
+  /** `max-input`: the official target computed by fusionTargetBatch and fed as inputs. */
+  target: 'max' | 'salient' | 'max-input' = 'max',
 ) {
   await tf.setBackend('cpu');
   const n = 2;
@@ -63,7 +65,13 @@ async function compare(
   let parts: tf.Scalar[] = [];
   const { value, grads } = tf.variableGrads(() => {
     const fused = head.forward(headOps, feats, { vis: v, ir: i4 });
-    const r = fusionLoss(v, i4, fused, { layout: 'NHWC', colorWeight, space });
+    const r = fusionLoss(v, i4, fused, {
+      layout: 'NHWC',
+      colorWeight,
+      space,
+      target: target === 'salient' ? 'salient' : 'max',
+      targetOptions: { context_sigma: 3 },
+    });
     parts = [tf.keep(r.lossIn), tf.keep(r.lossGrad)];
     return r.loss;
   }, vars);
@@ -75,10 +83,19 @@ async function compare(
     size: s,
     colorWeight,
     space,
+    target: target === 'max' ? 'max' : 'input',
   });
+  const feeds: Record<string, Float32Array> = {};
+  if (target !== 'max') {
+    const t = fusionTargetBatch(target === 'salient' ? 'salient' : 'max', vis, ir, n, s, s, {
+      context_sigma: 3,
+    });
+    feeds.target = t.intensity;
+    feeds.target_grad = t.gradient;
+  }
   const session = await TrainSession.open(graph, { threads: 1 });
   const params = new Map([...headStore.toTorch()].map(([nm, w]) => [nm, w.data]));
-  const got = await session.run(params, { vis, ir, noise, level });
+  const got = await session.run(params, { vis, ir, noise, level, ...feeds });
   await session.release();
 
   const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
@@ -113,5 +130,14 @@ describe('head training graph: frozen-UNet features, head and fusion loss equal 
   it('loss on luma (train.loss.space luma), rgb and luma outputs', async () => {
     await compare('full', 0, { output: 'luma', source_skip: true }, 'luma');
     await compare('full', 0.5, {}, 'luma');
+  });
+});
+
+describe('head training graph: fusion targets fed as inputs (fusion-head fusionTargetBatch)', () => {
+  it('the official max target fed as inputs equals the built-in one (tfjs, 1e-5)', async () => {
+    await compare('full', 0, { output: 'luma', source_skip: true }, 'luma', 'max-input');
+  });
+  it('the salient target: ORT (NCHW inputs) equals tfjs fusionLoss (NHWC, computed inside)', async () => {
+    await compare('full', 0, { output: 'luma', source_skip: true }, 'luma', 'salient');
   });
 });

@@ -12,7 +12,8 @@
  *
  * (with `space: 'luma'` both terms compare BT.601 luma: Y(F) against max(Y(V), I)),
  * Inputs: `vis` [N,3,S,S], `ir` [N,1,S,S] in [-1, 1], `noise` [K,N,4,S,S], `level` [K*N,1]
- * (step-major) and the head parameters by official name; outputs `loss`, `loss_in`,
+ * (step-major), with `target: 'input'` the targets `target` and `target_grad`, and the head
+ * parameters by official name; outputs `loss`, `loss_in`,
  * `loss_grad` (`loss_color`), `fused` [N,3,S,S] and `grad.<name>` for `head.usedParams()`.
  */
 
@@ -36,6 +37,12 @@ export interface HeadGraphOptions {
   colorWeight?: number;
   /** Where intensities and gradients are compared (default rgb, official). */
   space?: LossSpace;
+  /**
+   * `max` (default, official): the targets max(., I) are nodes of this graph. `input`: the
+   * targets are inputs `target` and `target_grad` ([N,C,S,S], C = 1 in luma space, else 3),
+   * computed outside by fusion-head's `fusionTargetBatch` (e.g. the `salient` target).
+   */
+  target?: 'max' | 'input';
 }
 
 /** |sobel_x * x| + |sobel_y * x| per channel, zero padding 1 (same size). */
@@ -110,8 +117,17 @@ export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): Trai
   const fs = lum ? luma(ops, fused) : fused;
   const vs = lum ? luma(ops, vis) : vis;
   const cmp = lum ? [n, 1, s, s] : rgb;
-  const target = ops.constant('Max', [vs, ir], cmp);
-  const gradTarget = ops.constant('Max', [sobelMagnitude(ops, vs), sobelMagnitude(ops, ir)], cmp);
+  let target: Value;
+  let gradTarget: Value;
+  if ((o.target ?? 'max') === 'input') {
+    inputs.set('target', cmp);
+    inputs.set('target_grad', cmp);
+    target = ops.input('target', cmp);
+    gradTarget = ops.input('target_grad', cmp);
+  } else {
+    target = ops.constant('Max', [vs, ir], cmp);
+    gradTarget = ops.constant('Max', [sobelMagnitude(ops, vs), sobelMagnitude(ops, ir)], cmp);
+  }
   const lossIn = ops.meanAll(ops.abs(ops.sub(fs, target)));
   const lossGrad = ops.meanAll(ops.abs(ops.sub(sobelMagnitude(ops, fs), gradTarget)));
   let loss = ops.add(lossIn, ops.scale(lossGrad, o.alpha ?? 1));
