@@ -318,6 +318,7 @@ const headSchema = z
               dark_high: z.number().optional(),
               ir_floor: z.number().min(0).max(1).optional(),
               ir_gradient: z.number().min(0).optional(),
+              gradient_gain: z.number().positive().optional(),
             })
             .optional(),
         })

@@ -33,7 +33,20 @@ describe('loss chart', () => {
       [200, 0.01],
     ]);
     const spec = lossChartSpec(records()) as any;
-    expect(spec.layer[0].encoding.y.scale).toEqual({ type: 'log' }); // 1 .. 0.005
+    // 1.01 .. 0.005: the axis spans the data, not whole decades
+    expect(spec.layer[0].encoding.y.scale).toEqual({
+      type: 'log',
+      nice: false,
+      domain: [0.005 / 1.1, 1.01 * 1.1],
+    });
+  });
+
+  it('names only the curves it draws: no validation loss without validations', () => {
+    const noVal = records().filter((r) => r.event !== 'val');
+    const spec = lossChartSpec(noVal) as any;
+    expect(spec.layer[0].encoding.color.scale.domain).toEqual([SERIES.train, SERIES.average]);
+    expect(spec.layer[0].encoding.color.scale.range).toEqual(['#9ecae9', '#1f4e99']);
+    expect(lossChartSpec(records()).layer![0]).toBeDefined();
   });
 
   it('is drawn with a title, axis titles and a legend naming the three curves', async () => {
@@ -51,7 +64,8 @@ describe('loss chart', () => {
     await writeLossChart(path, records());
     const meta = await readImageHeader(path);
     expect(meta.format).toBe('png');
-    expect(meta.width).toBeGreaterThan(600);
+    // 2x pixel density (the spec is 640 wide)
+    expect(meta.width).toBeGreaterThan(1280);
     expect(readFileSync(path).subarray(1, 4).toString()).toBe('PNG');
   });
 });

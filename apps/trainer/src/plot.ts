@@ -64,13 +64,18 @@ export function lossChartSpec(records: LogRecord[], title = 'Training loss'): To
   const lo = Math.min(...losses);
   const hi = Math.max(...losses);
   const log = points.length > 0 && lo > 0 && hi / lo > 10;
-  const domain = [SERIES.train, ...(window > 1 ? [SERIES.average] : []), SERIES.val];
-  const range = ['#9ecae9', '#1f4e99', '#e45756'].slice(0, 3);
+  const hasVal = points.some((p) => p.series === SERIES.val);
+  // The legend names only the curves drawn (no "validation loss" for a run without one).
+  const curves: [string, string][] = [
+    [SERIES.train, '#9ecae9'],
+    ...(window > 1 ? ([[SERIES.average, '#1f4e99']] as [string, string][]) : []),
+    ...(hasVal ? ([[SERIES.val, '#e45756']] as [string, string][]) : []),
+  ];
   const color = {
     field: 'series',
     type: 'nominal',
     title: null,
-    scale: { domain, range: window > 1 ? range : [range[0], range[2]] },
+    scale: { domain: curves.map((c) => c[0]), range: curves.map((c) => c[1]) },
     legend: { orient: 'top-right' },
   } as const;
   const x = { field: 'step', type: 'quantitative', title: 'step' } as const;
@@ -78,7 +83,8 @@ export function lossChartSpec(records: LogRecord[], title = 'Training loss'): To
     field: 'loss',
     type: 'quantitative',
     title: log ? 'loss (log scale)' : 'loss',
-    scale: log ? { type: 'log' } : { zero: false },
+    // A log axis spans the data (Vega's "nice" decades would run to 10 for losses under 1.3).
+    scale: log ? { type: 'log', nice: false, domain: [lo / 1.1, hi * 1.1] } : { zero: false },
   } as const;
   return {
     title: {
@@ -104,11 +110,12 @@ export function lossChartSpec(records: LogRecord[], title = 'Training loss'): To
   } as TopLevelSpec;
 }
 
-/** Writes the loss chart of a run's log records as PNG, atomically. */
+/** Writes the loss chart of a run's log records as PNG (2x pixel density), atomically. */
 export async function writeLossChart(
   path: string,
   records: LogRecord[],
   title?: string,
 ): Promise<void> {
-  await writeFileAtomic(path, await renderPng(lossChartSpec(records, title)));
+  // 2x pixel density: sharp on HiDPI screens
+  await writeFileAtomic(path, await renderPng(lossChartSpec(records, title), 2));
 }

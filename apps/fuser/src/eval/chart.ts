@@ -90,7 +90,7 @@ export function chartSvg(summary: Summary): Promise<string> {
   return renderSvg(chartSpec(summary));
 }
 
-/** The chart as PNG bytes. */
+/** The chart as PNG bytes, at 2x pixel density. */
 export function chartPng(summary: Summary): Promise<Buffer> {
-  return renderPng(chartSpec(summary));
+  return renderPng(chartSpec(summary), 2); // 2x pixel density: sharp on HiDPI screens
 }
