@@ -50,7 +50,16 @@ for (const split of opt.split.split(',')) {
     const dt = performance.now() - t0;
     ms += dt;
     const rms = io.cornerRms(r.visToIr, t.vis_to_ir, t.vis_size[0], t.vis_size[1]);
-    rows.push({ split, name, rms, before: r.scoreBefore, after: r.scoreAfter, reliable: r.reliable, reason: r.reason, ms: dt });
+    rows.push({
+      split,
+      name,
+      rms,
+      before: r.scoreBefore,
+      after: r.scoreAfter,
+      reliable: r.reliable,
+      reason: r.reason,
+      ms: dt,
+    });
     if (r.reliable) errs.push(rms);
     else refused.push(`${name} (${r.reason})`);
     console.log(
@@ -75,7 +84,9 @@ if (nm > 0) {
     const vis = (await load('val', b)).vis;
     const r = io.registerPairs([{ ir, vis }]);
     if (r.reliable) accepted++;
-    console.log(`mismatched ${a.ir} + ${b.vis}: ${r.reliable ? 'ACCEPTED' : 'refused'} (edges after ${r.scoreAfter.toFixed(2)})`);
+    console.log(
+      `mismatched ${a.ir} + ${b.vis}: ${r.reliable ? 'ACCEPTED' : 'refused'} (edges after ${r.scoreAfter.toFixed(2)})`,
+    );
   }
   console.log(`== mismatched: ${accepted} of ${Math.min(nm, tf.length)} wrongly accepted`);
 }

@@ -448,7 +448,6 @@ async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
     onWarning: (w: string) => io.err(`warning: ${w}`),
   };
   const aligner = f.align || f.resize ? createAligner(f) : undefined;
-  if (aligner && !f.quiet) io.err(aligner.describe());
   const readPair = async (job: Job): Promise<Pair> => {
     const ir = await inputSource(job.ir, '--ir', io);
     const vis = await inputSource(job.vis, '--vis', io);
@@ -459,6 +458,7 @@ async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
   };
   // One pair: read and check it before the (slow) model load, so a bad input fails at once.
   const first = f.pairs || todo.length === 0 ? undefined : await readPair(todo[0]);
+  if (aligner && !f.quiet && f.pairs) io.err(aligner.describe());
   const format: ImageFormat | undefined = f.format ? formatFromPath(`x.${f.format}`) : undefined;
 
   const fuser: OpenedFuser | undefined =

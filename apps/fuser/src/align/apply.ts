@@ -69,7 +69,8 @@ function header(src: ImageSource) {
 }
 
 function fmt(n: number, d = 2): string {
-  return n.toFixed(d);
+  const s = n.toFixed(d);
+  return /^-0\.?0*$/.test(s) ? s.slice(1) : s;
 }
 
 /** Scale, rotation (degrees) and shift of a transform, for messages. */
