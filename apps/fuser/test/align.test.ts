@@ -45,7 +45,7 @@ describe('dif-fuse align', () => {
   it('--points: the least-squares transform, both sizes, the overlap and a check image', async () => {
     const j = JSON.parse(readFileSync(rig, 'utf8'));
     const want = [0.5, 0, 4, 0, 0.5, 3, 0, 0, 1];
-    j.vis_to_ir.forEach((v: number, i: number) => expect(v).toBeCloseTo(want[i], 8));
+    for (const [i, v] of (j.vis_to_ir as number[]).entries()) expect(v).toBeCloseTo(want[i], 8);
     expect(j.ir_size).toEqual([40, 32]);
     expect(j.vis_size).toEqual([80, 64]);
     // footprint x 3.75..43.75, y 2.75..34.75 on a 40x32 frame: whole pixels x 5..39, y 4..31
