@@ -45,10 +45,27 @@ const a = best(() => io.registerPairs([pair]));
 console.log(
   `register 640x512 + ${visF.width}x${visF.height} (affine): ${(a.ms / 1000).toFixed(2)} s, corner rms vs ground truth ${io.cornerRms(a.out.visToIr, t.vis_to_ir, visF.width, visF.height).toFixed(2)} px`,
 );
-// the same scene as an 1800x1600 visible frame (bilinear enlargement; transform composed)
-const big = io.resizeBilinear(visF, 1800, 1600);
+// the same scene as an 1800x1600 visible frame: enlarged to 1600 rows (bilinear), the middle
+// 1800 columns; the ground truth composed with both
+const k = 1600 / visF.height;
+const wide = io.resizeBilinear(visF, Math.round(visF.width * k), 1600);
+const x0 = Math.floor((wide.width - 1800) / 2);
+const big = io.cropFloat(wide, x0, 0, 1800, 1600);
 const bigPair = { ir: pair.ir, vis: io.toGray(big) };
-const gtBig = io.mul3(t.vis_to_ir, io.inv3(io.pixelScale(1800 / visF.width, 1600 / visF.height)));
+const gtBig = io.mul3(
+  t.vis_to_ir,
+  io.mul3(io.inv3(io.pixelScale(wide.width / visF.width, 1600 / visF.height)), [
+    1,
+    0,
+    x0,
+    0,
+    1,
+    0,
+    0,
+    0,
+    1,
+  ]),
+);
 const b = best(() => io.registerPairs([bigPair]));
 console.log(
   `register 640x512 + 1800x1600 (affine): ${(b.ms / 1000).toFixed(2)} s, corner rms ${io.cornerRms(b.out.visToIr, gtBig, 1800, 1600).toFixed(2)} px`,
