@@ -267,7 +267,7 @@ export function coarseSearch(
     // Joint estimate: the same shift for every pair; the first pair's peak, scored by all.
     let score = 0;
     let peak: { dx: number; dy: number; count: number } | undefined;
-    pairs.forEach((p, k) => {
+    pairs.forEach((_p, k) => {
       const r = nccs[k].best(orientationFeature(fromPyramid(pyramids[k], tw, th), 1), CHANCE);
       if (!r) return;
       if (!peak) peak = r;

@@ -71,8 +71,8 @@ export function warpImage(
       if (cov <= 0) continue;
       const uu = Math.min(Math.max(u, 0), sw - 1);
       const vv = Math.min(Math.max(v, 0), sh - 1);
-      const x0 = Math.min(Math.floor(uu), sw - 2 < 0 ? 0 : sw - 2);
-      const y0 = Math.min(Math.floor(vv), sh - 2 < 0 ? 0 : sh - 2);
+      const x0 = Math.min(Math.floor(uu), Math.max(sw - 2, 0));
+      const y0 = Math.min(Math.floor(vv), Math.max(sh - 2, 0));
       const x1 = Math.min(x0 + 1, sw - 1);
       const y1 = Math.min(y0 + 1, sh - 1);
       const fx = uu - x0;
