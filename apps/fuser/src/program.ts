@@ -426,7 +426,13 @@ async function inputSource(path: string, flag: string, io: CliIo): Promise<Image
 }
 
 async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
-  if (isVideoJob(f.ir, f.vis, f.output)) return runVideoFlags(f, io);
+  if (isVideoJob(f.ir, f.vis, f.output)) {
+    if (f.align || f.resize || f.onto || f.crop)
+      fail(
+        '--align, --resize, --onto and --crop apply to image pairs and --pairs folders, not yet to videos or frame folders',
+      );
+    return runVideoFlags(f, io);
+  }
   validate(f);
   const toStdout = f.output === STDIO;
   if (toStdout && (io.stdoutIsTTY ?? process.stdout.isTTY === true))

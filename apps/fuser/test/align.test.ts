@@ -144,6 +144,14 @@ describe('dif-fuse --align', () => {
     );
   });
 
+  it('videos and frame folders are refused with --align (not silently fused unaligned)', () => {
+    expectOneLineError(
+      dif(['--ir', 'a.mp4', '--vis', 'b.mp4', '-o', join(dir, 'x.mp4'), '--align', 'auto']),
+      /--align, --resize, --onto and --crop apply to image pairs and --pairs folders, not yet to videos/,
+      expect,
+    );
+  });
+
   it('a file that is not a rig file is one line', () => {
     writeFileSync(join(dir, 'bad.json'), '{"x": 1}');
     expectOneLineError(
