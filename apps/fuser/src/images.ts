@@ -93,7 +93,7 @@ export async function readPair(
     const [hi, hv] = await Promise.all([readSourceHeader(irSource), readSourceHeader(visSource)]);
     if (hi.width !== hv.width || hi.height !== hv.height)
       throw new FuseError(
-        `${visPath}: size mismatch: ${irPath} is ${hi.width}x${hi.height} but ${visPath} is ${hv.width}x${hv.height}`,
+        `${visPath}: size mismatch: ${irPath} is ${hi.width}x${hi.height} but ${visPath} is ${hv.width}x${hv.height} (a camera rig's pair: --align rig.json from dif-fuse align, or --align auto; the same field of view at another resolution: --resize)`,
       );
     checkPixelLimit(hi, irPath, opts.maxPixels);
     checkPixelLimit(hv, visPath, opts.maxPixels);

@@ -19,6 +19,13 @@ import {
   writeFileAtomic,
 } from '@dif-fusion/io';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import {
+  type AlignedPair,
+  type AlignFlags,
+  createAligner,
+  validateAlignFlags,
+} from './align/apply';
+import { registerAlignCommand } from './align/command';
 import { deviceOption, intArg, threadsOption, tileArg } from './args';
 import { findPairFolders } from './batch';
 import { FuseError } from './errors';
@@ -64,7 +71,7 @@ export interface CliIo {
 const STDIO = '-';
 
 /** The flags of `dif-fuse`: the video branch's, plus those of image pairs and batches. */
-interface FuseFlags extends VideoFlags {
+interface FuseFlags extends VideoFlags, AlignFlags {
   recursive?: boolean;
   skipExisting?: boolean;
   format?: string;
@@ -183,6 +190,26 @@ export function buildProgram(io: CliIo): Command {
       },
     )
     .option('--keep-frames', 'video: keep the folder of fused frames after encoding')
+    .option(
+      '--align <rig.json|auto>',
+      'pairs of a camera rig (other sizes, fields of view): warp the visible image onto the infrared grid with the rig file of dif-fuse align, or register each pair (auto)',
+    )
+    .addOption(
+      new Option(
+        '--onto <grid>',
+        'with --align/--resize: the output grid (vis: upsample the infrared)',
+      ).choices(['ir', 'vis']),
+    )
+    .addOption(
+      new Option(
+        '--crop <what>',
+        'with --align/--resize: cut the output to the common overlap',
+      ).choices(['overlap']),
+    )
+    .option(
+      '--resize',
+      'pairs that differ only in resolution (same field of view): scale the visible image onto the infrared grid (--onto vis: the other way)',
+    )
     .option('-q, --quiet', 'no progress bar, provider line or summary')
     .addHelpText(
       'after',
@@ -205,6 +232,7 @@ export function buildProgram(io: CliIo): Command {
       await runFuse(flags, io);
     });
   registerEvalCommand(program, io);
+  registerAlignCommand(program, io);
   registerQueueCommands(program, io);
   registerServeCommand(program, io);
   return program;
@@ -266,6 +294,7 @@ function validate(f: FuseFlags): void {
     fail('-o - writes to stdout: give the format with --format (png, jpg, tif, webp, bmp)');
   if (f.sideBySide === STDIO) fail('--side-by-side takes a file name, not - (stdout)');
   if (f.recursive && !f.pairs) fail('--recursive applies to --pairs only');
+  validateAlignFlags(f);
   if (single && f.ext)
     fail(
       '--ext applies to --pairs only; with --ir/--vis the output format comes from the -o extension',
@@ -370,6 +399,8 @@ async function planJobs(f: FuseFlags, io: CliIo): Promise<Job[]> {
 interface Pair {
   ir: Planar;
   vis: Planar;
+  /** With --align/--resize: what was done, and the output's finishing step. */
+  aligned?: AlignedPair;
 }
 
 /** All of stdin, for `--ir -` / `--vis -`. */
@@ -395,7 +426,13 @@ async function inputSource(path: string, flag: string, io: CliIo): Promise<Image
 }
 
 async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
-  if (isVideoJob(f.ir, f.vis, f.output)) return runVideoFlags(f, io);
+  if (isVideoJob(f.ir, f.vis, f.output)) {
+    if (f.align || f.resize || f.onto || f.crop)
+      fail(
+        '--align, --resize, --onto and --crop apply to image pairs and --pairs folders, not yet to videos or frame folders',
+      );
+    return runVideoFlags(f, io);
+  }
   validate(f);
   const toStdout = f.output === STDIO;
   if (toStdout && (io.stdoutIsTTY ?? process.stdout.isTTY === true))
@@ -411,14 +448,23 @@ async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
     io.err(
       `skipping ${skipped.length} pair${skipped.length === 1 ? '' : 's'} whose output exists (--skip-existing)`,
     );
-  const readPair = async (job: Job): Promise<Pair> =>
-    readImagePair(await inputSource(job.ir, '--ir', io), await inputSource(job.vis, '--vis', io), {
-      maxPixels: f.maxPixels === undefined ? undefined : f.maxPixels * 1e6,
-      allowCorrupt: f.allowCorrupt,
-      onWarning: (w) => io.err(`warning: ${w}`),
-    });
+  const readOpts = {
+    maxPixels: f.maxPixels === undefined ? undefined : f.maxPixels * 1e6,
+    allowCorrupt: f.allowCorrupt,
+    onWarning: (w: string) => io.err(`warning: ${w}`),
+  };
+  const aligner = f.align || f.resize ? createAligner(f) : undefined;
+  const readPair = async (job: Job): Promise<Pair> => {
+    const ir = await inputSource(job.ir, '--ir', io);
+    const vis = await inputSource(job.vis, '--vis', io);
+    if (!aligner) return readImagePair(ir, vis, readOpts);
+    const aligned = await aligner.read(ir, vis, readOpts);
+    if (!f.quiet && !f.pairs) io.err(aligned.note);
+    return { ir: aligned.ir, vis: aligned.vis, aligned };
+  };
   // One pair: read and check it before the (slow) model load, so a bad input fails at once.
   const first = f.pairs || todo.length === 0 ? undefined : await readPair(todo[0]);
+  if (aligner && !f.quiet && f.pairs) io.err(aligner.describe());
   const format: ImageFormat | undefined = f.format ? formatFromPath(`x.${f.format}`) : undefined;
 
   const fuser: OpenedFuser | undefined =
@@ -455,8 +501,8 @@ async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
     let started = false;
     for (const job of todo) {
       try {
-        const { ir, vis } = first ?? (await readPair(job));
-        const fused = await fuseImages(ir, vis, fuser!, {
+        const { ir, vis, aligned } = first ?? (await readPair(job));
+        let fused = await fuseImages(ir, vis, fuser!, {
           ...tiles,
           onProgress: batch
             ? undefined
@@ -467,6 +513,7 @@ async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
                 progress.update(d);
               },
         });
+        if (aligned) fused = aligned.finish(fused);
         if (job.out === STDIO)
           await (io.writeStdout ?? writeAllStdout)(await encodePlanar(fused, format!));
         else if (format) await writeFileAtomic(job.out, await encodePlanar(fused, format));

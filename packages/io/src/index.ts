@@ -1,3 +1,4 @@
+export * from './align/index';
 export * from './atomic';
 export * from './center-crops';
 export * from './convert';

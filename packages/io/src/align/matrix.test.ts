@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import {
+  applyPoint,
+  cornerRms,
+  fitTransform,
+  inv3,
+  mul3,
+  type PointPair,
+  pixelScale,
+  pointRms,
+} from './matrix';
+import { overlapRect, warpImage } from './warp';
+
+const pts: [number, number][] = [
+  [10, 20],
+  [300, 15],
+  [310, 240],
+  [5, 230],
+  [150, 120],
+  [80, 200],
+];
+
+function pairsFor(m: number[]): PointPair[] {
+  return pts.map((p) => ({ from: p, to: applyPoint(m, p[0], p[1]) }));
+}
+
+describe('transforms', () => {
+  it('inverts and composes (hand-computed: scale 2, shift (3, -1))', () => {
+    const m = [2, 0, 3, 0, 2, -1, 0, 0, 1];
+    expect(inv3(m).map((v) => Number(v.toFixed(12)))).toEqual([0.5, 0, -1.5, 0, 0.5, 0.5, 0, 0, 1]);
+    expect(applyPoint(m, 1, 1)).toEqual([5, 1]);
+    expect(mul3(m, inv3(m)).map((v) => Math.round(v * 1e12) / 1e12)).toEqual([
+      1, 0, 0, 0, 1, 0, 0, 0, 1,
+    ]);
+    // half-pixel centres: pixel 0 of an image halved covers source pixels 0 and 1 -> 0.5
+    expect(applyPoint(inv3(pixelScale(0.5)), 0, 0)).toEqual([0.5, 0.5]);
+  });
+
+  it('corner RMS of a pure 3 px shift is 3 px', () => {
+    expect(
+      cornerRms([1, 0, 3, 0, 1, 0, 0, 0, 1], [1, 0, 0, 0, 1, 0, 0, 0, 1], 100, 50),
+    ).toBeCloseTo(3, 12);
+  });
+
+  it.each([
+    [
+      'similarity',
+      [
+        0.4 * Math.cos(0.05),
+        -0.4 * Math.sin(0.05),
+        33,
+        0.4 * Math.sin(0.05),
+        0.4 * Math.cos(0.05),
+        21,
+        0,
+        0,
+        1,
+      ],
+    ],
+    ['affine', [0.41, -0.011, 33.8, 0.007, 0.38, 29.1, 0, 0, 1]],
+    ['homography', [0.41, -0.011, 33.8, 0.007, 0.38, 29.1, 2e-5, -1e-5, 1]],
+  ] as const)('recovers a %s from exact point pairs (round trip)', (kind, m) => {
+    const fit = fitTransform(pairsFor([...m]), kind);
+    expect(cornerRms(fit, m, 320, 240)).toBeLessThan(1e-6);
+    expect(pointRms(fit, pairsFor([...m]))).toBeLessThan(1e-6);
+  });
+
+  it('least squares through noisy points; degenerate points are refused', () => {
+    const m = [0.5, 0, 10, 0, 0.5, 20, 0, 0, 1];
+    const noisy = pairsFor(m).map((p, i) => ({
+      ...p,
+      to: [p.to[0] + (i % 2 ? 0.3 : -0.3), p.to[1]] as [number, number],
+    }));
+    expect(cornerRms(fitTransform(noisy, 'affine'), m, 320, 240)).toBeLessThan(0.6);
+    const line: PointPair[] = [0, 1, 2, 3].map((i) => ({ from: [i, i], to: [i, i] }));
+    expect(() => fitTransform(line, 'homography')).toThrow(/degenerate/);
+    expect(() => fitTransform(line.slice(0, 3), 'homography')).toThrow(/at least 4/);
+  });
+});
+
+describe('warp', () => {
+  it('an integer shift moves pixels exactly; uncovered pixels are masked out', () => {
+    const w = 6;
+    const h = 4;
+    const data = Float32Array.from({ length: w * h }, (_, i) => i);
+    // source pixel (x, y) -> target (x + 2, y + 1)
+    const { image, mask } = warpImage(
+      { width: w, height: h, channels: 1, data },
+      [1, 0, 2, 0, 1, 1, 0, 0, 1],
+      w,
+      h,
+    );
+    expect(image.data[1 * w + 2]).toBe(0);
+    expect(image.data[3 * w + 5]).toBe(2 * w + 3);
+    expect(mask[0]).toBe(0);
+    expect(mask[1 * w + 2]).toBe(1);
+  });
+
+  it('overlap rectangle of a footprint (hand-computed)', () => {
+    // a 100x50 source halved and shifted by (10, 5) on a 40x40 target: x 10..59.5 -> cut at 40
+    const m = mul3([1, 0, 10, 0, 1, 5, 0, 0, 1], pixelScale(0.5));
+    expect(overlapRect(m, [100, 50], [40, 40])).toEqual({ x: 10, y: 5, width: 30, height: 25 });
+    expect(overlapRect([1, 0, 500, 0, 1, 0, 0, 0, 1], [10, 10], [40, 40])).toBeUndefined();
+  });
+});
