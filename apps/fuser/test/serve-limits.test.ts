@@ -247,7 +247,7 @@ describe('malformed requests are 400, not 500', () => {
     ]);
     const res = await fetch(`${server.url}/api/fuse`, {
       method: 'POST',
-      body,
+      body: new Uint8Array(body),
       headers: { 'content-type': 'multipart/form-data; boundary=dif-boundary-7' },
     });
     expect(res.status).toBe(400);

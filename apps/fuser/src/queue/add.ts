@@ -3,6 +3,7 @@ import { accessSync, constants, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import { FuseError } from '../errors';
+import { checkModelDir, modelDigest, resolveModelDir } from '../model';
 import { connectOnce, DEFAULT_QUEUE } from './connection';
 import { type JobSettings, jobId, listPairs, makeJobs } from './jobs';
 
@@ -48,6 +49,14 @@ export async function addJobs(o: AddOptions): Promise<AddResult> {
     warn: _w,
     ...settings
   } = o;
+  // The model is pinned by content: its absolute folder and its digest (a worker in another
+  // folder, or with another model under the same path, refuses the job).
+  if ((settings.method ?? 'model') === 'model') {
+    const { dir } = resolveModelDir(o.model);
+    checkModelDir(dir);
+    if (o.model !== undefined) settings.model = dir;
+    settings.modelSha256 = modelDigest(dir);
+  }
   const jobs = makeJobs(
     listing,
     outDir,

@@ -8,8 +8,10 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DifFusionError, formatError } from '@dif-fusion/io';
 import { UnrecoverableError } from 'bullmq';
+import { FuseError } from '../errors';
 import { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from '../fuse';
 import { type Planar, readPair, writeImage } from '../images';
+import { checkModelDir, modelDigest, resolveModelDir } from '../model';
 import type { PairJob } from './jobs';
 
 /** Opened fusers by method/model/seed/device: the model loads once per worker. */
@@ -17,9 +19,18 @@ export class FuserCache {
   private readonly open = new Map<string, Promise<OpenedFuser>>();
   constructor(private readonly o: Pick<OpenOptions, 'device' | 'threads'> = {}) {}
   get(j: PairJob): Promise<OpenedFuser> {
-    const key = JSON.stringify([j.method, j.model ?? null, j.seed]);
+    const key = JSON.stringify([j.method, j.model ?? null, j.modelSha256 ?? null, j.seed]);
     let p = this.open.get(key);
     if (!p) {
+      if (j.method === 'model' && j.modelSha256) {
+        const { dir } = resolveModelDir(j.model);
+        checkModelDir(dir);
+        const found = modelDigest(dir);
+        if (found !== j.modelSha256)
+          throw new FuseError(
+            `model folder ${dir} is not the model this job was queued with (sha256 ${found.slice(0, 12)}…, queued ${j.modelSha256.slice(0, 12)}…): give every worker the same model`,
+          );
+      }
       p = openFuser({
         method: j.method,
         model: j.model,
