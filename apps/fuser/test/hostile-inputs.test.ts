@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { dif, expectOneLineError, readRgb, tmp, writeTestImage } from './helpers';
+import { CLI, dif, expectOneLineError, readRgb, tmp, writeTestImage } from './helpers';
 
 let dir: string;
 let ir: string;
@@ -153,6 +153,44 @@ describe('messages that name the right thing', () => {
       new RegExp(
         `some-folder: is a folder; with --ir/--vis, -o takes an image file name such as ${join(folder, 'ir.png').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(--pairs writes into a folder\\)$`,
       ),
+      expect,
+    );
+  });
+
+  it('an output under a folder that cannot be created (/proc) is one line at once, not a hang', () => {
+    if (!existsSync('/proc/self')) return;
+    // Node's recursive mkdir never returns here; these runs are bounded by the time-out.
+    const bounded = (args: string[]) => {
+      const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
+      return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+    };
+    expectOneLineError(
+      bounded(['--ir', ir, '--vis', vis, '-o', '/proc/forbidden/x.png', '--method', 'max']),
+      /^error: \/proc\/forbidden: cannot create the folder \(ENOENT\)$/,
+      expect,
+    );
+    const pp = join(dir, 'pp');
+    mkdirSync(join(pp, 'ir'), { recursive: true });
+    mkdirSync(join(pp, 'vi'), { recursive: true });
+    writeFileSync(join(pp, 'ir', 'a.png'), readFileSync(ir));
+    writeFileSync(join(pp, 'vi', 'a.jpg'), readFileSync(vis));
+    expectOneLineError(
+      bounded(['--pairs', pp, '-o', '/proc/forbidden/out', '--method', 'max']),
+      /^error: \/proc\/forbidden: cannot create the folder \(ENOENT\)$/,
+      expect,
+    );
+    expectOneLineError(
+      bounded([
+        'queue',
+        'add',
+        '--pairs',
+        pp,
+        '--out',
+        '/proc/forbidden',
+        '--redis',
+        'redis://127.0.0.1:1',
+      ]),
+      /^error: \/proc\/forbidden: cannot create the folder \(ENOENT\)$/,
       expect,
     );
   });

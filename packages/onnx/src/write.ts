@@ -2,8 +2,10 @@
  * Writing model folders: each file goes to a temporary name in the same folder, is flushed,
  * and is renamed into place; config.json comes last, so a folder with a config.json is complete.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { makeDirsSync } from '@dif-fusion/io';
 import type { SerializedModel } from './graph';
 
 function writeAtomic(path: string, chunks: Uint8Array[]): void {
@@ -26,7 +28,7 @@ function writeAtomic(path: string, chunks: Uint8Array[]): void {
 
 /** Write `model.onnx` (+ external data) and `config.json` into `dir` (created if needed). */
 export function writeModelFolder(dir: string, model: SerializedModel, config: object): void {
-  mkdirSync(dir, { recursive: true });
+  makeDirsSync(dir);
   // A stale config.json would describe a half-written folder: remove it first.
   rmSync(join(dir, 'config.json'), { force: true });
   if (model.externalData)
@@ -40,7 +42,7 @@ export function writeModelFolder(dir: string, model: SerializedModel, config: ob
 
 /** Write a single model file (+ its external data beside it, when there is any), atomically. */
 export function writeModelFile(file: string, model: SerializedModel): void {
-  mkdirSync(dirname(file), { recursive: true });
+  makeDirsSync(dirname(file));
   if (model.externalData)
     writeAtomic(join(dirname(file), model.externalData.location), model.externalData.chunks);
   writeAtomic(file, [model.model]);

@@ -1,6 +1,7 @@
 /** `dif-fuse queue add`: one job per pair, idempotent (existing job ids are left alone). */
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import { resolve } from 'node:path';
+import { DifFusionError, makeDirsSync } from '@dif-fusion/io';
 import { Queue } from 'bullmq';
 import { FuseError } from '../errors';
 import { checkModelDir, modelDigest, resolveModelDir } from '../model';
@@ -31,9 +32,10 @@ export async function addJobs(o: AddOptions): Promise<AddResult> {
   for (const w of listing.warnings) o.warn?.(`warning: ${w}`);
   const outDir = resolve(o.out);
   try {
-    mkdirSync(outDir, { recursive: true });
+    makeDirsSync(outDir);
     accessSync(outDir, constants.W_OK);
   } catch (err) {
+    if (err instanceof DifFusionError) throw err; // makeDirsSync's one line
     throw new FuseError(
       `${outDir}: output folder is not writable (${(err as NodeJS.ErrnoException).code})`,
     );

@@ -4,9 +4,8 @@
  * mismatch, a bad model folder) fail the job at once: retrying cannot heal them. Write
  * errors are retried (BullMQ's attempts and backoff), then fail with their message.
  */
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { DifFusionError, formatError } from '@dif-fusion/io';
+import { DifFusionError, formatError, makeDirsSync } from '@dif-fusion/io';
 import { UnrecoverableError } from 'bullmq';
 import { FuseError } from '../errors';
 import { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from '../fuse';
@@ -72,7 +71,7 @@ export async function fusePairJob(j: PairJob, fusers: FuserCache): Promise<{ out
   });
   // Writing may fail for a while (a full disk, a network share away): retried with backoff.
   try {
-    mkdirSync(dirname(j.out), { recursive: true });
+    makeDirsSync(dirname(j.out));
     await writeImage(j.out, fused);
   } catch (err) {
     throw new Error(formatError(err));
