@@ -4,7 +4,7 @@
  * is a one-line error, or a warning with --allow-corrupt.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -193,6 +193,17 @@ describe('messages that name the right thing', () => {
       /^error: \/proc\/forbidden: cannot create the folder \(ENOENT\)$/,
       expect,
     );
+  });
+
+  it('a model run leaves nothing in $TMPDIR (no .ses, no mat-debug-<pid>.log)', () => {
+    const userTmp = tmp('dif-user-tmp-');
+    const r = spawnSync(
+      process.execPath,
+      [CLI, '--ir', ir, '--vis', vis, '-o', join(dir, 'tmp-clean.png'), '-q'],
+      { encoding: 'utf8', timeout: 120_000, env: { ...process.env, TMPDIR: userTmp } },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(readdirSync(userTmp)).toEqual([]);
   });
 
   it('eval with an empty --fused folder names it', () => {

@@ -1,5 +1,12 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -104,6 +111,32 @@ function expected(
 }
 
 describe('runtime: model folders and sessions', () => {
+  it("ONNX Runtime's .ses and mat-debug-<pid>.log go to a private folder, not $TMPDIR", async () => {
+    const dir = join(root, 'tmp-clean');
+    writeModelFolder(dir, toyModel(), config());
+    const userTmp = mkdtempSync(join(tmpdir(), 'dif-user-tmp-'));
+    const before = process.env.TMPDIR;
+    process.env.TMPDIR = userTmp;
+    try {
+      const model = await loadFusionModel(dir, { device: 'cpu', threads: 1 });
+      const noise = fusionNoise(7, { k: 2, n: 1, height: 16, width: 16 });
+      const fused = await model.fuse({
+        ...{ ir: randn([256], 1), vis: randn([768], 2), noise },
+        ...{ n: 1, height: 16, width: 16 },
+      });
+      expect(fused.length).toBe(768);
+      await model.release();
+      expect(process.env.TMPDIR).toBe(userTmp);
+      // Only the private folder (removed at exit: the fuser's CLI test checks that), holding
+      // whatever ONNX Runtime wrote.
+      const left = readdirSync(userTmp);
+      expect(left).toHaveLength(1);
+      expect(left[0]).toMatch(/^dif-onnx-/);
+    } finally {
+      process.env.TMPDIR = before;
+    }
+  });
+
   it('loads a folder, reports the provider, fuses several calls on one warm session', async () => {
     const dir = join(root, 'ok');
     writeModelFolder(dir, toyModel(), config());
