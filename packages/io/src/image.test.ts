@@ -228,6 +228,17 @@ describe('BMP through bmp-ts (a maintained decoder: sharp cannot read BMP)', () 
     expectSame(await decodeImage(bmp, 'p8.bmp'), img);
   });
 
+  it('a truncated BMP is one line saying so, without Node internals', async () => {
+    const img = rgb8(16, 16);
+    const bmp = encodeBmpTs({ width: 16, height: 16, bitPP: 24, data: abgr(img) }).data;
+    const cut = bmp.subarray(0, 154);
+    const err = await errorOf(() => decodeImage(cut, 'cut.bmp'));
+    expect(err.message).toBe(
+      'cut.bmp: corrupt or unsupported BMP image (truncated or inconsistent: the header says 16x16 at 24 bits per pixel, the file holds 154 bytes)',
+    );
+    expect(err.message).not.toMatch(/out of range|offset|Received/);
+  });
+
   it('refuses RLE-compressed BMP (bmp-ts scrambles it) with one line', async () => {
     const bmp = encodeBmp(gray8(4, 2));
     bmp.writeUInt32LE(1, 30); // BI_RLE8

@@ -185,6 +185,16 @@ async function decodeWithSharp(
   }
 }
 
+/** What a BMP header promises against the file's length, for a truncated file. */
+function bmpTruncated(buf: Uint8Array): string {
+  if (buf.byteLength < 30) return `truncated: ${buf.byteLength} bytes, shorter than a BMP header`;
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const w = v.getInt32(18, true);
+  const h = Math.abs(v.getInt32(22, true));
+  const bpp = v.getUint16(28, true);
+  return `truncated or inconsistent: the header says ${w}x${h} at ${bpp} bits per pixel, the file holds ${buf.byteLength} bytes`;
+}
+
 function decodeBmp(buf: Uint8Array, source: string): Image {
   let dec: {
     width: number;
@@ -198,7 +208,15 @@ function decodeBmp(buf: Uint8Array, source: string): Image {
     // 8-bit palette paths (they always write ABGR), so we ask for ABGR and reorder ourselves.
     dec = decodeBmpTs(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), { toRGBA: false });
   } catch (err) {
-    const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    const code = (err as { code?: string }).code;
+    // Node's buffer range errors ("The value of "offset" is out of range...") mean the file
+    // ends before what its header describes: say that, not Node's words.
+    const msg =
+      err instanceof RangeError ||
+      code === 'ERR_OUT_OF_RANGE' ||
+      code === 'ERR_BUFFER_OUT_OF_BOUNDS'
+        ? bmpTruncated(buf)
+        : (err instanceof Error ? err.message : String(err)).split('\n')[0];
     throw fileError(source, `corrupt or unsupported BMP image (${msg})`, err);
   }
   const { width, height } = dec;
