@@ -19,7 +19,7 @@ describe('makeDirs: mkdir -p that ends', () => {
     const root = mkdtempSync(join(tmpdir(), 'dif-dirs-'));
     writeFileSync(join(root, 'f'), 'x');
     expect(() => makeDirsSync(join(root, 'f', 'g'))).toThrow(
-      `${join(root, 'f')}: cannot create the folder (ENOTDIR)`,
+      `${join(root, 'f')}: not a folder (a file is in the way)`,
     );
     if (!existsSync('/proc/self')) return;
     expect(() => makeDirsSync('/proc/forbidden/x')).toThrow(

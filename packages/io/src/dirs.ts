@@ -20,8 +20,7 @@ function missing(dir: string, exists: (d: string) => boolean | 'file'): string[]
   let d = resolve(dir);
   for (;;) {
     const e = exists(d);
-    if (e === 'file')
-      throw folderError(d, Object.assign(new Error('not a folder'), { code: 'ENOTDIR' }));
+    if (e === 'file') throw fileError(d, 'not a folder (a file is in the way)');
     if (e) break;
     out.push(d);
     const parent = dirname(d);

@@ -286,7 +286,7 @@ describe('writeFileAtomic', () => {
     writeFileSync(join(dir, 'afile'), 'x');
     // the file in the way of the output's folder is what the message names
     await expect(writeFileAtomic(join(dir, 'afile', 'sub', 'x.txt'), 'y')).rejects.toThrow(
-      new RegExp(`^${join(dir, 'afile')}: cannot create the folder \\(ENOTDIR\\)$`),
+      new RegExp(`^${join(dir, 'afile')}: not a folder \\(a file is in the way\\)$`),
     );
     // an unwritable target itself: named with the problem
     mkdirSync(join(dir, 'adir', 'x.txt'), { recursive: true });
