@@ -65,7 +65,11 @@ export function graphDigest(model: Uint8Array, externalData?: readonly Uint8Arra
  * config.json gets `graph_sha256`, the digest of the graph it was exported with: loading
  * checks it, so a config.json copied beside another export's model.onnx is refused.
  */
-export function writeModelFolder(dir: string, model: SerializedModel, config: object): void {
+export function writeModelFolder<C extends object>(
+  dir: string,
+  model: SerializedModel,
+  config: C,
+): C & { graph_sha256: string } {
   makeDirs(dir);
   // A stale config.json would describe a half-written folder: remove it first.
   rmSync(join(dir, 'config.json'), { force: true });
@@ -80,6 +84,7 @@ export function writeModelFolder(dir: string, model: SerializedModel, config: ob
   writeAtomic(join(dir, 'config.json'), [
     new TextEncoder().encode(`${JSON.stringify(bound, null, 2)}\n`),
   ]);
+  return bound;
 }
 
 /** Write a single model file (+ its external data beside it, when there is any), atomically. */
