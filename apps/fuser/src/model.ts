@@ -4,7 +4,8 @@
  * repository checkout (<repo>/models/default) and from an installed package
  * (<package>/models/default, copied in by the package's `prepack` script).
  */
-import { existsSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FuseError } from './errors';
@@ -43,4 +44,21 @@ export function checkModelDir(dir: string): void {
   for (const f of ['model.onnx', 'config.json'])
     if (!existsSync(join(dir, f)))
       throw new FuseError(`model folder ${dir} is invalid: ${f} is missing`);
+}
+
+/**
+ * The content of a model folder: sha256 over model.onnx, its external data file when there is
+ * one, and config.json (each name and length hashed before the bytes). Queued jobs pin the
+ * model by this, so a worker that sees another folder under the same path refuses it.
+ */
+export function modelDigest(dir: string): string {
+  const h = createHash('sha256');
+  for (const name of ['model.onnx', 'model.onnx.data', 'config.json']) {
+    const file = join(dir, name);
+    if (!existsSync(file)) continue;
+    const bytes = readFileSync(file);
+    h.update(`${name}\0${bytes.length}\0`);
+    h.update(bytes);
+  }
+  return h.digest('hex');
 }

@@ -9,6 +9,7 @@
  * output depends only on the inputs and the seed, and memory stays bounded by the tile size
  * (no whole-frame noise array, which would be K*4 floats per pixel).
  */
+import { totalmem } from 'node:os';
 import {
   cropFloat,
   type FloatImage,
@@ -58,6 +59,11 @@ export interface TilingOptions {
    * that fit (default {@link DEFAULT_MEMORY_BUDGET}).
    */
   memoryBudget?: number;
+  /**
+   * With tile 'off' and a fuser that estimates its memory: a whole-image run estimated above
+   * this many bytes is refused before it starts (default: the machine's memory, os.totalmem).
+   */
+  machineMemory?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -127,6 +133,8 @@ export function cropPlanes(
   return cropFloat({ width: W, height: H, channels: planes, data: src }, x0, y0, w, h).data;
 }
 
+const gb = (bytes: number) => (bytes / 1e9).toFixed(1);
+
 /** The tiles an image is fused in; a single whole-image tile when tiling is off or not needed. */
 export function planTiles(
   height: number,
@@ -144,6 +152,15 @@ export function planTiles(
     (typeof tile === 'number'
       ? Math.floor(Math.min(DEFAULT_OVERLAP, tile / 4) / multiple) * multiple
       : 0);
+  if (tile === 'off' && memory) {
+    // A whole-image run that cannot fit the machine would take all of it, then be killed.
+    const need = memory(ceilTo(height, multiple), ceilTo(width, multiple));
+    const have = opts.machineMemory ?? totalmem();
+    if (need > have)
+      throw new FuseError(
+        `--tile off: fusing ${width}x${height} whole needs about ${gb(need)} GB of working memory (estimated from the model's config.json), more than this machine's ${gb(have)} GB; use --tile auto or a tile size`,
+      );
+  }
   if (tile === 'off' || (height <= tile && width <= tile))
     return ioPlanTiles(width, height, Math.max(width, height), 0);
   if (tile % multiple !== 0)

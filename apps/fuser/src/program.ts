@@ -3,15 +3,17 @@
  * the batch loop with its progress bar and summary, and one-line errors.
  */
 
-import { accessSync, constants, existsSync, mkdirSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
   DEFAULT_MAX_PIXELS,
+  DifFusionError,
   describeUnmatched,
   formatError,
   formatFromPath,
   type ImageFormat,
+  makeDirsSync,
   Progress,
   removeStaleTempFiles,
   reportError,
@@ -253,12 +255,12 @@ function checkOutputDir(dir: string): void {
   try {
     if (existsSync(dir) && !statSync(dir).isDirectory())
       fail(`${dir}: output folder is not a folder`, 1);
-    mkdirSync(dir, { recursive: true });
+    makeDirsSync(dir);
     accessSync(dir, constants.W_OK);
     // Temporary files of outputs whose run was killed mid-write (owner process gone).
     removeStaleTempFiles(dir);
   } catch (err) {
-    if (err instanceof FuseError) throw err;
+    if (err instanceof DifFusionError) throw err; // ours, and makeDirsSync's one line
     const code = (err as NodeJS.ErrnoException).code;
     fail(`${dir}: output folder is not writable (${code ?? formatError(err)})`, 1);
   }

@@ -4,11 +4,11 @@
  * is a one-line error, or a warning with --allow-corrupt.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { dif, expectOneLineError, readRgb, tmp, writeTestImage } from './helpers';
+import { CLI, dif, expectOneLineError, readRgb, tmp, writeTestImage } from './helpers';
 
 let dir: string;
 let ir: string;
@@ -155,6 +155,55 @@ describe('messages that name the right thing', () => {
       ),
       expect,
     );
+  });
+
+  it('an output under a folder that cannot be created (/proc) is one line at once, not a hang', () => {
+    if (!existsSync('/proc/self')) return;
+    // Node's recursive mkdir never returns here; these runs are bounded by the time-out.
+    const bounded = (args: string[]) => {
+      const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
+      return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+    };
+    expectOneLineError(
+      bounded(['--ir', ir, '--vis', vis, '-o', '/proc/forbidden/x.png', '--method', 'max']),
+      /^error: \/proc\/forbidden: cannot create the folder \(ENOENT\)$/,
+      expect,
+    );
+    const pp = join(dir, 'pp');
+    mkdirSync(join(pp, 'ir'), { recursive: true });
+    mkdirSync(join(pp, 'vi'), { recursive: true });
+    writeFileSync(join(pp, 'ir', 'a.png'), readFileSync(ir));
+    writeFileSync(join(pp, 'vi', 'a.jpg'), readFileSync(vis));
+    expectOneLineError(
+      bounded(['--pairs', pp, '-o', '/proc/forbidden/out', '--method', 'max']),
+      /^error: \/proc\/forbidden: cannot create the folder \(ENOENT\)$/,
+      expect,
+    );
+    expectOneLineError(
+      bounded([
+        'queue',
+        'add',
+        '--pairs',
+        pp,
+        '--out',
+        '/proc/forbidden',
+        '--redis',
+        'redis://127.0.0.1:1',
+      ]),
+      /^error: \/proc\/forbidden: cannot create the folder \(ENOENT\)$/,
+      expect,
+    );
+  });
+
+  it('a model run leaves nothing in $TMPDIR (no .ses, no mat-debug-<pid>.log)', () => {
+    const userTmp = tmp('dif-user-tmp-');
+    const r = spawnSync(
+      process.execPath,
+      [CLI, '--ir', ir, '--vis', vis, '-o', join(dir, 'tmp-clean.png'), '-q'],
+      { encoding: 'utf8', timeout: 120_000, env: { ...process.env, TMPDIR: userTmp } },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    expect(readdirSync(userTmp)).toEqual([]);
   });
 
   it('eval with an empty --fused folder names it', () => {

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { reflectIndex } from '@dif-fusion/io';
 import { describe, expect, it } from 'vitest';
 import { modelMemory } from '../src/fuse';
@@ -15,6 +17,7 @@ import {
   planTiles,
   reflectPad,
 } from '../src/pipeline';
+import { REPO } from './helpers';
 
 /** Tile x starts of a plan's first row. */
 const tileStarts = (len: number, size: number, ov: number) =>
@@ -159,6 +162,21 @@ describe('tiling', () => {
     expect(p.length).toBe(5 * 9);
     expect(p[0].width).toBe(512);
     expect(planTiles(2160, 3840, 16, { tile: 'off' })).toHaveLength(1);
+  });
+
+  it('--tile off with a model whose whole-image run exceeds the machine is refused before running', () => {
+    // The shipped configuration's estimate (inner_channel 16 class, attention at 1/4 scale).
+    const memory = modelMemory(
+      JSON.parse(readFileSync(join(REPO, 'models', 'default', 'config.json'), 'utf8')),
+    )!;
+    const need = memory(2160, 3840);
+    expect(Math.round(need / 1e8) / 10).toBe(44.3);
+    expect(() => planTiles(2160, 3840, 16, { tile: 'off', machineMemory: 16e9 }, memory)).toThrow(
+      `--tile off: fusing 3840x2160 whole needs about ${(need / 1e9).toFixed(1)} GB of working memory (estimated from the model's config.json), more than this machine's 16.0 GB; use --tile auto or a tile size`,
+    );
+    // Within the machine: one whole-image tile, as asked.
+    expect(planTiles(240, 320, 16, { tile: 'off', machineMemory: 16e9 }, memory)).toHaveLength(1);
+    expect(memory(240, 320)).toBeLessThan(16e9);
     expect(() => planTiles(300, 300, 16, { tile: 100 })).toThrow(/multiple of 16/);
     expect(() => planTiles(300, 300, 16, { tile: 64, overlap: 32 })).toThrow(/half the tile/);
   });

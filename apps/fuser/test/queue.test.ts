@@ -4,12 +4,20 @@
  * is not installed). Short job locks (--lock 2000) so that a killed worker's job comes back
  * within seconds instead of BullMQ's default 30 s.
  */
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
+import {
+  appendFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HAS_REDIS, startRedis, type TestRedis } from './external';
-import { CLI, dif, expectOneLineError, tmp, writeTestImage } from './helpers';
+import { CLI, dif, expectOneLineError, REPO, tmp, writeTestImage } from './helpers';
 
 if (!HAS_REDIS)
   console.warn('skipping queue tests: redis-server not on PATH (apt-get install redis-server)');
@@ -167,7 +175,7 @@ describe.skipIf(!HAS_REDIS)('dif-fuse queue and worker', () => {
     const out = join(dir, 'corrupt-out');
     expect(dif(addArgs(root, out, 'corrupt')).code).toBe(0);
     const w = worker('corrupt', '--exit-when-done');
-    expect(await w.exit).toBe(0);
+    expect(await w.exit).toBe(1); // a job failed here
     expectSameOutputs(out, local);
     const s = status('corrupt');
     expect([s.done, s.failed, s.waiting, s.active, s.delayed]).toEqual([3, 1, 0, 0, 0]);
@@ -192,7 +200,7 @@ describe.skipIf(!HAS_REDIS)('dif-fuse queue and worker', () => {
     const add = addArgs(root, out, 'retry');
     expect(dif([...add, '--attempts', '3', '--backoff', '200']).code).toBe(0);
     const w = worker('retry', '--exit-when-done');
-    expect(await w.exit).toBe(0);
+    expect(await w.exit).toBe(1); // a job failed here
     expect(w.lines.filter((l) => l.startsWith('start p0 ')).map((l) => l.split(' ').pop())).toEqual(
       ['1', '2', '3'],
     );
@@ -220,6 +228,41 @@ describe.skipIf(!HAS_REDIS)('dif-fuse queue and worker', () => {
     expect([s.done, s.failed, s.waiting, s.active]).toEqual([1, 0, 2, 0]);
   });
 
+  it('queue add --model pins the model by content: a worker elsewhere resolves it, a changed model is refused', async () => {
+    const { root, local } = await pairs('pinned', 2, 64, 48);
+    localBatch(root, local);
+    // A copy of the shipped model, named relative to the folder queue add runs in.
+    const home = join(dir, 'pin-home');
+    mkdirSync(home);
+    cpSync(join(REPO, 'models', 'default'), join(home, 'm'), { recursive: true });
+    const out = join(dir, 'pinned-out');
+    const add = (queue: string) =>
+      spawnSync(process.execPath, [CLI, ...addArgs('../pinned', out, queue), '--model', 'm'], {
+        cwd: home,
+        encoding: 'utf8',
+      });
+    let r = add('pinned');
+    expect(r.status, r.stderr).toBe(0);
+    // The worker runs in another folder (its own cwd has no m/): same outputs as the default.
+    const w = worker('pinned', '--exit-when-done');
+    expect(await w.exit).toBe(0);
+    expectSameOutputs(out, local);
+    // The same folder with another config.json: the job is refused with one line, not fused.
+    r = add('pinned2');
+    expect(r.status, r.stderr).toBe(0);
+    appendFileSync(join(home, 'm', 'config.json'), '\n');
+    const w2 = worker('pinned2', '--exit-when-done');
+    expect(await w2.exit).toBe(1);
+    const s = status('pinned2');
+    expect([s.done, s.failed]).toEqual([0, 2]);
+    expect(s.failures[0].attempts).toBe(1);
+    expect(s.failures[0].reason).toMatch(
+      new RegExp(
+        `^model folder ${join(home, 'm').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} is not the model this job was queued with \\(sha256 [0-9a-f]{12}…, queued [0-9a-f]{12}…\\): give every worker the same model$`,
+      ),
+    );
+  }, 120_000);
+
   it('one-line errors: unreachable Redis, bad list line', () => {
     expectOneLineError(
       dif(['queue', 'status', '--redis', 'redis://127.0.0.1:1']),
@@ -231,6 +274,56 @@ describe.skipIf(!HAS_REDIS)('dif-fuse queue and worker', () => {
     expectOneLineError(
       dif(['queue', 'add', '--pairs', list, '--out', join(dir, 'x'), '--redis', redis.url]),
       /list\.txt:3: expected 'IR VIS' \(two paths, tab- or space-separated\), found 1 field\(s\)$/,
+      expect,
+    );
+  });
+});
+
+describe('a worker whose Redis is unreachable', () => {
+  it('SIGTERM ends it at once (exit 1), with one warning line, no stack trace, no password', async () => {
+    const child = spawn(
+      process.execPath,
+      [CLI, 'worker', '--redis', 'redis://fuser:S3CRET-pw@127.0.0.1:1', '--exit-when-done'],
+      { env: { ...process.env, DIF_FUSION_DEBUG: '' } },
+    );
+    let stderr = '';
+    let stdout = '';
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    const exit = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    // Let it retry a few times (every 0.5, 1, 1.5 s...), then stop it.
+    await expect.poll(() => stderr, { timeout: 20_000 }).toMatch(/retrying/);
+    await new Promise((r) => setTimeout(r, 3000));
+    child.kill('SIGTERM');
+    const code = await Promise.race([
+      exit,
+      new Promise<string>((r) => setTimeout(() => r('still running'), 10_000)),
+    ]);
+    if (code === 'still running') child.kill('SIGKILL');
+    expect(code).toBe(1);
+    const lines = stderr.split('\n').filter((l) => l.trim() !== '');
+    expect(lines).toEqual([
+      'warning: redis://fuser:***@127.0.0.1:1: connect ECONNREFUSED 127.0.0.1:1; retrying every few seconds (Ctrl-C stops)',
+      'dif-fuse worker: SIGTERM while Redis is unreachable, exiting now (jobs in hand return to the queue)',
+      'dif-fuse worker: stopped; 0 done, 0 failed here',
+      'error: stopped at once; jobs in hand return to the queue',
+    ]);
+    expect(stdout).toBe('');
+  }, 40_000);
+
+  it('passwords in redis URLs are never printed', () => {
+    expectOneLineError(
+      dif(['queue', 'status', '--redis', 'redis://fuser:S3CRET-pw@127.0.0.1:1']),
+      /^error: redis:\/\/fuser:\*\*\*@127\.0\.0\.1:1: cannot reach Redis \(.*ECONNREFUSED.*\)$/,
+      expect,
+    );
+    expectOneLineError(
+      dif(['queue', 'status', '--redis', 'http://:S3CRET-pw@host']),
+      /^error: --redis http:\/\/:\*\*\*@host: expected a URL/,
       expect,
     );
   });

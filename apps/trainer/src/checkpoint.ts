@@ -16,10 +16,11 @@
  *   `optimizer` (optimizer config + step count, JSON), `rng` (training RNG state, JSON),
  *   `sampler` (data sampler state, JSON), `extra` (JSON), `created` (ISO time).
  */
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
   checkWeights,
+  makeDirsSync,
   readSafetensors,
   type SamplerState,
   UserError,
@@ -117,7 +118,7 @@ export function saveCheckpoint(
   ckpt: Checkpoint,
   options: { keep?: number; protect?: Array<string | null> } = {},
 ): string {
-  mkdirSync(dir, { recursive: true });
+  makeDirsSync(dir);
   const prefix = WEIGHT_PREFIX[ckpt.kind];
   const tensors: Array<[string, TorchTensor]> = [];
   for (const [name, t] of ckpt.weights) tensors.push([prefix + name, t]);

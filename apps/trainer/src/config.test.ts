@@ -132,6 +132,13 @@ describe('training configs', () => {
   it('a bad value names the key and what it must be', () => {
     const bad = file('bad.json', '{ "train": { "optimizer": { "type": "sgd", "lr": 1 } } }');
     expect(() => loadDdpmConfig(bad)).toThrow(`${bad}: train.optimizer.type must be adam or adamw`);
+    const ft = file(
+      'ft.json',
+      REFERENCE_DDPM.replace('"finetune_norm": false', '"finetune_norm": true'),
+    );
+    expect(() => loadDdpmConfig(ft)).toThrow(
+      `${ft}: model.finetune_norm must be false: true trains only parameters named 'transformer', which this UNet does not have (nothing would train)`,
+    );
     const neg = file('neg.json', '{ "datasets": { "train": { "batch_size": 0 } } }');
     expect(() => loadHeadConfig(neg)).toThrow(
       `${neg}: datasets.train.batch_size must be a positive integer`,

@@ -127,7 +127,18 @@ const runKeys = {
   path: ignored,
   path_df: ignored,
 };
-const modelKeys = { which_model_G: ignored, finetune_norm: ignored };
+/**
+ * The reference's `finetune_norm`: true trains only the parameters whose name holds
+ * 'transformer' (zeroed first); the SR3 UNet has none, so nothing would train. false (the
+ * reference's value) is accepted, true refused in one line rather than silently ignored.
+ */
+const finetuneNorm = z
+  .literal(false, {
+    error:
+      "must be false: true trains only parameters named 'transformer', which this UNet does not have (nothing would train)",
+  })
+  .optional();
+const modelKeys = { which_model_G: ignored, finetune_norm: finetuneNorm };
 export const DENOISER_NETS = ['sr3', 'skip_unet'] as const;
 /** The denoiser network (official `which_model_G`; default sr3). */
 export type WhichModelG = (typeof DENOISER_NETS)[number];

@@ -201,6 +201,20 @@ describe('dif-train sample', () => {
     expect([img.width, img.height]).toEqual([2 * 16 + 3 * 2, 16 + 3 * 16 + 4 * 2]);
   }, 120_000);
 
+  it('--size other than the training crop: the UNet keeps its trained attention levels', async () => {
+    // Trained on 16 px crops with attn_res [8]: at 32 px a UNet built for 32 would attend at
+    // no level and refuse the checkpoint's attention weights.
+    const out = join(root, 'size32.png');
+    const r = await runCli([
+      'sample',
+      ...['--ddpm', ckpt, '-n', '2', '--steps', '3', '--size', '32', '-o', out],
+    ]);
+    expect(r.err).not.toMatch(/unexpected key/);
+    expect(r.code).toBe(0);
+    const img = await readImage(out);
+    expect([img.width, img.height]).toEqual([2 * 32 + 3 * 2, 16 + 2 * 32 + 3 * 2]);
+  }, 120_000);
+
   it('conditional: IR | RGB | REAL from --cond pairs, with guidance; refusals are one line', async () => {
     const out = join(root, 'cond.png');
     const r = await runCli([

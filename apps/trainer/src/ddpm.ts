@@ -47,10 +47,11 @@ import {
   WeightEma,
 } from './ddpm-variants';
 import { UserError } from './errors';
+import { InitStopped, initWeightsFast } from './fast-init';
 import { writeGrid } from './images';
 import { type StepFn, type TrainResult, trainingLoop } from './loop';
 import { buildDenoiser, type Denoiser, sampleImages } from './model';
-import { initWeights, OrtDdpmEngine } from './ort-ddpm';
+import { OrtDdpmEngine } from './ort-ddpm';
 import { writeLossChart } from './plot';
 import {
   type LoadedCheckpoint,
@@ -137,6 +138,7 @@ async function buildModel(
   seed: number,
   opts: DdpmTrainOptions,
   say: (m: string) => void,
+  shouldStop: () => boolean = () => false,
 ): Promise<DdpmModel> {
   const { resolution: crop, batch_size: batch } = cfg.datasets.train;
   const schedule = new NoiseSchedule(cfg.model.beta_schedule.train);
@@ -144,8 +146,7 @@ async function buildModel(
     varType: cfg.model.diffusion.var_type,
     which: cfg.model.which_model_G,
   });
-  if (!ckpt)
-    say('initialising the weights (orthogonal, as the reference; up to a minute for large UNets)');
+  if (!ckpt) say('initialising the weights (orthogonal, as the reference)');
   const optimCfg = { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr };
   const loss = cfg.model.diffusion.loss ?? DEFAULT_DIFFUSION_LOSS;
   const diffusion = new GaussianDiffusion(denoiser.unet, schedule, {
@@ -168,7 +169,9 @@ async function buildModel(
         ? diffusion.vlbWeight * schedule.numTimesteps
         : undefined,
       checkpoint: cfg.model.unet.use_checkpoint ?? false,
-      weights: ckpt ? checkpointWeights(denoiser, ckpt) : initWeights(denoiser.params, seed),
+      weights: ckpt
+        ? checkpointWeights(denoiser, ckpt)
+        : await initWeightsFast(denoiser.params, seed, { shouldStop, threads: opts.threads }),
       ...{ optimizerState: ckpt?.optimizer, device: opts.device, threads: opts.threads },
     });
     say(`ONNX Runtime: ${ort.provider} execution provider`);
@@ -413,7 +416,13 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
     const pairs = await openPairs(dataroot);
     run.say(`data: ${pairs.length} pairs from ${dataroot}, ${crop}x${crop} crops, batch ${batch}`);
     run.writeFolder(cfg, ckpt?.step ?? null);
-    m = await buildModel(cfg, ckpt, seed, opts, run.say);
+    m = await buildModel(cfg, ckpt, seed, opts, run.say, () => run.stop.stopRequested).catch(
+      (e) => {
+        if (e instanceof InitStopped)
+          throw new UserError('stopped while initialising the weights; nothing to save yet');
+        throw e;
+      },
+    );
     const samplerSeed = deriveSeed(seed, 'sampler');
     const sampler = makeSampler(pairs, { crop, batch, seed: samplerSeed, state: ckpt?.sampler });
     const workers = ddpmWorkers(opts, m, batch, run.say);

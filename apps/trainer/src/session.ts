@@ -2,10 +2,10 @@
  * The set-up every training command shares: the resume-or-fresh decision, the backend, the
  * run folder (config.json, log.jsonl), the progress bar, the stop signal and the clock.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type BackendName, useBackend } from '@dif-fusion/backends';
-import { Progress, removeStaleTempFiles } from '@dif-fusion/io';
+import { makeDirsSync, Progress, removeStaleTempFiles } from '@dif-fusion/io';
 import type { Device } from '@dif-fusion/onnx';
 import {
   type Checkpoint,
@@ -123,7 +123,7 @@ export class RunContext {
    * otherwise be written twice.
    */
   writeFolder(config: unknown, resumedStep: number | null): void {
-    mkdirSync(this.out, { recursive: true });
+    makeDirsSync(this.out);
     // Temporary files of checkpoints, plots and samples whose writer was killed mid-write.
     for (const dir of ['', 'checkpoints', 'samples', 'val'])
       for (const f of removeStaleTempFiles(join(this.out, dir)))

@@ -2,16 +2,16 @@ import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   fsyncSync,
-  mkdirSync,
   openSync,
   readdirSync,
   renameSync,
   rmSync,
   writeSync,
 } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { fsError } from './errors';
+import { makeDirs, makeDirsSync } from './dirs';
+import { DifFusionError, fsError } from './errors';
 
 function tempPath(path: string): string {
   return join(
@@ -36,7 +36,7 @@ function chunks(data: Data): Uint8Array[] {
 export async function writeFileAtomic(path: string, data: Data): Promise<void> {
   const tmp = tempPath(path);
   try {
-    await mkdir(dirname(path), { recursive: true });
+    await makeDirs(dirname(path));
     const fh = await open(tmp, 'w');
     try {
       for (const c of chunks(data)) {
@@ -53,7 +53,7 @@ export async function writeFileAtomic(path: string, data: Data): Promise<void> {
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true }).catch(() => {});
-    throw fsError(path, err);
+    throw err instanceof DifFusionError ? err : fsError(path, err);
   }
 }
 
@@ -61,7 +61,7 @@ export async function writeFileAtomic(path: string, data: Data): Promise<void> {
 export function writeFileAtomicSync(path: string, data: Data): void {
   const tmp = tempPath(path);
   try {
-    mkdirSync(dirname(path), { recursive: true });
+    makeDirsSync(dirname(path));
     const fd = openSync(tmp, 'w');
     try {
       for (const c of chunks(data)) {
@@ -75,7 +75,7 @@ export function writeFileAtomicSync(path: string, data: Data): void {
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });
-    throw fsError(path, err);
+    throw err instanceof DifFusionError ? err : fsError(path, err);
   }
 }
 

@@ -16,7 +16,15 @@ describe('one-line errors', () => {
     expect(fsError('/p', err('ENOENT'), 'folder').message).toBe('/p: no such folder');
     expect(fsError('/p', err('EISDIR')).message).toBe('/p: is a folder, expected a file');
     expect(fsError('/p', err('EACCES')).message).toBe('/p: permission denied');
-    expect(fsError('/p', err('EIO')).message).toBe('/p: EIO: EIO: x');
+    // Node's message already names the code: not twice
+    expect(fsError('/p', err('EIO')).message).toBe('/p: EIO: x');
+    expect(fsError('/p', Object.assign(new Error('bad'), { code: 'EIO' })).message).toBe(
+      '/p: EIO: bad',
+    );
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), {
+      code: 'ENOSPC',
+    });
+    expect(fsError('/p', full).message).toBe('/p: no space left on device (ENOSPC)');
   });
 
   it('formatError gives one line for anything', () => {

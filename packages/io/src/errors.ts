@@ -22,6 +22,8 @@ export function fsError(path: string, err: unknown, what = 'file'): DifFusionErr
   if (code === 'EISDIR') return fileError(path, `is a folder, expected a ${what}`, err);
   if (code === 'ENOTDIR') return fileError(path, `not a folder`, err);
   if (code === 'EACCES' || code === 'EPERM') return fileError(path, 'permission denied', err);
+  if (code === 'ENOSPC') return fileError(path, 'no space left on device (ENOSPC)', err);
   const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
-  return fileError(path, code ? `${code}: ${msg}` : msg, err);
+  // Node's messages already start with the code ("EIO: i/o error, write"): not twice.
+  return fileError(path, code && !msg.startsWith(`${code}:`) ? `${code}: ${msg}` : msg, err);
 }

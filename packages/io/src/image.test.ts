@@ -190,6 +190,39 @@ describe('JPEG (lossy: within a tolerance)', () => {
   });
 });
 
+describe('what decoding leaves out is said (onWarning)', () => {
+  it('an animated GIF: the first frame, with the frame count; an RGBA PNG: alpha dropped', async () => {
+    const frame = (v: number) =>
+      sharp(Buffer.alloc(6 * 4 * 3, v), { raw: { width: 6, height: 4, channels: 3 } })
+        .png()
+        .toBuffer();
+    const gif = await sharp([await frame(10), await frame(200), await frame(90)], {
+      join: { animated: true },
+    })
+      .gif()
+      .toBuffer();
+    const notes: string[] = [];
+    const img = await decodeImage(gif, 'anim.gif', { onWarning: (w) => notes.push(w) });
+    expect([img.width, img.height]).toEqual([6, 4]);
+    expect(notes).toEqual(['anim.gif: animated gif with 3 frames: only the first is used']);
+    const rgba = await sharp(Buffer.alloc(5 * 3 * 4, 128), {
+      raw: { width: 5, height: 3, channels: 4 },
+    })
+      .png()
+      .toBuffer();
+    const alpha: string[] = [];
+    const a = await decodeImage(rgba, 'rgba.png', { onWarning: (w) => alpha.push(w) });
+    expect([a.width, a.height, a.channels]).toEqual([5, 3, 3]);
+    expect(alpha).toEqual([
+      'rgba.png: the alpha channel is dropped (transparent pixels keep their stored colour)',
+    ]);
+    // A plain RGB PNG: nothing to say.
+    const none: string[] = [];
+    await decodeImage(await frame(5), 'rgb.png', { onWarning: (w) => none.push(w) });
+    expect(none).toEqual([]);
+  });
+});
+
 describe('BMP through bmp-ts (a maintained decoder: sharp cannot read BMP)', () => {
   // bmp-ts' encoder takes ABGR bytes per pixel
   function abgr(img: Image, alpha = 255): Buffer {
@@ -226,6 +259,17 @@ describe('BMP through bmp-ts (a maintained decoder: sharp cannot read BMP)', () 
       bmp[54 + i * 4 + 2] = img.data[i * 3];
     }
     expectSame(await decodeImage(bmp, 'p8.bmp'), img);
+  });
+
+  it('a truncated BMP is one line saying so, without Node internals', async () => {
+    const img = rgb8(16, 16);
+    const bmp = encodeBmpTs({ width: 16, height: 16, bitPP: 24, data: abgr(img) }).data;
+    const cut = bmp.subarray(0, 154);
+    const err = await errorOf(() => decodeImage(cut, 'cut.bmp'));
+    expect(err.message).toBe(
+      'cut.bmp: corrupt or unsupported BMP image (truncated or inconsistent: the header says 16x16 at 24 bits per pixel, the file holds 154 bytes)',
+    );
+    expect(err.message).not.toMatch(/out of range|offset|Received/);
   });
 
   it('refuses RLE-compressed BMP (bmp-ts scrambles it) with one line', async () => {

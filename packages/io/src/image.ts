@@ -78,8 +78,9 @@ export async function decodeImage(
   let img: Image;
   if (format === 'bmp') img = decodeBmp(buf, source);
   else {
+    const notes: string[] = [];
     try {
-      img = await decodeWithSharp(buf, source, format, false);
+      img = await decodeWithSharp(buf, source, format, false, notes);
     } catch (err) {
       if (!(err instanceof CorruptImageError) || !options.allowCorrupt) throw err;
       // Decode again as far as the decoder can recover: the damaged part comes out gray or
@@ -87,6 +88,7 @@ export async function decodeImage(
       img = await decodeWithSharp(buf, source, format, true);
       options.onWarning?.(`${err.message}; read anyway (allow corrupt)`);
     }
+    for (const n of notes) options.onWarning?.(n);
   }
   if (img.width === 0 || img.height === 0) {
     throw fileError(source, `zero-size image (${img.width}x${img.height})`);
@@ -123,6 +125,7 @@ async function decodeWithSharp(
   source: string,
   format: ImageFormat,
   lenient: boolean,
+  notes: string[] = [],
 ): Promise<Image> {
   const failOn = lenient ? 'none' : 'error';
   const warnings: string[] = [];
@@ -132,6 +135,20 @@ async function decodeWithSharp(
     if (!meta.width || !meta.height) {
       throw fileError(source, `zero-size image (${meta.width ?? 0}x${meta.height ?? 0})`);
     }
+    // What is silently left out: say it (the caller's onWarning).
+    if ((meta.pages ?? 1) > 1)
+      notes.push(`${source}: animated ${format} with ${meta.pages} frames: only the first is used`);
+    else if (format === 'png' && isAnimatedPng(buf))
+      notes.push(`${source}: animated PNG: only the first frame is used`);
+    // (a GIF always decodes with an alpha channel: only a non-opaque one is worth a word)
+    if (
+      meta.hasAlpha &&
+      !(await sharp(buf, { failOn: 'none', limitInputPixels: meta.width * meta.height }).stats())
+        .isOpaque
+    )
+      notes.push(
+        `${source}: the alpha channel is dropped (transparent pixels keep their stored colour)`,
+      );
     const sixteen = meta.depth === 'ushort' || meta.depth === 'short';
     if (!sixteen && meta.depth !== undefined && meta.depth !== 'uchar' && meta.depth !== 'char') {
       // e.g. radiometric 32-bit float TIFF: casting to 8 bits would silently clip it
@@ -185,6 +202,29 @@ async function decodeWithSharp(
   }
 }
 
+/** An APNG: an `acTL` chunk before the first `IDAT` (sharp decodes only the first frame). */
+function isAnimatedPng(buf: Uint8Array): boolean {
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  for (let p = 8; p + 8 <= buf.byteLength; ) {
+    const len = v.getUint32(p);
+    const type = String.fromCharCode(buf[p + 4], buf[p + 5], buf[p + 6], buf[p + 7]);
+    if (type === 'acTL') return true;
+    if (type === 'IDAT') return false;
+    p += 12 + len;
+  }
+  return false;
+}
+
+/** What a BMP header promises against the file's length, for a truncated file. */
+function bmpTruncated(buf: Uint8Array): string {
+  if (buf.byteLength < 30) return `truncated: ${buf.byteLength} bytes, shorter than a BMP header`;
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const w = v.getInt32(18, true);
+  const h = Math.abs(v.getInt32(22, true));
+  const bpp = v.getUint16(28, true);
+  return `truncated or inconsistent: the header says ${w}x${h} at ${bpp} bits per pixel, the file holds ${buf.byteLength} bytes`;
+}
+
 function decodeBmp(buf: Uint8Array, source: string): Image {
   let dec: {
     width: number;
@@ -198,7 +238,15 @@ function decodeBmp(buf: Uint8Array, source: string): Image {
     // 8-bit palette paths (they always write ABGR), so we ask for ABGR and reorder ourselves.
     dec = decodeBmpTs(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), { toRGBA: false });
   } catch (err) {
-    const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    const code = (err as { code?: string }).code;
+    // Node's buffer range errors ("The value of "offset" is out of range...") mean the file
+    // ends before what its header describes: say that, not Node's words.
+    const msg =
+      err instanceof RangeError ||
+      code === 'ERR_OUT_OF_RANGE' ||
+      code === 'ERR_BUFFER_OUT_OF_BOUNDS'
+        ? bmpTruncated(buf)
+        : (err instanceof Error ? err.message : String(err)).split('\n')[0];
     throw fileError(source, `corrupt or unsupported BMP image (${msg})`, err);
   }
   const { width, height } = dec;

@@ -3,6 +3,7 @@ export * from './atomic';
 export * from './center-crops';
 export * from './convert';
 export * from './dataset';
+export * from './dirs';
 export * from './errors';
 export * from './geometry';
 export * from './grid';

@@ -1,6 +1,7 @@
 import {
   closeSync,
   ftruncateSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -283,8 +284,14 @@ describe('writeFileAtomic', () => {
   });
   it('fails with one line naming the path', async () => {
     writeFileSync(join(dir, 'afile'), 'x');
+    // the file in the way of the output's folder is what the message names
     await expect(writeFileAtomic(join(dir, 'afile', 'sub', 'x.txt'), 'y')).rejects.toThrow(
-      /afile\/sub\/x.txt: /,
+      new RegExp(`^${join(dir, 'afile')}: not a folder \\(a file is in the way\\)$`),
+    );
+    // an unwritable target itself: named with the problem
+    mkdirSync(join(dir, 'adir', 'x.txt'), { recursive: true });
+    await expect(writeFileAtomic(join(dir, 'adir', 'x.txt'), 'y')).rejects.toThrow(
+      /adir\/x\.txt: /,
     );
   });
 });

@@ -295,10 +295,10 @@ export function exportFusionModel(dir: string, options: ExportFusionOptions): Ex
     provenance: options.provenance ?? {},
     created: new Date().toISOString(),
   };
-  writeModelFolder(dir, serialized, config);
+  const written = writeModelFolder(dir, serialized, config);
   return {
     dir,
-    config,
+    config: written,
     weights: graph.weightCount,
     nodes: graph.nodes.length,
     bytes: modelBytes(serialized),

@@ -18,6 +18,11 @@ export interface Provenance {
 export interface FusionModelConfig {
   format: typeof MODEL_FORMAT;
   format_version: number;
+  /**
+   * sha256 of the graph (model.onnx, then its external data) this config was exported with;
+   * loading refuses a model.onnx that does not match. Absent in folders exported before it.
+   */
+  graph_sha256?: string;
   /** UNet config JSON (as the unet package writes it). */
   unet: UNetConfig;
   /** Fusion head config JSON (as the fusion-head package writes it). */

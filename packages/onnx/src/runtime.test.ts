@@ -1,4 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  copyFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -103,6 +111,32 @@ function expected(
 }
 
 describe('runtime: model folders and sessions', () => {
+  it("ONNX Runtime's .ses and mat-debug-<pid>.log go to a private folder, not $TMPDIR", async () => {
+    const dir = join(root, 'tmp-clean');
+    writeModelFolder(dir, toyModel(), config());
+    const userTmp = mkdtempSync(join(tmpdir(), 'dif-user-tmp-'));
+    const before = process.env.TMPDIR;
+    process.env.TMPDIR = userTmp;
+    try {
+      const model = await loadFusionModel(dir, { device: 'cpu', threads: 1 });
+      const noise = fusionNoise(7, { k: 2, n: 1, height: 16, width: 16 });
+      const fused = await model.fuse({
+        ...{ ir: randn([256], 1), vis: randn([768], 2), noise },
+        ...{ n: 1, height: 16, width: 16 },
+      });
+      expect(fused.length).toBe(768);
+      await model.release();
+      expect(process.env.TMPDIR).toBe(userTmp);
+      // Only the private folder (removed at exit: the fuser's CLI test checks that), holding
+      // whatever ONNX Runtime wrote.
+      const left = readdirSync(userTmp);
+      expect(left).toHaveLength(1);
+      expect(left[0]).toMatch(/^dif-onnx-/);
+    } finally {
+      process.env.TMPDIR = before;
+    }
+  });
+
   it('loads a folder, reports the provider, fuses several calls on one warm session', async () => {
     const dir = join(root, 'ok');
     writeModelFolder(dir, toyModel(), config());
@@ -301,6 +335,32 @@ describe('runtime: model folders and sessions', () => {
     ).toMatch(
       /config\.json has time_steps \[5,50\] but model\.onnx was exported with \[5,50,100\]/,
     );
+
+    // config.json is bound to its graph: another export's model.onnx beside it is refused,
+    // a folder without graph_sha256 (exported before it existed) still loads.
+    const a = join(root, 'bound-a');
+    const b = join(root, 'bound-b');
+    writeModelFolder(a, toyModel(), config());
+    writeModelFolder(b, toyModel({ inputNames: ['ir', 'vis', 'noise'], poison: 0.5 }), config());
+    const cfgA = JSON.parse(readFileSync(join(a, 'config.json'), 'utf8'));
+    expect(cfgA.graph_sha256).toBe(
+      createHash('sha256')
+        .update(readFileSync(join(a, 'model.onnx')))
+        .digest('hex'),
+    );
+    copyFileSync(join(b, 'model.onnx'), join(a, 'model.onnx'));
+    const be = await loadFusionModel(a, { device: 'cpu' }).catch((x) => x);
+    expect(be).toBeInstanceOf(ModelFolderError);
+    expect(be.message).toMatch(
+      new RegExp(
+        `^model folder ${a} is invalid: config\\.json belongs to another model\\.onnx \\(graph sha256 ${cfgA.graph_sha256.slice(0, 12)}… in config\\.json, [0-9a-f]{12}… on disk\\); export the folder again$`,
+      ),
+    );
+    const { graph_sha256: _g, ...old } = cfgA;
+    writeFileSync(join(a, 'config.json'), JSON.stringify(old));
+    const oldModel = await loadFusionModel(a, { device: 'cpu' });
+    expect(oldModel.config.graph_sha256).toBeUndefined();
+    await oldModel.release();
 
     // No metadata to compare: ONNX Runtime's error at the first run, as one line naming the folder.
     const dir = join(root, 'k3');

@@ -12,6 +12,7 @@ import { type FusionModelConfig, MODEL_FORMAT, MODEL_FORMAT_VERSION } from './mo
 export { fusionNoise };
 
 import { type Device, OnnxRuntimeError, openSession, ort, type SessionOptions } from './session';
+import { graphDigest } from './write';
 
 export { OnnxRuntimeError } from './session';
 
@@ -136,12 +137,25 @@ export async function loadFusionModel(
     );
   }
   let problems: string[] = [];
+  let parsed = false;
   try {
     problems = checkModelFile(bytes, modelPath, config.time_steps);
+    parsed = true;
   } catch {
     // not a protobuf ONNX Runtime can read either: its own message follows below
   }
   if (problems.length) throw new ModelFolderError(`model folder ${d} is invalid: ${problems[0]}`);
+  // config.json is bound to the graph it was exported with (graph_sha256, written by
+  // writeModelFolder); folders exported before that field existed load as they are.
+  if (parsed && typeof config.graph_sha256 === 'string') {
+    const data = join(d, `${MODEL_FILE}.data`);
+    const found = graphDigest(bytes, existsSync(data) ? [readFileSync(data)] : []);
+    if (found !== config.graph_sha256)
+      throw new ModelFolderError(
+        `model folder ${d} is invalid: ${CONFIG_FILE} belongs to another ${MODEL_FILE} (graph sha256 ${config.graph_sha256.slice(0, 12)}… in ${CONFIG_FILE}, ${found.slice(0, 12)}… on disk); export the folder again`,
+      );
+  }
+
   let opened: Awaited<ReturnType<typeof openSession>>;
   try {
     opened = await openSession(modelPath, options); // by path: external data sits beside it

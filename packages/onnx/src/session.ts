@@ -2,8 +2,9 @@
  * ONNX Runtime session helpers: execution-provider choice (auto | cuda | cpu) with one-line
  * errors, session options tuned for this workload, and small run helpers.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DifFusionError, formatError } from '@dif-fusion/schedules';
 import ort from 'onnxruntime-node';
@@ -48,6 +49,30 @@ function baseOptions(threads?: number): ort.InferenceSession.SessionOptions {
   return o;
 }
 
+let privateTmp: string | undefined;
+
+/**
+ * Runs `create` (a session's creation) with $TMPDIR pointing at a folder of this process's
+ * own: ONNX Runtime leaves files there (`.ses`, an empty `mat-debug-<pid>.log`) that would
+ * otherwise pile up in the user's temp folder, one pair per run. The folder is removed when
+ * the process exits; $TMPDIR is restored as soon as the session exists.
+ */
+export async function inPrivateTmp<T>(create: () => Promise<T>): Promise<T> {
+  if (!privateTmp) {
+    const dir = mkdtempSync(join(tmpdir(), 'dif-onnx-'));
+    privateTmp = dir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  const before = process.env.TMPDIR;
+  process.env.TMPDIR = privateTmp;
+  try {
+    return await create();
+  } finally {
+    if (before === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = before;
+  }
+}
+
 /**
  * Whether the CUDA provider library of onnxruntime-node is installed (it is downloaded by
  * onnxruntime-node's install script only with ONNXRUNTIME_NODE_INSTALL=cuda12). Its presence
@@ -83,9 +108,11 @@ export async function openSession(
     throw new OnnxRuntimeError(`unknown device '${String(device)}' (use auto, cuda or cpu)`);
   const create = (eps: ort.InferenceSession.SessionOptions['executionProviders']) => {
     const o = { ...baseOptions(options.threads), ...options.ort, executionProviders: eps };
-    return typeof model === 'string'
-      ? ort.InferenceSession.create(model, o)
-      : ort.InferenceSession.create(model, o);
+    return inPrivateTmp(() =>
+      typeof model === 'string'
+        ? ort.InferenceSession.create(model, o)
+        : ort.InferenceSession.create(model, o),
+    );
   };
   if (device === 'cuda' && !cudaInstalled())
     throw new OnnxRuntimeError(

@@ -1,8 +1,10 @@
 /** `dif-fuse queue add`: one job per pair, idempotent (existing job ids are left alone). */
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
 import { resolve } from 'node:path';
+import { DifFusionError, makeDirsSync } from '@dif-fusion/io';
 import { Queue } from 'bullmq';
 import { FuseError } from '../errors';
+import { checkModelDir, modelDigest, resolveModelDir } from '../model';
 import { connectOnce, DEFAULT_QUEUE } from './connection';
 import { type JobSettings, jobId, listPairs, makeJobs } from './jobs';
 
@@ -30,9 +32,10 @@ export async function addJobs(o: AddOptions): Promise<AddResult> {
   for (const w of listing.warnings) o.warn?.(`warning: ${w}`);
   const outDir = resolve(o.out);
   try {
-    mkdirSync(outDir, { recursive: true });
+    makeDirsSync(outDir);
     accessSync(outDir, constants.W_OK);
   } catch (err) {
+    if (err instanceof DifFusionError) throw err; // makeDirsSync's one line
     throw new FuseError(
       `${outDir}: output folder is not writable (${(err as NodeJS.ErrnoException).code})`,
     );
@@ -48,6 +51,14 @@ export async function addJobs(o: AddOptions): Promise<AddResult> {
     warn: _w,
     ...settings
   } = o;
+  // The model is pinned by content: its absolute folder and its digest (a worker in another
+  // folder, or with another model under the same path, refuses the job).
+  if ((settings.method ?? 'model') === 'model') {
+    const { dir } = resolveModelDir(o.model);
+    checkModelDir(dir);
+    if (o.model !== undefined) settings.model = dir;
+    settings.modelSha256 = modelDigest(dir);
+  }
   const jobs = makeJobs(
     listing,
     outDir,

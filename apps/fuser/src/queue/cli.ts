@@ -4,10 +4,11 @@
  */
 import { type Command, Option } from 'commander';
 import { deviceOption, intArg, threadsOption, tileArg } from '../args';
+import { FuseError } from '../errors';
 import { OUTPUT_EXTENSIONS } from '../images';
 import { METHODS, type Method } from '../methods';
 import { addJobs } from './add';
-import { DEFAULT_QUEUE, defaultRedisUrl } from './connection';
+import { DEFAULT_QUEUE, defaultRedisUrl, redactUrl } from './connection';
 import { formatStatus, queueStatus } from './status';
 import { runWorker } from './worker';
 
@@ -91,7 +92,7 @@ export function registerQueueCommands(program: Command, io: Io): void {
           warn: io.err,
         });
         io.out(
-          `queued ${r.added} job(s) on ${o.queue} at ${redis}${r.existing ? ` (${r.existing} already queued)` : ''}`,
+          `queued ${r.added} job(s) on ${o.queue} at ${redactUrl(redis)}${r.existing ? ` (${r.existing} already queued)` : ''}`,
         );
       },
     );
@@ -154,6 +155,14 @@ export function registerQueueCommands(program: Command, io: Io): void {
           err: io.err,
         });
         if (!o.quiet) io.err(`dif-fuse worker: stopped; ${s.done} done, ${s.failed} failed here`);
+        // Whatever BullMQ or ioredis left behind (a child, a timer) may not hold the exit.
+        setTimeout(
+          () => process.exit(process.exitCode ?? (s.forced || s.failed ? 1 : 0)),
+          3000,
+        ).unref();
+        if (s.failed)
+          throw new FuseError(`${s.failed} job(s) failed here (dif-fuse queue status lists them)`);
+        if (s.forced) throw new FuseError('stopped at once; jobs in hand return to the queue');
       },
     );
 }

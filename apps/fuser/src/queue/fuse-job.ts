@@ -4,12 +4,13 @@
  * mismatch, a bad model folder) fail the job at once: retrying cannot heal them. Write
  * errors are retried (BullMQ's attempts and backoff), then fail with their message.
  */
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { DifFusionError, formatError } from '@dif-fusion/io';
+import { DifFusionError, formatError, makeDirsSync } from '@dif-fusion/io';
 import { UnrecoverableError } from 'bullmq';
+import { FuseError } from '../errors';
 import { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from '../fuse';
 import { type Planar, readPair, writeImage } from '../images';
+import { checkModelDir, modelDigest, resolveModelDir } from '../model';
 import type { PairJob } from './jobs';
 
 /** Opened fusers by method/model/seed/device: the model loads once per worker. */
@@ -17,9 +18,18 @@ export class FuserCache {
   private readonly open = new Map<string, Promise<OpenedFuser>>();
   constructor(private readonly o: Pick<OpenOptions, 'device' | 'threads'> = {}) {}
   get(j: PairJob): Promise<OpenedFuser> {
-    const key = JSON.stringify([j.method, j.model ?? null, j.seed]);
+    const key = JSON.stringify([j.method, j.model ?? null, j.modelSha256 ?? null, j.seed]);
     let p = this.open.get(key);
     if (!p) {
+      if (j.method === 'model' && j.modelSha256) {
+        const { dir } = resolveModelDir(j.model);
+        checkModelDir(dir);
+        const found = modelDigest(dir);
+        if (found !== j.modelSha256)
+          throw new FuseError(
+            `model folder ${dir} is not the model this job was queued with (sha256 ${found.slice(0, 12)}…, queued ${j.modelSha256.slice(0, 12)}…): give every worker the same model`,
+          );
+      }
       p = openFuser({
         method: j.method,
         model: j.model,
@@ -61,7 +71,7 @@ export async function fusePairJob(j: PairJob, fusers: FuserCache): Promise<{ out
   });
   // Writing may fail for a while (a full disk, a network share away): retried with backoff.
   try {
-    mkdirSync(dirname(j.out), { recursive: true });
+    makeDirsSync(dirname(j.out));
     await writeImage(j.out, fused);
   } catch (err) {
     throw new Error(formatError(err));

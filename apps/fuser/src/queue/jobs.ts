@@ -18,7 +18,10 @@ export interface PairJob {
   vis: string;
   out: string;
   method: Method;
+  /** Absolute model folder (`--model`); unset: each worker's default model. */
   model?: string;
+  /** The model's content (modelDigest) when queued: a worker refuses any other model. */
+  modelSha256?: string;
   seed: number;
   tile: number | 'auto' | 'off';
   overlap?: number;

@@ -3,15 +3,16 @@
  * sandboxed child processes (processor.ts), one per unit of concurrency, while this process
  * keeps the job locks renewed. Input errors fail a job at once, with their message, into
  * BullMQ's failed set; other errors are retried with exponential backoff (the job's options).
- * SIGTERM/SIGINT: stop taking jobs, finish the ones in hand, exit; a second signal exits at
- * once and the jobs in hand return to the queue when their lock expires.
+ * SIGTERM/SIGINT: stop taking jobs, finish the ones in hand, exit; a second signal, or a
+ * first one while Redis is unreachable (nothing could be recorded), exits at once and the jobs
+ * in hand return to the queue when their lock expires.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { formatError } from '@dif-fusion/io';
 import { Queue, Worker } from 'bullmq';
 import { FuseError } from '../errors';
-import { connectWorker, DEFAULT_QUEUE } from './connection';
+import { connectWorker, DEFAULT_QUEUE, redactUrl } from './connection';
 import type { PairJob } from './jobs';
 
 /** The built sandboxed processor, beside the bundle that holds this code (dist/). */
@@ -42,14 +43,18 @@ export interface WorkerOptions {
 export interface WorkerSummary {
   done: number;
   failed: number;
+  /** Stopped at once (a second signal, or a signal while Redis was unreachable). */
+  forced: boolean;
 }
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
   const out = o.out ?? ((s: string) => process.stdout.write(`${s}\n`));
   const err = o.err ?? ((s: string) => process.stderr.write(`${s}\n`));
   const connection = connectWorker(o.redis, err);
   const name = o.queue ?? DEFAULT_QUEUE;
-  const summary: WorkerSummary = { done: 0, failed: 0 };
+  const summary: WorkerSummary = { done: 0, failed: 0, forced: false };
   // The sandboxed children inherit the environment: their ONNX Runtime settings.
   if (o.device) process.env.DIF_FUSE_WORKER_DEVICE = o.device;
   if (o.threads) process.env.DIF_FUSE_WORKER_THREADS = String(o.threads);
@@ -75,17 +80,33 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
     if (job && !o.quiet)
       out(`${final ? 'failed' : 'retry'} ${job.data.name} ${job.id}: ${e.message}`);
   });
-  worker.on('error', (e) => err(`warning: worker: ${formatError(e)}`));
+  // While Redis is away the connection has said so once (connectWorker); BullMQ's own
+  // reports of the same outage are not repeated.
+  const redisUp = () => connection.status === 'ready';
+  worker.on('error', (e) => {
+    if (redisUp()) err(`warning: worker: ${formatError(e).split('\n')[0]}`);
+  });
 
   let stopping: Promise<void> | undefined;
+  let forced = () => {};
+  const forcedStop = new Promise<void>((r) => {
+    forced = r;
+  });
   const stop = (force: boolean) => {
-    if (stopping && !force) return stopping;
-    stopping = worker.close(force);
+    if (force) {
+      summary.forced = true;
+      forced();
+      stopping = worker.close(true).catch(() => {});
+    } else stopping ??= worker.close(false).catch(() => {});
     return stopping;
   };
   const onSignal = (sig: NodeJS.Signals) => {
-    if (stopping) {
-      err(`dif-fuse worker: ${sig} again, exiting now (jobs in hand return to the queue)`);
+    if (stopping || !redisUp()) {
+      err(
+        stopping
+          ? `dif-fuse worker: ${sig} again, exiting now (jobs in hand return to the queue)`
+          : `dif-fuse worker: ${sig} while Redis is unreachable, exiting now (jobs in hand return to the queue)`,
+      );
       void stop(true);
       return;
     }
@@ -99,6 +120,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
   let queue: Queue | undefined;
   if (o.exitWhenDone) {
     queue = new Queue(name, { connection });
+    queue.on('error', () => {}); // the connection reports outages, once
     poll = setInterval(async () => {
       const c = await queue!
         .getJobCounts('wait', 'prioritized', 'delayed', 'active')
@@ -107,16 +129,25 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
     }, 500);
   }
   try {
-    await worker.waitUntilReady();
-    if (!o.quiet)
-      err(`dif-fuse worker: queue ${name} on ${o.redis}, concurrency ${o.concurrency ?? 1}`);
-    await worker.run(); // resolves once the worker is closed
-    await stopping;
+    // Each wait also ends on a forced stop: Redis may never answer.
+    await Promise.race([worker.waitUntilReady(), forcedStop]);
+    if (!summary.forced) {
+      if (!o.quiet)
+        err(
+          `dif-fuse worker: queue ${name} on ${redactUrl(o.redis)}, concurrency ${o.concurrency ?? 1}`,
+        );
+      await Promise.race([worker.run(), forcedStop]); // run resolves once the worker is closed
+      await Promise.race([stopping, forcedStop]);
+    }
   } finally {
     if (poll) clearInterval(poll);
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
-    await queue?.close();
+    // Closing talks to Redis: bounded, then the sockets are cut.
+    await Promise.race([
+      Promise.allSettled([queue?.close(), summary.forced ? stopping : undefined]),
+      sleep(2000),
+    ]);
     connection.disconnect();
   }
   return summary;

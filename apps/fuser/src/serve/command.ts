@@ -118,10 +118,17 @@ export function registerServeCommand(program: Command, io: ServeIo): Command {
           `warning: listening on ${f.host}: anyone who can reach this machine can use the page`,
         );
       io.out(`dif-fuse serve: ${url}  (Ctrl-C stops)`);
+      // First signal: drain (the running fusion finishes, waiting and new requests get 503),
+      // then exit 0. A second signal exits at once (1).
       await new Promise<void>((resolve) => {
-        const stop = () => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
+        let stopping = false;
+        const stop = (sig: NodeJS.Signals) => {
+          if (stopping) {
+            io.err(`dif-fuse serve: ${sig} again, exiting now`);
+            process.exit(1);
+          }
+          stopping = true;
+          io.err(`dif-fuse serve: ${sig}, finishing the running fusion, refusing the rest`);
           served.close().then(resolve, resolve);
         };
         process.on('SIGINT', stop);

@@ -15,12 +15,13 @@ import {
   imageToFloat,
   megapixels,
 } from '@dif-fusion/io';
-import { evaluateFusion, type Image8, type MetricValues } from '@dif-fusion/metrics';
+import type { Image8, MetricValues } from '@dif-fusion/metrics';
 import sharp from 'sharp';
 import { FuseError } from '../errors';
 import { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from '../fuse';
 import { infraredToPlanar, type Planar } from '../images';
 import { isBaseline, METHODS, type Method } from '../methods';
+import { evaluateInThread } from './eval-thread';
 import { Lane, type Ticket } from './queue';
 
 /** An HTTP-facing error: one line for the page, and its status code. */
@@ -113,12 +114,13 @@ export async function decodeFused(up: Upload, maxPixels: number): Promise<Image8
   }
 }
 
-export function metricsOf(pair: DecodedPair, fused8: Image8): MetricValues {
+/** The metrics of a fused image against its sources, computed in a worker thread. */
+export function metricsOf(pair: DecodedPair, fused8: Image8): Promise<MetricValues> {
   if (fused8.width !== pair.ir8.width || fused8.height !== pair.ir8.height)
     throw new ServeError(
       `size mismatch: the fused image is ${fused8.width}x${fused8.height} but the sources are ${pair.ir8.width}x${pair.ir8.height}`,
     );
-  return evaluateFusion(pair.ir8, pair.vis8, fused8);
+  return evaluateInThread(pair.ir8, pair.vis8, fused8);
 }
 
 export async function encodePng(img: Image8): Promise<Buffer> {
@@ -150,16 +152,20 @@ export interface EngineOptions extends Pick<OpenOptions, 'model' | 'device' | 't
  */
 export class Engine {
   private readonly opened = new Map<Method, Promise<OpenedFuser>>();
-  private readonly lanes = new Map<Method, Lane>();
+  /** One lane per method, and one ('eval') for /api/eval's metrics. */
+  private readonly lanes = new Map<Method | 'eval', Lane>();
   /** Milliseconds per megapixel of the last run of each method, for the page's estimate. */
   private readonly msPerMp = new Map<Method, number>();
 
+  private draining: (() => Error) | undefined;
+
   constructor(readonly options: EngineOptions = {}) {}
 
-  lane(method: Method): Lane {
+  lane(method: Method | 'eval'): Lane {
     let l = this.lanes.get(method);
     if (!l) {
       l = new Lane();
+      if (this.draining) void l.drain(this.draining);
       this.lanes.set(method, l);
     }
     return l;
@@ -170,6 +176,31 @@ export class Engine {
     let n = 0;
     for (const l of this.lanes.values()) n += l.length;
     return n;
+  }
+
+  /** Tasks running in every lane. */
+  running(): number {
+    let n = 0;
+    for (const l of this.lanes.values()) if (l.busy) n++;
+    return n;
+  }
+
+  /** The metrics of an uploaded fused image, in the eval lane (one at a time, off the event loop). */
+  evaluate(
+    pair: DecodedPair,
+    fused8: Image8,
+    onTicket?: (t: Ticket) => void,
+  ): Promise<MetricValues> {
+    return this.lane('eval').run(() => metricsOf(pair, fused8), onTicket);
+  }
+
+  /**
+   * Stops taking work: waiting tasks are refused with `reason()` (503 for the page), later
+   * ones too; resolves once the running tasks have finished.
+   */
+  async drain(reason: () => Error): Promise<void> {
+    this.draining = reason;
+    await Promise.all([...this.lanes.values()].map((l) => l.drain(reason)));
   }
 
   estimateMs(method: Method, pixels: number): number | undefined {

@@ -20,6 +20,8 @@ interface Entry {
 export class Lane {
   private readonly waiting: Entry[] = [];
   private running = false;
+  private refusing: (() => Error) | undefined;
+  private readonly idle: (() => void)[] = [];
 
   /** Tasks waiting (not counting the running one). */
   get length(): number {
@@ -33,6 +35,10 @@ export class Lane {
   /** Queues `task`; `onTicket` receives its ticket at once (place 0 when the lane was idle). */
   run<T>(task: () => Promise<T>, onTicket?: (t: Ticket) => void): Promise<T> {
     return new Promise<T>((resolve, reject) => {
+      if (this.refusing) {
+        reject(this.refusing());
+        return;
+      }
       const entry: Entry = {
         task,
         resolve: resolve as (v: unknown) => void,
@@ -45,10 +51,23 @@ export class Lane {
     });
   }
 
+  /**
+   * Refuses every waiting task (its promise rejects with `reason()`), takes no more (later
+   * `run` calls reject at once) and resolves once the running task, if any, has finished.
+   */
+  drain(reason: () => Error): Promise<void> {
+    this.refusing = reason;
+    for (const e of this.waiting.splice(0)) e.reject(reason());
+    return this.running ? new Promise<void>((r) => this.idle.push(r)) : Promise.resolve();
+  }
+
   private pump(): void {
     if (this.running) return;
     const next = this.waiting.shift();
-    if (!next) return;
+    if (!next) {
+      for (const r of this.idle.splice(0)) r();
+      return;
+    }
     this.running = true;
     // Started on a later tick, so a caller that queues several tasks sees them all waiting.
     Promise.resolve()

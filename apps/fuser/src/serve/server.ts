@@ -11,8 +11,17 @@
  *
  * Uploads are held in memory (bounded by the size limit) and never written to disk; errors
  * are JSON `{error: "<one line>"}` with a 4xx/5xx status, never a stack trace.
+ *
+ * Nothing waits for ever: request headers must arrive within `headersTimeoutMs`, the whole
+ * request within `requestTimeoutMs`, an upload that stalls for `idleTimeoutMs` is dropped,
+ * an idle keep-alive connection is closed after `keepAliveTimeoutMs`; at most `maxUploads`
+ * uploads are read at once and at most MAX_WAITING requests wait (uploads being read count,
+ * so racing uploads cannot overshoot). `drain()` (SIGTERM) finishes the running work and
+ * refuses the rest with 503.
  */
+
 import { randomUUID } from 'node:crypto';
+import type http from 'node:http';
 import { formatError } from '@dif-fusion/io';
 import { METRIC_NAMES, type MetricValues } from '@dif-fusion/metrics';
 import multipart from '@fastify/multipart';
@@ -42,6 +51,14 @@ export const MAX_WAITING = 16;
 const JOB_TTL_MS = 15 * 60_000;
 const MAX_FINISHED_JOBS = 64;
 export const DEFAULT_BASELINE: Method = 'ycbcr-max';
+/** Time-outs and the limit on uploads in progress (defaults of `ServeOptions`). */
+export const SERVE_LIMITS = {
+  headersTimeoutMs: 20_000,
+  requestTimeoutMs: 120_000,
+  idleTimeoutMs: 15_000,
+  keepAliveTimeoutMs: 5_000,
+  maxUploads: 4,
+};
 
 export interface ServeOptions extends EngineOptions {
   /** Largest accepted file, bytes. */
@@ -54,6 +71,16 @@ export interface ServeOptions extends EngineOptions {
   allowedHosts?: string[];
   /** Called with one line per server-side failure (default: none). */
   log?: (line: string) => void;
+  /** The request line and headers must arrive within this (ms; default 20 s). */
+  headersTimeoutMs?: number;
+  /** The whole request, body included, must arrive within this (ms; default 120 s). */
+  requestTimeoutMs?: number;
+  /** An upload that sends nothing for this long is dropped (ms; default 15 s). */
+  idleTimeoutMs?: number;
+  /** An idle keep-alive connection is closed after this (ms; default 5 s). */
+  keepAliveTimeoutMs?: number;
+  /** Uploads read at once; more are refused with 503 before their body is read (default 4). */
+  maxUploads?: number;
 }
 
 type JobState = 'queued' | 'running' | 'done' | 'error';
@@ -100,25 +127,38 @@ async function readParts(req: FastifyRequest, maxBytes: number): Promise<Parsed>
     );
   const files = new Map<string, Upload>();
   const fields = new Map<string, string>();
-  for await (const part of req.parts()) {
-    if (part.type === 'file') {
-      if (!FILE_FIELDS.has(part.fieldname)) {
-        part.file.resume();
+  try {
+    for await (const part of req.parts()) {
+      if (files.has(part.fieldname) || fields.has(part.fieldname)) {
+        if (part.type === 'file') part.file.resume();
         throw new ServeError(
-          `unexpected file field "${part.fieldname.slice(0, 40)}": use ir, vis (and fused for /api/eval)`,
+          `the field "${part.fieldname.slice(0, 40)}" was sent twice: send each of ir, vis (fused), method once`,
         );
       }
-      try {
-        files.set(part.fieldname, { filename: part.filename, data: await part.toBuffer() });
-      } catch (err) {
-        if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE')
+      if (part.type === 'file') {
+        if (!FILE_FIELDS.has(part.fieldname)) {
+          part.file.resume();
           throw new ServeError(
-            `${displayName(part.filename, ROLE[part.fieldname])}: file too large, this server takes at most ${mb(maxBytes)} per image`,
-            413,
+            `unexpected file field "${part.fieldname.slice(0, 40)}": use ir, vis (and fused for /api/eval)`,
           );
-        throw err;
-      }
-    } else fields.set(part.fieldname, String(part.value ?? ''));
+        }
+        try {
+          files.set(part.fieldname, { filename: part.filename, data: await part.toBuffer() });
+        } catch (err) {
+          if ((err as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE')
+            throw new ServeError(
+              `${displayName(part.filename, ROLE[part.fieldname])}: file too large, this server takes at most ${mb(maxBytes)} per image`,
+              413,
+            );
+          throw err;
+        }
+      } else fields.set(part.fieldname, String(part.value ?? ''));
+    }
+  } catch (err) {
+    if (err instanceof ServeError || (err as { code?: string }).code?.startsWith('FST_')) throw err;
+    // busboy's parse errors (a missing boundary, a truncated part, bad part headers) are the
+    // client's: 400 with the parser's words.
+    throw new ServeError(`malformed multipart body: ${formatError(err).split('\n')[0]}`);
   }
   return { files, fields };
 }
@@ -152,6 +192,11 @@ const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
 export interface Served {
   app: FastifyInstance;
   engine: Engine;
+  /**
+   * Stops taking work: new and waiting requests get 503 (the server is shutting down); resolves
+   * when the running fusions have finished. `close` drains first.
+   */
+  drain(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -164,12 +209,37 @@ export function createServer(options: ServeOptions = {}): Served {
   const log = options.log ?? (() => {});
   const allowed = new Set([...LOOPBACK, ...(options.allowedHosts ?? [])]);
 
-  const app = Fastify({ logger: false, bodyLimit: 1e6 });
+  const limits = { ...SERVE_LIMITS };
+  for (const k of Object.keys(limits) as (keyof typeof SERVE_LIMITS)[])
+    if (options[k] !== undefined) limits[k] = options[k];
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 1e6,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
+      // How often Node checks the two time-outs above (its default, 30 s, would let a
+      // short time-out run that much longer).
+      connectionsCheckingInterval: Math.max(
+        50,
+        Math.min(1000, limits.headersTimeoutMs / 4, limits.requestTimeoutMs / 4),
+      ),
+    } as http.ServerOptions,
+  });
+  let uploads = 0;
+  let reserved = 0;
+  let draining = false;
+  const shuttingDown = () => new ServeError('the server is shutting down; try again later', 503);
   app.register(multipart, {
     limits: { fileSize: maxBytes, files: 3, fields: 8, parts: 11, fieldSize: 1000 },
   });
 
   app.addHook('onRequest', async (req, reply) => {
+    if (draining && req.method !== 'GET') {
+      reply.header('Connection', 'close');
+      throw shuttingDown();
+    }
     // DNS rebinding guard: a page on another site cannot reach this server through a name
     // that resolves to 127.0.0.1 (its Host header would carry that name).
     const host = (req.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
@@ -187,7 +257,7 @@ export function createServer(options: ServeOptions = {}): Served {
 
   app.setErrorHandler((err, _req, reply) => {
     const { status, message } = toHttpError(err);
-    if (status >= 500) log(`error: ${message}`);
+    if (status >= 500 && status !== 503) log(`error: ${message}`);
     reply.code(status).type('application/json').send({ error: message });
   });
   app.setNotFoundHandler((req, reply) => {
@@ -206,22 +276,65 @@ export function createServer(options: ServeOptions = {}): Served {
     metrics: METRIC_NAMES,
     limits: { maxUploadBytes: maxBytes, maxPixels },
     waiting: engine.waiting(),
+    running: engine.running(),
+    uploading: uploads,
   }));
+
+  /**
+   * Reads a request's parts with the upload limits: at most `maxUploads` at once (more are
+   * refused before their body is read) and none that stalls for `idleTimeoutMs`.
+   */
+  async function readUpload(req: FastifyRequest): Promise<Parsed> {
+    if (uploads >= limits.maxUploads)
+      throw new ServeError(
+        `the server is busy: ${uploads} uploads are in progress; try again in a moment`,
+        503,
+      );
+    uploads++;
+    const socket = req.raw.socket;
+    const stalled = () => {
+      log(`dropped an upload that sent nothing for ${limits.idleTimeoutMs / 1000} s`);
+      socket.destroy();
+    };
+    socket.setTimeout(limits.idleTimeoutMs, stalled);
+    try {
+      return await readParts(req, maxBytes);
+    } finally {
+      uploads--;
+      socket.setTimeout(0);
+      socket.off('timeout', stalled);
+    }
+  }
 
   /** Parses and decodes a request's pair; every problem is a 4xx ServeError. */
   async function readPairRequest(req: FastifyRequest) {
-    const parsed = await readParts(req, maxBytes);
+    const parsed = await readUpload(req);
     const pair = await decodePair(need(parsed, 'ir'), need(parsed, 'vis'), maxPixels);
     return { parsed, pair };
   }
 
-  function checkCapacity(): void {
-    const n = engine.waiting();
-    if (n >= MAX_WAITING)
+  /**
+   * Admits a request to the line before its upload is read: the requests waiting in the
+   * lanes plus those admitted and still uploading may not exceed MAX_WAITING. The returned
+   * function gives the place back (once the request has joined a lane, or failed).
+   */
+  function admit(reply: { header(k: string, v: string): unknown }): () => void {
+    const n = engine.waiting() + reserved;
+    if (draining || n >= MAX_WAITING) {
+      // The body is not read: close the connection rather than drain it.
+      reply.header('Connection', 'close');
+      if (draining) throw shuttingDown();
       throw new ServeError(
         `the server is busy: ${n} requests are waiting; try again in a minute`,
         503,
       );
+    }
+    reserved++;
+    let held = true;
+    return () => {
+      if (held) reserved--;
+      held = false;
+    };
   }
 
   /** Forgets finished jobs older than the TTL, and all but the newest MAX_FINISHED_JOBS. */
@@ -251,11 +364,13 @@ export function createServer(options: ServeOptions = {}): Served {
         job.progress = { done, total };
       },
     });
-    const metrics: Record<string, MetricValues> = { [job.method]: metricsOf(pair, main.fused) };
+    const metrics: Record<string, MetricValues> = {
+      [job.method]: await metricsOf(pair, main.fused),
+    };
     job.fused = await encodePng(main.fused);
     if (job.baseline && job.baseline !== job.method) {
       const base = await engine.fuse(pair, job.baseline);
-      metrics[job.baseline] = metricsOf(pair, base.fused);
+      metrics[job.baseline] = await metricsOf(pair, base.fused);
       job.baselinePng = await encodePng(base.fused);
     }
     job.metrics = metrics;
@@ -264,7 +379,15 @@ export function createServer(options: ServeOptions = {}): Served {
 
   app.post('/api/jobs', async (req, reply) => {
     prune();
-    checkCapacity();
+    const release = admit(reply);
+    try {
+      return await postJob(req, reply);
+    } finally {
+      release();
+    }
+  });
+
+  async function postJob(req: FastifyRequest, reply: { code(n: number): unknown }) {
     const { parsed, pair } = await readPairRequest(req);
     const method = parseMethod(parsed.fields.get('method'), 'method', 'model');
     const baselineField = parsed.fields.get('baseline');
@@ -289,7 +412,7 @@ export function createServer(options: ServeOptions = {}): Served {
       },
       (err) => {
         const { status, message } = toHttpError(err);
-        if (status >= 500) log(`error: ${message}`);
+        if (status >= 500 && status !== 503) log(`error: ${message}`);
         job.state = 'error';
         job.error = message;
         job.finishedAt = Date.now();
@@ -297,7 +420,7 @@ export function createServer(options: ServeOptions = {}): Served {
     );
     reply.code(202);
     return { id: job.id, place: job.ticket?.place() ?? 0 };
-  });
+  }
 
   function findJob(id: string): Job {
     const job = jobs.get(id);
@@ -338,10 +461,17 @@ export function createServer(options: ServeOptions = {}): Served {
   });
 
   app.post('/api/fuse', async (req, reply) => {
-    checkCapacity();
-    const { parsed, pair } = await readPairRequest(req);
-    const method = parseMethod(parsed.fields.get('method'), 'method', 'model');
-    const out = await engine.fuse(pair, method);
+    const release = admit(reply);
+    let running: ReturnType<Engine['fuse']>;
+    try {
+      const { parsed, pair } = await readPairRequest(req);
+      const method = parseMethod(parsed.fields.get('method'), 'method', 'model');
+      running = engine.fuse(pair, method); // in its lane now
+    } finally {
+      release();
+    }
+    const out = await running;
+    const method = out.method;
     reply
       .type('image/png')
       .header('X-Fuse-Method', method)
@@ -350,16 +480,33 @@ export function createServer(options: ServeOptions = {}): Served {
     return encodePng(out.fused);
   });
 
-  app.post('/api/eval', async (req) => {
-    const { parsed, pair } = await readPairRequest(req);
-    const fused = await decodeFused(need(parsed, 'fused'), maxPixels);
-    return { width: pair.ir.width, height: pair.ir.height, metrics: metricsOf(pair, fused) };
+  app.post('/api/eval', async (req, reply) => {
+    const release = admit(reply);
+    let metrics: Promise<MetricValues>;
+    let size: [number, number];
+    try {
+      const { parsed, pair } = await readPairRequest(req);
+      const fused = await decodeFused(need(parsed, 'fused'), maxPixels);
+      size = [pair.ir.width, pair.ir.height];
+      metrics = engine.evaluate(pair, fused); // in the eval lane now
+    } finally {
+      release();
+    }
+    return { width: size[0], height: size[1], metrics: await metrics };
   });
 
+  let drained: Promise<void> | undefined;
+  const drain = () => {
+    draining = true;
+    drained ??= engine.drain(shuttingDown);
+    return drained;
+  };
   return {
     app,
     engine,
+    drain,
     close: async () => {
+      await drain();
       await app.close();
       await engine.close();
     },

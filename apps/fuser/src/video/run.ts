@@ -6,17 +6,10 @@
  * file renamed over OUT (atomic). OUT without a video extension is a folder of frames.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  realpathSync,
-  renameSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
+import { existsSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
+  makeDirsSync,
   Progress,
   type ProgressStream,
   removeStaleTempFiles,
@@ -154,7 +147,7 @@ function prepareWork(work: string, stamp: string, owned: boolean): void {
     rmSync(work, { recursive: true, force: true });
   }
   try {
-    mkdirSync(work, { recursive: true });
+    makeDirsSync(work);
     removeStaleTempFiles(work);
     writeFileAtomicSync(runFile, stamp);
   } catch (e) {

@@ -75,7 +75,13 @@ export async function runSample(o: SampleOptions): Promise<string> {
   const seed = o.seed ?? 0;
   const sampler = o.sampler ?? 'ancestral';
   await useBackend(o.backend ?? 'wasm');
-  const denoiser = buildDenoiser(m.unet, size, { varType: m.diffusion.var_type, which: m.which });
+  // The UNet as trained: attn_res names resolutions of the training crop, so the network is
+  // built for that crop (its attention levels and weights), then run at any --size.
+  const trainedSize = Number(ckpt.model.image_size ?? size);
+  const denoiser = buildDenoiser(m.unet, trainedSize, {
+    varType: m.diffusion.var_type,
+    which: m.which,
+  });
   const store = TfParamStore.fromTorch(denoiser.params, ckpt.weights);
   let fixed: { x: Float32Array; condition: Float32Array } | null = null;
   if (conditional) {
