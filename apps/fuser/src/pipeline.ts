@@ -3,9 +3,10 @@
  * back, or, for large images, overlapping tiles blended back with linear ramps
  * (@dif-fusion/io's planTiles / TileBlender), so memory stays bounded by the tile size.
  *
- * Noise for the model is a function of (seed, time step, channel, y, x) in the padded frame:
- * it is drawn in fixed 64x64 cells, each from its own seeded generator, and a tile takes the
- * cells it overlaps. So a pixel sees the same noise whether the image is tiled or not, the
+ * Noise for the model is a function of (seed, time step, channel, y, x) in the padded frame
+ * (`cellNoise` of @dif-fusion/schedules, the same definition as the library's
+ * `loadFusionModel(dir).fuse({ seed })`): it is drawn in fixed 64x64 cells, each from its own
+ * seeded generator, and a tile takes the cells it overlaps. So a pixel sees the same noise whether the image is tiled or not, the
  * output depends only on the inputs and the seed, and memory stays bounded by the tile size
  * (no whole-frame noise array, which would be K*4 floats per pixel).
  */
@@ -201,56 +202,8 @@ export async function fusePlanar(
   return blender.result();
 }
 
-/** Edge of the square noise cells (see the module comment). */
-export const NOISE_CELL = 64;
-
-/** 32-bit mix of a seed and a cell's coordinates (murmur3 finaliser over a running hash). */
-function cellSeed(seed: number, k: number, cy: number, cx: number): number {
-  let h = seed >>> 0;
-  for (const v of [k, cy, cx]) {
-    h = Math.imul(h ^ (v >>> 0), 0x9e3779b1) >>> 0;
-    h ^= h >>> 16;
-    h = Math.imul(h, 0x85ebca6b) >>> 0;
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35) >>> 0;
-    h ^= h >>> 16;
-  }
-  return h >>> 0;
-}
-
 /**
- * Deterministic noise windows for {@link Fuser.noise}: `normal(seed32, count)` draws `count`
- * standard normal deviates from a 32-bit seed (the model runtime's generator). The value at
- * (k, c, y, x) is element `c*64*64 + (y%64)*64 + x%64` of cell (k, y/64, x/64)'s draw.
+ * The one noise definition (64x64 cells, see the module comment) lives in
+ * @dif-fusion/schedules beside the generator; re-exported here for the fuser's API.
  */
-export function cellNoise(
-  seed: number,
-  steps: number,
-  channels: number,
-  normal: (seed32: number, count: number) => Float32Array,
-): (y0: number, x0: number, h: number, w: number) => Float32Array {
-  const S = NOISE_CELL;
-  const cellSize = channels * S * S;
-  return (y0, x0, h, w) => {
-    const hw = h * w;
-    const out = new Float32Array(steps * channels * hw);
-    for (let k = 0; k < steps; k++)
-      for (let cy = Math.floor(y0 / S); cy * S < y0 + h; cy++)
-        for (let cx = Math.floor(x0 / S); cx * S < x0 + w; cx++) {
-          const cell = normal(cellSeed(seed, k, cy, cx), cellSize);
-          const ya = Math.max(y0, cy * S);
-          const yb = Math.min(y0 + h, (cy + 1) * S);
-          const xa = Math.max(x0, cx * S);
-          const xb = Math.min(x0 + w, (cx + 1) * S);
-          for (let c = 0; c < channels; c++) {
-            const o = (k * channels + c) * hw;
-            for (let y = ya; y < yb; y++) {
-              const src = c * S * S + (y - cy * S) * S - cx * S;
-              const dst = o + (y - y0) * w - x0;
-              for (let x = xa; x < xb; x++) out[dst + x] = cell[src + x];
-            }
-          }
-        }
-    return out;
-  };
-}
+export { cellNoise, NOISE_CELL } from '@dif-fusion/schedules';
