@@ -19,6 +19,9 @@ import {
   TileBlender,
 } from '@dif-fusion/io';
 import { FuseError } from './errors';
+import { memoryBudget } from './memory';
+
+const gb = (b: number) => `${(b / 1e9).toFixed(1)} GB`;
 
 export interface Fuser {
   /** H and W given to `run` are multiples of this. */
@@ -56,9 +59,14 @@ export interface TilingOptions {
   /**
    * With tile 'auto' and a fuser that estimates its memory (the model): the whole image is
    * fused at once when its estimate fits this many bytes, else in the largest square tiles
-   * that fit (default {@link DEFAULT_MEMORY_BUDGET}).
+   * that fit. Default: a share of the memory available now, under the cgroup limit if any
+   * ({@link memoryBudget}).
    */
   memoryBudget?: number;
+  /** Where `memoryBudget` comes from, for the tiling reason ("--memory 1500"). */
+  memorySource?: string;
+  /** Called once when 'auto' decides to tile, with the reason in words. */
+  onTiling?: (why: string) => void;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -66,7 +74,10 @@ export const DEFAULT_TILE = 512;
 export const DEFAULT_OVERLAP = 64;
 /** Above about 1 MP an untiled UNet pass needs several GB; tile beyond that. */
 export const AUTO_TILE_PIXELS = 1024 * 1024;
-/** Default working-memory budget of one model run for 'auto' tiling: 1.5 GB. */
+/**
+ * The fixed budget 'auto' tiling used before it read the available memory (1.5 GB); kept for
+ * the API. The default is now {@link memoryBudget}.
+ */
 export const DEFAULT_MEMORY_BUDGET = 1.5e9;
 /** 'auto' never picks a tile smaller than this (smaller tiles waste most work on overlap). */
 export const MIN_AUTO_TILE = 128;
@@ -87,7 +98,7 @@ export function autoTile(
     return height * width > (opts.autoTilePixels ?? AUTO_TILE_PIXELS)
       ? (opts.autoTileSize ?? DEFAULT_TILE)
       : 'off';
-  const budget = opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
+  const budget = opts.memoryBudget ?? memoryBudget().bytes;
   if (memory(ceilTo(height, multiple), ceilTo(width, multiple)) <= budget) return 'off';
   const floor = ceilTo(MIN_AUTO_TILE, multiple);
   let t = ceilTo(Math.max(height, width), multiple);
@@ -137,7 +148,18 @@ export function planTiles(
   memory?: (h: number, w: number) => number,
 ): Tile[] {
   let tile = opts.tile ?? 'auto';
-  if (tile === 'auto') tile = autoTile(height, width, multiple, memory, opts);
+  if (tile === 'auto') {
+    let o = opts;
+    if (memory && o.memoryBudget === undefined) {
+      const b = memoryBudget();
+      o = { ...opts, memoryBudget: b.bytes, memorySource: b.source };
+    }
+    tile = autoTile(height, width, multiple, memory, o);
+    if (memory && tile !== 'off' && (height > tile || width > tile))
+      opts.onTiling?.(
+        `the whole ${width}x${height} image needs ~${gb(memory(ceilTo(height, multiple), ceilTo(width, multiple)))}, more than ${gb(o.memoryBudget!)} (${o.memorySource ?? 'the memory budget'}): ${tile} px tiles`,
+      );
+  }
   // Default overlap: 64 px, at most a quarter of the tile, rounded down to the model's
   // multiple (a whole number of pixels for any multiple: 194 px tiles at multiple 2 get 48).
   const overlap =

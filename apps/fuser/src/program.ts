@@ -12,7 +12,7 @@ import { deviceOption, intArg, threadsOption, tileArg } from './args';
 import { OUTPUT_EXTENSIONS } from './images';
 import { addLazyCommands, rewriteHelpOfLazy } from './lazy-commands';
 import { BASELINES, METHODS } from './methods';
-import { AUTO_TILE_PIXELS, DEFAULT_MEMORY_BUDGET, DEFAULT_OVERLAP, DEFAULT_TILE } from './pipeline';
+import { AUTO_TILE_PIXELS, DEFAULT_OVERLAP, DEFAULT_TILE } from './pipeline';
 import type { VideoFlags } from './video/cli';
 
 /** This package's version (package.json beside src/ and dist/, in the repository and on npm). */
@@ -106,7 +106,7 @@ export function buildProgram(io: CliIo): Command {
     )
     .option(
       '--memory <MB>',
-      `working-memory budget of one model run for --tile auto (default ${DEFAULT_MEMORY_BUDGET / 1e6})`,
+      'working-memory budget of one model run for --tile auto (default: 75% of the memory available now, under the cgroup limit if any)',
       intArg('--memory', 64),
     )
     .option(

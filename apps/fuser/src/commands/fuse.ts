@@ -29,6 +29,7 @@ import {
   sideBySide,
   writeImage,
 } from '../images';
+import { memoryBudget } from '../memory';
 import { DEFAULT_OVERLAP } from '../pipeline';
 import type { CliIo, FuseFlags } from '../program';
 import { isVideoJob } from '../video/run';
@@ -268,10 +269,19 @@ export async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
       quiet: f.quiet,
       intervalMs: 10_000,
     });
+    // --tile auto: --memory, else a share of the memory available now (cgroup limit too).
+    const budget = memoryBudget(f.memory);
+    let toldTiling = false;
     const tiles = {
       tile: f.tile,
       overlap: f.overlap,
-      memoryBudget: f.memory === undefined ? undefined : f.memory * 1e6,
+      memoryBudget: budget.bytes,
+      memorySource: budget.source,
+      // Why a pair is tiled, once per run (a batch of same-size pairs tiles alike).
+      onTiling: (why: string) => {
+        if (!f.quiet && !toldTiling) io.err(`tiling: ${why}`);
+        toldTiling = true;
+      },
     };
     const t0 = performance.now();
     let pixels = 0;
