@@ -1,10 +1,17 @@
 #!/usr/bin/env node
-import { exitOnClosedPipe } from '@dif-fusion/io';
-import { main } from './program';
+import { hugePagesEnv, restartWith } from './hugepages';
 
-// `dif-fuse --help | head`: a closed pipe is not an error.
-exitOnClosedPipe();
-
-main(process.argv.slice(2)).then((code) => {
-  process.exitCode = code;
-});
+const argv = process.argv.slice(2);
+// A model fusion restarts once with glibc's huge-page tunable (hugepages.ts); nothing else
+// is loaded before that decision.
+const env = hugePagesEnv(argv);
+if (env) restartWith(env);
+else {
+  const [{ exitOnClosedPipe }, { main }] = await Promise.all([
+    import('@dif-fusion/io'),
+    import('./program'),
+  ]);
+  // `dif-fuse --help | head`: a closed pipe is not an error.
+  exitOnClosedPipe();
+  process.exitCode = await main(argv);
+}

@@ -2,11 +2,12 @@
  * Opening a fusion method (the ONNX model or a baseline) once, and fusing image pairs with it.
  */
 import { formatError } from '@dif-fusion/io';
+import { cellNoise } from '@dif-fusion/schedules';
 import { FuseError } from './errors';
 import type { Planar } from './images';
 import { fuseBaseline, isBaseline, type Method } from './methods';
 import { checkModelDir, resolveModelDir } from './model';
-import { cellNoise, type Fuser, fusePlanar, type TilingOptions } from './pipeline';
+import { type Fuser, fusePlanar, type TilingOptions } from './pipeline';
 
 export interface OpenOptions {
   method?: Method;
@@ -60,10 +61,8 @@ export async function openFuser(opts: OpenOptions = {}): Promise<OpenedFuser> {
     noise: {
       steps: model.config.time_steps.length,
       channels: 4,
-      // The runtime's generator (fusionNoise draws k*n*4*h*w deviates from a seed), per noise cell.
-      window: cellNoise(seed, model.config.time_steps.length, 4, (s, count) =>
-        onnx.fusionNoise(s, { k: 1, n: 1, height: 1, width: count / 4 }),
-      ),
+      // The one noise definition: the library's fuse({ seed }) draws the same (imageNoise).
+      window: cellNoise(seed, model.config.time_steps.length, 4),
     },
     memory,
     run: (ir, vis, noise, height, width) =>

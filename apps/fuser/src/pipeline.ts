@@ -3,9 +3,10 @@
  * back, or, for large images, overlapping tiles blended back with linear ramps
  * (@dif-fusion/io's planTiles / TileBlender), so memory stays bounded by the tile size.
  *
- * Noise for the model is a function of (seed, time step, channel, y, x) in the padded frame:
- * it is drawn in fixed 64x64 cells, each from its own seeded generator, and a tile takes the
- * cells it overlaps. So a pixel sees the same noise whether the image is tiled or not, the
+ * Noise for the model is a function of (seed, time step, channel, y, x) in the padded frame
+ * (`cellNoise` of @dif-fusion/schedules, the same definition as the library's
+ * `loadFusionModel(dir).fuse({ seed })`): it is drawn in fixed 64x64 cells, each from its own
+ * seeded generator, and a tile takes the cells it overlaps. So a pixel sees the same noise whether the image is tiled or not, the
  * output depends only on the inputs and the seed, and memory stays bounded by the tile size
  * (no whole-frame noise array, which would be K*4 floats per pixel).
  */
@@ -19,6 +20,9 @@ import {
   TileBlender,
 } from '@dif-fusion/io';
 import { FuseError } from './errors';
+import { memoryBudget } from './memory';
+
+const gb = (b: number) => `${(b / 1e9).toFixed(1)} GB`;
 
 export interface Fuser {
   /** H and W given to `run` are multiples of this. */
@@ -56,7 +60,8 @@ export interface TilingOptions {
   /**
    * With tile 'auto' and a fuser that estimates its memory (the model): the whole image is
    * fused at once when its estimate fits this many bytes, else in the largest square tiles
-   * that fit (default {@link DEFAULT_MEMORY_BUDGET}).
+   * that fit. Default: a share of the memory available now, under the cgroup limit if any
+   * ({@link memoryBudget}).
    */
   memoryBudget?: number;
   /**
@@ -64,6 +69,10 @@ export interface TilingOptions {
    * this many bytes is refused before it starts (default: the machine's memory, os.totalmem).
    */
   machineMemory?: number;
+  /** Where `memoryBudget` comes from, for the tiling reason ("--memory 1500"). */
+  memorySource?: string;
+  /** Called once when 'auto' decides to tile, with the reason in words. */
+  onTiling?: (why: string) => void;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -71,7 +80,10 @@ export const DEFAULT_TILE = 512;
 export const DEFAULT_OVERLAP = 64;
 /** Above about 1 MP an untiled UNet pass needs several GB; tile beyond that. */
 export const AUTO_TILE_PIXELS = 1024 * 1024;
-/** Default working-memory budget of one model run for 'auto' tiling: 1.5 GB. */
+/**
+ * The fixed budget 'auto' tiling used before it read the available memory (1.5 GB); kept for
+ * the API. The default is now {@link memoryBudget}.
+ */
 export const DEFAULT_MEMORY_BUDGET = 1.5e9;
 /** 'auto' never picks a tile smaller than this (smaller tiles waste most work on overlap). */
 export const MIN_AUTO_TILE = 128;
@@ -92,7 +104,7 @@ export function autoTile(
     return height * width > (opts.autoTilePixels ?? AUTO_TILE_PIXELS)
       ? (opts.autoTileSize ?? DEFAULT_TILE)
       : 'off';
-  const budget = opts.memoryBudget ?? DEFAULT_MEMORY_BUDGET;
+  const budget = opts.memoryBudget ?? memoryBudget().bytes;
   if (memory(ceilTo(height, multiple), ceilTo(width, multiple)) <= budget) return 'off';
   const floor = ceilTo(MIN_AUTO_TILE, multiple);
   let t = ceilTo(Math.max(height, width), multiple);
@@ -133,8 +145,6 @@ export function cropPlanes(
   return cropFloat({ width: W, height: H, channels: planes, data: src }, x0, y0, w, h).data;
 }
 
-const gb = (bytes: number) => (bytes / 1e9).toFixed(1);
-
 /** The tiles an image is fused in; a single whole-image tile when tiling is off or not needed. */
 export function planTiles(
   height: number,
@@ -144,7 +154,18 @@ export function planTiles(
   memory?: (h: number, w: number) => number,
 ): Tile[] {
   let tile = opts.tile ?? 'auto';
-  if (tile === 'auto') tile = autoTile(height, width, multiple, memory, opts);
+  if (tile === 'auto') {
+    let o = opts;
+    if (memory && o.memoryBudget === undefined) {
+      const b = memoryBudget();
+      o = { ...opts, memoryBudget: b.bytes, memorySource: b.source };
+    }
+    tile = autoTile(height, width, multiple, memory, o);
+    if (memory && tile !== 'off' && (height > tile || width > tile))
+      opts.onTiling?.(
+        `the whole ${width}x${height} image needs ~${gb(memory(ceilTo(height, multiple), ceilTo(width, multiple)))}, more than ${gb(o.memoryBudget!)} (${o.memorySource ?? 'the memory budget'}): ${tile} px tiles`,
+      );
+  }
   // Default overlap: 64 px, at most a quarter of the tile, rounded down to the model's
   // multiple (a whole number of pixels for any multiple: 194 px tiles at multiple 2 get 48).
   const overlap =
@@ -158,7 +179,7 @@ export function planTiles(
     const have = opts.machineMemory ?? totalmem();
     if (need > have)
       throw new FuseError(
-        `--tile off: fusing ${width}x${height} whole needs about ${gb(need)} GB of working memory (estimated from the model's config.json), more than this machine's ${gb(have)} GB; use --tile auto or a tile size`,
+        `--tile off: fusing ${width}x${height} whole needs about ${gb(need)} of working memory (estimated from the model's config.json), more than this machine's ${gb(have)}; use --tile auto or a tile size`,
       );
   }
   if (tile === 'off' || (height <= tile && width <= tile))
@@ -218,56 +239,8 @@ export async function fusePlanar(
   return blender.result();
 }
 
-/** Edge of the square noise cells (see the module comment). */
-export const NOISE_CELL = 64;
-
-/** 32-bit mix of a seed and a cell's coordinates (murmur3 finaliser over a running hash). */
-function cellSeed(seed: number, k: number, cy: number, cx: number): number {
-  let h = seed >>> 0;
-  for (const v of [k, cy, cx]) {
-    h = Math.imul(h ^ (v >>> 0), 0x9e3779b1) >>> 0;
-    h ^= h >>> 16;
-    h = Math.imul(h, 0x85ebca6b) >>> 0;
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35) >>> 0;
-    h ^= h >>> 16;
-  }
-  return h >>> 0;
-}
-
 /**
- * Deterministic noise windows for {@link Fuser.noise}: `normal(seed32, count)` draws `count`
- * standard normal deviates from a 32-bit seed (the model runtime's generator). The value at
- * (k, c, y, x) is element `c*64*64 + (y%64)*64 + x%64` of cell (k, y/64, x/64)'s draw.
+ * The one noise definition (64x64 cells, see the module comment) lives in
+ * @dif-fusion/schedules beside the generator; re-exported here for the fuser's API.
  */
-export function cellNoise(
-  seed: number,
-  steps: number,
-  channels: number,
-  normal: (seed32: number, count: number) => Float32Array,
-): (y0: number, x0: number, h: number, w: number) => Float32Array {
-  const S = NOISE_CELL;
-  const cellSize = channels * S * S;
-  return (y0, x0, h, w) => {
-    const hw = h * w;
-    const out = new Float32Array(steps * channels * hw);
-    for (let k = 0; k < steps; k++)
-      for (let cy = Math.floor(y0 / S); cy * S < y0 + h; cy++)
-        for (let cx = Math.floor(x0 / S); cx * S < x0 + w; cx++) {
-          const cell = normal(cellSeed(seed, k, cy, cx), cellSize);
-          const ya = Math.max(y0, cy * S);
-          const yb = Math.min(y0 + h, (cy + 1) * S);
-          const xa = Math.max(x0, cx * S);
-          const xb = Math.min(x0 + w, (cx + 1) * S);
-          for (let c = 0; c < channels; c++) {
-            const o = (k * channels + c) * hw;
-            for (let y = ya; y < yb; y++) {
-              const src = c * S * S + (y - cy * S) * S - cx * S;
-              const dst = o + (y - y0) * w - x0;
-              for (let x = xa; x < xb; x++) out[dst + x] = cell[src + x];
-            }
-          }
-        }
-    return out;
-  };
-}
+export { cellNoise, NOISE_CELL } from '@dif-fusion/schedules';

@@ -8,6 +8,7 @@ import type { Ops, TfOps } from '@dif-fusion/nn';
 import {
   deriveSeed,
   fusionNoise,
+  imageNoise,
   type NoiseSchedule,
   Rng,
   type StrideMethod,
@@ -15,7 +16,7 @@ import {
 } from '@dif-fusion/schedules';
 
 /** The fusion noise for a seed (defined in @dif-fusion/schedules, beside Rng). */
-export { fusionNoise };
+export { fusionNoise, imageNoise };
 
 import type { DenoiserNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
@@ -513,7 +514,8 @@ export class GaussianDiffusion {
    * Features for the fusion stage (Dif-Fusion's feature extraction, no sampling loop): for
    * each time step t, x_t = level x + sqrt(1 - level^2) noise and one UNet pass collecting
    * the reversed decoder features. Deterministic by default (seeded noise, see
-   * `fusionNoise`; midpoint levels). x is NHWC `[N, H, W, 4]`.
+   * `imageNoise`, the fusion noise of the ONNX runtime and `dif-fuse`; midpoint levels). x is
+   * NHWC `[N, H, W, 4]`.
    */
   features(
     ops: TfOps,
@@ -527,7 +529,7 @@ export class GaussianDiffusion {
     if (noise && noise.length !== timesteps.length)
       throw new Error(`features: ${noise.length} noise tensors for ${timesteps.length} time steps`);
     if (!noise) {
-      const all = fusionNoise(options.seed ?? 0, {
+      const all = imageNoise(options.seed ?? 0, {
         k: timesteps.length,
         n,
         channels: c,

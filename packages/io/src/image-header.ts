@@ -4,9 +4,10 @@
  * pixel limit, and pair sizes compared before either image is decoded.
  */
 import { open } from 'node:fs/promises';
-import sharp, { type Metadata } from 'sharp';
+import type { Metadata } from 'sharp';
 import { DifFusionError, fileError, fsError } from './errors';
 import { type ImageFormat, sniffFormat } from './image-format';
+import { loadSharp } from './sharp-lazy';
 
 /** What a header says: format and displayed size (EXIF orientation applied). */
 export interface ImageHeader {
@@ -96,6 +97,7 @@ export async function decodeImageHeader(
   let meta: Metadata;
   try {
     // Header only: libvips opens images lazily, metadata() decodes no pixels.
+    const sharp = await loadSharp();
     meta = await sharp(input, { limitInputPixels: false }).metadata();
   } catch (err) {
     const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0].trim();

@@ -6,7 +6,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import { decode as decodeBmpTs } from 'bmp-ts';
-import sharp from 'sharp';
 import { writeFileAtomic } from './atomic';
 import { DifFusionError, fileError, fsError } from './errors';
 import { formatFromPath, type ImageFormat } from './image-format';
@@ -16,6 +15,7 @@ import {
   decodeImageHeader,
   readImageHeader,
 } from './image-header';
+import { loadSharp } from './sharp-lazy';
 
 export interface Image {
   width: number;
@@ -129,6 +129,7 @@ async function decodeWithSharp(
 ): Promise<Image> {
   const failOn = lenient ? 'none' : 'error';
   const warnings: string[] = [];
+  const sharp = await loadSharp();
   try {
     const input = sharp(buf, { failOn, limitInputPixels: false });
     const meta = await input.metadata();
@@ -335,6 +336,7 @@ export async function encodeImage(
   }
   if (format === 'bmp') return encodeBmp(img);
   const raw = img.data;
+  const sharp = await loadSharp();
   let s = sharp(raw, {
     raw: { width: img.width, height: img.height, channels: img.channels },
   });

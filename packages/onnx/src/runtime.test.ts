@@ -12,7 +12,13 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { attr, GraphBuilder } from './graph';
 import { MODEL_FORMAT } from './model-config';
-import { fusionNoise, loadFusionModel, ModelFolderError, readModelConfig } from './runtime';
+import {
+  fusionNoise,
+  imageNoise,
+  loadFusionModel,
+  ModelFolderError,
+  readModelConfig,
+} from './runtime';
 import { OnnxRuntimeError, openSession, runFloat } from './session';
 import { randn } from './test-utils';
 import { writeModelFolder } from './write';
@@ -181,7 +187,7 @@ describe('runtime: model folders and sessions', () => {
     await model.release();
   });
 
-  it('without noise, fuse draws fusionNoise(seed): same seed same bytes', async () => {
+  it('without noise, fuse draws imageNoise(seed): same seed same bytes', async () => {
     const dir = join(root, 'seeded');
     writeModelFolder(dir, toyModel(), config());
     const lines: string[] = [];
@@ -199,7 +205,7 @@ describe('runtime: model folders and sessions', () => {
     const explicit = await model.fuse({
       ir,
       vis,
-      noise: fusionNoise(9, { k: 2, n, height: h, width: w }),
+      noise: imageNoise(9, { k: 2, n, height: h, width: w }),
       n,
       height: h,
       width: w,

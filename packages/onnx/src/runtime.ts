@@ -4,12 +4,16 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DifFusionError, fusionNoise } from '@dif-fusion/schedules';
+import { DifFusionError, fusionNoise, imageNoise } from '@dif-fusion/schedules';
 import { checkModelFile } from './model-check';
 import { type FusionModelConfig, MODEL_FORMAT, MODEL_FORMAT_VERSION } from './model-config';
 
-/** The fusion noise for a seed (defined in @dif-fusion/schedules, beside Rng). */
-export { fusionNoise };
+/**
+ * The fusion noise for a seed (defined in @dif-fusion/schedules): `imageNoise`, drawn in 64x64
+ * cells so that a tiled fusion sees the same noise as a whole one; `fusionNoise` is the plain
+ * row-major draw, kept for inputs built by hand.
+ */
+export { fusionNoise, imageNoise };
 
 import { type Device, OnnxRuntimeError, openSession, ort, type SessionOptions } from './session';
 import { graphDigest } from './write';
@@ -84,8 +88,9 @@ export interface FuseInput {
   /** Visible, planar [n, 3, height, width], in [-1, 1]. */
   vis: Float32Array;
   /**
-   * Gaussian noise [K, n, 4, height, width]. Default: `fusionNoise(seed, ...)`, so the same
-   * inputs and seed give the same output.
+   * Gaussian noise [K, n, 4, height, width]. Default: `imageNoise(seed, ...)`, the noise
+   * `dif-fuse --seed` uses (whole or tiled), so the same inputs and seed give the same output
+   * here and on the command line.
    */
   noise?: Float32Array;
   /** Seed of the noise when `noise` is not given (default 0). */
@@ -218,7 +223,7 @@ export async function loadFusionModel(
         const seed = input.seed ?? 0;
         if (!Number.isInteger(seed))
           throw new RangeError(`fuse: seed must be an integer, got ${seed}`);
-        noise = fusionNoise(seed, { k, n, height: h, width: w });
+        noise = imageNoise(seed, { k, n, height: h, width: w });
       }
       want('noise', noise, k * n * 4 * px, `[${k},${n},4,${h},${w}]`);
       const feeds = {

@@ -1,4 +1,5 @@
 export * from './beta';
+export * from './cell-noise';
 export * from './draws';
 export * from './errors';
 export * from './fast-rng';

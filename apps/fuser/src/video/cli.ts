@@ -1,6 +1,7 @@
 /** The video branch of `dif-fuse --ir/--vis/-o`: flag checks, then {@link runVideo}. */
 import type { ProgressStream } from '@dif-fusion/io';
 import { FuseError } from '../errors';
+import { memoryBudget } from '../memory';
 import type { Method } from '../methods';
 import type { PairBy } from './pairing';
 import { runVideo } from './run';
@@ -33,6 +34,8 @@ export async function runVideoFlags(
   const no = (m: string): never => {
     throw new FuseError(m, 2);
   };
+  const budget = memoryBudget(f.memory);
+  let toldTiling = false;
   if (f.pairs?.length) no('--pairs cannot be combined with --ir/--vis');
   if (!f.ir || !f.vis) no(`--${f.ir ? 'vis' : 'ir'} is missing: a video needs both --ir and --vis`);
   if (!f.output) no('-o is required: a video file (.mp4, .mkv, .webm, ...) or a folder for frames');
@@ -53,7 +56,13 @@ export async function runVideoFlags(
     tiling: {
       tile: f.tile,
       overlap: f.overlap,
-      memoryBudget: f.memory === undefined ? undefined : f.memory * 1e6,
+      // Decided once for the whole video (every frame tiles alike).
+      memoryBudget: budget.bytes,
+      memorySource: budget.source,
+      onTiling: (why: string) => {
+        if (!f.quiet && !toldTiling) io.err(`tiling: ${why}`);
+        toldTiling = true;
+      },
     },
     quiet: f.quiet,
     out: io.out,
