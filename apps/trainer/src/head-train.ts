@@ -21,8 +21,9 @@ import {
   headLearningRate,
 } from '@dif-fusion/fusion-head';
 import { centerCrops, type PairDataset, type TrainingSampler } from '@dif-fusion/io';
-import { Adam, conv2dFor, type ParamSpec, TfOps, TfParamStore } from '@dif-fusion/nn';
+import type { ParamSpec } from '@dif-fusion/nn';
 import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { Adam, conv2dFor, TfOps, TfParamStore } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, loadCheckpoint, networkWeights } from './checkpoint';
 import {

@@ -9,8 +9,9 @@ import {
   type SamplerName,
   type VarType,
 } from '@dif-fusion/diffusion';
-import { type ParamSpec, TfOps, type TfParamSource } from '@dif-fusion/nn';
+import type { ParamSpec } from '@dif-fusion/nn';
 import type { NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { TfOps, type TfParamSource } from '@dif-fusion/tfjs';
 import {
   type DenoiserNet,
   SkipUNet,

@@ -4,9 +4,9 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type BackendName, useBackend } from '@dif-fusion/backends';
 import { Progress, removeStaleTempFiles } from '@dif-fusion/io';
 import type { Device } from '@dif-fusion/onnx';
+import { type BackendName, useBackend } from '@dif-fusion/tfjs';
 import {
   type Checkpoint,
   type CheckpointKind,

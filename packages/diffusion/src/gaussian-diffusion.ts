@@ -4,7 +4,7 @@
  * `model/sr3_modules/diffusion.py`. Tensors here are TensorFlow.js, NHWC (the TfOps
  * layout); the schedule arrays come from the pure @dif-fusion/schedules.
  */
-import type { Ops, TfOps } from '@dif-fusion/nn';
+import type { Ops } from '@dif-fusion/nn';
 import {
   deriveSeed,
   fusionNoise,
@@ -13,6 +13,7 @@ import {
   type StrideMethod,
   stridedTimesteps,
 } from '@dif-fusion/schedules';
+import type { TfOps } from '@dif-fusion/tfjs';
 
 /** The fusion noise for a seed (defined in @dif-fusion/schedules, beside Rng). */
 export { fusionNoise };

@@ -6,7 +6,7 @@
  * their own `tf.tidy`, never inside `variableGrads`), then the head's forward pass and the
  * loss are differentiated with respect to the head's parameters alone.
  */
-import { type Conv2dFn, TfOps, type TfParamSource } from '@dif-fusion/nn';
+import { type Conv2dFn, TfOps, type TfParamSource } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import type { FusionHead } from './head';
 import { type FusionLossOptions, fusionLoss } from './loss';

@@ -1,6 +1,7 @@
 import { chainCoefficients, GaussianDiffusion, type MeanType } from '@dif-fusion/diffusion';
-import { TfOps, TfParamStore, type TorchWeights, tfToTorch } from '@dif-fusion/nn';
+import type { TorchWeights } from '@dif-fusion/nn';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { TfOps, TfParamStore, tfToTorch } from '@dif-fusion/tfjs';
 import { UNet, type UNetConfig } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
