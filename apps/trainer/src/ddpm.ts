@@ -14,11 +14,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DEFAULT_DIFFUSION_LOSS,
-  GaussianDiffusion,
   learnsVariance,
   trainingLevels,
   trainingTarget,
 } from '@dif-fusion/diffusion';
+import { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
 import type { TrainingSampler } from '@dif-fusion/io';
 import {
   type BatchStatValues,

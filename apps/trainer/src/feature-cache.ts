@@ -7,7 +7,7 @@
  * become tensors per step.
  */
 
-import { disposeFeatures, type HeadFeatures } from '@dif-fusion/fusion-head';
+import { disposeFeatures, type HeadFeatures } from '@dif-fusion/fusion-head/tfjs';
 import { Progress } from '@dif-fusion/io';
 import { deriveSeed, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';

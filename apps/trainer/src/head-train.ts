@@ -11,15 +11,14 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type FeatureExtractor, makeFeatureExtractor } from '@dif-fusion/diffusion';
+import { type FeatureExtractor, makeFeatureExtractor } from '@dif-fusion/diffusion/tfjs';
+import { FusionHead, headConfigFromReference } from '@dif-fusion/fusion-head';
 import {
   disposeFeatures,
-  FusionHead,
   type HeadFeatures,
   HeadTrainer,
-  headConfigFromReference,
   headLearningRate,
-} from '@dif-fusion/fusion-head';
+} from '@dif-fusion/fusion-head/tfjs';
 import { centerCrops, type PairDataset, type TrainingSampler } from '@dif-fusion/io';
 import type { ParamSpec } from '@dif-fusion/nn';
 import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';

@@ -1,6 +1,6 @@
 /** Worker thread of the data-parallel DDPM trainer (see workers.ts). */
 import { parentPort } from 'node:worker_threads';
-import { GaussianDiffusion } from '@dif-fusion/diffusion';
+import { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
 import { NoiseSchedule } from '@dif-fusion/schedules';
 import { Adam, type Conv2dFn, conv2dFor, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';

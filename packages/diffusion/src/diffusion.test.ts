@@ -5,7 +5,7 @@ import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { golden, hasGolden, noteSkip, relErr } from '../../../test/shared';
-import { fusionNoise, GaussianDiffusion } from './index';
+import { fusionNoise, GaussianDiffusion } from './test-utils';
 
 noteSkip(hasGolden, 'golden');
 

@@ -12,7 +12,7 @@ import {
   learnedRange,
   normalKl,
   trainingLevels,
-} from './index';
+} from './test-utils';
 
 await useBackend('cpu');
 

@@ -12,7 +12,7 @@ import {
   startFromNoiseCoefs,
   startFromPrevCoefs,
   trainingTarget,
-} from './index';
+} from './test-utils';
 
 await useBackend('cpu');
 

@@ -1,4 +1,4 @@
-import { type DenoiserFeatures, makeFeatureExtractor } from '@dif-fusion/diffusion';
+import { type DenoiserFeatures, makeFeatureExtractor } from '@dif-fusion/diffusion/tfjs';
 import { Conv2d } from '@dif-fusion/nn';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import { fastConv2d, TfOps, TfParamStore } from '@dif-fusion/tfjs';

@@ -1,4 +1,5 @@
-import { chainCoefficients, GaussianDiffusion, type MeanType } from '@dif-fusion/diffusion';
+import { chainCoefficients, type MeanType } from '@dif-fusion/diffusion';
+import { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
 import type { TorchWeights } from '@dif-fusion/nn';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import { TfOps, TfParamStore, tfToTorch } from '@dif-fusion/tfjs';

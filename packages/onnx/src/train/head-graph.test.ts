@@ -1,4 +1,5 @@
-import { FusionHead, fusionLoss, fusionTargetBatch } from '@dif-fusion/fusion-head';
+import { FusionHead, fusionTargetBatch } from '@dif-fusion/fusion-head';
+import { fusionLoss } from '@dif-fusion/fusion-head/tfjs';
 import { TfOps, TfParamStore, tfToTorch } from '@dif-fusion/tfjs';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
