@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { exitOnClosedPipe } from '@dif-fusion/io';
+import { exitOnClosedPipe } from '@dif-fusion/cli-kit';
 import { main } from './program';
 
 // `dif-fuse --help | head`: a closed pipe is not an error.

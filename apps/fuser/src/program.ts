@@ -6,15 +6,14 @@
 import { accessSync, constants, existsSync, mkdirSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
+import { Progress, reportError } from '@dif-fusion/cli-kit';
 import {
   DEFAULT_MAX_PIXELS,
   describeUnmatched,
   formatError,
   formatFromPath,
   type ImageFormat,
-  Progress,
   removeStaleTempFiles,
-  reportError,
   scanPairs,
   writeFileAtomic,
 } from '@dif-fusion/io';

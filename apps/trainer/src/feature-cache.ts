@@ -7,8 +7,8 @@
  * become tensors per step.
  */
 
+import { Progress } from '@dif-fusion/cli-kit';
 import { disposeFeatures, type HeadFeatures } from '@dif-fusion/fusion-head/tfjs';
-import { Progress } from '@dif-fusion/io';
 import { deriveSeed, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 

@@ -4,7 +4,8 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Progress, removeStaleTempFiles } from '@dif-fusion/io';
+import { Progress } from '@dif-fusion/cli-kit';
+import { removeStaleTempFiles } from '@dif-fusion/io';
 import type { Device } from '@dif-fusion/onnx';
 import { type BackendName, useBackend } from '@dif-fusion/tfjs';
 import {

@@ -4,7 +4,6 @@
  * `model/sr3_modules/diffusion.py`. Tensors here are TensorFlow.js, NHWC (the TfOps
  * layout); the schedule arrays come from the pure @dif-fusion/schedules.
  */
-import type { Ops } from '@dif-fusion/nn';
 import {
   deriveSeed,
   fusionNoise,

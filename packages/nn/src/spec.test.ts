@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Conv2d, GroupNorm, initParam, Linear } from './index';
@@ -35,5 +35,50 @@ describe('@dif-fusion/nn is the spec: no backend', () => {
       'l.bias:2',
     ]);
     expect(initParam(specs[0], 7)).toEqual(initParam(specs[0], 7));
+  });
+});
+
+/**
+ * The README's "Architecture": the workspace packages in layer order. A package's production
+ * dependencies are only packages before it (optional peers of a `/tfjs` subpath aside).
+ */
+const LAYERS = [
+  'schedules',
+  'nn',
+  'unet',
+  'fusion-head',
+  'diffusion',
+  'tfjs',
+  'onnx',
+  'io',
+  'metrics',
+  'charts',
+  'torch-import',
+  'cli-kit',
+  'trainer',
+  'fuser',
+];
+
+describe('the one direction of dependencies', () => {
+  it('every workspace package is placed, and depends only on packages above it', () => {
+    const repo = join(root, '../..');
+    const dirs = ['packages', 'apps'].flatMap((d) =>
+      readdirSync(join(repo, d))
+        .map((n) => join(repo, d, n))
+        .filter((dir) => existsSync(join(dir, 'package.json'))),
+    );
+    const wrong: string[] = [];
+    for (const dir of dirs) {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+      const name = pkg.name.replace('@dif-fusion/', '');
+      const at = LAYERS.indexOf(name);
+      if (at < 0) wrong.push(`${name}: not in LAYERS (and the README's Architecture)`);
+      for (const dep of Object.keys(pkg.dependencies ?? {})) {
+        if (!dep.startsWith('@dif-fusion/')) continue;
+        const d = dep.replace('@dif-fusion/', '');
+        if (!(LAYERS.indexOf(d) < at)) wrong.push(`${name} -> ${d}`);
+      }
+    }
+    expect(wrong).toEqual([]);
   });
 });

@@ -16,12 +16,8 @@ import {
   statSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import {
-  Progress,
-  type ProgressStream,
-  removeStaleTempFiles,
-  writeFileAtomicSync,
-} from '@dif-fusion/io';
+import { Progress, type ProgressStream } from '@dif-fusion/cli-kit';
+import { removeStaleTempFiles, writeFileAtomicSync } from '@dif-fusion/io';
 import { FuseError } from '../errors';
 import { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from '../fuse';
 import { outputFormat, type Planar, writeImage } from '../images';
