@@ -12,7 +12,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type FeatureExtractor, makeFeatureExtractor } from '@dif-fusion/diffusion/tfjs';
-import { FusionHead, headConfigFromReference } from '@dif-fusion/fusion-head';
+import { FusionHead, fusionLossOptions, headConfigFromReference } from '@dif-fusion/fusion-head';
 import {
   disposeFeatures,
   type HeadFeatures,
@@ -251,11 +251,7 @@ function buildHead(
           optimizer: { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr },
           optimizerState: resumed?.optimizer,
           crop: cfg.datasets.train.resolution,
-          alpha: loss.alpha ?? 1,
-          colorWeight: loss.color_weight ?? 0,
-          space: loss.space ?? 'rgb',
-          target: loss.target ?? 'max',
-          targetOptions: loss.target_options,
+          ...fusionLossOptions(loss),
           ...{
             noise: ddpm.noise,
             seed,
@@ -271,13 +267,7 @@ function buildHead(
     features: ddpm.features,
     optimizer,
     conv2d: conv2dFor(backend),
-    loss: {
-      alpha: loss.alpha ?? 1,
-      colorWeight: loss.color_weight ?? 0,
-      space: loss.space ?? 'rgb',
-      target: loss.target ?? 'max',
-      targetOptions: loss.target_options,
-    },
+    loss: fusionLossOptions(loss),
   });
   const rng = resumed?.rng ? Rng.fromState(resumed.rng) : new Rng(seed);
   return { head, store, optimizer, trainer, ort, rng };

@@ -21,7 +21,7 @@
  * gradients work on every backend, wasm included.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { FusionLossOptions, ImageLayout } from './loss-options';
+import { FUSION_LOSS_DEFAULTS, type FusionLossOptions, type ImageLayout } from './loss-options';
 import { type FusionTargetKind, fusionTargetBatch, LUMA_WEIGHTS } from './target';
 // No `import '@tensorflow/tfjs-core/dist/register_all_gradients.js'` here: that ESM file uses
 // extensionless imports, which plain Node cannot load, so importing it would make this
@@ -106,8 +106,8 @@ export function fusionLoss(
   fused: tf.Tensor,
   options: FusionLossOptions = {},
 ): FusionLossResult {
-  const alpha = options.alpha ?? 1;
-  const colorWeight = options.colorWeight ?? 0;
+  const alpha = options.alpha ?? FUSION_LOSS_DEFAULTS.alpha;
+  const colorWeight = options.colorWeight ?? FUSION_LOSS_DEFAULTS.color_weight;
   const layout = options.layout ?? 'NCHW';
   const out = tf.tidy(() => {
     const v = toNhwc(vis, layout);
