@@ -2,7 +2,7 @@
 # Publishability check: pack every workspace package as `pnpm publish` would, install the
 # tarballs with plain npm into an empty folder (no workspace, no pnpm), and smoke-test them:
 # both CLIs, a baseline fusion, the default model when it is shipped, and a tiny UNet
-# forward + gradient on the wasm backend (checks the tfjs gradients bundled in @dif-fusion/nn).
+# forward + gradient on the wasm backend (checks the tfjs gradients bundled in @dif-fusion/tfjs).
 #
 #   scripts/check-pack.sh [WORKDIR]     (default: a fresh mktemp folder, removed on success)
 #
@@ -60,8 +60,7 @@ fi
 
 echo "== UNet forward + gradients on wasm"
 cat >smoke.mjs <<'EOF'
-import { useBackend } from '@dif-fusion/backends';
-import { TfOps, TfParamStore, fastConv2d } from '@dif-fusion/nn';
+import { fastConv2d, TfOps, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 

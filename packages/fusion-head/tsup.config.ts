@@ -1,7 +1,8 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // `.`: no tfjs; `./tfjs`: the TensorFlow.js realisation (optional peer dependencies).
+  entry: { index: 'src/index.ts', tfjs: 'src/tfjs.ts' },
   format: ['esm'],
   dts: true,
   sourcemap: true,

@@ -8,7 +8,7 @@ const env = hugePagesEnv(argv);
 if (env) restartWith(env);
 else {
   const [{ exitOnClosedPipe }, { main }] = await Promise.all([
-    import('@dif-fusion/io'),
+    import('@dif-fusion/cli-kit'),
     import('./program'),
   ]);
   // `dif-fuse --help | head`: a closed pipe is not an error.

@@ -1,5 +1,6 @@
 /** The fuser's one-line errors: the project's error root with a chosen exit code. */
-import { DifFusionError, EXIT } from '@dif-fusion/io';
+import { EXIT } from '@dif-fusion/cli-kit';
+import { DifFusionError } from '@dif-fusion/io';
 
 /** A user-facing error of `dif-fuse`; the CLI prints `error: <message>` and exits `exitCode`. */
 export class FuseError extends DifFusionError {

@@ -6,7 +6,8 @@
  */
 
 import { createRequire } from 'node:module';
-import { DEFAULT_MAX_PIXELS, reportError } from '@dif-fusion/io';
+import { reportError } from '@dif-fusion/cli-kit';
+import { DEFAULT_MAX_PIXELS } from '@dif-fusion/io';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { AlignFlags } from './align/apply';
 import { registerAlignCommand } from './align/command';

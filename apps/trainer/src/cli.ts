@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** `dif-train` entry point. */
-import { exitOnClosedPipe } from '@dif-fusion/io';
+import { exitOnClosedPipe } from '@dif-fusion/cli-kit';
 import { main } from './program';
 
 // `dif-train --help | head`: a closed pipe is not an error.

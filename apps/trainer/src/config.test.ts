@@ -143,6 +143,13 @@ describe('training configs', () => {
     expect(() => loadHeadConfig(neg)).toThrow(
       `${neg}: datasets.train.batch_size must be a positive integer`,
     );
+    // fusion-head's one rule for the loss settings (fusionLossProblem)
+    const salient = file('salient.json', '{ "train": { "loss": { "target": "salient" } } }');
+    expect(() => loadHeadConfig(salient)).toThrow(
+      /target 'salient' compares luma: set space 'luma'/,
+    );
+    const ok = file('ok.json', '{ "train": { "loss": { "target": "salient", "space": "luma" } } }');
+    expect(loadHeadConfig(ok).train.loss).toEqual({ target: 'salient', space: 'luma' });
   });
 
   it('parses JSONC without touching strings', () => {

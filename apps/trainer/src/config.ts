@@ -10,7 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { MEAN_TYPES, VAR_TYPES, type VarType } from '@dif-fusion/diffusion';
-import { parseJsonWithComments } from '@dif-fusion/fusion-head';
+import { fusionLossProblem, parseJsonWithComments } from '@dif-fusion/fusion-head';
 import { BETA_SCHEDULES } from '@dif-fusion/schedules';
 import { attentionChannels } from '@dif-fusion/unet';
 import { closest, distance } from 'fastest-levenshtein';
@@ -333,8 +333,9 @@ const headSchema = z
             })
             .optional(),
         })
-        .refine((l) => (l.target ?? 'max') === 'max' || l.space === 'luma', {
-          message: "target 'salient' compares luma: set space 'luma' (--loss-space luma)",
+        .superRefine((l, ctx) => {
+          const problem = fusionLossProblem(l);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
         })
         .optional(),
       /**

@@ -4,8 +4,9 @@
  * (infrared condition | visible RGB target), condition dropout, and the EMA of the weights.
  */
 import type { GaussianDiffusionOptions } from '@dif-fusion/diffusion';
-import type { TfParamStore, TorchWeights } from '@dif-fusion/nn';
+import type { TorchWeights } from '@dif-fusion/nn';
 import { mixSeed, Rng } from '@dif-fusion/schedules';
+import type { TfParamStore } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import type { DdpmConfig } from './config';
 

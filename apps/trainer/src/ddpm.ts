@@ -12,29 +12,31 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BackendName } from '@dif-fusion/backends';
 import {
   DEFAULT_DIFFUSION_LOSS,
-  GaussianDiffusion,
   learnsVariance,
   trainingLevels,
   trainingTarget,
 } from '@dif-fusion/diffusion';
+import { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
 import type { TrainingSampler } from '@dif-fusion/io';
 import {
-  Adam,
   type BatchStatValues,
-  type Conv2dFn,
-  conv2dFor,
-  TfParamStore,
   type TorchWeights,
-  TrainOps,
-  takeBatchStats,
   trainableSpecs,
   updateRunningStats,
 } from '@dif-fusion/nn';
 import { type AdamF32, vbCoefs } from '@dif-fusion/onnx/train';
 import { deriveSeed, drawDdpmStep, NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import type { BackendName } from '@dif-fusion/tfjs';
+import {
+  Adam,
+  type Conv2dFn,
+  conv2dFor,
+  TfParamStore,
+  TrainOps,
+  takeBatchStats,
+} from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, networkWeights } from './checkpoint';
 import { type DdpmConfig, loadDdpmConfig, resolveRunConfig, validateDdpmConfig } from './config';

@@ -1,4 +1,4 @@
-import { useBackend } from '@dif-fusion/backends';
+import { useBackend } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {

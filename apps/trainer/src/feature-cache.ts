@@ -7,8 +7,8 @@
  * become tensors per step.
  */
 
-import { disposeFeatures, type HeadFeatures } from '@dif-fusion/fusion-head';
-import { Progress } from '@dif-fusion/io';
+import { Progress } from '@dif-fusion/cli-kit';
+import { disposeFeatures, type HeadFeatures } from '@dif-fusion/fusion-head/tfjs';
 import { deriveSeed, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 

@@ -11,18 +11,18 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type FeatureExtractor, makeFeatureExtractor } from '@dif-fusion/diffusion';
+import { type FeatureExtractor, makeFeatureExtractor } from '@dif-fusion/diffusion/tfjs';
+import { FusionHead, fusionLossOptions, headConfigFromReference } from '@dif-fusion/fusion-head';
 import {
   disposeFeatures,
-  FusionHead,
   type HeadFeatures,
   HeadTrainer,
-  headConfigFromReference,
   headLearningRate,
-} from '@dif-fusion/fusion-head';
+} from '@dif-fusion/fusion-head/tfjs';
 import { centerCrops, type PairDataset, type TrainingSampler } from '@dif-fusion/io';
-import { Adam, conv2dFor, type ParamSpec, TfOps, TfParamStore } from '@dif-fusion/nn';
+import type { ParamSpec } from '@dif-fusion/nn';
 import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { Adam, conv2dFor, TfOps, TfParamStore } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, loadCheckpoint, networkWeights } from './checkpoint';
 import {
@@ -251,11 +251,7 @@ function buildHead(
           optimizer: { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr },
           optimizerState: resumed?.optimizer,
           crop: cfg.datasets.train.resolution,
-          alpha: loss.alpha ?? 1,
-          colorWeight: loss.color_weight ?? 0,
-          space: loss.space ?? 'rgb',
-          target: loss.target ?? 'max',
-          targetOptions: loss.target_options,
+          ...fusionLossOptions(loss),
           ...{
             noise: ddpm.noise,
             seed,
@@ -271,13 +267,7 @@ function buildHead(
     features: ddpm.features,
     optimizer,
     conv2d: conv2dFor(backend),
-    loss: {
-      alpha: loss.alpha ?? 1,
-      colorWeight: loss.color_weight ?? 0,
-      space: loss.space ?? 'rgb',
-      target: loss.target ?? 'max',
-      targetOptions: loss.target_options,
-    },
+    loss: fusionLossOptions(loss),
   });
   const rng = resumed?.rng ? Rng.fromState(resumed.rng) : new Rng(seed);
   return { head, store, optimizer, trainer, ort, rng };

@@ -1,6 +1,6 @@
 /** @dif-fusion/trainer: the `dif-train` CLI and its training functions. */
 
-export { Adam } from '@dif-fusion/nn';
+export { Adam } from '@dif-fusion/tfjs';
 export * from './checkpoint';
 export {
   type DdpmConfig,

@@ -3,14 +3,15 @@
  * interface, and the validation-grid samples.
  */
 import {
-  GaussianDiffusion,
   type GaussianDiffusionOptions,
   learnsVariance,
   type SamplerName,
   type VarType,
 } from '@dif-fusion/diffusion';
-import { type ParamSpec, TfOps, type TfParamSource } from '@dif-fusion/nn';
+import { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
+import type { ParamSpec } from '@dif-fusion/nn';
 import type { NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { TfOps, type TfParamSource } from '@dif-fusion/tfjs';
 import {
   type DenoiserNet,
   SkipUNet,

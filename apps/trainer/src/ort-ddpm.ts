@@ -9,7 +9,6 @@
 import type { OptimizerState } from '@dif-fusion/nn';
 import {
   type BatchStatValues,
-  dropoutMask,
   initParam,
   type ParamSpec,
   type TorchWeights,
@@ -22,6 +21,7 @@ import {
   type DropoutMaskSpec,
   TrainSession,
 } from '@dif-fusion/onnx/train';
+import { dropoutMask } from '@dif-fusion/tfjs';
 import type { DenoiserNet } from '@dif-fusion/unet';
 
 /**

@@ -46,7 +46,6 @@ describe('loss chart', () => {
     const spec = lossChartSpec(noVal) as any;
     expect(spec.layer[0].encoding.color.scale.domain).toEqual([SERIES.train, SERIES.average]);
     expect(spec.layer[0].encoding.color.scale.range).toEqual(['#9ecae9', '#1f4e99']);
-    expect(lossChartSpec(records()).layer![0]).toBeDefined();
   });
 
   it('is drawn with a title, axis titles and a legend naming the three curves', async () => {

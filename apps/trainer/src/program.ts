@@ -5,9 +5,9 @@
  * (one line `error: <problem>`; a NaN loss), 2 usage error, 130 interrupted.
  */
 import { createRequire } from 'node:module';
-import { BACKEND_NAMES } from '@dif-fusion/backends';
-import { EXIT, reportError } from '@dif-fusion/io';
+import { EXIT, reportError } from '@dif-fusion/cli-kit';
 import type { Device } from '@dif-fusion/onnx';
+import { BACKEND_NAMES } from '@dif-fusion/tfjs';
 import { Command, Option } from 'commander';
 import { int, nonNegative, positive } from './cli-args';
 import { registerExportCommand } from './commands/export';

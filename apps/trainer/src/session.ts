@@ -4,9 +4,10 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { type BackendName, useBackend } from '@dif-fusion/backends';
-import { makeDirsSync, Progress, removeStaleTempFiles } from '@dif-fusion/io';
+import { Progress } from '@dif-fusion/cli-kit';
+import { makeDirsSync, removeStaleTempFiles } from '@dif-fusion/io';
 import type { Device } from '@dif-fusion/onnx';
+import { type BackendName, useBackend } from '@dif-fusion/tfjs';
 import {
   type Checkpoint,
   type CheckpointKind,

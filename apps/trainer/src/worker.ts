@@ -1,9 +1,8 @@
 /** Worker thread of the data-parallel DDPM trainer (see workers.ts). */
 import { parentPort } from 'node:worker_threads';
-import { useBackend } from '@dif-fusion/backends';
-import { GaussianDiffusion } from '@dif-fusion/diffusion';
-import { Adam, type Conv2dFn, conv2dFor, TfParamStore } from '@dif-fusion/nn';
+import { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
 import { NoiseSchedule } from '@dif-fusion/schedules';
+import { Adam, type Conv2dFn, conv2dFor, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { shardLossAndGrads } from './ddpm';
 import { buildDenoiser } from './model';

@@ -8,9 +8,9 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { BackendName } from '@dif-fusion/backends';
 import type { GaussianDiffusionOptions } from '@dif-fusion/diffusion';
 import type { BatchStatValues, OptimizerState, TorchWeights } from '@dif-fusion/nn';
+import type { BackendName } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import type { BetaScheduleJson, UnetJson } from './config';
 

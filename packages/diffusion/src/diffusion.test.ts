@@ -1,12 +1,11 @@
-import { useBackend } from '@dif-fusion/backends';
 import { readSafetensors } from '@dif-fusion/io';
-import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore } from '@dif-fusion/nn';
 import { drawDdpmStep, NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { golden, hasGolden, noteSkip, relErr } from '../../../test/shared';
-import { fusionNoise, GaussianDiffusion, imageNoise } from './index';
+import { fusionNoise, GaussianDiffusion, imageNoise } from './test-utils';
 
 noteSkip(hasGolden, 'golden');
 

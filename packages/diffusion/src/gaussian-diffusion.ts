@@ -4,7 +4,6 @@
  * `model/sr3_modules/diffusion.py`. Tensors here are TensorFlow.js, NHWC (the TfOps
  * layout); the schedule arrays come from the pure @dif-fusion/schedules.
  */
-import type { Ops, TfOps } from '@dif-fusion/nn';
 import {
   deriveSeed,
   fusionNoise,
@@ -14,6 +13,7 @@ import {
   type StrideMethod,
   stridedTimesteps,
 } from '@dif-fusion/schedules';
+import type { TfOps } from '@dif-fusion/tfjs';
 
 /** The fusion noise for a seed (defined in @dif-fusion/schedules, beside Rng). */
 export { fusionNoise, imageNoise };
@@ -21,7 +21,16 @@ export { fusionNoise, imageNoise };
 import type { DenoiserNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { DEFAULT_VLB_WEIGHT, stopGradient, vbTerm } from './learned-variance';
+import { stopGradient, vbTerm } from './learned-variance';
+import {
+  DEFAULT_DIFFUSION_LOSS,
+  DEFAULT_VLB_WEIGHT,
+  type DiffusionLoss,
+  type GaussianDiffusionOptions,
+  qSampleOps,
+  type SamplerName,
+  trainingLevels,
+} from './options';
 import {
   type ChainCoefficients,
   chainCoefficients,
@@ -37,42 +46,6 @@ import {
   startFromPrevCoefs,
   type VarType,
 } from './parameterisation';
-
-export type DiffusionLoss = 'l1' | 'l2';
-
-/** The loss of the reference configs (`model.diffusion.loss: "l2"`) and dif-train's default. */
-export const DEFAULT_DIFFUSION_LOSS: DiffusionLoss = 'l2';
-
-export interface GaussianDiffusionOptions {
-  /**
-   * Loss between the target and the denoiser's output (config `model.diffusion.loss`;
-   * default {@link DEFAULT_DIFFUSION_LOSS}, the reference configs' l2).
-   */
-  loss?: DiffusionLoss;
-  /** What the denoiser predicts (config `model.diffusion.mean_type`, default `epsilon`). */
-  meanType?: MeanType;
-  /**
-   * The reverse variance of ancestral sampling (config `model.diffusion.var_type`);
-   * `learned_range`: the denoiser outputs [mean output, v] (twice the data's channels) and
-   * trains with the hybrid loss (see ./learned-variance.ts).
-   */
-  varType?: VarType;
-  /**
-   * lambda of the hybrid loss L_simple + lambda T vb (config `model.diffusion.vlb_weight`,
-   * default 0.001 as Improved DDPM); `learned_range` only.
-   */
-  vlbWeight?: number;
-  /**
-   * SR3's image-conditional mode (config `model.diffusion.conditional`): the denoiser sees
-   * the condition image concatenated before x on the channel axis (the reference's
-   * `torch.cat([x_in['SR'], x_noisy], dim=1)`), so its in_channel is cond + x channels.
-   */
-  conditional?: boolean;
-}
-
-/** The samplers of {@link GaussianDiffusion.run}. */
-export const SAMPLERS = ['ancestral', 'ddim'] as const;
-export type SamplerName = (typeof SAMPLERS)[number];
 
 export interface SampleOptions {
   /**
@@ -121,14 +94,6 @@ export interface StepFeatures {
 }
 
 /**
- * q(x_t | x_0) with SR3's continuous level (eq. 4 of Ho et al. with sqrt(alpha_bar) = level):
- * x_t = level * x0 + sqrt(1 - level^2) * noise. Written on Ops so the ONNX export reuses it.
- */
-export function qSampleOps<T>(ops: Ops<T>, xStart: T, level: number, noise: T): T {
-  return ops.axpby(level, xStart, Math.sqrt(1 - level * level), noise);
-}
-
-/**
  * q(x_t | x_0) on tensors, one level per sample: x_t = level * x0 + sqrt(1 - level^2) * noise
  * (eq. 4 of Ho et al. with SR3's continuous level), `levels` `[N, 1]`, x0 and noise NHWC.
  */
@@ -160,23 +125,6 @@ export interface LossTerms {
   loss: tf.Scalar;
   /** vb (mean over the elements, / ln 2) before its weight lambda T; learned_range only. */
   vb?: tf.Scalar;
-}
-
-/**
- * The noise levels a batch trains on: SR3's continuous levels, except with `learned_range`,
- * whose bound term needs the posterior of a discrete step: every sample then sits at
- * sqrt(a_{t-1}) (= sqrt_alphas_cumprod_prev[t], the level the sampler evaluates step t at),
- * as Improved DDPM trains. The continuous draws are still made (and discarded), so the
- * training Rng stream is the same for every var_type.
- */
-export function trainingLevels(
-  schedule: NoiseSchedule,
-  varType: VarType,
-  t: number,
-  levels: Float32Array,
-): Float32Array {
-  if (!learnsVariance(varType)) return levels;
-  return new Float32Array(levels.length).fill(schedule.sqrtAlphasCumprodPrev[t]);
 }
 
 export class GaussianDiffusion {

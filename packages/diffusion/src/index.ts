@@ -1,4 +1,6 @@
-export * from './feature-extractor';
-export * from './gaussian-diffusion';
-export * from './learned-variance';
+/**
+ * @dif-fusion/diffusion: the diffusion settings and backend-free maths (no tfjs). The
+ * TensorFlow.js realisation is the `@dif-fusion/diffusion/tfjs` subpath.
+ */
+export * from './options';
 export * from './parameterisation';

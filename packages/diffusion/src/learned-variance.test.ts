@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { useBackend } from '@dif-fusion/backends';
-import { TfOps, TfParamStore } from '@dif-fusion/nn';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { TfOps, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import type { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
@@ -13,7 +12,7 @@ import {
   learnedRange,
   normalKl,
   trainingLevels,
-} from './index';
+} from './test-utils';
 
 await useBackend('cpu');
 

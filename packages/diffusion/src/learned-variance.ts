@@ -17,9 +17,6 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-/** The default lambda of the hybrid loss (Improved DDPM's 0.001; config `vlb_weight`). */
-export const DEFAULT_VLB_WEIGHT = 0.001;
-
 /** KL(N(m1, exp(lv1)) || N(m2, exp(lv2))) per element (improved-diffusion `normal_kl`). */
 export function normalKl(
   m1: tf.Tensor,

@@ -1,6 +1,5 @@
-import { useBackend } from '@dif-fusion/backends';
-import { TfOps, TfParamStore } from '@dif-fusion/nn';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { TfOps, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import type { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
@@ -13,7 +12,7 @@ import {
   startFromNoiseCoefs,
   startFromPrevCoefs,
   trainingTarget,
-} from './index';
+} from './test-utils';
 
 await useBackend('cpu');
 

@@ -1,6 +1,5 @@
-import { useBackend } from '@dif-fusion/backends';
 import { readSafetensors } from '@dif-fusion/io';
-import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore } from '@dif-fusion/nn';
+import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { golden, hasGolden, noteSkip } from '../../../test/shared';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { TfOps, TfParamStore } from '@dif-fusion/nn';
 import { Rng } from '@dif-fusion/schedules';
+import { TfOps, TfParamStore } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 // gradients (vitest resolves this ESM file; plain Node cannot, see README)
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';

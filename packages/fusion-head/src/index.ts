@@ -11,10 +11,11 @@
  *   reference's fusion_train.json, object or text), `headConfigToJSON`,
  *   `parseJsonWithComments`, `scaleLevel`, `scaleChannels`, `DEFAULT_FEAT_SCALES`,
  *   `DEFAULT_TIME_STEPS`.
- * - Loss (`./loss`, tfjs): `fusionLoss` (intensity + alpha * gradient + optional
+ * - Loss settings (`./loss-options`): `FusionLossOptions`, `LossSpace`, `ImageLayout`.
+ * - Loss (`./loss`, tfjs, subpath `@dif-fusion/fusion-head/tfjs`): `fusionLoss` (intensity + alpha * gradient + optional
  *   colour-fidelity term), `sobelMagnitude`, `chroma`, `FusionLossOptions`,
  *   `FusionLossResult`, `ImageLayout`.
- * - Training (`./train`, tfjs): `HeadTrainer`, `headTrainStep`, `ddpmInput`,
+ * - Training (`./train`, tfjs, subpath `@dif-fusion/fusion-head/tfjs`): `HeadTrainer`, `headTrainStep`, `ddpmInput`,
  *   `disposeFeatures`, `headOptimizer`, `setLearningRate`, `headLearningRate`, and the types
  *   `FusionBatch`, `HeadFeatures`, `HeadFeatureExtractor` (the frozen DDPM's extractor is
  *   @dif-fusion/diffusion's `makeFeatureExtractor`), `HeadParamSource`, `NamedGradientOptimizer`,
@@ -23,6 +24,5 @@
  */
 export * from './config';
 export * from './head';
-export * from './loss';
+export * from './loss-options';
 export * from './target';
-export * from './train';

@@ -21,45 +21,12 @@
  * gradients work on every backend, wasm included.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  type FusionTargetKind,
-  fusionTargetBatch,
-  LUMA_WEIGHTS,
-  type SalientTargetOptions,
-} from './target';
+import { FUSION_LOSS_DEFAULTS, type FusionLossOptions, type ImageLayout } from './loss-options';
+import { type FusionTargetKind, fusionTargetBatch, LUMA_WEIGHTS } from './target';
 // No `import '@tensorflow/tfjs-core/dist/register_all_gradients.js'` here: that ESM file uses
 // extensionless imports, which plain Node cannot load, so importing it would make this
 // package unusable in Node even for inference. Whoever trains registers the gradients
 // (see the README, "Gradients").
-
-export type ImageLayout = 'NCHW' | 'NHWC';
-
-export interface FusionLossOptions {
-  /** Weight of the gradient term (official: 1). */
-  alpha?: number;
-  /**
-   * Weight of the optional colour-fidelity term: mean |CbCr(F) - CbCr(V)| (BT.601 chroma,
-   * computed on the [-1, 1] images). 0 (default) leaves it out, as the official loss does.
-   */
-  colorWeight?: number;
-  /**
-   * Where the intensity and gradient terms compare: `rgb` (default, official: every channel
-   * against max(V_c, I)) or `luma` (Y(F) against max(Y(V), I)).
-   */
-  space?: LossSpace;
-  /**
-   * What the intensity and gradient terms compare against (`./target`): `max` (default,
-   * official) or `salient` (luma space only).
-   */
-  target?: FusionTargetKind;
-  /** Options of the `salient` target. */
-  targetOptions?: SalientTargetOptions;
-  /** Layout of the image tensors passed in. Default 'NCHW'. */
-  layout?: ImageLayout;
-}
-
-/** Where the fusion loss compares intensities and gradients (see the file comment). */
-export type LossSpace = 'rgb' | 'luma';
 
 export interface FusionLossResult {
   /** Weighted total (scalar). */
@@ -139,8 +106,8 @@ export function fusionLoss(
   fused: tf.Tensor,
   options: FusionLossOptions = {},
 ): FusionLossResult {
-  const alpha = options.alpha ?? 1;
-  const colorWeight = options.colorWeight ?? 0;
+  const alpha = options.alpha ?? FUSION_LOSS_DEFAULTS.alpha;
+  const colorWeight = options.colorWeight ?? FUSION_LOSS_DEFAULTS.color_weight;
   const layout = options.layout ?? 'NCHW';
   const out = tf.tidy(() => {
     const v = toNhwc(vis, layout);

@@ -1,6 +1,7 @@
-import { type DenoiserFeatures, makeFeatureExtractor } from '@dif-fusion/diffusion';
-import { Conv2d, fastConv2d, TfOps, TfParamStore } from '@dif-fusion/nn';
+import { type DenoiserFeatures, makeFeatureExtractor } from '@dif-fusion/diffusion/tfjs';
+import { Conv2d } from '@dif-fusion/nn';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { fastConv2d, TfOps, TfParamStore } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 // gradients (vitest resolves this ESM file; plain Node cannot, see README)
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';

@@ -6,10 +6,11 @@
  * their own `tf.tidy`, never inside `variableGrads`), then the head's forward pass and the
  * loss are differentiated with respect to the head's parameters alone.
  */
-import { type Conv2dFn, TfOps, type TfParamSource } from '@dif-fusion/nn';
+import { type Conv2dFn, TfOps, type TfParamSource } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import type { FusionHead } from './head';
-import { type FusionLossOptions, fusionLoss } from './loss';
+import { fusionLoss } from './loss';
+import type { FusionLossOptions } from './loss-options';
 
 /** A batch of image pairs, NCHW, in [-1, 1]: `vis` [N,3,H,W], `ir` [N,1,H,W]. */
 export interface FusionBatch {

@@ -2,8 +2,9 @@
  * The head variants (config `output`, `source_skip`): what each guarantees, checked on
  * random weights and features.
  */
-import { TfOps, TfParamStore } from '@dif-fusion/nn';
+
 import { Rng } from '@dif-fusion/schedules';
+import { TfOps, TfParamStore } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';

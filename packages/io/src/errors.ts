@@ -7,11 +7,8 @@ import { type DifFusionError, fileError } from '@dif-fusion/schedules';
 export {
   DifFusionError,
   type DifFusionErrorOptions,
-  EXIT,
-  exitCodeOf,
   fileError,
   formatError,
-  reportError,
   UserError,
 } from '@dif-fusion/schedules';
 

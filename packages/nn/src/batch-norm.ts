@@ -4,11 +4,9 @@
  * biased variance (`Ops.batchStats`), and the trainer applies the momentum update to the
  * buffers after the step with {@link updateRunningStats}, on whichever backend ran it.
  */
-import * as tf from '@tensorflow/tfjs-core';
 import { Module, type ParamSpec } from './module';
 import type { BatchStat, Ops } from './ops';
-import type { TorchWeights } from './param-store';
-import type { TfOps } from './tf-ops';
+import type { TorchWeights } from './weights';
 
 /** PyTorch's default BatchNorm momentum. */
 export const BN_MOMENTUM = 0.1;
@@ -89,18 +87,5 @@ export function updateRunningStats(
     out.set(vk, { shape: [c], data: variance });
     out.set(nk, { shape: [], data: Float32Array.of(get(nk)[0] + 1) });
   }
-  return out;
-}
-
-/** Read (and dispose) the batch statistics a TfOps recorded, as arrays. */
-export function takeBatchStats(ops: Pick<TfOps, 'batchStats'>): BatchStatValues[] {
-  const out = ops.batchStats.map((s) => ({
-    site: s.site,
-    mean: s.mean.dataSync() as Float32Array,
-    variance: s.variance.dataSync() as Float32Array,
-    count: s.count,
-  }));
-  for (const s of ops.batchStats) tf.dispose([s.mean, s.variance]);
-  ops.batchStats.length = 0;
   return out;
 }

@@ -3,14 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FusionHead, type FusionHeadConfig, type FusionHeadMode } from '@dif-fusion/fusion-head';
 import { readSafetensors } from '@dif-fusion/io';
-import {
-  initParam,
-  nchwToNhwc,
-  nhwcToNchw,
-  TfOps,
-  TfParamStore,
-  type TorchWeights,
-} from '@dif-fusion/nn';
+import { initParam, type TorchWeights } from '@dif-fusion/nn';
+import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore } from '@dif-fusion/tfjs';
 import { UNet, type UNetConfig } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';

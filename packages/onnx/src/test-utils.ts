@@ -3,8 +3,8 @@
  * and compare. Not part of the package's public API.
  */
 import type { Ops, TorchWeights } from '@dif-fusion/nn';
-import { nchwToNhwc, nhwcToNchw, TfOps, torchToTf } from '@dif-fusion/nn';
 import { Rng } from '@dif-fusion/schedules';
+import { nchwToNhwc, nhwcToNchw, TfOps, torchToTf } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { type Dim, GraphBuilder, type Value } from './graph';

@@ -1,9 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { DifFusionError, EXIT, exitCodeOf, formatError, reportError } from './errors';
+import { DifFusionError, formatError } from './errors';
 
 class SubError extends DifFusionError {}
 
 describe('the error root', () => {
+  it('carries the exit code an app gave it, and none by default', () => {
+    expect(new DifFusionError('bad flag', { exitCode: 2 }).exitCode).toBe(2);
+    expect(new DifFusionError('bad file').exitCode).toBeUndefined();
+  });
+
   it('is recognised by its Symbol.for brand, also across copies of the class', () => {
     expect(DifFusionError.isInstance(new SubError('x'))).toBe(true);
     expect(new SubError('x').name).toBe('SubError');
@@ -16,27 +21,5 @@ describe('the error root', () => {
     expect(formatError(foreign)).toBe('other copy');
     expect(DifFusionError.isInstance(new Error('plain'))).toBe(false);
     expect(DifFusionError.isInstance(null)).toBe(false);
-  });
-
-  it('maps errors to the CLIs exit codes', () => {
-    expect(exitCodeOf(new DifFusionError('bad file'))).toBe(EXIT.failure);
-    expect(exitCodeOf(new DifFusionError('bad flag', { exitCode: EXIT.usage }))).toBe(2);
-    expect(exitCodeOf(Object.assign(new Error('x'), { code: 'commander.invalidArgument' }))).toBe(
-      2,
-    );
-    expect(exitCodeOf(Object.assign(new Error('x'), { code: 'commander.helpDisplayed' }))).toBe(0);
-    expect(exitCodeOf(new TypeError('bug'))).toBe(1);
-  });
-
-  it('reportError prints one line, except for the argument parser own errors', () => {
-    const lines: string[] = [];
-    expect(reportError(new DifFusionError('/a: no such file'), (l) => lines.push(l))).toBe(1);
-    expect(reportError(new TypeError('bad\nstack'), (l) => lines.push(l))).toBe(1);
-    expect(
-      reportError(Object.assign(new Error('x'), { code: 'commander.unknownOption' }), (l) =>
-        lines.push(l),
-      ),
-    ).toBe(2);
-    expect(lines).toEqual(['error: /a: no such file', 'error: TypeError: bad']);
   });
 });

@@ -4,11 +4,10 @@
  * the UNet's noise prediction at t = 5, 50, 100 (midpoint noise levels) and the fused image.
  */
 import { join } from 'node:path';
-import { useBackend } from '@dif-fusion/backends';
 import { FusionHead } from '@dif-fusion/fusion-head';
 import { readSafetensors } from '@dif-fusion/io';
-import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore } from '@dif-fusion/nn';
 import { NoiseSchedule } from '@dif-fusion/schedules';
+import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

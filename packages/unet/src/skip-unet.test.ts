@@ -1,15 +1,14 @@
 import { fileURLToPath } from 'node:url';
-import { useBackend } from '@dif-fusion/backends';
 import { readSafetensors } from '@dif-fusion/io';
+import { trainableSpecs, updateRunningStats } from '@dif-fusion/nn';
 import {
   nchwToNhwc,
   nhwcToNchw,
   TfOps,
   TfParamStore,
   takeBatchStats,
-  trainableSpecs,
-  updateRunningStats,
-} from '@dif-fusion/nn';
+  useBackend,
+} from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { relErr } from '../../../test/shared';

@@ -1,7 +1,6 @@
 import { fileURLToPath } from 'node:url';
-import { useBackend } from '@dif-fusion/backends';
 import { readSafetensors } from '@dif-fusion/io';
-import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore } from '@dif-fusion/nn';
+import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { relErr } from '../../../test/shared';

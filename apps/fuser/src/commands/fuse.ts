@@ -6,6 +6,7 @@
 
 import { accessSync, constants, existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { Progress } from '@dif-fusion/cli-kit';
 import {
   DifFusionError,
   describeUnmatched,
@@ -13,7 +14,6 @@ import {
   formatFromPath,
   type ImageFormat,
   makeDirsSync,
-  Progress,
   removeStaleTempFiles,
   scanPairs,
   writeFileAtomic,

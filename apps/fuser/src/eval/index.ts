@@ -2,7 +2,7 @@
  * `dif-fuse eval`: registered on the main program by `registerEvalCommand(program)`;
  * `runEval(options)` is the same thing for programs and tests.
  */
-import type { ProgressStream } from '@dif-fusion/io';
+import type { ProgressStream } from '@dif-fusion/cli-kit';
 import type { Command } from 'commander';
 import { FuseError } from '../errors';
 import { runEval } from './run';

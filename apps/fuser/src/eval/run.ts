@@ -5,12 +5,11 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import { basename, extname, join, resolve } from 'node:path';
+import { Progress, type ProgressStream } from '@dif-fusion/cli-kit';
 import {
   formatError,
   type Image,
   isImageFile,
-  Progress,
-  type ProgressStream,
   readImage,
   scanPairs,
   writeFileAtomic,

@@ -1,5 +1,5 @@
 /** The video branch of `dif-fuse --ir/--vis/-o`: flag checks, then {@link runVideo}. */
-import type { ProgressStream } from '@dif-fusion/io';
+import type { ProgressStream } from '@dif-fusion/cli-kit';
 import { FuseError } from '../errors';
 import { memoryBudget } from '../memory';
 import type { Method } from '../methods';

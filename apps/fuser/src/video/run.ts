@@ -8,13 +8,8 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import {
-  makeDirsSync,
-  Progress,
-  type ProgressStream,
-  removeStaleTempFiles,
-  writeFileAtomicSync,
-} from '@dif-fusion/io';
+import { Progress, type ProgressStream } from '@dif-fusion/cli-kit';
+import { makeDirsSync, removeStaleTempFiles, writeFileAtomicSync } from '@dif-fusion/io';
 import { FuseError } from '../errors';
 import { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from '../fuse';
 import { outputFormat, type Planar, writeImage } from '../images';

@@ -1,11 +1,10 @@
 import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { useBackend } from '@dif-fusion/backends';
 import { FusionHead } from '@dif-fusion/fusion-head';
 import { readSafetensors } from '@dif-fusion/io';
-import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore } from '@dif-fusion/nn';
 import { loadFusionModel, readModelConfig } from '@dif-fusion/onnx';
+import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';

@@ -8,10 +8,10 @@
  * from `--cond DIR` pairs. Deterministic per seed (x_T, the sampler's noise and the crops),
  * the PNG written atomically.
  */
-import { BACKEND_NAMES, type BackendName, useBackend } from '@dif-fusion/backends';
+
 import { SAMPLERS, type SamplerName } from '@dif-fusion/diffusion';
-import { TfParamStore } from '@dif-fusion/nn';
 import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { BACKEND_NAMES, type BackendName, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import { type Command, Option } from 'commander';
 import { loadCheckpoint } from '../checkpoint';
 import { int, nonNegative } from '../cli-args';

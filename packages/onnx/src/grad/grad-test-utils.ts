@@ -4,7 +4,7 @@
  * the loss L = sum(fn(inputs) * R) with a fixed random R. Not part of the public API.
  */
 import type { Ops, TorchWeights } from '@dif-fusion/nn';
-import { nchwToNhwc, nhwcToNchw, TfOps, tfToTorch, torchToTf } from '@dif-fusion/nn';
+import { nchwToNhwc, nhwcToNchw, TfOps, tfToTorch, torchToTf } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { GraphBuilder, type Value } from '../graph';

@@ -1,6 +1,8 @@
-import { chainCoefficients, GaussianDiffusion, type MeanType } from '@dif-fusion/diffusion';
-import { TfOps, TfParamStore, type TorchWeights, tfToTorch } from '@dif-fusion/nn';
+import { chainCoefficients, type MeanType } from '@dif-fusion/diffusion';
+import { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
+import type { TorchWeights } from '@dif-fusion/nn';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { TfOps, TfParamStore, tfToTorch } from '@dif-fusion/tfjs';
 import { UNet, type UNetConfig } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';

@@ -1,5 +1,6 @@
-import { FusionHead, fusionLoss, fusionTargetBatch } from '@dif-fusion/fusion-head';
-import { TfOps, TfParamStore, tfToTorch } from '@dif-fusion/nn';
+import { FusionHead, fusionTargetBatch } from '@dif-fusion/fusion-head';
+import { fusionLoss } from '@dif-fusion/fusion-head/tfjs';
+import { TfOps, TfParamStore, tfToTorch } from '@dif-fusion/tfjs';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';

@@ -17,7 +17,12 @@
  * `loss_grad` (`loss_color`), `fused` [N,3,S,S] and `grad.<name>` for `head.usedParams()`.
  */
 
-import { type FusionHead, type LossSpace, LUMA_WEIGHTS } from '@dif-fusion/fusion-head';
+import {
+  FUSION_LOSS_DEFAULTS,
+  type FusionHead,
+  type LossSpace,
+  LUMA_WEIGHTS,
+} from '@dif-fusion/fusion-head';
 import type { TorchWeightsLike } from '@dif-fusion/nn';
 import type { DenoiserNet } from '@dif-fusion/unet';
 import { GradOps } from '../grad/grad-ops';
@@ -130,9 +135,9 @@ export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): Trai
   }
   const lossIn = ops.meanAll(ops.abs(ops.sub(fs, target)));
   const lossGrad = ops.meanAll(ops.abs(ops.sub(sobelMagnitude(ops, fs), gradTarget)));
-  let loss = ops.add(lossIn, ops.scale(lossGrad, o.alpha ?? 1));
+  let loss = ops.add(lossIn, ops.scale(lossGrad, o.alpha ?? FUSION_LOSS_DEFAULTS.alpha));
   const scalars: Record<string, Value> = { loss_in: lossIn, loss_grad: lossGrad };
-  const cw = o.colorWeight ?? 0;
+  const cw = o.colorWeight ?? FUSION_LOSS_DEFAULTS.color_weight;
   if (cw > 0) {
     const lossColor = ops.meanAll(ops.abs(ops.sub(chroma(ops, fused), chroma(ops, vis))));
     loss = ops.add(loss, ops.scale(lossColor, cw));

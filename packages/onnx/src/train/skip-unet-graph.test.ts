@@ -1,14 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { readSafetensors } from '@dif-fusion/io';
-import {
-  TfOps,
-  TfParamStore,
-  type TorchWeights,
-  takeBatchStats,
-  tfToTorch,
-  trainableSpecs,
-  updateRunningStats,
-} from '@dif-fusion/nn';
+import { type TorchWeights, trainableSpecs, updateRunningStats } from '@dif-fusion/nn';
+import { TfOps, TfParamStore, takeBatchStats, tfToTorch } from '@dif-fusion/tfjs';
 import { SkipUNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';

@@ -3,7 +3,7 @@ import { type Conv2dFn, plainConv2d } from './conv';
 import { fastMatMul } from './fast-conv';
 // tfjs-core alone registers no gradients (the @tensorflow/tfjs bundle does): training needs them.
 import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
-import type { BatchStat, Ops } from './ops';
+import type { BatchStat, Ops } from '@dif-fusion/nn';
 
 /** Anything that hands out parameters by name, in TfOps layout (see `toTfLayout`). */
 export interface TfParamSource {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { isBackendName, useBackend } from './index';
+import { isBackendName, useBackend } from './backends';
 
 describe('useBackend', () => {
   it('defaults to wasm and switches to cpu', async () => {

@@ -1,10 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+import {
+  Conv2d,
+  initParam,
+  Linear,
+  orthogonalize,
+  type ParamSpec,
+  paramSeed,
+  type TorchWeights,
+} from '@dif-fusion/nn';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initParam, orthogonalize, paramSeed } from './init';
-import { Conv2d, Linear } from './layers';
-import type { ParamSpec } from './module';
-import { TfParamStore, type TorchWeights } from './param-store';
+import { TfParamStore } from './param-store';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');

@@ -1,8 +1,8 @@
-import { useBackend } from '@dif-fusion/backends';
 import { Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { relErr } from '../../../test/shared';
+import { useBackend } from './backends';
 import { plainConv2d } from './conv';
 import { fastConv2d, fastMatMul } from './fast-conv';
 

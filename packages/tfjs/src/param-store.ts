@@ -3,28 +3,16 @@
  * layout (see `toTfLayout`), loaded from and exported to PyTorch-layout weights keyed by
  * the official state_dict names.
  */
+
+import {
+  initParam,
+  type ParamSpec,
+  shapeSize,
+  type TorchWeights,
+  type TorchWeightsLike,
+} from '@dif-fusion/nn';
 import * as tf from '@tensorflow/tfjs-core';
-import { initParam, shapeSize } from './init';
-import type { ParamSpec } from './module';
 import { type TfParamSource, tfToTorch, torchToTf, toTfLayout } from './tf-ops';
-
-/** One tensor in PyTorch layout: row-major float32 values and the PyTorch shape. */
-export interface TorchTensor {
-  shape: number[];
-  data: Float32Array;
-}
-
-/** Weights keyed by official state_dict name, PyTorch layouts (what checkpoints store). */
-export type TorchWeights = Map<string, TorchTensor>;
-
-/**
- * Anything shaped like TorchWeights, e.g. `readSafetensors(path).tensors` from
- * @dif-fusion/io (float64 or integer data is converted to float32 on load).
- */
-export type TorchWeightsLike = ReadonlyMap<
-  string,
-  { shape: readonly number[]; data: ArrayLike<number> }
->;
 
 export interface LoadOptions {
   /**

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { Adam } from './optim';
+import { Adam } from './adam';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');

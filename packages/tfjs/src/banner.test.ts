@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { useBackend } from './index';
+import { useBackend } from './backends';
 
 describe('the tfjs "install our node backend" banner', () => {
   afterEach(() => vi.restoreAllMocks());

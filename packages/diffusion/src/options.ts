@@ -1,0 +1,76 @@
+/**
+ * The diffusion settings and the maths that need no tensor library: the loss, mean and
+ * variance types (./parameterisation.ts), the samplers' names, q_sample on any `Ops`, the
+ * training levels. The TensorFlow.js realisation (`GaussianDiffusion`, the feature extractor,
+ * the bound term) is `@dif-fusion/diffusion/tfjs`.
+ */
+import type { Ops } from '@dif-fusion/nn';
+import type { NoiseSchedule } from '@dif-fusion/schedules';
+import { learnsVariance, type MeanType, type VarType } from './parameterisation';
+
+/** The fusion noise for a seed (defined in @dif-fusion/schedules, beside Rng). */
+export { fusionNoise } from '@dif-fusion/schedules';
+
+/** The default lambda of the hybrid loss (Improved DDPM's 0.001; config `vlb_weight`). */
+export const DEFAULT_VLB_WEIGHT = 0.001;
+
+export type DiffusionLoss = 'l1' | 'l2';
+
+/** The loss of the reference configs (`model.diffusion.loss: "l2"`) and dif-train's default. */
+export const DEFAULT_DIFFUSION_LOSS: DiffusionLoss = 'l2';
+
+export interface GaussianDiffusionOptions {
+  /**
+   * Loss between the target and the denoiser's output (config `model.diffusion.loss`;
+   * default {@link DEFAULT_DIFFUSION_LOSS}, the reference configs' l2).
+   */
+  loss?: DiffusionLoss;
+  /** What the denoiser predicts (config `model.diffusion.mean_type`, default `epsilon`). */
+  meanType?: MeanType;
+  /**
+   * The reverse variance of ancestral sampling (config `model.diffusion.var_type`);
+   * `learned_range`: the denoiser outputs [mean output, v] (twice the data's channels) and
+   * trains with the hybrid loss (see ./learned-variance.ts).
+   */
+  varType?: VarType;
+  /**
+   * lambda of the hybrid loss L_simple + lambda T vb (config `model.diffusion.vlb_weight`,
+   * default 0.001 as Improved DDPM); `learned_range` only.
+   */
+  vlbWeight?: number;
+  /**
+   * SR3's image-conditional mode (config `model.diffusion.conditional`): the denoiser sees
+   * the condition image concatenated before x on the channel axis (the reference's
+   * `torch.cat([x_in['SR'], x_noisy], dim=1)`), so its in_channel is cond + x channels.
+   */
+  conditional?: boolean;
+}
+
+/** The samplers of `GaussianDiffusion.run` (`@dif-fusion/diffusion/tfjs`). */
+export const SAMPLERS = ['ancestral', 'ddim'] as const;
+export type SamplerName = (typeof SAMPLERS)[number];
+
+/**
+ * q(x_t | x_0) with SR3's continuous level (eq. 4 of Ho et al. with sqrt(alpha_bar) = level):
+ * x_t = level * x0 + sqrt(1 - level^2) * noise. Written on Ops so the ONNX export reuses it.
+ */
+export function qSampleOps<T>(ops: Ops<T>, xStart: T, level: number, noise: T): T {
+  return ops.axpby(level, xStart, Math.sqrt(1 - level * level), noise);
+}
+
+/**
+ * The noise levels a batch trains on: SR3's continuous levels, except with `learned_range`,
+ * whose bound term needs the posterior of a discrete step: every sample then sits at
+ * sqrt(a_{t-1}) (= sqrt_alphas_cumprod_prev[t], the level the sampler evaluates step t at),
+ * as Improved DDPM trains. The continuous draws are still made (and discarded), so the
+ * training Rng stream is the same for every var_type.
+ */
+export function trainingLevels(
+  schedule: NoiseSchedule,
+  varType: VarType,
+  t: number,
+  levels: Float32Array,
+): Float32Array {
+  if (!learnsVariance(varType)) return levels;
+  return new Float32Array(levels.length).fill(schedule.sqrtAlphasCumprodPrev[t]);
+}
