@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { hugePagesEnv, restartWith } from './hugepages';
+import { hugePagesEnv, restartWith, watchParent } from './hugepages';
 
 const argv = process.argv.slice(2);
 // A model fusion restarts once with glibc's huge-page tunable (hugepages.ts); nothing else
@@ -7,6 +7,7 @@ const argv = process.argv.slice(2);
 const env = hugePagesEnv(argv);
 if (env) restartWith(env);
 else {
+  watchParent();
   const [{ exitOnClosedPipe }, { main }] = await Promise.all([
     import('@dif-fusion/cli-kit'),
     import('./program'),

@@ -15,11 +15,17 @@ describe('huge pages for a one-shot fusion', () => {
       expect(runsModelFusion([c, '--model', 'm'])).toBe(false);
   });
 
-  it('never twice, and not when turned off', () => {
+  it('only when asked (DIF_FUSE_HUGEPAGES=1), never twice', () => {
     const argv = ['--ir', 'a.png', '--vis', 'b.png', '-o', 'f.png'];
-    expect(hugePagesEnv(argv, { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' })).toBeUndefined();
+    expect(hugePagesEnv(argv, {})).toBeUndefined();
     expect(hugePagesEnv(argv, { DIF_FUSE_HUGEPAGES: '0' })).toBeUndefined();
-    const env = hugePagesEnv(argv, { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' });
+    expect(
+      hugePagesEnv(argv, { DIF_FUSE_HUGEPAGES: '1', GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' }),
+    ).toBeUndefined();
+    const env = hugePagesEnv(argv, {
+      DIF_FUSE_HUGEPAGES: '1',
+      GLIBC_TUNABLES: 'glibc.malloc.arena_max=2',
+    });
     // Where THP is in madvise mode on glibc 2.35+ (Linux), the tunable is appended.
     if (env) expect(env.GLIBC_TUNABLES).toBe('glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1');
   });

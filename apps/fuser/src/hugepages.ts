@@ -9,7 +9,7 @@
  * `glibc.malloc.hugetlb=1` is set (glibc 2.35+, kernel THP mode `madvise`); measured on the
  * 2-core development machine, the whole `dif-fuse` command of a 640x480 pair took ~25% less
  * CPU, with the same peak RSS and byte-identical output. Tunables are read when a process
- * starts, so the CLI starts itself once more with the tunable set; `DIF_FUSE_HUGEPAGES=0`
+ * starts, so the CLI starts itself once more with the tunable set; `DIF_FUSE_HUGEPAGES=1` (opt-in)
  * turns this off. Long-running commands (serve, worker) and commands without a model are left
  * alone: their signal handling stays direct, and they amortise the first run anyway.
  */
@@ -17,6 +17,21 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 const TUNABLE = 'glibc.malloc.hugetlb=1';
+const PARENT_ENV = 'DIF_FUSE_RESTARTED_BY';
+
+/**
+ * In the restarted process: exit as soon as the process that restarted it is gone (its
+ * parent id changes), so `kill -9` of the command a user started leaves no fusion running
+ * on. Checked every 200 ms on an unref'd timer; a frame being written is atomic.
+ */
+export function watchParent(env: NodeJS.ProcessEnv = process.env): void {
+  const parent = Number(env[PARENT_ENV]);
+  if (!Number.isInteger(parent) || parent <= 0) return;
+  const timer = setInterval(() => {
+    if (process.ppid !== parent) process.exit(137);
+  }, 200);
+  timer.unref();
+}
 const NO_MODEL_COMMANDS = new Set(['help', 'eval', 'queue', 'worker', 'serve']);
 
 /** Whether these `dif-fuse` arguments run a model fusion in this process (not help, baselines...). */
@@ -39,7 +54,10 @@ export function hugePagesEnv(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
 ): NodeJS.ProcessEnv | undefined {
-  if (process.platform !== 'linux' || env.DIF_FUSE_HUGEPAGES === '0') return undefined;
+  // Opt-in (DIF_FUSE_HUGEPAGES=1): a second process is one more thing a supervisor must
+  // know about (kill -9 of the first cannot be forwarded; watchParent covers it within
+  // 200 ms, and a video test showed a run can finish in that time).
+  if (process.platform !== 'linux' || env.DIF_FUSE_HUGEPAGES !== '1') return undefined;
   if ((env.GLIBC_TUNABLES ?? '').includes('glibc.malloc.hugetlb')) return undefined;
   if (!runsModelFusion(argv)) return undefined;
   let mode = '';
@@ -65,7 +83,9 @@ export function hugePagesEnv(
 export function restartWith(env: NodeJS.ProcessEnv): void {
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
     stdio: 'inherit',
-    env,
+    // The restarted process exits when this one is gone (kill -9 cannot be forwarded):
+    // see watchParent.
+    env: { ...env, [PARENT_ENV]: String(process.pid) },
   });
   const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
   process.on('SIGTERM', forward('SIGTERM'));

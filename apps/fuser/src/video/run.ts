@@ -87,7 +87,14 @@ export async function runVideo(o: VideoOptions): Promise<VideoResult> {
     model: o.model ?? null,
     seed: o.seed ?? 0,
     pairBy: o.pairBy ?? 'index',
-    tiling: o.tiling ?? {},
+    // What decides the frames' tiling: the tile option and, when given, --memory. The budget
+    // taken from the memory available now changes from run to run and is left out, so a
+    // resumed run is recognised (it may tile differently only where that memory changed).
+    tiling: {
+      tile: o.tiling?.tile,
+      overlap: o.tiling?.overlap,
+      memory: o.tiling?.memorySource?.startsWith('--memory') ? o.tiling.memoryBudget : undefined,
+    },
     ext,
   });
   prepareWork(work, stamp, videoOut);
