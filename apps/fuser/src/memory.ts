@@ -57,7 +57,8 @@ export function cgroupHeadroom(
   return Math.max(0, limit - used);
 }
 
-const gb = (b: number) => `${(b / 1e9).toFixed(1)} GB`;
+/** Bytes as "1.2 GB" (the memory figures of the tiling messages). */
+export const gb = (b: number) => `${(b / 1e9).toFixed(1)} GB`;
 
 /** The budget of one model run: `--memory` when given, else a share of what is available. */
 export function memoryBudget(
@@ -72,5 +73,35 @@ export function memoryBudget(
   return {
     bytes: Math.floor(free * AVAILABLE_SHARE),
     source: `${gb(free)} available${limited ? ' under the cgroup limit' : ''}, ${AVAILABLE_SHARE * 100}% of it`,
+  };
+}
+
+/**
+ * The tiling options of one CLI run (pairs, folders, videos) from its flags: `--tile`,
+ * `--overlap`, the memory budget decided once for the run (`--memory`, else a share of what is
+ * available now), and the "tiling: why" line, told once per run (a batch of same-size pairs or
+ * the frames of a video tile alike).
+ */
+export function runTiling(
+  f: { tile?: number | 'auto' | 'off'; overlap?: number; memory?: number; quiet?: boolean },
+  err: (s: string) => void,
+): {
+  tile?: number | 'auto' | 'off';
+  overlap?: number;
+  memoryBudget: number;
+  memorySource: string;
+  onTiling: (why: string) => void;
+} {
+  const budget = memoryBudget(f.memory);
+  let told = false;
+  return {
+    tile: f.tile,
+    overlap: f.overlap,
+    memoryBudget: budget.bytes,
+    memorySource: budget.source,
+    onTiling: (why: string) => {
+      if (!f.quiet && !told) err(`tiling: ${why}`);
+      told = true;
+    },
   };
 }

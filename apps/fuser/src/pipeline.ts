@@ -20,9 +20,7 @@ import {
   TileBlender,
 } from '@dif-fusion/io';
 import { FuseError } from './errors';
-import { memoryBudget } from './memory';
-
-const gb = (b: number) => `${(b / 1e9).toFixed(1)} GB`;
+import { gb, memoryBudget } from './memory';
 
 export interface Fuser {
   /** H and W given to `run` are multiples of this. */

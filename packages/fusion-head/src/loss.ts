@@ -123,11 +123,11 @@ export function fusionLoss(
     if (lum && i.shape[3] !== 1)
       throw new Error(`fusionLoss: space 'luma' needs a 1-channel infrared, got ${i.shape[3]}`);
     const fs = lum ? luma(f) : f;
-    const vs = lum ? luma(v) : v;
     // Targets carry no gradient.
     let target: tf.Tensor;
     let gradTarget: tf.Tensor;
     if ((options.target ?? 'max') === 'max') {
+      const vs = lum ? luma(v) : v;
       target = tf.maximum(vs, i);
       gradTarget = tf.maximum(sobelMagnitude(vs), sobelMagnitude(i));
     } else {

@@ -32,7 +32,7 @@ import {
   sideBySide,
   writeImage,
 } from '../images';
-import { memoryBudget } from '../memory';
+import { runTiling } from '../memory';
 import { DEFAULT_OVERLAP } from '../pipeline';
 import type { CliIo, FuseFlags } from '../program';
 import { isVideoJob } from '../video/run';
@@ -291,19 +291,7 @@ export async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
       intervalMs: 10_000,
     });
     // --tile auto: --memory, else a share of the memory available now (cgroup limit too).
-    const budget = memoryBudget(f.memory);
-    let toldTiling = false;
-    const tiles = {
-      tile: f.tile,
-      overlap: f.overlap,
-      memoryBudget: budget.bytes,
-      memorySource: budget.source,
-      // Why a pair is tiled, once per run (a batch of same-size pairs tiles alike).
-      onTiling: (why: string) => {
-        if (!f.quiet && !toldTiling) io.err(`tiling: ${why}`);
-        toldTiling = true;
-      },
-    };
+    const tiles = runTiling(f, io.err);
     const t0 = performance.now();
     let pixels = 0;
     const failures: string[] = [];

@@ -1,7 +1,7 @@
 /** The video branch of `dif-fuse --ir/--vis/-o`: flag checks, then {@link runVideo}. */
 import type { ProgressStream } from '@dif-fusion/cli-kit';
 import { FuseError } from '../errors';
-import { memoryBudget } from '../memory';
+import { runTiling } from '../memory';
 import type { Method } from '../methods';
 import type { PairBy } from './pairing';
 import { runVideo } from './run';
@@ -34,8 +34,6 @@ export async function runVideoFlags(
   const no = (m: string): never => {
     throw new FuseError(m, 2);
   };
-  const budget = memoryBudget(f.memory);
-  let toldTiling = false;
   if (f.pairs?.length) no('--pairs cannot be combined with --ir/--vis');
   if (!f.ir || !f.vis) no(`--${f.ir ? 'vis' : 'ir'} is missing: a video needs both --ir and --vis`);
   if (!f.output) no('-o is required: a video file (.mp4, .mkv, .webm, ...) or a folder for frames');
@@ -53,17 +51,8 @@ export async function runVideoFlags(
     seed: f.seed,
     device: f.device,
     threads: f.threads,
-    tiling: {
-      tile: f.tile,
-      overlap: f.overlap,
-      // Decided once for the whole video (every frame tiles alike).
-      memoryBudget: budget.bytes,
-      memorySource: budget.source,
-      onTiling: (why: string) => {
-        if (!f.quiet && !toldTiling) io.err(`tiling: ${why}`);
-        toldTiling = true;
-      },
-    },
+    // Decided once for the whole video (every frame tiles alike).
+    tiling: runTiling(f, io.err),
     quiet: f.quiet,
     out: io.out,
     err: io.err,

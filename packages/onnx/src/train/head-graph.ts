@@ -120,7 +120,6 @@ export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): Trai
     throw new Error(`head training graph: the head outputs [${fShape}], the loss needs [${rgb}]`);
   const lum = o.space === 'luma';
   const fs = lum ? luma(ops, fused) : fused;
-  const vs = lum ? luma(ops, vis) : vis;
   const cmp = lum ? [n, 1, s, s] : rgb;
   let target: Value;
   let gradTarget: Value;
@@ -130,6 +129,7 @@ export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): Trai
     target = ops.input('target', cmp);
     gradTarget = ops.input('target_grad', cmp);
   } else {
+    const vs = lum ? luma(ops, vis) : vis;
     target = ops.constant('Max', [vs, ir], cmp);
     gradTarget = ops.constant('Max', [sobelMagnitude(ops, vs), sobelMagnitude(ops, ir)], cmp);
   }
