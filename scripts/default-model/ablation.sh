@@ -8,7 +8,9 @@
 # and with time steps {5}, {5,50}, {5,50,100} (for `none` the steps do not matter: one run).
 # Each head is exported, fuses the validation pairs, and `dif-fuse eval` compares them.
 #
-#   bash scripts/default-model/ablation.sh      EPOCHS (30), LOSS_ARGS (v3's loss), RUN
+#   bash scripts/default-model/ablation.sh      EPOCHS (30), LOSS_ARGS (v3's loss), RUN,
+#     BASE (the head config the time steps are put into: head-v2.json; head-v4-scratch.json
+#     carries v4's salient target options for the rerun with the salient target)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SHARED=${DIF_FUSION_SHARED:-../shared}
@@ -16,6 +18,7 @@ DATA=$SHARED/data/roadscene
 RUN=${RUN:-runs/ablation}
 EPOCHS=${EPOCHS:-30}
 LOSS_ARGS=${LOSS_ARGS:-"--loss-space luma --alpha 0.3"}
+BASE=${BASE:-scripts/default-model/head-v2.json}
 [ -d "$DATA/train" ] || { echo "error: $DATA/train: not found (set DIF_FUSION_SHARED)" >&2; exit 1; }
 train() { node apps/trainer/dist/cli.js "$@"; }
 fuse() { node apps/fuser/dist/cli.js "$@"; }
@@ -36,14 +39,14 @@ fi
   io.writeSafetensorsSync(process.argv[2], t, { ...f.metadata, ablation: "every weight zero" });
 ' "$RUN/ddpm/trained.safetensors" "$RUN/ddpm/none.safetensors"
 
-# Head configs per time-step set (head-v2.json with model_df.t replaced).
+# Head configs per time-step set ($BASE with model_df.t replaced).
 for ts in 5 5,50 5,50,100; do
   node -e '
     const fs = require("node:fs");
-    const src = fs.readFileSync("scripts/default-model/head-v2.json", "utf8").replace(/^\s*\/\/.*$/gm, "");
+    const src = fs.readFileSync(process.argv[3], "utf8").replace(/^\s*\/\/.*$/gm, "");
     const c = JSON.parse(src); c.model_df.t = process.argv[1].split(",").map(Number);
     fs.writeFileSync(process.argv[2], JSON.stringify(c, null, 2));
-  ' "$ts" "$RUN/configs/head-t$ts.json"
+  ' "$ts" "$RUN/configs/head-t$ts.json" "$BASE"
 done
 
 one() { # ddpm steps

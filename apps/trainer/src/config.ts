@@ -330,6 +330,9 @@ const headSchema = z
               ir_floor: z.number().min(0).max(1).optional(),
               ir_gradient: z.number().min(0).optional(),
               gradient_gain: z.number().positive().optional(),
+              ir_structure: z.number().min(0).optional(),
+              edge_low: z.number().optional(),
+              edge_high: z.number().optional(),
             })
             .optional(),
         })

@@ -33,9 +33,19 @@ describe('the fusion loss settings, defined once', () => {
     });
   });
 
-  it('has one cross-field rule: the salient target compares luma', () => {
+  it('checks across fields: the salient target compares luma, its ramps rise', () => {
     expect(fusionLossProblem({})).toBeNull();
     expect(fusionLossProblem({ target: 'salient', space: 'luma' })).toBeNull();
     expect(fusionLossProblem({ target: 'salient' })).toMatch(/set space 'luma'/);
+    expect(
+      fusionLossProblem({
+        target: 'salient',
+        space: 'luma',
+        target_options: { edge_low: 0.5, edge_high: 0.5 },
+      }),
+    ).toBe('target_options: edge_low (0.5) must be below edge_high (0.5)');
+    expect(
+      fusionLossProblem({ target: 'salient', space: 'luma', target_options: { salient_high: 0.01 } }),
+    ).toMatch(/salient_low \(0.04\) must be below salient_high \(0.01\)/);
   });
 });

@@ -5,7 +5,7 @@
  * (`fusionLossOptions`). The loss itself: ./loss.ts on TensorFlow.js (the
  * `@dif-fusion/fusion-head/tfjs` subpath) and @dif-fusion/onnx/train head-graph on ONNX.
  */
-import type { FusionTargetKind, SalientTargetOptions } from './target';
+import { type FusionTargetKind, SALIENT_TARGET_DEFAULTS, type SalientTargetOptions } from './target';
 
 export type ImageLayout = 'NCHW' | 'NHWC';
 
@@ -54,13 +54,20 @@ export interface FusionLossConfig {
 export const FUSION_LOSS_DEFAULTS: Readonly<Required<Omit<FusionLossConfig, 'target_options'>>> =
   Object.freeze({ alpha: 1, color_weight: 0, space: 'rgb', target: 'max' });
 
-/** What is wrong with a loss config, in one line, or null (the one cross-field rule). */
+/** What is wrong with a loss config, in one line, or null (the cross-field rules). */
 export function fusionLossProblem(c: FusionLossConfig): string | null {
   if (
     (c.target ?? FUSION_LOSS_DEFAULTS.target) !== 'max' &&
     (c.space ?? FUSION_LOSS_DEFAULTS.space) !== 'luma'
   )
     return `target '${c.target}' compares luma: set space 'luma' (--loss-space luma)`;
+  const o = { ...SALIENT_TARGET_DEFAULTS, ...c.target_options };
+  for (const [lo, hi] of [
+    ['salient_low', 'salient_high'],
+    ['dark_low', 'dark_high'],
+    ['edge_low', 'edge_high'],
+  ] as const)
+    if (!(o[lo] < o[hi])) return `target_options: ${lo} (${o[lo]}) must be below ${hi} (${o[hi]})`;
   return null;
 }
 

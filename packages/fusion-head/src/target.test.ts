@@ -101,6 +101,29 @@ describe("fusionTarget('salient')", () => {
     expect(std(t.intensity)).toBeLessThan(0.5 * std(ir));
   });
 
+  it('ir_structure keeps a strong infrared edge under a bright sky, never its texture', () => {
+    // bright smooth visible (I < Y everywhere: the intensity target is Y), infrared with
+    // low-contrast texture on the left half and a step of 0.3 ([0,1] scale: 0.15) at column 36
+    const y = fill(n, 0.6);
+    const tex = texture(h, w, -0.2, 0.02);
+    const ir = fill(n, -0.2);
+    for (let r = 0; r < h; r++)
+      for (let c = 0; c < w; c++) if (c < 24) ir[r * w + c] = tex[r * w + c];
+      else if (c >= 36) ir[r * w + c] = 0.1;
+    const off = fusionTarget('salient', y, ir, h, w, { denoise_sigma: 0 });
+    const on = fusionTarget('salient', y, ir, h, w, { denoise_sigma: 0, ir_structure: 1 });
+    const si = sobelMagnitudePlane(ir, h, w);
+    // the step's dark side (column 35: below its surroundings, so not salient): |Gx| + |Gy| =
+    // 4 x 0.3 = 1.2 ([-1,1] scale), 0.6 on the [0,1] scale: half-way up the 0.4-0.8 ramp
+    // (c = 0.5), so half of it enters the target
+    expect(at(si, 24, 35)).toBeCloseTo(1.2, 5);
+    expect(at(off.gradient, 24, 35)).toBeLessThan(1e-6);
+    expect(at(on.gradient, 24, 35)).toBeCloseTo(0.5 * 1.2, 5);
+    // the texture (|S(I)| well below the ramp) stays out; the intensity target is unchanged
+    expect(at(on.gradient, 24, 10)).toBeLessThan(1e-6);
+    expect(on.intensity).toEqual(off.intensity);
+  });
+
   it('ir_floor 1 and no denoising is max(Y, I): the official intensity target', () => {
     const y = texture(h, w, 0.1, 0.5);
     const ir = texture(h, w, 0.2, 0.6).reverse();
