@@ -45,7 +45,11 @@ describe('the fusion loss settings, defined once', () => {
       }),
     ).toBe('target_options: edge_low (0.5) must be below edge_high (0.5)');
     expect(
-      fusionLossProblem({ target: 'salient', space: 'luma', target_options: { salient_high: 0.01 } }),
+      fusionLossProblem({
+        target: 'salient',
+        space: 'luma',
+        target_options: { salient_high: 0.01 },
+      }),
     ).toMatch(/salient_low \(0.04\) must be below salient_high \(0.01\)/);
   });
 });

@@ -5,7 +5,11 @@
  * (`fusionLossOptions`). The loss itself: ./loss.ts on TensorFlow.js (the
  * `@dif-fusion/fusion-head/tfjs` subpath) and @dif-fusion/onnx/train head-graph on ONNX.
  */
-import { type FusionTargetKind, SALIENT_TARGET_DEFAULTS, type SalientTargetOptions } from './target';
+import {
+  type FusionTargetKind,
+  SALIENT_TARGET_DEFAULTS,
+  type SalientTargetOptions,
+} from './target';
 
 export type ImageLayout = 'NCHW' | 'NHWC';
 

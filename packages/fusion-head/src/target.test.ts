@@ -108,8 +108,9 @@ describe("fusionTarget('salient')", () => {
     const tex = texture(h, w, -0.2, 0.02);
     const ir = fill(n, -0.2);
     for (let r = 0; r < h; r++)
-      for (let c = 0; c < w; c++) if (c < 24) ir[r * w + c] = tex[r * w + c];
-      else if (c >= 36) ir[r * w + c] = 0.1;
+      for (let c = 0; c < w; c++)
+        if (c < 24) ir[r * w + c] = tex[r * w + c];
+        else if (c >= 36) ir[r * w + c] = 0.1;
     const off = fusionTarget('salient', y, ir, h, w, { denoise_sigma: 0 });
     const on = fusionTarget('salient', y, ir, h, w, { denoise_sigma: 0, ir_structure: 1 });
     const si = sobelMagnitudePlane(ir, h, w);

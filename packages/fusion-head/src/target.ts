@@ -255,7 +255,8 @@ export function fusionTarget(
       continue;
     }
     // S(I_d) on the [-1, 1] scale is twice the [0, 1] scale's
-    const c = o.ir_structure > 0 ? o.ir_structure * smoothstep(o.edge_low, o.edge_high, si[i] / 2) : 0;
+    const c =
+      o.ir_structure > 0 ? o.ir_structure * smoothstep(o.edge_low, o.edge_high, si[i] / 2) : 0;
     gradient[i] = o.gradient_gain * Math.max(g, o.ir_gradient * Math.max(salient[i], c) * si[i]);
   }
   return { intensity, gradient, weight };
