@@ -333,6 +333,9 @@ const headSchema = z
               ir_structure: z.number().min(0).optional(),
               edge_low: z.number().optional(),
               edge_high: z.number().optional(),
+              ir_texture: z.number().min(0).optional(),
+              smooth_low: z.number().optional(),
+              smooth_high: z.number().optional(),
             })
             .optional(),
         })

@@ -70,6 +70,7 @@ export function fusionLossProblem(c: FusionLossConfig): string | null {
     ['salient_low', 'salient_high'],
     ['dark_low', 'dark_high'],
     ['edge_low', 'edge_high'],
+    ['smooth_low', 'smooth_high'],
   ] as const)
     if (!(o[lo] < o[hi])) return `target_options: ${lo} (${o[lo]}) must be below ${hi} (${o[hi]})`;
   return null;

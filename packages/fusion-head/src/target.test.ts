@@ -125,6 +125,31 @@ describe("fusionTarget('salient')", () => {
     expect(on.intensity).toEqual(off.intensity);
   });
 
+  it('ir_texture takes the infrared detail where the visible image is textured, not in a smooth bright sky', () => {
+    // top half: bright smooth sky; bottom half: bright foliage (strong visible texture:
+    // 4-px stripes). The infrared has low-contrast texture everywhere, below the visible luma.
+    const y = fill(n, 0.6);
+    for (let r = 24; r < h; r++)
+      for (let c = 0; c < w; c++) y[r * w + c] = 0.5 + 0.3 * (Math.floor(c / 4) % 2 ? 1 : -1);
+    const ir = texture(h, w, -0.2, 0.05);
+    const opts = { denoise_sigma: 0, ir_texture: 1 };
+    const t = fusionTarget('salient', y, ir, h, w, opts);
+    const off = fusionTarget('salient', y, ir, h, w, { denoise_sigma: 0 });
+    const si = sobelMagnitudePlane(ir, h, w);
+    const sy = sobelMagnitudePlane(y, h, w);
+    // sky (row 6): the visible is flat and bright: no infrared texture, as without the option
+    expect(at(t.gradient, 6, 20)).toBe(at(off.gradient, 6, 20));
+    expect(at(t.gradient, 6, 20)).toBeLessThan(1e-6);
+    // foliage (row 40, column 21: inside a stripe, where S(Y) = 0): u = 1, so the target is
+    // the infrared's texture there, which the option's absence leaves out
+    const i = 40 * w + 21;
+    expect(sy[i]).toBe(0);
+    expect(si[i]).toBeGreaterThan(0.01);
+    expect(t.gradient[i]).toBeCloseTo(si[i], 6);
+    expect(off.gradient[i]).toBeLessThan(1e-6);
+    expect(t.intensity).toEqual(off.intensity);
+  });
+
   it('ir_floor 1 and no denoising is max(Y, I): the official intensity target', () => {
     const y = texture(h, w, 0.1, 0.5);
     const ir = texture(h, w, 0.2, 0.6).reverse();

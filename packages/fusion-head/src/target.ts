@@ -17,7 +17,10 @@
  *     Y_T = Y + w max(0, I_d - Y)
  *     c   = smoothstep(edge_low, edge_high, S(I_d))               an infrared edge strong
  *                                                                  enough to be structure
- *     G_T = gradient_gain max(S(Y), S(Y_T), ir_gradient max(s, ir_structure c) S(I_d))
+ *     u   = 1 - (1 - e) (1 - smoothstep(smooth_low, smooth_high, m4(S(Y))))
+ *                                                                  not a smooth, well-exposed
+ *                                                                  region (m4: sigma 4)
+ *     G_T = gradient_gain max(S(Y), S(Y_T), ir_gradient max(s, ir_structure c, ir_texture u) S(I_d))
  *
  *   I_d is the infrared denoised where the visible image is dark (I + e (blur(I) - I)).
  *
@@ -84,6 +87,20 @@ export interface SalientTargetOptions {
    */
   edge_low?: number;
   edge_high?: number;
+  /**
+   * Weight of all the infrared's edges, texture included, outside smooth well-exposed
+   * regions (u above): where the visible image is dark or itself textured (foliage, clutter,
+   * road markings), the infrared's detail adds information; in a bright smooth sky it is the
+   * camera's cloud and fixed-pattern texture and stays out. Default 0.
+   */
+  ir_texture?: number;
+  /**
+   * The visible image counts as smooth where its local mean Sobel magnitude (|Gx| + |Gy| on
+   * the [0, 1] scale, Gaussian sigma 4) is below `smooth_low`, as textured above
+   * `smooth_high`. Defaults 0.1 and 0.25.
+   */
+  smooth_low?: number;
+  smooth_high?: number;
 }
 
 export const SALIENT_TARGET_DEFAULTS: Readonly<Required<SalientTargetOptions>> = Object.freeze({
@@ -100,6 +117,9 @@ export const SALIENT_TARGET_DEFAULTS: Readonly<Required<SalientTargetOptions>> =
   ir_structure: 0,
   edge_low: 0.4,
   edge_high: 0.8,
+  ir_texture: 0,
+  smooth_low: 0.1,
+  smooth_high: 0.25,
 });
 
 /** The option names (for config validation). */
@@ -247,6 +267,8 @@ export function fusionTarget(
   const sy = sobelMagnitudePlane(y, h, w);
   const st = sobelMagnitudePlane(intensity, h, w);
   const si = o.ir_gradient > 0 ? sobelMagnitudePlane(id, h, w) : null;
+  // local visible texture, on the [0, 1] scale (S of [-1, 1] values is twice it)
+  const texture = si && o.ir_texture > 0 ? gaussianBlurPlane(sy, h, w, 4) : null;
   const gradient = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     const g = Math.max(sy[i], st[i]);
@@ -257,7 +279,11 @@ export function fusionTarget(
     // S(I_d) on the [-1, 1] scale is twice the [0, 1] scale's
     const c =
       o.ir_structure > 0 ? o.ir_structure * smoothstep(o.edge_low, o.edge_high, si[i] / 2) : 0;
-    gradient[i] = o.gradient_gain * Math.max(g, o.ir_gradient * Math.max(salient[i], c) * si[i]);
+    const u = texture
+      ? o.ir_texture *
+        (1 - (1 - dark[i]) * (1 - smoothstep(o.smooth_low, o.smooth_high, texture[i] / 2)))
+      : 0;
+    gradient[i] = o.gradient_gain * Math.max(g, o.ir_gradient * Math.max(salient[i], c, u) * si[i]);
   }
   return { intensity, gradient, weight };
 }
