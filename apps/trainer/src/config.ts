@@ -274,6 +274,8 @@ const headSchema = z
       /** The head variants (see @dif-fusion/fusion-head FusionHeadOutput). */
       output: z.enum(['rgb', 'luma', 'weight']).optional(),
       source_skip: z.boolean().optional(),
+      /** Keep the Blocks' 1x1 merge conv with one time step (fusion-head's `merge`). */
+      merge: z.boolean().optional(),
       out_channels: ignored,
       loss_type: ignored,
       output_cm_size: ignored,

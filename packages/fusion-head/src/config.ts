@@ -50,6 +50,14 @@ export interface FusionHeadConfig {
    * the final layers (`rgb_decode2`). Default false; written only when true.
    */
   source_skip?: boolean;
+  /**
+   * Every Block starts with the 1x1 merge conv (`block.0`, then ReLU) also with a single time
+   * step. The official head merges only when several time steps are stacked (and keeps
+   * `None` in the slot otherwise); with `merge` a one-step head keeps the shape of a
+   * several-step one, so it can start from one's weights (its merge weights summed over the
+   * steps: exact where the steps' features agree). Written only when true.
+   */
+  merge?: boolean;
 }
 
 export type FusionHeadConfigInput = Partial<FusionHeadConfig> & {
@@ -78,6 +86,7 @@ export function normalizeHeadConfig(input: FusionHeadConfigInput): FusionHeadCon
   };
   if (input.output !== undefined && input.output !== 'rgb') cfg.output = input.output;
   if (input.source_skip) cfg.source_skip = true;
+  if (input.merge) cfg.merge = true;
   const fail = (msg: string): never => {
     throw new Error(`fusion head config: ${msg}`);
   };
@@ -95,6 +104,8 @@ export function normalizeHeadConfig(input: FusionHeadConfigInput): FusionHeadCon
     fail(`output '${output}' makes an RGB image: out_channels must be 3`);
   if (input.source_skip !== undefined && typeof input.source_skip !== 'boolean')
     fail('source_skip must be true or false');
+  if (input.merge !== undefined && typeof input.merge !== 'boolean')
+    fail('merge must be true or false');
   const per = cfg.res_blocks + 1;
   const maxScale = per * cfg.channel_multiplier.length - 1;
   for (const s of cfg.feat_scales) {
@@ -145,6 +156,7 @@ export function headConfigToJSON(cfg: FusionHeadConfig): FusionHeadConfig {
     res_blocks: cfg.res_blocks,
     ...(cfg.output && cfg.output !== 'rgb' ? { output: cfg.output } : {}),
     ...(cfg.source_skip ? { source_skip: true } : {}),
+    ...(cfg.merge ? { merge: true } : {}),
   };
 }
 
@@ -176,7 +188,8 @@ export function parseJsonWithComments(text: string, source = 'config'): unknown 
  * The official `model_df.out_channels` (4) is ignored, as the official head ignores it
  * (it always makes 3 channels); so are `loss_type`, `output_cm_size` and `psp`.
  * A `model_df.mode` field (not in the reference) is honoured unless `options.mode` is given;
- * so are the variant fields `model_df.output` and `model_df.source_skip` (not in the reference).
+ * so are the variant fields `model_df.output`, `model_df.source_skip` and `model_df.merge` (not
+ * in the reference).
  */
 export function headConfigFromReference(
   json: any,
@@ -201,5 +214,6 @@ export function headConfigFromReference(
     mode: options.mode ?? df.mode,
     output: df.output,
     source_skip: df.source_skip,
+    merge: df.merge,
   });
 }

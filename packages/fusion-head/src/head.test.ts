@@ -207,6 +207,57 @@ describe('FusionHead', () => {
     store.dispose();
   });
 
+  it('merge: a one-step head with the merge weights summed over the steps equals the two-step head fed the same features twice', () => {
+    const two = new FusionHead({ ...TINY, mode: 'full', output: 'luma', source_skip: true });
+    const one = new FusionHead({
+      ...TINY,
+      time_steps: [5],
+      mode: 'full',
+      output: 'luma',
+      source_skip: true,
+      merge: true,
+    });
+    expect(one.toJSON().merge).toBe(true);
+    expect(FusionHead.fromJSON(JSON.stringify(one.toJSON())).params()).toEqual(one.params());
+    const dims = Object.fromEntries(one.params().map((p) => [p.name, p.shape]));
+    expect(dims['decoder.0.block.0.weight']).toEqual([8, 8, 1, 1]);
+    const store2 = TfParamStore.init(two.params(), 11);
+    // the one-step weights: block.0 [dim, 2 dim, 1, 1] summed over its two input halves
+    const torch2 = store2.toTorch();
+    const torch1 = new Map(
+      [...torch2].map(([name, t]) => {
+        // the Blocks' merge convs (decoder.{2i}; the attention blocks' block.0 is a 3x3 conv)
+        const merge = /^decoder\.\d+\.block\.0\.weight$/.test(name) && t.shape[2] === 1;
+        if (!merge) return [name, t];
+        const [o, i2] = t.shape;
+        const i = i2 / 2;
+        const data = new Float32Array(o * i);
+        for (let a = 0; a < o; a++)
+          for (let b = 0; b < i; b++) data[a * i + b] = t.data[a * i2 + b] + t.data[a * i2 + i + b];
+        return [name, { ...t, shape: [o, i, 1, 1], data }];
+      }),
+    );
+    const store1 = TfParamStore.fromTorch(one.params(), torch1);
+    const feats1 = randomFeats(one, 2, 8, 12);
+    const feats2 = [feats1[0], feats1[0]];
+    const rng = new Rng(13);
+    const vis = tf.tensor4d(
+      new Float32Array(2 * 64 * 3).map(() => rng.normal() * 0.5),
+      [2, 8, 8, 3],
+    );
+    const ir = tf.tensor4d(
+      new Float32Array(2 * 64).map(() => rng.normal() * 0.5),
+      [2, 8, 8, 1],
+    );
+    const y1 = tf.tidy(() => one.forward(new TfOps(store1), feats1 as tf.Tensor[][], { vis, ir }));
+    const y2 = tf.tidy(() => two.forward(new TfOps(store2), feats2 as tf.Tensor[][], { vis, ir }));
+    const d = tf.tidy(() => tf.max(tf.abs(tf.sub(y1, y2))).dataSync()[0]);
+    expect(d).toBeLessThan(1e-5);
+    tf.dispose([y1, y2, vis, ir, ...feats1.flat().filter((t): t is tf.Tensor => t !== null)]);
+    store1.dispose();
+    store2.dispose();
+  });
+
   it('full mode gradients match central differences (tiny config)', () => {
     const head = new FusionHead({ ...TINY, mode: 'full' });
     const store = TfParamStore.init(head.params(), 6);

@@ -76,16 +76,22 @@ export class AttentionBlock extends Module {
 /**
  * Official Block: with several time steps, Conv1x1 (dim*K -> dim) -> ReLU -> Conv3x3 -> ReLU
  * (keys block.0, block.2); with one time step only the Conv3x3 (key block.2: the official
- * nn.Sequential keeps `None` in slots 0 and 1).
+ * nn.Sequential keeps `None` in slots 0 and 1), unless `merge` keeps the Conv1x1 (dim -> dim).
  */
 export class Block extends Module {
   readonly merge: Conv2d | null;
   readonly conv: Conv2d;
 
-  constructor(prefix: string, dim: number, dimOut: number, nTimeSteps: number) {
+  constructor(
+    prefix: string,
+    dim: number,
+    dimOut: number,
+    nTimeSteps: number,
+    merge = nTimeSteps > 1,
+  ) {
     super(prefix);
     this.merge =
-      nTimeSteps > 1
+      merge || nTimeSteps > 1
         ? new Conv2d(this.key('block.0'), dim * nTimeSteps, dim, 1, { init: INIT })
         : null;
     this.conv = new Conv2d(this.key('block.2'), dim, dimOut, 3, { padding: 1, init: INIT });
@@ -165,7 +171,7 @@ export class FusionHead extends Module {
     let idx = 0;
     for (let i = 0; i < scales.length; i++) {
       const dim = scaleChannels(cfg, scales[i]);
-      this.blocks.push(new Block(`decoder.${idx++}`, dim, dim, k));
+      this.blocks.push(new Block(`decoder.${idx++}`, dim, dim, k, cfg.merge));
       if (i !== scales.length - 1) {
         const dimOut = scaleChannels(cfg, scales[i + 1]);
         this.attentions.push(new AttentionBlock(`decoder.${idx++}`, dim, dimOut));
