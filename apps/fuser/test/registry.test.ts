@@ -357,23 +357,42 @@ describe('published to a registry, installed with plain npm', () => {
  * its own `// npm i ...` line is run there first, as written) and what its output must hold.
  */
 const SNIPPETS: Record<string, { project: string; expect: RegExp }> = {
-  '@dif-fusion/schedules': { project: 'libs-app', expect: /^1065 0\.\d+ .*\[ 1, 41, 81, 121 \]$/m },
+  '@dif-fusion/schedules': {
+    project: 'libs-app',
+    expect: /^898 0\.7573606931280329 0\.9999500640364433 \[ 0, 41, 82, 122 \]$/m,
+  },
   '@dif-fusion/io': { project: 'libs-app', expect: /^Uint8Array\(6\) \[ 0, 0, 0, 32, 32, 32 \]$/m },
-  '@dif-fusion/metrics': { project: 'libs-app', expect: /EN: 5\.\d+/ },
+  '@dif-fusion/metrics': {
+    project: 'libs-app',
+    expect: /EN: 6\.0967075[\s\S]*DeltaE: 1\.65894989/,
+  },
   '@dif-fusion/cli-kit': {
     project: 'libs-app',
-    expect: /^\{ ok: 0, failure: 1, usage: 2, interrupted: 130 \}$/m,
+    expect: /^1\n\{ ok: 0, failure: 1, usage: 2, interrupted: 130 \}$/m,
   },
-  '@dif-fusion/charts': { project: 'libs-app', expect: /^loss\.png 1280x800 png$/m },
+  '@dif-fusion/charts': { project: 'libs-app', expect: /^loss\.png 524x528$/m },
   '@dif-fusion/onnx': { project: 'fuser-app', expect: /^cpu 18432$/m },
   '@dif-fusion/fuser': { project: 'fuser-app', expect: /^fused\.png 96x64 cpu$/m },
-  '@dif-fusion/nn': { project: 'trainer-app', expect: /^\[\] 4$/m },
-  '@dif-fusion/tfjs': { project: 'trainer-app', expect: /^Float32Array\(1\) \[ 3 \]$/m },
-  '@dif-fusion/unet': { project: 'trainer-app', expect: /^\[ 1, 32, 32, 4 \]/m },
-  '@dif-fusion/diffusion': { project: 'trainer-app', expect: /^loss \d+\.\d+/m },
-  '@dif-fusion/fusion-head': { project: 'trainer-app', expect: /^\[ 1, 32, 32, 3 \]/m },
-  '@dif-fusion/torch-import': { project: 'trainer-app', expect: /^\d+ tensors/m },
-  '@dif-fusion/trainer': { project: 'trainer-app', expect: /^ddpm 20000 steps, head/m },
+  '@dif-fusion/nn': { project: 'trainer-app', expect: /^\[\] 4\n\[ 8, 3, 3, 3 \]$/m },
+  '@dif-fusion/tfjs': { project: 'trainer-app', expect: /^wasm\nFloat32Array\(1\) \[ 3 \]$/m },
+  '@dif-fusion/unet': { project: 'trainer-app', expect: /^\[ 1, 32, 32, 4 \] 6 6 164$/m },
+  '@dif-fusion/diffusion': {
+    project: 'trainer-app',
+    expect: /^loss \d\.\d{4} 3 \[ 1, 32, 32, 4 \]$/m,
+  },
+  '@dif-fusion/fusion-head': {
+    project: 'trainer-app',
+    expect: /^\[ 1, 32, 32, 3 \] \[ 2, 5, 8, 11, 14 \] \d/m,
+  },
+  '@dif-fusion/torch-import': {
+    project: 'trainer-app',
+    expect:
+      /schedule: 'linear',\s+n_timestep: 2000,\s+linear_start: 0\.000001,\s+linear_end: 0\.01/,
+  },
+  '@dif-fusion/trainer': {
+    project: 'trainer-app',
+    expect: /^ddpm 500 steps, lr 0\.0001, head 30 epochs$/m,
+  },
 };
 
 describe('each package README opens with a snippet that runs in a fresh ESM project with plain node', () => {
