@@ -59,6 +59,6 @@ export async function requireOptional(
   }
   if (missing.length === 0) return;
   throw new FuseError(
-    `dif-fuse ${command} needs ${names.join(' and ')}, which ${missing.length > 1 ? 'are' : 'is'} not installed (optional dependencies): npm i ${installSpec(names)}`,
+    `dif-fuse ${command} needs ${missing.join(' and ')}, which ${missing.length > 1 ? 'are' : 'is'} not installed (optional dependencies): npm i ${installSpec(names)}`,
   );
 }
