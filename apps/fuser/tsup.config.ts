@@ -33,11 +33,12 @@ export default defineConfig({
   // queue-processor: the sandboxed processor `dif-fuse worker` forks (BullMQ loads it by path).
   entry: {
     index: 'src/index.ts',
+    queue: 'src/queue/index.ts',
     cli: 'src/cli.ts',
     'queue-processor': 'src/queue/processor.ts',
   },
   format: ['esm'],
-  dts: { entry: 'src/index.ts' },
+  dts: { entry: { index: 'src/index.ts', queue: 'src/queue/index.ts' } },
   sourcemap: true,
   clean: true,
   target: 'node20',

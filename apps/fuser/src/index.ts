@@ -1,5 +1,6 @@
 /**
- * @dif-fusion/fuser — programmatic API of `dif-fuse`.
+ * @dif-fusion/fuser — programmatic API of `dif-fuse`. The job queue (BullMQ, ioredis: optional
+ * peer dependencies) is the `@dif-fusion/fuser/queue` subpath.
  */
 export { FuseError } from './errors';
 export {
@@ -32,7 +33,7 @@ export {
   METHODS,
   type Method,
 } from './methods';
-export { checkModelDir, defaultModelCandidates, resolveModelDir } from './model';
+export { checkModelDir, defaultModelCandidates, defaultModelDir, resolveModelDir } from './model';
 export {
   AUTO_TILE_PIXELS,
   autoTile,
@@ -50,11 +51,6 @@ export {
   type TilingOptions,
 } from './pipeline';
 export { buildProgram, main } from './program';
-export { type AddOptions, type AddResult, addJobs } from './queue/add';
-export { DEFAULT_QUEUE } from './queue/connection';
-export { jobId, listPairs, type PairJob } from './queue/jobs';
-export { formatStatus, type QueueStatus, queueStatus } from './queue/status';
-export { runWorker, type WorkerOptions, type WorkerSummary } from './queue/worker';
 export { isVideoPath, probeVideo, type VideoInfo } from './video/ffmpeg';
 export { type PairBy, type Pairing, pairFrames } from './video/pairing';
 export { isVideoJob, runVideo, type VideoOptions, type VideoResult } from './video/run';

@@ -9,6 +9,7 @@
  * options, help and errors are exactly the real command's.
  */
 import { Command, Help } from 'commander';
+import { requireOptional } from './optional';
 
 export interface LazyIo {
   out: (s: string) => void;
@@ -39,6 +40,7 @@ export const LAZY_COMMANDS: readonly LazyCommand[] = [
     term: 'queue',
     description: 'batch fusion over a Redis job queue (BullMQ): add jobs, show their state',
     register: async (p, io) => {
+      await requireOptional('queue');
       (await import('./queue/cli')).registerQueueCommands(p, io);
     },
   },
@@ -48,6 +50,7 @@ export const LAZY_COMMANDS: readonly LazyCommand[] = [
     description:
       'fuse queued pairs until stopped (SIGTERM: finish the job in hand, then exit); run one per machine or more',
     register: async (p, io) => {
+      await requireOptional('worker');
       (await import('./queue/cli')).registerQueueCommands(p, io);
     },
   },
@@ -57,6 +60,7 @@ export const LAZY_COMMANDS: readonly LazyCommand[] = [
     description:
       'Serve a local web page: drop an infrared and a visible image, see the fusion beside its sources and a baseline, with metrics',
     register: async (p, io) => {
+      await requireOptional('serve');
       (await import('./serve/command')).registerServeCommand(p, io);
     },
   },

@@ -26,15 +26,24 @@ export function defaultModelCandidates(): string[] {
     : [inPackage];
 }
 
+/**
+ * The folder of the shipped default model (model.onnx, config.json, MODEL_CARD.md): inside the
+ * installed package, or the repository's models/default in a checkout. For the library API,
+ * e.g. `loadFusionModel(defaultModelDir())` of @dif-fusion/onnx, without knowing where npm put
+ * the package.
+ */
+export function defaultModelDir(): string {
+  for (const c of defaultModelCandidates()) if (existsSync(join(c, 'model.onnx'))) return c;
+  throw new FuseError(
+    `the shipped default model is missing (looked in ${defaultModelCandidates().join(' and ')}); pass --model DIR or use a baseline --method`,
+  );
+}
+
 export function resolveModelDir(flag: string | undefined): { dir: string; source: string } {
   if (flag) return { dir: resolve(flag), source: '--model' };
   const env = process.env.DIF_FUSION_MODEL;
   if (env) return { dir: resolve(env), source: 'DIF_FUSION_MODEL' };
-  for (const c of defaultModelCandidates())
-    if (existsSync(join(c, 'model.onnx'))) return { dir: c, source: 'default' };
-  throw new FuseError(
-    `the shipped default model is missing (looked in ${defaultModelCandidates().join(' and ')}); pass --model DIR or use a baseline --method`,
-  );
+  return { dir: defaultModelDir(), source: 'default' };
 }
 
 /** Cheap structural check before ONNX Runtime sees the folder, so the error is one clear line. */

@@ -2,7 +2,7 @@
  * ONNX Runtime session helpers: execution-provider choice (auto | cuda | cpu) with one-line
  * errors, session options tuned for this workload, and small run helpers.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -75,7 +75,7 @@ export async function inPrivateTmp<T>(create: () => Promise<T>): Promise<T> {
 
 /**
  * Whether the CUDA provider library of onnxruntime-node is installed (it is downloaded by
- * onnxruntime-node's install script only with ONNXRUNTIME_NODE_INSTALL=cuda12). Its presence
+ * onnxruntime-node's install script, by default under npm only with ONNXRUNTIME_NODE_INSTALL=cuda12). Its presence
  * does not prove CUDA works (driver, CUDA 12 and cuDNN 9 libraries): `openSession` tells.
  */
 export function cudaInstalled(): boolean {
@@ -86,7 +86,10 @@ export function cudaInstalled(): boolean {
       process.platform === 'win32'
         ? 'onnxruntime_providers_cuda.dll'
         : 'libonnxruntime_providers_cuda.so';
-    return existsSync(join(bin, lib));
+    // An empty file is the placeholder scripts/cpu-default.cjs leaves so that npm's install
+    // does not download the CUDA libraries: not installed.
+    const file = join(bin, lib);
+    return existsSync(file) && statSync(file).size > 0;
   } catch {
     return false;
   }
@@ -116,7 +119,7 @@ export async function openSession(
   };
   if (device === 'cuda' && !cudaInstalled())
     throw new OnnxRuntimeError(
-      'CUDA is unavailable for ONNX Runtime (the CUDA provider library is not installed); reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (README, GPU section) or use --device cpu',
+      'CUDA is unavailable for ONNX Runtime (the CUDA provider library is not installed); install it with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node` (README, GPU section) or use --device cpu',
     );
   // auto: only try CUDA when its provider library is there (saves a failing load).
   if (device === 'cuda' || (device === 'auto' && cudaInstalled())) {
