@@ -4,6 +4,8 @@
 # changed, each exported, fused on the validation pairs and evaluated beside v4 and ycbcr-max.
 #   VARIANTS="name:{json target_options} ..." (no spaces inside the JSON)
 #   EPOCHS (20)  RUN (runs/v5)  INIT (runs/v4/salient-a06)  DDPM (models/default/ddpm.safetensors)
+#   ONE_STEP (0; 1: one time step, t = [5], with the merge convs: `model_df.merge`; INIT then a
+#   head made by head-one-step.mjs)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SHARED=${DIF_FUSION_SHARED:-../shared}
@@ -12,6 +14,7 @@ RUN=${RUN:-runs/v5}
 EPOCHS=${EPOCHS:-20}
 INIT=${INIT:-runs/v4/salient-a06}
 DDPM=${DDPM:-models/default/ddpm.safetensors}
+ONE_STEP=${ONE_STEP:-0}
 train() { node apps/trainer/dist/cli.js "$@"; }
 fuse() { node apps/fuser/dist/cli.js "$@"; }
 mkdir -p "$RUN/fused" "$RUN/configs"
@@ -24,8 +27,9 @@ for v in $VARIANTS; do
     const c = JSON.parse(fs.readFileSync("scripts/default-model/head-v4.json", "utf8"));
     c.name = process.argv[1];
     Object.assign(c.train.loss.target_options, JSON.parse(process.argv[2]));
+    if (process.argv[4] === "1") Object.assign(c.model_df, { t: [5], merge: true });
     fs.writeFileSync(process.argv[3], JSON.stringify(c, null, 2));
-  ' "$name" "$opts" "$RUN/configs/$name.json"
+  ' "$name" "$opts" "$RUN/configs/$name.json" "$ONE_STEP"
   if [ ! -f "$out.done" ]; then
     if [ -d "$out/checkpoints" ]; then train head -o "$out" --resume --epochs "$EPOCHS" --no-progress
     else
