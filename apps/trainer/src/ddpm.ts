@@ -37,6 +37,7 @@ import {
   TrainOps,
   takeBatchStats,
 } from '@dif-fusion/tfjs';
+import { parseUNetConfig, unetConfigToJSON } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, networkWeights } from './checkpoint';
 import { type DdpmConfig, loadDdpmConfig, resolveRunConfig, validateDdpmConfig } from './config';
@@ -481,7 +482,15 @@ function ddpmCheckpoint(
     step,
     epoch: sampler.getState().epoch,
     config: cfg,
-    model: { ...cfg.model.unet, image_size: cfg.datasets.train.resolution },
+    // the one UNet config block (what `export` and `sample` read back)
+    model: {
+      ...unetConfigToJSON(
+        parseUNetConfig(cfg.model.unet, {
+          image_size: cfg.datasets.train.resolution,
+          which: cfg.model.which_model_G ?? 'sr3',
+        }),
+      ),
+    },
     weights: weightsOf(m),
     ema: m.ema?.weights ?? null,
     optimizer: optimizerOf(m).state(),

@@ -14,10 +14,10 @@ import type { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import { TfOps, type TfParamSource } from '@dif-fusion/tfjs';
 import {
   type DenoiserNet,
+  parseUNetConfig,
   SkipUNet,
-  skipUnetConfigFromReference,
+  skipUnetConfig,
   UNet,
-  unetConfigFromReference,
 } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import type { UnetJson, WhichModelG } from './config';
@@ -76,8 +76,8 @@ export function buildDenoiser(
     learnsVariance(options.varType) ? { ...c, out_channel: 2 * c.out_channel } : c;
   const unet: DenoiserNet =
     which === 'skip_unet'
-      ? new SkipUNet(double(skipUnetConfigFromReference(u)), { init })
-      : new UNet(double(unetConfigFromReference(u, imageSize)), { init });
+      ? new SkipUNet(double(skipUnetConfig(u)), { init })
+      : new UNet(double(parseUNetConfig({ ...u, image_size: imageSize })), { init });
   return {
     unet,
     which,

@@ -33,7 +33,7 @@ const tiny = (dropout: number, options: Partial<UNetConfig> = {}) =>
     out_channel: 4,
     inner_channel: 8,
     norm_groups: 4,
-    channel_mults: [1, 2, 2],
+    channel_multiplier: [1, 2, 2],
     attn_res: [8],
     res_blocks: 1,
     dropout,
