@@ -9,7 +9,13 @@
  * typo like `"inner_chanel": 8` cannot silently train a model at the default width.
  */
 import { readFileSync } from 'node:fs';
-import { MEAN_TYPES, VAR_TYPES, type VarType } from '@dif-fusion/diffusion';
+import {
+  type DiffusionConfig,
+  diffusionConfigProblems,
+  MEAN_TYPES,
+  VAR_TYPES,
+  type VarType,
+} from '@dif-fusion/diffusion';
 import { fusionLossProblem, parseJsonWithComments } from '@dif-fusion/fusion-head';
 import { BETA_SCHEDULES } from '@dif-fusion/schedules';
 import { type UNetConfigInput, unetConfigProblems } from '@dif-fusion/unet';
@@ -102,6 +108,11 @@ const otherData = z.strictObject({
   image_size_w: ignored,
   image_size_h: ignored,
 });
+/**
+ * The `model.diffusion` block: @dif-fusion/diffusion's one config (`DiffusionConfig`), the
+ * reference's other keys accepted and ignored; the rules between keys are the diffusion
+ * package's (`diffusionConfigProblems`).
+ */
 const diffusion = z.strictObject({
   loss: z.enum(['l1', 'l2'], 'must be l1 or l2').optional(),
   /** What the UNet predicts (pytorch-ddpm's mean_type; default epsilon). */
@@ -126,7 +137,7 @@ const diffusion = z.strictObject({
   image_size_h: ignored,
   is_concat: ignored,
   channels: ignored,
-});
+}) satisfies z.ZodType<DiffusionConfig>;
 /** Top-level keys of both reference formats that dif-train ignores. */
 const runKeys = {
   name: z.string().optional(),
@@ -193,18 +204,8 @@ const ddpmSchema = z
           ? 'must be 3 with model.diffusion.conditional (the visible RGB is predicted)'
           : 'must be 4 (visible RGB + infrared)',
       });
-    if (d.vlb_weight !== undefined && d.var_type !== 'learned_range')
-      ctx.addIssue({
-        code: 'custom',
-        path: ['model', 'diffusion', 'vlb_weight'],
-        message: 'needs model.diffusion.var_type: "learned_range" (the only learned variance)',
-      });
-    if (d.drop_prob && !d.conditional)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['model', 'diffusion', 'drop_prob'],
-        message: 'needs model.diffusion.conditional: true',
-      });
+    for (const p of diffusionConfigProblems(d))
+      ctx.addIssue({ code: 'custom', path: ['model', 'diffusion', p.key], message: p.message });
     const down = c.model.unet.channel_multiplier.length - 1;
     if (c.datasets.train.resolution % 2 ** down !== 0)
       ctx.addIssue({

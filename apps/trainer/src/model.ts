@@ -3,7 +3,7 @@
  * interface, and the validation-grid samples.
  */
 import {
-  type GaussianDiffusionOptions,
+  type DiffusionConfig,
   learnsVariance,
   type SamplerName,
   type VarType,
@@ -97,8 +97,8 @@ export interface SampleImagesOptions {
   /** Network passes (the chain respaced when fewer than T). */
   steps: number;
   rng: Rng;
-  /** mean type, var type, conditional (see diffusionOptionsOf). */
-  diffusion?: GaussianDiffusionOptions;
+  /** The `model.diffusion` block (@dif-fusion/diffusion's DiffusionConfig). */
+  diffusion?: DiffusionConfig;
   sampler?: SamplerName;
   eta?: number;
   /** Conditional models: the condition images, NCHW `[n, 1, size, size]`. */

@@ -172,8 +172,8 @@ async function compareLearned(
   });
   const diffusion = new GaussianDiffusion(unet, schedule, {
     loss,
-    meanType,
-    varType: 'learned_range',
+    mean_type: meanType,
+    var_type: 'learned_range',
   });
   const ops = new MaskOps(store, masks);
   const vars = store.names().map((n) => store.get(n) as tf.Variable);
