@@ -67,7 +67,7 @@ import * as tf from '@tensorflow/tfjs-core';
 const backend = await useBackend('wasm');
 const unet = new UNet({
   in_channel: 4, out_channel: 4, inner_channel: 8, norm_groups: 4,
-  channel_mults: [1, 2], attn_res: [8], res_blocks: 1, dropout: 0, image_size: 16,
+  channel_multiplier: [1, 2], attn_res: [8], res_blocks: 1, dropout: 0, image_size: 16,
 });
 const store = TfParamStore.init(unet.params(), 1);
 // tfjs-backend-wasm has no Conv2DBackpropFilter kernel: fastConv2d builds conv gradients from forward kernels.

@@ -43,7 +43,7 @@ const unet = new UNet({
   out_channel: 4,
   inner_channel: inner,
   norm_groups: Math.min(32, inner),
-  channel_mults: [1, 2, 4, 8, 8],
+  channel_multiplier: [1, 2, 4, 8, 8],
   attn_res: a.attn === '' ? [] : a.attn.split(',').map(Number),
   res_blocks: 2,
   dropout: 0.2,

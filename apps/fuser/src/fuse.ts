@@ -1,7 +1,9 @@
 /**
  * Opening a fusion method (the ONNX model or a baseline) once, and fusing image pairs with it.
  */
+
 import { formatError } from '@dif-fusion/io';
+import type { FusionModelConfig } from '@dif-fusion/onnx';
 import { cellNoise } from '@dif-fusion/schedules';
 import { FuseError } from './errors';
 import type { Planar } from './images';
@@ -99,17 +101,17 @@ export async function fuseImages(
  * - convolution activations: about 16 live full-resolution tensors of K x inner_channel.
  */
 export function modelMemory(config: {
-  unet: object;
+  /** The model folder's UNet block (readModelConfig has read old key names). */
+  unet: Partial<
+    Pick<
+      FusionModelConfig['unet'],
+      'image_size' | 'attn_res' | 'channel_multiplier' | 'inner_channel'
+    >
+  >;
   time_steps: number[];
 }): ((h: number, w: number) => number) | undefined {
-  const u = config.unet as {
-    image_size?: number;
-    attn_res?: number[];
-    channel_mults?: number[];
-    channel_multiplier?: number[];
-    inner_channel?: number;
-  };
-  const mults = u.channel_mults ?? u.channel_multiplier;
+  const u = config.unet;
+  const mults = u.channel_multiplier;
   if (!Array.isArray(mults) || typeof u.inner_channel !== 'number') return undefined;
   const K = config.time_steps.length;
   const scales: number[] = [2 ** (mults.length - 1)]; // the middle block

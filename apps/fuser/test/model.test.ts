@@ -33,8 +33,19 @@ function writeToyModel(folder: string): void {
   writeModelFolder(folder, g.serialize({ externalData: 'never' }), {
     format: MODEL_FORMAT,
     format_version: 1,
-    unet: {},
-    head: {},
+    // a tiny UNet's block and a head for it (the stand-in graph computes neither)
+    unet: {
+      in_channel: 4,
+      out_channel: 4,
+      inner_channel: 4,
+      norm_groups: 2,
+      channel_multiplier: [1, 2],
+      attn_res: [],
+      res_blocks: 1,
+      dropout: 0,
+      image_size: 16,
+    },
+    head: { feat_scales: [2, 0], time_steps: [5, 50].slice(0, K), mode: 'full' },
     time_steps: [5, 50].slice(0, K),
     noise_levels: [0.99, 0.9].slice(0, K),
     noise_level_rule: 'midpoint',

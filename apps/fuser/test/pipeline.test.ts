@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { reflectIndex } from '@dif-fusion/io';
+import { readModelConfig } from '@dif-fusion/onnx';
 import { describe, expect, it } from 'vitest';
 import { modelMemory } from '../src/fuse';
 import type { Planar } from '../src/images';
@@ -166,9 +166,8 @@ describe('tiling', () => {
 
   it('--tile off with a model whose whole-image run exceeds the machine is refused before running', () => {
     // The shipped configuration's estimate (inner_channel 16 class, attention at 1/4 scale).
-    const memory = modelMemory(
-      JSON.parse(readFileSync(join(REPO, 'models', 'default', 'config.json'), 'utf8')),
-    )!;
+    // (read as the runtime reads it: the folder's UNet block predates the key rename)
+    const memory = modelMemory(readModelConfig(join(REPO, 'models', 'default')))!;
     const need = memory(2160, 3840);
     expect(Math.round(need / 1e8) / 10).toBe(44.3);
     expect(() => planTiles(2160, 3840, 16, { tile: 'off', machineMemory: 16e9 }, memory)).toThrow(
@@ -334,14 +333,19 @@ describe("'auto' tiling from a memory estimate", () => {
 
   it('estimates the model memory from its UNet config: attention at 1/4 scale, K = 3', () => {
     const mem = modelMemory({
-      unet: { image_size: 64, attn_res: [16], channel_mults: [1, 2, 4, 8, 8], inner_channel: 16 },
+      unet: {
+        image_size: 64,
+        attn_res: [16],
+        channel_multiplier: [1, 2, 4, 8, 8],
+        inner_channel: 16,
+      },
       time_steps: [5, 50, 100],
     })!;
     // 640x480: 19200 tokens at 1/4; 2 x 3 x 19200^2 x 4 B + 16 x 3 x 16 x 640 x 480 x 4 B
     expect(mem(480, 640)).toBe(2 * 3 * 19200 ** 2 * 4 + 16 * 3 * 16 * 640 * 480 * 4);
     // without image_size only the middle block (1/16) attends
     const mid = modelMemory({
-      unet: { channel_mults: [1, 2, 4, 8, 8], inner_channel: 16 },
+      unet: { channel_multiplier: [1, 2, 4, 8, 8], inner_channel: 16 },
       time_steps: [5],
     })!;
     expect(mid(480, 640)).toBe(2 * 1 * 1200 ** 2 * 4 + 16 * 16 * 640 * 480 * 4);

@@ -26,21 +26,17 @@ beforeAll(async () => {
     out_channel: 4,
     inner_channel: 8,
     norm_groups: 4,
-    channel_mults: [1, 2],
+    channel_multiplier: [1, 2],
     attn_res: [8],
     res_blocks: 1,
     dropout: 0,
     image_size: 16,
   });
   // res_blocks 1: 2 decoder features per level; scales 0 (full res) and 2 (1/2).
-  const head = new FusionHead({
-    feat_scales: [0, 2],
-    time_steps: [5, 50],
-    inner_channel: 8,
-    channel_multiplier: [1, 2],
-    res_blocks: 1,
-    mode: 'full',
-  });
+  const head = new FusionHead(
+    { feat_scales: [0, 2], time_steps: [5, 50], mode: 'full' },
+    unet.config,
+  );
   exportFusionModel(model, {
     unet,
     unetWeights: randomWeights(unet.params(), 11),

@@ -147,7 +147,7 @@ try {
   if (a.json) console.log(JSON.stringify(res));
   else
     console.log(
-      `dif-train ${a.command} step: inner_channel ${inner}, channel_mults [${a.mults}], attn_res [${a.attn}], ` +
+      `dif-train ${a.command} step: inner_channel ${inner}, channel_multiplier [${a.mults}], attn_res [${a.attn}], ` +
         `${crop}x${crop}, batch ${a.batch}, backend ${r.backend}: ${mean.toFixed(3)} s/step mean, ` +
         `${best.toFixed(3)} best over ${timed.length} steps, ${cpuMean.toFixed(3)} CPU-s/step (all threads), ` +
         `first step ${times[0].toFixed(2)} s, peak RSS ${Math.round(rssMb)} MB`,

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { UNET_CONFIG_KEYS } from '@dif-fusion/unet';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   DEFAULT_DDPM_CONFIG,
@@ -8,6 +9,7 @@ import {
   loadDdpmConfig,
   loadHeadConfig,
   parseJsonWithComments,
+  unetBlockSchema,
   validateDdpmConfig,
   validateHeadConfig,
 } from './config';
@@ -160,6 +162,21 @@ describe('training configs', () => {
     });
     expect(() => parseJsonWithComments('{"a": }', '/x/c.json')).toThrow(
       /^\/x\/c\.json: invalid JSON \(ValueExpected at line 1, column 7\)$/,
+    );
+  });
+});
+
+describe("model.unet is the UNet package's one config block", () => {
+  it('lists every key of UNetConfig (image_size is datasets.train.resolution)', () => {
+    expect(Object.keys(unetBlockSchema.shape).sort()).toEqual(
+      UNET_CONFIG_KEYS.filter((k) => k !== 'image_size').sort(),
+    );
+  });
+  it("reports the unet package's rules between keys at model.unet.<key>", () => {
+    const c = structuredClone(DEFAULT_DDPM_CONFIG);
+    c.model.unet.norm_groups = 24;
+    expect(() => validateDdpmConfig(c, 'x.json')).toThrow(
+      'x.json: model.unet.norm_groups 24 must divide inner_channel x every channel_multiplier',
     );
   });
 });

@@ -9,10 +9,16 @@
  * typo like `"inner_chanel": 8` cannot silently train a model at the default width.
  */
 import { readFileSync } from 'node:fs';
-import { MEAN_TYPES, VAR_TYPES, type VarType } from '@dif-fusion/diffusion';
+import {
+  type DiffusionConfig,
+  diffusionConfigProblems,
+  MEAN_TYPES,
+  VAR_TYPES,
+  type VarType,
+} from '@dif-fusion/diffusion';
 import { fusionLossProblem, parseJsonWithComments } from '@dif-fusion/fusion-head';
 import { BETA_SCHEDULES } from '@dif-fusion/schedules';
-import { attentionChannels } from '@dif-fusion/unet';
+import { type UNetConfigInput, unetConfigProblems } from '@dif-fusion/unet';
 import { closest, distance } from 'fastest-levenshtein';
 import { type ZodType, z } from 'zod';
 import { UserError } from './errors';
@@ -36,7 +42,13 @@ const betaSchedule = z.strictObject({
 });
 export type BetaScheduleJson = z.infer<typeof betaSchedule>;
 
-const unet = z.strictObject({
+/**
+ * The `model.unet` block: @dif-fusion/unet's one config (`UNetConfigInput`, the official key
+ * names), its keys listed here for the strict check and the "did you mean" hints; the rules
+ * between keys are the unet package's (`unetConfigProblems`, in the superRefine below).
+ * image_size is `datasets.train.resolution` (the official `model.diffusion.image_size`).
+ */
+export const unetBlockSchema = z.strictObject({
   in_channel: z.literal(4, 'must be 4 (visible RGB + infrared)'),
   /** 4, or 3 for a conditional DDPM (visible RGB predicted, the infrared the condition). */
   out_channel: z.union([z.literal(4), z.literal(3)], {
@@ -48,6 +60,8 @@ const unet = z.strictObject({
   attn_res: z.array(z.number()),
   res_blocks: posInt(),
   dropout: z.number().min(0, 'must be in [0, 1)').lt(1, 'must be in [0, 1)'),
+  /** Condition on the noise level (the official UNet's argument; default true). */
+  with_noise_level_emb: z.boolean({ error: 'must be true or false' }).optional(),
   /** SR3 FeatureWiseAffine with scale and shift: (1 + gamma) x + beta (default false). */
   use_affine_level: z.boolean().optional(),
   /** improved-diffusion's scale-shift norm: GN(h) (1 + scale) + shift in block2 (default false). */
@@ -63,8 +77,9 @@ const unet = z.strictObject({
   use_checkpoint: z.boolean({ error: 'must be true or false' }).optional(),
   /** skip_unet only: the fraction of the up path (its end) with additive skips (default 1/sqrt(2)). */
   skip_range: z.number().min(0, 'must be in [0, 1]').max(1, 'must be in [0, 1]').optional(),
-});
-/** A reference `model.unet` block. */
+}) satisfies z.ZodType<UNetConfigInput>;
+const unet = unetBlockSchema;
+/** A `model.unet` block as the file holds it (@dif-fusion/unet's UNetConfigInput). */
 export type UnetJson = z.infer<typeof unet>;
 
 const optimizer = z.strictObject({
@@ -93,6 +108,11 @@ const otherData = z.strictObject({
   image_size_w: ignored,
   image_size_h: ignored,
 });
+/**
+ * The `model.diffusion` block: @dif-fusion/diffusion's one config (`DiffusionConfig`), the
+ * reference's other keys accepted and ignored; the rules between keys are the diffusion
+ * package's (`diffusionConfigProblems`).
+ */
 const diffusion = z.strictObject({
   loss: z.enum(['l1', 'l2'], 'must be l1 or l2').optional(),
   /** What the UNet predicts (pytorch-ddpm's mean_type; default epsilon). */
@@ -117,7 +137,7 @@ const diffusion = z.strictObject({
   image_size_h: ignored,
   is_concat: ignored,
   channels: ignored,
-});
+}) satisfies z.ZodType<DiffusionConfig>;
 /** Top-level keys of both reference formats that dif-train ignores. */
 const runKeys = {
   name: z.string().optional(),
@@ -184,18 +204,8 @@ const ddpmSchema = z
           ? 'must be 3 with model.diffusion.conditional (the visible RGB is predicted)'
           : 'must be 4 (visible RGB + infrared)',
       });
-    if (d.vlb_weight !== undefined && d.var_type !== 'learned_range')
-      ctx.addIssue({
-        code: 'custom',
-        path: ['model', 'diffusion', 'vlb_weight'],
-        message: 'needs model.diffusion.var_type: "learned_range" (the only learned variance)',
-      });
-    if (d.drop_prob && !d.conditional)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['model', 'diffusion', 'drop_prob'],
-        message: 'needs model.diffusion.conditional: true',
-      });
+    for (const p of diffusionConfigProblems(d))
+      ctx.addIssue({ code: 'custom', path: ['model', 'diffusion', p.key], message: p.message });
     const down = c.model.unet.channel_multiplier.length - 1;
     if (c.datasets.train.resolution % 2 ** down !== 0)
       ctx.addIssue({
@@ -204,47 +214,9 @@ const ddpmSchema = z
         message: `must be a positive multiple of ${2 ** down} (the UNet halves it ${down} times), got ${c.datasets.train.resolution}`,
       });
     const u = c.model.unet;
-    if (c.model.which_model_G === 'skip_unet') {
-      const at = (k: string, message: string) =>
-        ctx.addIssue({ code: 'custom', path: ['model', 'unet', k], message });
-      if (u.res_blocks < 2) at('res_blocks', 'must be at least 2 with which_model_G skip_unet');
-      if (u.use_scale_shift_norm)
-        at('use_scale_shift_norm', 'is an sr3 option (skip_unet has no GroupNorm)');
-      if ((u.num_heads ?? 1) > 1) at('num_heads', 'is an sr3 option (skip_unet has no attention)');
-      return; // norm_groups and attn_res have no effect on skip_unet
-    }
-    if (u.skip_range !== undefined)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['model', 'unet', 'skip_range'],
-        message: 'applies to which_model_G skip_unet only',
-      });
-    const groups = u.norm_groups ?? 32;
-    if (!u.channel_multiplier.every((m) => (u.inner_channel * m) % groups === 0))
-      ctx.addIssue({
-        code: 'custom',
-        path: ['model', 'unet', 'norm_groups'],
-        message: `${groups} must divide inner_channel x every channel_multiplier`,
-      });
-    if (u.use_scale_shift_norm && u.use_affine_level)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['model', 'unet', 'use_affine_level'],
-        message: 'must be false with use_scale_shift_norm (which already scales and shifts)',
-      });
-    const heads = u.num_heads ?? 1;
-    const bad = attentionChannels({
-      inner_channel: u.inner_channel,
-      channel_mults: u.channel_multiplier,
-      attn_res: u.attn_res,
-      image_size: c.datasets.train.resolution,
-    }).find((ch) => ch % heads !== 0);
-    if (bad !== undefined)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['model', 'unet', 'num_heads'],
-        message: `${heads} must divide the ${bad} channels of an attention layer`,
-      });
+    const which = c.model.which_model_G ?? 'sr3';
+    for (const p of unetConfigProblems({ ...u, image_size: c.datasets.train.resolution }, which))
+      ctx.addIssue({ code: 'custom', path: ['model', 'unet', p.key], message: p.message });
   });
 /** config/ddpm_train.json. */
 export type DdpmConfig = z.infer<typeof ddpmSchema>;

@@ -1,25 +1,12 @@
 /**
  * The DDPM variants of `model.diffusion` and `train.ema_decay` as the trainer applies them:
- * the GaussianDiffusion options of a config, the conditional mode's split of a batch
+ * the conditional mode's split of a batch
  * (infrared condition | visible RGB target), condition dropout, and the EMA of the weights.
  */
-import type { GaussianDiffusionOptions } from '@dif-fusion/diffusion';
 import type { TorchWeights } from '@dif-fusion/nn';
 import { mixSeed, Rng } from '@dif-fusion/schedules';
 import type { TfParamStore } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
-import type { DdpmConfig } from './config';
-
-/** The GaussianDiffusion options of a DDPM config's `model.diffusion` block. */
-export function diffusionOptionsOf(d: DdpmConfig['model']['diffusion']): GaussianDiffusionOptions {
-  return {
-    loss: d.loss,
-    meanType: d.mean_type,
-    varType: d.var_type,
-    vlbWeight: d.vlb_weight,
-    conditional: d.conditional ?? false,
-  };
-}
 
 /** Channels of the conditional mode: the infrared (plane 3 of a pair) conditions RGB (0-2). */
 export const CONDITION_CHANNELS = 1;

@@ -37,17 +37,12 @@ import {
   TrainOps,
   takeBatchStats,
 } from '@dif-fusion/tfjs';
+import { parseUNetConfig, unetConfigToJSON } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Checkpoint, networkWeights } from './checkpoint';
 import { type DdpmConfig, loadDdpmConfig, resolveRunConfig, validateDdpmConfig } from './config';
 import { makeSampler, openPairs } from './data';
-import {
-  CONDITION_CHANNELS,
-  diffusionOptionsOf,
-  dropConditions,
-  splitConditional,
-  WeightEma,
-} from './ddpm-variants';
+import { CONDITION_CHANNELS, dropConditions, splitConditional, WeightEma } from './ddpm-variants';
 import { UserError } from './errors';
 import { InitStopped, initWeightsFast } from './fast-init';
 import { writeGrid } from './images';
@@ -152,7 +147,7 @@ async function buildModel(
   const optimCfg = { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr };
   const loss = cfg.model.diffusion.loss ?? DEFAULT_DIFFUSION_LOSS;
   const diffusion = new GaussianDiffusion(denoiser.unet, schedule, {
-    ...diffusionOptionsOf(cfg.model.diffusion),
+    ...cfg.model.diffusion,
     loss,
   });
   const rng = ckpt?.rng ? Rng.fromState(ckpt.rng) : new Rng(seed);
@@ -254,7 +249,7 @@ async function startWorkers(
       weights: m.store.toTorch(),
       optimizer: optimizerOf(m).state(),
       lossType: m.diffusion.loss,
-      diffusion: diffusionOptionsOf(cfg.model.diffusion),
+      diffusion: cfg.model.diffusion,
       schedule: cfg.model.beta_schedule.train,
     },
     names,
@@ -372,7 +367,7 @@ async function ddpmValidation(
       size: crop,
       steps: opts.sampleSteps ?? 50,
       rng: new Rng(seedGrid), // the same start noise each validation
-      diffusion: diffusionOptionsOf(cfg.model.diffusion),
+      diffusion: cfg.model.diffusion,
       condition: fixed?.condition,
     });
     if (params !== m.store) params.dispose();
@@ -481,7 +476,15 @@ function ddpmCheckpoint(
     step,
     epoch: sampler.getState().epoch,
     config: cfg,
-    model: { ...cfg.model.unet, image_size: cfg.datasets.train.resolution },
+    // the one UNet config block (what `export` and `sample` read back)
+    model: {
+      ...unetConfigToJSON(
+        parseUNetConfig(cfg.model.unet, {
+          image_size: cfg.datasets.train.resolution,
+          which: cfg.model.which_model_G ?? 'sr3',
+        }),
+      ),
+    },
     weights: weightsOf(m),
     ema: m.ema?.weights ?? null,
     optimizer: optimizerOf(m).state(),

@@ -222,12 +222,10 @@ function buildHead(
   backend: string,
   opts: HeadTrainOptions,
 ): HeadModel {
-  const { inner_channel, channel_multiplier, res_blocks } = ddpm.unet;
+  // the head's channels are the DDPM's UNet's (its checkpoint's config is authoritative)
   const head = new FusionHead(
-    headConfigFromReference(cfg, {
-      unet: { inner_channel, channel_multiplier, res_blocks },
-      mode: cfg.model_df.mode ?? 'full',
-    }),
+    headConfigFromReference(cfg, ddpm.unet, { mode: cfg.model_df.mode ?? 'full' }),
+    ddpm.unet,
   );
   const specs = head.params();
   const store = source ? headWeights(specs, source) : TfParamStore.init(specs, seed);

@@ -3,7 +3,7 @@
  * interface, and the validation-grid samples.
  */
 import {
-  type GaussianDiffusionOptions,
+  type DiffusionConfig,
   learnsVariance,
   type SamplerName,
   type VarType,
@@ -14,10 +14,10 @@ import type { NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import { TfOps, type TfParamSource } from '@dif-fusion/tfjs';
 import {
   type DenoiserNet,
+  parseUNetConfig,
   SkipUNet,
-  skipUnetConfigFromReference,
+  skipUnetConfig,
   UNet,
-  unetConfigFromReference,
 } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import type { UnetJson, WhichModelG } from './config';
@@ -76,8 +76,8 @@ export function buildDenoiser(
     learnsVariance(options.varType) ? { ...c, out_channel: 2 * c.out_channel } : c;
   const unet: DenoiserNet =
     which === 'skip_unet'
-      ? new SkipUNet(double(skipUnetConfigFromReference(u)), { init })
-      : new UNet(double(unetConfigFromReference(u, imageSize)), { init });
+      ? new SkipUNet(double(skipUnetConfig(u)), { init })
+      : new UNet(double(parseUNetConfig({ ...u, image_size: imageSize })), { init });
   return {
     unet,
     which,
@@ -97,8 +97,8 @@ export interface SampleImagesOptions {
   /** Network passes (the chain respaced when fewer than T). */
   steps: number;
   rng: Rng;
-  /** mean type, var type, conditional (see diffusionOptionsOf). */
-  diffusion?: GaussianDiffusionOptions;
+  /** The `model.diffusion` block (@dif-fusion/diffusion's DiffusionConfig). */
+  diffusion?: DiffusionConfig;
   sampler?: SamplerName;
   eta?: number;
   /** Conditional models: the condition images, NCHW `[n, 1, size, size]`. */

@@ -22,7 +22,7 @@ port.on('message', async (m: any) => {
     if (m.type === 'init') {
       const init = m.init as WorkerInit;
       const backend = await useBackend(init.backend);
-      const denoiser = buildDenoiser(init.unet, init.crop, { varType: init.diffusion?.varType });
+      const denoiser = buildDenoiser(init.unet, init.crop, { varType: init.diffusion?.var_type });
       diffusion = new GaussianDiffusion(denoiser.unet, NoiseSchedule.fromJSON(init.schedule), {
         ...init.diffusion,
         loss: init.lossType,

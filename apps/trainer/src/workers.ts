@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { GaussianDiffusionOptions } from '@dif-fusion/diffusion';
+import type { DiffusionConfig } from '@dif-fusion/diffusion';
 import type { BatchStatValues, OptimizerState, TorchWeights } from '@dif-fusion/nn';
 import type { BackendName } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
@@ -21,8 +21,8 @@ export interface WorkerInit {
   weights: TorchWeights;
   optimizer: OptimizerState;
   lossType: 'l1' | 'l2';
-  /** mean type, var type, conditional (see diffusionOptionsOf). */
-  diffusion?: GaussianDiffusionOptions;
+  /** The `model.diffusion` block (@dif-fusion/diffusion's DiffusionConfig). */
+  diffusion?: DiffusionConfig;
   /** model.beta_schedule.train. */
   schedule: BetaScheduleJson;
 }

@@ -14,7 +14,7 @@ const tiny = new UNet({
   out_channel: 4,
   inner_channel: 8,
   norm_groups: 4,
-  channel_mults: [1, 2],
+  channel_multiplier: [1, 2],
   attn_res: [4],
   res_blocks: 1,
   dropout: 0,

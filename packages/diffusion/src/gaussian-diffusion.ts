@@ -25,8 +25,8 @@ import { stopGradient, vbTerm } from './learned-variance';
 import {
   DEFAULT_DIFFUSION_LOSS,
   DEFAULT_VLB_WEIGHT,
+  type DiffusionConfig,
   type DiffusionLoss,
-  type GaussianDiffusionOptions,
   qSampleOps,
   type SamplerName,
   trainingLevels,
@@ -138,13 +138,13 @@ export class GaussianDiffusion {
   constructor(
     readonly denoiser: DenoiserNet,
     readonly schedule: NoiseSchedule,
-    options: GaussianDiffusionOptions = {},
+    config: DiffusionConfig = {},
   ) {
-    this.loss = options.loss ?? DEFAULT_DIFFUSION_LOSS;
-    this.meanType = options.meanType ?? DEFAULT_MEAN_TYPE;
-    this.varType = options.varType ?? DEFAULT_VAR_TYPE;
-    this.vlbWeight = options.vlbWeight ?? DEFAULT_VLB_WEIGHT;
-    this.conditional = options.conditional ?? false;
+    this.loss = config.loss ?? DEFAULT_DIFFUSION_LOSS;
+    this.meanType = config.mean_type ?? DEFAULT_MEAN_TYPE;
+    this.varType = config.var_type ?? DEFAULT_VAR_TYPE;
+    this.vlbWeight = config.vlb_weight ?? DEFAULT_VLB_WEIGHT;
+    this.conditional = config.conditional ?? false;
   }
 
   get numTimesteps(): number {

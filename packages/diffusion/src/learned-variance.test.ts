@@ -117,8 +117,8 @@ describe('learned_range hybrid loss against PyTorch (float64 reference)', () => 
       // A stand-in denoiser whose output is the variable: the gradient is d loss / d output.
       const unet = { forward: () => out } as unknown as UNet;
       const d = new GaussianDiffusion(unet, three, {
-        varType: 'learned_range',
-        vlbWeight: fx.vlb_weight,
+        var_type: 'learned_range',
+        vlb_weight: fx.vlb_weight,
       });
       const x0 = nhwc(fx.x0, fx.shape);
       const noise = nhwc(fx.noise, fx.shape);
@@ -191,7 +191,7 @@ describe('learned_range samplers', () => {
   for (const steps of [10, 4])
     it(`v = -1 is fixedsmall and v = +1 is fixedlarge (beta) at every step but the first, ${steps} steps`, async () => {
       const run = (u: UNet, varType: 'fixedsmall' | 'fixedlarge' | 'learned_range') =>
-        new GaussianDiffusion(u, ten, { varType })
+        new GaussianDiffusion(u, ten, { var_type: varType })
           .run(ops, shape, new Rng(3), { steps, clip: false })
           .data();
       // i = 0 adds no noise, so log var_0 (where fixedsmall, fixedlarge and the range differ)
@@ -207,7 +207,7 @@ describe('learned_range samplers', () => {
 
   it('DDIM reads only the mean output', async () => {
     const run = (u: UNet, varType: 'fixedsmall' | 'learned_range') =>
-      new GaussianDiffusion(u, ten, { varType })
+      new GaussianDiffusion(u, ten, { var_type: varType })
         .run(ops, shape, new Rng(3), { steps: 5, sampler: 'ddim', eta: 0.5 })
         .data();
     expect(Array.from(await run(learned(0.3, 0.7), 'learned_range'))).toEqual(
@@ -217,7 +217,7 @@ describe('learned_range samplers', () => {
 
   it('pSample: v = -1 adds exp(0.5 log v~_t) z, as fixedsmall', async () => {
     const x = tf.tensor(new Rng(1).normalArray(24), shape);
-    const a = new GaussianDiffusion(learned(0.3, -1), ten, { varType: 'learned_range' });
+    const a = new GaussianDiffusion(learned(0.3, -1), ten, { var_type: 'learned_range' });
     const b = new GaussianDiffusion(plain(0.3), ten);
     const ya = await a.pSample(ops, x, 5, new Rng(2), false).data();
     const yb = await b.pSample(ops, x, 5, new Rng(2), false).data();

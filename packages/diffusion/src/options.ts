@@ -19,31 +19,53 @@ export type DiffusionLoss = 'l1' | 'l2';
 /** The loss of the reference configs (`model.diffusion.loss: "l2"`) and dif-train's default. */
 export const DEFAULT_DIFFUSION_LOSS: DiffusionLoss = 'l2';
 
-export interface GaussianDiffusionOptions {
-  /**
-   * Loss between the target and the denoiser's output (config `model.diffusion.loss`;
-   * default {@link DEFAULT_DIFFUSION_LOSS}, the reference configs' l2).
-   */
+/**
+ * The diffusion's one config: the `model.diffusion` block of a DDPM config file, with its key
+ * names (the reference's `loss` and `conditional`, pytorch-ddpm's `mean_type` and `var_type`,
+ * Improved DDPM's `vlb_weight`), what `GaussianDiffusion` takes and what checkpoints store.
+ */
+export interface DiffusionConfig {
+  /** Loss between the target and the denoiser's output (default {@link DEFAULT_DIFFUSION_LOSS}, the reference configs' l2). */
   loss?: DiffusionLoss;
-  /** What the denoiser predicts (config `model.diffusion.mean_type`, default `epsilon`). */
-  meanType?: MeanType;
+  /** What the denoiser predicts (pytorch-ddpm's mean_type; default `epsilon`). */
+  mean_type?: MeanType;
   /**
-   * The reverse variance of ancestral sampling (config `model.diffusion.var_type`);
-   * `learned_range`: the denoiser outputs [mean output, v] (twice the data's channels) and
-   * trains with the hybrid loss (see ./learned-variance.ts).
+   * The reverse variance of ancestral sampling (pytorch-ddpm's var_type; default
+   * `fixedsmall`); `learned_range`: the denoiser outputs [mean output, v] (twice the data's
+   * channels) and trains with the hybrid loss (see ./learned-variance.ts).
    */
-  varType?: VarType;
+  var_type?: VarType;
   /**
-   * lambda of the hybrid loss L_simple + lambda T vb (config `model.diffusion.vlb_weight`,
-   * default 0.001 as Improved DDPM); `learned_range` only.
+   * lambda of the hybrid loss L_simple + lambda T vb (default 0.001 as Improved DDPM);
+   * `learned_range` only.
    */
-  vlbWeight?: number;
+  vlb_weight?: number;
   /**
-   * SR3's image-conditional mode (config `model.diffusion.conditional`): the denoiser sees
-   * the condition image concatenated before x on the channel axis (the reference's
-   * `torch.cat([x_in['SR'], x_noisy], dim=1)`), so its in_channel is cond + x channels.
+   * SR3's image-conditional mode: the denoiser sees the condition image concatenated before x
+   * on the channel axis (the reference's `torch.cat([x_in['SR'], x_noisy], dim=1)`), so its
+   * in_channel is cond + x channels.
    */
   conditional?: boolean;
+  /** Condition dropout of conditional training (classifier-free guidance), in [0, 1). */
+  drop_prob?: number;
+}
+
+/**
+ * The problems between keys of a block whose keys each have the right type (the one home of
+ * these rules; dif-train's config schema reports them at `model.diffusion.<key>`).
+ */
+export function diffusionConfigProblems(
+  d: DiffusionConfig,
+): Array<{ key: keyof DiffusionConfig; message: string }> {
+  const out: Array<{ key: keyof DiffusionConfig; message: string }> = [];
+  if (d.vlb_weight !== undefined && d.var_type !== 'learned_range')
+    out.push({
+      key: 'vlb_weight',
+      message: 'needs model.diffusion.var_type: "learned_range" (the only learned variance)',
+    });
+  if (d.drop_prob && !d.conditional)
+    out.push({ key: 'drop_prob', message: 'needs model.diffusion.conditional: true' });
+  return out;
 }
 
 /** The samplers of `GaussianDiffusion.run` (`@dif-fusion/diffusion/tfjs`). */

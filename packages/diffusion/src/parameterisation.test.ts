@@ -110,7 +110,7 @@ describe('mean types', () => {
   it.each(['epsilon', 'x_start', 'x_prev'] as MeanType[])(
     'pLosses (%s) is the mean square of target - output, as trainingTarget',
     async (meanType) => {
-      const d = new GaussianDiffusion(linear(0.5), three, { meanType });
+      const d = new GaussianDiffusion(linear(0.5), three, { mean_type: meanType });
       const xs = tf.tensor(x, [2, 1, 1, 2]);
       const nz = tf.tensor(noise, [2, 1, 1, 2]);
       const loss = tf.tidy(() => d.pLosses(ops, xs, { levels, noise: nz, t: 3 }).dataSync()[0]);
@@ -126,7 +126,7 @@ describe('mean types', () => {
   );
 
   it('predictStartFromPrev inverts the posterior mean; x_prev sampling uses the output as mean', async () => {
-    const d = new GaussianDiffusion(linear(1), three, { meanType: 'x_prev' });
+    const d = new GaussianDiffusion(linear(1), three, { mean_type: 'x_prev' });
     const x0 = tf.tensor([0.2, -0.4, 0.9], [1, 1, 1, 3]);
     const xt = tf.tensor([1.1, 0.3, -0.5], [1, 1, 1, 3]);
     const { mean } = d.qPosterior(x0, xt, 2);
@@ -145,8 +145,8 @@ describe('mean types', () => {
 
   it('x_start: pMeanVariance returns the output (clipped) as x_0 and its posterior mean', async () => {
     const d = new GaussianDiffusion(linear(2), three, {
-      meanType: 'x_start',
-      varType: 'fixedlarge',
+      mean_type: 'x_start',
+      var_type: 'fixedlarge',
     });
     const xt = tf.tensor([0.3, -0.7], [1, 1, 1, 2]);
     const pm = d.pMeanVariance(ops, xt, 1);
@@ -183,7 +183,7 @@ describe('samplers on the 3-step schedule', () => {
   it('ancestral fixedlarge with eps = 0, by hand: mean c1 x_0 + c2 x plus sqrt(beta) z', async () => {
     const c = chainCoefficients(three.betas);
     for (const varType of ['fixedsmall', 'fixedlarge'] as const) {
-      const d = new GaussianDiffusion(linear(0), three, { varType });
+      const d = new GaussianDiffusion(linear(0), three, { var_type: varType });
       const out = await d.run(ops, shape, new Rng(5), { clip: false }).data();
       const rng = new Rng(5);
       let x = Array.from(rng.normalArray(4));
@@ -239,7 +239,10 @@ describe('samplers on the 3-step schedule', () => {
         { sampler: 'ancestral', steps: 7 },
         { sampler: 'ancestral' },
       ] as const) {
-        const d = new GaussianDiffusion(oracle(meanType), s, { meanType, varType: 'fixedlarge' });
+        const d = new GaussianDiffusion(oracle(meanType), s, {
+          mean_type: meanType,
+          var_type: 'fixedlarge',
+        });
         const out = d.run(ops, shape, new Rng(1), o);
         expect(relErr(await out.data(), await x0.data()), JSON.stringify(o)).toBeLessThan(1e-3);
       }
@@ -253,7 +256,7 @@ describe('samplers on the 3-step schedule', () => {
         return tf.add(cond, x);
       },
     } as unknown as UNet;
-    const d = new GaussianDiffusion(unet, three, { meanType: 'x_start', conditional: true });
+    const d = new GaussianDiffusion(unet, three, { mean_type: 'x_start', conditional: true });
     const condition = tf.fill([1, 2, 2, 1], 0.25);
     const w = 2;
     const out = d.run(ops, shape, new Rng(5), {

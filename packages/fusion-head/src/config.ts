@@ -1,11 +1,14 @@
 /**
  * Fusion head configuration: the JSON users see in checkpoints and model folders.
  *
- * Field names follow the official code (`feat_scales`, `inner_channel`,
- * `channel_multiplier`); the official `model_df.t` is called `time_steps` here and accepted
- * as `t` on input.
+ * Field names follow the official code (`feat_scales`, `model_df.t` is called `time_steps`
+ * here and accepted as `t` on input). The decoder channels are the UNet's: the head reads
+ * `inner_channel`, `channel_multiplier` and `res_blocks` from the UNet's one config
+ * (`UNetDecoderConfig`, @dif-fusion/unet), given next to its own; configs written before
+ * (which held a copy of those three keys) still read, and the copy must match the UNet.
  */
 import { DifFusionError } from '@dif-fusion/schedules';
+import type { UNetDecoderConfig } from '@dif-fusion/unet';
 import { type ParseError, parse as parseJsonc, printParseErrorCode } from 'jsonc-parser';
 
 /**
@@ -31,18 +34,9 @@ export interface FusionHeadConfig {
   feat_scales: number[];
   /** Diffusion time steps whose features are stacked (official `model_df.t`). */
   time_steps: number[];
-  /** The UNet's inner_channel. */
-  inner_channel: number;
-  /** The UNet's channel_multiplier. */
-  channel_multiplier: number[];
   /** Output channels (the official head always makes 3: RGB). */
   out_channels: number;
   mode: FusionHeadMode;
-  /**
-   * UNet res_blocks: each resolution level yields res_blocks + 1 decoder features. The official
-   * head hard-codes 3 (res_blocks 2); other values generalise the same rule.
-   */
-  res_blocks: number;
   /** Last-layer prediction (default `rgb`, the official head); written only when not `rgb`. */
   output?: FusionHeadOutput;
   /**
@@ -62,27 +56,46 @@ export interface FusionHeadConfig {
 
 export type FusionHeadConfigInput = Partial<FusionHeadConfig> & {
   feat_scales: number[];
-  inner_channel: number;
-  channel_multiplier: number[];
   /** Alias of time_steps (official `model_df.t`). */
   t?: number[];
-};
+} & LegacyDecoderKeys;
+
+/**
+ * The copy of the UNet's decoder keys that head configs held before the head read them from
+ * the UNet (checkpoints and model folders written then): read, checked against the UNet,
+ * never written.
+ */
+interface LegacyDecoderKeys {
+  inner_channel?: number;
+  channel_multiplier?: number[];
+  res_blocks?: number;
+}
+
+/**
+ * Each resolution level of the UNet yields res_blocks + 1 decoder features (the official head
+ * hard-codes 3, res_blocks 2; other values generalise the same rule).
+ */
+const perLevel = (unet: UNetDecoderConfig) => unet.res_blocks + 1;
 
 /** The paper's defaults (config/fusion_train.json). */
 export const DEFAULT_FEAT_SCALES = [2, 5, 8, 11, 14];
 export const DEFAULT_TIME_STEPS = [5, 50, 100];
 
-/** Validate and complete a config; feat_scales are sorted coarsest (largest index) first. */
-export function normalizeHeadConfig(input: FusionHeadConfigInput): FusionHeadConfig {
+/**
+ * Validate and complete a config for the UNet whose decoder it reads; feat_scales are sorted
+ * coarsest (largest index) first. A copy of the UNet's keys in `input` (configs written
+ * before the head read them from the UNet) must match the UNet and is dropped.
+ */
+export function normalizeHeadConfig(
+  input: FusionHeadConfigInput,
+  unet: UNetDecoderConfig,
+): FusionHeadConfig {
   const time_steps = (input.time_steps ?? input.t ?? DEFAULT_TIME_STEPS).slice();
   const cfg: FusionHeadConfig = {
     feat_scales: input.feat_scales.slice().sort((a, b) => b - a),
     time_steps,
-    inner_channel: input.inner_channel,
-    channel_multiplier: input.channel_multiplier.slice(),
     out_channels: input.out_channels ?? 3,
     mode: input.mode ?? 'reference',
-    res_blocks: input.res_blocks ?? 2,
   };
   if (input.output !== undefined && input.output !== 'rgb') cfg.output = input.output;
   if (input.source_skip) cfg.source_skip = true;
@@ -90,9 +103,16 @@ export function normalizeHeadConfig(input: FusionHeadConfigInput): FusionHeadCon
   const fail = (msg: string): never => {
     throw new Error(`fusion head config: ${msg}`);
   };
+  if (!unet || !(unet.inner_channel > 0) || !(unet.channel_multiplier?.length > 0))
+    fail('needs the config of the UNet whose decoder it reads');
+  for (const k of ['inner_channel', 'channel_multiplier', 'res_blocks'] as const) {
+    const copy = input[k];
+    if (copy !== undefined && JSON.stringify(copy) !== JSON.stringify(unet[k]))
+      fail(
+        `${k} ${JSON.stringify(copy)} differs from the UNet's ${JSON.stringify(unet[k])} (the head was made for another UNet)`,
+      );
+  }
   if (cfg.mode !== 'reference' && cfg.mode !== 'full') fail(`unknown mode ${String(cfg.mode)}`);
-  if (!(cfg.inner_channel > 0)) fail('inner_channel must be positive');
-  if (cfg.channel_multiplier.length === 0) fail('channel_multiplier is empty');
   if (cfg.time_steps.length === 0) fail('time_steps (t) is empty');
   if (cfg.feat_scales.length === 0) fail('feat_scales is empty');
   if (new Set(cfg.feat_scales).size !== cfg.feat_scales.length) fail('feat_scales has duplicates');
@@ -106,12 +126,12 @@ export function normalizeHeadConfig(input: FusionHeadConfigInput): FusionHeadCon
     fail('source_skip must be true or false');
   if (input.merge !== undefined && typeof input.merge !== 'boolean')
     fail('merge must be true or false');
-  const per = cfg.res_blocks + 1;
-  const maxScale = per * cfg.channel_multiplier.length - 1;
+  const per = perLevel(unet);
+  const maxScale = per * unet.channel_multiplier.length - 1;
   for (const s of cfg.feat_scales) {
     if (!Number.isInteger(s) || s < 0 || s > maxScale)
       fail(
-        `feat_scale ${s} out of range 0..${maxScale} for ${cfg.channel_multiplier.length} levels`,
+        `feat_scale ${s} out of range 0..${maxScale} for ${unet.channel_multiplier.length} levels`,
       );
   }
   // Each step from one scale to the next upsamples x2: consecutive scales must be on
@@ -136,12 +156,9 @@ export function scaleLevel(scale: number, resBlocks = 2): number {
   return Math.floor(scale / (resBlocks + 1));
 }
 
-/** Channels of a reversed decoder feature (official get_in_channels for one scale). */
-export function scaleChannels(
-  cfg: Pick<FusionHeadConfig, 'inner_channel' | 'channel_multiplier' | 'res_blocks'>,
-  scale: number,
-): number {
-  return cfg.inner_channel * cfg.channel_multiplier[scaleLevel(scale, cfg.res_blocks)];
+/** Channels of a reversed decoder feature of the UNet (official get_in_channels for one scale). */
+export function scaleChannels(unet: UNetDecoderConfig, scale: number): number {
+  return unet.inner_channel * unet.channel_multiplier[scaleLevel(scale, unet.res_blocks)];
 }
 
 /** Plain JSON of a config (stable key order), for checkpoints and model folders. */
@@ -149,11 +166,8 @@ export function headConfigToJSON(cfg: FusionHeadConfig): FusionHeadConfig {
   return {
     feat_scales: cfg.feat_scales.slice(),
     time_steps: cfg.time_steps.slice(),
-    inner_channel: cfg.inner_channel,
-    channel_multiplier: cfg.channel_multiplier.slice(),
     out_channels: cfg.out_channels,
     mode: cfg.mode,
-    res_blocks: cfg.res_blocks,
     ...(cfg.output && cfg.output !== 'rgb' ? { output: cfg.output } : {}),
     ...(cfg.source_skip ? { source_skip: true } : {}),
     ...(cfg.merge ? { merge: true } : {}),
@@ -182,9 +196,9 @@ export function parseJsonWithComments(text: string, source = 'config'): unknown 
 /**
  * Build a head config from the reference's fusion config (config/fusion_train.json, as an
  * object or as its text, `//` comments allowed): `model_df.feat_scales`, `model_df.t`,
- * `model_df.feat_type` (only `dec`), `model.unet.inner_channel`,
- * `model.unet.channel_multiplier`, `model.unet.res_blocks`. `unet` overrides the UNet
- * fields (e.g. from the DDPM checkpoint's own config, which is authoritative).
+ * `model_df.feat_type` (only `dec`), checked against `unet`, the config of the UNet whose
+ * decoder the head reads (the DDPM checkpoint's, which is authoritative; the file's
+ * `model.unet` block is not read).
  * The official `model_df.out_channels` (4) is ignored, as the official head ignores it
  * (it always makes 3 channels); so are `loss_type`, `output_cm_size` and `psp`.
  * A `model_df.mode` field (not in the reference) is honoured unless `options.mode` is given;
@@ -193,27 +207,24 @@ export function parseJsonWithComments(text: string, source = 'config'): unknown 
  */
 export function headConfigFromReference(
   json: any,
-  options: {
-    unet?: { inner_channel?: number; channel_multiplier?: number[]; res_blocks?: number };
-    mode?: FusionHeadMode;
-  } = {},
+  unet: UNetDecoderConfig,
+  options: { mode?: FusionHeadMode } = {},
 ): FusionHeadConfig {
   const root = typeof json === 'string' ? (parseJsonWithComments(json) as any) : json;
   const df = root?.model_df ?? {};
-  const unet = { ...(root?.model?.unet ?? {}), ...(options.unet ?? {}) };
   if (df.feat_type !== undefined && df.feat_type !== 'dec')
     throw new Error(
       `fusion head config: feat_type '${df.feat_type}' is not supported (only 'dec')`,
     );
-  return normalizeHeadConfig({
-    feat_scales: df.feat_scales ?? DEFAULT_FEAT_SCALES,
-    time_steps: df.t ?? DEFAULT_TIME_STEPS,
-    inner_channel: unet.inner_channel,
-    channel_multiplier: unet.channel_multiplier,
-    res_blocks: unet.res_blocks ?? 2,
-    mode: options.mode ?? df.mode,
-    output: df.output,
-    source_skip: df.source_skip,
-    merge: df.merge,
-  });
+  return normalizeHeadConfig(
+    {
+      feat_scales: df.feat_scales ?? DEFAULT_FEAT_SCALES,
+      time_steps: df.t ?? DEFAULT_TIME_STEPS,
+      mode: options.mode ?? df.mode,
+      output: df.output,
+      source_skip: df.source_skip,
+      merge: df.merge,
+    },
+    unet,
+  );
 }

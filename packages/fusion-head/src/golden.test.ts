@@ -35,12 +35,14 @@ for (const backend of ['cpu', 'wasm'] as const) {
       const g = readSafetensors(golden('fusion_head.safetensors'));
       const feats = readSafetensors(golden('diffusion_feats.safetensors'));
       const meta = g.metadata;
-      const head = new FusionHead({
-        feat_scales: JSON.parse(meta.feat_scales),
-        time_steps: JSON.parse(meta.time_steps),
-        inner_channel: Number(meta.inner_channel),
-        channel_multiplier: JSON.parse(meta.channel_multiplier),
-      });
+      const head = new FusionHead(
+        { feat_scales: JSON.parse(meta.feat_scales), time_steps: JSON.parse(meta.time_steps) },
+        {
+          inner_channel: Number(meta.inner_channel),
+          channel_multiplier: JSON.parse(meta.channel_multiplier),
+          res_blocks: 2,
+        },
+      );
       const store = TfParamStore.fromTorch(head.params(), g.tensors as any, { prefix: 'weights.' });
       const ops = new TfOps(store);
       const out = tf.tidy(() => {

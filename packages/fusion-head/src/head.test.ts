@@ -13,9 +13,10 @@ import { FusionHead } from './head';
 const TINY = {
   feat_scales: [1, 4],
   time_steps: [5, 50],
-  inner_channel: 4,
-  channel_multiplier: [1, 2],
 };
+/** The decoder keys of the UNet the tiny head reads. */
+const TINY_UNET = { inner_channel: 4, channel_multiplier: [1, 2], res_blocks: 2 };
+const PAPER_UNET = { inner_channel: 128, channel_multiplier: [1, 2, 4, 8, 8], res_blocks: 2 };
 
 /** Random NHWC features for a config: fd[i] at level floor(i/3). */
 function randomFeats(
@@ -25,7 +26,7 @@ function randomFeats(
   seed: number,
 ): (tf.Tensor | null)[][] {
   const rng = new Rng(seed);
-  const maxScale = 3 * head.config.channel_multiplier.length;
+  const maxScale = 3 * head.unet.channel_multiplier.length;
   return head.config.time_steps.map(() =>
     Array.from({ length: maxScale }, (_, i) => {
       const s = size >> Math.floor(i / 3);
@@ -46,12 +47,10 @@ describe('FusionHead', () => {
     () => {
       const layout = JSON.parse(readFileSync(golden('official_state_dict_layout.json'), 'utf8'))
         .fusion_head_gen_pth.keys as Record<string, number[]>;
-      const head = new FusionHead({
-        feat_scales: [2, 5, 8, 11, 14],
-        time_steps: [5, 50, 100],
-        inner_channel: 128,
-        channel_multiplier: [1, 2, 4, 8, 8],
-      });
+      const head = new FusionHead(
+        { feat_scales: [2, 5, 8, 11, 14], time_steps: [5, 50, 100] },
+        PAPER_UNET,
+      );
       const mine = Object.fromEntries(head.params().map((p) => [p.name, p.shape]));
       expect(mine).toEqual(layout);
       expect(Object.keys(mine)).toEqual(Object.keys(layout)); // state_dict order too
@@ -90,22 +89,23 @@ describe('FusionHead', () => {
     const want = {
       feat_scales: [14, 11, 8, 5, 2],
       time_steps: [5, 50, 100],
-      inner_channel: 128,
-      channel_multiplier: [1, 2, 4, 8, 8],
       out_channels: 3,
       mode: 'reference',
-      res_blocks: 2,
     };
-    const cfg = headConfigFromReference(text);
+    const cfg = headConfigFromReference(text, PAPER_UNET);
     expect(cfg).toEqual(want);
-    expect(headConfigFromReference(parseJsonWithComments(text))).toEqual(want);
-    // the DDPM checkpoint's UNet config overrides the file's; mode is an option
-    const small = headConfigFromReference(text, { unet: { inner_channel: 16 }, mode: 'full' });
-    expect(small.inner_channel).toBe(16);
+    expect(headConfigFromReference(parseJsonWithComments(text), PAPER_UNET)).toEqual(want);
+    // the channels are the UNet's (the DDPM checkpoint's); mode is an option
+    const small = headConfigFromReference(
+      text,
+      { ...PAPER_UNET, inner_channel: 16 },
+      { mode: 'full' },
+    );
     expect(small.mode).toBe('full');
-    // JSON round trip: what checkpoints store rebuilds the same head
-    const head = new FusionHead(cfg);
-    const again = FusionHead.fromJSON(JSON.parse(JSON.stringify(head)));
+    expect(new FusionHead(small, { ...PAPER_UNET, inner_channel: 16 }).featureChannels(2)).toBe(16);
+    // JSON round trip: what checkpoints store rebuilds the same head with its UNet's config
+    const head = new FusionHead(cfg, PAPER_UNET);
+    const again = FusionHead.fromJSON(JSON.parse(JSON.stringify(head)), PAPER_UNET);
     expect(again.toJSON()).toEqual(want);
     expect(again.params()).toEqual(head.params());
     expect(parseJsonWithComments('{"a": "x // y,]", "b": [1, 2,], // c\n}')).toEqual({
@@ -113,47 +113,59 @@ describe('FusionHead', () => {
       b: [1, 2],
     });
     expect(() =>
-      headConfigFromReference({
-        model_df: { feat_type: 'enc' },
-        model: { unet: { inner_channel: 8, channel_multiplier: [1] } },
-      }),
+      headConfigFromReference(
+        { model_df: { feat_type: 'enc' } },
+        { inner_channel: 8, channel_multiplier: [1], res_blocks: 2 },
+      ),
     ).toThrow(/feat_type 'enc'/);
   });
 
   it('config round-trips through JSON', () => {
-    const head = new FusionHead({ ...TINY, mode: 'full', out_channels: 3 });
-    const again = FusionHead.fromJSON(JSON.stringify(head));
+    const head = new FusionHead({ ...TINY, mode: 'full', out_channels: 3 }, TINY_UNET);
+    const again = FusionHead.fromJSON(JSON.stringify(head), TINY_UNET);
     expect(again.toJSON()).toEqual(head.toJSON());
     expect(again.params()).toEqual(head.params());
     // the official name `t` is accepted too
     expect(
-      FusionHead.fromJSON({ ...TINY, time_steps: undefined, t: [7] }).config.time_steps,
+      FusionHead.fromJSON({ ...TINY, time_steps: undefined, t: [7] }, TINY_UNET).config.time_steps,
     ).toEqual([7]);
   });
 
   it('rejects bad configs with a clear message', () => {
-    expect(() => normalizeHeadConfig({ ...TINY, feat_scales: [1, 2] })).toThrow(
+    expect(() => normalizeHeadConfig({ ...TINY, feat_scales: [1, 2] }, TINY_UNET)).toThrow(
       /consecutive resolution levels/,
     );
-    expect(() => normalizeHeadConfig({ ...TINY, feat_scales: [9] })).toThrow(/out of range/);
-    expect(() => normalizeHeadConfig({ ...TINY, feat_scales: [4] })).toThrow(/mode 'full'/);
-    expect(() => normalizeHeadConfig({ ...TINY, feat_scales: [4], mode: 'full' })).not.toThrow();
+    expect(() => normalizeHeadConfig({ ...TINY, feat_scales: [9] }, TINY_UNET)).toThrow(
+      /out of range/,
+    );
+    expect(() => normalizeHeadConfig({ ...TINY, feat_scales: [4] }, TINY_UNET)).toThrow(
+      /mode 'full'/,
+    );
+    expect(() =>
+      normalizeHeadConfig({ ...TINY, feat_scales: [4], mode: 'full' }, TINY_UNET),
+    ).not.toThrow();
+  });
+
+  it('reads a config written with a copy of the UNet keys; the copy must match the UNet', () => {
+    const old = { ...TINY, inner_channel: 4, channel_multiplier: [1, 2], res_blocks: 2 };
+    expect(normalizeHeadConfig(old, TINY_UNET)).toEqual(normalizeHeadConfig(TINY, TINY_UNET));
+    expect(normalizeHeadConfig(old, TINY_UNET)).not.toHaveProperty('inner_channel');
+    expect(() => normalizeHeadConfig({ ...old, inner_channel: 8 }, TINY_UNET)).toThrow(
+      "fusion head config: inner_channel 8 differs from the UNet's 4 (the head was made for another UNet)",
+    );
   });
 
   it('requiredFeatureIndices: reference skips the finest scale, full needs it', () => {
-    const paper = {
-      feat_scales: [2, 5, 8, 11, 14],
-      inner_channel: 8,
-      channel_multiplier: [1, 2, 4, 8, 8],
-    };
-    expect(new FusionHead(paper).requiredFeatureIndices()).toEqual([5, 8, 11, 14]);
-    expect(new FusionHead({ ...paper, mode: 'full' }).requiredFeatureIndices()).toEqual([
+    const paper = { feat_scales: [2, 5, 8, 11, 14] };
+    const unet = { ...PAPER_UNET, inner_channel: 8 };
+    expect(new FusionHead(paper, unet).requiredFeatureIndices()).toEqual([5, 8, 11, 14]);
+    expect(new FusionHead({ ...paper, mode: 'full' }, unet).requiredFeatureIndices()).toEqual([
       2, 5, 8, 11, 14,
     ]);
   });
 
   it('reference mode reads neither the finest features nor the finest Block', () => {
-    const head = new FusionHead(TINY);
+    const head = new FusionHead(TINY, TINY_UNET);
     const store = TfParamStore.init(head.params(), 3);
     const ops = new TfOps(store);
     const feats = randomFeats(head, 1, 8, 1);
@@ -174,7 +186,7 @@ describe('FusionHead', () => {
   });
 
   it('full mode: output shape, finest features matter, every parameter used', () => {
-    const head = new FusionHead({ ...TINY, mode: 'full', out_channels: 3 });
+    const head = new FusionHead({ ...TINY, mode: 'full', out_channels: 3 }, TINY_UNET);
     expect(head.usedParams()).toEqual(head.params());
     const store = TfParamStore.init(head.params(), 4);
     const ops = new TfOps(store);
@@ -193,11 +205,11 @@ describe('FusionHead', () => {
   });
 
   it('single time step: reference skips the Blocks like the official forward, full applies them', () => {
-    const ref = new FusionHead({ ...TINY, time_steps: [5] });
+    const ref = new FusionHead({ ...TINY, time_steps: [5] }, TINY_UNET);
     expect(ref.params().some((p) => p.name === 'decoder.0.block.2.weight')).toBe(true);
     expect(ref.params().some((p) => p.name === 'decoder.0.block.0.weight')).toBe(false);
     expect(ref.usedParams().some((p) => p.name.startsWith('decoder.0.'))).toBe(false);
-    const full = new FusionHead({ ...TINY, time_steps: [5], mode: 'full' });
+    const full = new FusionHead({ ...TINY, time_steps: [5], mode: 'full' }, TINY_UNET);
     expect(full.usedParams().some((p) => p.name === 'decoder.0.block.2.weight')).toBe(true);
     const store = TfParamStore.init(full.params(), 5);
     const feats = randomFeats(full, 1, 8, 3);
@@ -208,17 +220,18 @@ describe('FusionHead', () => {
   });
 
   it('merge: a one-step head with the merge weights summed over the steps equals the two-step head fed the same features twice', () => {
-    const two = new FusionHead({ ...TINY, mode: 'full', output: 'luma', source_skip: true });
-    const one = new FusionHead({
-      ...TINY,
-      time_steps: [5],
-      mode: 'full',
-      output: 'luma',
-      source_skip: true,
-      merge: true,
-    });
+    const two = new FusionHead(
+      { ...TINY, mode: 'full', output: 'luma', source_skip: true },
+      TINY_UNET,
+    );
+    const one = new FusionHead(
+      { ...TINY, time_steps: [5], mode: 'full', output: 'luma', source_skip: true, merge: true },
+      TINY_UNET,
+    );
     expect(one.toJSON().merge).toBe(true);
-    expect(FusionHead.fromJSON(JSON.stringify(one.toJSON())).params()).toEqual(one.params());
+    expect(new FusionHead(JSON.parse(JSON.stringify(one.toJSON())), TINY_UNET).params()).toEqual(
+      one.params(),
+    );
     const dims = Object.fromEntries(one.params().map((p) => [p.name, p.shape]));
     expect(dims['decoder.0.block.0.weight']).toEqual([8, 8, 1, 1]);
     const store2 = TfParamStore.init(two.params(), 11);
@@ -259,7 +272,7 @@ describe('FusionHead', () => {
   });
 
   it('full mode gradients match central differences (tiny config)', () => {
-    const head = new FusionHead({ ...TINY, mode: 'full' });
+    const head = new FusionHead({ ...TINY, mode: 'full' }, TINY_UNET);
     const store = TfParamStore.init(head.params(), 6);
     const ops = new TfOps(store);
     const feats = randomFeats(head, 1, 8, 7);

@@ -4,6 +4,7 @@
  * Parameter names are the official `state_dict` keys.
  */
 import { Conv2d, collectParams, Linear, Module, type Ops, type ParamSpec } from '@dif-fusion/nn';
+import type { UNetDecoderConfig } from '@dif-fusion/unet';
 import {
   type FusionHeadConfig,
   type FusionHeadConfigInput,
@@ -155,6 +156,8 @@ export class HeadConv extends Module {
  */
 export class FusionHead extends Module {
   readonly config: FusionHeadConfig;
+  /** The decoder keys of the UNet whose features the head reads (its one config's). */
+  readonly unet: UNetDecoderConfig;
   /** `decoder.{2i}`: Block of feat_scales[i] (coarsest first). */
   readonly blocks: Block[] = [];
   /** `decoder.{2i+1}`: AttentionBlock from feat_scales[i] to feat_scales[i+1]. */
@@ -162,24 +165,33 @@ export class FusionHead extends Module {
   readonly rgbDecode2: HeadConv;
   readonly rgbDecode1: HeadConv;
 
-  constructor(config: FusionHeadConfigInput) {
+  /**
+   * @param unet the config of the UNet whose decoder features the head reads (a `UNetConfig`
+   * or its decoder keys): the head's channels are its.
+   */
+  constructor(config: FusionHeadConfigInput, unet: UNetDecoderConfig) {
     super('');
-    const cfg = normalizeHeadConfig(config);
+    const cfg = normalizeHeadConfig(config, unet);
     this.config = cfg;
+    this.unet = {
+      inner_channel: unet.inner_channel,
+      channel_multiplier: unet.channel_multiplier.slice(),
+      res_blocks: unet.res_blocks,
+    };
     const scales = cfg.feat_scales;
     const k = cfg.time_steps.length;
     let idx = 0;
     for (let i = 0; i < scales.length; i++) {
-      const dim = scaleChannels(cfg, scales[i]);
+      const dim = scaleChannels(unet, scales[i]);
       this.blocks.push(new Block(`decoder.${idx++}`, dim, dim, k, cfg.merge));
       if (i !== scales.length - 1) {
-        const dimOut = scaleChannels(cfg, scales[i + 1]);
+        const dimOut = scaleChannels(unet, scales[i + 1]);
         this.attentions.push(new AttentionBlock(`decoder.${idx++}`, dim, dimOut));
       }
     }
     // The official code hard-codes 128 = inner_channel 128 x channel_multiplier[0]: the
     // channels of the finest scale (for the default feat_scales, inner_channel x mult[0]).
-    const finest = scaleChannels(cfg, scales[scales.length - 1]);
+    const finest = scaleChannels(unet, scales[scales.length - 1]);
     const output = cfg.output ?? 'rgb';
     this.rgbDecode2 = new HeadConv(
       'rgb_decode2',
@@ -193,9 +205,9 @@ export class FusionHead extends Module {
         : new HeadConv('rgb_decode1', 64, 1, output === 'luma' ? 'tanh2' : 'sigmoid');
   }
 
-  /** Rebuild from `toJSON()` output (or any FusionHeadConfigInput, e.g. with `t`). */
-  static fromJSON(json: FusionHeadConfigInput | string): FusionHead {
-    return new FusionHead(typeof json === 'string' ? JSON.parse(json) : json);
+  /** Rebuild from `toJSON()` output (or any FusionHeadConfigInput, e.g. with `t`) and its UNet's config. */
+  static fromJSON(json: FusionHeadConfigInput | string, unet: UNetDecoderConfig): FusionHead {
+    return new FusionHead(typeof json === 'string' ? JSON.parse(json) : json, unet);
   }
 
   toJSON(): FusionHeadConfig {
@@ -254,7 +266,7 @@ export class FusionHead extends Module {
 
   /** Channels of reversed decoder feature `scale` (inner_channel x channel_multiplier of its level). */
   featureChannels(scale: number): number {
-    return scaleChannels(this.config, scale);
+    return scaleChannels(this.unet, scale);
   }
 
   /** Whether `forward` needs the source images (variants `luma`, `weight`, `source_skip`). */

@@ -123,12 +123,10 @@ describe('head training', () => {
   });
 
   it('headTrainStep: gradients by official name for the used parameters; a NaN loss changes nothing', () => {
-    const head = new FusionHead({
-      feat_scales: [1, 4],
-      time_steps: [5, 50],
-      inner_channel: 2,
-      channel_multiplier: [1, 2],
-    });
+    const head = new FusionHead(
+      { feat_scales: [1, 4], time_steps: [5, 50] },
+      { inner_channel: 2, channel_multiplier: [1, 2], res_blocks: 2 },
+    );
     const params = TfParamStore.init(head.params(), 4);
     const rng = new Rng(8);
     const feats = head.config.time_steps.map(() =>
@@ -187,13 +185,10 @@ describe('head training', () => {
         linear_end: 1e-2,
       });
       const unet = tinyDenoiser([4, 8], 2);
-      const head = new FusionHead({
-        feat_scales: [2, 5],
-        time_steps: [5, 50],
-        inner_channel: 4,
-        channel_multiplier: [1, 2],
-        mode,
-      });
+      const head = new FusionHead(
+        { feat_scales: [2, 5], time_steps: [5, 50], mode },
+        { inner_channel: 4, channel_multiplier: [1, 2], res_blocks: 2 },
+      );
       const params = TfParamStore.init(head.params(), 3);
       const trainer = new HeadTrainer({
         head,

@@ -14,10 +14,10 @@ import { FusionHead } from './head';
 const BASE = {
   feat_scales: [1, 4],
   time_steps: [5, 50],
-  inner_channel: 4,
-  channel_multiplier: [1, 2],
   mode: 'full' as const,
 };
+/** The decoder keys of the UNet the heads read. */
+const UNET = { inner_channel: 4, channel_multiplier: [1, 2], res_blocks: 2 };
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -35,7 +35,7 @@ function run(head: FusionHead, seed: number) {
   const feats = head.config.time_steps.map(() =>
     Array.from({ length: 6 }, (_, i) => {
       const level = Math.floor(i / 3);
-      return t([n, s >> level, s >> level, 4 * head.config.channel_multiplier[level]]);
+      return t([n, s >> level, s >> level, 4 * head.unet.channel_multiplier[level]]);
     }),
   );
   const vis = tf.clipByValue(t([n, s, s, 3], 0.5), -1, 1);
@@ -53,7 +53,7 @@ function run(head: FusionHead, seed: number) {
 
 describe('FusionHead variants', () => {
   it("output 'luma': F = V + d on every channel, so BT.601 chroma of F equals the visible image's", () => {
-    const head = new FusionHead({ ...BASE, output: 'luma' });
+    const head = new FusionHead({ ...BASE, output: 'luma' }, UNET);
     expect(head.params().find((p) => p.name === 'rgb_decode1.conv.weight')!.shape).toEqual([
       1, 64, 3, 3,
     ]);
@@ -82,7 +82,7 @@ describe('FusionHead variants', () => {
   });
 
   it("output 'weight': each pixel is w V + (1 - w) I with one w in (0, 1) for the three channels", () => {
-    const { f, v, i } = run(new FusionHead({ ...BASE, output: 'weight' }), 2);
+    const { f, v, i } = run(new FusionHead({ ...BASE, output: 'weight' }, UNET), 2);
     for (let n = 0; n < f.length; n++)
       for (let y = 0; y < f[n].length; y++)
         for (let x = 0; x < f[n][y].length; x++) {
@@ -99,7 +99,7 @@ describe('FusionHead variants', () => {
   });
 
   it('source_skip widens the final layers by the 4 source channels; the sources change the output', () => {
-    const head = new FusionHead({ ...BASE, mode: 'reference', source_skip: true });
+    const head = new FusionHead({ ...BASE, mode: 'reference', source_skip: true }, UNET);
     expect(head.params().find((p) => p.name === 'rgb_decode2.conv.weight')!.shape).toEqual([
       64, 8, 3, 3,
     ]);
@@ -111,13 +111,13 @@ describe('FusionHead variants', () => {
   });
 
   it('config JSON: variants written only when not the default; bad values refused', () => {
-    const plain = normalizeHeadConfig(BASE);
-    expect('output' in new FusionHead(plain).toJSON()).toBe(false);
-    const v = new FusionHead({ ...BASE, output: 'luma', source_skip: true }).toJSON();
+    const plain = normalizeHeadConfig(BASE, UNET);
+    expect('output' in new FusionHead(plain, UNET).toJSON()).toBe(false);
+    const v = new FusionHead({ ...BASE, output: 'luma', source_skip: true }, UNET).toJSON();
     expect(v.output).toBe('luma');
     expect(v.source_skip).toBe(true);
-    expect(FusionHead.fromJSON(JSON.stringify(v)).toJSON()).toEqual(v);
-    expect(() => normalizeHeadConfig({ ...BASE, output: 'ycbcr' as never })).toThrow(
+    expect(FusionHead.fromJSON(JSON.stringify(v), UNET).toJSON()).toEqual(v);
+    expect(() => normalizeHeadConfig({ ...BASE, output: 'ycbcr' as never }, UNET)).toThrow(
       /unknown output 'ycbcr'/,
     );
   });

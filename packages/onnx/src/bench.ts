@@ -22,13 +22,7 @@ import {
   headConfigFromReference,
   parseJsonWithComments,
 } from '@dif-fusion/fusion-head';
-import {
-  PAPER_UNET_CONFIG,
-  UNet,
-  type UNetConfig,
-  unetConfigFromReference,
-  unetConfigToReference,
-} from '@dif-fusion/unet';
+import { PAPER_UNET_CONFIG, parseUNetConfig, UNet, type UNetConfig } from '@dif-fusion/unet';
 import { exportFusionModel, randomWeights } from './export';
 import { fusionFlops } from './flops';
 import { GraphBuilder } from './graph';
@@ -74,24 +68,20 @@ let headCfg: ReturnType<typeof headConfigFromReference>;
 let label: string;
 if (values.config) {
   const json = parseJsonWithComments(readFileSync(values.config, 'utf8'), values.config) as any;
-  unetCfg = unetConfigFromReference(
+  unetCfg = parseUNetConfig(
     { ...json.model.unet, dropout: 0 },
-    Number(values['image-size'] ?? json.model?.diffusion?.image_size ?? 160),
+    { image_size: Number(values['image-size'] ?? json.model?.diffusion?.image_size ?? 160) },
   );
-  headCfg = headConfigFromReference(json, { mode });
+  headCfg = headConfigFromReference(json, unetCfg, { mode });
   label = values.config;
 } else {
   const p = PRESETS[values.preset];
   if (!p) fail(`unknown preset ${values.preset} (small, paper)`);
   unetCfg = { ...p.unet };
   if (values['image-size']) unetCfg.image_size = Number(values['image-size']);
-  headCfg = headConfigFromReference(
-    {
-      model_df: { feat_scales: p.feat_scales, t: p.t },
-      model: { unet: unetConfigToReference(unetCfg) },
-    },
-    { mode },
-  );
+  headCfg = headConfigFromReference({ model_df: { feat_scales: p.feat_scales, t: p.t } }, unetCfg, {
+    mode,
+  });
   label = `preset ${values.preset}`;
 }
 const width = Number(values.width);
@@ -101,7 +91,7 @@ const runs = Math.max(0, Number(values.runs));
 const threads = values.threads ? Number(values.threads) : undefined;
 
 const unet = new UNet(unetCfg, { init: 'torch' });
-const head = new FusionHead(headCfg);
+const head = new FusionHead(headCfg, unetCfg);
 const multiple = unet.sizeMultiple;
 const padH = Math.ceil(height / multiple) * multiple;
 const padW = Math.ceil(width / multiple) * multiple;
@@ -165,7 +155,7 @@ try {
     '',
     '| item | value |',
     '| --- | --- |',
-    `| UNet | inner_channel ${unetCfg.inner_channel}, channel_mults [${unetCfg.channel_mults}], res_blocks ${unetCfg.res_blocks}, attn_res [${unetCfg.attn_res}] at image_size ${unetCfg.image_size} |`,
+    `| UNet | inner_channel ${unetCfg.inner_channel}, channel_multiplier [${unetCfg.channel_multiplier}], res_blocks ${unetCfg.res_blocks}, attn_res [${unetCfg.attn_res}] at image_size ${unetCfg.image_size} |`,
     `| graph | ${res.nodes} nodes, ${(res.weights / 1e6).toFixed(1)} M weights, ${(res.bytes / 1e6).toFixed(0)} MB, export ${exportS.toFixed(1)} s, session ${loadS.toFixed(1)} s |`,
     `| provider | ${model.provider}${threads ? `, ${threads} threads` : ''} |`,
     `| GFLOP (conv/gemm/attention, 2 per MAC) | ${g(flops.total.matmul)} (UNet ${g(flops.unet.matmul)}, head ${g(flops.head.matmul)}) |`,

@@ -126,9 +126,12 @@ describe.skipIf(!hasGolden)(
       const headCfg = {
         feat_scales: JSON.parse(h.metadata.feat_scales),
         time_steps: JSON.parse(h.metadata.time_steps) as number[],
+      };
+      // the golden head was made for this UNet (its metadata names the same channels)
+      expect(unet.config).toMatchObject({
         inner_channel: Number(h.metadata.inner_channel),
         channel_multiplier: JSON.parse(h.metadata.channel_multiplier),
-      };
+      });
       const xStart = f.tensors.get('input.x_start')!;
       const shape = xStart.shape; // [1, 4, 32, 32]
       const [n, , hh, ww] = shape;
@@ -173,7 +176,7 @@ describe.skipIf(!hasGolden)(
     for (const mode of ['reference', 'full'] as FusionHeadMode[]) {
       it(`${mode} head: model folder on ORT = TfOps forward within 1e-4${mode === 'reference' ? ' = golden output.rgb' : ''}`, async () => {
         const g = load();
-        const head = new FusionHead({ ...g.headCfg, mode });
+        const head = new FusionHead({ ...g.headCfg, mode }, g.unet.config);
         const dir = join(root, `fusion-${mode}`);
         const res = exportFusionModel(dir, {
           unet: g.unet,
@@ -192,7 +195,7 @@ describe.skipIf(!hasGolden)(
         expect(cfg.feature_indices).toEqual(
           mode === 'reference' ? [5, 8, 11, 14] : [2, 5, 8, 11, 14],
         );
-        expect(cfg.unet).toMatchObject({ inner_channel: 16, channel_mults: [1, 2, 4, 8, 8] });
+        expect(cfg.unet).toMatchObject({ inner_channel: 16, channel_multiplier: [1, 2, 4, 8, 8] });
         expect(cfg.head).toMatchObject({ feat_scales: [14, 11, 8, 5, 2], mode });
         expect(res.config.external_data).toBe(false);
         // The graph holds only the UNet layers the head needs: no final conv, no up blocks
@@ -243,7 +246,7 @@ describe.skipIf(!hasGolden)(
 
     it('batch of 2 and a non-square size (dynamic N, H, W) match per-image TfOps', async () => {
       const g = load();
-      const head = new FusionHead({ ...g.headCfg, mode: 'reference' });
+      const head = new FusionHead({ ...g.headCfg, mode: 'reference' }, g.unet.config);
       const dir = join(root, 'fusion-dyn');
       exportFusionModel(dir, {
         unet: g.unet,
@@ -285,7 +288,7 @@ describe.skipIf(!hasGolden)(
 
     it('external data (forced) loads and gives the same output', async () => {
       const g = load();
-      const head = new FusionHead({ ...g.headCfg, mode: 'reference' });
+      const head = new FusionHead({ ...g.headCfg, mode: 'reference' }, g.unet.config);
       const dir = join(root, 'fusion-ext');
       const res = exportFusionModel(dir, {
         unet: g.unet,
@@ -313,7 +316,7 @@ describe.skipIf(!hasGolden)(
 
     it('one-line errors for a head that does not fit the UNet and for missing weights', () => {
       const g = load();
-      const bad = new FusionHead({ ...g.headCfg, inner_channel: 32 });
+      const bad = new FusionHead(g.headCfg, { ...g.unet.config, inner_channel: 32 });
       expect(() =>
         buildFusionGraph({
           unet: g.unet,
@@ -359,7 +362,7 @@ describe('random-init export', () => {
       out_channel: 4,
       inner_channel: 8,
       norm_groups: 4,
-      channel_mults: [1, 2],
+      channel_multiplier: [1, 2],
       attn_res: [8],
       res_blocks: 1,
       dropout: 0,
@@ -382,15 +385,10 @@ describe('random-init export', () => {
     it(`${steps.length} time step(s), ${mode} head${label}, opset ${opset}: ORT = TfOps`, async () => {
       const unet = tinyUNet(unetOptions);
       // res_blocks 1: 2 decoder features per level; scales 0 (full res) and 2 (1/2).
-      const head = new FusionHead({
-        feat_scales: [0, 2],
-        time_steps: steps,
-        inner_channel: 8,
-        channel_multiplier: [1, 2],
-        res_blocks: 1,
-        mode,
-        ...variant,
-      });
+      const head = new FusionHead(
+        { feat_scales: [0, 2], time_steps: steps, mode, ...variant },
+        unet.config,
+      );
       const uw = randomWeights(unet.params(), 11);
       const hw = randomWeights(head.params(), 12);
       const schedule = {
@@ -437,7 +435,7 @@ describe('random-init export', () => {
       out_channel: 4,
       inner_channel: 8,
       norm_groups: 8,
-      channel_mults: [1, 2],
+      channel_multiplier: [1, 2],
       attn_res: [],
       res_blocks: 1,
       dropout: 0,

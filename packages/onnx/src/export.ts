@@ -34,7 +34,7 @@ import {
   type NoiseScheduleConfig,
   parseScheduleConfig,
 } from '@dif-fusion/schedules';
-import { UNet, type UNetConfig } from '@dif-fusion/unet';
+import { UNet, type UNetConfig, unetConfigToJSON } from '@dif-fusion/unet';
 import {
   type Attr,
   attr,
@@ -79,8 +79,9 @@ export class ExportError extends DifFusionError {}
 function asUNet(u: UNet | UNetConfig): UNet {
   return u instanceof UNet ? u : new UNet(u);
 }
-function asHead(h: FusionHead | FusionHeadConfigInput): FusionHead {
-  return h instanceof FusionHead ? h : new FusionHead(h);
+/** A head config reads its channels from the UNet it is exported with. */
+function asHead(h: FusionHead | FusionHeadConfigInput, unet: UNet): FusionHead {
+  return h instanceof FusionHead ? h : new FusionHead(h, unet.config);
 }
 
 /**
@@ -140,7 +141,7 @@ export function buildFusionGraph(
   options: GraphOptions = {},
 ): { graph: GraphBuilder; unet: UNet; head: FusionHead } {
   const unet = asUNet(spec.unet);
-  const head = asHead(spec.head);
+  const head = asHead(spec.head, unet);
   checkHeadFitsUNet(unet, head);
   const k = head.config.time_steps.length;
   const levels = spec.noiseLevels;
@@ -247,8 +248,8 @@ export function midpointLevels(schedule: NoiseScheduleConfig, timeSteps: number[
  * ~1.8 GB) and `dir/config.json`, written atomically (config.json last).
  */
 export function exportFusionModel(dir: string, options: ExportFusionOptions): ExportResult {
-  const head = asHead(options.head);
   const unet = asUNet(options.unet);
+  const head = asHead(options.head, unet);
   const timeSteps = head.config.time_steps.slice();
   let levels = options.noiseLevels;
   let rule = 'explicit';
@@ -278,7 +279,7 @@ export function exportFusionModel(dir: string, options: ExportFusionOptions): Ex
   const config: FusionModelConfig = {
     format: MODEL_FORMAT,
     format_version: MODEL_FORMAT_VERSION,
-    unet: { ...unet.config },
+    unet: unetConfigToJSON(unet.config),
     head: headConfigToJSON(head.config),
     time_steps: timeSteps,
     noise_levels: levels.slice(),

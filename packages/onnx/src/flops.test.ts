@@ -37,19 +37,16 @@ describe('FLOP counting', () => {
       out_channel: 4,
       inner_channel: 16,
       norm_groups: 16,
-      channel_mults: [1, 2, 4, 8, 8],
+      channel_multiplier: [1, 2, 4, 8, 8],
       attn_res: [16],
       res_blocks: 2,
       dropout: 0,
       image_size: 160,
     });
-    const head = new FusionHead({
-      feat_scales: [2, 5, 8, 11, 14],
-      time_steps: [5, 50, 100],
-      inner_channel: 16,
-      channel_multiplier: [1, 2, 4, 8, 8],
-      mode: 'reference',
-    });
+    const head = new FusionHead(
+      { feat_scales: [2, 5, 8, 11, 14], time_steps: [5, 50, 100], mode: 'reference' },
+      unet.config,
+    );
     const f = fusionFlops(unet, head, { height: 64, width: 96 });
     expect(f.unet.matmul).toBeLessThan(3 * f.fullPass.matmul);
     // reference mode drops ups.13..18 and the final conv: a large share of a pass.

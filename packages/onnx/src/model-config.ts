@@ -23,9 +23,16 @@ export interface FusionModelConfig {
    * loading refuses a model.onnx that does not match. Absent in folders exported before it.
    */
   graph_sha256?: string;
-  /** UNet config JSON (as the unet package writes it). */
+  /**
+   * The UNet's one config block (official `model.unet` keys + image_size, as checkpoints
+   * store it; `unetConfigToJSON`). Folders written before hold `channel_mults`: read as
+   * `channel_multiplier`.
+   */
   unet: UNetConfig;
-  /** Fusion head config JSON (as the fusion-head package writes it). */
+  /**
+   * Fusion head config JSON (`headConfigToJSON`): its channels are the UNet's. Folders written
+   * before hold a copy of the UNet's decoder keys: checked against `unet` and dropped.
+   */
   head: FusionHeadConfig;
   /** Diffusion time steps, in the order of the `noise` input's first axis. */
   time_steps: number[];

@@ -78,8 +78,18 @@ function toyModel(
 const config = (extra: Record<string, unknown> = {}) => ({
   format: MODEL_FORMAT,
   format_version: 1,
-  unet: {},
-  head: {},
+  unet: {
+    in_channel: 4,
+    out_channel: 4,
+    inner_channel: 4,
+    norm_groups: 2,
+    channel_multiplier: [1, 2],
+    attn_res: [],
+    res_blocks: 1,
+    dropout: 0,
+    image_size: 16,
+  },
+  head: { feat_scales: [2, 0], time_steps: [5, 50], out_channels: 3, mode: 'full' },
   time_steps: [5, 50],
   noise_levels: [0.99, 0.9],
   noise_level_rule: 'midpoint',
@@ -263,6 +273,31 @@ describe('runtime: model folders and sessions', () => {
     await model.release();
   });
 
+  it('reads folders written before the one UNet config (channel_mults, a head with a copy of the UNet keys)', () => {
+    const old = join(root, 'old-keys');
+    const { channel_multiplier, ...unet } = config().unet;
+    writeModelFolder(
+      old,
+      toyModel(),
+      config({
+        unet: { ...unet, channel_mults: channel_multiplier },
+        head: { ...config().head, inner_channel: 4, channel_multiplier, res_blocks: 1 },
+      }),
+    );
+    const cfg = readModelConfig(old);
+    expect(cfg.unet).toEqual({
+      ...config().unet,
+      with_noise_level_emb: true,
+      use_affine_level: false,
+    });
+    expect(cfg.head).toEqual({
+      feat_scales: [2, 0],
+      time_steps: [5, 50],
+      out_channels: 3,
+      mode: 'full',
+    });
+  });
+
   it('one-line errors for invalid folders', async () => {
     const oneLine = (f: () => unknown, re: RegExp) => {
       let err: Error | null = null;
@@ -294,6 +329,13 @@ describe('runtime: model folders and sessions', () => {
     const levels = join(root, 'levels');
     writeModelFolder(levels, toyModel(), config({ noise_levels: [0.5] }));
     oneLine(() => readModelConfig(levels), /noise_levels/);
+    // the blocks are read by the networks' own parsers
+    const badUnet = join(root, 'bad-unet');
+    writeModelFolder(badUnet, toyModel(), config({ unet: { ...config().unet, norm_groups: 3 } }));
+    oneLine(() => readModelConfig(badUnet), /config\.json: UNet config: norm_groups 3 must divide/);
+    const badHead = join(root, 'bad-head');
+    writeModelFolder(badHead, toyModel(), config({ head: { ...config().head, inner_channel: 8 } }));
+    oneLine(() => readModelConfig(badHead), /inner_channel 8 differs from the UNet's 4/);
 
     // Not an ONNX file at all.
     const garbage = join(root, 'garbage');

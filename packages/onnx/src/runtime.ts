@@ -4,7 +4,9 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { normalizeHeadConfig } from '@dif-fusion/fusion-head';
 import { DifFusionError, fusionNoise, imageNoise } from '@dif-fusion/schedules';
+import { parseUNetConfig } from '@dif-fusion/unet';
 import { checkModelFile } from './model-check';
 import { type FusionModelConfig, MODEL_FORMAT, MODEL_FORMAT_VERSION } from './model-config';
 
@@ -77,6 +79,16 @@ export function readModelConfig(dir: string): FusionModelConfig {
     bad(`${CONFIG_FILE}: unet config missing`);
   if (typeof json.head !== 'object' || json.head === null)
     bad(`${CONFIG_FILE}: head config missing`);
+  // The networks' own parsers: one definition of each block, old key names read.
+  const own = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      return bad(`${CONFIG_FILE}: ${(e as Error).message}`);
+    }
+  };
+  json.unet = own(() => parseUNetConfig(json.unet));
+  json.head = own(() => normalizeHeadConfig(json.head, json.unet));
   if (!Number.isInteger(json.size_multiple) || json.size_multiple < 1)
     bad(`${CONFIG_FILE}: size_multiple must be a positive integer`);
   return json as FusionModelConfig;

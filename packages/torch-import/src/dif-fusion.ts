@@ -23,14 +23,9 @@ import {
   makeBetaSchedule,
   type NoiseScheduleConfig,
 } from '@dif-fusion/schedules';
-import { UNet, type UNetConfig } from '@dif-fusion/unet';
+import { UNet, type UNetConfig, type UNetDecoderConfig } from '@dif-fusion/unet';
 import { PyDict, TorchImportError } from './pickle';
 import { PickledTensor, TorchCheckpoint } from './torch-file';
-
-/** The SR3 UNet config with every field known (inferred from a checkpoint's tensors). */
-// The official UNet has neither scale-shift norm nor an n_head argument: those stay optional.
-export type UnetConfigJSON = Required<Omit<UNetConfig, 'use_scale_shift_norm' | 'num_heads'>> &
-  UNetConfig;
 
 /** The GaussianDiffusion buffers of the official DDPM state_dict (recomputed, never imported). */
 export const SCHEDULE_BUFFERS = [
@@ -137,7 +132,7 @@ function shapeOf(w: ShapeMap, key: string, what: string): readonly number[] {
  * Infer the UNet config from the state_dict shapes (keys without `denoise_fn.`).
  *
  * - in/out channels, inner_channel: init_conv / final_conv;
- * - channel_mults and res_blocks: the output channels of the `downs` ResnetBlocks between
+ * - channel_multiplier and res_blocks: the output channels of the `downs` ResnetBlocks between
  *   Downsample layers;
  * - attention levels: which levels' blocks have `attn.*` weights. The official UNet decides
  *   attention by `image_size / 2^level in attn_res`; the config keeps the official
@@ -151,7 +146,7 @@ function shapeOf(w: ShapeMap, key: string, what: string): readonly number[] {
 export function inferUnetConfig(
   w: ShapeMap,
   options: { normGroups?: number; dropout?: number; what?: string } = {},
-): UnetConfigJSON {
+): UNetConfig {
   const what = options.what ?? 'DDPM checkpoint';
   if (!w.has('init_conv.weight') && w.has('decoder.0.block.2.weight'))
     fail(`${what}: this is a fusion head checkpoint, not a DDPM (pass it as the head: --head)`);
@@ -232,7 +227,7 @@ export function inferUnetConfig(
     out_channel: out,
     inner_channel: inner,
     norm_groups: normGroups,
-    channel_mults: mults,
+    channel_multiplier: mults,
     attn_res: attnRes,
     res_blocks: resBlocks,
     dropout: options.dropout ?? OFFICIAL_DROPOUT,
@@ -291,7 +286,7 @@ export function inferSchedule(betas: ArrayLike<number>): NoiseScheduleConfig | n
  */
 export function inferHeadConfig(
   w: ShapeMap,
-  unet: Pick<UnetConfigJSON, 'inner_channel' | 'channel_mults' | 'res_blocks'>,
+  unet: UNetDecoderConfig,
   options: { timeSteps?: number[]; featScales?: number[]; what?: string } = {},
 ): FusionHeadConfig {
   const what = options.what ?? 'fusion head checkpoint';
@@ -336,7 +331,7 @@ export function inferHeadConfig(
     );
 
   const per = unet.res_blocks + 1;
-  const levelChannels = unet.channel_mults.map((m) => m * unet.inner_channel);
+  const levelChannels = unet.channel_multiplier.map((m) => m * unet.inner_channel);
   let featScales = options.featScales?.slice().sort((a, b) => b - a);
   if (!featScales) {
     // Coarsest block first, one level finer each; prefer ending at full resolution.
@@ -351,15 +346,15 @@ export function inferHeadConfig(
     const top = candidates[0];
     featScales = dims.map((_, i) => (top - i) * per + per - 1);
   }
-  const cfg = normalizeHeadConfig({
-    feat_scales: featScales,
-    time_steps: timeSteps,
-    inner_channel: unet.inner_channel,
-    channel_multiplier: unet.channel_mults.slice(),
-    res_blocks: unet.res_blocks,
-    out_channels: shapeOf(w, 'rgb_decode1.conv.weight', what)[0],
-    mode: 'reference',
-  });
+  const cfg = normalizeHeadConfig(
+    {
+      feat_scales: featScales,
+      time_steps: timeSteps,
+      out_channels: shapeOf(w, 'rgb_decode1.conv.weight', what)[0],
+      mode: 'reference',
+    },
+    unet,
+  );
   if (cfg.feat_scales.length !== dims.length)
     fail(
       `${what}: the head has ${dims.length} feature scales, --feat-scales lists ${cfg.feat_scales.length}`,
@@ -432,7 +427,7 @@ export interface ImportOptions {
 }
 
 export interface ImportedDifFusion {
-  unet: { config: UnetConfigJSON; weights: Float32Weights; source: string };
+  unet: { config: UNetConfig; weights: Float32Weights; source: string };
   /** The DDPM's beta schedule (from the options, else inferred from `betas`). */
   schedule: NoiseScheduleConfig;
   head: { config: FusionHeadConfig; weights: Float32Weights; source: string } | null;
@@ -477,7 +472,7 @@ export async function importDifFusion(
     const what = paths.head;
     const sd = findStateDict(head.root, what);
     const config = inferHeadConfig(shapesOf(sd), unet.config, { ...options, what });
-    checkShapes(shapesOf(sd), new FusionHead(config).params(), what);
+    checkShapes(shapesOf(sd), new FusionHead(config, unet.config).params(), what);
     return {
       unet,
       schedule,

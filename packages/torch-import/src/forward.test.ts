@@ -52,7 +52,7 @@ describe('imported weights reproduce the PyTorch forward pass', () => {
 
   it('UNet eps at t = 5, 50, 100 and the fused image within 1e-4 relative', () => {
     const unet = new UNet(imported.unet.config);
-    const head = new FusionHead(imported.head!.config);
+    const head = new FusionHead(imported.head!.config, imported.unet.config);
     const unetOps = new TfOps(TfParamStore.fromTorch(unet.params(), imported.unet.weights));
     const headOps = new TfOps(TfParamStore.fromTorch(head.params(), imported.head!.weights));
     const errs: Record<string, number> = {};

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FusionHead } from '@dif-fusion/fusion-head';
-import { UNet } from '@dif-fusion/unet';
+import { parseUNetConfig, UNet } from '@dif-fusion/unet';
 import { describe, expect, it } from 'vitest';
 import { GOLDEN_DIR, golden, hasGolden, noteSkip } from '../../../test/shared';
 import {
@@ -21,7 +21,8 @@ const fixtureConfig = () => {
   const ref = readFileSync(fixture('reference.safetensors'));
   const n = Number(ref.readBigUInt64LE(0));
   const meta = JSON.parse(ref.subarray(8, 8 + n).toString()).__metadata__;
-  return { unet: JSON.parse(meta.unet), head: JSON.parse(meta.head) };
+  // the fixtures hold the official constructor's arguments (channel_mults): read as the block
+  return { unet: parseUNetConfig(JSON.parse(meta.unet)), head: JSON.parse(meta.head) };
 };
 
 describe('importDifFusion on the fixtures', () => {
@@ -31,23 +32,18 @@ describe('importDifFusion on the fixtures', () => {
       { ddpm: fixture('ddpm_gen.pth'), head: fixture('df_head_gen.pth') },
       { normGroups: 2 },
     );
-    expect(r.unet.config).toEqual({
-      ...want.unet,
-      with_noise_level_emb: true,
-      use_affine_level: false,
-    });
+    expect(r.unet.config).toEqual(want.unet);
     expect(r.head!.config).toEqual({
       feat_scales: [14, 11, 8, 5, 2],
       time_steps: [5, 50, 100],
-      inner_channel: want.unet.inner_channel,
-      channel_multiplier: want.unet.channel_mults,
       out_channels: 3,
       mode: 'reference',
-      res_blocks: 2,
     });
     expect([...r.unet.weights.keys()].every((k) => !k.startsWith('denoise_fn.'))).toBe(true);
     expect(r.unet.weights.has('betas')).toBe(false);
-    expect(r.head!.weights.size).toBe(new FusionHead(r.head!.config).params().length);
+    expect(r.head!.weights.size).toBe(
+      new FusionHead(r.head!.config, r.unet.config).params().length,
+    );
   });
 
   it('says when the DDPM and head files are swapped', async () => {
@@ -95,8 +91,8 @@ describe.skipIf(!hasGolden)('the official checkpoint layout (../shared/golden)',
     const ddpm = new Map<string, number[]>(Object.entries(layout.ddpm_gen_pth.keys));
     const unetShapes = splitDdpmStateDict(ddpm, 'official DDPM');
     const cfg = inferUnetConfig(unetShapes);
-    const official = layout.ddpm_gen_pth.config;
-    expect(cfg).toEqual({ ...official, with_noise_level_emb: true, use_affine_level: false });
+    const official = parseUNetConfig(layout.ddpm_gen_pth.config);
+    expect(cfg).toEqual(official);
     const nUnet = [...unetShapes.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
     expect(nUnet).toBe(layout.params.ddpm_unet);
     // our UNet built from the inferred config has exactly these parameters (370 M)
@@ -110,10 +106,10 @@ describe.skipIf(!hasGolden)('the official checkpoint layout (../shared/golden)',
     const head = inferHeadConfig(headShapes, cfg);
     expect(head.feat_scales).toEqual([14, 11, 8, 5, 2]);
     expect(head.time_steps).toEqual([5, 50, 100]);
-    checkShapes(headShapes, new FusionHead(head).params(), 'official head');
+    checkShapes(headShapes, new FusionHead(head, cfg).params(), 'official head');
     const nHead = [...headShapes.values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
     expect(nHead).toBe(layout.params.fusion_head);
-    expect(count(new FusionHead(head).params())).toBe(46_405_703);
+    expect(count(new FusionHead(head, cfg).params())).toBe(46_405_703);
   });
 
   it(`infers the configs of the golden UNets (${GOLDEN_DIR})`, () => {
@@ -121,7 +117,7 @@ describe.skipIf(!hasGolden)('the official checkpoint layout (../shared/golden)',
       const buf = readFileSync(golden(name));
       const n = Number(buf.readBigUInt64LE(0));
       const header = JSON.parse(buf.subarray(8, 8 + n).toString());
-      const config = JSON.parse(header.__metadata__.config);
+      const config = parseUNetConfig(JSON.parse(header.__metadata__.config));
       const shapes = new Map<string, number[]>(
         Object.entries(header)
           .filter(([k]) => k.startsWith('weights.'))
@@ -133,13 +129,18 @@ describe.skipIf(!hasGolden)('the official checkpoint layout (../shared/golden)',
         'out_channel',
         'inner_channel',
         'norm_groups',
-        'channel_mults',
+        'channel_multiplier',
         'res_blocks',
       ])
-        expect(got[k as keyof typeof got], `${name} ${k}`).toEqual(config[k]);
+        expect(got[k as keyof typeof got], `${name} ${k}`).toEqual(
+          config[k as keyof typeof config],
+        );
       // attention at the same levels (image_size may differ, the levels with attention may not)
-      const levels = (c: { image_size: number; attn_res: number[]; channel_mults: number[] }) =>
-        c.channel_mults.map((_, l) => c.attn_res.includes(c.image_size / 2 ** l));
+      const levels = (c: {
+        image_size: number;
+        attn_res: number[];
+        channel_multiplier: number[];
+      }) => c.channel_multiplier.map((_, l) => c.attn_res.includes(c.image_size / 2 ** l));
       expect(levels(got), name).toEqual(levels(config));
     }
   });

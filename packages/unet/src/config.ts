@@ -1,10 +1,24 @@
-/** The SR3 UNet options, with the official argument names (they round-trip through JSON). */
+/**
+ * The denoiser's one config: the official `model.unet` block of the Dif-Fusion/SR3 config
+ * files (`config/ddpm_train.json`), with their key names, plus `image_size` (the official
+ * `model.diffusion.image_size`, dif-train's `datasets.train.resolution`). The same typed block
+ * is what dif-train's config file holds under `model.unet`, what checkpoints store and what a
+ * model folder's config.json holds under `unet`.
+ *
+ * The official UNet constructor names the multipliers `channel_mults` and `networks.py` maps
+ * `channel_multiplier` onto it; the block keeps the file's name. Configs written before the
+ * rename (model folders, the PyTorch fixtures' constructor arguments) hold `channel_mults`:
+ * {@link parseUNetConfig} reads it as `channel_multiplier`.
+ */
+
+/** The SR3 UNet's options (and skip_unet's: it reads a subset, see `skipUnetConfig`). */
 export interface UNetConfig {
   in_channel: number;
   out_channel: number;
   inner_channel: number;
   norm_groups: number;
-  channel_mults: number[];
+  /** Channels of each resolution level = inner_channel x multiplier (official constructor: `channel_mults`). */
+  channel_multiplier: number[];
   attn_res: number[];
   res_blocks: number;
   dropout: number;
@@ -22,7 +36,51 @@ export interface UNetConfig {
   use_scale_shift_norm?: boolean;
   /** Heads of every SelfAttention (official `n_head`; default 1, present only when > 1). */
   num_heads?: number;
+  /**
+   * Gradient checkpointing (improved-diffusion's `use_checkpoint`): the ONNX Runtime training
+   * graph recomputes every ResnetBlocWithAttn in the backward pass. Same network and
+   * gradients, less memory (present only when true).
+   */
+  use_checkpoint?: boolean;
+  /**
+   * skip_unet only (`which_model_G: "skip_unet"`): the fraction of the up path (its end)
+   * with additive skips (default 1/sqrt(2); present only when set).
+   */
+  skip_range?: number;
 }
+
+/**
+ * A `model.unet` block as a config file holds it: the reference's defaults may be left out
+ * (norm_groups 32, attn_res [], dropout 0) and image_size comes from elsewhere (the
+ * training resolution) when absent.
+ */
+export type UNetConfigInput = Omit<
+  UNetConfig,
+  'norm_groups' | 'attn_res' | 'dropout' | 'image_size'
+> &
+  Partial<Pick<UNetConfig, 'norm_groups' | 'attn_res' | 'dropout' | 'image_size'>>;
+
+/** Every key of the block, in the order {@link unetConfigToJSON} writes them. */
+export const UNET_CONFIG_KEYS = [
+  'in_channel',
+  'out_channel',
+  'inner_channel',
+  'norm_groups',
+  'channel_multiplier',
+  'attn_res',
+  'res_blocks',
+  'dropout',
+  'image_size',
+  'with_noise_level_emb',
+  'use_affine_level',
+  'use_scale_shift_norm',
+  'num_heads',
+  'use_checkpoint',
+  'skip_range',
+] as const satisfies ReadonlyArray<keyof UNetConfig>;
+
+/** The reference's defaults of the keys a `model.unet` block may leave out. */
+export const UNET_DEFAULTS = Object.freeze({ norm_groups: 32, attn_res: [], dropout: 0 });
 
 /** Dif-Fusion's DDPM at the paper's size (config/ddpm_train.json). */
 export const PAPER_UNET_CONFIG: Readonly<UNetConfig> = Object.freeze({
@@ -30,83 +88,148 @@ export const PAPER_UNET_CONFIG: Readonly<UNetConfig> = Object.freeze({
   out_channel: 4,
   inner_channel: 128,
   norm_groups: 32,
-  channel_mults: [1, 2, 4, 8, 8],
+  channel_multiplier: [1, 2, 4, 8, 8],
   attn_res: [16],
   res_blocks: 2,
   dropout: 0.2,
   image_size: 160,
 });
 
-/** Check a config (e.g. parsed JSON) and fill the defaults; throws one-line errors. */
-export function parseUNetConfig(raw: unknown): UNetConfig {
-  if (!raw || typeof raw !== 'object') throw new Error('UNet config must be an object');
+/** The denoiser networks (official `which_model_G`). */
+export type DenoiserKind = 'sr3' | 'skip_unet';
+
+/** One problem of a block: the key it is about and a message that does not name it. */
+export interface UNetConfigProblem {
+  key: keyof UNetConfig;
+  message: string;
+}
+
+/**
+ * The problems between keys of a block whose keys each have the right type: norm_groups
+ * against the channels, use_scale_shift_norm against use_affine_level, num_heads against
+ * the attention layers' channels, and the options the other network (`which`) does not
+ * have. The one home of these rules: {@link parseUNetConfig} throws the first, dif-train's
+ * config schema reports it at `model.unet.<key>`.
+ */
+export function unetConfigProblems(
+  u: UNetConfigInput & { image_size: number },
+  which: DenoiserKind = 'sr3',
+): UNetConfigProblem[] {
+  const out: UNetConfigProblem[] = [];
+  if (which === 'skip_unet') {
+    if (u.res_blocks < 2)
+      out.push({ key: 'res_blocks', message: 'must be at least 2 with which_model_G skip_unet' });
+    if (u.use_scale_shift_norm)
+      out.push({
+        key: 'use_scale_shift_norm',
+        message: 'is an sr3 option (skip_unet has no GroupNorm)',
+      });
+    if ((u.num_heads ?? 1) > 1)
+      out.push({ key: 'num_heads', message: 'is an sr3 option (skip_unet has no attention)' });
+    return out; // norm_groups and attn_res have no effect on skip_unet
+  }
+  if (u.skip_range !== undefined)
+    out.push({ key: 'skip_range', message: 'applies to which_model_G skip_unet only' });
+  const groups = u.norm_groups ?? UNET_DEFAULTS.norm_groups;
+  const bad = u.channel_multiplier.find((m) => (u.inner_channel * m) % groups !== 0);
+  if (bad !== undefined)
+    out.push({
+      key: 'norm_groups',
+      message: `${groups} must divide inner_channel x every channel_multiplier`,
+    });
+  if (u.use_scale_shift_norm && u.use_affine_level)
+    out.push({
+      key: 'use_affine_level',
+      message: 'must be false with use_scale_shift_norm (which already scales and shifts)',
+    });
+  const heads = u.num_heads ?? 1;
+  const ch = attentionChannels({ ...u, attn_res: u.attn_res ?? [] }).find((c) => c % heads !== 0);
+  if (ch !== undefined)
+    out.push({
+      key: 'num_heads',
+      message: `${heads} must divide the ${ch} channels of an attention layer`,
+    });
+  return out;
+}
+
+/**
+ * Check a block (e.g. parsed JSON) and fill the defaults; throws one-line errors.
+ * `image_size` fills a block without one (the training resolution). A block written before
+ * the rename (`channel_mults`) is read as `channel_multiplier`. Keys of no UNet are ignored
+ * (dif-train's file schema refuses them with a hint).
+ */
+export function parseUNetConfig(
+  raw: unknown,
+  options: { image_size?: number; which?: DenoiserKind } = {},
+): UNetConfig {
+  const which = options.which ?? 'sr3';
+  const name = which === 'sr3' ? 'UNet config' : `${which} config`;
+  if (!raw || typeof raw !== 'object') throw new Error(`${name} must be an object`);
   const o = raw as Record<string, unknown>;
-  const int = (k: string, min = 1): number => {
-    const v = o[k];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
-      throw new Error(`UNet config: ${k} must be an integer >= ${min} (got ${JSON.stringify(v)})`);
-    return v;
+  const fail = (k: string, what: string): never => {
+    throw new Error(`${name}: ${k} ${what} (got ${JSON.stringify(o[k])})`);
   };
-  const ints = (k: string, allowEmpty: boolean): number[] => {
-    const v = o[k] ?? (allowEmpty ? [] : undefined);
-    if (
-      !Array.isArray(v) ||
-      (!allowEmpty && v.length === 0) ||
-      v.some((x) => !Number.isInteger(x) || x < 1)
-    )
-      throw new Error(
-        `UNet config: ${k} must be a list of positive integers (got ${JSON.stringify(v)})`,
-      );
-    return v.slice();
-  };
-  const dropout = o.dropout ?? 0;
+  const int = (k: string, min = 1, v = o[k]): number =>
+    typeof v === 'number' && Number.isInteger(v) && v >= min
+      ? v
+      : fail(k, `must be an integer >= ${min}`);
+  const ints = (k: string, v: unknown, allowEmpty: boolean): number[] =>
+    Array.isArray(v) &&
+    (allowEmpty || v.length > 0) &&
+    v.every((x) => Number.isInteger(x) && x >= 1)
+      ? v.slice()
+      : fail(k, 'must be a list of positive integers');
+  const bool = (k: string): boolean | undefined =>
+    o[k] === undefined || typeof o[k] === 'boolean'
+      ? (o[k] as boolean | undefined)
+      : fail(k, 'must be true or false');
+  const dropout = o.dropout ?? UNET_DEFAULTS.dropout;
   if (typeof dropout !== 'number' || dropout < 0 || dropout >= 1)
-    throw new Error(`UNet config: dropout must be in [0, 1) (got ${JSON.stringify(dropout)})`);
+    fail('dropout', 'must be in [0, 1)');
+  const mults = o.channel_multiplier ?? o.channel_mults;
+  const imageSize = o.image_size ?? options.image_size;
+  if (imageSize === undefined)
+    throw new Error(`${name}: image_size is missing (the training resolution)`);
   const config: UNetConfig = {
     in_channel: int('in_channel'),
     out_channel: int('out_channel'),
     inner_channel: int('inner_channel'),
-    norm_groups: int('norm_groups'),
-    channel_mults: ints('channel_mults', false),
-    attn_res: ints('attn_res', true),
+    norm_groups: int('norm_groups', 1, o.norm_groups ?? UNET_DEFAULTS.norm_groups),
+    channel_multiplier: ints('channel_multiplier', mults, false),
+    attn_res: ints('attn_res', o.attn_res ?? UNET_DEFAULTS.attn_res, true),
     res_blocks: int('res_blocks'),
-    dropout,
-    image_size: int('image_size'),
+    dropout: dropout as number,
+    image_size: int('image_size', 1, imageSize),
     with_noise_level_emb:
       o.with_noise_level_emb === undefined ? true : Boolean(o.with_noise_level_emb),
     use_affine_level: Boolean(o.use_affine_level ?? false),
   };
   // The later options appear only when they change the network, so that configs written
   // before them (and the models exported from them) stay byte-identical.
-  if (o.use_scale_shift_norm !== undefined && typeof o.use_scale_shift_norm !== 'boolean')
-    throw new Error(
-      `UNet config: use_scale_shift_norm must be true or false (got ${JSON.stringify(o.use_scale_shift_norm)})`,
-    );
-  if (o.use_scale_shift_norm) {
-    if (config.use_affine_level)
-      throw new Error(
-        'UNet config: use_scale_shift_norm already scales and shifts; use_affine_level must be false with it',
-      );
-    config.use_scale_shift_norm = true;
-  }
+  if (bool('use_scale_shift_norm')) config.use_scale_shift_norm = true;
   if (o.num_heads !== undefined) {
     const heads = int('num_heads');
     if (heads > 1) config.num_heads = heads;
   }
-  for (const m of config.channel_mults) {
-    const c = config.inner_channel * m;
-    if (c % config.norm_groups !== 0)
-      throw new Error(
-        `UNet config: inner_channel x ${m} = ${c} is not divisible by norm_groups ${config.norm_groups}`,
-      );
+  if (bool('use_checkpoint')) config.use_checkpoint = true;
+  if (o.skip_range !== undefined) {
+    const r = o.skip_range;
+    if (typeof r !== 'number' || !(r >= 0 && r <= 1)) fail('skip_range', 'must be in [0, 1]');
+    config.skip_range = r as number;
   }
-  const heads = config.num_heads ?? 1;
-  for (const c of attentionChannels(config))
-    if (c % heads !== 0)
-      throw new Error(
-        `UNet config: num_heads ${heads} does not divide the ${c} channels of an attention layer`,
-      );
+  const [problem] = unetConfigProblems(config, which);
+  if (problem) throw new Error(`${name}: ${problem.key} ${problem.message}`);
   return config;
+}
+
+/** Plain JSON of a config in the block's key order (optional keys only when set). */
+export function unetConfigToJSON(c: UNetConfig): UNetConfig {
+  const out: Record<string, unknown> = {};
+  for (const k of UNET_CONFIG_KEYS) {
+    const v = c[k];
+    if (v !== undefined) out[k] = Array.isArray(v) ? v.slice() : v;
+  }
+  return out as unknown as UNetConfig;
 }
 
 /**
@@ -114,73 +237,24 @@ export function parseUNetConfig(raw: unknown): UNetConfig {
  * `attn_res`, and the middle (always).
  */
 export function attentionChannels(
-  c: Pick<UNetConfig, 'inner_channel' | 'channel_mults' | 'attn_res' | 'image_size'>,
+  c: Pick<UNetConfig, 'inner_channel' | 'channel_multiplier' | 'attn_res' | 'image_size'>,
 ): number[] {
   const out = new Set<number>();
   let res = c.image_size;
-  c.channel_mults.forEach((m, i) => {
+  c.channel_multiplier.forEach((m, i) => {
     if (c.attn_res.includes(res)) out.add(c.inner_channel * m);
-    if (i < c.channel_mults.length - 1) res = Math.floor(res / 2);
+    if (i < c.channel_multiplier.length - 1) res = Math.floor(res / 2);
   });
-  out.add(c.inner_channel * c.channel_mults[c.channel_mults.length - 1]);
+  out.add(c.inner_channel * c.channel_multiplier[c.channel_multiplier.length - 1]);
   return [...out];
 }
 
 /**
- * A reference training config's `model.unet` block (config/ddpm_train.json): the official
- * names, `channel_multiplier` for {@link UNetConfig.channel_mults}, no image size (that is
- * `datasets.train.resolution`).
+ * What a network reading the decoder (the fusion head) needs of the UNet: each resolution
+ * level yields `res_blocks + 1` decoder features of `inner_channel x channel_multiplier[level]`
+ * channels.
  */
-export interface ReferenceUnetJson {
-  in_channel: number;
-  out_channel: number;
-  inner_channel: number;
-  norm_groups?: number;
-  channel_multiplier: number[];
-  attn_res?: number[];
-  res_blocks: number;
-  dropout?: number;
-  /** The official UNet's argument; written only when true (default false). */
-  use_affine_level?: boolean;
-  /** Written only when true (default false). */
-  use_scale_shift_norm?: boolean;
-  /** Written only when > 1 (default 1). */
-  num_heads?: number;
-}
-
-/**
- * The one translation from a reference `model.unet` block to a UNetConfig at `imageSize`:
- * `channel_multiplier` -> `channel_mults`, norm_groups 32, attn_res [] and dropout 0 when
- * absent (the reference's defaults). Our own JSON (with `channel_mults`) is accepted as is.
- * Checked by {@link parseUNetConfig}.
- */
-export function unetConfigFromReference(
-  u: ReferenceUnetJson | Partial<UNetConfig> | Record<string, unknown>,
-  imageSize?: number,
-): UNetConfig {
-  const { channel_multiplier, ...rest } = u as Record<string, unknown>;
-  const raw: Record<string, unknown> = { ...rest };
-  raw.channel_mults ??= channel_multiplier;
-  if (imageSize !== undefined) raw.image_size = imageSize;
-  raw.norm_groups ??= 32;
-  raw.attn_res ??= [];
-  raw.dropout ??= 0;
-  return parseUNetConfig(raw);
-}
-
-/** The reference `model.unet` block of a UNet config (see {@link unetConfigFromReference}). */
-export function unetConfigToReference(c: UNetConfig): ReferenceUnetJson {
-  return {
-    in_channel: c.in_channel,
-    out_channel: c.out_channel,
-    inner_channel: c.inner_channel,
-    norm_groups: c.norm_groups,
-    channel_multiplier: c.channel_mults.slice(),
-    attn_res: c.attn_res.slice(),
-    res_blocks: c.res_blocks,
-    dropout: c.dropout,
-    ...(c.use_affine_level ? { use_affine_level: true } : {}),
-    ...(c.use_scale_shift_norm ? { use_scale_shift_norm: true } : {}),
-    ...(c.num_heads && c.num_heads > 1 ? { num_heads: c.num_heads } : {}),
-  };
-}
+export type UNetDecoderConfig = Pick<
+  UNetConfig,
+  'inner_channel' | 'channel_multiplier' | 'res_blocks'
+>;

@@ -25,7 +25,7 @@ export interface UNetFeatures<T> {
  * SR3 `UNet` (`which_model_G: "sr3"`) and `SkipUNet` (`"skip_unet"`) both are one.
  */
 export interface DenoiserNet {
-  readonly config: { in_channel: number; out_channel: number; channel_mults: number[] };
+  readonly config: { in_channel: number; out_channel: number; channel_multiplier: number[] };
   /** Parameters and buffers (official state_dict keys). */
   params(): ParamSpec[];
   /** The network's output for x `[N, in, H, W]` at levels `[N, 1]`. */
@@ -79,7 +79,7 @@ export abstract class DecoderNet extends Module implements DenoiserNet {
 
   /** Input height and width must be multiples of this. */
   get sizeMultiple(): number {
-    return 2 ** (this.config.channel_mults.length - 1);
+    return 2 ** (this.config.channel_multiplier.length - 1);
   }
 
   /** The network's output (the noise prediction): x `[N, in, H, W]`, level `[N, 1]`. */

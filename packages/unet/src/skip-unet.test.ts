@@ -12,7 +12,7 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { relErr } from '../../../test/shared';
-import { SkipUNet, skipUnetConfigFromReference } from './index';
+import { SkipUNet, skipUnetConfig } from './index';
 
 // The official skip_unet.py's outputs (scripts/make-skip-unet-fixture.py).
 const fixture = readSafetensors(
@@ -104,26 +104,28 @@ describe('skip_unet config', () => {
   const base = JSON.parse(fixture.metadata['config.small']);
   it('reads the reference block (channel_multiplier) and skips from floor((1 - r) L R)', () => {
     const { channel_mults, ...rest } = base;
-    const c = skipUnetConfigFromReference({
+    const c = skipUnetConfig({
       ...rest,
       channel_multiplier: channel_mults,
       norm_groups: 32,
       attn_res: [16],
     });
-    expect(c).toEqual({ ...base, use_affine_level: false });
+    expect(c).toEqual({ ...rest, channel_multiplier: channel_mults, use_affine_level: false });
+    // the PyTorch fixture's constructor arguments (channel_mults) read the same
+    expect(skipUnetConfig(base)).toEqual(c);
     expect(new SkipUNet(c).skipStart).toBe(1); // floor(0.2929 * 2 * 2)
-    expect(new SkipUNet({ ...c, channel_mults: [1, 2, 4, 8, 8], res_blocks: 3 }).skipStart).toBe(4);
+    expect(
+      new SkipUNet({ ...c, channel_multiplier: [1, 2, 4, 8, 8], res_blocks: 3 }).skipStart,
+    ).toBe(4);
     expect(new SkipUNet({ ...c, skip_range: 1 }).skipStart).toBe(0);
   });
   it('refuses bad values in one line', () => {
-    expect(() => skipUnetConfigFromReference({ ...base, res_blocks: 1 })).toThrow(
-      'skip_unet config: res_blocks must be an integer >= 2 (got 1)',
+    expect(() => skipUnetConfig({ ...base, res_blocks: 1 })).toThrow(
+      'skip_unet config: res_blocks must be at least 2 with which_model_G skip_unet',
     );
-    expect(() => skipUnetConfigFromReference({ ...base, skip_range: 2 })).toThrow(
+    expect(() => skipUnetConfig({ ...base, skip_range: 2 })).toThrow(
       'skip_unet config: skip_range must be in [0, 1] (got 2)',
     );
-    expect(() => skipUnetConfigFromReference({ ...base, num_heads: 2 })).toThrow(
-      /num_heads is an option of the sr3 UNet/,
-    );
+    expect(() => skipUnetConfig({ ...base, num_heads: 2 })).toThrow(/num_heads is an sr3 option/);
   });
 });

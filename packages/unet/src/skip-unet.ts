@@ -14,6 +14,7 @@ import {
   type WeightInit,
 } from '@dif-fusion/nn';
 import { FeatureWiseAffine } from './blocks';
+import { parseUNetConfig, type UNetConfig } from './config';
 import { DecoderNet, type UNetFeatures } from './denoiser';
 
 /** WaveGrad's LINEAR_SCALE: the encoding reads 5000 * level. */
@@ -22,67 +23,41 @@ export const SKIP_UNET_LINEAR_SCALE = 5000;
 /** The official default skip_range: skips on the last 1/sqrt(2) of the up path. */
 export const DEFAULT_SKIP_RANGE = 1 / Math.sqrt(2);
 
-/** skip_unet's options, with the official argument names. */
-export interface SkipUNetConfig {
-  in_channel: number;
-  out_channel: number;
-  inner_channel: number;
-  channel_mults: number[];
-  res_blocks: number;
-  dropout: number;
-  use_affine_level?: boolean;
-  /** Fraction of the up path (its end) with additive skips (default 1/sqrt(2); present only when set). */
-  skip_range?: number;
-}
+/**
+ * skip_unet's options: the keys of the one `model.unet` block ({@link UNetConfig}) it reads;
+ * the others (`norm_groups`, `attn_res`, `image_size`, `with_noise_level_emb`) have no effect
+ * on it, as in the official code.
+ */
+export type SkipUNetConfig = Pick<
+  UNetConfig,
+  'in_channel' | 'out_channel' | 'inner_channel' | 'channel_multiplier' | 'res_blocks' | 'dropout'
+> &
+  Pick<UNetConfig, 'use_affine_level' | 'skip_range'>;
 
 /**
- * The reference `model.unet` keys skip_unet reads; the others (`norm_groups`, `attn_res`,
- * `image_size`, `with_noise_level_emb`) have no effect on it, as in the official code.
+ * skip_unet's config from a `model.unet` block (checked as the block is, with skip_unet's
+ * rules: res_blocks >= 2, no sr3-only option); throws one-line errors.
  */
-export function skipUnetConfigFromReference(u: Record<string, unknown>): SkipUNetConfig {
-  const int = (k: string, min: number): number => {
-    const v = u[k];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
-      throw new Error(
-        `skip_unet config: ${k} must be an integer >= ${min} (got ${JSON.stringify(v)})`,
-      );
-    return v;
-  };
-  const mults = u.channel_mults ?? u.channel_multiplier;
-  if (
-    !Array.isArray(mults) ||
-    mults.length === 0 ||
-    mults.some((m) => !Number.isInteger(m) || m < 1)
-  )
-    throw new Error(
-      `skip_unet config: channel_multiplier must be a list of positive integers (got ${JSON.stringify(mults)})`,
-    );
-  const dropout = u.dropout ?? 0;
-  if (typeof dropout !== 'number' || dropout < 0 || dropout >= 1)
-    throw new Error(`skip_unet config: dropout must be in [0, 1) (got ${JSON.stringify(dropout)})`);
-  for (const k of ['use_scale_shift_norm', 'num_heads'] as const)
-    if (u[k] !== undefined && u[k] !== false && u[k] !== 1)
-      throw new Error(
-        `skip_unet config: ${k} is an option of the sr3 UNet; skip_unet has no such layer`,
-      );
-  const c: SkipUNetConfig = {
-    in_channel: int('in_channel', 1),
-    out_channel: int('out_channel', 1),
-    inner_channel: int('inner_channel', 1),
-    channel_mults: mults.slice(),
+export function skipUnetConfig(u: unknown): SkipUNetConfig {
+  const o = (u && typeof u === 'object' ? u : {}) as Record<string, unknown>;
+  const c = parseUNetConfig(
+    // skip_unet has no GroupNorm nor attention: those keys are not checked against it.
+    { ...o, norm_groups: 1, attn_res: [], image_size: 1 },
+    { which: 'skip_unet' },
+  );
+  const out: SkipUNetConfig = {
+    in_channel: c.in_channel,
+    out_channel: c.out_channel,
+    inner_channel: c.inner_channel,
+    channel_multiplier: c.channel_multiplier,
     // res_blocks 1 gives the up path more blocks than there are skip features (the official
     // forward pops an empty list).
-    res_blocks: int('res_blocks', 2),
-    dropout,
-    use_affine_level: Boolean(u.use_affine_level ?? false),
+    res_blocks: c.res_blocks,
+    dropout: c.dropout,
+    use_affine_level: c.use_affine_level ?? false,
   };
-  if (u.skip_range !== undefined) {
-    const r = u.skip_range;
-    if (typeof r !== 'number' || !(r >= 0 && r <= 1))
-      throw new Error(`skip_unet config: skip_range must be in [0, 1] (got ${JSON.stringify(r)})`);
-    c.skip_range = r;
-  }
-  return c;
+  if (c.skip_range !== undefined) out.skip_range = c.skip_range;
+  return out;
 }
 
 /** nn.Sequential(nn.Conv2d(...)) style: index `i` of a Sequential under `prefix`. */
@@ -185,12 +160,12 @@ export class SkipUNet extends DecoderNet {
 
   constructor(config: SkipUNetConfig, options: { init?: WeightInit } = {}) {
     super('');
-    const c = skipUnetConfigFromReference(config as unknown as Record<string, unknown>);
+    const c = skipUnetConfig(config);
     this.config = c;
     const init = options.init;
     const noiseCh = c.inner_channel * 4;
     this.noiseChannels = noiseCh;
-    const levels = c.channel_mults.length;
+    const levels = c.channel_multiplier.length;
     this.skipStart = Math.trunc((1 - (c.skip_range ?? DEFAULT_SKIP_RANGE)) * levels * c.res_blocks);
     const o = (stride: 1 | 2) => ({
       stride,
@@ -209,7 +184,7 @@ export class SkipUNet extends DecoderNet {
         new ResBlockDown(`downs.${this.downs.length}`, inCh, outCh, noiseCh, o(stride)),
       );
     for (let i = 0; i < levels; i++) {
-      const ch = c.inner_channel * c.channel_mults[i];
+      const ch = c.inner_channel * c.channel_multiplier[i];
       for (let r = 0; r < c.res_blocks - 1; r++) {
         down(pre, ch, 1);
         pre = ch;
@@ -225,7 +200,7 @@ export class SkipUNet extends DecoderNet {
       this.upBlocks.push({ channels: outCh, scale });
     };
     for (let i = levels - 1; i >= 0; i--) {
-      const ch = c.inner_channel * c.channel_mults[i];
+      const ch = c.inner_channel * c.channel_multiplier[i];
       up(pre, ch, 1);
       pre = ch;
       if (i < levels - 1) up(pre, pre, 2);

@@ -39,16 +39,16 @@ describe('UNet structure', () => {
   });
 
   it('config round-trips through JSON and rejects bad values in one line', () => {
-    const c: UNetConfig = { ...PAPER_UNET_CONFIG, channel_mults: [1, 2] };
+    const c: UNetConfig = { ...PAPER_UNET_CONFIG, channel_multiplier: [1, 2] };
     expect(parseUNetConfig(JSON.parse(JSON.stringify(c)))).toEqual({
       ...c,
       with_noise_level_emb: true,
       use_affine_level: false,
     });
     expect(() => parseUNetConfig({ ...c, inner_channel: 20 })).toThrow(
-      /not divisible by norm_groups 32/,
+      /norm_groups 32 must divide inner_channel/,
     );
-    expect(() => parseUNetConfig({ ...c, channel_mults: [] })).toThrow(/channel_mults/);
+    expect(() => parseUNetConfig({ ...c, channel_multiplier: [] })).toThrow(/channel_multiplier/);
   });
 });
 

@@ -48,14 +48,14 @@ export class UNet extends DecoderNet {
       });
 
     this.initConv = new Conv2d('init_conv', c.in_channel, c.inner_channel, 3, { padding: 1, init });
-    const levels = c.channel_mults.length;
+    const levels = c.channel_multiplier.length;
     let pre = c.inner_channel;
     const featChannels = [pre];
     let res = c.image_size;
     let scale = 1;
     for (let i = 0; i < levels; i++) {
       const useAttn = c.attn_res.includes(res);
-      const ch = c.inner_channel * c.channel_mults[i];
+      const ch = c.inner_channel * c.channel_multiplier[i];
       for (let r = 0; r < c.res_blocks; r++) {
         this.downs.push(block(`downs.${this.downs.length}`, pre, ch, useAttn));
         featChannels.push(ch);
@@ -71,7 +71,7 @@ export class UNet extends DecoderNet {
     this.mid = [block('mid.0', pre, pre, true), block('mid.1', pre, pre, false)];
     for (let i = levels - 1; i >= 0; i--) {
       const useAttn = c.attn_res.includes(res);
-      const ch = c.inner_channel * c.channel_mults[i];
+      const ch = c.inner_channel * c.channel_multiplier[i];
       for (let r = 0; r < c.res_blocks + 1; r++) {
         this.ups.push(block(`ups.${this.ups.length}`, pre + featChannels.pop()!, ch, useAttn));
         this.upBlocks.push({ channels: ch, scale });

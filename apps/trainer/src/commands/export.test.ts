@@ -7,7 +7,7 @@ import { readSafetensors } from '@dif-fusion/io';
 import type { TorchWeights } from '@dif-fusion/nn';
 import { loadFusionModel, readModelConfig } from '@dif-fusion/onnx';
 import { randomWeights } from '@dif-fusion/onnx/export';
-import { UNet, unetConfigFromReference } from '@dif-fusion/unet';
+import { parseUNetConfig, UNet } from '@dif-fusion/unet';
 import { afterAll, describe, expect, it } from 'vitest';
 import { golden, hasGolden, noteSkip } from '../../../../test/shared';
 import { saveCheckpoint } from '../checkpoint';
@@ -117,11 +117,15 @@ describe.skipIf(!hasGolden)('dif-train export --ddpm --head', () => {
     expect(JSON.stringify(cfg.provenance)).not.toContain(tmpdir());
     expect(cfg.beta_schedule).toEqual(schedule);
     expect(cfg.noise_level_rule).toBe('midpoint');
+    // the checkpoints were written before the rename (the DDPM's model block with
+    // channel_multiplier, the head's with a copy of the UNet keys): the folder holds the one block
     expect(cfg.unet).toMatchObject({
       inner_channel: 16,
-      channel_mults: [1, 2, 4, 8, 8],
+      channel_multiplier: [1, 2, 4, 8, 8],
       image_size: 32,
     });
+    expect(cfg.unet).not.toHaveProperty('channel_mults');
+    expect(cfg.head).not.toHaveProperty('inner_channel');
 
     const model = await loadFusionModel(out, { device: 'cpu', threads: 1 });
     const x = Float32Array.from(f.tensors.get('input.x_start')!.data);
@@ -193,7 +197,7 @@ describe('dif-train export --config --random-init', () => {
     });
     expect(cfg.unet).toMatchObject({
       inner_channel: 8,
-      channel_mults: [1, 2],
+      channel_multiplier: [1, 2],
       image_size: 16,
       dropout: 0.2,
     });
@@ -297,8 +301,8 @@ describe('dif-train export: the error names the checkpoint at fault', () => {
       extra: kind === 'head' ? { schedule } : {},
     });
   };
-  const unetW = randomWeights(new UNet(unetConfigFromReference(unetRef)).params(), 0);
-  const headW = randomWeights(new FusionHead(headCfg as any).usedParams(), 0, {
+  const unetW = randomWeights(new UNet(parseUNetConfig(unetRef)).params(), 0);
+  const headW = randomWeights(new FusionHead(headCfg as any, unetRef).usedParams(), 0, {
     orthogonal: 'uniform',
   });
   const first = (m: TorchWeights) => [...m.keys()][0];

@@ -20,7 +20,7 @@ import {
 } from '@dif-fusion/fusion-head';
 import type { ExportResult } from '@dif-fusion/onnx/export';
 import type { NoiseScheduleConfig } from '@dif-fusion/schedules';
-import { UNet, type UNetConfig, unetConfigFromReference } from '@dif-fusion/unet';
+import { parseUNetConfig, UNet, type UNetConfig } from '@dif-fusion/unet';
 import { type Command, Option } from 'commander';
 import { loadCheckpoint } from '../checkpoint';
 import { int } from '../cli-args';
@@ -138,15 +138,19 @@ function exportRandomInit(
   if (!schedule) throw new UserError(`${configPath}: model.beta_schedule.train is missing`);
   const datasets = json.datasets as { train?: { resolution?: number } } | undefined;
   const imageSize =
-    opts.imageSize ?? model.diffusion?.image_size ?? datasets?.train?.resolution ?? 160;
+    opts.imageSize ??
+    model.unet.image_size ??
+    model.diffusion?.image_size ??
+    datasets?.train?.resolution ??
+    160;
   const seed = opts.seed ?? 0;
   let unetCfg: UNetConfig;
   let headCfg: FusionHeadConfigInput;
   try {
-    unetCfg = unetConfigFromReference(model.unet, imageSize);
+    unetCfg = parseUNetConfig({ ...model.unet, image_size: imageSize });
     const mode =
       opts.mode ?? (json.model_df as { mode?: FusionHeadMode } | undefined)?.mode ?? 'full';
-    headCfg = headConfigFromReference(json, { mode });
+    headCfg = headConfigFromReference(json, unetCfg, { mode });
   } catch (e) {
     userError(configPath, e);
   }
@@ -154,9 +158,9 @@ function exportRandomInit(
   // included: fast at any size; orthogonalising the paper's 1024-channel convolutions
   // would take minutes and does not change the timing.
   const unet = new UNet(unetCfg, { init: 'torch' });
-  const head = new FusionHead(headCfg);
+  const head = new FusionHead(headCfg, unetCfg);
   log(
-    `dif-train export: random weights (seed ${seed}), UNet inner_channel ${unetCfg.inner_channel} x [${unetCfg.channel_mults}], head mode ${head.config.mode}, time steps [${head.config.time_steps}]`,
+    `dif-train export: random weights (seed ${seed}), UNet inner_channel ${unetCfg.inner_channel} x [${unetCfg.channel_multiplier}], head mode ${head.config.mode}, time steps [${head.config.time_steps}]`,
   );
   return writeModel(configPath, dir, opts, onnx, {
     unet,
@@ -170,9 +174,10 @@ function exportRandomInit(
 }
 
 /**
- * The UNet config of a DDPM checkpoint: its model block, else its training config's; a
- * `learned_range` DDPM's final conv has twice out_channel outputs (fusion reads decoder
- * features only, but the weights must load).
+ * The UNet config of a DDPM checkpoint: its model block (the one UNet config; `channel_mults`
+ * in checkpoints written before the rename), else its training config's; a `learned_range`
+ * DDPM's final conv has twice out_channel outputs (fusion reads decoder features only, but
+ * the weights must load).
  */
 function ddpmUnetConfig(ddpm: LoadedCheckpoint): UNetConfig {
   const cfg = ddpm.config as {
@@ -184,8 +189,8 @@ function ddpmUnetConfig(ddpm: LoadedCheckpoint): UNetConfig {
     const m = ddpm.model;
     c =
       m.channel_mults !== undefined || m.channel_multiplier !== undefined
-        ? unetConfigFromReference(m)
-        : unetConfigFromReference(cfg.model?.unet ?? {}, cfg.datasets?.train?.resolution);
+        ? parseUNetConfig(m)
+        : parseUNetConfig(cfg.model?.unet ?? {}, { image_size: cfg.datasets?.train?.resolution });
   } catch (e) {
     userError(ddpm.path, e);
   }
@@ -222,7 +227,8 @@ function exportCheckpoints(
   const unet = new UNet(ddpmUnetConfig(ddpm));
   let head: FusionHead;
   try {
-    head = new FusionHead(headCk.model as FusionHeadConfigInput);
+    // the head's channels are the UNet's (a copy in older checkpoints must match it)
+    head = new FusionHead(headCk.model as unknown as FusionHeadConfigInput, unet.config);
   } catch (e) {
     userError(headCk.path, e);
   }

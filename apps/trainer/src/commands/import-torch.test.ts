@@ -50,7 +50,7 @@ describe('dif-train import-torch', () => {
     expect([ddpm.step, ddpm.epoch, head.step, head.epoch]).toEqual([1200, 3, 0, 7]);
     expect(ddpm.model).toMatchObject({
       inner_channel: 4,
-      channel_mults: [1, 2, 2, 4, 4],
+      channel_multiplier: [1, 2, 2, 4, 4],
       norm_groups: 2,
     });
     expect(head.model).toMatchObject({ mode: 'reference', feat_scales: [14, 11, 8, 5, 2] });
@@ -60,7 +60,7 @@ describe('dif-train import-torch', () => {
       false,
     );
     const unet = new UNet(ddpm.model as never);
-    const fh = new FusionHead(head.model as never);
+    const fh = new FusionHead(head.model as never, ddpm.model as never);
     expect(ddpm.weights.size).toBe(unet.params().length);
     expect(head.weights.size).toBe(fh.params().length);
 

@@ -18,9 +18,8 @@ import {
   type ImportedDifFusion,
   importDifFusion,
   TorchImportError,
-  type UnetConfigJSON,
 } from '@dif-fusion/torch-import';
-import { unetConfigToReference } from '@dif-fusion/unet';
+import { type UNetConfig, unetConfigToJSON } from '@dif-fusion/unet';
 import { type Command, InvalidArgumentError } from 'commander';
 import { listCheckpoints, saveCheckpoint } from '../checkpoint';
 import { int } from '../cli-args';
@@ -52,7 +51,7 @@ export interface ImportTorchOptions {
 export interface ImportTorchResult {
   ddpm: string;
   head: string | null;
-  unet: UnetConfigJSON;
+  unet: UNetConfig;
   headConfig: FusionHeadConfig | null;
   schedule: NoiseScheduleConfig;
 }
@@ -84,10 +83,12 @@ function prepareDir(dir: string, kind: 'ddpm' | 'head', force: boolean): void {
 /** A reference-format training config (config/fusion_train.json layout) describing the import. */
 function importedConfig(r: ImportedDifFusion): Record<string, unknown> {
   const u = r.unet.config;
+  // the one UNet block; its image_size is the official model.diffusion.image_size here
+  const { image_size: _, ...block } = unetConfigToJSON(u);
   return {
     name: 'imported',
     model: {
-      unet: unetConfigToReference(u),
+      unet: block,
       beta_schedule: { train: r.schedule },
       diffusion: { image_size: u.image_size, channels: u.in_channel },
     },
@@ -151,7 +152,7 @@ export async function runImportTorch(opts: ImportTorchOptions): Promise<ImportTo
     step: ds.step,
     epoch: ds.epoch,
     config,
-    model: { ...u },
+    model: { ...unetConfigToJSON(u) },
     weights: r.unet.weights,
     optimizer: null,
     rng: null,
@@ -159,7 +160,7 @@ export async function runImportTorch(opts: ImportTorchOptions): Promise<ImportTo
     extra: imported(opts.ddpm),
   });
   log(
-    `imported ${opts.ddpm}: UNet inner_channel ${u.inner_channel} x [${u.channel_mults}], res_blocks ${u.res_blocks}, attn_res [${u.attn_res}] at image_size ${u.image_size}, norm_groups ${u.norm_groups}, ${count(r.unet.weights).toLocaleString('en-US')} params; schedule ${s.schedule} T=${s.n_timestep} [${s.linear_start}, ${s.linear_end}] -> ${ddpmPath}`,
+    `imported ${opts.ddpm}: UNet inner_channel ${u.inner_channel} x [${u.channel_multiplier}], res_blocks ${u.res_blocks}, attn_res [${u.attn_res}] at image_size ${u.image_size}, norm_groups ${u.norm_groups}, ${count(r.unet.weights).toLocaleString('en-US')} params; schedule ${s.schedule} T=${s.n_timestep} [${s.linear_start}, ${s.linear_end}] -> ${ddpmPath}`,
   );
 
   let headPath: string | null = null;

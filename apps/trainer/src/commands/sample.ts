@@ -17,7 +17,7 @@ import { loadCheckpoint } from '../checkpoint';
 import { int, nonNegative } from '../cli-args';
 import { ddpmSamplingOf } from '../config';
 import { makeSampler, openPairs } from '../data';
-import { diffusionOptionsOf, splitConditional } from '../ddpm-variants';
+import { splitConditional } from '../ddpm-variants';
 import { formatError, UserError } from '../errors';
 import { type GridColumn, writeLabelledGrid } from '../images';
 import { buildDenoiser, sampleImages } from '../model';
@@ -104,7 +104,7 @@ export async function runSample(o: SampleOptions): Promise<string> {
     size,
     steps,
     rng: new Rng(seed),
-    diffusion: diffusionOptionsOf(m.diffusion),
+    diffusion: m.diffusion,
     sampler,
     eta: o.eta,
     condition: fixed?.condition,

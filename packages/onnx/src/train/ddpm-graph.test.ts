@@ -33,7 +33,7 @@ const tiny = (dropout: number, options: Partial<UNetConfig> = {}) =>
     out_channel: 4,
     inner_channel: 8,
     norm_groups: 4,
-    channel_mults: [1, 2, 2],
+    channel_multiplier: [1, 2, 2],
     attn_res: [8],
     res_blocks: 1,
     dropout,
@@ -172,8 +172,8 @@ async function compareLearned(
   });
   const diffusion = new GaussianDiffusion(unet, schedule, {
     loss,
-    meanType,
-    varType: 'learned_range',
+    mean_type: meanType,
+    var_type: 'learned_range',
   });
   const ops = new MaskOps(store, masks);
   const vars = store.names().map((n) => store.get(n) as tf.Variable);

@@ -28,20 +28,16 @@ async function compare(
     out_channel: 4,
     inner_channel: 4,
     norm_groups: 2,
-    channel_mults: [1, 2],
+    channel_multiplier: [1, 2],
     attn_res: [],
     res_blocks: 2,
     dropout: 0,
     image_size: s,
   });
-  const head = new FusionHead({
-    feat_scales: [2, 5],
-    time_steps: [5, 50],
-    inner_channel: 4,
-    channel_multiplier: [1, 2],
-    mode,
-    ...variant,
-  });
+  const head = new FusionHead(
+    { feat_scales: [2, 5], time_steps: [5, 50], mode, ...variant },
+    unet.config,
+  );
   const k = 2;
   const unetStore = TfParamStore.init(unet.params(), 11);
   const headStore = TfParamStore.init(head.params(), 12);
