@@ -2,8 +2,8 @@
 import { accessSync, constants } from 'node:fs';
 import { resolve } from 'node:path';
 import { DifFusionError, makeDirsSync, readRigFile } from '@dif-fusion/io';
-import { validateAlignFlags } from '../align/apply';
 import { Queue } from 'bullmq';
+import { validateAlignFlags } from '../align/apply';
 import { FuseError } from '../errors';
 import { checkModelDir, modelDigest, resolveModelDir } from '../model';
 import { connectOnce, DEFAULT_QUEUE } from './connection';

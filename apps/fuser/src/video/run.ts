@@ -18,8 +18,8 @@ import {
   writeFileAtomicSync,
 } from '@dif-fusion/io';
 import {
-  type AlignFlags,
   type Aligner,
+  type AlignFlags,
   createAligner,
   describeTransform,
   type FixedTransform,
