@@ -7,7 +7,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { dif, expectOneLineError, readRgb, tmp } from './helpers';
+import { dif, expectOneLineError, readRgb, tmp, writeScenePair } from './helpers';
 
 let dir: string;
 let ir: string;
@@ -165,30 +165,6 @@ describe('dif-fuse --align', () => {
   });
 });
 
-/** A smooth scene of blurred rectangles on infrared coordinates (u, v), 0..1. */
-function scene(u: number, v: number, modality: 'ir' | 'vis'): number {
-  const edge = (t: number) => 1 / (1 + Math.exp(-t / 1.2));
-  const box = (x0: number, y0: number, x1: number, y1: number) =>
-    edge(u - x0) * edge(x1 - u) * edge(v - y0) * edge(y1 - v);
-  const a = box(30, 20, 70, 60);
-  const b = box(85, 30, 125, 45);
-  const c = box(50, 70, 110, 100);
-  const d = box(100, 55, 115, 95);
-  return modality === 'ir'
-    ? 0.1 + 0.7 * a + 0.4 * b + 0.2 * c + 0.5 * d
-    : 0.8 - 0.5 * a + 0.3 * b - 0.4 * c + 0.15 * d;
-}
-
-async function writeGray(path: string, w: number, h: number, f: (x: number, y: number) => number) {
-  const data = new Uint8Array(w * h);
-  for (let y = 0; y < h; y++)
-    for (let x = 0; x < w; x++)
-      data[y * w + x] = Math.round(255 * Math.min(1, Math.max(0, f(x, y))));
-  await sharp(data, { raw: { width: w, height: h, channels: 1 } })
-    .png()
-    .toFile(path);
-}
-
 describe('dif-fuse --align on videos and frame folders', () => {
   let seqIr: string;
   let seqVis: string;
@@ -260,12 +236,7 @@ describe('dif-fuse --align on videos and frame folders', () => {
     mkdirSync(av);
     // visible (x, y) -> infrared (x / 2 + 20, y / 2 + 14): a 240x200 visible frame at twice
     // the infrared resolution, covering 120x100 of the 160x128 infrared frame.
-    for (const k of [1, 2]) {
-      await writeGray(join(ai, `${k}.png`), 160, 128, (x, y) => scene(x, y, 'ir'));
-      await writeGray(join(av, `${k}.png`), 240, 200, (x, y) =>
-        scene(x / 2 + 20, y / 2 + 14, 'vis'),
-      );
-    }
+    for (const k of [1, 2]) await writeScenePair(join(ai, `${k}.png`), join(av, `${k}.png`));
     const out = join(dir, 'auto-out');
     const r = dif(['--ir', ai, '--vis', av, '-o', out, '--method', 'average', '--align', 'auto']);
     expect(r.code, r.stderr).toBe(0);

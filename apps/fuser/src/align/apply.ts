@@ -196,6 +196,21 @@ export function createAligner(
   };
 }
 
+/** Checkerboard of the infrared image (gray) and the warped visible one, on the IR grid. */
+export function checkImage(ir: Planar, vis: Planar, visToIr: Mat3): Planar {
+  const { image: w, mask } = warpImage(vis, visToIr, ir.width, ir.height);
+  const n = ir.width * ir.height;
+  const cell = Math.max(8, Math.round(Math.max(ir.width, ir.height) / 10));
+  const out = new Float32Array(3 * n);
+  for (let y = 0; y < ir.height; y++)
+    for (let x = 0; x < ir.width; x++) {
+      const i = y * ir.width + x;
+      const useVis = ((Math.floor(x / cell) + Math.floor(y / cell)) & 1) === 1 && mask[i] > 0.5;
+      for (let c = 0; c < 3; c++) out[c * n + i] = useVis ? w.data[c * n + i] : ir.data[i];
+    }
+  return { width: ir.width, height: ir.height, channels: 3, data: out };
+}
+
 /** Replicates a gray plane into RGB. */
 function grayToRgb(g: Planar): Planar {
   const n = g.width * g.height;
