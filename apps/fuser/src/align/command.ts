@@ -6,7 +6,6 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import {
   gradientScore,
-  type Mat3,
   overlapRect,
   pointRms,
   type RegisterResult,
@@ -25,7 +24,7 @@ import {
 } from '@dif-fusion/io';
 import { type Command, Option } from 'commander';
 import { FuseError } from '../errors';
-import { type Planar, readInfrared, readVisible, writeImage } from '../images';
+import { readInfrared, readVisible, writeImage } from '../images';
 import { checkImage, describeTransform } from './apply';
 
 export { checkImage };
