@@ -267,7 +267,7 @@ describe('dif-fuse --align on videos and frame folders', () => {
   it('a rig calibrated for other sizes is refused before any frame is fused', async () => {
     const big = join(dir, 'seq-ir41');
     mkdirSync(big);
-    for (const k of [1, 2, 3]) await flat(join(big, `${k}.png`), 41, 32, 1, 200);
+    await flat(join(big, '1.png'), 41, 32, 1, 200); // also fewer frames: the rig is checked first
     expectOneLineError(
       dif([
         '--ir',

@@ -87,12 +87,13 @@ export async function runVideo(o: VideoOptions): Promise<VideoResult> {
   for (const s of [ir, vis])
     if (resolve(s.path) === out) throw new FuseError(`${out}: refusing to overwrite an input`);
   const aligning = Boolean(o.align && (o.align.align || o.align.resize));
+  // A rig file is checked against the streams before anything else is said or done.
+  let fixed = aligning ? rigTransform(o.align!, ir, vis) : undefined;
   const { pairs, warnings } = pairFrames(ir, vis, o.pairBy ?? 'index', aligning);
   if (!o.quiet) for (const w of warnings) err(`warning: ${w}`);
   let aligner: Aligner | undefined;
-  let fixed: FixedTransform | undefined;
   if (aligning) {
-    fixed = await videoTransform(o.align!, ir, vis, pairs, err, o.quiet);
+    if (o.align!.align === 'auto') fixed = await autoTransform(ir, vis, pairs, err, o.quiet);
     aligner = createAligner(o.align!, fixed);
     if (!o.quiet) err(aligner.describe());
   }
@@ -268,31 +269,35 @@ export const AUTO_ALIGN_FRAMES = 4;
 /** ... spread over at most this many first pairs (a long video is not decoded twice). */
 const AUTO_ALIGN_SPAN = 250;
 
-/**
- * The one transform of a video: the rig file's (its sizes checked against the streams), or
- * with `--align auto` one joint estimate from a few frame pairs spread over the start of the
- * video (frame by frame the estimate would jitter and take seconds per frame). Undefined for
- * `--resize`, whose transform follows from the sizes.
- */
-async function videoTransform(
+/** The rig file of `--align FILE`, its sizes checked against the streams; else undefined. */
+function rigTransform(
   f: AlignFlags,
+  ir: FrameSource,
+  vis: FrameSource,
+): FixedTransform | undefined {
+  if (!f.align || f.align === 'auto') return undefined;
+  const fixed = fixedFromFlags(f)!;
+  checkRigSizes(
+    fixed.rig!,
+    f.align,
+    { name: ir.path, width: ir.width, height: ir.height },
+    { name: vis.path, width: vis.width, height: vis.height },
+  );
+  return fixed;
+}
+
+/**
+ * The one transform of a video with `--align auto`: one joint estimate from a few frame pairs
+ * spread over the start of the video (frame by frame the estimate would jitter and take
+ * seconds per frame).
+ */
+async function autoTransform(
   ir: FrameSource,
   vis: FrameSource,
   pairs: [number, number][],
   err: (line: string) => void,
   quiet?: boolean,
-): Promise<FixedTransform | undefined> {
-  if (f.align && f.align !== 'auto') {
-    const fixed = fixedFromFlags(f)!;
-    checkRigSizes(
-      fixed.rig!,
-      f.align,
-      { name: ir.path, width: ir.width, height: ir.height },
-      { name: vis.path, width: vis.width, height: vis.height },
-    );
-    return fixed;
-  }
-  if (f.align !== 'auto') return undefined;
+): Promise<FixedTransform> {
   const span = Math.min(pairs.length, AUTO_ALIGN_SPAN);
   const n = Math.min(AUTO_ALIGN_FRAMES, span);
   const want = new Set(Array.from({ length: n }, (_, i) => Math.floor((i * span) / n)));
