@@ -7,7 +7,14 @@
  * `--mismatched N`: N pairs of different scenes, which must all be refused. The fuser README
  * quotes the result ("Accuracy on real rig pairs").
  *
- *   node scripts/rig-accuracy.mjs [--split val,train] [--limit N] [--mismatched 20] [--json FILE]
+ * `--local`: a check of the ground truth itself against the image content. In four patches of
+ * the visible footprint (140x110 px, 30% of the way from each corner to the centre) the shift
+ * on the infrared grid that best aligns the two edge maps, starting from the ground truth
+ * (+-5 px, 0.25 px steps). Where that local alignment is confident (edge correlation >= 0.6)
+ * it says how far the ground truth (shift 0) and the estimate are from what the images show.
+ *
+ *   node scripts/rig-accuracy.mjs [--split val,train] [--limit N] [--stride K] [--local]
+ *                                 [--mismatched 20] [--json FILE]
  *
  * Needs packages/io built (pnpm build).
  */
@@ -22,6 +29,8 @@ const { values: opt } = parseArgs({
   options: {
     split: { type: 'string', default: 'val,train' },
     limit: { type: 'string', default: '100000' },
+    stride: { type: 'string', default: '1' },
+    local: { type: 'boolean', default: false },
     mismatched: { type: 'string', default: '0' },
     json: { type: 'string' },
   },
@@ -36,11 +45,91 @@ async function load(split, t) {
 }
 
 const q = (xs, f) => xs[Math.min(xs.length - 1, Math.floor(f * xs.length))];
+const apply = (m, x, y) => {
+  const d = m[6] * x + m[7] * y + m[8];
+  return [(m[0] * x + m[1] * y + m[2]) / d, (m[3] * x + m[4] * y + m[5]) / d];
+};
+
+/**
+ * The local check (--local): per corner patch, the best shift of the visible edges (warped by
+ * the ground truth) on the infrared grid, its correlation, and where the estimate puts the
+ * patch centre relative to the ground truth.
+ */
+function localCheck(pair, gt, est) {
+  const s = Math.sqrt(Math.abs(gt[0] * gt[4] - gt[1] * gt[3]));
+  const vw = Math.round(pair.vis.width * s);
+  const vh = Math.round(pair.vis.height * s);
+  const visE = io.edgeFeature(io.resizeArea(pair.vis, vw, vh), 1).data;
+  const irE = io.edgeFeature(pair.ir, 1).data;
+  const W = pair.ir.width;
+  const H = pair.ir.height;
+  const back = io.inv3(
+    io.mul3(gt, io.inv3(io.pixelScale(vw / pair.vis.width, vh / pair.vis.height))),
+  );
+  const [w, h] = [pair.vis.width, pair.vis.height];
+  const ctr = apply(gt, (w - 1) / 2, (h - 1) / 2);
+  const out = [];
+  for (const [cx, cy] of io.imageCorners(w, h)) {
+    const c = apply(gt, cx, cy);
+    const px = c[0] + 0.3 * (ctr[0] - c[0]);
+    const py = c[1] + 0.3 * (ctr[1] - c[1]);
+    const x0 = Math.max(2, Math.round(px - 70));
+    const x1 = Math.min(W - 3, Math.round(px + 70));
+    const y0 = Math.max(2, Math.round(py - 55));
+    const y1 = Math.min(H - 3, Math.round(py + 55));
+    let best = { r: -2, dx: 0, dy: 0 };
+    for (let dy = -5; dy <= 5; dy += 0.25)
+      for (let dx = -5; dx <= 5; dx += 0.25) {
+        let n = 0,
+          sI = 0,
+          sT = 0,
+          sII = 0,
+          sTT = 0,
+          sIT = 0;
+        for (let y = y0; y < y1; y++)
+          for (let x = x0; x < x1; x++) {
+            const [u, v] = apply(back, x - dx, y - dy);
+            if (!(u >= 0 && v >= 0 && u < vw - 1 && v < vh - 1)) continue;
+            const xi = u | 0,
+              yi = v | 0,
+              fx = u - xi,
+              fy = v - yi,
+              i = yi * vw + xi;
+            const I =
+              (1 - fx) * (1 - fy) * visE[i] +
+              fx * (1 - fy) * visE[i + 1] +
+              (1 - fx) * fy * visE[i + vw] +
+              fx * fy * visE[i + vw + 1];
+            const T = irE[y * W + x];
+            n++;
+            sI += I;
+            sT += T;
+            sII += I * I;
+            sTT += T * T;
+            sIT += I * T;
+          }
+        if (n < 2000) continue;
+        const r = (sIT - (sI * sT) / n) / Math.sqrt((sII - (sI * sI) / n) * (sTT - (sT * sT) / n));
+        if (r > best.r) best = { r, dx, dy };
+      }
+    const [vx, vy] = apply(io.inv3(gt), px, py);
+    const e = apply(est, vx, vy);
+    out.push({
+      ...best,
+      gt: Math.hypot(best.dx, best.dy),
+      est: Math.hypot(best.dx - (e[0] - px), best.dy - (e[1] - py)),
+    });
+  }
+  return out;
+}
 const rows = [];
 for (const split of opt.split.split(',')) {
   const tf = JSON.parse(readFileSync(join(root, split, 'transforms.json'), 'utf8'));
-  const entries = Object.entries(tf).slice(0, Number(opt.limit));
+  const entries = Object.entries(tf)
+    .filter((_, i) => i % Number(opt.stride) === 0)
+    .slice(0, Number(opt.limit));
   const errs = [];
+  const patches = [];
   const refused = [];
   let ms = 0;
   for (const [name, t] of entries) {
@@ -62,8 +151,16 @@ for (const split of opt.split.split(',')) {
     });
     if (r.reliable) errs.push(rms);
     else refused.push(`${name} (${r.reason})`);
+    let local = '';
+    if (opt.local && r.reliable) {
+      const ps = localCheck(pair, t.vis_to_ir, r.visToIr).filter((p) => p.r >= 0.6);
+      patches.push(...ps);
+      rows[rows.length - 1].local = ps;
+      if (ps.length)
+        local = `; ${ps.length} confident patches: content vs ground truth ${ps.map((p) => p.gt.toFixed(1)).join('/')} px, vs estimate ${ps.map((p) => p.est.toFixed(1)).join('/')} px`;
+    }
     console.log(
-      `${split} ${name} ${t.vis_size.join('x')} rms ${rms.toFixed(2)} px, edges ${r.scoreBefore.toFixed(2)} -> ${r.scoreAfter.toFixed(2)}, ${(dt / 1000).toFixed(1)} s${r.reliable ? '' : ` REFUSED: ${r.reason}`}`,
+      `${split} ${name} ${t.vis_size.join('x')} rms ${rms.toFixed(2)} px, edges ${r.scoreBefore.toFixed(2)} -> ${r.scoreAfter.toFixed(2)}, ${(dt / 1000).toFixed(1)} s${r.reliable ? '' : ` REFUSED: ${r.reason}`}${local}`,
     );
   }
   errs.sort((a, b) => a - b);
@@ -72,6 +169,13 @@ for (const split of opt.split.split(',')) {
     `== ${split}: ${n} pairs, ${refused.length} refused; of the ${errs.length} accepted: median ${q(errs, 0.5)?.toFixed(2)} px, p90 ${q(errs, 0.9)?.toFixed(2)} px, <= 1.5 px: ${errs.filter((e) => e <= 1.5).length}, <= 3 px: ${errs.filter((e) => e <= 3).length}, > 10 px (wrong): ${errs.filter((e) => e > 10).length}; mean ${(ms / n / 1000).toFixed(1)} s/pair`,
   );
   if (refused.length) console.log(`   refused: ${refused.join('; ')}`);
+  if (opt.local && patches.length) {
+    const g = patches.map((p) => p.gt).sort((a, b) => a - b);
+    const e = patches.map((p) => p.est).sort((a, b) => a - b);
+    console.log(
+      `   local check, ${patches.length} confident patches: the image content is a median ${q(g, 0.5).toFixed(2)} px (p90 ${q(g, 0.9).toFixed(2)}) from the ground truth, ${q(e, 0.5).toFixed(2)} px (p90 ${q(e, 0.9).toFixed(2)}) from the estimate; within 1.5 px: ground truth ${g.filter((v) => v <= 1.5).length}, estimate ${e.filter((v) => v <= 1.5).length}`,
+    );
+  }
 }
 const nm = Number(opt.mismatched);
 if (nm > 0) {

@@ -3,11 +3,11 @@
  * with hand-computable images: a flat infrared frame and a visible image of twice its
  * resolution covering all but the first 4 columns and 3 rows of it.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { dif, expectOneLineError, readRgb, tmp } from './helpers';
+import { dif, expectOneLineError, readRgb, tmp, writeScenePair } from './helpers';
 
 let dir: string;
 let ir: string;
@@ -144,14 +144,6 @@ describe('dif-fuse --align', () => {
     );
   });
 
-  it('videos and frame folders are refused with --align (not silently fused unaligned)', () => {
-    expectOneLineError(
-      dif(['--ir', 'a.mp4', '--vis', 'b.mp4', '-o', join(dir, 'x.mp4'), '--align', 'auto']),
-      /--align, --resize, --onto and --crop apply to image pairs and --pairs folders, not yet to videos/,
-      expect,
-    );
-  });
-
   it('a file that is not a rig file is one line', () => {
     writeFileSync(join(dir, 'bad.json'), '{"x": 1}');
     expectOneLineError(
@@ -168,6 +160,128 @@ describe('dif-fuse --align', () => {
         join(dir, 'bad.json'),
       ]),
       /bad\.json: not a rig file/,
+      expect,
+    );
+  });
+});
+
+describe('dif-fuse --align on videos and frame folders', () => {
+  let seqIr: string;
+  let seqVis: string;
+  beforeAll(async () => {
+    seqIr = join(dir, 'seq-ir');
+    seqVis = join(dir, 'seq-vi');
+    mkdirSync(seqIr);
+    mkdirSync(seqVis);
+    for (const k of [1, 2, 3]) {
+      await flat(join(seqIr, `${k}.png`), 40, 32, 1, 200);
+      await flat(join(seqVis, `${k}.png`), 80, 64, 3, 100);
+    }
+  });
+
+  it('--align rig.json: every frame warped with the rig; outside the visible footprint the infrared alone', async () => {
+    const out = join(dir, 'seq-out');
+    const r = dif([
+      '--ir',
+      seqIr,
+      '--vis',
+      seqVis,
+      '-o',
+      out,
+      '--method',
+      'average',
+      '--align',
+      rig,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(
+      /align: rig .*rig\.json \(affine: scale 0\.500, rotation 0\.00 deg, shift \(4\.0, 3\.0\) px\)/,
+    );
+    const names = readdirSync(out).filter((n) => n.endsWith('.png'));
+    expect(names).toHaveLength(3);
+    for (const n of names) {
+      const img = await readRgb(join(out, n));
+      expect([img.width, img.height]).toEqual([40, 32]);
+      const px = (x: number, y: number) => img.data[(y * 40 + x) * 3];
+      expect(px(0, 0)).toBe(200);
+      expect(px(20, 16)).toBe(150);
+    }
+  });
+
+  it('--resize and --onto vis: the frames on the visible grid', async () => {
+    const out = join(dir, 'seq-resize');
+    const r = dif([
+      '--ir',
+      seqIr,
+      '--vis',
+      seqVis,
+      '-o',
+      out,
+      '--method',
+      'average',
+      '--resize',
+      '--onto',
+      'vis',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const img = await readRgb(join(out, '000002.png'));
+    expect([img.width, img.height]).toEqual([80, 64]);
+    expect(new Set(img.data)).toEqual(new Set([150]));
+  });
+
+  it('--align auto: one transform estimated from a few frame pairs, the corners within 1 px of the ground truth', async () => {
+    const ai = join(dir, 'auto-ir');
+    const av = join(dir, 'auto-vi');
+    mkdirSync(ai);
+    mkdirSync(av);
+    // visible (x, y) -> infrared (x / 2 + 20, y / 2 + 14): a 240x200 visible frame at twice
+    // the infrared resolution, covering 120x100 of the 160x128 infrared frame.
+    for (const k of [1, 2]) await writeScenePair(join(ai, `${k}.png`), join(av, `${k}.png`));
+    const out = join(dir, 'auto-out');
+    const r = dif(['--ir', ai, '--vis', av, '-o', out, '--method', 'average', '--align', 'auto']);
+    expect(r.code, r.stderr).toBe(0);
+    const m = r.stderr.match(
+      /align: estimated from 2 frame pairs in [\d.]+ s: scale ([\d.]+), rotation (-?[\d.]+) deg, shift \((-?[\d.]+), (-?[\d.]+)\) px/,
+    );
+    expect(m, r.stderr).not.toBeNull();
+    const [s, rot, dx, dy] = m!.slice(1).map(Number);
+    // RMS distance of the visible footprint's corners from where the ground truth puts them
+    // (the printed similarity: scale to 3 decimals, shift to 0.1 px).
+    const a = (rot * Math.PI) / 180;
+    let se = 0;
+    for (const [x, y] of [
+      [-0.5, -0.5],
+      [239.5, -0.5],
+      [239.5, 199.5],
+      [-0.5, 199.5],
+    ]) {
+      const u = s * Math.cos(a) * x - s * Math.sin(a) * y + dx;
+      const v = s * Math.sin(a) * x + s * Math.cos(a) * y + dy;
+      se += (u - (x / 2 + 20)) ** 2 + (v - (y / 2 + 14)) ** 2;
+    }
+    expect(Math.sqrt(se / 4)).toBeLessThan(1);
+    const img = await readRgb(join(out, '000001.png'));
+    expect([img.width, img.height]).toEqual([160, 128]);
+  });
+
+  it('a rig calibrated for other sizes is refused before any frame is fused', async () => {
+    const big = join(dir, 'seq-ir41');
+    mkdirSync(big);
+    await flat(join(big, '1.png'), 41, 32, 1, 200); // also fewer frames: the rig is checked first
+    expectOneLineError(
+      dif([
+        '--ir',
+        big,
+        '--vis',
+        seqVis,
+        '-o',
+        join(dir, 'seq-x'),
+        '--method',
+        'average',
+        '--align',
+        rig,
+      ]),
+      /seq-ir41: infrared image is 41x32 but the rig .*rig\.json was calibrated for 40x32 infrared images/,
       expect,
     );
   });

@@ -95,3 +95,64 @@ export function expectOneLineError(r: Run, pattern: RegExp, expect: any): void {
   expect(lines[0]).toMatch(pattern);
   expect(r.stderr).not.toMatch(/\n\s+at /);
 }
+
+/** A smooth scene of blurred rectangles on infrared coordinates (u, v), 0..1. */
+export function scene(u: number, v: number, modality: 'ir' | 'vis'): number {
+  const edge = (t: number) => 1 / (1 + Math.exp(-t / 1.2));
+  const box = (x0: number, y0: number, x1: number, y1: number) =>
+    edge(u - x0) * edge(x1 - u) * edge(v - y0) * edge(y1 - v);
+  const a = box(30, 20, 70, 60);
+  const b = box(85, 30, 125, 45);
+  const c = box(50, 70, 110, 100);
+  const d = box(100, 55, 115, 95);
+  return modality === 'ir'
+    ? 0.1 + 0.7 * a + 0.4 * b + 0.2 * c + 0.5 * d
+    : 0.8 - 0.5 * a + 0.3 * b - 0.4 * c + 0.15 * d;
+}
+
+export async function writeGray(
+  path: string,
+  w: number,
+  h: number,
+  f: (x: number, y: number) => number,
+) {
+  const data = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      data[y * w + x] = Math.round(255 * Math.min(1, Math.max(0, f(x, y))));
+  await sharp(data, { raw: { width: w, height: h, channels: 1 } })
+    .png()
+    .toFile(path);
+}
+
+/**
+ * A rig's pair of the scene: a 160x128 infrared image and a 240x200 visible one at twice its
+ * resolution (other contrasts), visible (x, y) -> infrared (x / 2 + 20, y / 2 + 14).
+ */
+export async function writeScenePair(ir: string, vis: string): Promise<void> {
+  await writeGray(ir, 160, 128, (x, y) => scene(x, y, 'ir'));
+  await writeGray(vis, 240, 200, (x, y) => scene(x / 2 + 20, y / 2 + 14, 'vis'));
+}
+
+/** The ground truth of writeScenePair. */
+export const SCENE_VIS_TO_IR = [0.5, 0, 20, 0, 0.5, 14, 0, 0, 1];
+
+/** RMS distance between where two vis -> ir transforms put the corners of a w x h footprint. */
+export function cornerRms(a: number[], b: number[], w: number, h: number): number {
+  let se = 0;
+  for (const [x, y] of [
+    [-0.5, -0.5],
+    [w - 0.5, -0.5],
+    [w - 0.5, h - 0.5],
+    [-0.5, h - 0.5],
+  ]) {
+    const p = (m: number[]) => {
+      const d = m[6] * x + m[7] * y + m[8];
+      return [(m[0] * x + m[1] * y + m[2]) / d, (m[3] * x + m[4] * y + m[5]) / d];
+    };
+    const [u, v] = p(a);
+    const [U, V] = p(b);
+    se += (u - U) ** 2 + (v - V) ** 2;
+  }
+  return Math.sqrt(se / 4);
+}

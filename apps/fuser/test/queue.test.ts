@@ -15,6 +15,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HAS_REDIS, startRedis, type TestRedis } from './external';
 import { CLI, dif, expectOneLineError, REPO, tmp, writeTestImage } from './helpers';
@@ -260,6 +261,51 @@ describe.skipIf(!HAS_REDIS)('dif-fuse queue and worker', () => {
       new RegExp(
         `^model folder ${join(home, 'm').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} is not the model this job was queued with \\(sha256 [0-9a-f]{12}…, queued [0-9a-f]{12}…\\): give every worker the same model$`,
       ),
+    );
+  }, 120_000);
+
+  it('queue add --align rig.json: the rig travels in the jobs; outputs byte-identical to dif-fuse --pairs --align', async () => {
+    // Infrared 40x32, visible 80x64: visible (x, y) -> infrared (x / 2 + 4, y / 2 + 3).
+    const root = join(dir, 'rig');
+    mkdirSync(join(root, 'ir'), { recursive: true });
+    mkdirSync(join(root, 'vi'), { recursive: true });
+    for (let i = 0; i < 2; i++) {
+      await writeTestImage(join(root, 'ir', `p${i}.png`), 40, 32, 1, 70 + i);
+      await writeTestImage(join(root, 'vi', `p${i}.png`), 80, 64, 3, 90 + i);
+    }
+    const rig = join(dir, 'rig.json');
+    writeFileSync(
+      rig,
+      JSON.stringify({
+        format: 'dif-fusion-rig',
+        version: 1,
+        transform: 'affine',
+        vis_to_ir: [0.5, 0, 4, 0, 0.5, 3, 0, 0, 1],
+        ir_size: [40, 32],
+        vis_size: [80, 64],
+        overlap: { x: 5, y: 4, width: 35, height: 28 },
+        source: { method: 'points', points: 4 },
+        quality: { before: 0, after: 0, ir_coverage: 0 },
+      }),
+    );
+    const local = join(dir, 'rig-local');
+    const l = dif(['--pairs', root, '-o', local, '-q', '--align', rig, '--crop', 'overlap']);
+    expect(l.code, l.stderr).toBe(0);
+    const out = join(dir, 'rig-out');
+    const r = dif([...addArgs(root, out, 'rig'), '--align', rig, '--crop', 'overlap']);
+    expect(r.code, r.stderr).toBe(0);
+    // The worker needs no copy of the rig file: its content is in the jobs.
+    writeFileSync(rig, 'gone');
+    const w = worker('rig', '--exit-when-done');
+    expect(await w.exit).toBe(0);
+    expectSameOutputs(out, local);
+    const img = await sharp(join(out, 'p0.png')).metadata();
+    expect([img.width, img.height]).toEqual([35, 28]);
+    // A bad rig file is refused by queue add, before anything is queued.
+    expectOneLineError(
+      dif([...addArgs(root, out, 'rig2'), '--align', rig]),
+      /rig\.json: not a rig file: invalid JSON/,
+      expect,
     );
   }, 120_000);
 

@@ -7,9 +7,18 @@ import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { evaluateFusion } from '@dif-fusion/metrics';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { OpenedFuser } from '../src/fuse';
-import { CLI, dif, expectOneLineError, tmp } from './helpers';
+import {
+  CLI,
+  cornerRms,
+  dif,
+  expectOneLineError,
+  SCENE_VIS_TO_IR,
+  tmp,
+  writeScenePair,
+} from './helpers';
 import {
   decodePng,
   form,
@@ -253,6 +262,107 @@ describe('POST /api/eval', () => {
   });
 });
 
+describe('the align step: POST /api/align, then the pair endpoints with align', () => {
+  it('estimates the transform of a rig pair (ground truth within 1 px at the corners) with a check image on the infrared grid', async () => {
+    const d = tmp('dif-serve-align-');
+    await writeScenePair(join(d, 'ir.png'), join(d, 'vi.png'));
+    const r = await postJson('/api/align', form({ ir: join(d, 'ir.png'), vis: join(d, 'vi.png') }));
+    expect(r.status, r.body.error).toBe(200);
+    expect(cornerRms(r.body.visToIr, SCENE_VIS_TO_IR, 240, 200)).toBeLessThan(1);
+    expect(r.body.irSize).toEqual([160, 128]);
+    expect(r.body.visSize).toEqual([240, 200]);
+    expect(r.body.scoreAfter).toBeGreaterThan(r.body.scoreBefore);
+    expect(r.body.transform).toMatch(/^scale 0\.\d{3}, rotation -?\d\.\d\d deg, shift \(/);
+    const check = r.body.check as string;
+    expect(check.startsWith('data:image/png;base64,')).toBe(true);
+    const meta = await sharp(Buffer.from(check.split(',')[1], 'base64')).metadata();
+    expect([meta.width, meta.height]).toEqual([160, 128]);
+    // mode resize: the transform from the sizes, no registration
+    const rs = await postJson(
+      '/api/align',
+      form({ ir: join(d, 'ir.png'), vis: join(d, 'vi.png') }, { mode: 'resize' }),
+    );
+    expect(rs.body.visToIr).toEqual([
+      160 / 240,
+      0,
+      (0.5 * 160) / 240 - 0.5,
+      0,
+      128 / 200,
+      (0.5 * 128) / 200 - 0.5,
+      0,
+      0,
+      1,
+    ]);
+  }, 60_000);
+
+  it('fuses with align = the matrix: the infrared grid, the infrared alone outside the visible footprint', async () => {
+    const d = tmp('dif-serve-align-');
+    const flat = (p: string, w: number, h: number, v: number) =>
+      sharp({ create: { width: w, height: h, channels: 3, background: { r: v, g: v, b: v } } })
+        .png()
+        .toFile(p);
+    await flat(join(d, 'ir.png'), 40, 32, 200);
+    await flat(join(d, 'vi.png'), 80, 64, 100);
+    const f = form(
+      { ir: join(d, 'ir.png'), vis: join(d, 'vi.png') },
+      { method: 'average', align: JSON.stringify([0.5, 0, 4, 0, 0.5, 3, 0, 0, 1]) },
+    );
+    const res = await fetch(`${server.url}/api/fuse`, { method: 'POST', body: f });
+    expect(res.status).toBe(200);
+    const img = await decodePng(new Uint8Array(await res.arrayBuffer()));
+    expect([img.width, img.height]).toEqual([40, 32]);
+    const px = (x: number, y: number) => img.data[(y * 40 + x) * img.channels];
+    expect(px(0, 0)).toBe(200); // the infrared alone
+    expect(px(20, 16)).toBe(150); // (200 + 100) / 2
+    // a job: the note and the visible image on the infrared grid come with it
+    const j = await postJson(
+      '/api/jobs',
+      form(
+        { ir: join(d, 'ir.png'), vis: join(d, 'vi.png') },
+        {
+          method: 'average',
+          baseline: 'none',
+          align: JSON.stringify([0.5, 0, 4, 0, 0.5, 3, 0, 0, 1]),
+        },
+      ),
+    );
+    expect(j.status).toBe(202);
+    let s: Record<string, any>;
+    for (let k = 0; ; k++) {
+      s = await (await fetch(`${server.url}/api/jobs/${j.body.id}`)).json();
+      if (s.state === 'done' || s.state === 'error' || k > 200) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(s.state, s.error).toBe('done');
+    expect([s.width, s.height]).toEqual([40, 32]);
+    expect(s.aligned).toMatch(/visible warped onto the 40x32 infrared grid/);
+    const vis = await decodePng(
+      new Uint8Array(
+        await (await fetch(`${server.url}/api/jobs/${j.body.id}/visible.png`)).arrayBuffer(),
+      ),
+    );
+    expect([vis.width, vis.height]).toEqual([40, 32]);
+    expect(vis.data[(16 * 40 + 20) * vis.channels]).toBe(100);
+  });
+
+  it('refuses a pair without common structure (422), a bad align field and an unknown mode (400)', async () => {
+    const [a] = await makePairs(1, 64, 48);
+    const [b] = await makePairs(1, 96, 80);
+    let r = await postJson('/api/align', form({ ir: a.ir, vis: b.vis }));
+    expect(r.status).toBe(422);
+    expectCleanError(
+      r.body,
+      /^vi-0\.png \(visible\) cannot be aligned with ir-0\.png \(infrared\): /,
+    );
+    r = await postJson('/api/fuse', form({ ir: a.ir, vis: b.vis }, { align: '[1,2,3]' }));
+    expect(r.status).toBe(400);
+    expectCleanError(r.body, /^align must be auto, resize or a JSON array of 9 numbers/);
+    r = await postJson('/api/align', form({ ir: a.ir, vis: b.vis }, { mode: 'guess' }));
+    expect(r.status).toBe(400);
+    expectCleanError(r.body, /^unknown mode "guess": use auto or resize$/);
+  }, 60_000);
+});
+
 describe('bad requests: one-line JSON errors, no stack', () => {
   it('not an image', async () => {
     const r = await postJson(
@@ -269,7 +379,7 @@ describe('bad requests: one-line JSON errors, no stack', () => {
     expect(r.status).toBe(400);
     expectCleanError(
       r.body,
-      /^size mismatch: ir-0\.png \(infrared\) is 32x32 but vi-0\.png \(visible\) is 64x48/,
+      /^size mismatch: ir-0\.png \(infrared\) is 32x32 but vi-0\.png \(visible\) is 64x48: align the pair first \(the page's Align step; the API's field align=auto, resize/,
     );
   });
 

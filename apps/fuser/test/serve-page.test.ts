@@ -2,13 +2,13 @@
  * The `dif-fuse serve` page in a real browser: Debian's Chromium driven by playwright-core
  * (`.ci/run` installs it with apt-get; without it these tests skip and say so).
  */
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { evaluateFusion } from '@dif-fusion/metrics';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { OpenedFuser } from '../src/fuse';
-import { tmp } from './helpers';
+import { tmp, writeScenePair } from './helpers';
 import { decodePng, form, type Running, SAMPLES, startServer } from './serve-helpers';
 
 const CHROMIUM = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find(
@@ -214,6 +214,57 @@ describe.skipIf(!CHROMIUM)('the page in Chromium', () => {
         if (at(cx + dx, cy + dy).join() !== at(5, 895).join()) differs++;
     expect(differs).toBeGreaterThan(60);
     await page.screenshot({ path: join(SHOTS, 'serve-result-full.png'), fullPage: true });
+    await page.close();
+  });
+
+  it('a pair of different sizes gets the align step: check image, then the fusion on the infrared grid', async () => {
+    const d = tmp('dif-serve-page-align-');
+    await writeScenePair(join(d, 'ir.png'), join(d, 'vi.png'));
+    const page = await open();
+    await page.setInputFiles('#file-ir', join(d, 'ir.png'));
+    await page.setInputFiles('#file-vis', join(d, 'vi.png'));
+    await page.waitForFunction(() =>
+      document.querySelector('#drop-vis .drop-meta')?.textContent?.includes('240×200'),
+    );
+    expect(await page.textContent('#pair-note')).toBe(
+      'The images differ in size (160×128 vs 240×200): align them before fusing.',
+    );
+    expect(await page.isVisible('#align')).toBe(true);
+    expect(await page.isEnabled('#fuse')).toBe(false);
+    await page.selectOption('#method', 'average');
+    await page.selectOption('#baseline', 'none');
+    await page.click('#align-run');
+    await page.waitForSelector('#align-result:not([hidden])', { timeout: 60_000 });
+    const size = (sel: string) =>
+      page.$eval(sel, (img) => [
+        (img as HTMLImageElement).naturalWidth,
+        (img as HTMLImageElement).naturalHeight,
+      ]);
+    expect(await size('#align-check')).toEqual([160, 128]);
+    expect(await page.textContent('#align-text')).toMatch(
+      /^scale 0\.\d{3}, rotation .* deg, shift \(.*\) px; edge correlation [\d.]+ → [\d.]+; the visible image covers \d+% of the infrared frame/,
+    );
+    expect(await page.isEnabled('#fuse')).toBe(true);
+    // The align step stays inside its panel.
+    const panel = await page.$eval('.controls', (e) => e.getBoundingClientRect().right);
+    for (const sel of ['#align', '#align-mode', '#align-check']) {
+      const right = await page.$eval(sel, (e) => e.getBoundingClientRect().right);
+      expect(right, sel).toBeLessThanOrEqual(panel);
+    }
+    await page.screenshot({ path: join(SHOTS, 'serve-align.png'), fullPage: true });
+    await page.click('#fuse');
+    await page.waitForSelector('#bottom:not([hidden])', { timeout: 90_000 });
+    for (const sel of ['#img-fused', '#img-vis', '#img-ir'])
+      expect(await size(sel), sel).toEqual([160, 128]);
+    expect(await page.textContent('#summary')).toMatch(
+      /Aligned: aligned with the given transform; visible warped onto the 160x128 infrared grid/,
+    );
+    await page.screenshot({ path: join(SHOTS, 'serve-align-result.png'), fullPage: true });
+    // A new file clears the alignment: the step must be done again for the new pair.
+    copyFileSync(join(d, 'vi.png'), join(d, 'vi-2.png'));
+    await page.setInputFiles('#file-vis', join(d, 'vi-2.png'));
+    await page.waitForSelector('#align-result[hidden]', { state: 'attached' });
+    expect(await page.isEnabled('#fuse')).toBe(false);
     await page.close();
   });
 

@@ -212,10 +212,57 @@ describe.skipIf(!HAS_FFMPEG)('dif-fuse on videos', () => {
     expect(frames(out)).toHaveLength(10);
   });
 
+  it('--resize and --align rig.json on videos of different sizes: the infrared grid, every frame', () => {
+    const out = join(dir, 'resized.mp4');
+    const r = dif([
+      '--ir',
+      join(dir, 'ir.mp4'),
+      '--vis',
+      join(dir, 'vis80.mp4'),
+      '-o',
+      out,
+      '--method',
+      'average',
+      '--resize',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(
+      /frame 1: resized 80x60 -> 64x48; visible warped onto the 64x48 infrared grid/,
+    );
+    expect(probe(out)).toEqual({ frames: 10, width: W, height: H, fps: 10, audio: false });
+    // A rig whose visible size is not the video's is refused, naming both sizes.
+    const rig = join(dir, 'rig.json');
+    writeFileSync(
+      rig,
+      JSON.stringify({
+        format: 'dif-fusion-rig',
+        version: 1,
+        transform: 'affine',
+        vis_to_ir: [0.8, 0, 0, 0, 0.8, 0, 0, 0, 1],
+        ir_size: [W, H],
+        vis_size: [160, 120],
+      }),
+    );
+    expectOneLineError(
+      dif([
+        '--ir',
+        join(dir, 'ir.mp4'),
+        '--vis',
+        join(dir, 'vis80.mp4'),
+        '-o',
+        join(dir, 'r.mp4'),
+        '--align',
+        rig,
+      ]),
+      /vis80\.mp4: visible image is 80x60 but the rig .*rig\.json was calibrated for 160x120 visible images/,
+      expect,
+    );
+  });
+
   it('one-line errors: size mismatch, missing ffmpeg, unreadable video', () => {
     expectOneLineError(
       dif(['--ir', join(dir, 'ir.mp4'), '--vis', join(dir, 'vis80.mp4'), '-o', join(dir, 'x.mp4')]),
-      /vis80\.mp4: size mismatch: .*ir\.mp4 is 64x48 but .*vis80\.mp4 is 80x60/,
+      /vis80\.mp4: size mismatch: .*ir\.mp4 is 64x48 but .*vis80\.mp4 is 80x60 \(.*--align rig\.json.*--align auto.*--resize\)/,
       expect,
     );
     expectOneLineError(

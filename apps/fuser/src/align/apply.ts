@@ -58,6 +58,8 @@ export interface AlignedPair {
 
 export interface Aligner {
   read(ir: ImageSource, vis: ImageSource, opts: ReadOptions): Promise<AlignedPair>;
+  /** The same for decoded images (video frames, uploads). */
+  alignImages(ir: Planar, vis: Planar, irName: string, visName: string): AlignedPair;
   /** One line describing the set-up (rig file, grid), for the start of a run. */
   describe(): string;
 }
@@ -91,14 +93,69 @@ export function validateAlignFlags(f: AlignFlags): void {
     throw new FuseError(`--${f.onto ? 'onto' : 'crop'} applies with --align or --resize`, 2);
 }
 
-export function createAligner(f: AlignFlags): Aligner {
-  const rigPath = f.align && f.align !== 'auto' ? f.align : undefined;
-  const rig: RigFile | undefined = rigPath ? readRigFile(rigPath) : undefined;
+/**
+ * A transform fixed in advance: a rig file read elsewhere (a queued job carries its rig), or
+ * one estimated once for a whole video.
+ */
+export interface FixedTransform {
+  visToIr: Mat3;
+  /** What it is, for the note of each pair ("rig rig.json", "estimated from 4 frames"). */
+  how: string;
+  /** The rig's sizes, checked against every pair. */
+  rig?: RigFile;
+  /** The rig's name in size errors. */
+  rigName?: string;
+}
+
+/** Reads the rig file of `--align FILE`; undefined for `auto` and `--resize`. */
+export function fixedFromFlags(f: AlignFlags): FixedTransform | undefined {
+  if (!f.align || f.align === 'auto') return undefined;
+  const rig = readRigFile(f.align);
+  return { visToIr: rig.vis_to_ir, how: `rig ${f.align}`, rig, rigName: f.align };
+}
+
+function checkSizes(
+  fixed: FixedTransform | undefined,
+  ir: { name: string; width: number; height: number },
+  vis: { name: string; width: number; height: number },
+): void {
+  if (fixed?.rig) checkRigSizes(fixed.rig, fixed.rigName ?? 'file', ir, vis);
+}
+
+/**
+ * The aligner of `--align/--resize/--onto/--crop`. `fixed` replaces the rig file of
+ * `f.align` (read here when not given) or, for `auto`, the per-pair registration.
+ */
+export function createAligner(
+  f: AlignFlags,
+  fixed: FixedTransform | undefined = fixedFromFlags(f),
+): Aligner {
   const onto = f.onto ?? 'ir';
+  const align = (ir: Planar, vis: Planar, irName: string, visName: string): AlignedPair => {
+    checkSizes(fixed, { name: irName, ...ir }, { name: visName, ...vis });
+    let visToIr: Mat3;
+    let how: string;
+    if (fixed) {
+      visToIr = fixed.visToIr;
+      how = fixed.how;
+    } else if (f.resize) {
+      visToIr = pixelScale(ir.width / vis.width, ir.height / vis.height);
+      how = `resized ${vis.width}x${vis.height} -> ${ir.width}x${ir.height}`;
+    } else {
+      const r = registerPairs([{ ir: toGray(ir), vis: toGray(vis) }]);
+      if (!r.reliable)
+        throw new FuseError(
+          `${visName}: cannot align with ${irName}: ${r.reason}; calibrate the rig with dif-fuse align (--points for hand-picked point pairs)`,
+        );
+      visToIr = r.visToIr;
+      how = `aligned automatically (${describeTransform(visToIr)}; edge correlation ${fmt(r.scoreBefore)} -> ${fmt(r.scoreAfter)})`;
+    }
+    return alignPair(ir, vis, visToIr, onto, f.crop === 'overlap', how, visName);
+  };
   return {
     describe() {
-      const how = rig
-        ? `rig ${rigPath} (${rig.transform}: ${describeTransform(rig.vis_to_ir)})`
+      const how = fixed
+        ? `${fixed.how} (${fixed.rig ? `${fixed.rig.transform}: ` : ''}${describeTransform(fixed.visToIr)})`
         : f.align === 'auto'
           ? 'each pair registered automatically (--align auto)'
           : 'resized (--resize: same field of view)';
@@ -108,6 +165,7 @@ export function createAligner(f: AlignFlags): Aligner {
           : 'infrared warped onto the visible grid';
       return `align: ${how}; ${grid}${f.crop ? ', cut to the common overlap' : ''}`;
     },
+    alignImages: align,
     async read(irSrc, visSrc, opts) {
       const irName = sourceName(irSrc);
       const visName = sourceName(visSrc);
@@ -117,13 +175,11 @@ export function createAligner(f: AlignFlags): Aligner {
         const [hi, hv] = await Promise.all([header(irSrc), header(visSrc)]);
         checkPixelLimit(hi, irName, opts.maxPixels);
         checkPixelLimit(hv, visName, opts.maxPixels);
-        if (rig)
-          checkRigSizes(
-            rig,
-            rigPath!,
-            { name: irName, width: hi.width, height: hi.height },
-            { name: visName, width: hv.width, height: hv.height },
-          );
+        checkSizes(
+          fixed,
+          { name: irName, width: hi.width, height: hi.height },
+          { name: visName, width: hv.width, height: hv.height },
+        );
         ir = await readInfrared(irSrc, opts);
         vis = await readVisible(visSrc, opts);
       } catch (err) {
@@ -135,26 +191,24 @@ export function createAligner(f: AlignFlags): Aligner {
           throw new FuseError(`${err.message}; --allow-corrupt reads it anyway`);
         throw err;
       }
-      let visToIr: Mat3;
-      let how: string;
-      if (rig) {
-        visToIr = rig.vis_to_ir;
-        how = `rig ${rigPath}`;
-      } else if (f.resize) {
-        visToIr = pixelScale(ir.width / vis.width, ir.height / vis.height);
-        how = `resized ${vis.width}x${vis.height} -> ${ir.width}x${ir.height}`;
-      } else {
-        const r = registerPairs([{ ir: toGray(ir), vis: toGray(vis) }]);
-        if (!r.reliable)
-          throw new FuseError(
-            `${visName}: cannot align with ${irName}: ${r.reason}; calibrate the rig with dif-fuse align (--points for hand-picked point pairs)`,
-          );
-        visToIr = r.visToIr;
-        how = `aligned automatically (${describeTransform(visToIr)}; edge correlation ${fmt(r.scoreBefore)} -> ${fmt(r.scoreAfter)})`;
-      }
-      return alignPair(ir, vis, visToIr, onto, f.crop === 'overlap', how, visName);
+      return align(ir, vis, irName, visName);
     },
   };
+}
+
+/** Checkerboard of the infrared image (gray) and the warped visible one, on the IR grid. */
+export function checkImage(ir: Planar, vis: Planar, visToIr: Mat3): Planar {
+  const { image: w, mask } = warpImage(vis, visToIr, ir.width, ir.height);
+  const n = ir.width * ir.height;
+  const cell = Math.max(8, Math.round(Math.max(ir.width, ir.height) / 10));
+  const out = new Float32Array(3 * n);
+  for (let y = 0; y < ir.height; y++)
+    for (let x = 0; x < ir.width; x++) {
+      const i = y * ir.width + x;
+      const useVis = ((Math.floor(x / cell) + Math.floor(y / cell)) & 1) === 1 && mask[i] > 0.5;
+      for (let c = 0; c < 3; c++) out[c * n + i] = useVis ? w.data[c * n + i] : ir.data[i];
+    }
+  return { width: ir.width, height: ir.height, channels: 3, data: out };
 }
 
 /** Replicates a gray plane into RGB. */

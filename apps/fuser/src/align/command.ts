@@ -6,7 +6,6 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import {
   gradientScore,
-  type Mat3,
   overlapRect,
   pointRms,
   type RegisterResult,
@@ -21,13 +20,14 @@ import {
   type TransformKind,
   toGray,
   transformFromPoints,
-  warpImage,
   writeRigFile,
 } from '@dif-fusion/io';
 import { type Command, Option } from 'commander';
 import { FuseError } from '../errors';
-import { type Planar, readInfrared, readVisible, writeImage } from '../images';
-import { describeTransform } from './apply';
+import { readInfrared, readVisible, writeImage } from '../images';
+import { checkImage, describeTransform } from './apply';
+
+export { checkImage };
 
 export interface AlignIo {
   out: (s: string) => void;
@@ -44,21 +44,6 @@ interface AlignFlags {
   check?: string;
   maxPairs: number;
   quiet?: boolean;
-}
-
-/** Checkerboard of the infrared image (gray) and the warped visible one, on the IR grid. */
-export function checkImage(ir: Planar, vis: Planar, visToIr: Mat3): Planar {
-  const { image: w, mask } = warpImage(vis, visToIr, ir.width, ir.height);
-  const n = ir.width * ir.height;
-  const cell = Math.max(8, Math.round(Math.max(ir.width, ir.height) / 10));
-  const out = new Float32Array(3 * n);
-  for (let y = 0; y < ir.height; y++)
-    for (let x = 0; x < ir.width; x++) {
-      const i = y * ir.width + x;
-      const useVis = ((Math.floor(x / cell) + Math.floor(y / cell)) & 1) === 1 && mask[i] > 0.5;
-      for (let c = 0; c < 3; c++) out[c * n + i] = useVis ? w.data[c * n + i] : ir.data[i];
-    }
-  return { width: ir.width, height: ir.height, channels: 3, data: out };
 }
 
 function defaultCheckPath(out: string): string {

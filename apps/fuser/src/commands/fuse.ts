@@ -228,10 +228,6 @@ async function inputSource(path: string, flag: string, io: CliIo): Promise<Image
 
 export async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
   if (isVideoJob(f.ir, f.vis, f.output)) {
-    if (f.align || f.resize || f.onto || f.crop)
-      fail(
-        '--align, --resize, --onto and --crop apply to image pairs and --pairs folders, not yet to videos or frame folders',
-      );
     return (await import('../video/cli')).runVideoFlags(f, io);
   }
   validate(f);

@@ -1,8 +1,9 @@
 /** `dif-fuse queue add`: one job per pair, idempotent (existing job ids are left alone). */
 import { accessSync, constants } from 'node:fs';
 import { resolve } from 'node:path';
-import { DifFusionError, makeDirsSync } from '@dif-fusion/io';
+import { DifFusionError, makeDirsSync, readRigFile } from '@dif-fusion/io';
 import { Queue } from 'bullmq';
+import { validateAlignFlags } from '../align/apply';
 import { FuseError } from '../errors';
 import { checkModelDir, modelDigest, resolveModelDir } from '../model';
 import { connectOnce, DEFAULT_QUEUE } from './connection';
@@ -28,6 +29,12 @@ export interface AddResult {
 }
 
 export async function addJobs(o: AddOptions): Promise<AddResult> {
+  validateAlignFlags(o);
+  // A rig file travels inside the jobs (read and checked here, before anything is queued).
+  if (o.align && o.align !== 'auto') {
+    o = { ...o, align: resolve(o.align) };
+    o.rig = readRigFile(o.align!);
+  }
   const listing = await listPairs(o.pairs);
   for (const w of listing.warnings) o.warn?.(`warning: ${w}`);
   const outDir = resolve(o.out);

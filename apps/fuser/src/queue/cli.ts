@@ -51,6 +51,22 @@ export function registerQueueCommands(program: Command, io: Io): void {
     .option('--tile <size>', 'tile edge, auto or off (as for dif-fuse)', tileArg, 'auto')
     .option('--overlap <px>', 'overlap between tiles', intArg('--overlap', 0))
     .option('--memory <MB>', 'working-memory budget for --tile auto', intArg('--memory', 64))
+    .option(
+      '--align <rig.json|auto>',
+      'pairs of a camera rig: warp the visible image onto the infrared grid with this rig file (its content goes into the jobs) or register each pair (auto), as dif-fuse --align',
+    )
+    .addOption(
+      new Option('--onto <grid>', 'with --align/--resize: the output grid').choices(['ir', 'vis']),
+    )
+    .addOption(
+      new Option('--crop <what>', 'with --align/--resize: cut to the common overlap').choices([
+        'overlap',
+      ]),
+    )
+    .option(
+      '--resize',
+      'pairs that differ only in resolution: scale the visible image (as dif-fuse --resize)',
+    )
     .option('--attempts <n>', 'tries per job before it is failed', intArg('--attempts', 1, 100), 3)
     .option(
       '--backoff <ms>',
@@ -73,6 +89,10 @@ export function registerQueueCommands(program: Command, io: Io): void {
         memory?: number;
         attempts: number;
         backoff: number;
+        align?: string;
+        onto?: 'ir' | 'vis';
+        crop?: 'overlap';
+        resize?: boolean;
       }) => {
         const redis = o.redis ?? defaultRedisUrl();
         const r = await addJobs({
@@ -87,6 +107,10 @@ export function registerQueueCommands(program: Command, io: Io): void {
           tile: o.tile,
           overlap: o.overlap,
           memoryBudget: o.memory === undefined ? undefined : o.memory * 1e6,
+          align: o.align,
+          onto: o.onto,
+          crop: o.crop,
+          resize: o.resize,
           attempts: o.attempts,
           backoff: o.backoff,
           warn: io.err,

@@ -7,6 +7,7 @@
 import { dirname } from 'node:path';
 import { DifFusionError, formatError, makeDirsSync } from '@dif-fusion/io';
 import { UnrecoverableError } from 'bullmq';
+import { type AlignedPair, createAligner } from '../align/apply';
 import { FuseError } from '../errors';
 import { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from '../fuse';
 import { type Planar, readPair, writeImage } from '../images';
@@ -52,23 +53,37 @@ export class FuserCache {
 export async function fusePairJob(j: PairJob, fusers: FuserCache): Promise<{ out: string }> {
   let ir: Planar;
   let vis: Planar;
+  let aligned: AlignedPair | undefined;
   let opened: OpenedFuser;
   try {
-    ({ ir, vis } = await readPair(j.ir, j.vis, {
+    const opts = {
       maxPixels: j.maxPixels === undefined ? undefined : j.maxPixels * 1e6,
       allowCorrupt: j.allowCorrupt,
-    }));
+    };
+    if (j.align || j.resize) {
+      // As `dif-fuse --pairs --align/--resize` reads the pair; the rig comes with the job.
+      const flags = { align: j.align, resize: j.resize, onto: j.onto, crop: j.crop };
+      const aligner = createAligner(
+        flags,
+        j.rig
+          ? { visToIr: j.rig.vis_to_ir, how: `rig ${j.align}`, rig: j.rig, rigName: j.align }
+          : undefined,
+      );
+      aligned = await aligner.read(j.ir, j.vis, opts);
+      ({ ir, vis } = aligned);
+    } else ({ ir, vis } = await readPair(j.ir, j.vis, opts));
     opened = await fusers.get(j);
   } catch (err) {
     // Bad inputs and model folders (the project's one-line user errors) do not heal by retrying.
     if (err instanceof DifFusionError) throw new UnrecoverableError(formatError(err));
     throw err;
   }
-  const fused = await fuseImages(ir, vis, opened, {
+  let fused = await fuseImages(ir, vis, opened, {
     tile: j.tile,
     overlap: j.overlap,
     memoryBudget: j.memoryBudget,
   });
+  if (aligned) fused = aligned.finish(fused);
   // Writing may fail for a while (a full disk, a network share away): retried with backoff.
   try {
     makeDirsSync(dirname(j.out));

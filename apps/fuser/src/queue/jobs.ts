@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { describeUnmatched, scanPairs } from '@dif-fusion/io';
+import { describeUnmatched, type RigFile, scanPairs } from '@dif-fusion/io';
 import { FuseError } from '../errors';
 import type { Method } from '../methods';
 
@@ -29,6 +29,13 @@ export interface PairJob {
   memoryBudget?: number;
   maxPixels?: number;
   allowCorrupt?: boolean;
+  /** --align: `auto`, or the absolute path of the rig file whose content `rig` carries. */
+  align?: string;
+  /** The rig file's content (a worker needs no copy of it; its transform is in the job id). */
+  rig?: RigFile;
+  onto?: 'ir' | 'vis';
+  crop?: 'overlap';
+  resize?: boolean;
 }
 
 export type JobSettings = Omit<PairJob, 'name' | 'ir' | 'vis' | 'out'>;

@@ -13,15 +13,19 @@ import {
   type Image,
   ImageTooLargeError,
   imageToFloat,
+  type Mat3,
   megapixels,
+  pixelScale,
+  toGray,
 } from '@dif-fusion/io';
 import type { Image8, MetricValues } from '@dif-fusion/metrics';
 import sharp from 'sharp';
+import { alignPair, checkImage, describeTransform } from '../align/apply';
 import { FuseError } from '../errors';
 import { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from '../fuse';
 import { infraredToPlanar, type Planar } from '../images';
 import { isBaseline, METHODS, type Method } from '../methods';
-import { evaluateInThread } from './eval-thread';
+import { evaluateInThread, registerInThread } from './eval-thread';
 import { Lane, type Ticket } from './queue';
 
 /** An HTTP-facing error: one line for the page, and its status code. */
@@ -46,6 +50,114 @@ export interface DecodedPair {
   /** 8-bit interleaved copies for the metrics. */
   ir8: Image8;
   vis8: Image8;
+  /** Aligned pairs: puts the infrared back where the visible camera saw nothing. */
+  finish?: (fused: Planar) => Planar;
+  /** Aligned pairs: what was done (one line). */
+  note?: string;
+}
+
+/** How an uploaded pair is aligned: registered here, resized, or a given vis -> ir matrix. */
+export type AlignRequest = 'auto' | 'resize' | Mat3;
+
+/** The `align` field of a request: auto, resize, or a JSON array of 9 numbers (row-major vis -> ir). */
+export function parseAlign(v: string | undefined): AlignRequest | undefined {
+  if (v === undefined || v === '' || v === 'none') return undefined;
+  if (v === 'auto' || v === 'resize') return v;
+  let m: unknown;
+  try {
+    m = JSON.parse(v);
+  } catch {
+    m = undefined;
+  }
+  if (
+    !Array.isArray(m) ||
+    m.length !== 9 ||
+    !m.every((x) => typeof x === 'number' && Number.isFinite(x))
+  )
+    throw new ServeError(
+      `align must be auto, resize or a JSON array of 9 numbers (the row-major visible -> infrared matrix), not "${v.slice(0, 40)}"`,
+    );
+  return m as Mat3;
+}
+
+/** The result of an align step: the transform, its quality and the check image. */
+export interface AlignOutcome {
+  visToIr: Mat3;
+  /** "scale ..., rotation ... deg, shift (...) px". */
+  transform: string;
+  /** Edge correlation over the overlap before (frames stretched) and after. */
+  scoreBefore: number | null;
+  scoreAfter: number | null;
+  /** Share of the infrared frame the visible image covers. */
+  coverage: number;
+  irSize: [number, number];
+  visSize: [number, number];
+  /** Infrared | visible checkerboard on the infrared grid. */
+  check: Image8;
+}
+
+/**
+ * Estimates the vis -> ir transform of a decoded pair (`auto`: in a worker thread; `resize`:
+ * from the sizes). An unreliable estimate is a 422 naming the reason, never a silent bad warp.
+ */
+export async function estimateAlignment(
+  pair: DecodedPair,
+  how: 'auto' | 'resize',
+  names: { ir: string; vis: string },
+): Promise<AlignOutcome> {
+  const { ir, vis } = pair;
+  let visToIr: Mat3;
+  let before: number | null = null;
+  let after: number | null = null;
+  let coverage: number;
+  if (how === 'resize') {
+    visToIr = pixelScale(ir.width / vis.width, ir.height / vis.height);
+    coverage = 1;
+  } else {
+    const r = await registerInThread({ ir: toGray(ir), vis: toGray(vis) });
+    if (!r.reliable)
+      throw new ServeError(
+        `${names.vis} cannot be aligned with ${names.ir}: ${r.reason}; use a pair with more common structure, or calibrate the rig with dif-fuse align (--points for hand-picked points)`,
+        422,
+      );
+    visToIr = r.visToIr;
+    before = r.scoreBefore;
+    after = r.scoreAfter;
+    coverage = r.overlap;
+  }
+  return {
+    visToIr,
+    transform: describeTransform(visToIr),
+    scoreBefore: before,
+    scoreAfter: after,
+    coverage,
+    irSize: [ir.width, ir.height],
+    visSize: [vis.width, vis.height],
+    check: planarTo8(checkImage(ir, vis, visToIr)),
+  };
+}
+
+/** The pair with its visible image warped onto the infrared grid (and its 8-bit copies). */
+export function alignDecoded(
+  pair: DecodedPair,
+  visToIr: Mat3,
+  how: string,
+  visName: string,
+): DecodedPair {
+  let a: ReturnType<typeof alignPair>;
+  try {
+    a = alignPair(pair.ir, pair.vis, visToIr, 'ir', false, how, visName);
+  } catch (err) {
+    throw new ServeError(formatError(err));
+  }
+  return {
+    ir: a.ir,
+    vis: a.vis,
+    ir8: planarTo8(a.ir),
+    vis8: planarTo8(a.vis),
+    finish: a.finish,
+    note: a.note,
+  };
 }
 
 /** A file name fit for a one-line message: its last path segment, printable, at most 80 characters. */
@@ -74,6 +186,8 @@ export async function decodePair(
   irUp: Upload,
   visUp: Upload,
   maxPixels: number,
+  /** The pair will be aligned: its sizes may differ. */
+  aligning = false,
 ): Promise<DecodedPair> {
   const irName = displayName(irUp.filename, 'infrared');
   const visName = displayName(visUp.filename, 'visible');
@@ -84,9 +198,9 @@ export async function decodePair(
     ]);
     checkPixelLimit(hi, irName, maxPixels);
     checkPixelLimit(hv, visName, maxPixels);
-    if (hi.width !== hv.width || hi.height !== hv.height)
+    if (!aligning && (hi.width !== hv.width || hi.height !== hv.height))
       throw new ServeError(
-        `size mismatch: ${irName} is ${hi.width}x${hi.height} but ${visName} is ${hv.width}x${hv.height}; the pair must be registered images of the same size`,
+        `size mismatch: ${irName} is ${hi.width}x${hi.height} but ${visName} is ${hv.width}x${hv.height}: align the pair first (the page's Align step; the API's field align=auto, resize or the 9 numbers of a vis -> ir matrix)`,
       );
     const irImg = await decodeImage(irUp.data, irName, { channels: 1, maxPixels });
     const visImg = await decodeImage(visUp.data, visName, { channels: 3, maxPixels });
@@ -152,8 +266,8 @@ export interface EngineOptions extends Pick<OpenOptions, 'model' | 'device' | 't
  */
 export class Engine {
   private readonly opened = new Map<Method, Promise<OpenedFuser>>();
-  /** One lane per method, and one ('eval') for /api/eval's metrics. */
-  private readonly lanes = new Map<Method | 'eval', Lane>();
+  /** One lane per method, one ('eval') for /api/eval's metrics, one ('align') for registrations. */
+  private readonly lanes = new Map<Method | 'eval' | 'align', Lane>();
   /** Milliseconds per megapixel of the last run of each method, for the page's estimate. */
   private readonly msPerMp = new Map<Method, number>();
 
@@ -161,7 +275,7 @@ export class Engine {
 
   constructor(readonly options: EngineOptions = {}) {}
 
-  lane(method: Method | 'eval'): Lane {
+  lane(method: Method | 'eval' | 'align'): Lane {
     let l = this.lanes.get(method);
     if (!l) {
       l = new Lane();
@@ -201,6 +315,15 @@ export class Engine {
   async drain(reason: () => Error): Promise<void> {
     this.draining = reason;
     await Promise.all([...this.lanes.values()].map((l) => l.drain(reason)));
+  }
+
+  /** The align step of an uploaded pair, in the align lane (one registration at a time, off the event loop). */
+  align(
+    pair: DecodedPair,
+    how: 'auto' | 'resize',
+    names: { ir: string; vis: string },
+  ): Promise<AlignOutcome> {
+    return this.lane('align').run(() => estimateAlignment(pair, how, names));
   }
 
   estimateMs(method: Method, pixels: number): number | undefined {
@@ -244,7 +367,8 @@ export class Engine {
         throw new ServeError(`cannot open the ${method}: ${formatError(err)}`, 500);
       }
       const t0 = performance.now();
-      const fused = await fuseImages(pair.ir, pair.vis, opened, { onProgress: hooks.onProgress });
+      let fused = await fuseImages(pair.ir, pair.vis, opened, { onProgress: hooks.onProgress });
+      if (pair.finish) fused = pair.finish(fused);
       const ms = performance.now() - t0;
       this.msPerMp.set(method, (ms * 1e6) / (fused.width * fused.height));
       return { method, fused: planarTo8(fused), ms };

@@ -8,6 +8,13 @@
  *   GET  /api/jobs/:id/fused.png, /api/jobs/:id/baseline.png
  *   POST /api/fuse              multipart ir, vis, method -> the fused PNG
  *   POST /api/eval              multipart ir, vis, fused -> {width, height, metrics}
+ *   POST /api/align             multipart ir, vis, mode (auto|resize) -> {visToIr, transform,
+ *                               scoreBefore, scoreAfter, coverage, irSize, visSize, check (PNG
+ *                               data URL)}: the align step of a rig's pair, before fusing
+ *
+ * The pair endpoints take a field `align` (auto, resize, or the JSON array of a vis -> ir
+ * matrix, as /api/align returns it): the visible image is warped onto the infrared grid first,
+ * so the two may differ in size; without it they must be one size.
  *
  * Uploads are held in memory (bounded by the size limit) and never written to disk; errors
  * are JSON `{error: "<one line>"}` with a 4xx/5xx status, never a stack trace.
@@ -29,6 +36,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { BASELINES, METHODS, type Method } from '../methods';
 import { loadAssets } from './assets';
 import {
+  alignDecoded,
   type DecodedPair,
   decodeFused,
   decodePair,
@@ -37,6 +45,7 @@ import {
   type EngineOptions,
   encodePng,
   metricsOf,
+  parseAlign,
   parseMethod,
   ServeError,
   type Upload,
@@ -101,6 +110,9 @@ interface Job {
   ms?: number;
   fused?: Buffer;
   baselinePng?: Buffer;
+  /** Aligned pairs: what was done, and the visible image on the infrared grid. */
+  note?: string;
+  visPng?: Buffer;
   metrics?: Record<string, MetricValues>;
 }
 
@@ -306,10 +318,31 @@ export function createServer(options: ServeOptions = {}): Served {
     }
   }
 
-  /** Parses and decodes a request's pair; every problem is a 4xx ServeError. */
+  /**
+   * Parses and decodes a request's pair, aligned when it has the field `align`; every problem
+   * is a 4xx ServeError.
+   */
   async function readPairRequest(req: FastifyRequest) {
     const parsed = await readUpload(req);
-    const pair = await decodePair(need(parsed, 'ir'), need(parsed, 'vis'), maxPixels);
+    const align = parseAlign(parsed.fields.get('align'));
+    const irUp = need(parsed, 'ir');
+    const visUp = need(parsed, 'vis');
+    let pair = await decodePair(irUp, visUp, maxPixels, align !== undefined);
+    if (align !== undefined) {
+      const names = {
+        ir: displayName(irUp.filename, 'infrared'),
+        vis: displayName(visUp.filename, 'visible'),
+      };
+      const visToIr =
+        typeof align === 'string' ? (await engine.align(pair, align, names)).visToIr : align;
+      const how =
+        align === 'resize'
+          ? `resized ${pair.vis.width}x${pair.vis.height} -> ${pair.ir.width}x${pair.ir.height}`
+          : align === 'auto'
+            ? 'aligned automatically'
+            : 'aligned with the given transform';
+      pair = alignDecoded(pair, visToIr, how, names.vis);
+    }
     return { parsed, pair };
   }
 
@@ -375,6 +408,10 @@ export function createServer(options: ServeOptions = {}): Served {
     }
     job.metrics = metrics;
     job.ms = main.ms;
+    if (pair.note) {
+      job.note = pair.note;
+      job.visPng = await encodePng(pair.vis8);
+    }
   }
 
   app.post('/api/jobs', async (req, reply) => {
@@ -443,6 +480,7 @@ export function createServer(options: ServeOptions = {}): Served {
       estimateMs: job.estimateMs ?? null,
       ms: job.ms ?? null,
       metrics: job.metrics ?? null,
+      aligned: job.note ?? null,
       error: job.error ?? null,
     };
   });
@@ -454,7 +492,9 @@ export function createServer(options: ServeOptions = {}): Served {
         ? job.fused
         : req.params.which === 'baseline.png'
           ? job.baselinePng
-          : undefined;
+          : req.params.which === 'visible.png'
+            ? job.visPng
+            : undefined;
     if (!png) throw new ServeError(`not found: ${req.params.which.slice(0, 40)}`, 404);
     reply.type('image/png').header('Cache-Control', 'private, max-age=900');
     return png;
@@ -493,6 +533,38 @@ export function createServer(options: ServeOptions = {}): Served {
       release();
     }
     return { width: size[0], height: size[1], metrics: await metrics };
+  });
+
+  app.post('/api/align', async (req, reply) => {
+    const release = admit(reply);
+    let running: ReturnType<Engine['align']>;
+    try {
+      const parsed = await readUpload(req);
+      const mode = parsed.fields.get('mode') || 'auto';
+      if (mode !== 'auto' && mode !== 'resize')
+        throw new ServeError(`unknown mode "${mode.slice(0, 40)}": use auto or resize`);
+      const irUp = need(parsed, 'ir');
+      const visUp = need(parsed, 'vis');
+      const pair = await decodePair(irUp, visUp, maxPixels, true);
+      running = engine.align(pair, mode, {
+        ir: displayName(irUp.filename, 'infrared'),
+        vis: displayName(visUp.filename, 'visible'),
+      }); // in the align lane now
+    } finally {
+      release();
+    }
+    const a = await running;
+    const png = await encodePng(a.check);
+    return {
+      visToIr: a.visToIr,
+      transform: a.transform,
+      scoreBefore: a.scoreBefore,
+      scoreAfter: a.scoreAfter,
+      coverage: a.coverage,
+      irSize: a.irSize,
+      visSize: a.visSize,
+      check: `data:image/png;base64,${png.toString('base64')}`,
+    };
   });
 
   let drained: Promise<void> | undefined;

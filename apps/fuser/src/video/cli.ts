@@ -1,5 +1,6 @@
 /** The video branch of `dif-fuse --ir/--vis/-o`: flag checks, then {@link runVideo}. */
 import type { ProgressStream } from '@dif-fusion/cli-kit';
+import { type AlignFlags, validateAlignFlags } from '../align/apply';
 import { FuseError } from '../errors';
 import { runTiling } from '../memory';
 import type { Method } from '../methods';
@@ -28,7 +29,7 @@ export interface VideoFlags {
 }
 
 export async function runVideoFlags(
-  f: VideoFlags,
+  f: VideoFlags & AlignFlags,
   io: { out: (s: string) => void; err: (s: string) => void; progressStream?: ProgressStream },
 ): Promise<void> {
   const no = (m: string): never => {
@@ -38,6 +39,7 @@ export async function runVideoFlags(
   if (!f.ir || !f.vis) no(`--${f.ir ? 'vis' : 'ir'} is missing: a video needs both --ir and --vis`);
   if (!f.output) no('-o is required: a video file (.mp4, .mkv, .webm, ...) or a folder for frames');
   if (f.sideBySide) no('--side-by-side applies to a single image pair only');
+  validateAlignFlags(f);
   await runVideo({
     ir: f.ir!,
     vis: f.vis!,
@@ -53,6 +55,10 @@ export async function runVideoFlags(
     threads: f.threads,
     // Decided once for the whole video (every frame tiles alike).
     tiling: runTiling(f, io.err),
+    align:
+      f.align || f.resize
+        ? { align: f.align, resize: f.resize, onto: f.onto, crop: f.crop }
+        : undefined,
     quiet: f.quiet,
     out: io.out,
     err: io.err,

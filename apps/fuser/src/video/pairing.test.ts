@@ -34,7 +34,7 @@ describe('pairFrames', () => {
 
   it('refuses different sizes', () => {
     expect(() => pairFrames(src('ir.mp4', 10, 1), src('vis.mp4', 10, 1, 80, 60), 'index')).toThrow(
-      'vis.mp4: size mismatch: ir.mp4 is 64x48 but vis.mp4 is 80x60',
+      "vis.mp4: size mismatch: ir.mp4 is 64x48 but vis.mp4 is 80x60 (a camera rig's pair: --align rig.json from dif-fuse align, or --align auto; the same field of view at another resolution: --resize)",
     );
   });
 

@@ -25,10 +25,19 @@ export interface Pairing {
 /** Relative frame-rate difference above which index pairing would drift (0.1 %). */
 export const FPS_TOLERANCE = 1e-3;
 
-export function pairFrames(ir: PairingInput, vis: PairingInput, by: PairBy): Pairing {
-  if (ir.width !== vis.width || ir.height !== vis.height)
+/**
+ * `aligned`: the frames go through --align/--resize, so their sizes may differ; otherwise a
+ * size mismatch is refused, naming the options that fuse such a pair.
+ */
+export function pairFrames(
+  ir: PairingInput,
+  vis: PairingInput,
+  by: PairBy,
+  aligned = false,
+): Pairing {
+  if (!aligned && (ir.width !== vis.width || ir.height !== vis.height))
     throw new FuseError(
-      `${vis.path}: size mismatch: ${ir.path} is ${ir.width}x${ir.height} but ${vis.path} is ${vis.width}x${vis.height}`,
+      `${vis.path}: size mismatch: ${ir.path} is ${ir.width}x${ir.height} but ${vis.path} is ${vis.width}x${vis.height} (a camera rig's pair: --align rig.json from dif-fuse align, or --align auto; the same field of view at another resolution: --resize)`,
     );
   const warnings: string[] = [];
   const pairs: [number, number][] = [];

@@ -9,7 +9,22 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Progress, type ProgressStream } from '@dif-fusion/cli-kit';
-import { makeDirsSync, removeStaleTempFiles, writeFileAtomicSync } from '@dif-fusion/io';
+import {
+  checkRigSizes,
+  makeDirsSync,
+  registerPairs,
+  removeStaleTempFiles,
+  toGray,
+  writeFileAtomicSync,
+} from '@dif-fusion/io';
+import {
+  type Aligner,
+  type AlignFlags,
+  createAligner,
+  describeTransform,
+  type FixedTransform,
+  fixedFromFlags,
+} from '../align/apply';
 import { FuseError } from '../errors';
 import { fuseImages, type OpenedFuser, type OpenOptions, openFuser } from '../fuse';
 import { outputFormat, type Planar, writeImage } from '../images';
@@ -30,6 +45,8 @@ export interface VideoOptions extends OpenOptions {
   /** Keep the work folder of fused frames after encoding. */
   keepFrames?: boolean;
   tiling?: Omit<TilingOptions, 'onProgress'>;
+  /** --align/--resize/--onto/--crop: one transform for the whole video. */
+  align?: AlignFlags;
   quiet?: boolean;
   out?: (line: string) => void;
   err?: (line: string) => void;
@@ -69,8 +86,17 @@ export async function runVideo(o: VideoOptions): Promise<VideoResult> {
   const vis = await openSource(o.vis, '--vis');
   for (const s of [ir, vis])
     if (resolve(s.path) === out) throw new FuseError(`${out}: refusing to overwrite an input`);
-  const { pairs, warnings } = pairFrames(ir, vis, o.pairBy ?? 'index');
+  const aligning = Boolean(o.align && (o.align.align || o.align.resize));
+  // A rig file is checked against the streams before anything else is said or done.
+  let fixed = aligning ? rigTransform(o.align!, ir, vis) : undefined;
+  const { pairs, warnings } = pairFrames(ir, vis, o.pairBy ?? 'index', aligning);
   if (!o.quiet) for (const w of warnings) err(`warning: ${w}`);
+  let aligner: Aligner | undefined;
+  if (aligning) {
+    if (o.align!.align === 'auto') fixed = await autoTransform(ir, vis, pairs, err, o.quiet);
+    aligner = createAligner(o.align!, fixed);
+    if (!o.quiet) err(aligner.describe());
+  }
   const fps = o.fps ?? ir.fps ?? vis.fps ?? 25;
 
   const ext = videoOut ? 'png' : (o.ext ?? 'png').replace(/^\./, '').toLowerCase();
@@ -96,6 +122,14 @@ export async function runVideo(o: VideoOptions): Promise<VideoResult> {
       memory: o.tiling?.memorySource?.startsWith('--memory') ? o.tiling.memoryBudget : undefined,
     },
     ext,
+    align: aligning
+      ? {
+          visToIr: fixed?.visToIr ?? null,
+          resize: o.align?.resize ?? false,
+          onto: o.align?.onto ?? 'ir',
+          crop: o.align?.crop ?? null,
+        }
+      : undefined,
   });
   prepareWork(work, stamp, videoOut);
   const frameName = (k: number) => join(work, `${String(k + 1).padStart(6, '0')}.${ext}`);
@@ -110,7 +144,17 @@ export async function runVideo(o: VideoOptions): Promise<VideoResult> {
       if (!o.quiet && opened.provider)
         err(`dif-fuse: model ${opened.modelDir}, provider ${opened.provider}`);
       const t0 = performance.now();
-      fused = await fuseFrames(ir, vis, pairs, todo, frameName, opened, { ...o, err }, resumed);
+      fused = await fuseFrames(
+        ir,
+        vis,
+        pairs,
+        todo,
+        frameName,
+        opened,
+        { ...o, err },
+        resumed,
+        aligner,
+      );
       secs = (performance.now() - t0) / 1000;
     } finally {
       await opened.release();
@@ -166,6 +210,7 @@ async function fuseFrames(
   opened: OpenedFuser,
   o: VideoOptions,
   resumed: number,
+  aligner?: Aligner,
 ): Promise<number> {
   const progress = new Progress({
     label: 'frame',
@@ -200,7 +245,12 @@ async function fuseFrames(
         visAt++;
       }
       if (!todo[k]) continue;
-      const img = await fuseImages(irFrame!, visFrame!, opened, o.tiling);
+      let img: Planar;
+      if (aligner) {
+        const a = aligner.alignImages(irFrame!, visFrame!, ir.path, vis.path);
+        if (!o.quiet && fused === 0) o.err?.(`frame ${k + 1}: ${a.note}`);
+        img = a.finish(await fuseImages(a.ir, a.vis, opened, o.tiling));
+      } else img = await fuseImages(irFrame!, visFrame!, opened, o.tiling);
       await writeImage(frameName(k), img);
       fused++;
       progress.update(resumed + fused);
@@ -212,4 +262,85 @@ async function fuseFrames(
     await visFrames.return(undefined);
   }
   return fused;
+}
+
+/** Frames registered jointly by `--align auto` on a video: at most this many pairs. */
+export const AUTO_ALIGN_FRAMES = 4;
+/** ... spread over at most this many first pairs (a long video is not decoded twice). */
+const AUTO_ALIGN_SPAN = 250;
+
+/** The rig file of `--align FILE`, its sizes checked against the streams; else undefined. */
+function rigTransform(
+  f: AlignFlags,
+  ir: FrameSource,
+  vis: FrameSource,
+): FixedTransform | undefined {
+  if (!f.align || f.align === 'auto') return undefined;
+  const fixed = fixedFromFlags(f)!;
+  checkRigSizes(
+    fixed.rig!,
+    f.align,
+    { name: ir.path, width: ir.width, height: ir.height },
+    { name: vis.path, width: vis.width, height: vis.height },
+  );
+  return fixed;
+}
+
+/**
+ * The one transform of a video with `--align auto`: one joint estimate from a few frame pairs
+ * spread over the start of the video (frame by frame the estimate would jitter and take
+ * seconds per frame).
+ */
+async function autoTransform(
+  ir: FrameSource,
+  vis: FrameSource,
+  pairs: [number, number][],
+  err: (line: string) => void,
+  quiet?: boolean,
+): Promise<FixedTransform> {
+  const span = Math.min(pairs.length, AUTO_ALIGN_SPAN);
+  const n = Math.min(AUTO_ALIGN_FRAMES, span);
+  const want = new Set(Array.from({ length: n }, (_, i) => Math.floor((i * span) / n)));
+  const rasters: { ir: ReturnType<typeof toGray>; vis: ReturnType<typeof toGray> }[] = [];
+  const irFrames = ir.frames('ir');
+  const visFrames = vis.frames('vis');
+  try {
+    let irAt = -1;
+    let visAt = -1;
+    let irFrame: Planar | undefined;
+    let visFrame: Planar | undefined;
+    for (let k = 0; k < span && rasters.length < n; k++) {
+      const [i, j] = pairs[k];
+      while (irAt < i) {
+        const r = await irFrames.next();
+        if (r.done) throw new FuseError(`${ir.path}: ended before its last frame (truncated?)`);
+        irFrame = r.value;
+        irAt++;
+      }
+      while (visAt < j) {
+        const r = await visFrames.next();
+        if (r.done) throw new FuseError(`${vis.path}: ended before its last frame (truncated?)`);
+        visFrame = r.value;
+        visAt++;
+      }
+      if (want.has(k)) rasters.push({ ir: toGray(irFrame!), vis: toGray(visFrame!) });
+    }
+  } finally {
+    await irFrames.return(undefined);
+    await visFrames.return(undefined);
+  }
+  const t0 = performance.now();
+  const r = registerPairs(rasters);
+  if (!r.reliable)
+    throw new FuseError(
+      `${vis.path}: cannot align with ${ir.path} (${rasters.length} frame pairs): ${r.reason}; calibrate the rig with dif-fuse align (--points for hand-picked point pairs) and give --align rig.json`,
+    );
+  if (!quiet)
+    err(
+      `align: estimated from ${rasters.length} frame pair${rasters.length === 1 ? '' : 's'} in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${describeTransform(r.visToIr)}; edge correlation ${r.scoreBefore.toFixed(2)} -> ${r.scoreAfter.toFixed(2)}`,
+    );
+  return {
+    visToIr: r.visToIr,
+    how: `estimated from ${rasters.length} frame pair${rasters.length === 1 ? '' : 's'} (--align auto)`,
+  };
 }

@@ -96,6 +96,19 @@ describe('warp', () => {
     expect(mask[1 * w + 2]).toBe(1);
   });
 
+  it('the mask is 1 over the whole footprint (pixel edges) and fades over the half pixel beyond', () => {
+    const src = { width: 4, height: 3, channels: 1, data: new Float32Array(12).fill(1) };
+    // 2x upsampling (pixel edges onto pixel edges): every target pixel is inside.
+    const up = warpImage(src, pixelScale(2), 8, 6);
+    expect([...new Set(up.mask)]).toEqual([1]);
+    // a shift of 0.75 px: target column 0 samples source x = -0.75, a quarter pixel beyond
+    // the footprint's edge at -0.5 (half of the half-pixel ramp); column 1 (x = 0.25) is in.
+    const shifted = warpImage(src, [1, 0, 0.75, 0, 1, 0, 0, 0, 1], 4, 3);
+    expect(shifted.mask[0]).toBeCloseTo(0.5, 12);
+    expect(shifted.mask[1]).toBe(1);
+    expect(shifted.mask[3]).toBe(1); // x = 2.25
+  });
+
   it('overlap rectangle of a footprint (hand-computed)', () => {
     // a 100x50 source halved and shifted by (10, 5) on a 40x40 target: x 10..59.5 -> cut at 40
     const m = mul3([1, 0, 10, 0, 1, 5, 0, 0, 1], pixelScale(0.5));

@@ -64,9 +64,9 @@ export function warpImage(
       const w = back[6] * x + back[7] * y + back[8];
       const u = (back[0] * x + back[1] * y + back[2]) / w;
       const v = (back[3] * x + back[4] * y + back[5]) / w;
-      // Coverage: 1 inside [-0.5, s - 0.5], fading linearly over the half pixel beyond.
-      const cu = Math.min(1, Math.max(0, Math.min(u + 1, sw - u)));
-      const cv = Math.min(1, Math.max(0, Math.min(v + 1, sh - v)));
+      // Coverage: 1 inside the footprint [-0.5, s - 0.5], fading linearly over the half pixel beyond.
+      const cu = Math.min(1, Math.max(0, 2 * Math.min(u + 1, sw - u)));
+      const cv = Math.min(1, Math.max(0, 2 * Math.min(v + 1, sh - v)));
       const cov = cu * cv;
       if (cov <= 0) continue;
       const uu = Math.min(Math.max(u, 0), sw - 1);

@@ -4,7 +4,10 @@
  * The `dif-fuse serve` page: pick or drop an infrared and a visible image (or the sample
  * pair), post them to /api/jobs, poll the job for its place in the queue and its progress,
  * then show the fused image beside its sources with a before/after slider, the metrics of the
- * method and the baseline, and a download link. Plain DOM, bundled by the fuser's build.
+ * method and the baseline, and a download link. A pair of different sizes (or one the user
+ * says is misaligned) gets an align step first: POST /api/align returns the transform and a
+ * check image to look at, and the fusion then sends that transform. Plain DOM, bundled by the
+ * fuser's build.
  */
 
 type Role = 'ir' | 'vis';
@@ -30,7 +33,19 @@ interface JobStatus {
   estimateMs: number | null;
   ms: number | null;
   metrics: Record<string, Record<string, number>> | null;
+  aligned: string | null;
   error: string | null;
+}
+
+interface Alignment {
+  visToIr: number[];
+  transform: string;
+  scoreBefore: number | null;
+  scoreAfter: number | null;
+  coverage: number;
+  irSize: [number, number];
+  visSize: [number, number];
+  check: string;
 }
 
 /** The metrics the page shows, in order: [key, label, higher is better, hint]. */
@@ -61,7 +76,11 @@ const files: Partial<Record<Role, File>> = {};
 const previews: Partial<Record<Role, string>> = {};
 const sizes: Partial<Record<Role, { w: number; h: number } | null>> = {};
 let against: 'vis' | 'ir' | 'baseline' = 'vis';
-let current: { fused: string; baseline: string | null } | null = null;
+let current: { fused: string; baseline: string | null; visible: string | null } | null = null;
+/** The accepted align step of the current pair, and whether the user asked for one. */
+let alignment: Alignment | null = null;
+let alignWanted = false;
+let aligning = false;
 let busy = false;
 let download: { href: string; name: string } | null = null;
 
@@ -89,10 +108,67 @@ function updateFuseButton(): void {
   const sv = sizes.vis;
   const mismatch = Boolean(si && sv && (si.w !== sv.w || si.h !== sv.h));
   const note = $('pair-note');
-  note.hidden = !mismatch;
+  note.hidden = !mismatch || alignment !== null;
   if (mismatch && si && sv)
-    note.textContent = `The images differ in size (${si.w}×${si.h} vs ${sv.w}×${sv.h}); the pair must be registered images of one size.`;
-  $<HTMLButtonElement>('fuse').disabled = !ready || busy;
+    note.textContent = `The images differ in size (${si.w}×${si.h} vs ${sv.w}×${sv.h}): align them before fusing.`;
+  const needAlign = ready && (mismatch || alignWanted);
+  $('align').hidden = !needAlign;
+  $('align-toggle').hidden = !ready || needAlign;
+  $('align-why').textContent = mismatch
+    ? 'The visible image is warped onto the infrared grid; the fused image has the infrared size, and where the visible camera saw nothing it shows the infrared alone.'
+    : 'For two cameras that do not line up exactly: the visible image is warped onto the infrared one.';
+  $<HTMLButtonElement>('align-run').disabled = !ready || aligning || busy;
+  $<HTMLButtonElement>('fuse').disabled = !ready || busy || aligning || (needAlign && !alignment);
+}
+
+function setAlignment(a: Alignment | null): void {
+  alignment = a;
+  const box = $('align-result');
+  box.hidden = !a;
+  box.classList.toggle('ok', Boolean(a));
+  if (a) {
+    $<HTMLImageElement>('align-check').src = a.check;
+    const text = $('align-text');
+    text.textContent = '';
+    const b = document.createElement('b');
+    b.textContent = a.transform;
+    const edges =
+      a.scoreBefore !== null && a.scoreAfter !== null
+        ? `; edge correlation ${a.scoreBefore.toFixed(2)} → ${a.scoreAfter.toFixed(2)}`
+        : '';
+    text.append(
+      b,
+      document.createTextNode(
+        `${edges}; the visible image covers ${Math.round(a.coverage * 100)}% of the infrared frame. Check the squares: edges should run on straight across them. Then press Fuse.`,
+      ),
+    );
+  }
+  updateFuseButton();
+}
+
+async function align(): Promise<void> {
+  if (!files.ir || !files.vis || aligning) return;
+  aligning = true;
+  setAlignment(null);
+  showError(null);
+  const run = $<HTMLButtonElement>('align-run');
+  run.textContent = 'Aligning…';
+  const form = new FormData();
+  form.append('mode', $<HTMLSelectElement>('align-mode').value);
+  form.append('ir', files.ir, files.ir.name);
+  form.append('vis', files.vis, files.vis.name);
+  try {
+    const res = await fetch('/api/align', { method: 'POST', body: form });
+    if (!res.ok) throw new Error(await readError(res));
+    aligning = false;
+    setAlignment((await res.json()) as Alignment);
+  } catch (err) {
+    showError(err instanceof Error ? err.message : String(err), 'Could not align');
+  } finally {
+    aligning = false;
+    run.textContent = 'Align';
+    updateFuseButton();
+  }
 }
 
 /** Shows a picked file in its drop zone (thumbnail, name, size); non-images are still sent, for the server to judge. */
@@ -127,7 +203,8 @@ function setFile(role: Role, file: File): void {
   };
   img.src = url;
   showError(null);
-  updateFuseButton();
+  alignWanted = false;
+  setAlignment(null);
 }
 
 function guessRole(f: File, fallback: Role): Role {
@@ -228,6 +305,7 @@ async function fuse(): Promise<void> {
   const form = new FormData();
   form.append('method', method);
   form.append('baseline', baseline);
+  if (alignment) form.append('align', JSON.stringify(alignment.visToIr));
   form.append('ir', files.ir, files.ir.name);
   form.append('vis', files.vis, files.vis.name);
   setProgress(null, 'Uploading…');
@@ -272,7 +350,7 @@ function applySlider(): void {
       ? previews.ir
       : against === 'baseline' && current.baseline
         ? current.baseline
-        : previews.vis;
+        : (current.visible ?? previews.vis);
   under.src = src ?? '';
   $('tag-right').textContent =
     against === 'ir' ? 'infrared' : against === 'baseline' ? 'baseline' : 'visible';
@@ -283,7 +361,9 @@ function applySlider(): void {
 async function showResult(s: JobStatus): Promise<void> {
   const fused = `/api/jobs/${s.id}/fused.png`;
   const baseline = s.baseline && s.baseline !== s.method ? `/api/jobs/${s.id}/baseline.png` : null;
-  current = { fused, baseline };
+  // An aligned pair: the visible image on the infrared grid, as it was fused.
+  const visible = s.aligned ? `/api/jobs/${s.id}/visible.png` : null;
+  current = { fused, baseline, visible };
   $('empty').hidden = true;
   $('slider').hidden = false;
   $('slider').style.setProperty('--ar', String(s.width / s.height));
@@ -294,7 +374,7 @@ async function showResult(s: JobStatus): Promise<void> {
     loadImg(over, fused),
     loadImg($<HTMLImageElement>('img-fused'), fused),
     loadImg($<HTMLImageElement>('img-ir'), previews.ir ?? ''),
-    loadImg($<HTMLImageElement>('img-vis'), previews.vis ?? ''),
+    loadImg($<HTMLImageElement>('img-vis'), visible ?? previews.vis ?? ''),
     baseline ? loadImg($<HTMLImageElement>('img-baseline'), baseline) : Promise.resolve(),
   ]);
   $('img-baseline').closest('figure')!.hidden = !baseline;
@@ -318,6 +398,12 @@ async function showResult(s: JobStatus): Promise<void> {
       ` fused with ${label(s.method)} in ${((s.ms ?? 0) / 1000).toFixed(2)} s.`,
     ),
   );
+  if (s.aligned) {
+    const p = document.createElement('p');
+    p.className = 'aligned-note';
+    p.textContent = `Aligned: ${s.aligned}.`;
+    sum.append(p);
+  }
   if (wins !== null && s.baseline) {
     const p = document.createElement('p');
     const w = document.createElement('b');
@@ -403,6 +489,14 @@ async function init(): Promise<void> {
   $('fuse').addEventListener('click', () => {
     fuse();
   });
+  $('align-run').addEventListener('click', () => {
+    align();
+  });
+  $('align-toggle').addEventListener('click', () => {
+    alignWanted = true;
+    updateFuseButton();
+  });
+  $('align-mode').addEventListener('change', () => setAlignment(null));
   $('download').addEventListener('click', () => {
     if (!download) return;
     const a = document.createElement('a');
