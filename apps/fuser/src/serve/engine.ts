@@ -74,6 +74,8 @@ export async function decodePair(
   irUp: Upload,
   visUp: Upload,
   maxPixels: number,
+  /** Called with the pair's pixel count once the headers passed, before any pixel is decoded. */
+  beforeDecode?: (pixels: number) => void,
 ): Promise<DecodedPair> {
   const irName = displayName(irUp.filename, 'infrared');
   const visName = displayName(visUp.filename, 'visible');
@@ -88,6 +90,7 @@ export async function decodePair(
       throw new ServeError(
         `size mismatch: ${irName} is ${hi.width}x${hi.height} but ${visName} is ${hv.width}x${hv.height}; the pair must be registered images of the same size`,
       );
+    beforeDecode?.(hi.width * hi.height);
     const irImg = await decodeImage(irUp.data, irName, { channels: 1, maxPixels });
     const visImg = await decodeImage(visUp.data, visName, { channels: 3, maxPixels });
     const ir = infraredToPlanar(irImg);
@@ -142,9 +145,14 @@ export interface FuseOutcome {
   method: Method;
   fused: Image8;
   ms: number;
+  /** Tiles the image was fused in (1: whole). */
+  tiles: number;
 }
 
-export interface EngineOptions extends Pick<OpenOptions, 'model' | 'device' | 'threads' | 'seed'> {}
+export interface EngineOptions extends Pick<OpenOptions, 'model' | 'device' | 'threads' | 'seed'> {
+  /** Called when a fusion is tiled, with the reason in words (as the CLI's "tiling:" line). */
+  onTiling?: (why: string) => void;
+}
 
 /**
  * Opened methods, each with its lane. The model is opened on first use and stays open (one
@@ -244,10 +252,20 @@ export class Engine {
         throw new ServeError(`cannot open the ${method}: ${formatError(err)}`, 500);
       }
       const t0 = performance.now();
-      const fused = await fuseImages(pair.ir, pair.vis, opened, { onProgress: hooks.onProgress });
+      let tiles = 1;
+      // As the CLI's default (--tile auto): the whole image when the model's estimate fits
+      // the memory available now, else the largest tiles that fit, blended.
+      const fused = await fuseImages(pair.ir, pair.vis, opened, {
+        tile: 'auto',
+        onTiling: this.options.onTiling,
+        onProgress: (done, total) => {
+          tiles = total;
+          hooks.onProgress?.(done, total);
+        },
+      });
       const ms = performance.now() - t0;
       this.msPerMp.set(method, (ms * 1e6) / (fused.width * fused.height));
-      return { method, fused: planarTo8(fused), ms };
+      return { method, fused: planarTo8(fused), ms, tiles };
     }, hooks.onTicket);
   }
 
