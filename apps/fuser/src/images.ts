@@ -8,6 +8,7 @@ import {
   checkPixelLimit,
   decodeImage,
   decodeImageHeader,
+  drawPixelText,
   encodeImage,
   type FloatImage,
   floatToImage,
@@ -18,6 +19,8 @@ import {
   imageToFloat,
   writeImage as ioWriteImage,
   megapixels,
+  pixelTextScaleToFit,
+  pixelTextWidth,
   type ReadImageOptions,
   readImage,
   readImageHeader,
@@ -136,12 +139,49 @@ export async function encodePlanar(img: Planar, format: ImageFormat): Promise<Bu
   return encodeImage(floatToImage(img, 8), format);
 }
 
-/** fused | visible | infrared, side by side, as one planar RGB image. */
-export function sideBySide(fused: Planar, vis: Planar, ir: Planar): Planar {
+/** The panel labels of {@link sideBySide}, longest first; the first set that fits is used. */
+const PANEL_LABELS = [
+  ['fused', 'visible', 'infrared'],
+  ['fused', 'vis', 'ir'],
+  ['f', 'v', 'ir'],
+] as const;
+
+/**
+ * The label strip of {@link sideBySide} for panels `w` x `h`: the labels, the font scale (text
+ * about 1/20 of the panel height, at least 2x the 5x7 font where it fits the panel width) and
+ * the strip height (10 font pixels: the text with 1.5 above and below).
+ */
+export function sideBySideLabels(
+  w: number,
+  h: number,
+): { labels: readonly string[]; scale: number; height: number } {
+  const margin = 2;
+  const labels =
+    PANEL_LABELS.find((set) => set.every((l) => pixelTextWidth(l, 1) <= w - 2 * margin)) ??
+    PANEL_LABELS[PANEL_LABELS.length - 1];
+  const fit = Math.min(...labels.map((l) => pixelTextScaleToFit(l, w - 2 * margin)));
+  const scale = Math.max(1, Math.min(fit, Math.max(2, Math.round(h / 140))));
+  return { labels, scale, height: 10 * scale };
+}
+
+/**
+ * fused | visible | infrared, side by side, as one planar RGB image, under a black strip that
+ * names each panel in white (the 5x7 pixel font of `@dif-fusion/io`, scaled to the image's
+ * size, so the bytes depend on nothing installed). `labels: false` leaves the strip out.
+ */
+export function sideBySide(
+  fused: Planar,
+  vis: Planar,
+  ir: Planar,
+  options: { labels?: boolean } = {},
+): Planar {
   const { height: h, width: w } = fused;
+  const strip = options.labels === false ? undefined : sideBySideLabels(w, h);
+  const top = strip?.height ?? 0;
   const W = 3 * w;
-  const n = h * W;
-  const out = new Float32Array(3 * n);
+  const H = h + top;
+  const n = H * W;
+  const out = new Float32Array(3 * n).fill(-1);
   const parts = [fused, vis, ir];
   for (let c = 0; c < 3; c++)
     for (let p = 0; p < 3; p++) {
@@ -149,8 +189,16 @@ export function sideBySide(fused: Planar, vis: Planar, ir: Planar): Planar {
       const plane = src.channels === 1 ? 0 : c;
       for (let y = 0; y < h; y++) {
         const so = (plane * h + y) * w;
-        out.set(src.data.subarray(so, so + w), c * n + y * W + p * w);
+        out.set(src.data.subarray(so, so + w), c * n + (top + y) * W + p * w);
       }
     }
-  return { width: W, height: h, channels: 3, data: out };
+  if (strip)
+    strip.labels.forEach((label, p) => {
+      const x0 = p * w + Math.max(0, Math.floor((w - pixelTextWidth(label, strip.scale)) / 2));
+      drawPixelText(label, x0, Math.round(1.5 * strip.scale), strip.scale, (x, y) => {
+        if (x < p * w || x >= (p + 1) * w || y >= top) return;
+        for (let c = 0; c < 3; c++) out[c * n + y * W + x] = 1;
+      });
+    });
+  return { width: W, height: H, channels: 3, data: out };
 }

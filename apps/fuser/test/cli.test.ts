@@ -120,20 +120,37 @@ describe('dif-fuse baselines end to end', () => {
     expect(readFileSync(c).equals(readFileSync(b))).toBe(true);
   });
 
-  it('writes a side-by-side image: fused | visible | infrared', async () => {
+  it('writes a side-by-side image: fused | visible | infrared, under a label strip', async () => {
     const out = join(dir, 'sbs-fused.png');
     const sbs = join(dir, 'sub', 'side.png');
     const r = dif(['--ir', ir, '--vis', vis, '-o', out, '--side-by-side', sbs, '--method', 'max']);
     expect(r.code, r.stderr).toBe(0);
     const s = await readRgb(sbs);
     const f = await readRgb(out);
-    expect([s.width, s.height]).toEqual([3 * W, H]);
+    // 45 x 30 panels: the short labels (fused | vis | ir) at 1x, a 10-pixel strip
+    const top = 10;
+    expect([s.width, s.height]).toEqual([3 * W, H + top]);
     const px = (x: number, y: number) =>
       Array.from(s.data.subarray((y * 3 * W + x) * 3, (y * 3 * W + x) * 3 + 3));
-    expect(px(5, 7)).toEqual(Array.from(f.data.subarray((7 * W + 5) * 3, (7 * W + 5) * 3 + 3)));
-    expect(px(W + 5, 7)).toEqual(Array.from(visPx.subarray((7 * W + 5) * 3, (7 * W + 5) * 3 + 3)));
+    expect(px(5, top + 7)).toEqual(
+      Array.from(f.data.subarray((7 * W + 5) * 3, (7 * W + 5) * 3 + 3)),
+    );
+    expect(px(W + 5, top + 7)).toEqual(
+      Array.from(visPx.subarray((7 * W + 5) * 3, (7 * W + 5) * 3 + 3)),
+    );
     const t = irPx[7 * W + 5];
-    expect(px(2 * W + 5, 7)).toEqual([t, t, t]);
+    expect(px(2 * W + 5, top + 7)).toEqual([t, t, t]);
+    // the strip: black with white text on rows 2..8 of each panel, nothing else
+    for (let p = 0; p < 3; p++) {
+      const rows = new Set<number>();
+      for (let y = 0; y < top; y++)
+        for (let x = p * W; x < (p + 1) * W; x++) {
+          const v = px(x, y);
+          expect(v[0] === 0 || v[0] === 255, `${x},${y}`).toBe(true);
+          if (v[0] === 255) rows.add(y);
+        }
+      expect([...rows].sort((a, b) => a - b)).toEqual([2, 3, 4, 5, 6, 7, 8]);
+    }
   });
 
   it('prints help and exits 0', () => {

@@ -129,6 +129,29 @@ function project(name: string): string {
   return dir;
 }
 
+/**
+ * The three installs the tests check, started together once everything is published: each
+ * into its own empty project (installed separately, as a user would), side by side (npm's
+ * cache is safe to share; they mostly wait on the network). A fourth warms the registry and
+ * npm's cache for @dif-fusion/charts, whose README snippet installs it into libs-app later.
+ */
+const installs: Partial<Record<'fuser' | 'trainer' | 'libs' | 'charts', Promise<Ran>>> = {};
+function startInstalls(): void {
+  const start = (dir: string, pkgs: string[]) =>
+    run('npm', ['install', '--no-progress', ...pkgs], project(dir), 420);
+  installs.fuser = start('fuser-app', ['@dif-fusion/fuser']);
+  installs.trainer = start('trainer-app', ['@dif-fusion/trainer']);
+  installs.libs = start('libs-app', ['@dif-fusion/io', '@dif-fusion/metrics']);
+  installs.charts = start('charts-warm', ['@dif-fusion/charts']);
+}
+
+/** The result of a started install (see {@link startInstalls}), which must have succeeded. */
+async function installed(which: keyof typeof installs, pkgs: string[]): Promise<Ran> {
+  const r = await installs[which]!;
+  expect(r.code, `npm install ${pkgs.join(' ')}\n${r.out}`).toBe(0);
+  return r;
+}
+
 async function npmInstall(dir: string, pkgs: string[]): Promise<Ran> {
   const r = await run('npm', ['install', '--no-progress', ...pkgs], dir, 420);
   expect(r.code, `npm install ${pkgs.join(' ')}\n${r.out}`).toBe(0);
@@ -169,7 +192,9 @@ beforeAll(async () => {
       'auth:',
       `  htpasswd: { file: ${join(work, 'htpasswd')}, max_users: 10 }`,
       'uplinks:',
-      '  npmjs: { url: https://registry.npmjs.org/, timeout: 60s, max_fails: 5 }',
+      // maxage: a third-party package's metadata, fetched once, is served from this run's
+      // storage to the later installs (the default, 2m, asks npmjs again for each).
+      '  npmjs: { url: https://registry.npmjs.org/, timeout: 60s, max_fails: 5, maxage: 60m }',
       'packages:',
       "  '@dif-fusion/*': { access: $all, publish: $authenticated }",
       "  '**': { access: $all, publish: $authenticated, proxy: npmjs }",
@@ -227,6 +252,7 @@ beforeAll(async () => {
     420,
   );
   expect(pub.code, pub.out).toBe(0);
+  startInstalls();
 }, 600_000);
 
 afterAll(() => {
@@ -246,9 +272,14 @@ function needsRegistry(ctx: { skip: (note?: string) => void }): void {
 describe('published to a registry, installed with plain npm', () => {
   it('every workspace package is in the registry, workspace:* rewritten to versions', async (ctx) => {
     needsRegistry(ctx);
-    for (const dir of workspaceDirs) {
+    const views = await Promise.all(
+      workspaceDirs.map((dir) =>
+        run('npm', ['view', nameOf(dir), 'version', 'dependencies', '--json'], work, 60),
+      ),
+    );
+    for (const [i, dir] of workspaceDirs.entries()) {
       const name = nameOf(dir);
-      const view = await run('npm', ['view', name, 'version', 'dependencies', '--json'], work, 60);
+      const view = views[i];
       expect(view.code, view.out).toBe(0);
       const doc = JSON.parse(view.out) as {
         version: string;
@@ -263,8 +294,8 @@ describe('published to a registry, installed with plain npm', () => {
 
   it('npm install @dif-fusion/fuser: no CUDA download, no tfjs, no server; npx dif-fuse fuses a pair', async (ctx) => {
     needsRegistry(ctx);
-    const dir = project('fuser-app');
-    const inst = await npmInstall(dir, ['@dif-fusion/fuser']);
+    const dir = join(work, 'fuser-app');
+    const inst = await installed('fuser', ['@dif-fusion/fuser']);
     expect(inst.out).not.toMatch(/nuget|EBADENGINE/i);
     const nm = join(dir, 'node_modules');
     for (const absent of [
@@ -324,8 +355,8 @@ describe('published to a registry, installed with plain npm', () => {
 
   it('npm install @dif-fusion/trainer: npx dif-train --help', async (ctx) => {
     needsRegistry(ctx);
-    const dir = project('trainer-app');
-    const inst = await npmInstall(dir, ['@dif-fusion/trainer']);
+    const dir = join(work, 'trainer-app');
+    const inst = await installed('trainer', ['@dif-fusion/trainer']);
     log.push(
       `trainer-app node_modules: ${(duBytes(join(dir, 'node_modules')) / 1e6).toFixed(0)} MB, install ${inst.seconds.toFixed(0)} s`,
     );
@@ -341,8 +372,8 @@ describe('published to a registry, installed with plain npm', () => {
 
   it('library-only install (@dif-fusion/io @dif-fusion/metrics): no ONNX Runtime, tfjs or CLI', async (ctx) => {
     needsRegistry(ctx);
-    const dir = project('libs-app');
-    const inst = await npmInstall(dir, ['@dif-fusion/io', '@dif-fusion/metrics']);
+    const dir = join(work, 'libs-app');
+    const inst = await installed('libs', ['@dif-fusion/io', '@dif-fusion/metrics']);
     const nm = join(dir, 'node_modules');
     log.push(
       `libs-app node_modules: ${(duBytes(nm) / 1e6).toFixed(0)} MB, install ${inst.seconds.toFixed(0)} s`,
@@ -413,6 +444,7 @@ describe('each package README opens with a snippet that runs in a fresh ESM proj
     const snippet = firstSnippet(readFileSync(join(REPO, dir, 'README.md'), 'utf8'))!;
     const where = SNIPPETS[name];
     const cwd = join(work, where.project);
+    await Promise.all(Object.values(installs)); // the first installs (and the warm-up) are done
     expect(existsSync(join(cwd, 'node_modules')), `${where.project} was installed`).toBe(true);
     await npmInstall(cwd, snippet.install);
     const file = `${name.split('/')[1]}-demo.mjs`;

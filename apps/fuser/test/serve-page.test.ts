@@ -268,6 +268,50 @@ describe.skipIf(!CHROMIUM)('the page in Chromium', () => {
     await page.close();
   });
 
+  it('marks the previous result when the images change or their fusion fails; announces progress', async () => {
+    const page = await open();
+    await page.setInputFiles('#file-ir', join(SAMPLES, 'ir.png'));
+    await page.setInputFiles('#file-vis', join(SAMPLES, 'vi.png'));
+    await page.selectOption('#method', 'max');
+    await page.selectOption('#baseline', 'none');
+    await page.click('#fuse');
+    await page.waitForSelector('#bottom:not([hidden])', { timeout: 60_000 });
+    // screen readers heard the end: the status region (polite) holds it
+    expect(await page.getAttribute('#announce', 'aria-live')).toBe('polite');
+    expect(await page.textContent('#announce')).toMatch(/^Done in \d+\.\d\d s$/);
+    expect(await page.getAttribute('#progress-bar', 'aria-valuenow')).toBe('100');
+    expect(await page.isHidden('#stale-note')).toBe(true);
+    // a new infrared file: the result below is marked as the previous one, dimmed
+    await page.setInputFiles('#file-ir', {
+      name: 'notes.txt',
+      mimeType: 'text/plain',
+      buffer: Buffer.from('not an image at all'),
+    });
+    expect(await page.textContent('#stale-note')).toBe(
+      'Previous result: not of the infrared image just picked; press Fuse for a new one.',
+    );
+    expect(await page.$eval('.result', (e) => e.classList.contains('stale'))).toBe(true);
+    // its fusion fails: the error, and the result still marked (not shown as this pair's)
+    await page.click('#fuse');
+    await page.waitForSelector('#error:not([hidden])');
+    expect(await page.textContent('#stale-note')).toBe(
+      'Previous result: the last fusion failed (see the error), so this is not of the images above.',
+    );
+    expect(await page.isVisible('#stale-note')).toBe(true);
+    expect(await page.$eval('.stage', (e) => getComputedStyle(e).opacity)).toBe('0.4');
+    await page.screenshot({ path: join(SHOTS, 'serve-stale.png') });
+    // a good pair again: the mark goes with the new result
+    await page.setInputFiles('#file-ir', join(SAMPLES, 'ir.png'));
+    await page.click('#fuse');
+    await page.waitForFunction(
+      () => document.querySelector('#stale-note')?.hasAttribute('hidden'),
+      undefined,
+      { timeout: 60_000 },
+    );
+    expect(await page.$eval('.result', (e) => e.classList.contains('stale'))).toBe(false);
+    await page.close();
+  });
+
   it('shows a clear error, no stack, for a file that is not an image', async () => {
     const page = await open();
     await page.setInputFiles('#file-ir', {

@@ -30,3 +30,19 @@ export function nonNegative(name: string) {
     return n;
   };
 }
+
+/** `-q, --quiet`, as every `dif-train` subcommand (and `dif-fuse -q`) spells it. */
+export const QUIET_FLAGS = '-q, --quiet';
+export const QUIET_HELP =
+  'no progress bar, step lines or summary (warnings and errors still print)';
+
+/**
+ * The `log` of a command run with `-q`: drops its lines except warnings; `undefined`
+ * (the command's default, stderr) without it.
+ */
+export function quietLog(o: { quiet?: unknown }): ((line: string) => void) | undefined {
+  if (o.quiet !== true) return undefined;
+  return (line) => {
+    if (line.startsWith('warning:')) process.stderr.write(`${line}\n`);
+  };
+}

@@ -1,6 +1,6 @@
 /** PNG output of the trainer: sample grids and the loss curve, through @dif-fusion/io. */
 import { type FloatImage, floatToImage, makeGrid, saveGrid, writeImage } from '@dif-fusion/io';
-import { Canvas, textWidth } from './pixel-font';
+import { Canvas, textHeight, textWidth } from './pixel-font';
 
 /** A column of a grid: per sample `channels` planes of `size` x `size`, showing `pick`. */
 export interface GridColumn {
@@ -48,11 +48,59 @@ export async function writeRgb(
   });
 }
 
+/** Tiles smaller than this are drawn zoomed (nearest neighbour) in labelled grids. */
+export const MIN_LABELLED_TILE = 64;
+
+/** `img` enlarged `z` times by pixel repetition. */
+function zoom(img: FloatImage, z: number): FloatImage {
+  if (z === 1) return img;
+  const W = img.width * z;
+  const H = img.height * z;
+  const out = new Float32Array(img.channels * W * H);
+  for (let c = 0; c < img.channels; c++)
+    for (let y = 0; y < H; y++) {
+      const src = (c * img.height + Math.floor(y / z)) * img.width;
+      const dst = (c * H + y) * W;
+      for (let x = 0; x < W; x++) out[dst + x] = img.data[src + Math.floor(x / z)];
+    }
+  return { width: W, height: H, channels: img.channels, data: out };
+}
+
 /**
- * Save a grid with a header row naming the columns (e.g. `RGB | IR`, in the plotter's
- * built-in pixel font, so the bytes depend on nothing installed): one row per sample,
- * written atomically.
+ * A grid with a header row naming the columns (e.g. `RGB | IR`, in `@dif-fusion/io`'s 5x7
+ * pixel font, so the bytes depend on nothing installed), one row per sample, as 8-bit RGB.
+ * Tiles under {@link MIN_LABELLED_TILE} pixels are zoomed by an integer factor (nearest
+ * neighbour, no new pixel values) so that the labels are readable: at least 2x the font
+ * (14 pixels tall), up to 4x on large tiles.
  */
+export function labelledGrid(
+  columns: GridColumn[],
+  labels: string[],
+  n: number,
+  size: number,
+): { width: number; height: number; data: Uint8Array; zoom: number; scale: number } {
+  const z = size < MIN_LABELLED_TILE ? Math.ceil(MIN_LABELLED_TILE / size) : 1;
+  const tile = size * z;
+  const images: FloatImage[] = [];
+  for (let i = 0; i < n; i++) for (const col of columns) images.push(zoom(cell(col, i, size), z));
+  const pad = 2;
+  const grid = floatToImage(makeGrid(images, columns.length, pad, { padValue: 1 }), 8);
+  const fit = Math.min(...labels.map((l) => Math.floor(tile / Math.max(1, textWidth(l, 1)))));
+  const scale = Math.max(1, Math.min(fit, Math.max(2, Math.min(4, Math.floor(tile / 40)))));
+  const header = textHeight(scale) + 3 * scale;
+  const cv = new Canvas(grid.width, grid.height + header);
+  const rgb = grid.channels === 3;
+  for (let p = 0; p < grid.width * grid.height; p++)
+    for (let k = 0; k < 3; k++)
+      cv.data[header * grid.width * 3 + p * 3 + k] = grid.data[rgb ? p * 3 + k : p];
+  labels.forEach((label, c) => {
+    const x = pad + c * (tile + pad) + Math.floor((tile - textWidth(label, scale)) / 2);
+    cv.text(Math.max(0, x), Math.round(1.5 * scale), label, [30, 30, 30], scale);
+  });
+  return { width: cv.width, height: cv.height, data: cv.data, zoom: z, scale };
+}
+
+/** Save {@link labelledGrid} as PNG, atomically. */
 export async function writeLabelledGrid(
   path: string,
   columns: GridColumn[],
@@ -60,20 +108,5 @@ export async function writeLabelledGrid(
   n: number,
   size: number,
 ): Promise<void> {
-  const images: FloatImage[] = [];
-  for (let i = 0; i < n; i++) for (const col of columns) images.push(cell(col, i, size));
-  const pad = 2;
-  const grid = floatToImage(makeGrid(images, columns.length, pad, { padValue: 1 }), 8);
-  const header = 16;
-  const cv = new Canvas(grid.width, grid.height + header);
-  const rgb = grid.channels === 3;
-  for (let p = 0; p < grid.width * grid.height; p++)
-    for (let k = 0; k < 3; k++)
-      cv.data[header * grid.width * 3 + p * 3 + k] = grid.data[rgb ? p * 3 + k : p];
-  labels.forEach((label, c) => {
-    const scale = textWidth(label, 2) <= size ? 2 : 1;
-    const x = pad + c * (size + pad) + Math.floor((size - textWidth(label, scale)) / 2);
-    cv.text(Math.max(0, x), 3, label, [30, 30, 30], scale);
-  });
-  await writeRgb(path, cv);
+  await writeRgb(path, labelledGrid(columns, labels, n, size));
 }

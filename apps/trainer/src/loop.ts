@@ -110,7 +110,7 @@ export async function trainingLoop(o: LoopOptions): Promise<LoopResult> {
           loss: String(loss),
           good_checkpoint: checkpoint,
         });
-        run.say(
+        run.warn(
           `loss is ${loss} at step ${step + 1}: training stopped; the last checkpoint from before the divergence (finite weights, no loss spike in the ${SPIKE_WINDOW} steps before it) is ${checkpoint ?? '(none written yet)'}${aside.length ? `; ${aside.length} later checkpoint(s) renamed *.diverged.safetensors` : ''}. Resume from it with --resume and a lower learning rate (--lr).`,
         );
         break;
@@ -144,7 +144,7 @@ export async function trainingLoop(o: LoopOptions): Promise<LoopResult> {
     run.progress.stop();
   }
   if (stopped === 'interrupted')
-    run.say(
+    run.warn(
       `interrupted: checkpoint saved at step ${step} (${checkpoint}); continue with --resume`,
     );
   return { step, stopped, checkpoint, losses };

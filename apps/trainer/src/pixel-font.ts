@@ -1,20 +1,9 @@
 /**
- * A tiny 3x5 pixel font drawing into an RGB buffer, for the labels of sample grids: written
- * here (not rendered through SVG and system fonts) so a grid's bytes depend only on the
- * seed, never on the fonts a machine has installed.
+ * A white RGB canvas with pixel text, for the labels of sample grids: the glyphs are
+ * `@dif-fusion/io`'s 5x7 pixel font (not SVG and system fonts), so a grid's bytes depend only
+ * on the seed, never on the fonts a machine has installed.
  */
-
-// 3x5 glyphs, rows top to bottom, 3 bits each (MSB = left): the grids' labels.
-const GLYPHS: Record<string, number[]> = {
-  A: [2, 5, 7, 5, 5],
-  B: [6, 5, 6, 5, 6],
-  E: [7, 4, 6, 4, 7],
-  G: [7, 4, 5, 5, 7],
-  I: [7, 2, 2, 2, 7],
-  L: [4, 4, 4, 4, 7],
-  R: [6, 5, 6, 5, 5],
-  ' ': [0, 0, 0, 0, 0],
-};
+import { drawPixelText, pixelTextHeight, pixelTextWidth } from '@dif-fusion/io';
 
 /** A white RGB canvas (interleaved, row-major) with pixel text. */
 export class Canvas {
@@ -34,20 +23,12 @@ export class Canvas {
 
   /** Draw `s` with its top-left at (x, y), each font pixel `scale` x `scale`. */
   text(x: number, y: number, s: string, c: readonly number[], scale = 2): void {
-    let cx = x;
-    for (const ch of s) {
-      const g = GLYPHS[ch];
-      if (g)
-        for (let r = 0; r < 5; r++)
-          for (let b = 0; b < 3; b++)
-            if (g[r] & (4 >> b))
-              for (let dy = 0; dy < scale; dy++)
-                for (let dx = 0; dx < scale; dx++)
-                  this.set(cx + b * scale + dx, y + r * scale + dy, c);
-      cx += 4 * scale;
-    }
+    drawPixelText(s, x, y, scale, (px, py) => this.set(px, py, c));
   }
 }
 
 /** Text width in pixels of {@link Canvas.text}. */
-export const textWidth = (s: string, scale = 2) => s.length * 4 * scale - scale;
+export const textWidth = (s: string, scale = 2) => pixelTextWidth(s, scale);
+
+/** Text height in pixels of {@link Canvas.text}. */
+export const textHeight = (scale = 2) => pixelTextHeight(scale);

@@ -1,9 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createProgram } from './program';
-import { runCli } from './test-utils';
+import { writeSyntheticPairs } from './synthetic';
+import { runCli, tinyDdpm } from './test-utils';
 
 const root = mkdtempSync(join(tmpdir(), 'dif-train-cli-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -89,4 +90,53 @@ describe('dif-train help and pipes', () => {
     expect(stderr).not.toMatch(/EPIPE|Unhandled/);
     expect(code).toBe(0);
   });
+});
+
+describe('dif-train -q and examples', () => {
+  it('the top-level help has examples: the ddpm -> head -> export -> dif-fuse path, sample, -q', async () => {
+    const r = await cli(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('Examples:');
+    for (const line of [
+      /dif-train ddpm --data \S+ -o runs\/ddpm/,
+      /dif-train head --ddpm runs\/ddpm/,
+      /dif-train export --ddpm runs\/ddpm --head runs\/head -o models\/mine/,
+      /dif-fuse --ir .* --model models\/mine/,
+      /dif-train sample --ddpm runs\/ddpm/,
+      /dif-train ddpm .* -q /,
+    ])
+      expect(r.out).toMatch(line);
+  });
+
+  it('every subcommand takes -q, --quiet (as dif-fuse -q)', async () => {
+    for (const c of ['ddpm', 'head', 'export', 'sample', 'import-torch']) {
+      const r = await cli([c, '--help']);
+      expect(r.out, c).toMatch(/-q, --quiet +no progress bar/);
+    }
+  });
+
+  it('ddpm -q writes nothing on stderr and trains as without it; sample -q too', async () => {
+    const data = await writeSyntheticPairs(join(root, 'q-data'), {
+      count: 2,
+      width: 20,
+      height: 20,
+    });
+    const config = join(root, 'tiny.json');
+    writeFileSync(config, JSON.stringify(tinyDdpm({ dropout: 0, iters: 2 })));
+    const base = ['ddpm', '-c', config, '--data', data, '--backend', 'wasm', '--workers', '1'];
+    const loud = await cli([...base, '-o', join(root, 'q-loud')]);
+    expect(loud.code, loud.err).toBe(0);
+    expect(loud.err).toMatch(/done: step 2/);
+    const quiet = await cli([...base, '-o', join(root, 'q-quiet'), '-q']);
+    expect(quiet.code, quiet.err).toBe(0);
+    expect(quiet.err).toBe('');
+    expect(existsSync(join(root, 'q-quiet', 'checkpoints'))).toBe(true);
+    const grid = join(root, 'q-grid.png');
+    const sample = ['sample', '--ddpm', join(root, 'q-quiet'), '-n', '1', '--steps', '2'];
+    const ex = await cli([...sample, '-o', grid, '-q']);
+    expect(ex.code, ex.err).toBe(0);
+    expect(ex.err + ex.out).toBe('');
+    expect(existsSync(grid)).toBe(true);
+    expect((await cli([...sample, '-o', join(root, 'q-grid2.png')])).err).toMatch(/wrote /);
+  }, 120_000);
 });

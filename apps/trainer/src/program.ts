@@ -9,7 +9,7 @@ import { EXIT, reportError } from '@dif-fusion/cli-kit';
 import type { Device } from '@dif-fusion/onnx';
 import { BACKEND_NAMES } from '@dif-fusion/tfjs';
 import { Command, Option } from 'commander';
-import { int, nonNegative, positive } from './cli-args';
+import { int, nonNegative, positive, QUIET_FLAGS, QUIET_HELP } from './cli-args';
 import { registerExportCommand } from './commands/export';
 import { registerImportTorchCommand } from './commands/import-torch';
 import { registerSampleCommand } from './commands/sample';
@@ -61,7 +61,8 @@ function common(cmd: Command): Command {
       'continue a run: its latest checkpoint in --out, or the given file/folder',
     )
     .option('--keep <n>', 'checkpoints kept (default 3, 0 = all)', int('--keep', 0))
-    .option('--no-progress', 'plain progress lines instead of the bar');
+    .option('--no-progress', 'plain progress lines instead of the bar')
+    .option(QUIET_FLAGS, QUIET_HELP);
 }
 
 /** The values of the options {@link common} declares (commander hands them untyped). */
@@ -80,6 +81,7 @@ function commonValues(o: Record<string, unknown>) {
     resume: o.resume as boolean | string | undefined,
     keep: o.keep as number | undefined,
     progressBar: o.progress === false ? false : undefined,
+    quiet: o.quiet === true ? true : undefined,
   };
 }
 
@@ -272,7 +274,20 @@ export function createProgram(io: CliIo = defaultIo(), exit: ExitState = { code:
       'Train the Dif-Fusion DDPM and fusion head in TypeScript; export to ONNX; import PyTorch checkpoints',
     )
     .version(packageVersion(), '-V, --version', 'print the version and exit')
-    .showHelpAfterError(false);
+    .showHelpAfterError(false)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  dif-train ddpm --data data/train -o runs/ddpm                  # 1. the DDPM (Ctrl-C, then --resume)
+  dif-train head --ddpm runs/ddpm --data data/train --val data/test -o runs/head   # 2. the head
+  dif-train export --ddpm runs/ddpm --head runs/head -o models/mine               # 3. ONNX model
+  dif-fuse --ir ir.png --vis vis.png --model models/mine -o fused.png             # 4. use it
+  dif-train sample --ddpm runs/ddpm -n 16 -o grid.png            # look at what the DDPM learnt
+  dif-train ddpm --data data/train -o runs/ddpm -q               # -q: no progress output
+
+Each command's options: dif-train help <command> (or <command> --help).`,
+    );
   registerDdpmCommand(program, exit);
   registerHeadCommand(program, exit);
   registerExportCommand(program);

@@ -46,7 +46,7 @@ export interface RunOptions {
   resume?: boolean | string;
   /** Checkpoints kept (default 3; 0 = all). */
   keep?: number;
-  /** No output on stderr. */
+  /** No progress bar, step lines or messages on stderr; warnings and errors still print. */
   quiet?: boolean;
   /** Show the progress bar (default: stderr is a TTY). */
   progressBar?: boolean;
@@ -86,7 +86,10 @@ export class RunContext {
   readonly stop: StopSignal;
   readonly rate = new RateMeter();
   readonly progress: Progress;
+  /** A message on stderr, unless quiet (lines starting `warning:` print even then). */
   readonly say: (message: string) => void;
+  /** A message on stderr even when quiet (why a run stopped early). */
+  readonly warn: (message: string) => void;
   private readonly t0 = Date.now();
   /** The latest checkpoint from before any divergence; spared by the --keep rotation. */
   goodCheckpoint: string | null = null;
@@ -102,8 +105,9 @@ export class RunContext {
     this.stop = new StopSignal(opts.handleSigint ?? true);
     const quiet = opts.quiet ?? false;
     this.progress = new Progress({ quiet, bar: opts.progressBar, every: printFreq });
+    this.warn = (m) => process.stderr.write(`${m}\n`);
     this.say = (m) => {
-      if (!quiet) process.stderr.write(`${m}\n`);
+      if (!quiet || m.startsWith('warning:')) this.warn(m);
     };
   }
 

@@ -10,6 +10,7 @@ export * from './grid';
 export * from './image';
 export * from './image-format';
 export * from './image-header';
+export * from './pixel-font';
 export * from './safetensors';
 export * from './sampler';
 export * from './tiles';

@@ -9,7 +9,13 @@ import { join } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { deviceOption, threadsOption } from '../args';
 import { FuseError } from '../errors';
-import { createServer, DEFAULT_MAX_UPLOAD_MB, DEFAULT_SERVE_MAX_MP, type Served } from './server';
+import {
+  createServer,
+  DEFAULT_MAX_UPLOAD_MB,
+  SERVE_MAX_MP,
+  SERVE_MIN_MP,
+  type Served,
+} from './server';
 
 export interface ServeIo {
   out: (s: string) => void;
@@ -24,7 +30,7 @@ interface ServeFlags {
   threads?: number;
   seed: number;
   maxUpload: number;
-  maxPixels: number;
+  maxPixels?: number;
 }
 
 const positive = (name: string, integer: boolean, max: number) => (v: string) => {
@@ -53,7 +59,7 @@ export async function startServe(
     threads: f.threads,
     seed: f.seed,
     maxUploadBytes: f.maxUpload * 1e6,
-    maxPixels: f.maxPixels * 1e6,
+    maxPixels: f.maxPixels === undefined ? undefined : f.maxPixels * 1e6,
     // Bound to every interface on purpose: any Host header is then expected.
     allowedHosts: f.host === '127.0.0.1' || f.host === 'localhost' ? [] : ['*'],
     log: io.err,
@@ -107,9 +113,8 @@ export function registerServeCommand(program: Command, io: ServeIo): Command {
     )
     .option(
       '--max-pixels <MP>',
-      'largest accepted image, in megapixels (checked from its header before decoding)',
+      `largest accepted image, in megapixels, checked from its header before decoding (default: what fits this machine's memory, ${SERVE_MIN_MP} to ${SERVE_MAX_MP}; larger images are fused in tiles, as dif-fuse --tile auto)`,
       positive('--max-pixels', false, 1000),
-      DEFAULT_SERVE_MAX_MP,
     )
     .action(async (f: ServeFlags) => {
       const { url, served } = await startServe(f, io);

@@ -188,6 +188,8 @@ export async function decodePair(
   maxPixels: number,
   /** The pair will be aligned: its sizes may differ. */
   aligning = false,
+  /** Called with the pair's pixel count once the headers passed, before any pixel is decoded. */
+  beforeDecode?: (pixels: number) => void,
 ): Promise<DecodedPair> {
   const irName = displayName(irUp.filename, 'infrared');
   const visName = displayName(visUp.filename, 'visible');
@@ -202,6 +204,7 @@ export async function decodePair(
       throw new ServeError(
         `size mismatch: ${irName} is ${hi.width}x${hi.height} but ${visName} is ${hv.width}x${hv.height}: align the pair first (the page's Align step; the API's field align=auto, resize or the 9 numbers of a vis -> ir matrix)`,
       );
+    beforeDecode?.(Math.max(hi.width * hi.height, hv.width * hv.height));
     const irImg = await decodeImage(irUp.data, irName, { channels: 1, maxPixels });
     const visImg = await decodeImage(visUp.data, visName, { channels: 3, maxPixels });
     const ir = infraredToPlanar(irImg);
@@ -256,9 +259,14 @@ export interface FuseOutcome {
   method: Method;
   fused: Image8;
   ms: number;
+  /** Tiles the image was fused in (1: whole). */
+  tiles: number;
 }
 
-export interface EngineOptions extends Pick<OpenOptions, 'model' | 'device' | 'threads' | 'seed'> {}
+export interface EngineOptions extends Pick<OpenOptions, 'model' | 'device' | 'threads' | 'seed'> {
+  /** Called when a fusion is tiled, with the reason in words (as the CLI's "tiling:" line). */
+  onTiling?: (why: string) => void;
+}
 
 /**
  * Opened methods, each with its lane. The model is opened on first use and stays open (one
@@ -367,11 +375,21 @@ export class Engine {
         throw new ServeError(`cannot open the ${method}: ${formatError(err)}`, 500);
       }
       const t0 = performance.now();
-      let fused = await fuseImages(pair.ir, pair.vis, opened, { onProgress: hooks.onProgress });
+      let tiles = 1;
+      // As the CLI's default (--tile auto): the whole image when the model's estimate fits
+      // the memory available now, else the largest tiles that fit, blended.
+      let fused = await fuseImages(pair.ir, pair.vis, opened, {
+        tile: 'auto',
+        onTiling: this.options.onTiling,
+        onProgress: (done, total) => {
+          tiles = total;
+          hooks.onProgress?.(done, total);
+        },
+      });
       if (pair.finish) fused = pair.finish(fused);
       const ms = performance.now() - t0;
       this.msPerMp.set(method, (ms * 1e6) / (fused.width * fused.height));
-      return { method, fused: planarTo8(fused), ms };
+      return { method, fused: planarTo8(fused), ms, tiles };
     }, hooks.onTicket);
   }
 

@@ -33,6 +33,7 @@ import { formatError } from '@dif-fusion/io';
 import { METRIC_NAMES, type MetricValues } from '@dif-fusion/metrics';
 import multipart from '@fastify/multipart';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { gb, memoryBudget } from '../memory';
 import { BASELINES, METHODS, type Method } from '../methods';
 import { loadAssets } from './assets';
 import {
@@ -52,8 +53,30 @@ import {
 } from './engine';
 import type { Ticket } from './queue';
 
-export const DEFAULT_MAX_UPLOAD_MB = 25;
-export const DEFAULT_SERVE_MAX_MP = 4;
+export const DEFAULT_MAX_UPLOAD_MB = 50;
+/**
+ * Bytes a request holds per pixel of its pair, from decoding to the encoded result: the
+ * decoded pair (planar float IR + RGB, 8-bit copies: 20 B), the fused planar image and the
+ * tile blender's sums (28 B), its 8-bit copy and PNG, and the metrics' working arrays in their
+ * thread (~60 B), rounded up. The model's own working memory is apart: tiling keeps it within
+ * what is available when the fusion starts (as the CLI's --tile auto).
+ */
+export const SERVE_BYTES_PER_PIXEL = 120;
+/** The default pixel limit is never below this (the old fixed default) ... */
+export const SERVE_MIN_MP = 4;
+/** ... nor above this (a 24 MP camera photo); `--max-pixels` sets any limit. */
+export const SERVE_MAX_MP = 24;
+
+/**
+ * The default largest image, in pixels: what two requests of that size hold at once fits the
+ * memory budget (`memoryBytes`, default: the CLI's --tile auto budget, a share of the memory
+ * available now, under the cgroup limit if any), between SERVE_MIN_MP and SERVE_MAX_MP.
+ * 12 MP photos need a budget of about 2.9 GB.
+ */
+export function defaultServeMaxPixels(memoryBytes = memoryBudget().bytes): number {
+  const fit = Math.floor(memoryBytes / (2 * SERVE_BYTES_PER_PIXEL) / 1e5) * 1e5;
+  return Math.max(SERVE_MIN_MP * 1e6, Math.min(SERVE_MAX_MP * 1e6, fit));
+}
 /** Requests that may wait at once; more are refused with 503 (each holds its decoded pair). */
 export const MAX_WAITING = 16;
 /** Finished jobs are kept this long for the page to fetch their images. */
@@ -72,8 +95,15 @@ export const SERVE_LIMITS = {
 export interface ServeOptions extends EngineOptions {
   /** Largest accepted file, bytes. */
   maxUploadBytes?: number;
-  /** Largest accepted image, pixels. */
+  /** Largest accepted image, pixels (default: {@link defaultServeMaxPixels}). */
   maxPixels?: number;
+  /**
+   * Memory the limits are derived from, bytes (default: a share of what is available at
+   * start-up, as the CLI's --tile auto budget): the default `maxPixels`, and the pixels the
+   * requests waiting and running may hold together (`memoryBytes / SERVE_BYTES_PER_PIXEL`, at
+   * least one `maxPixels` image); a pair past that gets 503 (busy) before it is decoded.
+   */
+  memoryBytes?: number;
   /** Folder of the page's built files (default: <package>/dist/public). */
   publicDir?: string;
   /** Host names accepted in the Host header besides localhost forms (DNS rebinding guard). */
@@ -214,9 +244,13 @@ export interface Served {
 
 export function createServer(options: ServeOptions = {}): Served {
   const maxBytes = options.maxUploadBytes ?? DEFAULT_MAX_UPLOAD_MB * 1e6;
-  const maxPixels = options.maxPixels ?? DEFAULT_SERVE_MAX_MP * 1e6;
+  const memoryBytes = options.memoryBytes ?? memoryBudget().bytes;
+  const maxPixels = options.maxPixels ?? defaultServeMaxPixels(memoryBytes);
+  const heldLimit = Math.max(maxPixels, Math.floor(memoryBytes / SERVE_BYTES_PER_PIXEL));
+  /** Pixels of the pairs decoded and not yet done with (waiting, running, being evaluated). */
+  let held = 0;
   const assets = loadAssets(options.publicDir);
-  const engine = new Engine(options);
+  const engine = new Engine({ ...options, onTiling: (why) => options.log?.(`tiling: ${why}`) });
   const jobs = new Map<string, Job>();
   const log = options.log ?? (() => {});
   const allowed = new Set([...LOOPBACK, ...(options.allowedHosts ?? [])]);
@@ -320,30 +354,49 @@ export function createServer(options: ServeOptions = {}): Served {
 
   /**
    * Parses and decodes a request's pair, aligned when it has the field `align`; every problem
-   * is a 4xx ServeError.
+   * is a 4xx ServeError, and 503 when the pairs held already would take its pixels past the
+   * memory bound. `release` (call it once the pair is done with) gives its pixels back.
    */
   async function readPairRequest(req: FastifyRequest) {
     const parsed = await readUpload(req);
     const align = parseAlign(parsed.fields.get('align'));
     const irUp = need(parsed, 'ir');
     const visUp = need(parsed, 'vis');
-    let pair = await decodePair(irUp, visUp, maxPixels, align !== undefined);
-    if (align !== undefined) {
-      const names = {
-        ir: displayName(irUp.filename, 'infrared'),
-        vis: displayName(visUp.filename, 'visible'),
-      };
-      const visToIr =
-        typeof align === 'string' ? (await engine.align(pair, align, names)).visToIr : align;
-      const how =
-        align === 'resize'
-          ? `resized ${pair.vis.width}x${pair.vis.height} -> ${pair.ir.width}x${pair.ir.height}`
-          : align === 'auto'
-            ? 'aligned automatically'
-            : 'aligned with the given transform';
-      pair = alignDecoded(pair, visToIr, how, names.vis);
+    let pixels = 0;
+    const release = () => {
+      held -= pixels;
+      pixels = 0;
+    };
+    try {
+      let pair = await decodePair(irUp, visUp, maxPixels, align !== undefined, (n) => {
+        if (held + n > heldLimit)
+          throw new ServeError(
+            `the server is busy: the images waiting and being fused hold ${(held / 1e6).toFixed(1)} MP, and this pair's ${(n / 1e6).toFixed(1)} MP would pass its memory bound (${(heldLimit / 1e6).toFixed(0)} MP, ${gb(memoryBytes)}); try again in a minute`,
+            503,
+          );
+        held += n;
+        pixels = n;
+      });
+      if (align !== undefined) {
+        const names = {
+          ir: displayName(irUp.filename, 'infrared'),
+          vis: displayName(visUp.filename, 'visible'),
+        };
+        const visToIr =
+          typeof align === 'string' ? (await engine.align(pair, align, names)).visToIr : align;
+        const how =
+          align === 'resize'
+            ? `resized ${pair.vis.width}x${pair.vis.height} -> ${pair.ir.width}x${pair.ir.height}`
+            : align === 'auto'
+              ? 'aligned automatically'
+              : 'aligned with the given transform';
+        pair = alignDecoded(pair, visToIr, how, names.vis);
+      }
+      return { parsed, pair, release };
+    } catch (err) {
+      release();
+      throw err;
     }
-    return { parsed, pair };
   }
 
   /**
@@ -425,13 +478,20 @@ export function createServer(options: ServeOptions = {}): Served {
   });
 
   async function postJob(req: FastifyRequest, reply: { code(n: number): unknown }) {
-    const { parsed, pair } = await readPairRequest(req);
-    const method = parseMethod(parsed.fields.get('method'), 'method', 'model');
-    const baselineField = parsed.fields.get('baseline');
-    const baseline =
-      baselineField === 'none'
-        ? undefined
-        : parseMethod(baselineField, 'baseline', DEFAULT_BASELINE);
+    const { parsed, pair, release } = await readPairRequest(req);
+    let method: Method;
+    let baseline: Method | undefined;
+    try {
+      method = parseMethod(parsed.fields.get('method'), 'method', 'model');
+      const baselineField = parsed.fields.get('baseline');
+      baseline =
+        baselineField === 'none'
+          ? undefined
+          : parseMethod(baselineField, 'baseline', DEFAULT_BASELINE);
+    } catch (err) {
+      release();
+      throw err;
+    }
     const job: Job = {
       id: randomUUID(),
       method,
@@ -442,19 +502,21 @@ export function createServer(options: ServeOptions = {}): Served {
       progress: { done: 0, total: 1 },
     };
     jobs.set(job.id, job);
-    runJob(job, pair).then(
-      () => {
-        job.state = 'done';
-        job.finishedAt = Date.now();
-      },
-      (err) => {
-        const { status, message } = toHttpError(err);
-        if (status >= 500 && status !== 503) log(`error: ${message}`);
-        job.state = 'error';
-        job.error = message;
-        job.finishedAt = Date.now();
-      },
-    );
+    runJob(job, pair)
+      .finally(release)
+      .then(
+        () => {
+          job.state = 'done';
+          job.finishedAt = Date.now();
+        },
+        (err) => {
+          const { status, message } = toHttpError(err);
+          if (status >= 500 && status !== 503) log(`error: ${message}`);
+          job.state = 'error';
+          job.error = message;
+          job.finishedAt = Date.now();
+        },
+      );
     reply.code(202);
     return { id: job.id, place: job.ticket?.place() ?? 0 };
   }
@@ -504,9 +566,15 @@ export function createServer(options: ServeOptions = {}): Served {
     const release = admit(reply);
     let running: ReturnType<Engine['fuse']>;
     try {
-      const { parsed, pair } = await readPairRequest(req);
-      const method = parseMethod(parsed.fields.get('method'), 'method', 'model');
-      running = engine.fuse(pair, method); // in its lane now
+      const { parsed, pair, release: done } = await readPairRequest(req);
+      try {
+        const method = parseMethod(parsed.fields.get('method'), 'method', 'model');
+        running = engine.fuse(pair, method); // in its lane now
+      } catch (err) {
+        done();
+        throw err;
+      }
+      running.finally(done).catch(() => {});
     } finally {
       release();
     }
@@ -516,6 +584,7 @@ export function createServer(options: ServeOptions = {}): Served {
       .type('image/png')
       .header('X-Fuse-Method', method)
       .header('X-Fuse-Ms', out.ms.toFixed(1))
+      .header('X-Fuse-Tiles', String(out.tiles))
       .header('Content-Disposition', `inline; filename="fused-${method}.png"`);
     return encodePng(out.fused);
   });
@@ -525,10 +594,16 @@ export function createServer(options: ServeOptions = {}): Served {
     let metrics: Promise<MetricValues>;
     let size: [number, number];
     try {
-      const { parsed, pair } = await readPairRequest(req);
-      const fused = await decodeFused(need(parsed, 'fused'), maxPixels);
-      size = [pair.ir.width, pair.ir.height];
-      metrics = engine.evaluate(pair, fused); // in the eval lane now
+      const { parsed, pair, release: done } = await readPairRequest(req);
+      try {
+        const fused = await decodeFused(need(parsed, 'fused'), maxPixels);
+        size = [pair.ir.width, pair.ir.height];
+        metrics = engine.evaluate(pair, fused); // in the eval lane now
+      } catch (err) {
+        done();
+        throw err;
+      }
+      metrics.finally(done).catch(() => {});
     } finally {
       release();
     }

@@ -23,7 +23,7 @@ import type { NoiseScheduleConfig } from '@dif-fusion/schedules';
 import { parseUNetConfig, UNet, type UNetConfig } from '@dif-fusion/unet';
 import { type Command, Option } from 'commander';
 import { loadCheckpoint } from '../checkpoint';
-import { int } from '../cli-args';
+import { int, QUIET_FLAGS, QUIET_HELP, quietLog } from '../cli-args';
 import { parseJsonWithComments, refuseSkipUnetFeatures } from '../config';
 import { formatError, UserError } from '../errors';
 import type { LoadedCheckpoint } from '../session';
@@ -360,8 +360,10 @@ Examples:
   dif-train export --ddpm runs/ddpm --head runs/head -o models/mine
   dif-train export --config config/fusion_train.json --random-init -o /tmp/paper-size`,
     )
+    .option(QUIET_FLAGS, QUIET_HELP)
     .action(async (o: Record<string, unknown>) => {
       await runExport({
+        log: quietLog(o),
         ddpm: o.ddpm as string | undefined,
         head: o.head as string | undefined,
         ema: o.ema === true,

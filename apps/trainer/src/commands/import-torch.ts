@@ -22,7 +22,7 @@ import {
 import { type UNetConfig, unetConfigToJSON } from '@dif-fusion/unet';
 import { type Command, InvalidArgumentError } from 'commander';
 import { listCheckpoints, saveCheckpoint } from '../checkpoint';
-import { int } from '../cli-args';
+import { int, QUIET_FLAGS, QUIET_HELP, quietLog } from '../cli-args';
 import { formatError, UserError } from '../errors';
 
 export interface ImportTorchOptions {
@@ -267,9 +267,11 @@ Examples:
   dif-train import-torch --ddpm I640000_E32_gen.pth --head df_model_E1000_gen.pth -o models/official-ckpt
   dif-train export --ddpm models/official-ckpt/ddpm --head models/official-ckpt/head -o models/official`,
     )
+    .option(QUIET_FLAGS, QUIET_HELP)
     .action(async (o: Record<string, unknown>) => {
       try {
         await runImportTorch({
+          log: quietLog(o),
           ddpm: o.ddpm as string,
           head: o.head as string | undefined,
           out: o.out as string,

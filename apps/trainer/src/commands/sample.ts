@@ -14,7 +14,7 @@ import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import { BACKEND_NAMES, type BackendName, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import { type Command, Option } from 'commander';
 import { loadCheckpoint } from '../checkpoint';
-import { int, nonNegative } from '../cli-args';
+import { int, nonNegative, QUIET_FLAGS, QUIET_HELP, quietLog } from '../cli-args';
 import { ddpmSamplingOf } from '../config';
 import { makeSampler, openPairs } from '../data';
 import { splitConditional } from '../ddpm-variants';
@@ -177,8 +177,10 @@ Examples:
   dif-train sample --ddpm runs/ddpm -n 16 --steps 50 --sampler ddim --seed 0 -o grid.png
   dif-train sample --ddpm runs/colour --cond DIR/test --guidance 1 -o colour.png`,
     )
+    .option(QUIET_FLAGS, QUIET_HELP)
     .action(async (o: Record<string, unknown>) => {
       await runSample({
+        log: quietLog(o),
         ddpm: o.ddpm as string,
         out: o.out as string,
         n: o.n as number | undefined,

@@ -102,6 +102,24 @@ function showError(message: string | null, title = 'Could not fuse'): void {
   box.append(b, document.createTextNode(message));
 }
 
+/**
+ * Marks the result on screen as not of the images now picked (`why`), or clears the mark
+ * (null). The result stays for comparison, dimmed, under a note saying what it is.
+ */
+function markStale(why: string | null): void {
+  const note = $('stale-note');
+  const stale = Boolean(why && current);
+  note.hidden = !stale;
+  note.textContent = stale ? (why as string) : '';
+  document.querySelector('.result')?.classList.toggle('stale', stale);
+}
+
+/** Says `text` to screen readers (the polite status region), once per change. */
+function announce(text: string): void {
+  const el = $('announce');
+  if (el.textContent !== text) el.textContent = text;
+}
+
 function updateFuseButton(): void {
   const ready = Boolean(files.ir && files.vis);
   const si = sizes.ir;
@@ -205,6 +223,10 @@ function setFile(role: Role, file: File): void {
   showError(null);
   alignWanted = false;
   setAlignment(null);
+  markStale(
+    `Previous result: not of the ${role === 'ir' ? 'infrared' : 'visible'} image just picked; press Fuse for a new one.`,
+  );
+  updateFuseButton();
 }
 
 function guessRole(f: File, fallback: Role): Role {
@@ -264,7 +286,16 @@ function setProgress(s: JobStatus | null, text: string): void {
   }
   if (s?.state === 'done') frac = 1;
   bar.classList.toggle('indeterminate', s?.state === 'running' && frac === null);
-  fill.style.setProperty('--w', `${Math.round((frac ?? 0) * 100)}%`);
+  const pct = Math.round((frac ?? 0) * 100);
+  fill.style.setProperty('--w', `${pct}%`);
+  if (frac === null) bar.removeAttribute('aria-valuenow');
+  else bar.setAttribute('aria-valuenow', String(pct));
+  // Screen readers hear each change of state and place, and the tiles by quarters, not
+  // every poll: "Fusing with Dif-Fusion model, 50%".
+  if (s?.state === 'running') {
+    const quarter = frac === null ? '' : `, ${Math.floor(frac * 4) * 25}%`;
+    announce(`Fusing with ${label(s.method)}${quarter}`);
+  } else announce(text);
 }
 
 function ordinal(n: number): string {
@@ -308,6 +339,7 @@ async function fuse(): Promise<void> {
   if (alignment) form.append('align', JSON.stringify(alignment.visToIr));
   form.append('ir', files.ir, files.ir.name);
   form.append('vis', files.vis, files.vis.name);
+  markStale('Previous result: fusing the new pair…');
   setProgress(null, 'Uploading…');
   try {
     const res = await fetch('/api/jobs', { method: 'POST', body: form });
@@ -326,7 +358,12 @@ async function fuse(): Promise<void> {
     await showResult(s);
   } catch (err) {
     $('progress').hidden = true;
-    showError(err instanceof Error ? err.message : String(err));
+    const message = err instanceof Error ? err.message : String(err);
+    showError(message); // role="alert": read out at once
+    announce('');
+    markStale(
+      'Previous result: the last fusion failed (see the error), so this is not of the images above.',
+    );
   } finally {
     busy = false;
     updateFuseButton();
@@ -364,6 +401,7 @@ async function showResult(s: JobStatus): Promise<void> {
   // An aligned pair: the visible image on the infrared grid, as it was fused.
   const visible = s.aligned ? `/api/jobs/${s.id}/visible.png` : null;
   current = { fused, baseline, visible };
+  markStale(null);
   $('empty').hidden = true;
   $('slider').hidden = false;
   $('slider').style.setProperty('--ar', String(s.width / s.height));
