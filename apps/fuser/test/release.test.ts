@@ -2,7 +2,7 @@
  * The release dry-run: every changeset parses, and `changeset version` (the step `pnpm
  * version-packages` runs) works on this Node on a temporary copy of the workspace's
  * package.json files, bumping each package a changeset names. @changesets/cli 3 needs Node 22
- * and crashed on the Node >= 20.9 the repository declares; the biome markdown formatter once
+ * and crashed on the Node >= 20.10 the repository declares; the biome markdown formatter once
  * turned one-package front matter into a heading, which changesets read as "no release".
  */
 import { spawnSync } from 'node:child_process';
