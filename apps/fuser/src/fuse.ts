@@ -2,6 +2,8 @@
  * Opening a fusion method (the ONNX model or a baseline) once, and fusing image pairs with it.
  */
 
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { formatError } from '@dif-fusion/io';
 import type { FusionModelConfig } from '@dif-fusion/onnx';
 import { cellNoise } from '@dif-fusion/schedules';
@@ -19,6 +21,23 @@ export interface OpenOptions {
   threads?: number;
   /** Noise seed (default 0): the same inputs and seed give the same output. */
   seed?: number;
+  /**
+   * Where ONNX Runtime's optimised CPU graph of the model is kept, so later runs skip the
+   * optimiser (bit-identical outputs; @dif-fusion/onnx LoadOptions.cacheDir). Default
+   * {@link sessionCacheDir}: $DIF_FUSION_CACHE/ort, else ~/.cache/dif-fusion/ort; null: off.
+   */
+  cacheDir?: string | null;
+}
+
+/**
+ * The default folder of optimised session graphs: `$DIF_FUSION_CACHE/ort` (`off` or `0`: no
+ * cache), else `$XDG_CACHE_HOME/dif-fusion/ort`, else `~/.cache/dif-fusion/ort`.
+ */
+export function sessionCacheDir(env: NodeJS.ProcessEnv = process.env): string | null {
+  const v = env.DIF_FUSION_CACHE;
+  if (v === 'off' || v === '0') return null;
+  if (v) return join(v, 'ort');
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'dif-fusion', 'ort');
 }
 
 export interface OpenedFuser {
@@ -52,6 +71,7 @@ export async function openFuser(opts: OpenOptions = {}): Promise<OpenedFuser> {
     model = await onnx.loadFusionModel(dir, {
       device: opts.device ?? 'auto',
       threads: opts.threads,
+      cacheDir: (opts.cacheDir === undefined ? sessionCacheDir() : opts.cacheDir) ?? undefined,
     });
   } catch (err) {
     throw new FuseError(formatError(err));

@@ -15,6 +15,7 @@ export {
   type OpenedFuser,
   type OpenOptions,
   openFuser,
+  sessionCacheDir,
 } from './fuse';
 export {
   OUTPUT_EXTENSIONS,

@@ -466,3 +466,42 @@ describe('runtime: model folders and sessions', () => {
     await session.release();
   });
 });
+
+describe('the optimised-graph cache (cacheDir)', () => {
+  // The shipped default model: a real graph, whose optimised form has NCHWc layouts.
+  const shipped = join(__dirname, '..', '..', '..', 'models', 'default');
+  const fuseOnce = async (cacheDir?: string) => {
+    const model = await loadFusionModel(shipped, { device: 'cpu', threads: 1, cacheDir });
+    const fused = await model.fuse({
+      ir: randn([32 * 48], 3),
+      vis: randn([3 * 32 * 48], 4),
+      seed: 5,
+      n: 1,
+      height: 32,
+      width: 48,
+    });
+    await model.release();
+    return { fused, cache: model.sessionCache };
+  };
+
+  it('writes the optimised graph once, reads it after, bit-identical outputs; a damaged file is written again', async () => {
+    const dir = join(root, 'ort-cache');
+    const plain = await fuseOnce();
+    expect(plain.cache).toBeUndefined();
+    const first = await fuseOnce(dir);
+    expect(first.cache).toBe('written');
+    const files = readdirSync(dir);
+    expect(files).toHaveLength(1);
+    const config = JSON.parse(readFileSync(join(shipped, 'config.json'), 'utf8'));
+    expect(files[0].startsWith(`${config.graph_sha256}-ort`)).toBe(true);
+    const second = await fuseOnce(dir);
+    expect(second.cache).toBe('read');
+    expect(Buffer.from(first.fused.buffer).equals(Buffer.from(plain.fused.buffer))).toBe(true);
+    expect(Buffer.from(second.fused.buffer).equals(Buffer.from(plain.fused.buffer))).toBe(true);
+    writeFileSync(join(dir, files[0]), 'not a model');
+    const again = await fuseOnce(dir);
+    expect(again.cache).toBe('written');
+    expect(Buffer.from(again.fused.buffer).equals(Buffer.from(plain.fused.buffer))).toBe(true);
+    expect(readdirSync(dir)).toEqual(files); // no .part left behind
+  }, 120_000);
+});

@@ -117,6 +117,8 @@ export interface FusionModel {
   readonly config: FusionModelConfig;
   /** The execution provider that actually runs the graph. */
   readonly provider: 'cuda' | 'cpu';
+  /** With `cacheDir`: the optimised CPU graph was read from the cache, or written to it. */
+  readonly sessionCache?: 'read' | 'written';
   /** The warm ONNX Runtime session (advanced use: profiling, metadata). */
   readonly session: ort.InferenceSession;
   /** Fused image, planar [n, 3, height, width] in [-1, 1]. */
@@ -133,6 +135,12 @@ export interface LoadOptions {
   log?: (line: string) => void;
   /** Extra ONNX Runtime session options (e.g. `{ enableProfiling: true }`). */
   ort?: SessionOptions['ort'];
+  /**
+   * A folder for ONNX Runtime's optimised CPU graph of this model (keyed by its graph
+   * SHA-256, ORT's version and the machine): later loads skip the optimiser, with
+   * bit-identical outputs (SessionOptions.optimizedCache). Off when not given.
+   */
+  cacheDir?: string;
 }
 
 const EXPECTED_INPUTS = ['ir', 'vis', 'noise'];
@@ -174,8 +182,19 @@ export async function loadFusionModel(
   }
 
   let opened: Awaited<ReturnType<typeof openSession>>;
+  // the cache key: the graph's SHA-256 (weights in external data included, from config.json)
+  const key =
+    typeof config.graph_sha256 === 'string'
+      ? config.graph_sha256
+      : parsed && !existsSync(join(d, `${MODEL_FILE}.data`))
+        ? graphDigest(bytes, [])
+        : undefined;
   try {
-    opened = await openSession(modelPath, options); // by path: external data sits beside it
+    // by path: external data sits beside it
+    opened = await openSession(modelPath, {
+      ...options,
+      optimizedCache: options.cacheDir && key ? { dir: options.cacheDir, key } : undefined,
+    });
   } catch (e) {
     if (e instanceof OnnxRuntimeError && /could not load the model/.test(e.message))
       throw new ModelFolderError(
@@ -183,7 +202,7 @@ export async function loadFusionModel(
       );
     throw e;
   }
-  const { session, provider } = opened;
+  const { session, provider, cache: sessionCache } = opened;
   options.log?.(
     `ONNX Runtime provider: ${provider}${options.device === 'auto' || options.device === undefined ? ' (auto)' : ''}`,
   );
@@ -204,6 +223,7 @@ export async function loadFusionModel(
     dir: d,
     config,
     provider,
+    sessionCache,
     session,
     async fuse(input: FuseInput): Promise<Float32Array> {
       if (released) throw new OnnxRuntimeError('fuse() called after release()');
