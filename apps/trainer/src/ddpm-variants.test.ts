@@ -196,9 +196,10 @@ describe('dif-train sample', () => {
     expect(bytes('a.png').equals(bytes('b.png'))).toBe(true);
     expect(bytes('a.png').equals(bytes('c.png'))).toBe(false);
     expect(bytes('a.png').equals(bytes('e.png'))).toBe(false);
-    // 2 columns of 16 px + 3 pads, 3 rows + 3 pads + the 16 px label row
+    // 16 px tiles are drawn 4x (labelled grids zoom tiles under 64 px, so the labels are
+    // readable): 2 columns of 64 px + 3 pads; a 20 px label row (2x font) + 3 rows + 4 pads
     const img = await readImage(join(root, 'a.png'));
-    expect([img.width, img.height]).toEqual([2 * 16 + 3 * 2, 16 + 3 * 16 + 4 * 2]);
+    expect([img.width, img.height]).toEqual([2 * 64 + 3 * 2, 20 + 3 * 64 + 4 * 2]);
   }, 120_000);
 
   it('--size other than the training crop: the UNet keeps its trained attention levels', async () => {
@@ -212,7 +213,8 @@ describe('dif-train sample', () => {
     expect(r.err).not.toMatch(/unexpected key/);
     expect(r.code).toBe(0);
     const img = await readImage(out);
-    expect([img.width, img.height]).toEqual([2 * 32 + 3 * 2, 16 + 2 * 32 + 3 * 2]);
+    // 32 px tiles drawn 2x; a 20 px label row
+    expect([img.width, img.height]).toEqual([2 * 64 + 3 * 2, 20 + 2 * 64 + 3 * 2]);
   }, 120_000);
 
   it('conditional: IR | RGB | REAL from --cond pairs, with guidance; refusals are one line', async () => {
@@ -223,7 +225,7 @@ describe('dif-train sample', () => {
     ]);
     expect(r.code).toBe(0);
     const img = await readImage(out);
-    expect(img.width).toBe(3 * 16 + 4 * 2);
+    expect(img.width).toBe(3 * 64 + 4 * 2); // 16 px tiles drawn 4x
     const noCond = await runCli(['sample', '--ddpm', cond, '-o', join(root, 'x.png')]);
     expect(noCond.code).toBe(1);
     expect(noCond.err).toMatch(/conditional DDPM .*pass --cond DIR/);
