@@ -31,7 +31,8 @@ describe('repeated runs of one tile shape', () => {
       const b = await fuseImages(ir, vis, opened, { tile: 'off' });
       const r2 = rss();
       expect(b.data).toEqual(a.data); // same inputs and seed
-      expect(r1 - r0).toBeGreaterThan(150e6); // the run's working set is visible at all
+      // the run's working set is visible at all (v5, one time step: ~96 MB here; v4: >150 MB)
+      expect(r1 - r0).toBeGreaterThan(60e6);
       expect(
         r2 - r1,
         `first run +${(r1 - r0) / 1e6} MB, second +${(r2 - r1) / 1e6} MB`,
