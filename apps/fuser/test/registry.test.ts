@@ -225,12 +225,19 @@ beforeAll(async () => {
     return;
   }
   // Third-party packages come through the uplink: without the npm registry nothing installs.
+  let upstreamWhy = '';
   const upstream = await fetch(`${registry}is-number`, { signal: AbortSignal.timeout(60_000) })
-    .then((r) => r.ok)
-    .catch(() => false);
+    .then((r) => {
+      upstreamWhy = `HTTP ${r.status}`;
+      return r.ok;
+    })
+    .catch((e) => {
+      upstreamWhy = String(e?.cause?.code ?? e?.message ?? e);
+      return false;
+    });
   if (!upstream) {
     stopServer();
-    skipReason = 'verdaccio cannot reach registry.npmjs.org for third-party packages';
+    skipReason = `verdaccio cannot reach registry.npmjs.org for third-party packages (${upstreamWhy}): ${serverOut.trim().split('\n').slice(-3).join(' | ')}`;
     return;
   }
   const user = await fetch(`${registry}-/user/org.couchdb.user:ci`, {
