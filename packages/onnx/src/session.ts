@@ -128,12 +128,21 @@ export async function openSession(
   const device = options.device ?? 'auto';
   if (device !== 'auto' && device !== 'cuda' && device !== 'cpu')
     throw new OnnxRuntimeError(`unknown device '${String(device)}' (use auto, cuda or cpu)`);
-  const create = (eps: ort.InferenceSession.SessionOptions['executionProviders']) => {
-    const o = { ...baseOptions(options.threads), ...options.ort, executionProviders: eps };
+  const create = (
+    eps: ort.InferenceSession.SessionOptions['executionProviders'],
+    source: string | Uint8Array = model,
+    extra: ort.InferenceSession.SessionOptions = {},
+  ) => {
+    const o = {
+      ...baseOptions(options.threads),
+      ...options.ort,
+      ...extra,
+      executionProviders: eps,
+    };
     return inPrivateTmp(() =>
-      typeof model === 'string'
-        ? ort.InferenceSession.create(model, o)
-        : ort.InferenceSession.create(model, o),
+      typeof source === 'string'
+        ? ort.InferenceSession.create(source, o)
+        : ort.InferenceSession.create(source, o),
     );
   };
   if (device === 'cuda' && !cudaInstalled())
@@ -153,7 +162,9 @@ export async function openSession(
     }
   }
   if (options.optimizedCache && typeof model === 'string') {
-    const opened = await openCached(model, options, options.optimizedCache);
+    const opened = await openCached(model, options.optimizedCache, options.threads, (path, extra) =>
+      create(['cpu'], path, extra),
+    );
     if (opened) return opened;
   }
   try {
@@ -167,19 +178,11 @@ export async function openSession(
 /** The CPU session through the optimised-graph cache; null when the cache cannot serve. */
 async function openCached(
   model: string,
-  options: SessionOptions,
   cache: { dir: string; key: string },
+  threads: number | undefined,
+  open: (path: string, extra: ort.InferenceSession.SessionOptions) => Promise<ort.InferenceSession>,
 ): Promise<OpenedSession | null> {
-  const file = optimizedCachePath(cache.dir, cache.key, options.threads);
-  const open = (path: string, extra: ort.InferenceSession.SessionOptions) =>
-    inPrivateTmp(() =>
-      ort.InferenceSession.create(path, {
-        ...baseOptions(options.threads),
-        ...options.ort,
-        ...extra,
-        executionProviders: ['cpu'],
-      }),
-    );
+  const file = optimizedCachePath(cache.dir, cache.key, threads);
   if (existsSync(file)) {
     try {
       return {
