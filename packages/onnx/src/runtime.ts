@@ -91,6 +91,10 @@ export function readModelConfig(dir: string): FusionModelConfig {
   json.head = own(() => normalizeHeadConfig(json.head, json.unet));
   if (!Number.isInteger(json.size_multiple) || json.size_multiple < 1)
     bad(`${CONFIG_FILE}: size_multiple must be a positive integer`);
+  if (json.precision !== undefined && json.precision !== 'fp32' && json.precision !== 'int8')
+    bad(
+      `${CONFIG_FILE}: precision must be "fp32" or "int8", got ${JSON.stringify(json.precision)}`,
+    );
   return json as FusionModelConfig;
 }
 
