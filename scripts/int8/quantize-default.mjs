@@ -1,6 +1,6 @@
 // int8 of a model folder (default: models/default) calibrated on N training pairs, as
 // `dif-train export --precision int8 --calibration DIR` does for a fresh export:
-//   [PERCENTILE=99.99] node scripts/int8/quantize-default.mjs OUT [N] [SRC] [CALIBRATION_DIR]
+//   [PERCENTILE=99.99] [FLOAT_FIRST=1 FLOAT_LAST=3] node scripts/int8/quantize-default.mjs OUT [N] [SRC] [CALIBRATION_DIR]
 import { resolve } from 'node:path';
 const onnx = await import('../../packages/onnx/dist/index.js');
 const io = await import('../../packages/io/dist/index.js');
@@ -34,6 +34,7 @@ async function* inputs() {
 const { record } = await onnx.quantizeModelFolder(SRC, OUT, inputs(), {
   source: 'RoadScene training pairs',
   percentile: Number(process.env.PERCENTILE ?? 100),
+  floatConvs: { first: Number(process.env.FLOAT_FIRST ?? 0), last: Number(process.env.FLOAT_LAST ?? 0) },
   log: (l) => process.stderr.write(`${l}\n`),
 });
 console.log(JSON.stringify(record));

@@ -19,6 +19,11 @@ import { writeModelFolder } from './write';
 export interface QuantizeFolderOptions {
   /** Clip each calibration run's ranges at this percentile (default 100: min-max). */
   percentile?: number;
+  /**
+   * Convs kept in float at the graph's start and end (in node order: the UNet's first conv,
+   * the head's output convs), where 8-bit steps show most. Default none.
+   */
+  floatConvs?: { first?: number; last?: number };
   /** Recorded in config.json (e.g. the calibration folder's name). */
   source?: string;
   log?: (line: string) => void;
@@ -68,12 +73,16 @@ export async function quantizeModelFolder(
   }
   if (count === 0)
     throw new OnnxRuntimeError('int8 quantization needs at least one calibration input');
-  const { model: q, report } = quantizeConvs(model, recorder.ranges);
+  const convs = model.graph.node.filter((n) => n.opType === 'Conv').map((n) => n.output[0]);
+  const { first = 0, last = 0 } = options.floatConvs ?? {};
+  const keepFloat = new Set([...convs.slice(0, first), ...convs.slice(convs.length - last)]);
+  const { model: q, report } = quantizeConvs(model, recorder.ranges, { keepFloat });
   const record: QuantizationRecord = {
     format: 'QDQ',
     activations: 'uint8 per tensor (asymmetric)',
     weights: 'int8 per output channel (symmetric)',
     convs: report.convs,
+    float_convs: report.skipped.length,
     calibration: {
       inputs: count,
       range: percentile >= 100 ? 'min-max' : `percentile ${percentile}`,

@@ -171,6 +171,7 @@ describe('quantizeModelFolder', () => {
       activations: 'uint8 per tensor (asymmetric)',
       weights: 'int8 per output channel (symmetric)',
       convs: 2,
+      float_convs: 0,
       calibration: { inputs: 2, range: 'min-max', source: 'test pairs' },
     });
     const cfg = readModelConfig(out);

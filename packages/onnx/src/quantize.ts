@@ -133,17 +133,19 @@ function node(opType: string, input: string[], output: string[], axis?: number):
 /** What {@link quantizeConvs} did, for the model folder's record. */
 export interface QuantizeReport {
   convs: number;
-  /** Convs left in float: a tensor without a calibration range. */
+  /** Convs left in float (their outputs): no calibration range, or kept float on request. */
   skipped: string[];
 }
 
 /**
  * The QDQ int8 form of `model` (see the file comment). `ranges` holds the calibrated range of
- * each Conv's input and output (names as in the float graph); a Conv missing one stays float.
+ * each Conv's input and output (names as in the float graph); a Conv missing one stays float,
+ * as do the Convs whose output is named in `keepFloat`.
  */
 export function quantizeConvs(
   model: ModelMsg,
   ranges: ReadonlyMap<string, Range>,
+  options: { keepFloat?: ReadonlySet<string> } = {},
 ): { model: ModelMsg; report: QuantizeReport } {
   const g = model.graph;
   const inits = new Map(g.initializer.map((t) => [t.name, t]));
@@ -184,7 +186,8 @@ export function quantizeConvs(
       !weight ||
       (b !== undefined && b !== '' && !inits.has(b)) ||
       !ranges.has(x) ||
-      !ranges.has(y)
+      !ranges.has(y) ||
+      options.keepFloat?.has(y)
     ) {
       if (n.opType === 'Conv') report.skipped.push(y);
       out.push(n);
@@ -265,5 +268,7 @@ export interface QuantizationRecord {
   weights: 'int8 per output channel (symmetric)';
   /** Convs quantized; the other nodes run in float. */
   convs: number;
+  /** Convs kept in float. */
+  float_convs: number;
   calibration: { inputs: number; range: 'min-max' | `percentile ${number}`; source?: string };
 }
