@@ -32,14 +32,23 @@ export function nonFiniteBytes(b: Uint8Array, type: number): { first: number; co
         count++;
       }
   } else {
-    // exponent bits all ones: NaN or ±Inf (for doubles: the high word of each element)
-    const u = new Uint32Array(aligned.buffer, aligned.byteOffset, (n * width) / 4);
-    const [mask, step, off] = width === 4 ? [0x7f800000, 1, 0] : [0x7ff00000, 2, 1];
-    for (let i = 0; i < n; i++)
-      if ((u[i * step + off] & mask) === mask) {
-        if (first < 0) first = i;
-        count++;
-      }
+    // exponent bits all ones: NaN or ±Inf (doubles: the high word of each element). Shifted
+    // down first so every intermediate is a small integer: masks like 0x7f800000 are heap
+    // numbers to V8 and kept this loop ~20x slower before it was optimised.
+    const u = new Int32Array(aligned.buffer, aligned.byteOffset, (n * width) / 4);
+    if (width === 4) {
+      for (let i = 0; i < n; i++)
+        if (((u[i] >>> 23) & 0xff) === 0xff) {
+          if (first < 0) first = i;
+          count++;
+        }
+    } else {
+      for (let i = 0; i < n; i++)
+        if (((u[2 * i + 1] >>> 20) & 0x7ff) === 0x7ff) {
+          if (first < 0) first = i;
+          count++;
+        }
+    }
   }
   return { first, count };
 }
