@@ -261,6 +261,7 @@ describe('dif-train export --config --random-init', () => {
       calibration: { inputs: 3, range: 'min-max', source: relative(q, cal) },
     });
     expect(cfg.quantization!.convs).toBeGreaterThan(10);
+    expect(cfg.quantization!.float_convs).toBe(3); // the default: the first conv, the last two
     const input = {
       ir: Float32Array.from({ length: 16 * 24 }, (_, i) => Math.sin(i / 7) * 0.8),
       vis: Float32Array.from({ length: 3 * 16 * 24 }, (_, i) => Math.cos(i / 9) * 0.6),
@@ -305,7 +306,7 @@ describe('dif-train export --config --random-init', () => {
       root,
     ]);
     expect(b.code).toBe(1);
-    expect(b.err).toMatch(/^error: --calibration is for --precision int8\n$/);
+    expect(b.err).toMatch(/^error: --calibration and --float-convs are for --precision int8\n$/);
     const c = await cli([
       '--config',
       file,

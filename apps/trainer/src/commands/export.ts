@@ -22,7 +22,7 @@ import {
 import type { ExportResult } from '@dif-fusion/onnx/export';
 import type { NoiseScheduleConfig } from '@dif-fusion/schedules';
 import { parseUNetConfig, UNet, type UNetConfig } from '@dif-fusion/unet';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { loadCheckpoint } from '../checkpoint';
 import { int, QUIET_FLAGS, QUIET_HELP, quietLog } from '../cli-args';
 import { parseJsonWithComments, refuseSkipUnetFeatures } from '../config';
@@ -56,6 +56,12 @@ export interface ExportOptions {
   precision?: 'fp32' | 'int8';
   calibration?: string;
   calibrationPairs?: number;
+  /**
+   * Convs kept in float at the graph's start and end (default 1 and 2: the UNet's first conv
+   * and the head's two output convs; all-int8 lost 3-9% of SSIM, MI, Qabf and VIF on the
+   * validation pairs, these three float kept every metric within 0.2%: BENCHMARKS.md).
+   */
+  floatConvs?: { first: number; last: number };
   /** Progress lines (default: stderr). */
   log?: (line: string) => void;
 }
@@ -114,8 +120,11 @@ function checkExportOptions(opts: ExportOptions): void {
     throw new UserError(
       '--precision int8 needs --calibration DIR: a folder of pairs (ir/, vi/) like those the model will fuse, e.g. training pairs',
     );
-  if (opts.precision !== 'int8' && opts.calibration !== undefined)
-    throw new UserError('--calibration is for --precision int8');
+  if (
+    opts.precision !== 'int8' &&
+    (opts.calibration !== undefined || opts.floatConvs !== undefined)
+  )
+    throw new UserError('--calibration and --float-convs are for --precision int8');
 }
 
 /**
@@ -190,10 +199,15 @@ async function quantizeExport(
       res.dir,
       res.dir,
       calibrationInputs(scan, count, res.config.size_multiple, res.config.time_steps.length),
-      { source: relative(resolve(res.dir), folder) },
+      {
+        source: relative(resolve(res.dir), folder),
+        floatConvs: opts.floatConvs ?? { first: 1, last: 2 },
+      },
     );
     res.config = config;
-    log(`int8: ${record.convs} convolutions quantized (QDQ, u8 activations, s8 weights)`);
+    log(
+      `int8: ${record.convs} convolutions quantized (QDQ, u8 activations, s8 weights), ${record.float_convs} kept in float`,
+    );
   } catch (e) {
     userError(opts.calibration!, e);
   }
@@ -460,6 +474,15 @@ export function registerExportCommand(program: Command): void {
     )
     .option('--calibration <dir>', 'with --precision int8: pairs folder (ir/, vi/) to calibrate on')
     .option(
+      '--float-convs <first,last>',
+      'with --precision int8: convs kept in float at the start and end of the graph (default 1,2)',
+      (v: string) => {
+        const m = /^(\d+),(\d+)$/.exec(v);
+        if (!m) throw new InvalidArgumentError('--float-convs takes two counts like 1,2');
+        return { first: Number(m[1]), last: Number(m[2]) };
+      },
+    )
+    .option(
       '--calibration-pairs <n>',
       'with --precision int8: pairs to calibrate on (default 16)',
       int('--calibration-pairs', 1),
@@ -491,6 +514,7 @@ Examples:
         precision: o.precision as 'fp32' | 'int8',
         calibration: o.calibration as string | undefined,
         calibrationPairs: o.calibrationPairs as number | undefined,
+        floatConvs: o.floatConvs as { first: number; last: number } | undefined,
       });
     });
 }
