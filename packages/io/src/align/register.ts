@@ -541,6 +541,42 @@ function eccLevel(
   return { m: normalise3(visOf(fromParams(p, kind))), state };
 }
 
+/**
+ * ECC refinement of a vis->ir transform from a given start, coarse to fine (infrared levels
+ * from `fromSide` px on the longer side up to full resolution); the pairs are refined jointly.
+ * Returns the refined transform and the last level's correlation (-1: diverged at the first).
+ */
+export function refineTransform(
+  pairs: RasterPair[],
+  start: Mat3,
+  kind: TransformKind,
+  fromSide = 256,
+  iterations = 25,
+  sigma = 1.5,
+): { m: number[]; rho: number } {
+  const { ir } = pairs[0];
+  const irSide = Math.max(ir.width, ir.height);
+  const scales: number[] = [];
+  for (let c = Math.min(1, fromSide / irSide); c < 1; c *= 2) scales.push(c);
+  scales.push(1);
+  let m: number[] = [...start];
+  let rho = -1;
+  for (const ci of scales) {
+    const s = Math.sqrt(Math.abs(m[0] * m[4] - m[1] * m[3]));
+    const cv = Math.min(1, s * ci);
+    const r = eccLevel(
+      pairs.map((p) => buildLevel(p, ci, cv, ci < 0.5 ? 1 : sigma)),
+      m,
+      kind,
+      iterations,
+    );
+    if (r.state.rho < 0) break;
+    m = r.m;
+    rho = r.state.rho;
+  }
+  return { m, rho };
+}
+
 /** Correlation of the two gradient-magnitude maps over the overlap, for a vis->ir transform. */
 export function gradientScore(pair: RasterPair, visToIr: Mat3): { score: number; overlap: number } {
   const ci = Math.min(1, 320 / Math.max(pair.ir.width, pair.ir.height));
