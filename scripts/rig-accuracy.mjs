@@ -20,6 +20,11 @@
  * registration still taken as exact) and against the whole re-measured chain (T2 . T3 . T1).
  * Needs ../shared/data/roadscene beside roadscene-rig.
  *
+ * `--features FILE` (scripts/rig-groundtruth-features.json): features matched by hand between
+ * the two images of a pair (no gradients or ECC); how far the ground truth and the estimate put
+ * each visible feature from its infrared position along the measured axis, and the 1-D line
+ * (ir = a * gt + b) through them: a - 1 is the ground truth's scale error there.
+ *
  * `--local`: a check of the ground truth itself against the image content. In four patches of
  * the visible footprint (140x110 px, 30% of the way from each corner to the centre) the shift
  * on the infrared grid that best aligns the two edge maps, starting from the ground truth
@@ -27,7 +32,7 @@
  * it says how far the ground truth (shift 0) and the estimate are from what the images show.
  *
  *   node scripts/rig-accuracy.mjs [--split val,train] [--limit N] [--stride K] [--local] [--chain]
- *                                 [--mismatched 20] [--json FILE]
+ *                                 [--chain] [--features FILE] [--mismatched 20] [--json FILE]
  *
  * Needs packages/io built (pnpm build).
  */
@@ -45,6 +50,7 @@ const { values: opt } = parseArgs({
     stride: { type: 'string', default: '1' },
     local: { type: 'boolean', default: false },
     chain: { type: 'boolean', default: false },
+    features: { type: 'string' },
     mismatched: { type: 'string', default: '0' },
     json: { type: 'string' },
   },
@@ -176,9 +182,41 @@ async function chainCheck(split, name, pair, t, est) {
   };
 }
 
+if (opt.features) {
+  const spec = JSON.parse(readFileSync(opt.features, 'utf8'));
+  for (const p of spec.pairs) {
+    const t = JSON.parse(readFileSync(join(root, p.split, 'transforms.json'), 'utf8'))[p.name];
+    const r = io.registerPairs([await load(p.split, t)]);
+    const k = p.axis === 'y' ? 1 : 0;
+    const err = (m) => p.features.map((f) => apply(m, f.vis[0], f.vis[1])[k] - f.ir[k]);
+    const rms = (e) => Math.sqrt(e.reduce((s, v) => s + v * v, 0) / e.length);
+    const say = (label, e) =>
+      `${label}: mean ${(e.reduce((s, v) => s + v, 0) / e.length).toFixed(2)}, RMS ${rms(e).toFixed(2)} px, within 1 px: ${e.filter((v) => Math.abs(v) <= 1).length}`;
+    // least squares ir = a * (where a transform puts the feature) + b: 1/a - 1 is its scale error
+    const y = p.features.map((f) => f.ir[k]);
+    const my = y.reduce((s, v) => s + v, 0) / y.length;
+    const slope = (m) => {
+      const g = p.features.map((f) => apply(m, f.vis[0], f.vis[1])[k]);
+      const mg = g.reduce((s, v) => s + v, 0) / g.length;
+      return (
+        g.reduce((s, v, i) => s + (v - mg) * (y[i] - my), 0) /
+        g.reduce((s, v) => s + (v - mg) ** 2, 0)
+      );
+    };
+    const wide = (a) =>
+      `${(Math.abs(1 / a - 1) * 100).toFixed(2)}% too ${a < 1 ? 'wide' : 'narrow'}`;
+    console.log(
+      `features ${p.split} ${p.name}, ${y.length} matched by hand along ${p.axis} (infrared rows ${p.rows.join('-')}): ground truth ${say('', err(t.vis_to_ir)).slice(2)}, ${wide(slope(t.vis_to_ir))}; estimate ${say('', err(r.visToIr)).slice(2)}, ${wide(slope(r.visToIr))}`,
+    );
+    console.log(
+      `   per feature (infrared x: ground truth / estimate error): ${p.features.map((f, i) => `${f.ir[k].toFixed(0)}: ${err(t.vis_to_ir)[i].toFixed(1)}/${err(r.visToIr)[i].toFixed(1)}`).join(', ')}`,
+    );
+  }
+}
+
 const rows = [];
 const chains = [];
-for (const split of opt.split.split(',')) {
+for (const split of opt.features ? [] : opt.split.split(',')) {
   const tf = JSON.parse(readFileSync(join(root, split, 'transforms.json'), 'utf8'));
   const entries = Object.entries(tf)
     .filter((_, i) => i % Number(opt.stride) === 0)
