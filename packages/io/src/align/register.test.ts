@@ -166,10 +166,11 @@ describe.skipIf(!hasData)('the ground truth of the rig pairs, link by link', () 
   noteSkip(hasData, 'data');
 
   // transforms.json composes the rig visible image -> RoadScene's registered visible image
-  // as the crop's scale. Measured (same camera, so ECC is precise): the registered image
-  // sits on a grid (1 - 1/k) registered px inward at the top-left corner and exactly on it at
-  // the bottom-right (k: rig px per registered px), on every pair (scripts/rig-accuracy.mjs
-  // --chain); our own area downscale of the same image is found at the scale within 0.05 px.
+  // as the crop's scale. Measured (same camera, so ECC is precise): the crop's top-left corner
+  // lands (1 - 1/k) registered px further right and down than the scale puts it, its
+  // bottom-right corner exactly there (k: rig px per registered px), on every pair
+  // (scripts/rig-accuracy.mjs --chain); our own area downscale of the same image is found at
+  // the scale within 0.05 px. A convention difference in the data, not in our code.
   it('FLIR_00548: the rig visible image vs RoadScene registered one (k = 2.81)', async () => {
     const tf = JSON.parse(readFileSync(join(RIG, 'transforms.json'), 'utf8'));
     const t = tf.FLIR_00548;
