@@ -23,7 +23,8 @@
  * `--features FILE` (scripts/rig-groundtruth-features.json): features matched by hand between
  * the two images of a pair (no gradients or ECC); how far the ground truth and the estimate put
  * each visible feature from its infrared position along the measured axis, and the 1-D line
- * (ir = a * gt + b) through them: a - 1 is the ground truth's scale error there.
+ * (ir = a * gt + b) through them: 1/a - 1 is the ground truth's scale error there (the same
+ * for the estimate).
  *
  * `--local`: a check of the ground truth itself against the image content. In four patches of
  * the visible footprint (140x110 px, 30% of the way from each corner to the centre) the shift
@@ -31,7 +32,7 @@
  * (+-5 px, 0.25 px steps). Where that local alignment is confident (edge correlation >= 0.6)
  * it says how far the ground truth (shift 0) and the estimate are from what the images show.
  *
- *   node scripts/rig-accuracy.mjs [--split val,train] [--limit N] [--stride K] [--local] [--chain]
+ *   node scripts/rig-accuracy.mjs [--split val,train] [--limit N] [--stride K] [--local]
  *                                 [--chain] [--features FILE] [--mismatched 20] [--json FILE]
  *
  * Needs packages/io built (pnpm build).
