@@ -327,9 +327,9 @@ describe('fixed-seed training losses stay (1e-6 relative) on tfjs cpu, tfjs wasm
       const names = ['', ' loss_in', ' loss_grad'];
       for (const backend of ['cpu', 'wasm'] as const) {
         const r = await headTfjs(c, backend);
-        names.forEach((nm, j) => check(`${c.key}${nm}`, backend, r[j]));
+        for (const [j, nm] of names.entries()) check(`${c.key}${nm}`, backend, r[j]);
       }
       const r = await headOrt(c);
-      names.forEach((nm, j) => check(`${c.key}${nm}`, 'ort', r[j]));
+      for (const [j, nm] of names.entries()) check(`${c.key}${nm}`, 'ort', r[j]);
     });
 });
