@@ -194,6 +194,65 @@ export class OnnxOps implements Ops<Value> {
     });
   }
 
+  // ------------------------------------------------------------ loss maths
+
+  sub(a: Value, b: Value): Value {
+    return this.g.node('Sub', [a, b]);
+  }
+  abs(x: Value): Value {
+    return this.g.node('Abs', [x]);
+  }
+  square(x: Value): Value {
+    return this.g.node('Mul', [x, x]);
+  }
+  sqrt(x: Value): Value {
+    return this.g.node('Sqrt', [x]);
+  }
+  exp(x: Value): Value {
+    return this.g.node('Exp', [x]);
+  }
+  log(x: Value): Value {
+    return this.g.node('Log', [x]);
+  }
+  addScalar(x: Value, s: number): Value {
+    return this.g.node('Add', [x, this.g.constF32([s], [])]);
+  }
+  maxScalar(x: Value, s: number): Value {
+    return this.g.node('Max', [x, this.g.constF32([s], [])]);
+  }
+  compareScalar(x: Value, op: 'less' | 'greater', s: number): Value {
+    const c = this.g.node(op === 'less' ? 'Less' : 'Greater', [x, this.g.constF32([s], [])]);
+    return this.g.node('Cast', [c], { to: attr.int(1) }); // FLOAT
+  }
+  mulSample(x: Value, s: Value): Value {
+    return this.g.node('Mul', [x, this.g.node('Unsqueeze', [s, this.g.constI64([2, 3])])]);
+  }
+  broadcastLike(s: Value, like: Value): Value {
+    return this.g.node('Expand', [s, this.g.node('Shape', [like])]);
+  }
+  sumAll(x: Value): Value {
+    return this.g.reduce('ReduceSum', x, [], false);
+  }
+  meanAll(x: Value): Value {
+    return this.g.reduce('ReduceMean', x, [], false);
+  }
+  sliceChannels(x: Value, start: number, end: number): Value {
+    const g = this.g;
+    return g.node('Slice', [x, g.constI64([start]), g.constI64([end]), g.constI64([1])]);
+  }
+  stopGradient(x: Value): Value {
+    return x; // inference graph: no gradients
+  }
+  constConv(
+    x: Value,
+    kernel: Float32Array,
+    kernelShape: [number, number, number, number],
+    options: { groups?: number; padding?: number } = {},
+  ): Value {
+    const w = this.g.constF32(kernel, kernelShape);
+    return this.g.node('Conv', [x, w], convAttrs(1, options.padding ?? 0, options.groups ?? 1));
+  }
+
   selfAttention(qkv: Value, nHead: number): Value {
     const g = this.g;
     // qkv [N, 3C, H, W]; C is not known statically here, so derive everything from shapes:

@@ -731,6 +731,64 @@ export class GradOps implements Ops<Value> {
     return this.op('Log', [x], this.shape(x), (gy) => [this.raw('Div', [gy, x])]);
   }
 
+  /** sqrt(x); d/dx = 1 / (2 sqrt(x)). */
+  sqrt(x: Value): Value {
+    const y = this.raw('Sqrt', [x]);
+    this.record(y, this.shape(x), [x], (gy) => [
+      this.raw('Div', [gy, this.raw('Mul', [y, this.scalar(2)])]),
+    ]);
+    return y;
+  }
+
+  addScalar(x: Value, s: number): Value {
+    return this.op('Add', [x, this.scalar(s)], this.shape(x), (gy) => [gy, null]);
+  }
+
+  /** max(x, s): the gradient reaches x where x >= s (as `max`, TensorFlow.js's convention). */
+  maxScalar(x: Value, s: number): Value {
+    const c = this.scalar(s);
+    return this.op('Max', [x, c], this.shape(x), (gy) => [
+      this.raw('Where', [this.raw('GreaterOrEqual', [x, c]), gy, this.scalar(0)]),
+      null,
+    ]);
+  }
+
+  /** A 0/1 mask of `x < s` or `x > s`; no gradient flows through it. */
+  compareScalar(x: Value, op: 'less' | 'greater', s: number): Value {
+    const c = this.raw(op === 'less' ? 'Less' : 'Greater', [x, this.scalar(s)]);
+    const y = this.raw('Cast', [c], { to: attr.int(1) }); // FLOAT
+    this.shapes.set(y, this.shape(x).slice());
+    return y;
+  }
+
+  /** image [N,C,H,W] * per-sample [N,1]. */
+  mulSample(x: Value, s: Value): Value {
+    const shape = this.shape(x);
+    const [n] = shape;
+    const s4 = this.reshape(s, [n, 1, 1, 1]);
+    const y = this.raw('Mul', [x, s4]);
+    this.record(y, shape, [x, s], (gy) => [
+      this.need(x) ? this.raw('Mul', [gy, s4]) : null,
+      this.need(s)
+        ? this.reshape(this.reduceSum(this.raw('Mul', [gy, x]), [1, 2, 3], false), [n, 1])
+        : null,
+    ]);
+    return y;
+  }
+
+  /** A one-element value broadcast to the shape of `like`; the gradient sums back. */
+  broadcastLike(s: Value, like: Value): Value {
+    const shape = this.shape(like);
+    const from = this.shape(s);
+    if (numel(from) !== 1)
+      throw new Error(`GradOps broadcastLike: [${from}] is not a one-element value`);
+    const y = this.raw('Expand', [s, this.g.constI64(shape)]);
+    this.record(y, shape, [s], (gy) => [
+      this.reshape(this.raw('ReduceSum', [gy], { keepdims: attr.int(0) }), from),
+    ]);
+    return y;
+  }
+
   /** Channels [start, end) of an NCHW value; the gradient is zero-padded back. */
   sliceChannels(x: Value, start: number, end: number): Value {
     const shape = this.shape(x);
@@ -768,7 +826,14 @@ export class GradOps implements Ops<Value> {
    * Convolution with a constant kernel `[O, I/group, kh, kw]` (stride 1, zero padding `p`):
    * Sobel filters, colour transforms. Gradient: the transposed, flipped kernel.
    */
-  constConv(x: Value, kernel: Float32Array, kShape: number[], group: number, p: number): Value {
+  constConv(
+    x: Value,
+    kernel: Float32Array,
+    kShape: [number, number, number, number],
+    options: { groups?: number; padding?: number } = {},
+  ): Value {
+    const group = options.groups ?? 1;
+    const p = options.padding ?? 0;
     const [n, ci, h, w] = this.shape(x);
     const [co, cig, kh, kw] = kShape;
     if (cig * group !== ci)

@@ -58,7 +58,7 @@ export function sobelMagnitude(ops: GradOps, x: Value): Value {
   const per = (k: number[]) => {
     const w = new Float32Array(9 * c);
     for (let i = 0; i < c; i++) w.set(k, 9 * i);
-    return ops.abs(ops.constConv(x, w, [c, 1, 3, 3], c, 1));
+    return ops.abs(ops.constConv(x, w, [c, 1, 3, 3], { groups: c, padding: 1 }));
   };
   return ops.add(per(kx), per(ky));
 }
@@ -66,12 +66,12 @@ export function sobelMagnitude(ops: GradOps, x: Value): Value {
 /** BT.601 chroma (Cb, Cr) without the offset, as a 1x1 convolution: [N,3,H,W] -> [N,2,H,W]. */
 export function chroma(ops: GradOps, x: Value): Value {
   const m = Float32Array.from([-0.168736, -0.331264, 0.5, 0.5, -0.418688, -0.081312]);
-  return ops.constConv(x, m, [2, 3, 1, 1], 1, 0);
+  return ops.constConv(x, m, [2, 3, 1, 1]);
 }
 
 /** BT.601 luma as a 1x1 convolution: [N,3,H,W] -> [N,1,H,W] (fusion-head's LUMA_WEIGHTS). */
 export function luma(ops: GradOps, x: Value): Value {
-  return ops.constConv(x, Float32Array.from(LUMA_WEIGHTS), [1, 3, 1, 1], 1, 0);
+  return ops.constConv(x, Float32Array.from(LUMA_WEIGHTS), [1, 3, 1, 1]);
 }
 
 export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): TrainGraph {
