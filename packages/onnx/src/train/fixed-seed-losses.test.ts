@@ -5,7 +5,7 @@
  * stay (1e-6 relative). `RECORD=1 npx vitest run src/train/fixed-seed-losses.test.ts` prints
  * the table anew.
  */
-import { chainCoefficients, type MeanType, trainingTarget } from '@dif-fusion/diffusion';
+import { chainCoefficients, lossCoefs, type MeanType, needsLossCoefs } from '@dif-fusion/diffusion';
 import { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
 import { FusionHead, fusionTargetBatch, type LossSpace } from '@dif-fusion/fusion-head';
 import { fusionLoss } from '@dif-fusion/fusion-head/tfjs';
@@ -15,7 +15,7 @@ import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { randn } from '../test-utils';
-import { buildDdpmTrainGraph, vbCoefs } from './ddpm-graph';
+import { buildDdpmTrainGraph } from './ddpm-graph';
 import { buildHeadTrainGraph } from './head-graph';
 import { TrainSession } from './train-session';
 
@@ -184,18 +184,12 @@ async function ddpmOrt(c: DdpmCase) {
     size: S,
     loss: c.loss,
     dropout: false,
-    target: c.meanType !== 'epsilon',
+    meanType: c.meanType,
     ...(c.learned ? { learnedRange: { vbWeight: 0.001 * schedule.numTimesteps } } : {}),
   });
   const feeds: Record<string, Float32Array> = { x: d.x, noise: d.noise, level: d.levels };
-  if (c.meanType !== 'epsilon')
-    feeds.target = trainingTarget(schedule, c.meanType, {
-      t: c.t,
-      levels: d.levels,
-      x: d.x,
-      noise: d.noise,
-    });
-  if (c.learned) feeds.vb_coefs = vbCoefs(chainCoefficients(schedule.betas), c.meanType, c.t);
+  if (needsLossCoefs(c.meanType, c.learned))
+    feeds.coefs = lossCoefs(chainCoefficients(schedule.betas), c.meanType, c.t);
   const weights = d.store.toTorch();
   d.store.dispose();
   const session = await TrainSession.open(graph, { threads: 1 });

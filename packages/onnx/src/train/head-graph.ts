@@ -4,7 +4,7 @@
  * export runs it), the head on `GradOps`, and Dif-Fusion's fusion loss (official
  * models/fs_loss.py; the TensorFlow.js realisation is `fusionLoss` in @dif-fusion/fusion-head):
  *
- *   x_k       = level_k * cat(V, I) + sqrt(1 - level_k^2) * noise_k      (no gradient)
+ *   x_k       = q_sample(cat(V, I), level_k, noise_k)   (@dif-fusion/diffusion's qSample; no gradient)
  *   F         = head(UNet.features(x_k, level_k) for every time step k)
  *   loss_in   = mean |F - max(V, I)|
  *   loss_grad = mean |S(F) - max(S(V), S(I))|,  S = |sobel_x * .| + |sobel_y * .| per channel
@@ -17,6 +17,7 @@
  * `loss_grad` (`loss_color`), `fused` [N,3,S,S] and `grad.<name>` for `head.usedParams()`.
  */
 
+import { qSample } from '@dif-fusion/diffusion';
 import {
   FUSION_LOSS_DEFAULTS,
   type FusionHead,
@@ -93,12 +94,10 @@ export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): Trai
   const level = ops.input('level', [k * n, 1]);
 
   // q_sample of every step, batched step-major: x_k = level_k x + sqrt(1 - level_k^2) noise_k
-  const x = g.node('Concat', [vis, ir], { axis: attr.int(1) });
+  const x = unetOps.concatChannels([vis, ir]);
   const xs = g.node('Concat', new Array(k).fill(x), { axis: attr.int(0) }); // [K*N,4,S,S]
-  const l4 = g.node('Reshape', [level, g.constI64([k * n, 1, 1, 1])]);
-  const sigma = g.node('Sqrt', [g.node('Sub', [g.constF32([1], []), g.node('Mul', [l4, l4])])]);
   const nz = g.node('Reshape', [noise, g.constI64([k * n, 4, s, s])]);
-  const xt = g.node('Add', [g.node('Mul', [l4, xs]), g.node('Mul', [sigma, nz])]);
+  const xt = qSample(unetOps, xs, level, nz);
   const min = Math.min(...head.requiredFeatureIndices());
   const { fd } = o.unet.features(unetOps, xt, level, { minDecoderIndex: min });
   const feats: Value[][] = Array.from({ length: k }, () => new Array<Value>(fd.length));
