@@ -31,7 +31,7 @@ export interface DiffusionConfig {
   /**
    * The reverse variance of ancestral sampling (pytorch-ddpm's var_type; default
    * `fixedsmall`); `learned_range`: the denoiser outputs [mean output, v] (twice the data's
-   * channels) and trains with the hybrid loss (see ./learned-variance.ts).
+   * channels) and trains with the hybrid loss (see ./losses.ts).
    */
   var_type?: VarType;
   /**

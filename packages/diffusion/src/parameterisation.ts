@@ -16,7 +16,7 @@
  *   outputs v (as many channels as the data) and
  *   log var_i = f log(beta_i) + (1 - f) log(v~_i), f = (v + 1) / 2, with
  *   v~ = [v_1, v_1, v_2, ..., v_{T-1}] (improved-diffusion's `posterior_log_variance_clipped`).
- *   See ./learned-variance.ts for its loss.
+ *   See ./losses.ts for its loss.
  */
 
 /** The denoiser's output (config `model.diffusion.mean_type`). */
