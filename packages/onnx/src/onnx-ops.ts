@@ -254,6 +254,18 @@ export class OnnxOps implements Ops<Value> {
   }
 
   selfAttention(qkv: Value, nHead: number): Value {
+    return this.attention(qkv, nHead).y;
+  }
+
+  /**
+   * The nodes of `selfAttention` and the values a backward pass reads (GradOps differentiates
+   * these): q, k, v `[N, nH, hd, HW]`, `invSqrtC` (1/sqrt(C), a graph value), `qs` = q * it,
+   * `attn` (the softmax, `[N, nH, HW, HW]`) and the output `y`.
+   */
+  attention(
+    qkv: Value,
+    nHead: number,
+  ): { q: Value; k: Value; v: Value; invSqrtC: Value; qs: Value; attn: Value; y: Value } {
     const g = this.g;
     // qkv [N, 3C, H, W]; C is not known statically here, so derive everything from shapes:
     // view as [N, nHead, 3, hd, HW] (channel = head*3hd + part*hd + j).
@@ -275,16 +287,15 @@ export class OnnxOps implements Ops<Value> {
       g.node('Sqrt', [g.node('Cast', [c], { to: attr.int(1) })]),
     ]);
     // Scale q (HW x hd values) rather than the scores (HW x HW).
-    const qT = g.node('Transpose', [g.node('Mul', [q, invSqrtC])], {
-      perm: attr.ints([0, 1, 3, 2]),
-    }); // [N, nH, HW, hd]
+    const qs = g.node('Mul', [q, invSqrtC]);
+    const qT = g.node('Transpose', [qs], { perm: attr.ints([0, 1, 3, 2]) }); // [N, nH, HW, hd]
     const scores = g.node('MatMul', [qT, k]); // [N, nH, HW, HW]
     const attn = g.node('Softmax', [scores], { axis: attr.int(-1) });
     const vT = g.node('Transpose', [v], { perm: attr.ints([0, 1, 3, 2]) }); // [N, nH, HW, hd]
     const outT = g.node('MatMul', [attn, vT]); // [N, nH, HW, hd]
     const out = g.node('Transpose', [outT], { perm: attr.ints([0, 1, 3, 2]) }); // [N, nH, hd, HW]
     const outShape = g.node('Concat', [n, c, hw], { axis: attr.int(0) });
-    return g.node('Reshape', [out, outShape]);
+    return { q, k, v, invSqrtC, qs, attn, y: g.node('Reshape', [out, outShape]) };
   }
 
   positionalEncoding(level: Value, dim: number): Value {

@@ -639,37 +639,31 @@ export class GradOps implements Ops<Value> {
     });
   }
 
+  /**
+   * OnnxOps' attention nodes, differentiated: with s = 1/sqrt(C), scores = (s q)^T k,
+   * attn = softmax(scores), out = v attn^T:
+   * dv = gout attn, dattn = gout^T v, dscores = attn * (dattn - rowsum(dattn * attn)),
+   * dq = s k dscores^T, dk = (s q) dscores; dqkv = the three stacked back on the part axis.
+   */
   selfAttention(qkv: Value, nHead: number): Value {
     const [n, c3, h, w] = this.shape(qkv);
     const c = c3 / 3;
     const hd = c / nHead;
     const hw = h * w;
-    const g = this.g;
-    const r = this.reshape(qkv, [n, nHead, 3, hd, hw]);
-    const parts = g
-      .nodeN('Split', [r, g.constI64([1, 1, 1])], 3, { axis: attr.int(2) })
-      .map((p) => this.reshape(p, [n, nHead, hd, hw]));
-    const [q, k, v] = parts;
-    const scale = 1 / Math.sqrt(c);
-    const qs = this.raw('Mul', [q, this.scalar(scale)]);
+    const a = this.f.attention(qkv, nHead);
     const t = (x: Value) => this.raw('Transpose', [x], { perm: attr.ints([0, 1, 3, 2]) });
-    const scores = this.raw('MatMul', [t(qs), k]); // [n, nH, hw(i), hw(j)]
-    const attn = this.raw('Softmax', [scores], { axis: attr.int(-1) });
-    const out = this.raw('MatMul', [v, t(attn)]); // out[c, i] = sum_j v[c, j] attn[i, j]
-    const y = this.reshape(out, [n, c, h, w]);
-    this.record(y, [n, c, h, w], [qkv], (gy) => {
+    return this.via(a.y, [n, c, h, w], [qkv], (gy) => {
       const gout = this.reshape(gy, [n, nHead, hd, hw]);
-      const dv = this.raw('MatMul', [gout, attn]);
-      const dattn = this.raw('MatMul', [t(gout), v]);
-      const dot = this.reduceSum(this.raw('Mul', [dattn, attn]), [3], true);
-      const dscores = this.raw('Mul', [attn, this.raw('Sub', [dattn, dot])]);
-      const dq = this.raw('Mul', [this.raw('MatMul', [k, t(dscores)]), this.scalar(scale)]);
-      const dk = this.raw('MatMul', [qs, dscores]);
+      const dv = this.raw('MatMul', [gout, a.attn]);
+      const dattn = this.raw('MatMul', [t(gout), a.v]);
+      const dot = this.reduceSum(this.raw('Mul', [dattn, a.attn]), [3], true);
+      const dscores = this.raw('Mul', [a.attn, this.raw('Sub', [dattn, dot])]);
+      const dq = this.raw('Mul', [this.raw('MatMul', [a.k, t(dscores)]), a.invSqrtC]);
+      const dk = this.raw('MatMul', [a.qs, dscores]);
       const u = (x: Value) => this.reshape(x, [n, nHead, 1, hd, hw]);
       const cat = this.raw('Concat', [u(dq), u(dk), u(dv)], { axis: attr.int(2) });
       return [this.reshape(cat, [n, c3, h, w])];
     });
-    return y;
   }
 
   positionalEncoding(level: Value, dim: number): Value {
