@@ -13,7 +13,8 @@ export interface OnnxOpsOptions {
   prefix?: string;
   /**
    * GroupNorm realisation: 'instancenorm' (Reshape -> InstanceNormalization -> Reshape ->
-   * affine; fast on ORT CPU) or 'reduce' (ReduceMean / Sub / Mul / Sqrt chain).
+   * affine; fast on ORT CPU) or 'reduce' (ReduceMean / Sub / Mul / Sqrt / Reciprocal chain;
+   * the training graphs' form, whose statistics their backward pass reads).
    */
   groupNorm?: 'instancenorm' | 'reduce';
 }
@@ -74,13 +75,30 @@ export class OnnxOps implements Ops<Value> {
   }
 
   groupNorm(x: Value, groups: number, weight: Value, bias: Value, eps = 1e-5): Value {
+    return this.groupNormParts(x, groups, weight, bias, eps).y;
+  }
+
+  /**
+   * The nodes of `groupNorm` and, in 'reduce' mode, the values a backward pass reads
+   * (GradOps differentiates these): `xhat` (normalised, `[N, G, L]`), `rstd`
+   * (1/sqrt(var + eps), `[N, G, 1]`), `normed` (xhat back in x's shape) and the weight's
+   * `[C, 1, 1]` view.
+   */
+  groupNormParts(
+    x: Value,
+    groups: number,
+    weight: Value,
+    bias: Value,
+    eps = 1e-5,
+  ): { y: Value; xhat: Value; rstd: Value | null; normed: Value; weightView: Value } {
     const g = this.g;
     const grouped = g.node('Reshape', [x, g.constI64([0, groups, -1])]);
-    let normed: Value;
+    let xhat: Value;
+    let rstd: Value | null = null;
     if (this.gnMode === 'instancenorm') {
       // InstanceNormalization over [N, G, L] normalises each (n, g) row: exactly GroupNorm
       // before its affine part.
-      normed = g.node(
+      xhat = g.node(
         'InstanceNormalization',
         [
           grouped,
@@ -93,11 +111,15 @@ export class OnnxOps implements Ops<Value> {
       const mean = g.reduce('ReduceMean', grouped, [2], true);
       const d = g.node('Sub', [grouped, mean]);
       const variance = g.reduce('ReduceMean', g.node('Mul', [d, d]), [2], true);
-      const std = g.node('Sqrt', [g.node('Add', [variance, g.constF32([eps], [])])]);
-      normed = g.node('Div', [d, std]);
+      rstd = g.node('Reciprocal', [
+        g.node('Sqrt', [g.node('Add', [variance, g.constF32([eps], [])])]),
+      ]);
+      xhat = g.node('Mul', [d, rstd]);
     }
-    const back = g.node('Reshape', [normed, g.node('Shape', [x])]);
-    return g.node('Add', [g.node('Mul', [back, this.channelView(weight)]), this.channelView(bias)]);
+    const normed = g.node('Reshape', [xhat, g.node('Shape', [x])]);
+    const weightView = this.channelView(weight);
+    const y = g.node('Add', [g.node('Mul', [normed, weightView]), this.channelView(bias)]);
+    return { y, xhat, rstd, normed, weightView };
   }
 
   batchNorm2d(

@@ -2,9 +2,9 @@
  * The third realisation of `Ops`: training graphs. Running a network's forward code with a
  * `GradOps` writes the forward ONNX nodes (NCHW, static shapes) and records, per op, how to
  * write its reverse-mode gradient nodes. The forward nodes are OnnxOps' (the inference
- * lowering, written once): GradOps adds the shapes and differentiates them. Still lowered
- * here: GroupNorm (OnnxOps writes InstanceNormalization, whose statistics the backward pass
- * needs), training-mode BatchNorm2d and dropout (no inference form), stopGradient. `gradients(loss, wrt)` then appends the backward
+ * lowering, written once; GroupNorm in its 'reduce' form): GradOps adds the shapes and
+ * differentiates them. Still lowered here: BatchNorm2d (the training mode has no inference
+ * form), dropout (a mask input) and stopGradient. `gradients(loss, wrt)` then appends the backward
  * pass, so one graph takes the parameters (graph inputs named by their official PyTorch
  * keys), the batch, noise levels, noise and dropout masks, and returns the loss and every
  * gradient. The networks stay defined once (unet, fusion-head); nothing here knows them.
@@ -88,7 +88,7 @@ export class GradOps implements Ops<Value> {
     this.training = options.training ?? true;
     this.trainable = options.trainable ?? (() => true);
     this.checkpointing = options.checkpoint ?? false;
-    this.f = new OnnxOps(g, new Map());
+    this.f = new OnnxOps(g, new Map(), { groupNorm: 'reduce' });
   }
 
   shape(v: Value): number[] {
@@ -333,48 +333,40 @@ export class GradOps implements Ops<Value> {
   }
 
   /**
-   * GroupNorm: xhat = (x - mean) * rstd per (sample, group), y = xhat * weight + bias.
-   * Backward (per group of L values): dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+   * GroupNorm, OnnxOps' 'reduce' nodes: xhat = (x - mean) * rstd per (sample, group),
+   * y = xhat * weight + bias. Backward (per group of L values):
+   * dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
    */
   groupNorm(x: Value, groups: number, weight: Value, bias: Value, eps = 1e-5): Value {
     const shape = this.shape(x);
+    if (shape.length !== 4)
+      throw new Error(`GradOps groupNorm: an image [N,C,H,W], got [${shape}]`);
     const [n] = shape;
     const l = numel(shape) / (n * groups);
-    const xg = this.reshape(x, [n, groups, l]);
-    const mean = this.raw('ReduceMean', [xg], { axes: attr.ints([2]), keepdims: attr.int(1) });
-    const d = this.raw('Sub', [xg, mean]);
-    const variance = this.raw('ReduceMean', [this.raw('Mul', [d, d])], {
-      axes: attr.ints([2]),
-      keepdims: attr.int(1),
-    });
-    const rstd = this.raw('Reciprocal', [
-      this.raw('Sqrt', [this.raw('Add', [variance, this.scalar(eps)])]),
-    ]);
-    const xhat = this.raw('Mul', [d, rstd]);
-    const xh = this.reshape(xhat, shape);
-    const cv = (v: Value) => this.raw('Unsqueeze', [v, this.g.constI64([1, 2])]); // [C,1,1]
-    const wv = cv(weight);
-    const y = this.raw('Add', [this.raw('Mul', [xh, wv]), cv(bias)]);
-    const spatial = shape.length === 4 ? [0, 2, 3] : [0];
-    this.record(y, shape, [x, weight, bias], (gy) => {
+    const p = this.f.groupNormParts(x, groups, weight, bias, eps);
+    const rstd = p.rstd!;
+    const mean2 = (v: Value) =>
+      this.raw('ReduceMean', [v], { axes: attr.ints([2]), keepdims: attr.int(1) });
+    return this.via(p.y, shape, [x, weight, bias], (gy) => {
       let dx: Value | null = null;
       if (this.need(x)) {
-        const dxhat = this.reshape(this.raw('Mul', [gy, wv]), [n, groups, l]);
-        const m1 = this.raw('ReduceMean', [dxhat], { axes: attr.ints([2]), keepdims: attr.int(1) });
-        const m2 = this.raw('ReduceMean', [this.raw('Mul', [dxhat, xhat])], {
-          axes: attr.ints([2]),
-          keepdims: attr.int(1),
-        });
-        const inner = this.raw('Sub', [this.raw('Sub', [dxhat, m1]), this.raw('Mul', [xhat, m2])]);
+        const dxhat = this.reshape(this.raw('Mul', [gy, p.weightView]), [n, groups, l]);
+        const m1 = mean2(dxhat);
+        const m2 = mean2(this.raw('Mul', [dxhat, p.xhat]));
+        const inner = this.raw('Sub', [
+          this.raw('Sub', [dxhat, m1]),
+          this.raw('Mul', [p.xhat, m2]),
+        ]);
         dx = this.reshape(this.raw('Mul', [inner, rstd]), shape);
       }
       return [
         dx,
-        this.need(weight) ? this.reduceSum(this.raw('Mul', [gy, xh]), spatial, false) : null,
-        this.need(bias) ? this.reduceSum(gy, spatial, false) : null,
+        this.need(weight)
+          ? this.reduceSum(this.raw('Mul', [gy, p.normed]), [0, 2, 3], false)
+          : null,
+        this.need(bias) ? this.reduceSum(gy, [0, 2, 3], false) : null,
       ];
     });
-    return y;
   }
 
   /**
