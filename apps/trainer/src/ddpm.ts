@@ -15,8 +15,9 @@ import { join } from 'node:path';
 import {
   DEFAULT_DIFFUSION_LOSS,
   learnsVariance,
+  lossCoefs,
+  needsLossCoefs,
   trainingLevels,
-  trainingTarget,
 } from '@dif-fusion/diffusion';
 import { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
 import type { TrainingSampler } from '@dif-fusion/io';
@@ -26,7 +27,7 @@ import {
   trainableSpecs,
   updateRunningStats,
 } from '@dif-fusion/nn';
-import { type AdamF32, vbCoefs } from '@dif-fusion/onnx/train';
+import type { AdamF32 } from '@dif-fusion/onnx/train';
 import { deriveSeed, drawDdpmStep, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import type { BackendName } from '@dif-fusion/tfjs';
 import {
@@ -160,7 +161,7 @@ async function buildModel(
   if ((opts.backend ?? 'onnxruntime') === 'onnxruntime') {
     const ort = await OrtDdpmEngine.create({
       ...{ unet: denoiser.unet, batch, crop, loss, optimizer: optimCfg },
-      target: diffusion.meanType !== 'epsilon',
+      meanType: diffusion.meanType,
       condition: diffusion.conditional ? CONDITION_CHANNELS : 0,
       vbWeight: learnsVariance(diffusion.varType)
         ? diffusion.vlbWeight * schedule.numTimesteps
@@ -320,11 +321,12 @@ function ortDdpmStep(
   const learned = learnsVariance(m.diffusion.varType);
   return async () => {
     const d = drawBatch(m, (await sampler.next()).img, batch);
-    const target = meanType === 'epsilon' ? undefined : trainingTarget(m.schedule, meanType, d);
+    const coefs = needsLossCoefs(meanType, learned)
+      ? lossCoefs(m.diffusion.chain(), meanType, d.t)
+      : undefined;
     const { loss, vb, grads, stats } = await ort.lossAndGrads(d.x, d.levels, d.noise, d.stepSeed, {
-      target,
+      coefs,
       condition: d.condition,
-      vbCoefs: learned ? vbCoefs(m.diffusion.chain(), meanType, d.t) : undefined,
     });
     return {
       loss,

@@ -6,6 +6,7 @@
  * backends train the same model and checkpoints move between them.
  */
 
+import type { MeanType } from '@dif-fusion/diffusion';
 import type { OptimizerState } from '@dif-fusion/nn';
 import {
   type BatchStatValues,
@@ -63,8 +64,8 @@ export interface OrtDdpmOptions {
   batch: number;
   crop: number;
   loss: 'l1' | 'l2';
-  /** A `target` input replaces eps in the loss (mean types x_start, x_prev). */
-  target?: boolean;
+  /** What the UNet predicts (the loss's target; default epsilon). */
+  meanType?: MeanType;
   /** Channels of the condition concatenated before x_t (conditional mode); 0: none. */
   condition?: number;
   /** var_type learned_range: lambda T, the weight of vb in the hybrid loss; absent: none. */
@@ -90,7 +91,7 @@ export class OrtDdpmEngine {
   static async create(o: OrtDdpmOptions): Promise<OrtDdpmEngine> {
     const graph = buildDdpmTrainGraph(o.unet, {
       ...{ batch: o.batch, size: o.crop, loss: o.loss },
-      ...{ target: o.target, condition: o.condition, checkpoint: o.checkpoint },
+      ...{ meanType: o.meanType, condition: o.condition, checkpoint: o.checkpoint },
       learnedRange: o.vbWeight === undefined ? undefined : { vbWeight: o.vbWeight },
     });
     for (const p of o.unet.params())
@@ -115,7 +116,7 @@ export class OrtDdpmEngine {
   }
 
   /**
-   * Loss and gradients of a batch (NCHW x and noise, levels [B]; the `target` and
+   * Loss and gradients of a batch (NCHW x and noise, levels [B]; the `coefs` and
    * `condition` inputs when the graph has them); nothing is updated.
    */
   async lossAndGrads(
@@ -123,7 +124,7 @@ export class OrtDdpmEngine {
     levels: Float32Array,
     noise: Float32Array,
     stepSeed: number,
-    extra: { target?: Float32Array; condition?: Float32Array; vbCoefs?: Float32Array } = {},
+    extra: { coefs?: Float32Array; condition?: Float32Array } = {},
   ): Promise<{
     loss: number;
     vb?: number;
@@ -134,9 +135,8 @@ export class OrtDdpmEngine {
       x,
       noise,
       level: levels,
-      ...(extra.target ? { target: extra.target } : {}),
+      ...(extra.coefs ? { coefs: extra.coefs } : {}),
       ...(extra.condition ? { condition: extra.condition } : {}),
-      ...(extra.vbCoefs ? { vb_coefs: extra.vbCoefs } : {}),
       ...dropoutMasks(this.session.graph.dropout, stepSeed),
     };
     const r = await this.session.run(this.params, feeds);
