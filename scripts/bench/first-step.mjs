@@ -44,7 +44,7 @@ const out = mkdtempSync(join(tmpdir(), 'dif-first-step-'));
 const args = [
   join(root, 'apps/trainer/dist/cli.js'),
   'ddpm',
-  ...['-c', a.config, '--data', a.data, '-o', join(out, 'run'), '--iters', '2'],
+  ...['-c', a.config, '--data', a.data, '-o', join(out, 'run'), '--iters', '1'],
   ...(a.threads ? ['--threads', a.threads] : []),
   ...positionals,
 ];

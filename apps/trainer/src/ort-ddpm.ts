@@ -140,15 +140,14 @@ export class OrtDdpmEngine {
     );
     if (o.shouldStop?.()) throw new SetupStopped('stopped while building the training graph');
     t0 = performance.now();
-    const session = await ThreadedTrainSession.open(graph, {
-      device: o.device,
-      threads: o.threads,
-    });
+    const session = await ThreadedTrainSession.open(
+      graph,
+      { device: o.device, threads: o.threads },
+      o.testSlow?.session,
+      o.shouldStop,
+    );
+    if (!session) throw new SetupStopped('stopped while creating the ONNX Runtime session');
     o.say?.(`ONNX Runtime session created in ${secondsSince(t0)} s`);
-    if (o.shouldStop?.()) {
-      await session.release();
-      throw new SetupStopped('stopped while creating the ONNX Runtime session');
-    }
     // Each weight in a buffer of its own (not a view into a checkpoint file's): the
     // arrays are moved to the session's thread for each step.
     for (const w of o.weights.values()) w.data = ownBuffer(w.data);

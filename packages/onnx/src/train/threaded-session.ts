@@ -113,16 +113,31 @@ export class ThreadedTrainSession {
   ) {}
 
   /**
-   * Open the graph in a fresh worker thread (ORT's session creation runs there too).
-   * `testBlockMs` (tests only) holds the worker that long first, as a slow creation would.
+   * Open the graph in a fresh worker thread (ORT's session creation runs there too); null
+   * when `shouldStop()` turned true meanwhile. `testBlockMs` (tests only) holds the worker
+   * that long first, as a slow creation would.
    */
   static async open(
     graph: TrainGraph,
     options: { device?: Device; threads?: number; ort?: ort.InferenceSession.SessionOptions } = {},
     testBlockMs = 0,
-  ): Promise<ThreadedTrainSession> {
+    shouldStop: () => boolean = () => false,
+  ): Promise<ThreadedTrainSession | null> {
     const channel = new Channel(new Worker(workerScript(), builtCodeWorkerOptions()));
-    const r = await channel.request({ type: 'open', graph, options, testBlockMs });
+    // Asked every 100 ms while the worker creates the session: true gives up at once (null;
+    // the worker is terminated, which ends once any native call in hand returns).
+    let poll: ReturnType<typeof setInterval> | undefined;
+    const stopped = new Promise<null>((resolve) => {
+      poll = setInterval(() => shouldStop() && resolve(null), 100);
+    });
+    const r = await Promise.race([
+      channel.request({ type: 'open', graph, options, testBlockMs }),
+      stopped,
+    ]).finally(() => clearInterval(poll));
+    if (r === null) {
+      void channel.close();
+      return null;
+    }
     if (r.type !== 'opened') {
       await channel.close();
       throw new Error(r.type === 'error' ? r.message : `training worker: unexpected ${r.type}`);
