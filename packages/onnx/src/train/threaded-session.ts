@@ -55,7 +55,8 @@ function buffersOf(arrays: Iterable<Float32Array>): ArrayBuffer[] {
 
 /** `a` itself when it owns its whole buffer (transferable alone), else a copy that does. */
 export function ownBuffer(a: Float32Array): Float32Array {
-  return a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : a.slice();
+  const whole = a.byteOffset === 0 && a.byteLength === a.buffer.byteLength;
+  return whole && a.buffer instanceof ArrayBuffer ? a : a.slice();
 }
 
 type Reply =
