@@ -7,6 +7,25 @@
  * `--mismatched N`: N pairs of different scenes, which must all be refused. The fuser README
  * quotes the result ("Accuracy on real rig pairs").
  *
+ * `--chain`: the ground truth re-measured link by link. It was built as
+ *   rig visible -> RoadScene's registered visible (the crop's scale, S)
+ *               -> RoadScene's registered infrared (taken as identical grids)
+ *               -> raw infrared frame (ECC, A),
+ * so each link is measured here from the same starting point with the project's ECC:
+ * T1 (rig visible onto registered visible, same camera), T2 (registered infrared onto the raw
+ * frame, same camera) and T3 (registered visible onto registered infrared: RoadScene's own
+ * registration, across modalities). It prints each link's disagreement with the ground truth's
+ * assumption at the corners (infrared pixels) and the estimate's error against the ground truth,
+ * against the ground truth with the same-camera links re-measured (T2 . T1: RoadScene's
+ * registration still taken as exact) and against the whole re-measured chain (T2 . T3 . T1).
+ * Needs ../shared/data/roadscene beside roadscene-rig.
+ *
+ * `--features FILE` (scripts/rig-groundtruth-features.json): features matched by hand between
+ * the two images of a pair (no gradients or ECC); how far the ground truth and the estimate put
+ * each visible feature from its infrared position along the measured axis, and the 1-D line
+ * (ir = a * gt + b) through them: 1/a - 1 is the ground truth's scale error there (the same
+ * for the estimate).
+ *
  * `--local`: a check of the ground truth itself against the image content. In four patches of
  * the visible footprint (140x110 px, 30% of the way from each corner to the centre) the shift
  * on the infrared grid that best aligns the two edge maps, starting from the ground truth
@@ -14,7 +33,7 @@
  * it says how far the ground truth (shift 0) and the estimate are from what the images show.
  *
  *   node scripts/rig-accuracy.mjs [--split val,train] [--limit N] [--stride K] [--local]
- *                                 [--mismatched 20] [--json FILE]
+ *                                 [--chain] [--features FILE] [--mismatched 20] [--json FILE]
  *
  * Needs packages/io built (pnpm build).
  */
@@ -31,6 +50,8 @@ const { values: opt } = parseArgs({
     limit: { type: 'string', default: '100000' },
     stride: { type: 'string', default: '1' },
     local: { type: 'boolean', default: false },
+    chain: { type: 'boolean', default: false },
+    features: { type: 'string' },
     mismatched: { type: 'string', default: '0' },
     json: { type: 'string' },
   },
@@ -122,8 +143,81 @@ function localCheck(pair, gt, est) {
   }
   return out;
 }
+/** Signed corner offsets a - b (infrared px, optionally through `to`) of a w x h footprint. */
+const cornerOffsets = (a, b, w, h, to = [1, 0, 0, 0, 1, 0, 0, 0, 1]) =>
+  io.imageCorners(w, h).map(([x, y]) => {
+    const p = apply(io.mul3(to, a), x, y);
+    const q = apply(io.mul3(to, b), x, y);
+    return [p[0] - q[0], p[1] - q[1]];
+  });
+const rmsOf = (e) => Math.sqrt(e.reduce((s, [x, y]) => s + x * x + y * y, 0) / e.length);
+
+/** The --chain check: each link of the ground truth re-measured (see the header). */
+async function chainCheck(split, name, pair, t, est) {
+  const reg = join(shared, 'data', 'roadscene', split);
+  const regIr = io.toGray(
+    io.imageToFloat(await io.readImage(join(reg, 'ir', `${name}.jpg`), { channels: 1 })),
+  );
+  const regVis = io.toGray(
+    io.imageToFloat(await io.readImage(join(reg, 'vi', `${name}.jpg`), { channels: 3 })),
+  );
+  const [w, h] = t.vis_size;
+  const S = io.pixelScale(regVis.width / w, regVis.height / h);
+  const A = io.mul3(t.vis_to_ir, io.inv3(S));
+  const t1 = io.refineTransform([{ ir: regVis, vis: pair.vis }], S, 'affine', 128).m;
+  const t2 = io.refineTransform([{ ir: pair.ir, vis: regIr }], A, 'affine', 128).m;
+  const t3 = io.refineTransform([{ ir: regIr, vis: regVis }], io.pixelScale(1), 'affine', 128).m;
+  const sameCamera = io.mul3(t2, t1);
+  const chain = io.mul3(t2, io.mul3(t3, t1));
+  const r = (m) => Number(io.cornerRms(est, m, w, h).toFixed(2));
+  const off = (e) => e.map(([x, y]) => [Number(x.toFixed(2)), Number(y.toFixed(2))]);
+  return {
+    // each link's disagreement with what the ground truth assumed, at the corners, IR px
+    t1: off(cornerOffsets(t1, S, w, h, A)),
+    t2: off(cornerOffsets(t2, A, regIr.width, regIr.height)),
+    t3: off(cornerOffsets(t3, io.pixelScale(1), regIr.width, regIr.height, A)),
+    gtVsChain: Number(io.cornerRms(t.vis_to_ir, chain, w, h).toFixed(2)),
+    estVsGt: r(t.vis_to_ir),
+    estVsSameCamera: r(sameCamera),
+    estVsChain: r(chain),
+  };
+}
+
+if (opt.features) {
+  const spec = JSON.parse(readFileSync(opt.features, 'utf8'));
+  for (const p of spec.pairs) {
+    const t = JSON.parse(readFileSync(join(root, p.split, 'transforms.json'), 'utf8'))[p.name];
+    const r = io.registerPairs([await load(p.split, t)]);
+    const k = p.axis === 'y' ? 1 : 0;
+    const err = (m) => p.features.map((f) => apply(m, f.vis[0], f.vis[1])[k] - f.ir[k]);
+    const rms = (e) => Math.sqrt(e.reduce((s, v) => s + v * v, 0) / e.length);
+    const say = (label, e) =>
+      `${label}: mean ${(e.reduce((s, v) => s + v, 0) / e.length).toFixed(2)}, RMS ${rms(e).toFixed(2)} px, within 1 px: ${e.filter((v) => Math.abs(v) <= 1).length}`;
+    // least squares ir = a * (where a transform puts the feature) + b: 1/a - 1 is its scale error
+    const y = p.features.map((f) => f.ir[k]);
+    const my = y.reduce((s, v) => s + v, 0) / y.length;
+    const slope = (m) => {
+      const g = p.features.map((f) => apply(m, f.vis[0], f.vis[1])[k]);
+      const mg = g.reduce((s, v) => s + v, 0) / g.length;
+      return (
+        g.reduce((s, v, i) => s + (v - mg) * (y[i] - my), 0) /
+        g.reduce((s, v) => s + (v - mg) ** 2, 0)
+      );
+    };
+    const wide = (a) =>
+      `${(Math.abs(1 / a - 1) * 100).toFixed(2)}% too ${a < 1 ? 'wide' : 'narrow'}`;
+    console.log(
+      `features ${p.split} ${p.name}, ${y.length} matched by hand along ${p.axis} (infrared rows ${p.rows.join('-')}): ground truth ${say('', err(t.vis_to_ir)).slice(2)}, ${wide(slope(t.vis_to_ir))}; estimate ${say('', err(r.visToIr)).slice(2)}, ${wide(slope(r.visToIr))}`,
+    );
+    console.log(
+      `   per feature (infrared x: ground truth / estimate error): ${p.features.map((f, i) => `${f.ir[k].toFixed(0)}: ${err(t.vis_to_ir)[i].toFixed(1)}/${err(r.visToIr)[i].toFixed(1)}`).join(', ')}`,
+    );
+  }
+}
+
 const rows = [];
-for (const split of opt.split.split(',')) {
+const chains = [];
+for (const split of opt.features ? [] : opt.split.split(',')) {
   const tf = JSON.parse(readFileSync(join(root, split, 'transforms.json'), 'utf8'));
   const entries = Object.entries(tf)
     .filter((_, i) => i % Number(opt.stride) === 0)
@@ -143,6 +237,9 @@ for (const split of opt.split.split(',')) {
       split,
       name,
       rms,
+      visToIr: r.visToIr,
+      gt: t.vis_to_ir,
+      size: t.vis_size,
       before: r.scoreBefore,
       after: r.scoreAfter,
       reliable: r.reliable,
@@ -159,6 +256,12 @@ for (const split of opt.split.split(',')) {
       if (ps.length)
         local = `; ${ps.length} confident patches: content vs ground truth ${ps.map((p) => p.gt.toFixed(1)).join('/')} px, vs estimate ${ps.map((p) => p.est.toFixed(1)).join('/')} px`;
     }
+    if (opt.chain && r.reliable) {
+      const c = await chainCheck(split, name, pair, t, r.visToIr);
+      rows[rows.length - 1].chain = c;
+      chains.push({ split, name, ...c });
+      local += `; chain: links T1 ${rmsOf(c.t1).toFixed(2)} / T2 ${rmsOf(c.t2).toFixed(2)} / T3 ${rmsOf(c.t3).toFixed(2)} px; estimate vs ground truth ${c.estVsGt}, vs same-camera links re-measured ${c.estVsSameCamera}, vs whole chain re-measured ${c.estVsChain} px`;
+    }
     console.log(
       `${split} ${name} ${t.vis_size.join('x')} rms ${rms.toFixed(2)} px, edges ${r.scoreBefore.toFixed(2)} -> ${r.scoreAfter.toFixed(2)}, ${(dt / 1000).toFixed(1)} s${r.reliable ? '' : ` REFUSED: ${r.reason}`}${local}`,
     );
@@ -169,6 +272,34 @@ for (const split of opt.split.split(',')) {
     `== ${split}: ${n} pairs, ${refused.length} refused; of the ${errs.length} accepted: median ${q(errs, 0.5)?.toFixed(2)} px, p90 ${q(errs, 0.9)?.toFixed(2)} px, <= 1.5 px: ${errs.filter((e) => e <= 1.5).length}, <= 3 px: ${errs.filter((e) => e <= 3).length}, > 10 px (wrong): ${errs.filter((e) => e > 10).length}; mean ${(ms / n / 1000).toFixed(1)} s/pair`,
   );
   if (refused.length) console.log(`   refused: ${refused.join('; ')}`);
+  const cs = chains.filter((c) => c.split === split);
+  if (cs.length) {
+    const med = (f) =>
+      q(
+        cs.map(f).sort((a, b) => a - b),
+        0.5,
+      ).toFixed(2);
+    const p90 = (f) =>
+      q(
+        cs.map(f).sort((a, b) => a - b),
+        0.9,
+      ).toFixed(2);
+    const within = (f) => cs.filter((c) => f(c) <= 1.5).length;
+    const mean = (k, i, j) => (cs.reduce((s, c) => s + c[k][i][j], 0) / cs.length).toFixed(2);
+    const corners = (k) =>
+      ['TL', 'TR', 'BR', 'BL'].map((n, i) => `${n} (${mean(k, i, 0)}, ${mean(k, i, 1)})`).join(' ');
+    console.log(
+      `   chain, ${cs.length} accepted pairs: mean signed corner offsets (IR px) T1 ${corners('t1')}; T2 ${corners('t2')}; T3 ${corners('t3')}; link RMS medians T1 ${med((c) => rmsOf(c.t1))}, T2 ${med((c) => rmsOf(c.t2))}, T3 ${med((c) => rmsOf(c.t3))} px`,
+    );
+    for (const [label, f] of [
+      ['ground truth', (c) => c.estVsGt],
+      ['ground truth, same-camera links re-measured', (c) => c.estVsSameCamera],
+      ['whole chain re-measured', (c) => c.estVsChain],
+    ])
+      console.log(
+        `   estimate vs ${label}: median ${med(f)} px, p90 ${p90(f)} px, <= 1.5 px: ${within(f)}`,
+      );
+  }
   if (opt.local && patches.length) {
     const g = patches.map((p) => p.gt).sort((a, b) => a - b);
     const e = patches.map((p) => p.est).sort((a, b) => a - b);

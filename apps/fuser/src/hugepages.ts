@@ -9,12 +9,13 @@
  * `glibc.malloc.hugetlb=1` is set (glibc 2.35+, kernel THP mode `madvise`); measured on the
  * 2-core development machine, the whole `dif-fuse` command of a 640x480 pair took ~25% less
  * CPU, with the same peak RSS and byte-identical output. Tunables are read when a process
- * starts, so the CLI starts itself once more with the tunable set; `DIF_FUSE_HUGEPAGES=1` (opt-in)
- * turns this off. Long-running commands (serve, worker) and commands without a model are left
+ * starts, so the CLI starts itself once more with the tunable set (on by default since issue
+ * #27's whole-command goal; `DIF_FUSE_HUGEPAGES=0` turns this off). Long-running commands (serve, worker) and commands without a model are left
  * alone: their signal handling stays direct, and they amortise the first run anyway.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { isVideoPath } from './video/paths';
 
 const TUNABLE = 'glibc.malloc.hugetlb=1';
 const PARENT_ENV = 'DIF_FUSE_RESTARTED_BY';
@@ -22,28 +23,50 @@ const PARENT_ENV = 'DIF_FUSE_RESTARTED_BY';
 /**
  * In the restarted process: exit as soon as the process that restarted it is gone (its
  * parent id changes), so `kill -9` of the command a user started leaves no fusion running
- * on. Checked every 200 ms on an unref'd timer; a frame being written is atomic.
+ * on. Checked every 50 ms on an unref'd timer (a getppid call); a frame being written is atomic.
  */
 export function watchParent(env: NodeJS.ProcessEnv = process.env): void {
   const parent = Number(env[PARENT_ENV]);
   if (!Number.isInteger(parent) || parent <= 0) return;
   const timer = setInterval(() => {
     if (process.ppid !== parent) process.exit(137);
-  }, 200);
+  }, 50);
   timer.unref();
 }
 const NO_MODEL_COMMANDS = new Set(['help', 'eval', 'queue', 'worker', 'serve']);
 
-/** Whether these `dif-fuse` arguments run a model fusion in this process (not help, baselines...). */
+/**
+ * Whether these `dif-fuse` arguments fuse one image pair with the model in this process: the
+ * case whose time the session's first run dominates. Not help, baselines, other commands,
+ * and not `--pairs`, videos or frame folders: those run the session many times, so the first
+ * run's page faults matter little, and they are the runs a supervisor may kill mid-way.
+ */
 export function runsModelFusion(argv: string[]): boolean {
   if (argv.length === 0 || NO_MODEL_COMMANDS.has(argv[0])) return false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '-h' || a === '--help' || a === '-V' || a === '--version') return false;
+    if (a === '--pairs' || a.startsWith('--pairs=')) return false;
     const method = a === '--method' ? argv[i + 1] : a.startsWith('--method=') ? a.slice(9) : null;
     if (method !== null && method !== 'model') return false;
+    const input =
+      a === '--ir' || a === '--vis'
+        ? argv[i + 1]
+        : /^--(ir|vis)=/.test(a)
+          ? a.slice(a.indexOf('=') + 1)
+          : undefined;
+    if (input !== undefined && input !== '-' && (isVideoPath(input) || isFolder(input)))
+      return false;
   }
   return true;
+}
+
+function isFolder(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -54,10 +77,10 @@ export function hugePagesEnv(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
 ): NodeJS.ProcessEnv | undefined {
-  // Opt-in (DIF_FUSE_HUGEPAGES=1): a second process is one more thing a supervisor must
-  // know about (kill -9 of the first cannot be forwarded; watchParent covers it within
-  // 200 ms, and a video test showed a run can finish in that time).
-  if (process.platform !== 'linux' || env.DIF_FUSE_HUGEPAGES !== '1') return undefined;
+  // On unless DIF_FUSE_HUGEPAGES=0. The second process is one more thing a supervisor sees:
+  // a kill -9 of the first cannot be forwarded, so the second exits within 50 ms of it
+  // (watchParent); SIGTERM, SIGHUP and the exit status are passed on.
+  if (process.platform !== 'linux' || env.DIF_FUSE_HUGEPAGES === '0') return undefined;
   if ((env.GLIBC_TUNABLES ?? '').includes('glibc.malloc.hugetlb')) return undefined;
   if (!runsModelFusion(argv)) return undefined;
   let mode = '';

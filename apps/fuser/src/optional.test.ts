@@ -35,7 +35,7 @@ describe('optional dependencies of serve, queue and worker', () => {
   });
 
   it('the packages are optional peers (and dev dependencies for the tests), not dependencies', async () => {
-    const pkg = (await import('../package.json')).default as Record<
+    const pkg = (await import('../package.json')).default as unknown as Record<
       string,
       Record<string, unknown>
     >;

@@ -56,6 +56,12 @@ export interface FusionModelConfig {
   output: string;
   opset: number;
   external_data: boolean;
+  /**
+   * Arithmetic of the convolutions: absent or "fp32" (float), "int8" (QDQ int8 convolutions,
+   * calibrated; `quantization` says how: @dif-fusion/onnx quantizeModelFolder).
+   */
+  precision?: 'fp32' | 'int8';
+  quantization?: import('./quantize').QuantizationRecord;
   provenance: Provenance;
   created: string;
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import {
   copyFileSync,
+  existsSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -490,7 +491,7 @@ describe('the optimised-graph cache (cacheDir)', () => {
     expect(plain.cache).toBeUndefined();
     const first = await fuseOnce(dir);
     expect(first.cache).toBe('written');
-    const files = readdirSync(dir);
+    const files = readdirSync(dir).filter((f) => f.endsWith('.onnx'));
     expect(files).toHaveLength(1);
     const config = JSON.parse(readFileSync(join(shipped, 'config.json'), 'utf8'));
     expect(files[0].startsWith(`${config.graph_sha256}-ort`)).toBe(true);
@@ -502,6 +503,44 @@ describe('the optimised-graph cache (cacheDir)', () => {
     const again = await fuseOnce(dir);
     expect(again.cache).toBe('written');
     expect(Buffer.from(again.fused.buffer).equals(Buffer.from(plain.fused.buffer))).toBe(true);
-    expect(readdirSync(dir)).toEqual(files); // no .part left behind
+    // no .part left behind; beside the graph, the record that it was checked
+    expect(readdirSync(dir).sort()).toEqual(
+      [...files, `${config.graph_sha256}.checked.json`].sort(),
+    );
   }, 120_000);
+
+  it('a graph checked once is not decoded and scanned again; a config.json edited since is', async () => {
+    const cache = join(root, 'checked-cache');
+    const load = (dir: string) =>
+      loadFusionModel(dir, { device: 'cpu', threads: 1, cacheDir: cache }).then(
+        async (m) => {
+          await m.release();
+          return 'loaded';
+        },
+        (e: Error) => e.message,
+      );
+    // a healthy graph: checked, opened, recorded with the time steps it was checked against
+    const ok = join(root, 'checked-ok');
+    const bound = writeModelFolder(ok, toyModel({ metadata: { time_steps: '[5,50]' } }), config());
+    expect(await load(ok)).toBe('loaded');
+    const record = join(cache, `${bound.graph_sha256}.checked.json`);
+    expect(JSON.parse(readFileSync(record, 'utf8'))).toEqual({ time_steps: [5, 50] });
+    expect(await load(ok)).toBe('loaded');
+    // config.json edited to other time steps: the record does not cover it, the check runs
+    writeFileSync(
+      join(ok, 'config.json'),
+      JSON.stringify({ ...bound, time_steps: [5], noise_levels: [0.99] }),
+    );
+    expect(await load(ok)).toMatch(
+      /config\.json has time_steps \[5\] but model\.onnx was exported with \[5,50\]/,
+    );
+    // a NaN graph is refused and leaves no record
+    const nan = join(root, 'checked-nan');
+    const bad = writeModelFolder(nan, toyModel({ poison: Number.NaN }), config());
+    expect(await load(nan)).toMatch(/holds 1 NaN\/Inf value/);
+    expect(existsSync(join(cache, `${bad.graph_sha256}.checked.json`))).toBe(false);
+    // the record is what is trusted: planted for the NaN graph, its weights are not scanned
+    writeFileSync(join(cache, `${bad.graph_sha256}.checked.json`), '{"time_steps":[5,50]}');
+    expect(await load(nan)).toBe('loaded');
+  });
 });

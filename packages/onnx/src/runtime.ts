@@ -2,7 +2,15 @@
  * Fusion model folders at run time: validation with one-line errors, a warm ORT session
  * reused across calls, and the deterministic noise a seed stands for.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { normalizeHeadConfig } from '@dif-fusion/fusion-head';
 import { DifFusionError, fusionNoise, imageNoise } from '@dif-fusion/schedules';
@@ -91,6 +99,10 @@ export function readModelConfig(dir: string): FusionModelConfig {
   json.head = own(() => normalizeHeadConfig(json.head, json.unet));
   if (!Number.isInteger(json.size_multiple) || json.size_multiple < 1)
     bad(`${CONFIG_FILE}: size_multiple must be a positive integer`);
+  if (json.precision !== undefined && json.precision !== 'fp32' && json.precision !== 'int8')
+    bad(
+      `${CONFIG_FILE}: precision must be "fp32" or "int8", got ${JSON.stringify(json.precision)}`,
+    );
   return json as FusionModelConfig;
 }
 
@@ -145,6 +157,37 @@ export interface LoadOptions {
 
 const EXPECTED_INPUTS = ['ir', 'vis', 'noise'];
 
+/**
+ * The record, in a cache folder, that the graph with this SHA-256 passed `checkModelFile`
+ * (finite weights, the time steps of its metadata) and opened: `<sha>.checked.json` holding
+ * the time steps it was checked against. A config.json edited since (other time steps) is
+ * checked again.
+ */
+function checkedRecordPath(cacheDir: string, sha: string): string {
+  return join(cacheDir, `${sha}.checked.json`);
+}
+
+function readCheckedRecord(cacheDir: string, sha: string, timeSteps: number[]): boolean {
+  try {
+    const r = JSON.parse(readFileSync(checkedRecordPath(cacheDir, sha), 'utf8'));
+    return JSON.stringify(r.time_steps) === JSON.stringify(timeSteps);
+  } catch {
+    return false;
+  }
+}
+
+function writeCheckedRecord(cacheDir: string, sha: string, timeSteps: number[]): void {
+  const file = checkedRecordPath(cacheDir, sha);
+  const part = `${file}.${process.pid}.part`;
+  try {
+    mkdirSync(cacheDir, { recursive: true });
+    writeFileSync(part, `${JSON.stringify({ time_steps: timeSteps })}\n`);
+    renameSync(part, file);
+  } catch {
+    rmSync(part, { force: true }); // best effort, as the optimised-graph cache
+  }
+}
+
 /** Open a model folder: validate it, create one warm session (CUDA or CPU). */
 export async function loadFusionModel(
   dir: string,
@@ -161,32 +204,40 @@ export async function loadFusionModel(
       `model folder ${d} is invalid: ${MODEL_FILE} cannot be read (${(e as Error).message.split('\n')[0]})`,
     );
   }
+  const data = join(d, `${MODEL_FILE}.data`);
+  const bound = typeof config.graph_sha256 === 'string';
+  const found = bound
+    ? graphDigest(bytes, existsSync(data) ? [readFileSync(data)] : [])
+    : undefined;
+  // A graph this machine has checked and opened before (a record in the cache folder, by its
+  // SHA-256) is not decoded and scanned again: ~0.1-0.3 s of every dif-fuse command.
+  const checkedBefore =
+    bound && found === config.graph_sha256 && options.cacheDir
+      ? readCheckedRecord(options.cacheDir, found!, config.time_steps)
+      : false;
   let problems: string[] = [];
-  let parsed = false;
-  try {
-    problems = checkModelFile(bytes, modelPath, config.time_steps);
-    parsed = true;
-  } catch {
-    // not a protobuf ONNX Runtime can read either: its own message follows below
-  }
+  let parsed = checkedBefore;
+  if (!checkedBefore)
+    try {
+      problems = checkModelFile(bytes, modelPath, config.time_steps);
+      parsed = true;
+    } catch {
+      // not a protobuf ONNX Runtime can read either: its own message follows below
+    }
   if (problems.length) throw new ModelFolderError(`model folder ${d} is invalid: ${problems[0]}`);
   // config.json is bound to the graph it was exported with (graph_sha256, written by
   // writeModelFolder); folders exported before that field existed load as they are.
-  if (parsed && typeof config.graph_sha256 === 'string') {
-    const data = join(d, `${MODEL_FILE}.data`);
-    const found = graphDigest(bytes, existsSync(data) ? [readFileSync(data)] : []);
-    if (found !== config.graph_sha256)
-      throw new ModelFolderError(
-        `model folder ${d} is invalid: ${CONFIG_FILE} belongs to another ${MODEL_FILE} (graph sha256 ${config.graph_sha256.slice(0, 12)}… in ${CONFIG_FILE}, ${found.slice(0, 12)}… on disk); export the folder again`,
-      );
-  }
+  if (parsed && bound && found !== config.graph_sha256)
+    throw new ModelFolderError(
+      `model folder ${d} is invalid: ${CONFIG_FILE} belongs to another ${MODEL_FILE} (graph sha256 ${config.graph_sha256!.slice(0, 12)}… in ${CONFIG_FILE}, ${found!.slice(0, 12)}… on disk); export the folder again`,
+    );
 
   let opened: Awaited<ReturnType<typeof openSession>>;
   // the cache key: the graph's SHA-256 (weights in external data included, from config.json)
   const key =
     typeof config.graph_sha256 === 'string'
       ? config.graph_sha256
-      : parsed && !existsSync(join(d, `${MODEL_FILE}.data`))
+      : parsed && !existsSync(data)
         ? graphDigest(bytes, [])
         : undefined;
   try {
@@ -216,6 +267,8 @@ export async function loadFusionModel(
       `model folder ${d} is invalid: ${MODEL_FILE} has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], expected inputs [ir, vis, noise] and output fused`,
     );
   }
+  if (!checkedBefore && parsed && bound && options.cacheDir)
+    writeCheckedRecord(options.cacheDir, found!, config.time_steps);
   const k = config.time_steps.length;
   const multiple = config.size_multiple;
   let released = false;

@@ -33,6 +33,7 @@ import {
   writeImage,
 } from '../images';
 import { runTiling } from '../memory';
+import { isBaseline } from '../methods';
 import { DEFAULT_OVERLAP } from '../pipeline';
 import type { CliIo, FuseFlags } from '../program';
 import { isVideoJob } from '../video/run';
@@ -260,7 +261,11 @@ export async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
     return { ir: aligned.ir, vis: aligned.vis, aligned };
   };
   // One pair: read and check it before the (slow) model load, so a bad input fails at once.
-  const first = f.pairs || todo.length === 0 ? undefined : await readPair(todo[0]);
+  // Its decoding runs on libuv's threads (sharp) while this thread loads ONNX Runtime's module.
+  const firstRead = f.pairs || todo.length === 0 ? undefined : readPair(todo[0]);
+  if (firstRead && !isBaseline(f.method ?? 'model'))
+    await Promise.allSettled([firstRead, import('@dif-fusion/onnx')]);
+  const first = await firstRead;
   if (aligner && !f.quiet && f.pairs) io.err(aligner.describe());
   const format: ImageFormat | undefined = f.format ? formatFromPath(`x.${f.format}`) : undefined;
 

@@ -7,13 +7,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { FuseError } from '../errors';
 
-/** Extensions `-o` / `--ir` / `--vis` treat as video containers. */
-export const VIDEO_EXTENSIONS = ['mp4', 'm4v', 'mov', 'mkv', 'webm', 'avi', 'ts', 'mts', 'mpg'];
-
-export function isVideoPath(path: string): boolean {
-  const ext = /\.([^./\\]+)$/.exec(path)?.[1]?.toLowerCase();
-  return ext !== undefined && VIDEO_EXTENSIONS.includes(ext);
-}
+export { isVideoPath, VIDEO_EXTENSIONS } from './paths';
 
 const bin = (name: 'ffmpeg' | 'ffprobe') =>
   name === 'ffmpeg'

@@ -233,6 +233,17 @@ async function fuseFrames(
   };
   const last = todo.lastIndexOf(true);
   let fused = 0;
+  // One frame's PNG encoding (sharp, on libuv's threads) overlaps the next frame's decoding and
+  // fusion; a failed write surfaces at the next frame or at the end.
+  let writing: Promise<void> | undefined;
+  const write = async (file: string, img: Planar) => {
+    await writing;
+    writing = writeImage(file, img).then(() => {
+      fused++;
+      progress.update(resumed + fused);
+    });
+    writing.catch(() => {}); // handled where it is awaited
+  };
   try {
     for (let k = 0; k < pairs.length; k++) {
       const [i, j] = pairs[k];
@@ -248,15 +259,15 @@ async function fuseFrames(
       let img: Planar;
       if (aligner) {
         const a = aligner.alignImages(irFrame!, visFrame!, ir.path, vis.path);
-        if (!o.quiet && fused === 0) o.err?.(`frame ${k + 1}: ${a.note}`);
+        if (!o.quiet && fused === 0 && !writing) o.err?.(`frame ${k + 1}: ${a.note}`);
         img = a.finish(await fuseImages(a.ir, a.vis, opened, o.tiling));
       } else img = await fuseImages(irFrame!, visFrame!, opened, o.tiling);
-      await writeImage(frameName(k), img);
-      fused++;
-      progress.update(resumed + fused);
+      await write(frameName(k), img);
       if (k === last) break; // nothing left to fuse: stop decoding
     }
+    await writing;
   } finally {
+    await writing?.catch(() => {}); // a frame being written is finished (atomic) before return
     progress.stop();
     await irFrames.return(undefined);
     await visFrames.return(undefined);

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { FusionHead } from '@dif-fusion/fusion-head';
-import { readSafetensors } from '@dif-fusion/io';
+import { readSafetensors, writeImage } from '@dif-fusion/io';
 import type { TorchWeights } from '@dif-fusion/nn';
 import { loadFusionModel, readModelConfig } from '@dif-fusion/onnx';
 import { randomWeights } from '@dif-fusion/onnx/export';
@@ -216,6 +216,111 @@ describe('dif-train export --config --random-init', () => {
     // default mode: as dif-train head (full), which needs fd[2] too
     await runExport({ config: file, randomInit: true, out: join(root, 'rand-full'), log: quiet });
     expect(readModelConfig(join(root, 'rand-full')).feature_indices).toEqual([2, 5]);
+  });
+
+  it('--precision int8: QDQ convolutions calibrated on a pairs folder, close to the float model', async () => {
+    const file = join(root, 'fusion_train.json');
+    const cal = join(root, 'calibration');
+    // three 20x18 pairs (cropped to the size multiple, 2): smooth gradients with a bright square
+    for (let k = 0; k < 3; k++) {
+      const img = (channels: 1 | 3, shift: number) => {
+        const data = new Uint8Array(20 * 18 * channels);
+        for (let y = 0; y < 18; y++)
+          for (let x = 0; x < 20; x++)
+            for (let c = 0; c < channels; c++)
+              data[(y * 20 + x) * channels + c] =
+                (x > 6 && x < 12 && y > 5 && y < 11 ? 230 : 20 + 8 * x + 3 * y + 10 * c) +
+                shift * k;
+        return { width: 20, height: 18, channels, bitDepth: 8 as const, data };
+      };
+      await writeImage(join(cal, 'ir', `p${k}.png`), img(1, 5));
+      await writeImage(join(cal, 'vi', `p${k}.png`), img(3, 3));
+    }
+    const fp = join(root, 'q-fp32');
+    const q = join(root, 'q-int8');
+    await runExport({ config: file, randomInit: true, out: fp, seed: 3, log: quiet });
+    const r = await cli([
+      '--config',
+      file,
+      '--random-init',
+      '-o',
+      q,
+      '--seed',
+      '3',
+      '--precision',
+      'int8',
+      '--calibration',
+      cal,
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/int8: calibrating on 3 pairs of .*calibration\n/);
+    const cfg = readModelConfig(q);
+    expect(cfg.precision).toBe('int8');
+    expect(cfg.quantization).toMatchObject({
+      format: 'QDQ',
+      calibration: { inputs: 3, range: 'min-max', source: relative(q, cal) },
+    });
+    expect(cfg.quantization!.convs).toBeGreaterThan(10);
+    expect(cfg.quantization!.float_convs).toBe(3); // the default: the first conv, the last two
+    const input = {
+      ir: Float32Array.from({ length: 16 * 24 }, (_, i) => Math.sin(i / 7) * 0.8),
+      vis: Float32Array.from({ length: 3 * 16 * 24 }, (_, i) => Math.cos(i / 9) * 0.6),
+      seed: 1,
+      n: 1,
+      height: 16,
+      width: 24,
+    };
+    const fuse = async (dir: string) => {
+      const m = await loadFusionModel(dir, { device: 'cpu', threads: 1 });
+      const out = await m.fuse(input);
+      await m.release();
+      return out;
+    };
+    const [a, b] = [await fuse(fp), await fuse(q)];
+    let err = 0;
+    for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i] - b[i]));
+    expect(err).toBeGreaterThan(0);
+    expect(err).toBeLessThan(0.1); // outputs in [-1, 1]: within a few 8-bit steps
+  });
+
+  it('--precision int8 needs --calibration, and --calibration needs int8', async () => {
+    const file = join(root, 'fusion_train.json');
+    const a = await cli([
+      '--config',
+      file,
+      '--random-init',
+      '-o',
+      join(root, 'z'),
+      '--precision',
+      'int8',
+    ]);
+    expect(a.code).toBe(1);
+    expect(a.err).toMatch(/^error: --precision int8 needs --calibration DIR/);
+    const b = await cli([
+      '--config',
+      file,
+      '--random-init',
+      '-o',
+      join(root, 'z'),
+      '--calibration',
+      root,
+    ]);
+    expect(b.code).toBe(1);
+    expect(b.err).toMatch(/^error: --calibration and --float-convs are for --precision int8\n$/);
+    const c = await cli([
+      '--config',
+      file,
+      '--random-init',
+      '-o',
+      join(root, 'z'),
+      '--precision',
+      'int8',
+      '--calibration',
+      join(root, 'nothing'),
+    ]);
+    expect(c.code).toBe(1);
+    expect(c.err.trim().split('\n')).toHaveLength(1);
+    expect(c.err).toMatch(/nothing/);
   });
 
   it('one-line errors, non-zero exit', async () => {

@@ -3,6 +3,7 @@
  *
  *   dif-train export --ddpm CKPT --head CKPT -o DIR          trained weights
  *   dif-train export --config FILE --random-init -o DIR      random weights (benchmarks)
+ *   ... --precision int8 --calibration data/train            int8 convolutions (QDQ)
  *
  * The graph comes from @dif-fusion/onnx `exportFusionModel`: the same UNet and head code as
  * training, run on OnnxOps. Checkpoints are read with ../checkpoint (a file, a checkpoints
@@ -21,7 +22,7 @@ import {
 import type { ExportResult } from '@dif-fusion/onnx/export';
 import type { NoiseScheduleConfig } from '@dif-fusion/schedules';
 import { parseUNetConfig, UNet, type UNetConfig } from '@dif-fusion/unet';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { loadCheckpoint } from '../checkpoint';
 import { int, QUIET_FLAGS, QUIET_HELP, quietLog } from '../cli-args';
 import { parseJsonWithComments, refuseSkipUnetFeatures } from '../config';
@@ -48,6 +49,19 @@ export interface ExportOptions {
   imageSize?: number;
   opset?: number;
   externalData?: 'auto' | 'always' | 'never';
+  /**
+   * int8: the convolutions quantized (QDQ, @dif-fusion/onnx quantizeModelFolder), calibrated
+   * on `calibrationPairs` (default 16) pairs of the `calibration` folder (ir/ and vi/).
+   */
+  precision?: 'fp32' | 'int8';
+  calibration?: string;
+  calibrationPairs?: number;
+  /**
+   * Convs kept in float at the graph's start and end (default 1 and 2: the UNet's first conv
+   * and the head's two output convs; all-int8 lost 3-9% of SSIM, MI, Qabf and VIF on the
+   * validation pairs, these three float kept every metric within 0.2%: BENCHMARKS.md).
+   */
+  floatConvs?: { first: number; last: number };
   /** Progress lines (default: stderr). */
   log?: (line: string) => void;
 }
@@ -102,6 +116,101 @@ function checkExportOptions(opts: ExportOptions): void {
     throw new UserError(
       '--mode, --image-size and --seed apply to --random-init only (a trained model keeps its own)',
     );
+  if (opts.precision === 'int8' && !opts.calibration)
+    throw new UserError(
+      '--precision int8 needs --calibration DIR: a folder of pairs (ir/, vi/) like those the model will fuse, e.g. training pairs',
+    );
+  if (
+    opts.precision !== 'int8' &&
+    (opts.calibration !== undefined || opts.floatConvs !== undefined)
+  )
+    throw new UserError('--calibration and --float-convs are for --precision int8');
+}
+
+/**
+ * Calibration inputs for int8: `count` pairs spread over the folder, each cropped to the
+ * model's size multiple (centred), with the noise dif-fuse feeds for seed 0.
+ */
+async function* calibrationInputs(
+  scan: PairScan,
+  count: number,
+  multiple: number,
+  steps: number,
+): AsyncGenerator<import('@dif-fusion/onnx').CalibrationInput> {
+  const { readPair, pairToFloat } = await import('@dif-fusion/io');
+  const { cellNoise } = await import('@dif-fusion/schedules');
+  const noise = cellNoise(0, steps, 4);
+  const n = Math.min(count, scan.pairs.length);
+  for (let i = 0; i < n; i++) {
+    const pair = scan.pairs[Math.floor((i * scan.pairs.length) / n)];
+    const { ir, vi } = pairToFloat(await readPair(pair, { resize: true }));
+    const h = Math.floor(ir.height / multiple) * multiple;
+    const w = Math.floor(ir.width / multiple) * multiple;
+    if (h === 0 || w === 0)
+      throw new UserError(
+        `${pair.ir}: ${ir.width}x${ir.height} is smaller than the model's size multiple ${multiple}`,
+      );
+    const crop = (img: typeof ir) => {
+      const y0 = (img.height - h) >> 1;
+      const x0 = (img.width - w) >> 1;
+      const out = new Float32Array(img.channels * h * w);
+      for (let c = 0; c < img.channels; c++)
+        for (let y = 0; y < h; y++) {
+          const from = (c * img.height + y0 + y) * img.width + x0;
+          out.set(img.data.subarray(from, from + w), (c * h + y) * w);
+        }
+      return out;
+    };
+    yield { ir: crop(ir), vis: crop(vi), noise: noise(0, 0, h, w), height: h, width: w };
+  }
+}
+
+type PairScan = Awaited<ReturnType<typeof import('@dif-fusion/io').scanPairs>>;
+
+/** --precision int8: the calibration pairs, scanned before any export work. */
+async function scanCalibration(opts: ExportOptions): Promise<PairScan> {
+  const { scanPairs, describeUnmatched } = await import('@dif-fusion/io');
+  let scan: PairScan;
+  try {
+    scan = await scanPairs(resolve(opts.calibration!));
+  } catch (e) {
+    userError(opts.calibration!, e);
+  }
+  if (scan.pairs.length === 0)
+    throw new UserError(
+      `${opts.calibration}: no calibration pairs (${describeUnmatched(scan).join('; ') || 'ir/ and vi/ hold no matching images'})`,
+    );
+  return scan;
+}
+
+/** --precision int8: the written float folder quantized in place. */
+async function quantizeExport(
+  opts: ExportOptions,
+  scan: PairScan,
+  res: ExportResult,
+  log: (l: string) => void,
+) {
+  const folder = resolve(opts.calibration!);
+  const onnx = await import('@dif-fusion/onnx');
+  const count = opts.calibrationPairs ?? 16;
+  log(`int8: calibrating on ${Math.min(count, scan.pairs.length)} pairs of ${folder}`);
+  try {
+    const { config, record } = await onnx.quantizeModelFolder(
+      res.dir,
+      res.dir,
+      calibrationInputs(scan, count, res.config.size_multiple, res.config.time_steps.length),
+      {
+        source: relative(resolve(res.dir), folder),
+        floatConvs: opts.floatConvs ?? { first: 1, last: 2 },
+      },
+    );
+    res.config = config;
+    log(
+      `int8: ${record.convs} convolutions quantized (QDQ, u8 activations, s8 weights), ${record.float_convs} kept in float`,
+    );
+  } catch (e) {
+    userError(opts.calibration!, e);
+  }
 }
 
 type OnnxExport = typeof import('@dif-fusion/onnx/export');
@@ -111,11 +220,13 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   checkExportOptions(opts);
   const dir = checkOut(opts.out);
+  const calibration = opts.precision === 'int8' ? await scanCalibration(opts) : undefined;
   // Loaded lazily: onnxruntime-node and the graph builder are only needed here.
   const onnx = await import('@dif-fusion/onnx/export');
   const res = opts.randomInit
     ? exportRandomInit(opts, dir, onnx, log)
     : exportCheckpoints(opts, dir, onnx, log);
+  if (calibration) await quantizeExport(opts, calibration, res, log);
   report(log, res);
   return res;
 }
@@ -353,12 +464,37 @@ export function registerExportCommand(program: Command): void {
         .choices(['auto', 'always', 'never'])
         .default('auto'),
     )
+    .addOption(
+      new Option(
+        '--precision <p>',
+        'fp32, or int8: convolutions quantized (QDQ), calibrated on --calibration pairs',
+      )
+        .choices(['fp32', 'int8'])
+        .default('fp32'),
+    )
+    .option('--calibration <dir>', 'with --precision int8: pairs folder (ir/, vi/) to calibrate on')
+    .option(
+      '--float-convs <first,last>',
+      'with --precision int8: convs kept in float at the start and end of the graph (default 1,2)',
+      (v: string) => {
+        const m = /^(\d+),(\d+)$/.exec(v);
+        if (!m) throw new InvalidArgumentError('--float-convs takes two counts like 1,2');
+        return { first: Number(m[1]), last: Number(m[2]) };
+      },
+    )
+    .option(
+      '--calibration-pairs <n>',
+      'with --precision int8: pairs to calibrate on (default 16)',
+      int('--calibration-pairs', 1),
+    )
     .addHelpText(
       'after',
       `
 Examples:
   dif-train export --ddpm runs/ddpm --head runs/head -o models/mine
-  dif-train export --config config/fusion_train.json --random-init -o /tmp/paper-size`,
+  dif-train export --config config/fusion_train.json --random-init -o /tmp/paper-size
+  dif-train export --ddpm runs/ddpm --head runs/head -o models/mine-int8 \\
+    --precision int8 --calibration data/train`,
     )
     .option(QUIET_FLAGS, QUIET_HELP)
     .action(async (o: Record<string, unknown>) => {
@@ -375,6 +511,10 @@ Examples:
         imageSize: o.imageSize as number | undefined,
         opset: o.opset as number,
         externalData: o.externalData as 'auto' | 'always' | 'never',
+        precision: o.precision as 'fp32' | 'int8',
+        calibration: o.calibration as string | undefined,
+        calibrationPairs: o.calibrationPairs as number | undefined,
+        floatConvs: o.floatConvs as { first: number; last: number } | undefined,
       });
     });
 }

@@ -5,6 +5,7 @@ export {
   type RasterPair,
   type RegisterOptions,
   type RegisterResult,
+  refineTransform,
   registerPairs,
   stretchTransform,
 } from './register';

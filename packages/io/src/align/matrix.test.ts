@@ -36,6 +36,16 @@ describe('transforms', () => {
     expect(applyPoint(inv3(pixelScale(0.5)), 0, 0)).toEqual([0.5, 0.5]);
   });
 
+  it('pixel scales keep pixel centres, not pixel corners, at integers (hand-computed)', () => {
+    // doubling: source pixel 0 covers [-0.5, 0.5] -> [-1, 1], centre 0 -> 0.5 of the big grid
+    expect(applyPoint(pixelScale(2), 0, 0)).toEqual([0.5, 0.5]);
+    // the footprint's edges map onto each other: -0.5 -> -0.5, w - 0.5 -> 2w - 0.5
+    expect(applyPoint(pixelScale(2), -0.5, 9.5)).toEqual([-0.5, 19.5]);
+    // 0.4 (a 1520 px visible image onto a 608 px grid): centre 0 -> -0.3, not 0
+    const [x, y] = applyPoint(pixelScale(0.4, 0.25), 0, 0);
+    expect([Number(x.toFixed(12)), Number(y.toFixed(12))]).toEqual([-0.3, -0.375]);
+  });
+
   it('corner RMS of a pure 3 px shift is 3 px', () => {
     expect(
       cornerRms([1, 0, 3, 0, 1, 0, 0, 0, 1], [1, 0, 0, 0, 1, 0, 0, 0, 1], 100, 50),

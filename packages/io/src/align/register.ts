@@ -541,6 +541,54 @@ function eccLevel(
   return { m: normalise3(visOf(fromParams(p, kind))), state };
 }
 
+/** Infrared level scales from `fromSide` px on the longer side, doubling, up to 1 (full resolution). */
+function levelScalesFrom(ir: Raster, fromSide: number): number[] {
+  const out: number[] = [];
+  for (let c = Math.min(1, fromSide / Math.max(ir.width, ir.height)); c < 1; c *= 2) out.push(c);
+  out.push(1);
+  return out;
+}
+
+/** Every pair's level at infrared scale `ci`, the visible image at the transform's scale. */
+function levelsAt(pairs: RasterPair[], ci: number, m: Mat3): Level[] {
+  const s = Math.sqrt(Math.abs(m[0] * m[4] - m[1] * m[3]));
+  const cv = Math.min(1, s * ci);
+  return pairs.map((p) => buildLevel(p, ci, cv, ci < 0.5 ? 1 : 1.5));
+}
+
+/** ECC over the given infrared level scales in turn; stops at the first level that diverges. */
+function refineOver(
+  pairs: RasterPair[],
+  start: Mat3,
+  kind: TransformKind,
+  scales: number[],
+): { m: number[]; rho: number } {
+  let m: number[] = [...start];
+  let rho = -1;
+  for (const ci of scales) {
+    const r = eccLevel(levelsAt(pairs, ci, m), m, kind, ci === 1 ? 15 : 25);
+    if (r.state.rho < 0) break;
+    m = r.m;
+    rho = r.state.rho;
+  }
+  return { m, rho };
+}
+
+/**
+ * ECC refinement of a vis->ir transform from a given start, coarse to fine: infrared levels
+ * from `fromSide` px on the longer side, doubling, up to full resolution (the last stage of
+ * {@link registerPairs}); the pairs are refined jointly. Returns the refined transform and the
+ * last level's correlation (-1: diverged at the first level).
+ */
+export function refineTransform(
+  pairs: RasterPair[],
+  start: Mat3,
+  kind: TransformKind,
+  fromSide = 2 * COARSE_SIDE,
+): { m: number[]; rho: number } {
+  return refineOver(pairs, start, kind, levelScalesFrom(pairs[0].ir, fromSide));
+}
+
 /** Correlation of the two gradient-magnitude maps over the overlap, for a vis->ir transform. */
 export function gradientScore(pair: RasterPair, visToIr: Mat3): { score: number; overlap: number } {
   const ci = Math.min(1, 320 / Math.max(pair.ir.width, pair.ir.height));
@@ -619,15 +667,7 @@ export function registerPairs(pairs: RasterPair[], options: RegisterOptions = {}
   const scaleRange = options.scaleRange ?? [0.3, 3];
   const candidates = coarseSearch(pairs, scaleRange, 3);
   // Refine each candidate at the coarse levels; keep the best, then go to full resolution.
-  const irSide = Math.max(ir.width, ir.height);
-  const levelScales: number[] = [];
-  for (let c = Math.min(1, COARSE_SIDE / irSide); c < 1; c *= 2) levelScales.push(c);
-  levelScales.push(1);
-  const levelsAt = (ci: number, m: Mat3) => {
-    const s = Math.sqrt(Math.abs(m[0] * m[4] - m[1] * m[3]));
-    const cv = Math.min(1, s * ci);
-    return pairs.map((p) => buildLevel(p, ci, cv, ci < 0.5 ? 1 : 1.5));
-  };
+  const levelScales = levelScalesFrom(ir, COARSE_SIDE);
   const coarseKinds: TransformKind[] =
     kind === 'similarity' ? ['similarity'] : ['similarity', 'affine'];
   let best: { m: number[]; rho: number } | undefined;
@@ -635,7 +675,7 @@ export function registerPairs(pairs: RasterPair[], options: RegisterOptions = {}
     let m = c.m;
     let rho = -1;
     for (const k of coarseKinds) {
-      const r = eccLevel(levelsAt(levelScales[0], m), m, k, 40);
+      const r = eccLevel(levelsAt(pairs, levelScales[0], m), m, k, 40);
       if (r.state.rho < 0) break;
       m = r.m;
       rho = r.state.rho;
@@ -654,12 +694,7 @@ export function registerPairs(pairs: RasterPair[], options: RegisterOptions = {}
       reason: 'no consistent match between the edges of the two images',
     };
   }
-  let m = best.m;
-  for (const ci of levelScales.slice(1)) {
-    const r = eccLevel(levelsAt(ci, m), m, kind, ci === 1 ? 15 : 25);
-    if (r.state.rho < 0) break;
-    m = r.m;
-  }
+  const m = refineOver(pairs, best.m, kind, levelScales.slice(1)).m;
   const stretch = stretchTransform([ir.width, ir.height], [vis.width, vis.height]);
   let before = 0;
   let after = 0;

@@ -1,0 +1,195 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { attr, convAttrs, GraphBuilder } from './graph';
+import { MODEL_FORMAT } from './model-config';
+import { decodeModel } from './proto';
+import { calibrationTensors, quantizeConvs, RangeRecorder, uint8Params } from './quantize';
+import { quantizeModelFolder } from './quantize-folder';
+import { loadFusionModel, readModelConfig } from './runtime';
+import { openSession, runFloat } from './session';
+import { randn } from './test-utils';
+import { writeModelFolder } from './write';
+
+const root = mkdtempSync(join(tmpdir(), 'dif-onnx-q-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** fused = tanh(Conv2(Relu(Conv1([ir, vis])))) + 0 * mean(noise): two convs, fusion interface. */
+function convModel() {
+  const g = new GraphBuilder('q');
+  const ir = g.input('ir', ['N', 1, 'H', 'W']);
+  const vis = g.input('vis', ['N', 3, 'H', 'W']);
+  const noise = g.input('noise', ['K', 'N', 4, 'H', 'W']);
+  const x = g.node('Concat', [ir, vis], { axis: attr.int(1) });
+  const w1 = g.initializer('c1.weight', [8, 4, 3, 3], randn([8 * 4 * 9], 11, 0.3));
+  const b1 = g.initializer('c1.bias', [8], randn([8], 12, 0.1));
+  const h = g.node('Relu', [g.node('Conv', [x, w1, b1], convAttrs(1, 1))]);
+  const w2 = g.initializer('c2.weight', [3, 8, 3, 3], randn([3 * 8 * 9], 13, 0.2));
+  const b2 = g.initializer('c2.bias', [3], randn([3], 14, 0.1));
+  const y = g.node('Conv', [h, w2, b2], convAttrs(1, 1));
+  const zero = g.node('Mul', [
+    g.node('ReduceMean', [noise], { keepdims: attr.int(0) }),
+    g.constF32([0], []),
+  ]);
+  g.output(g.node('Tanh', [g.node('Add', [y, zero])]), 'fused', ['N', 3, 'H', 'W']);
+  return g.serialize({ externalData: 'never' });
+}
+
+const config = {
+  format: MODEL_FORMAT,
+  format_version: 1,
+  unet: {
+    in_channel: 4,
+    out_channel: 4,
+    inner_channel: 4,
+    norm_groups: 2,
+    channel_multiplier: [1, 2],
+    attn_res: [],
+    res_blocks: 1,
+    dropout: 0,
+    image_size: 16,
+  },
+  head: { feat_scales: [2, 0], time_steps: [5], out_channels: 3, mode: 'full' },
+  time_steps: [5],
+  noise_levels: [0.99],
+  noise_level_rule: 'midpoint',
+  beta_schedule: null,
+  head_mode: 'full',
+  seed: null,
+  size_multiple: 16,
+  feature_indices: [],
+  inputs: { ir: '[N,1,H,W]', vis: '[N,3,H,W]', noise: '[K,N,4,H,W]' },
+  output: '[N,3,H,W]',
+  opset: 17,
+  external_data: false,
+  provenance: { source: 'test' },
+  created: new Date(0).toISOString(),
+};
+
+describe('uint8Params', () => {
+  it('maps the range onto 0..255 with 0 exact (hand-computed)', () => {
+    // [-1, 3]: step 4/255, zero at round(255/4) = 64
+    expect(uint8Params({ min: -1, max: 3 })).toEqual({ scale: 4 / 255, zeroPoint: 64 });
+    // [0.5, 2] is widened to [0, 2]: zero at 0
+    expect(uint8Params({ min: 0.5, max: 2 })).toEqual({ scale: 2 / 255, zeroPoint: 0 });
+    // all negative: zero at the top
+    expect(uint8Params({ min: -2, max: -1 })).toEqual({ scale: 2 / 255, zeroPoint: 255 });
+  });
+});
+
+describe('RangeRecorder', () => {
+  it('keeps the min and max over runs; a percentile clips the extremes of each run', () => {
+    const r = new RangeRecorder();
+    r.add('a', new Float32Array([0, 2, -1]));
+    r.add('a', new Float32Array([5, 1]));
+    expect(r.ranges.get('a')).toEqual({ min: -1, max: 5 });
+    const p = new RangeRecorder(99);
+    const v = Float32Array.from({ length: 101 }, (_, i) => i); // 0..100
+    p.add('b', v);
+    // 1% of 100 gaps = 1 value cut at each end
+    expect(p.ranges.get('b')).toEqual({ min: 1, max: 99 });
+  });
+});
+
+describe('quantizeConvs', () => {
+  it('wraps each conv in QDQ: int8 weights per channel, int32 bias at input x weight scale', () => {
+    const model = decodeModel(convModel().model);
+    const names = calibrationTensors(model);
+    expect(names).toHaveLength(4); // two convs: input and output each
+    const ranges = new Map(names.map((n) => [n, { min: -2, max: 2 }]));
+    const { model: q, report } = quantizeConvs(model, ranges);
+    expect(report).toEqual({ convs: 2, skipped: [] });
+    const ops = q.graph.node.map((n) => n.opType);
+    expect(ops.filter((o) => o === 'Conv')).toHaveLength(2);
+    // per conv: Q+DQ of the input, DQ of weight and bias, Q+DQ of the output
+    expect(ops.filter((o) => o === 'QuantizeLinear')).toHaveLength(4);
+    expect(ops.filter((o) => o === 'DequantizeLinear')).toHaveLength(8);
+    const init = new Map(q.graph.initializer.map((t) => [t.name, t]));
+    expect(init.has('c1.weight')).toBe(false); // replaced by its int8 form
+    const w = init.get('c1.weight__int8')!;
+    expect(w.dataType).toBe(3);
+    const wq = new Int8Array(new Uint8Array(w.rawData!).buffer);
+    for (let c = 0; c < 8; c++) {
+      const ch = Array.from(wq.subarray(c * 36, (c + 1) * 36), Math.abs);
+      expect(Math.max(...ch)).toBe(127); // symmetric: each channel's largest weight at 127
+    }
+    const bScale = new Float32Array(new Uint8Array(init.get('c1.bias__scale')!.rawData!).buffer);
+    const wScale = new Float32Array(new Uint8Array(init.get('c1.weight__scale')!.rawData!).buffer);
+    for (let c = 0; c < 8; c++)
+      expect(Math.abs(bScale[c] / ((4 / 255) * wScale[c]) - 1)).toBeLessThan(1e-6);
+  });
+
+  it('runs on ONNX Runtime as QLinearConv within a few quantization steps of the float graph', async () => {
+    const fp = convModel();
+    const model = decodeModel(fp.model);
+    const h = 16;
+    const w = 16;
+    const feeds = {
+      ir: { data: randn([h * w], 1, 0.5), dims: [1, 1, h, w] },
+      vis: { data: randn([3 * h * w], 2, 0.5), dims: [1, 3, h, w] },
+      noise: { data: randn([4 * h * w], 3), dims: [1, 1, 4, h, w] },
+    };
+    // calibrate on the input itself
+    const { calibrationGraph } = await import('./quantize');
+    const cal = calibrationGraph(model);
+    const { encodeModel } = await import('./proto');
+    const cs = (await openSession(encodeModel(cal.model), { device: 'cpu', threads: 1 })).session;
+    const rec = new RangeRecorder();
+    const out = await runFloat(cs, feeds);
+    for (const n of cal.outputs) rec.add(n, out[n].data);
+    const { model: q } = quantizeConvs(model, rec.ranges);
+    const qs = (await openSession(encodeModel(q), { device: 'cpu', threads: 1 })).session;
+    const a = out.fused.data;
+    const b = (await runFloat(qs, feeds)).fused.data;
+    let maxErr = 0;
+    for (let i = 0; i < a.length; i++) maxErr = Math.max(maxErr, Math.abs(a[i] - b[i]));
+    const yRange = rec.ranges.get(calibrationTensors(model)[3])!;
+    const yStep = (Math.max(0, yRange.max) - Math.min(0, yRange.min)) / 255;
+    expect(maxErr).toBeGreaterThan(0); // it did quantize
+    expect(maxErr).toBeLessThan(4 * yStep);
+  });
+});
+
+describe('quantizeModelFolder', () => {
+  it('writes an int8 folder that records how it was made and loads for fusion', async () => {
+    const src = join(root, 'fp32');
+    writeModelFolder(src, convModel(), config);
+    const out = join(root, 'int8');
+    const h = 32;
+    const w = 16;
+    const inputs = [1, 2].map((s) => ({
+      ir: randn([h * w], s, 0.5),
+      vis: randn([3 * h * w], s + 10, 0.5),
+      noise: randn([4 * h * w], s + 20),
+      height: h,
+      width: w,
+    }));
+    const { record } = await quantizeModelFolder(src, out, inputs, { source: 'test pairs' });
+    expect(record).toEqual({
+      format: 'QDQ',
+      activations: 'uint8 per tensor (asymmetric)',
+      weights: 'int8 per output channel (symmetric)',
+      convs: 2,
+      float_convs: 0,
+      calibration: { inputs: 2, range: 'min-max', source: 'test pairs' },
+    });
+    const cfg = readModelConfig(out);
+    expect(cfg.precision).toBe('int8');
+    expect(cfg.quantization).toEqual(record);
+    const m = await loadFusionModel(out, { device: 'cpu', threads: 1 });
+    const f = await m.fuse({ ...inputs[0], n: 1 });
+    await m.release();
+    const ref = await loadFusionModel(src, { device: 'cpu', threads: 1 });
+    const g = await ref.fuse({ ...inputs[0], n: 1 });
+    await ref.release();
+    let maxErr = 0;
+    for (let i = 0; i < f.length; i++) maxErr = Math.max(maxErr, Math.abs(f[i] - g[i]));
+    expect(maxErr).toBeGreaterThan(0);
+    // the plumbing, not the precision (tested above): a few 8-bit steps of conv outputs of ±5
+    expect(maxErr).toBeLessThan(0.1);
+    await expect(quantizeModelFolder(out, join(root, 'again'), inputs)).rejects.toThrow(
+      /is int8 already/,
+    );
+  });
+});
