@@ -53,10 +53,16 @@ function buffersOf(arrays: Iterable<Float32Array>): ArrayBuffer[] {
   return [...s];
 }
 
+/** Whether `a` is the whole of a (non-shared) ArrayBuffer, which can then move alone. */
+function ownsBuffer(a: ArrayBufferView): boolean {
+  return (
+    a.byteOffset === 0 && a.byteLength === a.buffer.byteLength && a.buffer instanceof ArrayBuffer
+  );
+}
+
 /** `a` itself when it owns its whole buffer (transferable alone), else a copy that does. */
 export function ownBuffer(a: Float32Array): Float32Array {
-  const whole = a.byteOffset === 0 && a.byteLength === a.buffer.byteLength;
-  return whole && a.buffer instanceof ArrayBuffer ? a : a.slice();
+  return ownsBuffer(a) ? a : a.slice();
 }
 
 type Reply =
@@ -132,7 +138,12 @@ export class ThreadedTrainSession {
       poll = setInterval(() => shouldStop() && resolve(null), 100);
     });
     const r = await Promise.race([
-      channel.request({ type: 'open', graph, options, testBlockMs }),
+      // The serialised model moves to the worker rather than being copied (a head graph holds
+      // the frozen UNet's weights, as large as that UNet); `graph.model` is empty here after.
+      channel.request(
+        { type: 'open', graph, options, testBlockMs },
+        ownsBuffer(graph.model) ? [graph.model.buffer as ArrayBuffer] : [],
+      ),
       stopped,
     ]).finally(() => clearInterval(poll));
     if (r === null) {
