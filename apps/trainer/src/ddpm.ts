@@ -49,7 +49,7 @@ import { InitStopped, initWeightsFast } from './fast-init';
 import { writeGrid } from './images';
 import { type StepFn, type TrainResult, trainingLoop } from './loop';
 import { buildDenoiser, type Denoiser, sampleImages } from './model';
-import { OrtDdpmEngine } from './ort-ddpm';
+import { OrtDdpmEngine, SetupStopped, secondsSince, testSlowFromEnv } from './ort-ddpm';
 import { writeLossChart } from './plot';
 import {
   type LoadedCheckpoint,
@@ -159,6 +159,16 @@ async function buildModel(
       : null;
   const dropProb = cfg.model.diffusion.drop_prob ?? 0;
   if ((opts.backend ?? 'onnxruntime') === 'onnxruntime') {
+    const t0 = performance.now();
+    const testSlow = testSlowFromEnv();
+    const weights = ckpt
+      ? checkpointWeights(denoiser, ckpt)
+      : await initWeightsFast(denoiser.params, seed, {
+          shouldStop,
+          threads: opts.threads,
+          testDelayMs: testSlow.init,
+        });
+    if (!ckpt) say(`weights initialised in ${secondsSince(t0)} s`);
     const ort = await OrtDdpmEngine.create({
       ...{ unet: denoiser.unet, batch, crop, loss, optimizer: optimCfg },
       meanType: diffusion.meanType,
@@ -167,10 +177,9 @@ async function buildModel(
         ? diffusion.vlbWeight * schedule.numTimesteps
         : undefined,
       checkpoint: cfg.model.unet.use_checkpoint ?? false,
-      weights: ckpt
-        ? checkpointWeights(denoiser, ckpt)
-        : await initWeightsFast(denoiser.params, seed, { shouldStop, threads: opts.threads }),
-      ...{ optimizerState: ckpt?.optimizer, device: opts.device, threads: opts.threads },
+      weights,
+      ...{ optimizerState: ckpt?.optimizer, device: opts.device, threads: opts.threads, say },
+      ...{ shouldStop, testSlow },
     });
     say(`ONNX Runtime: ${ort.provider} execution provider`);
     // The sample grids load the current weights into tfjs when they are drawn.
@@ -417,8 +426,8 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
     run.writeFolder(cfg, ckpt?.step ?? null);
     m = await buildModel(cfg, ckpt, seed, opts, run.say, () => run.stop.stopRequested).catch(
       (e) => {
-        if (e instanceof InitStopped)
-          throw new UserError('stopped while initialising the weights; nothing to save yet');
+        if (e instanceof InitStopped || e instanceof SetupStopped)
+          throw new UserError(`${e.message}; nothing to save yet`);
         throw e;
       },
     );
@@ -434,6 +443,9 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
       : ddpmStep(model, sampler, pool, conv2dFor(backend), crop, batch);
     const { save_checkpoint_freq: saveFreq, val_freq: valFreq } = cfg.train;
     const validate = await ddpmValidation(run, cfg, model, seed, opts, pairs);
+    if (run.stop.stopRequested)
+      throw new UserError('stopped before the first step; nothing to save yet');
+    run.stop.training = true;
     const r = await trainingLoop({
       run,
       start: ckpt?.step ?? 0,

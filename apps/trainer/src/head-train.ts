@@ -566,6 +566,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     const frozen = ddpm;
     const stepsPerEpoch = cache.length > 0 ? cache.length : sampler.batchesPerEpoch;
     const validate = headValidation(run, cfg, model, valSet, frozen.noise);
+    run.stop.training = true;
     const r = await trainingLoop({
       run,
       start: ckpt?.step ?? 0,

@@ -20,7 +20,8 @@ import {
   AdamF32,
   buildDdpmTrainGraph,
   type DropoutMaskSpec,
-  TrainSession,
+  ownBuffer,
+  ThreadedTrainSession,
 } from '@dif-fusion/onnx/train';
 import { dropoutMask } from '@dif-fusion/tfjs';
 import type { DenoiserNet } from '@dif-fusion/unet';
@@ -78,17 +79,56 @@ export interface OrtDdpmOptions {
   optimizerState?: OptimizerState | null;
   device?: Device;
   threads?: number;
+  /** Where the set-up's phases report their times (graph building, session creation). */
+  say?: (message: string) => void;
+  /** Asked after each phase of the set-up: true stops it (throws SetupStopped). */
+  shouldStop?: () => boolean;
+  /** Tests: hold the worker thread this long (ms) while opening the session / before each step. */
+  testSlow?: TestSlow;
 }
 
+/**
+ * Slow phases for the signal tests (env DIF_FUSION_TEST_SLOW, e.g. `init:200,step:30000`):
+ * ms per parameter of the init (awaited), ms the worker thread is held while opening the
+ * session and before each step (blocked, as onnxruntime-node's native calls block it).
+ */
+export interface TestSlow {
+  init?: number;
+  session?: number;
+  step?: number;
+}
+
+/** DIF_FUSION_TEST_SLOW parsed (empty when unset). */
+export function testSlowFromEnv(env = process.env.DIF_FUSION_TEST_SLOW): TestSlow {
+  const out: Record<string, number> = {};
+  for (const part of (env ?? '').split(',')) {
+    const [k, v] = part.split(':');
+    if (k && Number(v) > 0) out[k.trim()] = Number(v);
+  }
+  return out;
+}
+
+/** Thrown when `shouldStop` turned true during the engine's set-up. */
+export class SetupStopped extends Error {}
+
+/** Seconds since `t0` (performance.now()), one decimal. */
+export const secondsSince = (t0: number): string => ((performance.now() - t0) / 1000).toFixed(1);
+
+/**
+ * The DDPM's ORT training: the session runs on a worker thread (ThreadedTrainSession), so
+ * signals are seen during a step; the weights' arrays move there for each step and back
+ * (`weights` entries get the returned arrays: read `.data` afresh after a step).
+ */
 export class OrtDdpmEngine {
   private constructor(
-    private readonly session: TrainSession,
+    private readonly session: ThreadedTrainSession,
     readonly weights: TorchWeights,
     readonly optimizer: AdamF32,
-    private readonly params: Map<string, Float32Array>,
+    private readonly testBlockMs: number,
   ) {}
 
   static async create(o: OrtDdpmOptions): Promise<OrtDdpmEngine> {
+    let t0 = performance.now();
     const graph = buildDdpmTrainGraph(o.unet, {
       ...{ batch: o.batch, size: o.crop, loss: o.loss },
       ...{ meanType: o.meanType, condition: o.condition, checkpoint: o.checkpoint },
@@ -96,7 +136,22 @@ export class OrtDdpmEngine {
     });
     for (const p of o.unet.params())
       if (!o.weights.has(p.name)) throw new Error(`weights lack ${p.name}`);
-    const session = await TrainSession.open(graph, { device: o.device, threads: o.threads });
+    o.say?.(
+      `training graph: ${graph.model.length.toLocaleString('en-US')} bytes, built in ${secondsSince(t0)} s`,
+    );
+    if (o.shouldStop?.()) throw new SetupStopped('stopped while building the training graph');
+    t0 = performance.now();
+    const session = await ThreadedTrainSession.open(
+      graph,
+      { device: o.device, threads: o.threads },
+      o.testSlow?.session,
+      o.shouldStop,
+    );
+    if (!session) throw new SetupStopped('stopped while creating the ONNX Runtime session');
+    o.say?.(`ONNX Runtime session created in ${secondsSince(t0)} s`);
+    // Each weight in a buffer of its own (not a view into a checkpoint file's): the
+    // arrays are moved to the session's thread for each step.
+    for (const w of o.weights.values()) w.data = ownBuffer(w.data);
     // BatchNorm buffers (skip_unet) are not trained: the optimizer holds the parameters only.
     const buffers = new Set(
       o.unet
@@ -107,8 +162,7 @@ export class OrtDdpmEngine {
     const trained = new Map([...o.weights].filter(([k]) => !buffers.has(k)));
     const optimizer = new AdamF32(trained, o.optimizer);
     if (o.optimizerState) optimizer.load(o.optimizerState);
-    const params = new Map([...o.weights].map(([k, v]) => [k, v.data]));
-    return new OrtDdpmEngine(session, o.weights, optimizer, params);
+    return new OrtDdpmEngine(session, o.weights, optimizer, o.testSlow?.step ?? 0);
   }
 
   get provider(): 'cuda' | 'cpu' {
@@ -139,7 +193,7 @@ export class OrtDdpmEngine {
       ...(extra.condition ? { condition: extra.condition } : {}),
       ...dropoutMasks(this.session.graph.dropout, stepSeed),
     };
-    const r = await this.session.run(this.params, feeds);
+    const r = await this.session.run(this.weights, feeds, this.testBlockMs);
     const stats = (this.session.graph.batchStats ?? []).map(({ site, count }) => ({
       site,
       count,

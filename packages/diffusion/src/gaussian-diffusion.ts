@@ -70,6 +70,14 @@ export interface SampleOptions {
   guidance?: number;
   /** Called after each network step with (done, total). */
   onStep?: (done: number, total: number) => void;
+  /**
+   * Called with each state of the chain: x_T first (`i` = the number of steps), then the
+   * state after the step at index `i` (steps - 1 down to 0, the last one being the result).
+   * The tensor is disposed afterwards: read it synchronously. The official sampler's
+   * `continous` output keeps x_T and the states whose index is a multiple of
+   * `intermediateInterval` (@dif-fusion/diffusion).
+   */
+  onState?: (i: number, x: tf.Tensor) => void;
 }
 
 /** Noise levels and noise per time step as the fusion stage feeds them (see `features`). */
@@ -368,6 +376,7 @@ export class GaussianDiffusion {
     const w = options.guidance ?? 0;
     const n = shape[0];
     let x = tf.tensor(rng.normalArray(shape.reduce((a, b) => a * b, 1)), shape);
+    options.onState?.(c.betas.length, x);
     for (let i = c.betas.length - 1; i >= 0; i--) {
       const a = c.alphasCumprod[i];
       const aPrev = c.alphasCumprodPrev[i];
@@ -412,6 +421,7 @@ export class GaussianDiffusion {
       });
       x.dispose();
       x = next;
+      options.onState?.(i, x);
       options.onStep?.(c.betas.length - i, c.betas.length);
     }
     return x;

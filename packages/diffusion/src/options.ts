@@ -67,6 +67,15 @@ export function diffusionConfigProblems(
   return out;
 }
 
+/**
+ * The official p_sample_loop's `sample_inter = (1 | (num_timesteps // 10))` (a bitwise or, as
+ * written there: 201 for T = 2000) over the steps actually taken: with `continous=True` it
+ * returns x_T and every state whose index i (steps - 1 .. 0) is a multiple of this.
+ */
+export function intermediateInterval(steps: number): number {
+  return 1 | Math.floor(steps / 10);
+}
+
 /** The samplers of `GaussianDiffusion.run` (`@dif-fusion/diffusion/tfjs`). */
 export const SAMPLERS = ['ancestral', 'ddim'] as const;
 export type SamplerName = (typeof SAMPLERS)[number];
