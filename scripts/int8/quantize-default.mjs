@@ -1,11 +1,13 @@
 // int8 of a model folder (default: models/default) calibrated on N training pairs, as
 // `dif-train export --precision int8 --calibration DIR` does for a fresh export:
-//   [PERCENTILE=99.99] [FLOAT_FIRST=1 FLOAT_LAST=3] node scripts/int8/quantize-default.mjs OUT [N] [SRC] [CALIBRATION_DIR]
+//   [PERCENTILE=99.99] [FLOAT_FIRST=1 FLOAT_LAST=2] [REDUCE_RANGE=1] node scripts/int8/quantize-default.mjs OUT [N] [SRC] [CALIBRATION_DIR]
 import { resolve } from 'node:path';
+
 const onnx = await import('../../packages/onnx/dist/index.js');
 const io = await import('../../packages/io/dist/index.js');
 const { cellNoise } = await import('../../packages/schedules/dist/index.js');
-const [, , OUT, N = '16', SRC = 'models/default', CAL = '../shared/data/roadscene/train'] = process.argv;
+const [, , OUT, N = '16', SRC = 'models/default', CAL = '../shared/data/roadscene/train'] =
+  process.argv;
 if (!OUT) throw new Error('usage: quantize-default.mjs OUT [N] [SRC] [CALIBRATION_DIR]');
 const cfg = onnx.readModelConfig(SRC);
 const m = cfg.size_multiple;
@@ -14,7 +16,9 @@ const n = Math.min(Number(N), scan.pairs.length);
 async function* inputs() {
   const noise = cellNoise(0, cfg.time_steps.length, 4);
   for (let i = 0; i < n; i++) {
-    const p = io.pairToFloat(await io.readPair(scan.pairs[Math.floor((i * scan.pairs.length) / n)], { resize: true }));
+    const p = io.pairToFloat(
+      await io.readPair(scan.pairs[Math.floor((i * scan.pairs.length) / n)], { resize: true }),
+    );
     const h = Math.floor(p.ir.height / m) * m;
     const w = Math.floor(p.ir.width / m) * m;
     const crop = (img) => {
@@ -34,7 +38,11 @@ async function* inputs() {
 const { record } = await onnx.quantizeModelFolder(SRC, OUT, inputs(), {
   source: 'RoadScene training pairs',
   percentile: Number(process.env.PERCENTILE ?? 100),
-  floatConvs: { first: Number(process.env.FLOAT_FIRST ?? 0), last: Number(process.env.FLOAT_LAST ?? 0) },
+  reduceRange: process.env.REDUCE_RANGE === '1',
+  floatConvs: {
+    first: Number(process.env.FLOAT_FIRST ?? 0),
+    last: Number(process.env.FLOAT_LAST ?? 0),
+  },
   log: (l) => process.stderr.write(`${l}\n`),
 });
 console.log(JSON.stringify(record));

@@ -24,6 +24,8 @@ export interface QuantizeFolderOptions {
    * the head's output convs), where 8-bit steps show most. Default none.
    */
   floatConvs?: { first?: number; last?: number };
+  /** Weights in 7 bits (quantizeConvs' reduceRange): no saturation on AVX2 CPUs without VNNI. */
+  reduceRange?: boolean;
   /** Recorded in config.json (e.g. the calibration folder's name). */
   source?: string;
   log?: (line: string) => void;
@@ -76,11 +78,16 @@ export async function quantizeModelFolder(
   const convs = model.graph.node.filter((n) => n.opType === 'Conv').map((n) => n.output[0]);
   const { first = 0, last = 0 } = options.floatConvs ?? {};
   const keepFloat = new Set([...convs.slice(0, first), ...convs.slice(convs.length - last)]);
-  const { model: q, report } = quantizeConvs(model, recorder.ranges, { keepFloat });
+  const { model: q, report } = quantizeConvs(model, recorder.ranges, {
+    keepFloat,
+    reduceRange: options.reduceRange,
+  });
   const record: QuantizationRecord = {
     format: 'QDQ',
     activations: 'uint8 per tensor (asymmetric)',
-    weights: 'int8 per output channel (symmetric)',
+    weights: options.reduceRange
+      ? 'int8 per output channel (symmetric, 7-bit range)'
+      : 'int8 per output channel (symmetric)',
     convs: report.convs,
     float_convs: report.skipped.length,
     calibration: {

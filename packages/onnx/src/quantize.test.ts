@@ -120,6 +120,20 @@ describe('quantizeConvs', () => {
       expect(Math.abs(bScale[c] / ((4 / 255) * wScale[c]) - 1)).toBeLessThan(1e-6);
   });
 
+  it('reduceRange: weights in 7 bits (±63), so AVX2 kernels cannot saturate', () => {
+    const model = decodeModel(convModel().model);
+    const ranges = new Map(calibrationTensors(model).map((n) => [n, { min: -2, max: 2 }]));
+    const { model: q } = quantizeConvs(model, ranges, { reduceRange: true });
+    const w = q.graph.initializer.find((t) => t.name === 'c2.weight__int8')!;
+    const wq = new Int8Array(new Uint8Array(w.rawData!).buffer);
+    for (let c = 0; c < 3; c++)
+      expect(Math.max(...Array.from(wq.subarray(c * 72, (c + 1) * 72), Math.abs))).toBe(63);
+    // keepFloat: that conv stays as it was
+    const y1 = calibrationTensors(model)[1];
+    const { report } = quantizeConvs(model, ranges, { keepFloat: new Set([y1]) });
+    expect(report).toEqual({ convs: 1, skipped: [y1] });
+  });
+
   it('runs on ONNX Runtime as QLinearConv within a few quantization steps of the float graph', async () => {
     const fp = convModel();
     const model = decodeModel(fp.model);

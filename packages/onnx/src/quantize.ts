@@ -145,7 +145,16 @@ export interface QuantizeReport {
 export function quantizeConvs(
   model: ModelMsg,
   ranges: ReadonlyMap<string, Range>,
-  options: { keepFloat?: ReadonlySet<string> } = {},
+  options: {
+    keepFloat?: ReadonlySet<string>;
+    /**
+     * Weights in 7 bits (±63) instead of 8 (±127): u8 x s8 products summed in pairs then fit
+     * int16 (255 x 63 x 2 < 32767), so the AVX2 kernels (VPMADDUBSW, on CPUs without VNNI)
+     * cannot saturate; the results are then equal on every x86 CPU (ONNX Runtime's
+     * `reduce_range`).
+     */
+    reduceRange?: boolean;
+  } = {},
 ): { model: ModelMsg; report: QuantizeReport } {
   const g = model.graph;
   const inits = new Map(g.initializer.map((t) => [t.name, t]));
@@ -153,6 +162,7 @@ export function quantizeConvs(
   const replaced = new Set<string>();
   const out: NodeMsg[] = [];
   const report: QuantizeReport = { convs: 0, skipped: [] };
+  const qmax = options.reduceRange ? 63 : 127;
   /** The dequantized name of an activation, quantized once however many convs read it. */
   const qdq = new Map<string, string>();
   const qdqParams = (name: string) => {
@@ -204,10 +214,10 @@ export function quantizeConvs(
     for (let c = 0; c < cout; c++) {
       let m = 0;
       for (let i = c * per; i < (c + 1) * per; i++) m = Math.max(m, Math.abs(wf[i]));
-      const s = m > 0 ? m / 127 : 1;
+      const s = m > 0 ? m / qmax : 1;
       wScale[c] = s;
       for (let i = c * per; i < (c + 1) * per; i++)
-        wq[i] = Math.max(-127, Math.min(127, Math.round(wf[i] / s)));
+        wq[i] = Math.max(-qmax, Math.min(qmax, Math.round(wf[i] / s)));
     }
     added.push(tensor(`${w}__int8`, INT8, weight.dims, wq));
     added.push(tensor(`${w}__scale`, FLOAT, [cout], wScale));
@@ -265,7 +275,9 @@ export interface CalibrationInput {
 export interface QuantizationRecord {
   format: 'QDQ';
   activations: 'uint8 per tensor (asymmetric)';
-  weights: 'int8 per output channel (symmetric)';
+  weights:
+    | 'int8 per output channel (symmetric)'
+    | 'int8 per output channel (symmetric, 7-bit range)';
   /** Convs quantized; the other nodes run in float. */
   convs: number;
   /** Convs kept in float. */
