@@ -5,8 +5,6 @@
  */
 import type { TorchWeights } from '@dif-fusion/nn';
 import { mixSeed, Rng } from '@dif-fusion/schedules';
-import type { TfParamStore } from '@dif-fusion/tfjs';
-import * as tf from '@tensorflow/tfjs-core';
 
 /** Channels of the conditional mode: the infrared (plane 3 of a pair) conditions RGB (0-2). */
 export const CONDITION_CHANNELS = 1;
@@ -78,10 +76,5 @@ export class WeightEma {
       const a = e.data;
       for (let i = 0; i < a.length; i++) a[i] = d * a[i] + (1 - d) * w[i];
     }
-  }
-
-  /** One update from tfjs variables: read in PyTorch layout. */
-  updateFromStore(store: TfParamStore): void {
-    tf.tidy(() => this.update(store.toTorch()));
   }
 }

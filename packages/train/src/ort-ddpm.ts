@@ -23,6 +23,7 @@ import {
 } from '@dif-fusion/onnx/train';
 import { dropoutMask } from '@dif-fusion/tfjs';
 import type { DenoiserNet } from '@dif-fusion/unet';
+import type { DdpmBatch, DdpmEngine, EngineStep } from './engine';
 
 /**
  * The dropout masks TrainOps draws for a step (nn's `dropoutMask` per call `c` and sample
@@ -77,14 +78,20 @@ export interface OrtDdpmOptions {
   optimizerState?: OptimizerState | null;
   device?: Device;
   threads?: number;
+  /** The `target` input of a batch (with `target: true`). */
+  targetOf?: (batch: DdpmBatch) => Float32Array;
+  /** The `vb_coefs` input of time step t (with `vbWeight`). */
+  vbCoefsOf?: (t: number) => Float32Array;
 }
 
-export class OrtDdpmEngine {
+export class OrtDdpmEngine implements DdpmEngine {
+  readonly backend = 'onnxruntime';
   private constructor(
     private readonly session: TrainSession,
-    readonly weights: TorchWeights,
+    private readonly current: TorchWeights,
     readonly optimizer: AdamF32,
     private readonly params: Map<string, Float32Array>,
+    private readonly o: OrtDdpmOptions,
   ) {}
 
   static async create(o: OrtDdpmOptions): Promise<OrtDdpmEngine> {
@@ -107,11 +114,45 @@ export class OrtDdpmEngine {
     const optimizer = new AdamF32(trained, o.optimizer);
     if (o.optimizerState) optimizer.load(o.optimizerState);
     const params = new Map([...o.weights].map(([k, v]) => [k, v.data]));
-    return new OrtDdpmEngine(session, o.weights, optimizer, params);
+    return new OrtDdpmEngine(session, o.weights, optimizer, params, o);
   }
 
-  get provider(): 'cuda' | 'cpu' {
+  async provider(): Promise<'cuda' | 'cpu'> {
     return this.session.provider;
+  }
+
+  /** The weights (updated in place by every step). */
+  weights(): TorchWeights {
+    return this.current;
+  }
+
+  optimizerState(): OptimizerState {
+    return this.optimizer.state();
+  }
+
+  get lr(): number {
+    return this.optimizer.lr;
+  }
+
+  setLearningRate(lr: number): void {
+    this.optimizer.lr = lr;
+  }
+
+  /** Loss and gradients of the batch's draws; the update (Adam, batch statistics) on commit. */
+  async step(b: DdpmBatch): Promise<EngineStep> {
+    const { loss, vb, grads, stats } = await this.lossAndGrads(b.x, b.levels, b.noise, b.stepSeed, {
+      target: this.o.targetOf?.(b),
+      condition: b.condition,
+      vbCoefs: this.o.vbCoefsOf?.(b.t),
+    });
+    return {
+      loss,
+      terms: vb === undefined ? {} : { vb },
+      commit: () => {
+        this.optimizer.apply(grads);
+        this.applyBatchStats(stats);
+      },
+    };
   }
 
   /**
@@ -151,8 +192,8 @@ export class OrtDdpmEngine {
 
   /** PyTorch's running-statistics update of the BatchNorm buffers (in place), after a step. */
   applyBatchStats(stats: readonly BatchStatValues[]): void {
-    for (const [k, v] of updateRunningStats(this.weights, stats))
-      this.weights.get(k)!.data.set(v.data);
+    for (const [k, v] of updateRunningStats(this.current, stats))
+      this.current.get(k)!.data.set(v.data);
   }
 
   async release(): Promise<void> {
