@@ -12,19 +12,18 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_DIFFUSION_LOSS, trainingLevels } from '@dif-fusion/diffusion';
+import { DEFAULT_DIFFUSION_LOSS } from '@dif-fusion/diffusion';
 import { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
 import type { TrainingSampler } from '@dif-fusion/io';
-import { deriveSeed, drawDdpmStep, NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import { TfParamStore } from '@dif-fusion/tfjs';
 import {
   buildDenoiser,
-  CONDITION_CHANNELS,
   createDdpmEngine,
   type DdpmBatch,
   type DdpmEngine,
   type Denoiser,
-  dropConditions,
+  drawDdpmBatch,
   InitStopped,
   sampleImages,
   splitConditional,
@@ -142,7 +141,6 @@ async function buildModel(
     weights: ckpt ? networkWeights(denoiser.params, ckpt.weights, ckpt.path) : null,
     seed,
     gradientCheckpointing: cfg.model.unet.use_checkpoint ?? false,
-    conditionChannels: CONDITION_CHANNELS,
     workers,
     workerInit: {
       unet: cfg.model.unet,
@@ -167,19 +165,12 @@ async function buildModel(
   return { denoiser, engine, diffusion, schedule, rng, ema, dropProb };
 }
 
-/**
- * The data part of a batch and, conditional, its condition (the infrared, after condition
- * dropout); the step's draws (drawDdpmStep over the data part's elements).
- */
-function drawBatch(m: DdpmModel, pairs: Float32Array, batch: number): DdpmBatch {
-  const split = m.diffusion.conditional ? splitConditional(pairs, batch) : null;
-  const x = split?.x ?? pairs;
-  const draws = drawDdpmStep(m.schedule, m.rng, batch, x.length);
-  const condition = split && dropConditions(split.condition, batch, m.dropProb, draws.stepSeed);
-  // learned_range trains on the discrete level of t (see trainingLevels); others as drawn
-  const levels = trainingLevels(m.schedule, m.diffusion.varType, draws.t, draws.levels);
-  return { x, condition: condition ?? undefined, ...draws, levels };
-}
+/** A step's inputs from a batch of pairs: drawDdpmBatch with the model's Rng and variant. */
+const drawBatch = (m: DdpmModel, pairs: Float32Array, batch: number): DdpmBatch =>
+  drawDdpmBatch(pairs, batch, {
+    ...{ schedule: m.schedule, rng: m.rng, varType: m.diffusion.varType },
+    ...{ conditional: m.diffusion.conditional, dropProb: m.dropProb },
+  });
 
 /** Data-parallel threads: --workers (default min(cores, 2)) on tfjs; ORT parallelises each op. */
 function ddpmWorkers(

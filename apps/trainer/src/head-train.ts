@@ -209,15 +209,27 @@ function buildHead(
   return { head, engine, rng };
 }
 
-/** The weights of a head checkpoint, which must fit the head being trained. */
+/**
+ * The weights of a head checkpoint, which must fit the head being trained: every parameter
+ * with its shape, and no other key (a head of another shape has fewer or more convolutions).
+ */
 function headWeights(specs: ParamSpec[], source: LoadedCheckpoint): TorchWeights {
-  try {
-    return networkWeights(specs, source.weights, source.path, 'head weight');
-  } catch (err) {
-    throw new UserError(
-      `${source.path}: its weights do not fit this head (${(err as Error).message})`,
-    );
-  }
+  const known = new Set(specs.map((p) => p.name));
+  const unexpected = [...source.weights.keys()].filter((k) => !known.has(k));
+  const problem =
+    specs
+      .map((p) => [p, source.weights.get(p.name)] as const)
+      .map(([p, w]) =>
+        !w
+          ? `${p.name} is missing`
+          : w.shape.join(',') !== p.shape.join(',')
+            ? `${p.name} has shape [${w.shape}], expected [${p.shape}]`
+            : null,
+      )
+      .find((m) => m !== null) ??
+    (unexpected.length > 0 ? `unexpected key(s) ${unexpected.slice(0, 5).join(', ')}` : null);
+  if (problem) throw new UserError(`${source.path}: its weights do not fit this head (${problem})`);
+  return networkWeights(specs, source.weights, source.path, 'head weight');
 }
 
 /**

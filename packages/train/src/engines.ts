@@ -11,6 +11,7 @@ import type { Device } from '@dif-fusion/onnx';
 import { vbCoefs } from '@dif-fusion/onnx/train';
 import { NoiseSchedule, type NoiseScheduleConfig } from '@dif-fusion/schedules';
 import type { BackendName } from '@dif-fusion/tfjs';
+import { CONDITION_CHANNELS } from './ddpm-variants';
 import type { Denoiser } from './denoiser';
 import type { DdpmEngine, HeadEngine, TrainBackend } from './engine';
 import { initWeightsFast } from './fast-init';
@@ -46,8 +47,8 @@ export interface DdpmEngineOptions extends EngineOptions {
   weights: TorchWeights | null;
   /** model.unet.use_checkpoint: recompute blocks in the backward pass (ONNX Runtime). */
   gradientCheckpointing?: boolean;
-  /** Channels of a conditional model's condition. */
-  conditionChannels: number;
+  /** Channels of a conditional model's condition (default 1: the infrared). */
+  conditionChannels?: number;
   /** tfjs: threads computing slices of each batch, and what their replicas are built from. */
   workers?: number;
   workerInit?: Omit<WorkerInit, 'weights' | 'optimizer' | 'crop' | 'lossType' | 'backend'>;
@@ -67,7 +68,7 @@ export async function createDdpmEngine(o: DdpmEngineOptions): Promise<DdpmEngine
       optimizer: o.optimizer,
       target: meanType !== 'epsilon',
       targetOf: (d) => trainingTarget(schedule, meanType, d),
-      condition: diffusion.conditional ? o.conditionChannels : 0,
+      condition: diffusion.conditional ? (o.conditionChannels ?? CONDITION_CHANNELS) : 0,
       vbWeight: learned ? diffusion.vlbWeight * schedule.numTimesteps : undefined,
       vbCoefsOf: learned ? (t) => vbCoefs(diffusion.chain(), meanType, t) : undefined,
       checkpoint: o.gradientCheckpointing ?? false,
