@@ -554,7 +554,12 @@ describe('the optimised-graph cache (cacheDir)', () => {
     // config.json edited to other time steps: the record does not cover it, the check runs
     writeFileSync(
       join(ok, 'config.json'),
-      JSON.stringify({ ...bound, time_steps: [5], noise_levels: [0.99] }),
+      JSON.stringify({
+        ...bound,
+        time_steps: [5],
+        head: { ...(bound.head as object), time_steps: [5] },
+        noise_levels: [0.99],
+      }),
     );
     expect(await load(ok)).toMatch(
       /config\.json has time_steps \[5\] but model\.onnx was exported with \[5,50\]/,
