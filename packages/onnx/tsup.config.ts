@@ -4,7 +4,13 @@ export default defineConfig([
   {
     // The library: `.` (graph building, OnnxOps, runtime; no tfjs) and `./export`
     // (fusion/UNet export, which loads the network packages and with them tfjs-core).
-    entry: { index: 'src/index.ts', export: 'src/export.ts', train: 'src/train/index.ts' },
+    // train-worker: ThreadedTrainSession's worker thread, loaded by path.
+    entry: {
+      index: 'src/index.ts',
+      export: 'src/export.ts',
+      train: 'src/train/index.ts',
+      'train-worker': 'src/train/train-worker.ts',
+    },
     format: ['esm'],
     dts: { entry: { index: 'src/index.ts', export: 'src/export.ts', train: 'src/train/index.ts' } },
     sourcemap: true,

@@ -330,6 +330,10 @@ def main(argv=None):
                    help="print the parameter count and exit (no step)")
     p.add_argument("--official", metavar="DIR",
                    help="time the official code's step from this Dif-Fusion checkout instead")
+    p.add_argument("--first-step", action="store_true",
+                   help="time to the first step instead: build, the official orthogonal init "
+                        "(init_weights(net, 'orthogonal'): orthogonal_ conv/linear weights, zero "
+                        "biases), one step; prints seconds of each and the peak RSS")
     p.add_argument("--list-params", action="store_true",
                    help="print 'name shape' per parameter and the total, then exit")
     a = p.parse_args(argv)
@@ -346,6 +350,7 @@ def main(argv=None):
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    t_start = time.perf_counter()
     if a.official:
         net, official = official_step(a.official, a, groups)
     else:
@@ -360,6 +365,19 @@ def main(argv=None):
     if a.count_only:
         print(n_params)
         return
+
+    t_built = time.perf_counter()
+    if a.first_step:
+        # models/networks.py weights_init_orthogonal, as init_weights(netG, 'orthogonal') applies it
+        for m in net.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                torch.nn.init.orthogonal_(m.weight.data, gain=1)
+                if m.bias is not None:
+                    m.bias.data.zero_()
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                torch.nn.init.constant_(m.weight.data, 1.0)
+                torch.nn.init.constant_(m.bias.data, 0.0)
+        t_init = time.perf_counter()
 
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
@@ -383,6 +401,20 @@ def main(argv=None):
         return float(loss)
 
     step = official if a.official else ours
+    if a.first_step:
+        loss = step()
+        t_end = time.perf_counter()
+        res = {
+            "params": n_params,
+            "build_s": round(t_built - t_start, 1),
+            "init_s": round(t_init - t_built, 1),
+            "first_step_s": round(t_end - t_init, 1),
+            "total_s": round(t_end - t_start, 1),
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+            "loss": loss,
+        }
+        print(json.dumps(res))
+        return
     walls, cpus = [], []
     first = None
     for i in range(a.steps + 1):

@@ -217,6 +217,86 @@ describe('dif-train sample', () => {
     expect([img.width, img.height]).toEqual([2 * 64 + 3 * 2, 20 + 2 * 64 + 3 * 2]);
   }, 120_000);
 
+  it('--size WxH: non-square samples; N and NxN at the training crop give the same bytes', async () => {
+    const run = (out: string, more: string[]) =>
+      runCli([
+        'sample',
+        ...['--ddpm', ckpt, '-n', '2', '--steps', '3', '--seed', '4', '-o', join(root, out)],
+        ...more,
+      ]);
+    const wide = await run('wide.png', ['--size', '96x64']);
+    expect(wide.err).toMatch(/2 x 96x64 from/);
+    expect(wide.code).toBe(0);
+    const img = await readImage(join(root, 'wide.png'));
+    // 96x64 tiles (short side 64: no zoom), RGB | IR, 2 rows, a 20 px label row
+    expect([img.width, img.height]).toEqual([2 * 96 + 3 * 2, 20 + 2 * 64 + 3 * 2]);
+    const tall = await run('tall.png', ['--size', '16x48']);
+    expect(tall.code).toBe(0);
+    const t = await readImage(join(root, 'tall.png'));
+    expect([t.width, t.height]).toEqual([2 * 64 + 3 * 2, 20 + 2 * 192 + 3 * 2]); // 4x zoom
+    // The training crop (16) three ways: the same bytes (the square path is unchanged).
+    for (const [out, more] of [
+      ['sq-default.png', []],
+      ['sq-n.png', ['--size', '16']],
+      ['sq-nxn.png', ['--size', '16x16']],
+    ] as const)
+      expect((await run(out, [...more])).code).toBe(0);
+    const bytes = (f: string) => readFileSync(join(root, f));
+    expect(bytes('sq-n.png').equals(bytes('sq-default.png'))).toBe(true);
+    expect(bytes('sq-nxn.png').equals(bytes('sq-default.png'))).toBe(true);
+    const bad = await run('bad.png', ['--size', '16x15']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/--size 16x15: width and height must be multiples of 2/);
+    expect((await run('bad.png', ['--size', '16y16'])).err).toMatch(
+      /--size must be N or WIDTHxHEIGHT/,
+    );
+  }, 120_000);
+
+  it('--intermediate: x_T and every 1|(steps//10) steps (official continous); the last is the sample', async () => {
+    const run = (out: string, more: string[]) =>
+      runCli([
+        'sample',
+        ...['--ddpm', ckpt, '-n', '2', '--steps', '20', '--seed', '3', '-o', join(root, out)],
+        ...more,
+      ]);
+    expect((await run('final.png', [])).code).toBe(0);
+    const r = await run('chain.png', ['--intermediate']);
+    expect(r.code).toBe(0);
+    const chain = await readImage(join(root, 'chain.png'));
+    const final = await readImage(join(root, 'final.png'));
+    // 20 steps: interval 1|2 = 3, states x_T, 18, 15, 12, 9, 6, 3, 0 (8 columns of 16 px
+    // tiles drawn 4x), per sample an RGB row and an IR row
+    const tile = 64;
+    const pad = 2;
+    expect(chain.width).toBe(8 * tile + 9 * pad);
+    const header = chain.height - (4 * tile + 5 * pad);
+    expect(header).toBe(20);
+    // The last column (i = 0) is the sample: its RGB tiles equal the plain grid's RGB column,
+    // its IR tiles the plain grid's IR column.
+    const fHeader = final.height - (2 * tile + 3 * pad);
+    const px = (img: typeof chain, x: number, y: number) =>
+      [0, 1, 2].map((k) => img.data[(y * img.width + x) * 3 + k]);
+    for (let sample = 0; sample < 2; sample++)
+      for (const [col, row] of [
+        [0, 0],
+        [1, 1],
+      ])
+        for (let y = 0; y < tile; y += 5)
+          for (let x = 0; x < tile; x += 5) {
+            const a = px(
+              chain,
+              pad + 7 * (tile + pad) + x,
+              header + pad + (2 * sample + row) * (tile + pad) + y,
+            );
+            const b = px(
+              final,
+              pad + col * (tile + pad) + x,
+              fHeader + pad + sample * (tile + pad) + y,
+            );
+            expect(a).toEqual(b);
+          }
+  }, 120_000);
+
   it('conditional: IR | RGB | REAL from --cond pairs, with guidance; refusals are one line', async () => {
     const out = join(root, 'cond.png');
     const r = await runCli([

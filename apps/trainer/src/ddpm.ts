@@ -25,8 +25,10 @@ import {
   type Denoiser,
   drawDdpmBatch,
   InitStopped,
+  SetupStopped,
   sampleImages,
   splitConditional,
+  testSlowFromEnv,
   WeightEma,
 } from '@dif-fusion/train';
 import { parseUNetConfig, unetConfigToJSON } from '@dif-fusion/unet';
@@ -147,7 +149,7 @@ async function buildModel(
       diffusion: cfg.model.diffusion,
       schedule: cfg.model.beta_schedule.train,
     },
-    shouldStop,
+    ...{ say, shouldStop, testSlow: testSlowFromEnv() },
     ...{ device: opts.device, threads: opts.threads },
   });
   const provider = await engine.provider();
@@ -299,8 +301,8 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
     const skip = cfg.model.which_model_G === 'skip_unet';
     const workers = ddpmWorkers(opts, skip, batch, run.say);
     m = await buildModel(cfg, ckpt, seed, opts, backend, workers, run.say, stop).catch((e) => {
-      if (e instanceof InitStopped)
-        throw new UserError('stopped while initialising the weights; nothing to save yet');
+      if (e instanceof InitStopped || e instanceof SetupStopped)
+        throw new UserError(`${e.message}; nothing to save yet`);
       throw e;
     });
     const samplerSeed = deriveSeed(seed, 'sampler');
@@ -311,6 +313,9 @@ export async function trainDdpm(opts: DdpmTrainOptions): Promise<TrainResult> {
     const step = ddpmStep(model, sampler, batch);
     const { save_checkpoint_freq: saveFreq, val_freq: valFreq } = cfg.train;
     const validate = await ddpmValidation(run, cfg, model, seed, opts, pairs);
+    if (run.stop.stopRequested)
+      throw new UserError('stopped before the first step; nothing to save yet');
+    run.stop.training = true;
     const r = await trainingLoop({
       run,
       start: ckpt?.step ?? 0,

@@ -471,6 +471,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     const frozen = ddpm;
     const stepsPerEpoch = cache.length > 0 ? cache.length : sampler.batchesPerEpoch;
     const validate = headValidation(run, cfg, model, valSet);
+    run.stop.training = true;
     const r = await trainingLoop({
       run,
       start: ckpt?.step ?? 0,

@@ -2,9 +2,9 @@
 import { type FloatImage, floatToImage, makeGrid, saveGrid, writeImage } from '@dif-fusion/io';
 import { Canvas, textHeight, textWidth } from './pixel-font';
 
-/** A column of a grid: per sample `channels` planes of `size` x `size`, showing `pick`. */
+/** A column of a grid: per sample `channels` planes of height x width, showing `pick`. */
 export interface GridColumn {
-  /** `[N, channels, size, size]` in [-1, 1]. */
+  /** `[N, channels, height, width]` in [-1, 1]. */
   data: Float32Array;
   channels: number;
   /** Three channel indices (RGB) or one (gray). */
@@ -12,14 +12,14 @@ export interface GridColumn {
 }
 
 /** One image of an NCHW array. */
-function cell(col: GridColumn, i: number, size: number): FloatImage {
-  const plane = size * size;
+function cell(col: GridColumn, i: number, width: number, height = width): FloatImage {
+  const plane = width * height;
   const out = new Float32Array(col.pick.length * plane);
   col.pick.forEach((c, k) => {
     const s = (i * col.channels + c) * plane;
     out.set(col.data.subarray(s, s + plane), k * plane);
   });
-  return { width: size, height: size, channels: col.pick.length, data: out };
+  return { width, height, channels: col.pick.length, data: out };
 }
 
 /** Save a grid: one row per sample, the columns side by side. */
@@ -69,20 +69,24 @@ function zoom(img: FloatImage, z: number): FloatImage {
 /**
  * A grid with a header row naming the columns (e.g. `RGB | IR`, in `@dif-fusion/io`'s 5x7
  * pixel font, so the bytes depend on nothing installed), one row per sample, as 8-bit RGB.
- * Tiles under {@link MIN_LABELLED_TILE} pixels are zoomed by an integer factor (nearest
- * neighbour, no new pixel values) so that the labels are readable: at least 2x the font
- * (14 pixels tall), up to 4x on large tiles.
+ * Tiles (`size` wide, `height` tall, default square) whose short side is under
+ * {@link MIN_LABELLED_TILE} pixels are zoomed by an integer factor (nearest neighbour, no
+ * new pixel values) so that the labels are readable: at least 2x the font (14 pixels
+ * tall), up to 4x on large tiles.
  */
 export function labelledGrid(
   columns: GridColumn[],
   labels: string[],
   n: number,
   size: number,
+  height = size,
 ): { width: number; height: number; data: Uint8Array; zoom: number; scale: number } {
-  const z = size < MIN_LABELLED_TILE ? Math.ceil(MIN_LABELLED_TILE / size) : 1;
+  const short = Math.min(size, height);
+  const z = short < MIN_LABELLED_TILE ? Math.ceil(MIN_LABELLED_TILE / short) : 1;
   const tile = size * z;
   const images: FloatImage[] = [];
-  for (let i = 0; i < n; i++) for (const col of columns) images.push(zoom(cell(col, i, size), z));
+  for (let i = 0; i < n; i++)
+    for (const col of columns) images.push(zoom(cell(col, i, size, height), z));
   const pad = 2;
   const grid = floatToImage(makeGrid(images, columns.length, pad, { padValue: 1 }), 8);
   const fit = Math.min(...labels.map((l) => Math.floor(tile / Math.max(1, textWidth(l, 1)))));
@@ -107,6 +111,7 @@ export async function writeLabelledGrid(
   labels: string[],
   n: number,
   size: number,
+  height = size,
 ): Promise<void> {
-  await writeRgb(path, labelledGrid(columns, labels, n, size));
+  await writeRgb(path, labelledGrid(columns, labels, n, size, height));
 }

@@ -53,18 +53,38 @@ export class RunLog {
 
 /**
  * Ctrl-C (SIGINT) or `kill` (SIGTERM, e.g. a job scheduler or a background run) requests a
- * stop instead of killing the process: the training loop checks `stopRequested` after each
- * step, saves a checkpoint and returns. A second signal exits at once.
+ * stop instead of killing the process: before the first step the set-up stops at its next
+ * phase (nothing to save); during training the loop checks `stopRequested` after each step,
+ * saves a checkpoint and returns. The ORT steps run on a worker thread, so the signal is
+ * seen (and said) at once. A second signal exits at once: our handlers are removed and the
+ * signal raised again, so that its default action ends the process even while a thread is
+ * inside a long native call (process.exit would wait for that call to return). Checkpoints
+ * are written atomically, so the last one on disk stays whole.
  */
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
 export class StopSignal {
   stopRequested = false;
-  private readonly handler = () => {
-    if (this.stopRequested) process.exit(130);
+  /** Set once the training loop runs (the first signal then waits for the step in hand). */
+  training = false;
+  private readonly handler = (sig?: NodeJS.Signals) => {
+    const name = sig ?? 'SIGINT';
+    if (this.stopRequested) {
+      for (const s of STOP_SIGNALS) process.removeAllListeners(s);
+      process.kill(process.pid, name);
+      return;
+    }
     this.stopRequested = true;
+    this.say(
+      this.training
+        ? `${name}: stopping after the current step (a checkpoint is saved); send it again to quit at once`
+        : `${name}: stopping; send it again to quit at once`,
+    );
   };
-  constructor(private readonly enabled = true) {
+  constructor(
+    private readonly enabled = true,
+    private readonly say: (message: string) => void = () => {},
+  ) {
     if (enabled) for (const sig of STOP_SIGNALS) process.on(sig, this.handler);
   }
   dispose(): void {

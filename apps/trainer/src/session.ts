@@ -102,13 +102,13 @@ export class RunContext {
   ) {
     this.out = resolve(opts.out);
     this.log = new RunLog(this.out);
-    this.stop = new StopSignal(opts.handleSigint ?? true);
     const quiet = opts.quiet ?? false;
     this.progress = new Progress({ quiet, bar: opts.progressBar, every: printFreq });
     this.warn = (m) => process.stderr.write(`${m}\n`);
     this.say = (m) => {
       if (!quiet || m.startsWith('warning:')) this.warn(m);
     };
+    this.stop = new StopSignal(opts.handleSigint ?? true, this.say);
   }
 
   /** Seconds since the run started. */

@@ -6,7 +6,8 @@
  */
 import { drawFeatureNoise, type NoiseLevels, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
-import { qSample } from './gaussian-diffusion';
+import { qSample } from './losses';
+import { tfMaths } from './tf-maths';
 
 /**
  * The denoiser's feature pass: reversed decoder features (fd[0] = full resolution) of
@@ -60,7 +61,7 @@ export function makeFeatureExtractor(
       const fd = tf.tidy(() => {
         const level = tf.tensor2d(draw.levels, [n, 1]);
         const noise = tf.tensor(draw.noise, xStart.shape);
-        return denoiser(qSample(xStart, level, noise) as tf.Tensor4D, level, minIndex);
+        return denoiser(qSample(tfMaths, xStart, level, noise) as tf.Tensor4D, level, minIndex);
       });
       return fd.map((f, i) => {
         if (f && keep.has(i)) return f;

@@ -21,13 +21,12 @@ export { fusionNoise, imageNoise };
 import type { DenoiserNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 
-import { stopGradient, vbTerm } from './learned-variance';
+import { lossCoefs, needsLossCoefs, pLossTerms, qSample } from './losses';
 import {
   DEFAULT_DIFFUSION_LOSS,
   DEFAULT_VLB_WEIGHT,
   type DiffusionConfig,
   type DiffusionLoss,
-  qSampleOps,
   type SamplerName,
   trainingLevels,
 } from './options';
@@ -40,12 +39,12 @@ import {
   learnedRange,
   learnsVariance,
   type MeanType,
-  modelMeanCoefs,
   noiseFromStartCoefs,
   startFromNoiseCoefs,
   startFromPrevCoefs,
   type VarType,
 } from './parameterisation';
+import { tfMaths } from './tf-maths';
 
 export interface SampleOptions {
   /**
@@ -71,6 +70,14 @@ export interface SampleOptions {
   guidance?: number;
   /** Called after each network step with (done, total). */
   onStep?: (done: number, total: number) => void;
+  /**
+   * Called with each state of the chain: x_T first (`i` = the number of steps), then the
+   * state after the step at index `i` (steps - 1 down to 0, the last one being the result).
+   * The tensor is disposed afterwards: read it synchronously. The official sampler's
+   * `continous` output keeps x_T and the states whose index is a multiple of
+   * `intermediateInterval` (@dif-fusion/diffusion).
+   */
+  onState?: (i: number, x: tf.Tensor) => void;
 }
 
 /** Noise levels and noise per time step as the fusion stage feeds them (see `features`). */
@@ -91,17 +98,6 @@ export interface StepFeatures {
   level: number;
   /** Reversed decoder features (fd[0] = full resolution); entries below minDecoderIndex undefined. */
   fd: tf.Tensor[];
-}
-
-/**
- * q(x_t | x_0) on tensors, one level per sample: x_t = level * x0 + sqrt(1 - level^2) * noise
- * (eq. 4 of Ho et al. with SR3's continuous level), `levels` `[N, 1]`, x0 and noise NHWC.
- */
-export function qSample(xStart: tf.Tensor, levels: tf.Tensor, noise: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => {
-    const l = tf.reshape(levels, [-1, 1, 1, 1]);
-    return tf.add(tf.mul(xStart, l), tf.mul(noise, tf.sqrt(tf.sub(1, tf.square(l)))));
-  });
 }
 
 /** The random inputs of a loss evaluation (see @dif-fusion/schedules drawDdpmStep). */
@@ -151,9 +147,9 @@ export class GaussianDiffusion {
     return this.schedule.numTimesteps;
   }
 
-  /** x_t = level * x0 + sqrt(1 - level^2) * noise, levels `[N, 1]` (one per sample). */
+  /** x_t = level * x0 + sqrt(1 - level^2) * noise, levels `[N, 1]` (one per sample; see ./losses.ts). */
   qSample(xStart: tf.Tensor, levels: tf.Tensor, noise: tf.Tensor): tf.Tensor {
-    return qSample(xStart, levels, noise);
+    return tf.tidy(() => qSample(tfMaths, xStart, levels, noise));
   }
 
   /** The denoiser on x (and, conditional, the condition concatenated before it). */
@@ -170,7 +166,7 @@ export class GaussianDiffusion {
    * by `denom` (default the element count of `xStart`; a data-parallel shard passes the whole
    * batch's, so the shards' losses and gradients add up to the batch's). The target is the
    * mean type's (pytorch-ddpm's trainer): eps, x_0, or the posterior mean
-   * c1_{t-1} x_0 + c2_{t-1} x_t (see `trainingTarget`). Records no tidy of its own: call it
+   * c1_{t-1} x_0 + c2_{t-1} x_t (see ./losses.ts, the one definition). Records no tidy of its own: call it
    * inside `tf.variableGrads` / `tf.tidy`.
    */
   pLosses(ops: TfOps, xStart: tf.Tensor, draws: LossDraws, denom = xStart.size): tf.Scalar {
@@ -181,49 +177,36 @@ export class GaussianDiffusion {
    * {@link pLosses} with its terms. `learned_range` (Improved DDPM eq. 16): the levels are
    * the discrete sqrt(a_{t-1}) (see {@link trainingLevels}), the denoiser's output splits into
    * the mean output (first C channels, trained by L_simple above) and v (last C), and
-   * loss = L_simple + lambda T vb with vb = sum(L_{t-1} / ln 2) / denom (see
-   * ./learned-variance.ts), the model mean taken from the mean output under a stop-gradient.
+   * loss = L_simple + lambda T vb with vb = sum(L_{t-1}) / (denom ln 2) (see ./losses.ts),
+   * the model mean taken from the mean output under a stop-gradient.
    */
   pLossTerms(ops: TfOps, xStart: tf.Tensor, draws: LossDraws, denom = xStart.size): LossTerms {
     const n = xStart.shape[0];
     const learned = learnsVariance(this.varType);
     const t = draws.t;
-    if (learned && t === undefined)
-      throw new Error('pLosses: var_type learned_range needs the draws of t');
+    if (needsLossCoefs(this.meanType, learned) && t === undefined)
+      throw new Error(
+        `pLosses: ${learned ? 'var_type learned_range' : `mean_type ${this.meanType}`} needs the draws of t`,
+      );
     const levels = learned
       ? trainingLevels(this.schedule, this.varType, t!, draws.levels)
       : draws.levels;
-    const level = tf.tensor2d(levels, [n, 1]);
-    const xNoisy = qSample(xStart, level, draws.noise);
-    const raw = this.denoise(ops, xNoisy, level, draws.condition);
-    const [out, v] = learned ? tf.split(raw, 2, 3) : [raw, null];
-    const diff = tf.sub(this.lossTarget(xStart, xNoisy, draws), out);
-    const per = this.loss === 'l1' ? tf.abs(diff) : tf.square(diff);
-    const simple = tf.div(tf.sum(per), denom) as tf.Scalar;
-    if (!v) return { loss: simple };
-    const c = this.chain();
-    const i = t! - 1;
-    const [p, q] = modelMeanCoefs(c, this.meanType, i);
-    const r = learnedRange(c, i);
-    const term = vbTerm({
-      i,
-      x0: xStart,
-      trueMean: axpby(c.posteriorMeanCoef1[i], xStart, c.posteriorMeanCoef2[i], xNoisy),
-      trueLogVariance: c.posteriorLogVarianceClipped[i],
-      modelMean: axpby(p, xNoisy, q, stopGradient(out)),
-      modelLogVariance: tf.add(r.mid, tf.mul(v, r.half)),
+    const r = pLossTerms(ops, {
+      xStart,
+      noise: draws.noise,
+      level: tf.tensor2d(levels, [n, 1]),
+      denoise: (x, level) => this.denoise(ops, x, level, draws.condition),
+      loss: this.loss,
+      meanType: this.meanType,
+      channels: xStart.shape[3] as number,
+      denom,
+      coefs:
+        t === undefined
+          ? undefined
+          : tf.tensor2d(lossCoefs(this.chain(), this.meanType, t), [1, 9]),
+      vbWeight: learned ? this.vlbWeight * this.numTimesteps : undefined,
     });
-    const vb = tf.div(tf.sum(term), denom) as tf.Scalar;
-    return { loss: tf.add(simple, tf.mul(vb, this.vlbWeight * this.numTimesteps)), vb };
-  }
-
-  private lossTarget(xStart: tf.Tensor, xNoisy: tf.Tensor, draws: LossDraws): tf.Tensor {
-    if (this.meanType === 'epsilon') return draws.noise;
-    if (this.meanType === 'x_start') return xStart;
-    const t = draws.t;
-    if (t === undefined) throw new Error('pLosses: mean_type x_prev needs the draws of t');
-    const s = this.schedule;
-    return axpby(s.posteriorMeanCoef1[t - 1], xStart, s.posteriorMeanCoef2[t - 1], xNoisy);
+    return r as LossTerms;
   }
 
   /** x0 = sqrt(1/acp[t]) x_t - sqrt(1/acp[t] - 1) eps (t an index 0..T-1, eq. 11 inverted). */
@@ -393,6 +376,7 @@ export class GaussianDiffusion {
     const w = options.guidance ?? 0;
     const n = shape[0];
     let x = tf.tensor(rng.normalArray(shape.reduce((a, b) => a * b, 1)), shape);
+    options.onState?.(c.betas.length, x);
     for (let i = c.betas.length - 1; i >= 0; i--) {
       const a = c.alphasCumprod[i];
       const aPrev = c.alphasCumprodPrev[i];
@@ -437,6 +421,7 @@ export class GaussianDiffusion {
       });
       x.dispose();
       x = next;
+      options.onState?.(i, x);
       options.onStep?.(c.betas.length - i, c.betas.length);
     }
     return x;
@@ -493,7 +478,7 @@ export class GaussianDiffusion {
     }
     const out: StepFeatures[] = [];
     for (const [k, t] of timesteps.entries()) {
-      const xNoisy = qSampleOps(ops, x, levels[k], noise[k]);
+      const xNoisy = qSample(ops, x, levels[k], noise[k]);
       const { fd } = this.denoiser.features(ops, xNoisy, tf.fill([n, 1], levels[k]), {
         minDecoderIndex: options.minDecoderIndex,
       });

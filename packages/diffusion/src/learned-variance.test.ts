@@ -9,9 +9,11 @@ import {
   chainCoefficients,
   discretizedGaussianLogLikelihood,
   GaussianDiffusion,
+  type LossCoef,
   learnedRange,
   normalKl,
   trainingLevels,
+  vbTerm,
 } from './test-utils';
 
 await useBackend('cpu');
@@ -59,16 +61,18 @@ const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) =>
 describe('learned_range maths, by hand', () => {
   it('normal_kl: 0 for equal Gaussians, 0.5 (m1 - m2)^2 for unit variances, the closed form', () => {
     const z = tf.tensor([0.3, -2]);
-    expect(Array.from(normalKl(z, 0.7, z, 0.7).dataSync())).toEqual([0, 0]);
-    const kl = normalKl(tf.tensor([0]), 0, tf.tensor([1]), 0).dataSync()[0];
+    const c = (v: number, like: tf.Tensor) => tf.fill(like.shape, v);
+    expect(Array.from(normalKl(ops, z, c(0.7, z), z, c(0.7, z)).dataSync())).toEqual([0, 0]);
+    const one = tf.tensor([0]);
+    const kl = normalKl(ops, one, c(0, one), tf.tensor([1]), c(0, one)).dataSync()[0];
     expect(kl).toBeCloseTo(0.5, 7);
     // KL(N(0, 1) || N(0, e^2)) = 0.5 (-1 + 2 + e^-2)
-    const kl2 = normalKl(tf.tensor([0]), 0, tf.tensor([0]), 2).dataSync()[0];
+    const kl2 = normalKl(ops, one, c(0, one), one, c(2, one)).dataSync()[0];
     expect(kl2).toBeCloseTo(0.5 * (1 + Math.exp(-2)), 6);
   });
 
   it('Phi(0) = 1/2, Phi(-x) = 1 - Phi(x), within 1e-3 of the true CDF at 1', () => {
-    const p = approxStandardNormalCdf(tf.tensor([0, 1, -1])).dataSync();
+    const p = approxStandardNormalCdf(ops, tf.tensor([0, 1, -1])).dataSync();
     expect(p[0]).toBe(0.5);
     expect(p[1] + p[2]).toBeCloseTo(1, 6);
     expect(Math.abs(p[1] - 0.841344746)).toBeLessThan(1e-3);
@@ -76,6 +80,7 @@ describe('learned_range maths, by hand', () => {
 
   it('discretized decoder: a centred bin of a unit Gaussian ~ (2/255) / sqrt(2 pi); edge bins open', () => {
     const ll = discretizedGaussianLogLikelihood(
+      ops,
       tf.tensor([0, -1, 1]),
       tf.tensor([0, -1, 1]),
       tf.tensor([0, 0, 0]),
@@ -152,20 +157,24 @@ describe('learned_range hybrid loss against PyTorch (float64 reference)', () => 
   }
 
   it('the per-element KL and decoder NLL (bits) at the reference model means and variances', async () => {
-    const { vbTerm } = await import('./learned-variance');
     for (const k of fx.cases) {
       const i = k.t - 1;
       const ref = i === 0 ? k.nll_bits : k.kl_bits;
       const x0 = tf.tensor(fx.x0);
       const caseFx = fx.cases[i] as unknown as { model_mean: number[]; true_mean: number[] };
-      const term = vbTerm({
-        i,
+      const coefs: Partial<Record<LossCoef, number>> = {
+        lv1: fx.posterior_log_variance_clipped[i],
+        wKl: i > 0 ? 1 : 0,
+        wNll: i > 0 ? 0 : 1,
+      };
+      const nats = vbTerm(ops, {
         x0,
         trueMean: tf.tensor(caseFx.true_mean),
-        trueLogVariance: fx.posterior_log_variance_clipped[i],
         modelMean: tf.tensor(caseFx.model_mean),
         modelLogVariance: tf.tensor(k.model_log_variance),
-      }).dataSync();
+        coef: (name) => tf.fill(x0.shape, coefs[name]!),
+      });
+      const term = tf.div(nats, Math.LN2).dataSync();
       const scale = Math.max(...ref.map(Math.abs));
       expect(maxAbs(term, ref) / scale).toBeLessThan(1e-5);
     }

@@ -1,10 +1,9 @@
 /**
  * The diffusion settings and the maths that need no tensor library: the loss, mean and
- * variance types (./parameterisation.ts), the samplers' names, q_sample on any `Ops`, the
- * training levels. The TensorFlow.js realisation (`GaussianDiffusion`, the feature extractor,
+ * variance types (./parameterisation.ts), the samplers' names, the training levels (q_sample and
+ * the losses on any `Ops`: ./losses.ts). The TensorFlow.js realisation (`GaussianDiffusion`, the feature extractor,
  * the bound term) is `@dif-fusion/diffusion/tfjs`.
  */
-import type { Ops } from '@dif-fusion/nn';
 import type { NoiseSchedule } from '@dif-fusion/schedules';
 import { learnsVariance, type MeanType, type VarType } from './parameterisation';
 
@@ -32,7 +31,7 @@ export interface DiffusionConfig {
   /**
    * The reverse variance of ancestral sampling (pytorch-ddpm's var_type; default
    * `fixedsmall`); `learned_range`: the denoiser outputs [mean output, v] (twice the data's
-   * channels) and trains with the hybrid loss (see ./learned-variance.ts).
+   * channels) and trains with the hybrid loss (see ./losses.ts).
    */
   var_type?: VarType;
   /**
@@ -68,17 +67,18 @@ export function diffusionConfigProblems(
   return out;
 }
 
+/**
+ * The official p_sample_loop's `sample_inter = (1 | (num_timesteps // 10))` (a bitwise or, as
+ * written there: 201 for T = 2000) over the steps actually taken: with `continous=True` it
+ * returns x_T and every state whose index i (steps - 1 .. 0) is a multiple of this.
+ */
+export function intermediateInterval(steps: number): number {
+  return 1 | Math.floor(steps / 10);
+}
+
 /** The samplers of `GaussianDiffusion.run` (`@dif-fusion/diffusion/tfjs`). */
 export const SAMPLERS = ['ancestral', 'ddim'] as const;
 export type SamplerName = (typeof SAMPLERS)[number];
-
-/**
- * q(x_t | x_0) with SR3's continuous level (eq. 4 of Ho et al. with sqrt(alpha_bar) = level):
- * x_t = level * x0 + sqrt(1 - level^2) * noise. Written on Ops so the ONNX export reuses it.
- */
-export function qSampleOps<T>(ops: Ops<T>, xStart: T, level: number, noise: T): T {
-  return ops.axpby(level, xStart, Math.sqrt(1 - level * level), noise);
-}
 
 /**
  * The noise levels a batch trains on: SR3's continuous levels, except with `learned_range`,

@@ -7,11 +7,11 @@ import { relErr } from '../../../test/shared';
 import {
   chainCoefficients,
   GaussianDiffusion,
+  lossCoefs,
   type MeanType,
   noiseFromStartCoefs,
   startFromNoiseCoefs,
   startFromPrevCoefs,
-  trainingTarget,
 } from './test-utils';
 
 await useBackend('cpu');
@@ -94,32 +94,30 @@ describe('mean types', () => {
   const noise = Float32Array.from([1, 2, -1, 0.5]);
   const levels = Float32Array.from([0.8, 0.6]);
 
-  it('trainingTarget: eps, x_0, and c1_{t-1} x_0 + c2_{t-1} x_t per sample', () => {
-    const d = { t: 3, levels, x, noise };
-    expect(trainingTarget(three, 'epsilon', d)).toBe(noise);
-    expect(trainingTarget(three, 'x_start', d)).toBe(x);
-    const got = trainingTarget(three, 'x_prev', d);
-    const c1 = (75 / 124) * Math.sqrt(0.72);
-    const c2 = (35 / 62) * Math.sqrt(0.7);
-    // sample 0 (level 0.8, sigma 0.6): x_t = 0.8*0.5 + 0.6*1 = 1.0
-    expect(got[0]).toBeCloseTo(c1 * 0.5 + c2 * 1.0, 6);
-    // sample 1 (level 0.6, sigma 0.8): x_t = 0.6*0.75 - 0.8 = -0.35
-    expect(got[2]).toBeCloseTo(c1 * 0.75 + c2 * -0.35, 6);
+  // the posterior mean coefficients of t = 3 (index 2) of the 3-step chain
+  const c1 = (75 / 124) * Math.sqrt(0.72);
+  const c2 = (35 / 62) * Math.sqrt(0.7);
+
+  it('lossCoefs: c1_{t-1}, c2_{t-1} first (the x_prev target c1 x_0 + c2 x_t)', () => {
+    const k = lossCoefs(chainCoefficients(three.betas), 'x_prev', 3);
+    expect(k[0]).toBeCloseTo(c1, 6);
+    expect(k[1]).toBeCloseTo(c2, 6);
   });
 
   it.each(['epsilon', 'x_start', 'x_prev'] as MeanType[])(
-    'pLosses (%s) is the mean square of target - output, as trainingTarget',
+    'pLosses (%s) is the mean square of the target (eps, x_0, c1 x_0 + c2 x_t) - output',
     async (meanType) => {
       const d = new GaussianDiffusion(linear(0.5), three, { mean_type: meanType });
       const xs = tf.tensor(x, [2, 1, 1, 2]);
       const nz = tf.tensor(noise, [2, 1, 1, 2]);
       const loss = tf.tidy(() => d.pLosses(ops, xs, { levels, noise: nz, t: 3 }).dataSync()[0]);
-      const target = trainingTarget(three, meanType, { t: 3, levels, x, noise });
       let sum = 0;
       for (let k = 0; k < 4; k++) {
         const l = levels[k >> 1];
         const xt = l * x[k] + Math.sqrt(1 - l * l) * noise[k];
-        sum += (target[k] - 0.5 * xt) ** 2;
+        const target =
+          meanType === 'epsilon' ? noise[k] : meanType === 'x_start' ? x[k] : c1 * x[k] + c2 * xt;
+        sum += (target - 0.5 * xt) ** 2;
       }
       expect(loss).toBeCloseTo(sum / 4, 5);
     },

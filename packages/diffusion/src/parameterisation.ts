@@ -2,7 +2,8 @@
  * What the denoiser predicts (`model.diffusion.mean_type`) and which fixed reverse variance
  * the sampler uses (`model.diffusion.var_type`), as Ho et al. 2020 and the pytorch-ddpm port
  * (`GaussianDiffusionSampler`) define them, over the coefficients of a (possibly respaced)
- * chain of betas. Pure numbers: the tfjs sampler and both training backends share them.
+ * chain of betas. Pure numbers: the tfjs sampler and both training backends share them (the
+ * training target and loss on `Ops`: ./losses.ts).
  *
  * Notation (index i = 0..T-1 of the chain, a_i = alphas_cumprod[i], a_{-1} = 1):
  * - posterior q(x_{i-1} | x_i, x_0) = N(c1_i x_0 + c2_i x_i, v_i) with
@@ -15,9 +16,8 @@
  *   outputs v (as many channels as the data) and
  *   log var_i = f log(beta_i) + (1 - f) log(v~_i), f = (v + 1) / 2, with
  *   v~ = [v_1, v_1, v_2, ..., v_{T-1}] (improved-diffusion's `posterior_log_variance_clipped`).
- *   See ./learned-variance.ts for its loss.
+ *   See ./losses.ts for its loss.
  */
-import type { NoiseSchedule } from '@dif-fusion/schedules';
 
 /** The denoiser's output (config `model.diffusion.mean_type`). */
 export const MEAN_TYPES = ['epsilon', 'x_start', 'x_prev'] as const;
@@ -159,45 +159,4 @@ export function noiseFromStartCoefs(c: ChainCoefficients, i: number): [number, n
   const a = c.alphasCumprod[i];
   const d = Math.sqrt(1 / a - 1);
   return [Math.sqrt(1 / a) / d, -1 / d];
-}
-
-/** The draws a training target needs (see @dif-fusion/schedules drawDdpmStep). */
-export interface TargetDraws {
-  /** Time step 1..T of the batch (x_prev's posterior coefficients are those of index t-1). */
-  t: number;
-  /** One continuous level per sample (SR3: sqrt(alpha_bar)). */
-  levels: ArrayLike<number>;
-  /** x_0, any per-sample-contiguous layout (NCHW or NHWC). */
-  x: Float32Array;
-  /** The noise, same layout as x. */
-  noise: Float32Array;
-}
-
-/**
- * The regression target of p_losses for a mean type (pytorch-ddpm `GaussianDiffusionTrainer`):
- * `epsilon` -> eps, `x_start` -> x_0, `x_prev` -> the posterior mean
- * c1_{t-1} x_0 + c2_{t-1} x_t with x_t = level x_0 + sqrt(1 - level^2) eps (SR3's level).
- * Float32Arrays, so the ONNX Runtime backend feeds exactly what the tfjs loss computes.
- */
-export function trainingTarget(
-  schedule: NoiseSchedule,
-  meanType: MeanType,
-  d: TargetDraws,
-): Float32Array {
-  if (meanType === 'epsilon') return d.noise;
-  if (meanType === 'x_start') return d.x;
-  const c1 = schedule.posteriorMeanCoef1[d.t - 1];
-  const c2 = schedule.posteriorMeanCoef2[d.t - 1];
-  const n = d.levels.length;
-  const per = d.x.length / n;
-  const out = new Float32Array(d.x.length);
-  for (let s = 0; s < n; s++) {
-    const l = d.levels[s];
-    const sig = Math.sqrt(1 - l * l);
-    for (let k = s * per; k < (s + 1) * per; k++) {
-      const xt = Math.fround(Math.fround(l * d.x[k]) + Math.fround(sig * d.noise[k]));
-      out[k] = c1 * d.x[k] + c2 * xt;
-    }
-  }
-  return out;
 }

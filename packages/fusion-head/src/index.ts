@@ -12,9 +12,10 @@
  *   `parseJsonWithComments`, `scaleLevel`, `scaleChannels`, `DEFAULT_FEAT_SCALES`,
  *   `DEFAULT_TIME_STEPS`.
  * - Loss settings (`./loss-options`): `FusionLossOptions`, `LossSpace`, `ImageLayout`.
- * - Loss (`./loss`, tfjs, subpath `@dif-fusion/fusion-head/tfjs`): `fusionLoss` (intensity + alpha * gradient + optional
- *   colour-fidelity term), `sobelMagnitude`, `chroma`, `FusionLossOptions`,
- *   `FusionLossResult`, `ImageLayout`.
+ * - Loss, the one definition on any `Ops` (`./fusion-loss`): `fusionLossTerms` (intensity +
+ *   alpha * gradient + optional colour-fidelity term), `sobelMagnitude`, `luma`, `chroma`.
+ *   Its tfjs entry (`./loss`, subpath `@dif-fusion/fusion-head/tfjs`): `fusionLoss` (either
+ *   layout, host-computed targets), `FusionLossResult`, and NHWC `sobelMagnitude`, `luma`.
  * - Training (`./train`, tfjs, subpath `@dif-fusion/fusion-head/tfjs`): `HeadTrainer`, `headTrainStep`, `ddpmInput`,
  *   `disposeFeatures`, `headOptimizer`, `setLearningRate`, `headLearningRate`, and the types
  *   `FusionBatch`, `HeadFeatures`, `HeadFeatureExtractor` (the frozen DDPM's extractor is
@@ -23,6 +24,7 @@
  *   `HeadTrainerOptions`.
  */
 export * from './config';
+export * from './fusion-loss';
 export * from './head';
 export * from './loss-options';
 export * from './target';

@@ -1,32 +1,25 @@
 /**
- * Dif-Fusion's fusion loss (official models/fs_loss.py, from SeAFusion) on TensorFlow.js:
- *
- *   loss_in   = mean |F - max(V, I)|
- *   loss_grad = mean |S(F) - max(S(V), S(I))|,  S(x) = |sobel_x * x| + |sobel_y * x| per channel
- *   loss      = loss_in + alpha * loss_grad (+ colorWeight * loss_color, off by default)
- *
- * or, with `space: 'luma'` (dif-fusion's addition, for heads that change lightness only), the
- * same two terms on BT.601 luma Y(x) = 0.299 R + 0.587 G + 0.114 B:
- *
- *   loss_in   = mean |Y(F) - max(Y(V), I)|
- *   loss_grad = mean |S(Y(F)) - max(S(Y(V)), S(I))|
- *
- * The per-channel target max(V_c, I) lifts every channel of a saturated pixel that is darker
- * than the infrared, so for a red tail light (R high, G and B low) it asks for much more
- * lightness than the pixel's luma warrants; the luma target asks for exactly the lightness of
- * ycbcr-max (max(Y(V), I)), which is what keeps colour fidelity (CIEDE2000) close to it.
- *
- * with the infrared image broadcast to the visible image's channels and zero padding 1 for
- * the Sobel filters. The Sobel filters are built from pad + slice + add (no convolution), so
- * gradients work on every backend, wasm included.
+ * The fusion loss on TensorFlow.js: the tfjs entry of ./fusion-loss.ts (the one definition,
+ * on `Ops`), taking images in either layout and computing targets other than the official
+ * max (`salient`, ./target.ts) on the host.
  */
+import { TfOps } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
+import { fusionLossTerms, luma as lumaOps, sobelMagnitude as sobelOps } from './fusion-loss';
 import { FUSION_LOSS_DEFAULTS, type FusionLossOptions, type ImageLayout } from './loss-options';
-import { type FusionTargetKind, fusionTargetBatch, LUMA_WEIGHTS } from './target';
+import { type FusionTargetKind, fusionTargetBatch } from './target';
+
 // No `import '@tensorflow/tfjs-core/dist/register_all_gradients.js'` here: that ESM file uses
 // extensionless imports, which plain Node cannot load, so importing it would make this
 // package unusable in Node even for inference. Whoever trains registers the gradients
 // (see the README, "Gradients").
+
+/** TfOps for the parameter-free loss maths. */
+const maths = new TfOps({
+  get: (name) => {
+    throw new Error(`the fusion loss reads no parameter (asked for ${name})`);
+  },
+});
 
 export interface FusionLossResult {
   /** Weighted total (scalar). */
@@ -40,60 +33,15 @@ export interface FusionLossResult {
 const toNhwc = (x: tf.Tensor, layout: ImageLayout): tf.Tensor4D =>
   (layout === 'NCHW' ? tf.transpose(x, [0, 2, 3, 1]) : x) as tf.Tensor4D;
 
-/**
- * |sobel_x| + |sobel_y| of every channel of an NHWC image, zero padding 1 (same size out).
- * sobel_x = [[-1,0,1],[-2,0,2],[-1,0,1]], sobel_y = [[1,2,1],[0,0,0],[-1,-2,-1]] (the signs
- * do not matter after the absolute value).
- */
+/** |sobel_x| + |sobel_y| of every channel of an NHWC image, zero padding 1 (./fusion-loss.ts). */
 export function sobelMagnitude(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.tidy(() => {
-    const [n, h, w, c] = x.shape;
-    const p = tf.pad(x, [
-      [0, 0],
-      [1, 1],
-      [1, 1],
-      [0, 0],
-    ]);
-    const cols = (start: number) => tf.slice(p, [0, 0, start, 0], [n, h + 2, w, c]);
-    const rows = (t: tf.Tensor4D, start: number) => tf.slice(t, [0, start, 0, 0], [n, h, w, c]);
-    const left = cols(0);
-    const mid = cols(1);
-    const right = cols(2);
-    // x: horizontal difference, smoothed vertically with [1, 2, 1]
-    const dx = tf.sub(right, left) as tf.Tensor4D;
-    const gx = tf.addN([rows(dx, 0), tf.mul(rows(dx, 1), 2), rows(dx, 2)]);
-    // y: horizontal smoothing [1, 2, 1], differenced vertically
-    const sx = tf.addN([left, tf.mul(mid, 2), right]) as tf.Tensor4D;
-    const gy = tf.sub(rows(sx, 0), rows(sx, 2));
-    return tf.add(tf.abs(gx), tf.abs(gy)) as tf.Tensor4D;
-  });
+  return tf.tidy(() => sobelOps(maths, x, x.shape[3]) as tf.Tensor4D);
 }
 
-/** BT.601 chroma (Cb, Cr) of an NHWC RGB image, without the offset (it cancels in L1). */
-export function chroma(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.tidy(() => {
-    const [n, h, w, c] = x.shape;
-    if (c !== 3) throw new Error(`chroma: expected 3 channels, got ${c}`);
-    const m = tf.tensor2d(
-      [
-        [-0.168736, 0.5],
-        [-0.331264, -0.418688],
-        [0.5, -0.081312],
-      ],
-      [3, 2],
-    );
-    return tf.reshape(tf.matMul(tf.reshape(x, [-1, 3]), m), [n, h, w, 2]) as tf.Tensor4D;
-  });
-}
-
-/** BT.601 luma Y = 0.299 R + 0.587 G + 0.114 B of an NHWC RGB image: [N,H,W,1]. */
+/** BT.601 luma of an NHWC RGB image: [N,H,W,1] (./fusion-loss.ts). */
 export function luma(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.tidy(() => {
-    const [n, h, w, c] = x.shape;
-    if (c !== 3) throw new Error(`luma: expected 3 channels, got ${c}`);
-    const m = tf.tensor2d([...LUMA_WEIGHTS], [3, 1]);
-    return tf.reshape(tf.matMul(tf.reshape(x, [-1, 3]), m), [n, h, w, 1]) as tf.Tensor4D;
-  });
+  if (x.shape[3] !== 3) throw new Error(`luma: expected 3 channels, got ${x.shape[3]}`);
+  return tf.tidy(() => lumaOps(maths, x) as tf.Tensor4D);
 }
 
 /**
@@ -122,15 +70,8 @@ export function fusionLoss(
     const lum = options.space === 'luma';
     if (lum && i.shape[3] !== 1)
       throw new Error(`fusionLoss: space 'luma' needs a 1-channel infrared, got ${i.shape[3]}`);
-    const fs = lum ? luma(f) : f;
-    // Targets carry no gradient.
-    let target: tf.Tensor;
-    let gradTarget: tf.Tensor;
-    if ((options.target ?? 'max') === 'max') {
-      const vs = lum ? luma(v) : v;
-      target = tf.maximum(vs, i);
-      gradTarget = tf.maximum(sobelMagnitude(vs), sobelMagnitude(i));
-    } else {
+    let target: { intensity: tf.Tensor; gradient: tf.Tensor } | undefined;
+    if ((options.target ?? 'max') !== 'max') {
       if (!lum) throw new Error(`fusionLoss: target '${options.target}' needs space 'luma'`);
       const [n, h, w] = v.shape;
       const t = fusionTargetBatch(
@@ -143,19 +84,28 @@ export function fusionLoss(
         options.targetOptions,
         'NHWC',
       );
-      target = tf.tensor4d(t.intensity, [n, h, w, 1]);
-      gradTarget = tf.tensor4d(t.gradient, [n, h, w, 1]);
+      target = {
+        intensity: tf.tensor4d(t.intensity, [n, h, w, 1]),
+        gradient: tf.tensor4d(t.gradient, [n, h, w, 1]),
+      };
     }
-    const lossIn = tf.mean(tf.abs(tf.sub(fs, target))) as tf.Scalar;
-    const lossGrad = tf.mean(tf.abs(tf.sub(sobelMagnitude(fs), gradTarget))) as tf.Scalar;
-    let loss = tf.add(lossIn, tf.mul(lossGrad, alpha)) as tf.Scalar;
-    const res: Record<string, tf.Scalar> = { lossIn, lossGrad };
-    if (colorWeight > 0) {
-      const lossColor = tf.mean(tf.abs(tf.sub(chroma(f), chroma(v)))) as tf.Scalar;
-      loss = tf.add(loss, tf.mul(lossColor, colorWeight)) as tf.Scalar;
-      res.lossColor = lossColor;
-    }
-    res.loss = loss;
+    const r = fusionLossTerms(maths, {
+      vis: v,
+      ir: i,
+      irChannels: i.shape[3],
+      visChannels: v.shape[3],
+      fused: f,
+      alpha,
+      colorWeight,
+      space: lum ? 'luma' : 'rgb',
+      target,
+    });
+    const res: Record<string, tf.Scalar> = {
+      loss: r.loss as tf.Scalar,
+      lossIn: r.lossIn as tf.Scalar,
+      lossGrad: r.lossGrad as tf.Scalar,
+    };
+    if (r.lossColor) res.lossColor = r.lossColor as tf.Scalar;
     return res;
   });
   return out as unknown as FusionLossResult;

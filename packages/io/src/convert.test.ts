@@ -232,3 +232,16 @@ describe('sRGB → CIELAB (D65, as skimage.color.rgb2lab)', () => {
     }
   });
 });
+
+describe('imageToFloat: every integer value maps to v / max * 2 - 1 (the float32 of it)', () => {
+  it('all 256 8-bit values and a sweep of 16-bit values, bit for bit', () => {
+    const v8 = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const f8 = imageToFloat({ width: 256, height: 1, channels: 1, bitDepth: 8, data: v8 });
+    for (let v = 0; v < 256; v++) expect(f8.data[v]).toBe(Math.fround((v / 255) * 2 - 1));
+    const v16 = Uint16Array.from({ length: 3 * 700 }, (_, i) => (i * 31) % 65536);
+    const f16 = imageToFloat({ width: 700, height: 1, channels: 3, bitDepth: 16, data: v16 });
+    for (let c = 0; c < 3; c++)
+      for (let i = 0; i < 700; i++)
+        expect(f16.data[c * 700 + i]).toBe(Math.fround((v16[i * 3 + c] / 65535) * 2 - 1));
+  });
+});

@@ -21,14 +21,29 @@ function maxOf(bitDepth: 8 | 16): number {
 }
 
 /** Integer image → planar float in [-1, 1]: v / max * 2 - 1 (max 255 or 65535). */
+let lut8: Float32Array | undefined;
+let lut16: Float32Array | undefined;
+const toFloatTable = (max: number) =>
+  Float32Array.from({ length: max + 1 }, (_, v) => (v / max) * 2 - 1);
+const LUT8 = () => {
+  lut8 ??= toFloatTable(255);
+  return lut8;
+};
+const LUT16 = () => {
+  lut16 ??= toFloatTable(65535);
+  return lut16;
+};
+
 export function imageToFloat(img: Image): FloatImage {
   validateImage(img);
   const { width, height, channels, data } = img;
   const hw = width * height;
   const out = new Float32Array(hw * channels);
-  const max = maxOf(img.bitDepth);
+  // One entry per integer value (the same expression, so the same floats): the loop below is
+  // run once per image, mostly before V8 has optimised it, and a table read is its cheapest body.
+  const lut = img.bitDepth === 16 ? LUT16() : LUT8();
   for (let c = 0; c < channels; c++) {
-    for (let i = 0; i < hw; i++) out[c * hw + i] = (data[i * channels + c] / max) * 2 - 1;
+    for (let i = 0; i < hw; i++) out[c * hw + i] = lut[data[i * channels + c]];
   }
   return { width, height, channels, data: out };
 }

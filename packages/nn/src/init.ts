@@ -5,7 +5,7 @@
  * parameter's initial value depends only on the seed, its name, shape and init: adding or
  * reordering other parameters never changes it.
  */
-import { Rng } from '@dif-fusion/schedules';
+import { fillNormal, Rng } from '@dif-fusion/schedules';
 import type { ParamSpec } from './module';
 
 /** Number of elements of a shape. */
@@ -91,9 +91,8 @@ export function initParam(spec: ParamSpec, seed: number): Float32Array {
         throw new Error(`${spec.name}: orthogonal init needs at least 2 dimensions`);
       const rows = spec.shape[0];
       const cols = size / rows;
-      const rng = new Rng(paramSeed(seed, spec.name));
-      const a = new Float64Array(size);
-      for (let i = 0; i < size; i++) a[i] = rng.normal();
+      // fillNormal: Rng.normal()'s doubles, bit for bit, with the state in locals (faster).
+      const a = fillNormal(paramSeed(seed, spec.name), new Float64Array(size));
       return Float32Array.from(orthogonalize(a, rows, cols));
     }
   }

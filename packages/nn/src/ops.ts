@@ -105,6 +105,52 @@ export interface Ops<T> {
    */
   positionalEncoding(level: T, dim: number): T;
 
+  // ------------------------------------------------------------ loss maths
+  // The primitives q_sample, the training losses and the fusion loss are written on (once,
+  // in @dif-fusion/diffusion and @dif-fusion/fusion-head). Element-wise ops keep the shape.
+
+  /** a - b, same shape. */
+  sub(a: T, b: T): T;
+  /** |x|; d/dx = sign(x) (0 at 0, as TensorFlow.js and PyTorch). */
+  abs(x: T): T;
+  /** x^2. */
+  square(x: T): T;
+  /** sqrt(x). */
+  sqrt(x: T): T;
+  /** e^x. */
+  exp(x: T): T;
+  /** ln x. */
+  log(x: T): T;
+  /** x + s for a constant s. */
+  addScalar(x: T, s: number): T;
+  /** max(x, s) for a constant s (a clamp from below); the gradient reaches x where x >= s. */
+  maxScalar(x: T, s: number): T;
+  /** 1 where `x < s` (`less`) or `x > s` (`greater`), else 0: a mask that carries no gradient. */
+  compareScalar(x: T, op: 'less' | 'greater', s: number): T;
+  /** image `[N,C,H,W]` * per-sample value `[N,1]` broadcast over C, H, W (q_sample's levels). */
+  mulSample(x: T, s: T): T;
+  /** A one-element value (`[]`, `[1]`) broadcast to the shape of `like`. */
+  broadcastLike(s: T, like: T): T;
+  /** The sum of every element: a scalar `[]`. */
+  sumAll(x: T): T;
+  /** The mean of every element: a scalar `[]`. */
+  meanAll(x: T): T;
+  /** Channels [start, end) of an image `[N,C,H,W]` (torch `x[:, start:end]`). */
+  sliceChannels(x: T, start: number, end: number): T;
+  /** x forward, no gradient backward (PyTorch's `detach`). */
+  stopGradient(x: T): T;
+  /**
+   * Convolution with a constant kernel (Sobel filters, colour transforms), PyTorch semantics:
+   * `kernel` `[O, I/groups, kh, kw]` row-major, `groups` groups, stride 1, zero padding
+   * `padding`.
+   */
+  constConv(
+    x: T,
+    kernel: Float32Array,
+    kernelShape: [number, number, number, number],
+    options?: { groups?: number; padding?: number },
+  ): T;
+
   /**
    * Marks `fn(inputs)` as a gradient-checkpointing segment: a training realisation may keep
    * none of its activations and recompute them in the backward pass. Optional; without it

@@ -12,7 +12,7 @@
  *   fused = head(split_k fd)
  */
 import { basename } from 'node:path';
-import { qSampleOps } from '@dif-fusion/diffusion';
+import { qSample } from '@dif-fusion/diffusion';
 import {
   FusionHead,
   type FusionHeadConfig,
@@ -177,7 +177,7 @@ export function buildFusionGraph(
       : g
           .nodeN('Split', [noise], k, splitAttrs(k, opset), 'noise_k')
           .map((v) => g.node('Squeeze', [v, g.constI64([0])]));
-  const noisy = noises.map((nk, i) => qSampleOps(unetOps, x, levels[i], nk));
+  const noisy = noises.map((nk, i) => qSample(unetOps, x, levels[i], nk));
   const batch = k === 1 ? noisy[0] : g.node('Concat', noisy, { axis: attr.int(0) });
   // level [K*N, 1]: level_k repeated N times.
   const nDim = g.node('Slice', [g.node('Shape', [ir]), g.constI64([0]), g.constI64([1])]);

@@ -137,6 +137,66 @@ export class FlopOps implements Ops<Shape> {
   positionalEncoding(level: Shape, dim: number): Shape {
     return this.ew([level[0], dim]);
   }
+  // loss maths: one element-wise operation per output element, reductions per input element
+  sub(a: Shape): Shape {
+    return this.ew(a.slice());
+  }
+  abs(x: Shape): Shape {
+    return this.ew(x.slice());
+  }
+  square(x: Shape): Shape {
+    return this.ew(x.slice());
+  }
+  sqrt(x: Shape): Shape {
+    return this.ew(x.slice());
+  }
+  exp(x: Shape): Shape {
+    return this.ew(x.slice());
+  }
+  log(x: Shape): Shape {
+    return this.ew(x.slice());
+  }
+  addScalar(x: Shape): Shape {
+    return this.ew(x.slice());
+  }
+  maxScalar(x: Shape): Shape {
+    return this.ew(x.slice());
+  }
+  compareScalar(x: Shape): Shape {
+    return this.ew(x.slice());
+  }
+  mulSample(x: Shape): Shape {
+    return this.ew(x.slice());
+  }
+  broadcastLike(_s: Shape, like: Shape): Shape {
+    return like.slice();
+  }
+  sumAll(x: Shape): Shape {
+    this.ew(x);
+    return [];
+  }
+  meanAll(x: Shape): Shape {
+    this.ew(x);
+    return [];
+  }
+  sliceChannels(x: Shape, start: number, end: number): Shape {
+    return [x[0], end - start, x[2], x[3]];
+  }
+  stopGradient(x: Shape): Shape {
+    return x;
+  }
+  constConv(
+    x: Shape,
+    _kernel: Float32Array,
+    k: [number, number, number, number],
+    o: { groups?: number; padding?: number } = {},
+  ): Shape {
+    const [n, , h, w] = x;
+    const p = o.padding ?? 0;
+    const y = [n, k[0], h + 2 * p - k[2] + 1, w + 2 * p - k[3] + 1];
+    this.count.matmul += 2 * size(y) * k[1] * k[2] * k[3];
+    return y;
+  }
 }
 
 export interface FusionFlops {

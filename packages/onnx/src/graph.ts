@@ -139,15 +139,18 @@ export class GraphBuilder {
     this.used.add(name);
   }
 
-  /** A float32 graph input. */
-  input(name: string, dims: Dim[]): Value {
+  /** A graph input: float32, or float64 with `elemType` DataType.DOUBLE. */
+  input(name: string, dims: Dim[], elemType: number = DataType.FLOAT): Value {
     this.claim(name);
-    this.inputs.push(valueInfo(name, dims));
+    this.inputs.push(valueInfo(name, dims, elemType));
     return name;
   }
 
-  /** Mark `value` as graph output `name` (through an Identity node when names differ). */
-  output(value: Value, name: string, dims?: Dim[]): void {
+  /**
+   * Mark `value` as graph output `name` (through an Identity node when names differ); float32
+   * unless `elemType` says otherwise.
+   */
+  output(value: Value, name: string, dims?: Dim[], elemType: number = DataType.FLOAT): void {
     if (value !== name) {
       this.claim(name);
       this.nodes.push({
@@ -158,7 +161,7 @@ export class GraphBuilder {
         attribute: [],
       });
     }
-    this.outputs.push(valueInfo(name, dims));
+    this.outputs.push(valueInfo(name, dims, elemType));
   }
 
   hasInitializer(name: string): boolean {
@@ -320,8 +323,8 @@ export class GraphBuilder {
   }
 }
 
-function valueInfo(name: string, dims?: Dim[]): ValueInfoMsg {
-  const tensorType: ValueInfoMsg['type']['tensorType'] = { elemType: DataType.FLOAT };
+function valueInfo(name: string, dims?: Dim[], elemType: number = DataType.FLOAT): ValueInfoMsg {
+  const tensorType: ValueInfoMsg['type']['tensorType'] = { elemType };
   if (dims)
     tensorType.shape = {
       dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })),

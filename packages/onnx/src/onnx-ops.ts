@@ -13,7 +13,8 @@ export interface OnnxOpsOptions {
   prefix?: string;
   /**
    * GroupNorm realisation: 'instancenorm' (Reshape -> InstanceNormalization -> Reshape ->
-   * affine; fast on ORT CPU) or 'reduce' (ReduceMean / Sub / Mul / Sqrt chain).
+   * affine; fast on ORT CPU) or 'reduce' (ReduceMean / Sub / Mul / Sqrt / Reciprocal chain;
+   * the training graphs' form, whose statistics their backward pass reads).
    */
   groupNorm?: 'instancenorm' | 'reduce';
 }
@@ -74,13 +75,30 @@ export class OnnxOps implements Ops<Value> {
   }
 
   groupNorm(x: Value, groups: number, weight: Value, bias: Value, eps = 1e-5): Value {
+    return this.groupNormParts(x, groups, weight, bias, eps).y;
+  }
+
+  /**
+   * The nodes of `groupNorm` and, in 'reduce' mode, the values a backward pass reads
+   * (GradOps differentiates these): `xhat` (normalised, `[N, G, L]`), `rstd`
+   * (1/sqrt(var + eps), `[N, G, 1]`), `normed` (xhat back in x's shape) and the weight's
+   * `[C, 1, 1]` view.
+   */
+  groupNormParts(
+    x: Value,
+    groups: number,
+    weight: Value,
+    bias: Value,
+    eps = 1e-5,
+  ): { y: Value; xhat: Value; rstd: Value | null; normed: Value; weightView: Value } {
     const g = this.g;
     const grouped = g.node('Reshape', [x, g.constI64([0, groups, -1])]);
-    let normed: Value;
+    let xhat: Value;
+    let rstd: Value | null = null;
     if (this.gnMode === 'instancenorm') {
       // InstanceNormalization over [N, G, L] normalises each (n, g) row: exactly GroupNorm
       // before its affine part.
-      normed = g.node(
+      xhat = g.node(
         'InstanceNormalization',
         [
           grouped,
@@ -93,11 +111,15 @@ export class OnnxOps implements Ops<Value> {
       const mean = g.reduce('ReduceMean', grouped, [2], true);
       const d = g.node('Sub', [grouped, mean]);
       const variance = g.reduce('ReduceMean', g.node('Mul', [d, d]), [2], true);
-      const std = g.node('Sqrt', [g.node('Add', [variance, g.constF32([eps], [])])]);
-      normed = g.node('Div', [d, std]);
+      rstd = g.node('Reciprocal', [
+        g.node('Sqrt', [g.node('Add', [variance, g.constF32([eps], [])])]),
+      ]);
+      xhat = g.node('Mul', [d, rstd]);
     }
-    const back = g.node('Reshape', [normed, g.node('Shape', [x])]);
-    return g.node('Add', [g.node('Mul', [back, this.channelView(weight)]), this.channelView(bias)]);
+    const normed = g.node('Reshape', [xhat, g.node('Shape', [x])]);
+    const weightView = this.channelView(weight);
+    const y = g.node('Add', [g.node('Mul', [normed, weightView]), this.channelView(bias)]);
+    return { y, xhat, rstd, normed, weightView };
   }
 
   batchNorm2d(
@@ -194,7 +216,78 @@ export class OnnxOps implements Ops<Value> {
     });
   }
 
+  // ------------------------------------------------------------ loss maths
+
+  sub(a: Value, b: Value): Value {
+    return this.g.node('Sub', [a, b]);
+  }
+  abs(x: Value): Value {
+    return this.g.node('Abs', [x]);
+  }
+  square(x: Value): Value {
+    return this.g.node('Mul', [x, x]);
+  }
+  sqrt(x: Value): Value {
+    return this.g.node('Sqrt', [x]);
+  }
+  exp(x: Value): Value {
+    return this.g.node('Exp', [x]);
+  }
+  log(x: Value): Value {
+    return this.g.node('Log', [x]);
+  }
+  addScalar(x: Value, s: number): Value {
+    return this.g.node('Add', [x, this.g.constF32([s], [])]);
+  }
+  maxScalar(x: Value, s: number): Value {
+    return this.g.node('Max', [x, this.g.constF32([s], [])]);
+  }
+  compareScalar(x: Value, op: 'less' | 'greater', s: number): Value {
+    const c = this.g.node(op === 'less' ? 'Less' : 'Greater', [x, this.g.constF32([s], [])]);
+    return this.g.node('Cast', [c], { to: attr.int(1) }); // FLOAT
+  }
+  mulSample(x: Value, s: Value): Value {
+    return this.g.node('Mul', [x, this.g.node('Unsqueeze', [s, this.g.constI64([2, 3])])]);
+  }
+  broadcastLike(s: Value, like: Value): Value {
+    return this.g.node('Expand', [s, this.g.node('Shape', [like])]);
+  }
+  sumAll(x: Value): Value {
+    return this.g.reduce('ReduceSum', x, [], false);
+  }
+  meanAll(x: Value): Value {
+    return this.g.reduce('ReduceMean', x, [], false);
+  }
+  sliceChannels(x: Value, start: number, end: number): Value {
+    const g = this.g;
+    return g.node('Slice', [x, g.constI64([start]), g.constI64([end]), g.constI64([1])]);
+  }
+  stopGradient(x: Value): Value {
+    return x; // inference graph: no gradients
+  }
+  constConv(
+    x: Value,
+    kernel: Float32Array,
+    kernelShape: [number, number, number, number],
+    options: { groups?: number; padding?: number } = {},
+  ): Value {
+    const w = this.g.constF32(kernel, kernelShape);
+    return this.g.node('Conv', [x, w], convAttrs(1, options.padding ?? 0, options.groups ?? 1));
+  }
+
   selfAttention(qkv: Value, nHead: number): Value {
+    return this.attention(qkv, nHead).y;
+  }
+
+  /**
+   * The nodes of `selfAttention` and the values a backward pass reads (GradOps differentiates
+   * these): q, k, v `[N, nH, hd, HW]`, `invSqrtC` (1/sqrt(C), a graph value), `qs` = q * it,
+   * `attn` (the softmax, `[N, nH, HW, HW]`) and the output `y`.
+   */
+  attention(
+    qkv: Value,
+    nHead: number,
+  ): { q: Value; k: Value; v: Value; invSqrtC: Value; qs: Value; attn: Value; y: Value } {
     const g = this.g;
     // qkv [N, 3C, H, W]; C is not known statically here, so derive everything from shapes:
     // view as [N, nHead, 3, hd, HW] (channel = head*3hd + part*hd + j).
@@ -216,16 +309,15 @@ export class OnnxOps implements Ops<Value> {
       g.node('Sqrt', [g.node('Cast', [c], { to: attr.int(1) })]),
     ]);
     // Scale q (HW x hd values) rather than the scores (HW x HW).
-    const qT = g.node('Transpose', [g.node('Mul', [q, invSqrtC])], {
-      perm: attr.ints([0, 1, 3, 2]),
-    }); // [N, nH, HW, hd]
+    const qs = g.node('Mul', [q, invSqrtC]);
+    const qT = g.node('Transpose', [qs], { perm: attr.ints([0, 1, 3, 2]) }); // [N, nH, HW, hd]
     const scores = g.node('MatMul', [qT, k]); // [N, nH, HW, HW]
     const attn = g.node('Softmax', [scores], { axis: attr.int(-1) });
     const vT = g.node('Transpose', [v], { perm: attr.ints([0, 1, 3, 2]) }); // [N, nH, HW, hd]
     const outT = g.node('MatMul', [attn, vT]); // [N, nH, HW, hd]
     const out = g.node('Transpose', [outT], { perm: attr.ints([0, 1, 3, 2]) }); // [N, nH, hd, HW]
     const outShape = g.node('Concat', [n, c, hw], { axis: attr.int(0) });
-    return g.node('Reshape', [out, outShape]);
+    return { q, k, v, invSqrtC, qs, attn, y: g.node('Reshape', [out, outShape]) };
   }
 
   positionalEncoding(level: Value, dim: number): Value {

@@ -55,7 +55,15 @@ export function fillUniform(seed: number, out: Float32Array, lo: number, hi: num
 
 /** `new Rng(seed).normalArray(n)`, bit for bit. */
 export function normalArray(seed: number, n: number): Float32Array {
-  const out = new Float32Array(n);
+  return fillNormal(seed, new Float32Array(n));
+}
+
+/**
+ * `out[i] = rng.normal()` for a fresh `new Rng(seed)`, bit for bit: into a Float64Array the
+ * doubles themselves (as initParam's orthogonal draws), into a Float32Array rounded.
+ */
+export function fillNormal<T extends Float32Array | Float64Array>(seed: number, out: T): T {
+  const n = out.length;
   let [s0, s1, s2, s3] = seedState(seed);
   let i = 0;
   while (i < n) {

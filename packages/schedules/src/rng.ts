@@ -13,7 +13,10 @@ export interface RngState {
 
 export class Rng {
   private s: Uint32Array;
-  private spare: number | null = null;
+  // The spare normal of the polar method as a double and a flag: a `number | null` field that
+  // switches between null and a double made normal() ~1.3x slower in V8 (measured).
+  private spareValue = 0;
+  private hasSpare = false;
 
   constructor(seed: number | Uint32Array = 0) {
     if (seed instanceof Uint32Array) {
@@ -65,10 +68,9 @@ export class Rng {
 
   /** Standard normal deviate (Marsaglia polar method). */
   normal(): number {
-    if (this.spare !== null) {
-      const v = this.spare;
-      this.spare = null;
-      return v;
+    if (this.hasSpare) {
+      this.hasSpare = false;
+      return this.spareValue;
     }
     let u: number;
     let v: number;
@@ -79,7 +81,8 @@ export class Rng {
       s = u * u + v * v;
     } while (s >= 1 || s === 0);
     const m = Math.sqrt((-2 * Math.log(s)) / s);
-    this.spare = v * m;
+    this.spareValue = v * m;
+    this.hasSpare = true;
     return u * m;
   }
 
@@ -102,12 +105,13 @@ export class Rng {
 
   /** Serialisable state (for exact resume). */
   getState(): RngState {
-    return { s: Array.from(this.s), spare: this.spare };
+    return { s: Array.from(this.s), spare: this.hasSpare ? this.spareValue : null };
   }
 
   static fromState(state: RngState): Rng {
     const r = new Rng(Uint32Array.from(state.s));
-    r.spare = state.spare;
+    r.hasSpare = state.spare !== null;
+    r.spareValue = state.spare ?? 0;
     return r;
   }
 }

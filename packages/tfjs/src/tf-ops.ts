@@ -43,6 +43,14 @@ export function tfToTorch(t: tf.Tensor): tf.Tensor {
 export const nchwToNhwc = (x: tf.Tensor): tf.Tensor => tf.transpose(x, [0, 2, 3, 1]);
 export const nhwcToNchw = (x: tf.Tensor): tf.Tensor => tf.transpose(x, [0, 3, 1, 2]);
 
+/** y = x forward, no gradient backward (PyTorch's `detach`). */
+export const stopGradient: (x: tf.Tensor) => tf.Tensor = tf.customGrad(
+  (...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
+    value: tf.clone(args[0] as tf.Tensor),
+    gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
+  }),
+) as (x: tf.Tensor) => tf.Tensor;
+
 /** Ops realised on TensorFlow.js tensors (NHWC). */
 export class TfOps implements Ops<tf.Tensor> {
   readonly kind = 'tf' as const;
@@ -197,6 +205,116 @@ export class TfOps implements Ops<tf.Tensor> {
   upsampleBilinear2x(x: tf.Tensor): tf.Tensor {
     const [, h, w] = x.shape;
     return tf.image.resizeBilinear(x as tf.Tensor4D, [2 * h, 2 * w], true);
+  }
+
+  // ------------------------------------------------------------ loss maths
+
+  sub(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
+    return tf.sub(a, b);
+  }
+  abs(x: tf.Tensor): tf.Tensor {
+    return tf.abs(x);
+  }
+  square(x: tf.Tensor): tf.Tensor {
+    return tf.square(x);
+  }
+  sqrt(x: tf.Tensor): tf.Tensor {
+    return tf.sqrt(x);
+  }
+  exp(x: tf.Tensor): tf.Tensor {
+    return tf.exp(x);
+  }
+  log(x: tf.Tensor): tf.Tensor {
+    return tf.log(x);
+  }
+  addScalar(x: tf.Tensor, s: number): tf.Tensor {
+    return tf.add(x, s);
+  }
+  maxScalar(x: tf.Tensor, s: number): tf.Tensor {
+    return tf.maximum(x, s);
+  }
+  compareScalar(x: tf.Tensor, op: 'less' | 'greater', s: number): tf.Tensor {
+    // One custom op, so the tape never reaches Less / Greater (they have no gradient).
+    const mask = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const v = args[0] as tf.Tensor;
+      return {
+        value: tf.cast(op === 'less' ? tf.less(v, s) : tf.greater(v, s), 'float32'),
+        gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
+      };
+    }) as (v: tf.Tensor) => tf.Tensor;
+    return mask(x);
+  }
+  mulSample(x: tf.Tensor, s: tf.Tensor): tf.Tensor {
+    return tf.mul(x, tf.reshape(s, [-1, 1, 1, 1]));
+  }
+  broadcastLike(s: tf.Tensor, like: tf.Tensor): tf.Tensor {
+    if (s.size !== 1) throw new Error(`broadcastLike: [${s.shape}] is not a one-element value`);
+    return tf.broadcastTo(tf.reshape(s, new Array(like.rank).fill(1)), like.shape);
+  }
+  sumAll(x: tf.Tensor): tf.Tensor {
+    return tf.sum(x);
+  }
+  meanAll(x: tf.Tensor): tf.Tensor {
+    return tf.mean(x);
+  }
+  sliceChannels(x: tf.Tensor, start: number, end: number): tf.Tensor {
+    return tf.slice(x, [0, 0, 0, start], [-1, -1, -1, end - start]);
+  }
+  stopGradient(x: tf.Tensor): tf.Tensor {
+    return stopGradient(x);
+  }
+  /**
+   * A sum of shifted slices of the padded input (one per kernel tap with a non-zero weight)
+   * times per-channel weights (grouped per channel) or a [I, O] matrix (otherwise), rather
+   * than tf.conv2d / depthwiseConv2d: pad, slice, mul and matMul have gradients on every
+   * backend, wasm included. A 1x1 kernel without groups is one matMul.
+   */
+  constConv(
+    x: tf.Tensor,
+    kernel: Float32Array,
+    [co, cig, kh, kw]: [number, number, number, number],
+    options: { groups?: number; padding?: number } = {},
+  ): tf.Tensor {
+    const groups = options.groups ?? 1;
+    const p = options.padding ?? 0;
+    const [n, h, w, ci] = x.shape;
+    if (cig * groups !== ci)
+      throw new Error(`constConv: the kernel expects ${cig * groups} channels, got ${ci}`);
+    const ho = h + 2 * p - kh + 1;
+    const wo = w + 2 * p - kw + 1;
+    const cog = co / groups;
+    const xp =
+      p > 0
+        ? tf.pad(x, [
+            [0, 0],
+            [p, p],
+            [p, p],
+            [0, 0],
+          ])
+        : x;
+    const depthwise = cig === 1 && cog === 1;
+    const terms: tf.Tensor[] = [];
+    for (let ky = 0; ky < kh; ky++)
+      for (let kx = 0; kx < kw; kx++) {
+        const at = (o: number, i: number) => kernel[((o * cig + i) * kh + ky) * kw + kx];
+        const tap = () =>
+          kh === 1 && kw === 1 && p === 0 ? xp : tf.slice(xp, [0, ky, kx, 0], [n, ho, wo, ci]);
+        if (depthwise) {
+          const v = Float32Array.from({ length: co }, (_, o) => at(o, 0));
+          if (v.some((e) => e !== 0)) terms.push(tf.mul(tap(), tf.tensor1d(v)));
+          continue;
+        }
+        const m = new Float32Array(ci * co); // [I, O]
+        for (let o = 0; o < co; o++) {
+          const gi = Math.floor(o / cog);
+          for (let i = 0; i < cig; i++) m[(gi * cig + i) * co + o] = at(o, i);
+        }
+        if (!m.some((e) => e !== 0)) continue;
+        const y = tf.matMul(tf.reshape(tap(), [-1, ci]), tf.tensor2d(m, [ci, co]));
+        terms.push(tf.reshape(y, [n, ho, wo, co]));
+      }
+    if (terms.length === 0) return tf.zeros([n, ho, wo, co]);
+    return terms.length === 1 ? terms[0] : tf.addN(terms);
   }
 
   selfAttention(qkv: tf.Tensor, nHead: number): tf.Tensor {

@@ -98,7 +98,10 @@ export function buildDenoiser(
 /** What {@link sampleImages} draws: counts, the sampler, and a conditional model's inputs. */
 export interface SampleImagesOptions {
   n: number;
+  /** Image width; also the height unless `height` is given. */
   size: number;
+  /** Image height (default `size`): any multiple of the UNet's downsampling. */
+  height?: number;
   /** Network passes (the chain respaced when fewer than T). */
   steps: number;
   rng: Rng;
@@ -110,12 +113,14 @@ export interface SampleImagesOptions {
   condition?: Float32Array;
   guidance?: number;
   onStep?: (done: number, total: number) => void;
+  /** Each state of the chain (GaussianDiffusion.run's onState), NCHW like the result. */
+  onState?: (i: number, nchw: Float32Array) => void;
 }
 
 /**
  * Samples for the validation grids and `dif-train sample`: GaussianDiffusion.run (`steps`
  * timesteps spread over 0..T-1, the schedule respaced, x0 clipped; ancestral or DDIM).
- * Returns NCHW `[n, out_channel, size, size]` in [-1, 1].
+ * Returns NCHW `[n, out_channel, height, size]` in [-1, 1].
  */
 export async function sampleImages(
   denoiser: Denoiser,
@@ -124,17 +129,23 @@ export async function sampleImages(
   options: SampleImagesOptions,
 ): Promise<Float32Array> {
   const { n, size } = options;
+  const height = options.height ?? size;
   const ops = new TfOps(params, { training: false });
   const c = denoiser.dataChannels;
   const condition =
     options.condition &&
     tf.transpose(
-      tf.tensor(options.condition, [n, options.condition.length / (n * size * size), size, size]),
+      tf.tensor(options.condition, [
+        n,
+        options.condition.length / (n * size * height),
+        height,
+        size,
+      ]),
       [0, 2, 3, 1],
     );
   const x = new GaussianDiffusion(denoiser.unet, schedule, options.diffusion).run(
     ops,
-    [n, size, size, c],
+    [n, height, size, c],
     options.rng,
     {
       steps: options.steps,
@@ -143,6 +154,13 @@ export async function sampleImages(
       condition,
       guidance: options.guidance,
       onStep: options.onStep,
+      onState:
+        options.onState &&
+        ((i, x) => {
+          const t = tf.transpose(x, [0, 3, 1, 2]);
+          options.onState!(i, t.dataSync() as Float32Array);
+          t.dispose();
+        }),
     },
   );
   const nchw = tf.transpose(x, [0, 3, 1, 2]);

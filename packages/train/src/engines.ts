@@ -3,19 +3,18 @@
  * the ONNX Runtime engine (`backend: 'onnxruntime'`, the default) or the tfjs one; the
  * caller sees the {@link TrainingEngine} interface only.
  */
-import { learnsVariance, trainingTarget } from '@dif-fusion/diffusion';
+import { learnsVariance, lossCoefs, needsLossCoefs } from '@dif-fusion/diffusion';
 import type { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
 import type { FusionHead, fusionLossOptions } from '@dif-fusion/fusion-head';
 import type { OptimizerState, TorchWeights } from '@dif-fusion/nn';
 import type { Device } from '@dif-fusion/onnx';
-import { vbCoefs } from '@dif-fusion/onnx/train';
 import { NoiseSchedule, type NoiseScheduleConfig } from '@dif-fusion/schedules';
 import type { BackendName } from '@dif-fusion/tfjs';
 import { CONDITION_CHANNELS } from './ddpm-variants';
 import type { Denoiser } from './denoiser';
 import type { DdpmEngine, HeadEngine, TrainBackend } from './engine';
 import { initWeightsFast } from './fast-init';
-import { initWeights, OrtDdpmEngine } from './ort-ddpm';
+import { initWeights, OrtDdpmEngine, secondsSince, type TestSlow } from './ort-ddpm';
 import { OrtHeadEngine } from './ort-head';
 import { TfjsDdpmEngine } from './tfjs-ddpm';
 import { TfjsHeadEngine } from './tfjs-head';
@@ -52,8 +51,15 @@ export interface DdpmEngineOptions extends EngineOptions {
   /** tfjs: threads computing slices of each batch, and what their replicas are built from. */
   workers?: number;
   workerInit?: Omit<WorkerInit, 'weights' | 'optimizer' | 'crop' | 'lossType' | 'backend'>;
-  /** Polled while drawing fresh weights (Ctrl-C); the init throws InitStopped. */
+  /**
+   * Polled while drawing fresh weights and after each phase of the ONNX Runtime set-up
+   * (Ctrl-C): the init throws InitStopped, the set-up SetupStopped.
+   */
   shouldStop?: () => boolean;
+  /** Where the set-up's phases report their times (init, graph, session; ONNX Runtime). */
+  say?: (message: string) => void;
+  /** Tests (DIF_FUSION_TEST_SLOW, see testSlowFromEnv): stretched set-up phases and steps. */
+  testSlow?: TestSlow;
 }
 
 /** The DDPM engine of `o.backend`. */
@@ -63,19 +69,27 @@ export async function createDdpmEngine(o: DdpmEngineOptions): Promise<DdpmEngine
   if (o.backend === 'onnxruntime') {
     const meanType = diffusion.meanType;
     const learned = learnsVariance(diffusion.varType);
+    let weights = o.weights;
+    if (!weights) {
+      const t0 = performance.now();
+      weights = await initWeightsFast(params, o.seed, {
+        ...{ shouldStop: o.shouldStop, threads: o.threads, testDelayMs: o.testSlow?.init },
+      });
+      o.say?.(`weights initialised in ${secondsSince(t0)} s`);
+    }
     return OrtDdpmEngine.create({
       ...{ unet: diffusion.denoiser, batch: o.batch, crop: o.crop, loss: diffusion.loss },
       optimizer: o.optimizer,
-      target: meanType !== 'epsilon',
-      targetOf: (d) => trainingTarget(schedule, meanType, d),
+      meanType,
+      coefsOf: needsLossCoefs(meanType, learned)
+        ? (t) => lossCoefs(diffusion.chain(), meanType, t)
+        : undefined,
       condition: diffusion.conditional ? (o.conditionChannels ?? CONDITION_CHANNELS) : 0,
       vbWeight: learned ? diffusion.vlbWeight * schedule.numTimesteps : undefined,
-      vbCoefsOf: learned ? (t) => vbCoefs(diffusion.chain(), meanType, t) : undefined,
       checkpoint: o.gradientCheckpointing ?? false,
-      weights:
-        o.weights ??
-        (await initWeightsFast(params, o.seed, { shouldStop: o.shouldStop, threads: o.threads })),
+      weights,
       ...{ optimizerState: o.optimizerState, device: o.device, threads: o.threads },
+      ...{ say: o.say, shouldStop: o.shouldStop, testSlow: o.testSlow },
     });
   }
   return TfjsDdpmEngine.create({

@@ -53,6 +53,34 @@ describe('initWeightsFast: the orthogonal init of large UNets by Cholesky QR on 
       ).toBe(true);
   }, 120_000);
 
+  it('a large model: the other orthogonal matrices (square ones too) by CholeskyQR2 in float64, initParam to rounding', async () => {
+    const square = spec('mid.0.attn.out.weight', [256, 256]);
+    const wide = spec('downs.3.res_block.block1.block.3.weight', [64, 64, 3, 3]);
+    const tall = spec('mid.0.attn.qkv.weight', [384, 128]);
+    const bias = { name: 'x.bias', shape: [64], init: { kind: 'zeros' } } as ParamSpec;
+    const specs = [square, wide, tall, bias];
+    expect(specs.map(usesFastPath)).toEqual([false, false, false, false]);
+    // As a small model: initParam bit for bit; as a large one (threshold lowered): float64 QR.
+    const asSmall = await initWeightsFast(specs, 5);
+    const asLarge = await initWeightsFast(specs, 5, { largeModelWork: 1 });
+    for (const [s, rows, cols] of [
+      [square, 256, 256],
+      [wide, 64, 576],
+      [tall, 384, 128],
+    ] as const) {
+      const ref = initParam(s, 5);
+      expect(Buffer.from(asSmall.get(s.name)!.data.buffer).equals(Buffer.from(ref.buffer))).toBe(
+        true,
+      );
+      const got = asLarge.get(s.name)!.data;
+      let diff = 0;
+      for (let i = 0; i < ref.length; i++) diff = Math.max(diff, Math.abs(got[i] - ref[i]));
+      expect(diff).toBeLessThan(1e-6);
+      expect(orthoError(got, rows, cols)).toBeLessThan(1e-5);
+    }
+    expect([...asLarge.get(bias.name)!.data]).toEqual(new Array(64).fill(0));
+  }, 120_000);
+
   it('stops between parameters once asked (Ctrl-C / SIGTERM during the init)', async () => {
     let asked = 0;
     const specs = [spec('a.weight', [8, 8]), spec('b.weight', [8, 8]), spec('c.weight', [8, 8])];

@@ -10,7 +10,16 @@ export * from './engine';
 export * from './engines';
 export * from './fast-init';
 export * from './feature-cache';
-export { dropoutMasks, initWeights, OrtDdpmEngine, type OrtDdpmOptions } from './ort-ddpm';
+export {
+  dropoutMasks,
+  initWeights,
+  OrtDdpmEngine,
+  type OrtDdpmOptions,
+  SetupStopped,
+  secondsSince,
+  type TestSlow,
+  testSlowFromEnv,
+} from './ort-ddpm';
 export { OrtHeadEngine, type OrtHeadOptions } from './ort-head';
 export { shardLossAndGrads, TfjsDdpmEngine, type TfjsDdpmOptions } from './tfjs-ddpm';
 export { TfjsHeadEngine, type TfjsHeadOptions } from './tfjs-head';

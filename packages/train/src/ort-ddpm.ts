@@ -6,6 +6,7 @@
  * backends train the same model and checkpoints move between them.
  */
 
+import type { MeanType } from '@dif-fusion/diffusion';
 import type { OptimizerState } from '@dif-fusion/nn';
 import {
   type BatchStatValues,
@@ -19,7 +20,8 @@ import {
   AdamF32,
   buildDdpmTrainGraph,
   type DropoutMaskSpec,
-  TrainSession,
+  ownBuffer,
+  ThreadedTrainSession,
 } from '@dif-fusion/onnx/train';
 import { dropoutMask } from '@dif-fusion/tfjs';
 import type { DenoiserNet } from '@dif-fusion/unet';
@@ -64,8 +66,8 @@ export interface OrtDdpmOptions {
   batch: number;
   crop: number;
   loss: 'l1' | 'l2';
-  /** A `target` input replaces eps in the loss (mean types x_start, x_prev). */
-  target?: boolean;
+  /** What the UNet predicts (the loss's target; default epsilon). */
+  meanType?: MeanType;
   /** Channels of the condition concatenated before x_t (conditional mode); 0: none. */
   condition?: number;
   /** var_type learned_range: lambda T, the weight of vb in the hybrid loss; absent: none. */
@@ -78,31 +80,82 @@ export interface OrtDdpmOptions {
   optimizerState?: OptimizerState | null;
   device?: Device;
   threads?: number;
-  /** The `target` input of a batch (with `target: true`). */
-  targetOf?: (batch: DdpmBatch) => Float32Array;
-  /** The `vb_coefs` input of time step t (with `vbWeight`). */
-  vbCoefsOf?: (t: number) => Float32Array;
+  /** Where the set-up's phases report their times (graph building, session creation). */
+  say?: (message: string) => void;
+  /** Asked after each phase of the set-up: true stops it (throws SetupStopped). */
+  shouldStop?: () => boolean;
+  /** Tests: hold the worker thread this long (ms) while opening the session / before each step. */
+  testSlow?: TestSlow;
+  /** The `coefs` input [1,9] of time step t (lossCoefs; when needsLossCoefs(meanType, learned)). */
+  coefsOf?: (t: number) => Float32Array;
 }
 
+/**
+ * Slow phases for the signal tests (env DIF_FUSION_TEST_SLOW, e.g. `init:200,step:30000`):
+ * ms per parameter of the init (awaited), ms the worker thread is held while opening the
+ * session and before each step (blocked, as onnxruntime-node's native calls block it).
+ */
+export interface TestSlow {
+  init?: number;
+  session?: number;
+  step?: number;
+}
+
+/** DIF_FUSION_TEST_SLOW parsed (empty when unset). */
+export function testSlowFromEnv(env = process.env.DIF_FUSION_TEST_SLOW): TestSlow {
+  const out: Record<string, number> = {};
+  for (const part of (env ?? '').split(',')) {
+    const [k, v] = part.split(':');
+    if (k && Number(v) > 0) out[k.trim()] = Number(v);
+  }
+  return out;
+}
+
+/** Thrown when `shouldStop` turned true during the engine's set-up. */
+export class SetupStopped extends Error {}
+
+/** Seconds since `t0` (performance.now()), one decimal. */
+export const secondsSince = (t0: number): string => ((performance.now() - t0) / 1000).toFixed(1);
+
+/**
+ * The DDPM's ORT training: the session runs on a worker thread (ThreadedTrainSession), so
+ * signals are seen during a step; the weights' arrays move there for each step and back
+ * (`weights` entries get the returned arrays: read `.data` afresh after a step).
+ */
 export class OrtDdpmEngine implements DdpmEngine {
   readonly backend = 'onnxruntime';
   private constructor(
-    private readonly session: TrainSession,
+    private readonly session: ThreadedTrainSession,
     private readonly current: TorchWeights,
     readonly optimizer: AdamF32,
-    private readonly params: Map<string, Float32Array>,
     private readonly o: OrtDdpmOptions,
   ) {}
 
   static async create(o: OrtDdpmOptions): Promise<OrtDdpmEngine> {
+    let t0 = performance.now();
     const graph = buildDdpmTrainGraph(o.unet, {
       ...{ batch: o.batch, size: o.crop, loss: o.loss },
-      ...{ target: o.target, condition: o.condition, checkpoint: o.checkpoint },
+      ...{ meanType: o.meanType, condition: o.condition, checkpoint: o.checkpoint },
       learnedRange: o.vbWeight === undefined ? undefined : { vbWeight: o.vbWeight },
     });
     for (const p of o.unet.params())
       if (!o.weights.has(p.name)) throw new Error(`weights lack ${p.name}`);
-    const session = await TrainSession.open(graph, { device: o.device, threads: o.threads });
+    o.say?.(
+      `training graph: ${graph.model.length.toLocaleString('en-US')} bytes, built in ${secondsSince(t0)} s`,
+    );
+    if (o.shouldStop?.()) throw new SetupStopped('stopped while building the training graph');
+    t0 = performance.now();
+    const session = await ThreadedTrainSession.open(
+      graph,
+      { device: o.device, threads: o.threads },
+      o.testSlow?.session,
+      o.shouldStop,
+    );
+    if (!session) throw new SetupStopped('stopped while creating the ONNX Runtime session');
+    o.say?.(`ONNX Runtime session created in ${secondsSince(t0)} s`);
+    // Each weight in a buffer of its own (not a view into a checkpoint file's): the
+    // arrays are moved to the session's thread for each step.
+    for (const w of o.weights.values()) w.data = ownBuffer(w.data);
     // BatchNorm buffers (skip_unet) are not trained: the optimizer holds the parameters only.
     const buffers = new Set(
       o.unet
@@ -113,15 +166,17 @@ export class OrtDdpmEngine implements DdpmEngine {
     const trained = new Map([...o.weights].filter(([k]) => !buffers.has(k)));
     const optimizer = new AdamF32(trained, o.optimizer);
     if (o.optimizerState) optimizer.load(o.optimizerState);
-    const params = new Map([...o.weights].map(([k, v]) => [k, v.data]));
-    return new OrtDdpmEngine(session, o.weights, optimizer, params, o);
+    return new OrtDdpmEngine(session, o.weights, optimizer, o);
   }
 
   async provider(): Promise<'cuda' | 'cpu'> {
     return this.session.provider;
   }
 
-  /** The weights (updated in place by every step). */
+  /**
+   * The weights, updated by every step. The arrays move to the session's thread for a step
+   * and back, so each entry's `.data` is a new array after a step: read it afresh.
+   */
   weights(): TorchWeights {
     return this.current;
   }
@@ -141,9 +196,8 @@ export class OrtDdpmEngine implements DdpmEngine {
   /** Loss and gradients of the batch's draws; the update (Adam, batch statistics) on commit. */
   async step(b: DdpmBatch): Promise<EngineStep> {
     const { loss, vb, grads, stats } = await this.lossAndGrads(b.x, b.levels, b.noise, b.stepSeed, {
-      target: this.o.targetOf?.(b),
+      coefs: this.o.coefsOf?.(b.t),
       condition: b.condition,
-      vbCoefs: this.o.vbCoefsOf?.(b.t),
     });
     return {
       loss,
@@ -156,7 +210,7 @@ export class OrtDdpmEngine implements DdpmEngine {
   }
 
   /**
-   * Loss and gradients of a batch (NCHW x and noise, levels [B]; the `target` and
+   * Loss and gradients of a batch (NCHW x and noise, levels [B]; the `coefs` and
    * `condition` inputs when the graph has them); nothing is updated.
    */
   async lossAndGrads(
@@ -164,7 +218,7 @@ export class OrtDdpmEngine implements DdpmEngine {
     levels: Float32Array,
     noise: Float32Array,
     stepSeed: number,
-    extra: { target?: Float32Array; condition?: Float32Array; vbCoefs?: Float32Array } = {},
+    extra: { coefs?: Float32Array; condition?: Float32Array } = {},
   ): Promise<{
     loss: number;
     vb?: number;
@@ -175,12 +229,11 @@ export class OrtDdpmEngine implements DdpmEngine {
       x,
       noise,
       level: levels,
-      ...(extra.target ? { target: extra.target } : {}),
+      ...(extra.coefs ? { coefs: extra.coefs } : {}),
       ...(extra.condition ? { condition: extra.condition } : {}),
-      ...(extra.vbCoefs ? { vb_coefs: extra.vbCoefs } : {}),
       ...dropoutMasks(this.session.graph.dropout, stepSeed),
     };
-    const r = await this.session.run(this.params, feeds);
+    const r = await this.session.run(this.current, feeds, this.o.testSlow?.step ?? 0);
     const stats = (this.session.graph.batchStats ?? []).map(({ site, count }) => ({
       site,
       count,

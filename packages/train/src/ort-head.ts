@@ -14,7 +14,12 @@ import {
 } from '@dif-fusion/fusion-head';
 import type { OptimizerState, TorchWeights } from '@dif-fusion/nn';
 import type { Device } from '@dif-fusion/onnx';
-import { AdamF32, buildHeadTrainGraph, TrainSession } from '@dif-fusion/onnx/train';
+import {
+  AdamF32,
+  buildHeadTrainGraph,
+  ownBuffer,
+  ThreadedTrainSession,
+} from '@dif-fusion/onnx/train';
 import { drawFeatureNoise, type NoiseLevels, Rng } from '@dif-fusion/schedules';
 import type { DenoiserNet } from '@dif-fusion/unet';
 import type { EngineStep, HeadBatch, HeadEngine } from './engine';
@@ -62,14 +67,15 @@ function nhwcToNchwInto(
 export class OrtHeadEngine implements HeadEngine {
   readonly backend = 'onnxruntime';
   readonly optimizer: AdamF32;
-  private readonly sessions = new Map<number, Promise<TrainSession>>();
-  private readonly params: Map<string, Float32Array>;
+  // Sessions on worker threads (signals are seen during a step); the weights' arrays move
+  // there for each step and back, so `weights` entries get new arrays after a step.
+  private readonly sessions = new Map<number, Promise<ThreadedTrainSession>>();
   private readonly stream: Rng;
 
   constructor(private readonly o: OrtHeadOptions) {
+    for (const w of o.weights.values()) w.data = ownBuffer(w.data);
     this.optimizer = new AdamF32(o.weights, o.optimizer);
     if (o.optimizerState) this.optimizer.load(o.optimizerState);
-    this.params = new Map([...o.weights].map(([k, v]) => [k, v.data]));
     this.stream = new Rng(o.seed);
   }
 
@@ -97,7 +103,7 @@ export class OrtHeadEngine implements HeadEngine {
   }
 
   /** The session for batches of `n` (built on first use). */
-  private session(n: number): Promise<TrainSession> {
+  private session(n: number): Promise<ThreadedTrainSession> {
     let s = this.sessions.get(n);
     if (!s) {
       const graph = buildHeadTrainGraph(this.o.head, {
@@ -110,7 +116,10 @@ export class OrtHeadEngine implements HeadEngine {
         space: this.o.space,
         target: (this.o.target ?? 'max') === 'max' ? 'max' : 'input',
       });
-      s = TrainSession.open(graph, { device: this.o.device, threads: this.o.threads });
+      s = ThreadedTrainSession.open(graph, {
+        device: this.o.device,
+        threads: this.o.threads,
+      }) as Promise<ThreadedTrainSession>; // null only when asked to stop, which this is not
       this.sessions.set(n, s);
     }
     return s;
@@ -157,7 +166,7 @@ export class OrtHeadEngine implements HeadEngine {
       targets.target = t.intensity;
       targets.target_grad = t.gradient;
     }
-    return session.run(this.params, { vis, ir, ...this.featureNoise(n), ...targets });
+    return session.run(this.o.weights, { vis, ir, ...this.featureNoise(n), ...targets });
   }
 
   /**

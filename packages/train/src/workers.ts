@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { DiffusionConfig } from '@dif-fusion/diffusion';
 import type { BatchStatValues, OptimizerState, TorchWeights } from '@dif-fusion/nn';
+import { builtCodeWorkerOptions } from '@dif-fusion/onnx/train';
 import type { NoiseScheduleConfig } from '@dif-fusion/schedules';
 import type { BackendName } from '@dif-fusion/tfjs';
 import type { UNetConfigInput } from '@dif-fusion/unet';
@@ -77,27 +78,6 @@ function workerScript(): string {
   return found;
 }
 
-/**
- * The worker runs built code (dist/): drop a `source` export condition inherited from the
- * parent (test runners resolve workspace packages to their TypeScript sources with it).
- */
-function nodeOptionsForBuiltCode(): { execArgv: string[]; env: NodeJS.ProcessEnv } {
-  const execArgv: string[] = [];
-  const args = process.execArgv;
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === '--conditions' || args[i] === '-C') {
-      i++;
-      continue;
-    }
-    if (args[i].startsWith('--conditions=')) continue;
-    execArgv.push(args[i]);
-  }
-  const nodeOptions = (process.env.NODE_OPTIONS ?? '')
-    .replace(/(--conditions[= ]|-C\s+)\S+/g, '')
-    .trim();
-  return { execArgv, env: { ...process.env, NODE_OPTIONS: nodeOptions } };
-}
-
 /** Split `batch` samples into `parts` contiguous slices (sizes differ by at most one). */
 export function splitBatch(batch: number, parts: number): Array<[number, number]> {
   const out: Array<[number, number]> = [];
@@ -126,7 +106,7 @@ export class WorkerPool {
   ): Promise<WorkerPool> {
     const script = workerScript();
     const threads: Worker[] = [];
-    const options = nodeOptionsForBuiltCode();
+    const options = builtCodeWorkerOptions();
     for (let i = 0; i < count; i++) threads.push(new Worker(script, options));
     await Promise.all(
       threads.map(

@@ -2,6 +2,12 @@
  * `dif-train sample`: draw images from a trained DDPM and save a labelled grid.
  *
  *   dif-train sample --ddpm CKPT -n 16 --steps 50 --sampler ddim --seed 0 -o grid.png
+ *   dif-train sample --ddpm CKPT --size 96x64 --intermediate -o chain.png
+ *
+ * Any width x height (multiples of the UNet's downsampling), as the official sampler: the
+ * UNet is built for the training crop (which fixes its attention levels) and run at the
+ * sample's size. `--intermediate` writes the official `continous` output instead: x_T and
+ * the chain's states every `1 | (steps // 10)` steps, one row per sample (RGB above IR).
  *
  * Unconditional models: one row per sample, `RGB | IR` (the 4 generated channels).
  * Conditional models (infrared -> visible): `IR | RGB | REAL`, the condition crops drawn
@@ -9,11 +15,11 @@
  * the PNG written atomically.
  */
 
-import { SAMPLERS, type SamplerName } from '@dif-fusion/diffusion';
+import { intermediateInterval, SAMPLERS, type SamplerName } from '@dif-fusion/diffusion';
 import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import { BACKEND_NAMES, type BackendName, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import { buildDenoiser, sampleImages, splitConditional } from '@dif-fusion/train';
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { loadCheckpoint } from '../checkpoint';
 import { int, nonNegative, QUIET_FLAGS, QUIET_HELP, quietLog } from '../cli-args';
 import { ddpmSamplingOf } from '../config';
@@ -36,8 +42,13 @@ export interface SampleOptions {
   seed?: number;
   /** Sample with the EMA weights (train.ema_decay). */
   ema?: boolean;
-  /** Image size (default: the checkpoint's training crop). */
-  size?: number;
+  /** Image size: N (N x N) or width x height (default: the checkpoint's training crop). */
+  size?: number | { width: number; height: number };
+  /**
+   * Write the chain's intermediate states instead of the final samples (the official
+   * sampler's `continous=True`): x_T, then every `1 | (steps // 10)` steps down to the result.
+   */
+  intermediate?: boolean;
   /** Conditional models: pairs (ir/ + vi/) whose infrared crops are the conditions. */
   cond?: string;
   /** Classifier-free guidance weight (conditional models, default 0). */
@@ -68,7 +79,18 @@ export async function runSample(o: SampleOptions): Promise<string> {
     );
   if (!conditional && (o.cond !== undefined || o.guidance !== undefined))
     throw new UserError('--cond and --guidance apply to conditional DDPMs only');
-  const size = o.size ?? Number(ckpt.model.image_size ?? 64);
+  const trained = Number(ckpt.model.image_size ?? 64);
+  const { width: size, height } =
+    typeof o.size === 'object' ? o.size : { width: o.size ?? trained, height: o.size ?? trained };
+  const down = 2 ** (m.unet.channel_multiplier.length - 1);
+  if (size % down !== 0 || height % down !== 0)
+    throw new UserError(
+      `--size ${size}x${height}: width and height must be multiples of ${down} (this UNet halves them ${Math.log2(down)} times)`,
+    );
+  if (conditional && size !== height)
+    throw new UserError(
+      `--size ${size}x${height}: conditional samples take square crops of the --cond pairs; give one size`,
+    );
   const n = o.n ?? 16;
   const steps = o.steps ?? 50;
   const seed = o.seed ?? 0;
@@ -76,8 +98,7 @@ export async function runSample(o: SampleOptions): Promise<string> {
   await useBackend(o.backend ?? 'wasm');
   // The UNet as trained: attn_res names resolutions of the training crop, so the network is
   // built for that crop (its attention levels and weights), then run at any --size.
-  const trainedSize = Number(ckpt.model.image_size ?? size);
-  const denoiser = buildDenoiser(m.unet, trainedSize, {
+  const denoiser = buildDenoiser(m.unet, trained, {
     varType: m.diffusion.var_type,
     which: m.which,
   });
@@ -95,12 +116,20 @@ export async function runSample(o: SampleOptions): Promise<string> {
   const ns = new NoiseSchedule(schedule);
   const total = Math.min(steps, ns.numTimesteps);
   log(
-    `dif-train sample: ${n} x ${size}x${size} from ${ckpt.path} (step ${ckpt.step}${o.ema ? ', EMA' : ''}), ${total} steps, ${sampler}${sampler === 'ddim' ? ` eta ${o.eta ?? 0}` : ''}, seed ${seed}`,
+    `dif-train sample: ${n} x ${size}x${height} from ${ckpt.path} (step ${ckpt.step}${o.ema ? ', EMA' : ''}), ${total} steps, ${sampler}${sampler === 'ddim' ? ` eta ${o.eta ?? 0}` : ''}, seed ${seed}`,
   );
   const every = Math.max(1, Math.round(total / 10));
+  const inter = intermediateInterval(total);
+  const states: { i: number; data: Float32Array }[] = [];
   const imgs = await sampleImages(denoiser, store, ns, {
     n,
     size,
+    height,
+    onState: o.intermediate
+      ? (i, data) => {
+          if (i === total || i % inter === 0) states.push({ i, data: data.slice() });
+        }
+      : undefined,
     steps,
     rng: new Rng(seed),
     diffusion: m.diffusion,
@@ -114,29 +143,75 @@ export async function runSample(o: SampleOptions): Promise<string> {
   });
   store.dispose();
   const c = denoiser.dataChannels;
-  const [columns, labels]: [GridColumn[], string[]] = fixed
-    ? [
-        [
-          { data: fixed.condition, channels: 1, pick: [0] },
-          { data: imgs, channels: c, pick: [0, 1, 2] },
-          { data: fixed.x, channels: 3, pick: [0, 1, 2] },
-        ],
-        ['IR', 'RGB', 'REAL'],
-      ]
-    : [
-        [
-          { data: imgs, channels: c, pick: [0, 1, 2] },
-          { data: imgs, channels: c, pick: [3] },
-        ],
-        ['RGB', 'IR'],
-      ];
+  const [columns, labels]: [GridColumn[], string[]] = o.intermediate
+    ? intermediateColumns(states, n, c, size * height)
+    : fixed
+      ? [
+          [
+            { data: fixed.condition, channels: 1, pick: [0] },
+            { data: imgs, channels: c, pick: [0, 1, 2] },
+            { data: fixed.x, channels: 3, pick: [0, 1, 2] },
+          ],
+          ['IR', 'RGB', 'REAL'],
+        ]
+      : [
+          [
+            { data: imgs, channels: c, pick: [0, 1, 2] },
+            { data: imgs, channels: c, pick: [3] },
+          ],
+          ['RGB', 'IR'],
+        ];
   try {
-    await writeLabelledGrid(o.out, columns, labels, n, size);
+    const rows = o.intermediate ? (denoiser.dataChannels === 4 ? 2 : 1) * n : n;
+    await writeLabelledGrid(o.out, columns, labels, rows, size, height);
   } catch (e) {
     throw new UserError(`${o.out}: cannot write the grid (${formatError(e)})`);
   }
   log(`wrote ${o.out}`);
   return o.out;
+}
+
+/**
+ * The `--intermediate` grid: one column per kept state (labelled with its step index, `T` for
+ * x_T), per sample a row of the visible RGB and, unconditional, a row of the infrared.
+ */
+function intermediateColumns(
+  states: { i: number; data: Float32Array }[],
+  n: number,
+  c: number,
+  plane: number,
+): [GridColumn[], string[]] {
+  const ir = c === 4;
+  const columns = states.map(({ data }) => {
+    // Interleave per sample: its RGB row, then its IR row (shown as gray RGB).
+    const rows = ir ? 2 : 1;
+    const out = new Float32Array(n * rows * 3 * plane);
+    for (let s = 0; s < n; s++) {
+      for (let k = 0; k < 3; k++)
+        out.set(
+          data.subarray((s * c + k) * plane, (s * c + k + 1) * plane),
+          (s * rows * 3 + k) * plane,
+        );
+      if (ir)
+        for (let k = 0; k < 3; k++)
+          out.set(
+            data.subarray((s * c + 3) * plane, (s * c + 4) * plane),
+            ((s * rows + 1) * 3 + k) * plane,
+          );
+    }
+    return { data: out, channels: 3, pick: [0, 1, 2] };
+  });
+  return [columns, states.map(({ i }, k) => (k === 0 ? 'T' : String(i)))];
+}
+
+/** `--size`: N (N x N) or WxH. */
+export function parseSize(v: string): number | { width: number; height: number } {
+  const m = /^(\d+)(?:x(\d+))?$/i.exec(v.trim());
+  const w = m ? Number(m[1]) : Number.NaN;
+  const h = m?.[2] === undefined ? w : Number(m[2]);
+  if (!(w >= 8 && h >= 8))
+    throw new InvalidArgumentError(`--size must be N or WIDTHxHEIGHT (each at least 8), got ${v}`);
+  return m?.[2] === undefined ? w : { width: w, height: h };
 }
 
 /** Register `dif-train sample` on the CLI program. */
@@ -156,7 +231,15 @@ export function registerSampleCommand(program: Command): void {
     )
     .option('--seed <n>', 'seed of x_T and the sampler noise (default 0)', int('--seed', 0))
     .option('--ema', 'sample with the EMA weights (trained with train.ema_decay)')
-    .option('--size <n>', "image size (default: the checkpoint's crop)", int('--size', 8))
+    .option(
+      '--size <n|WxH>',
+      "image size: N (square) or width x height, e.g. 96x64 (default: the checkpoint's crop)",
+      parseSize,
+    )
+    .option(
+      '--intermediate',
+      "write the chain's states instead (official continous: x_T, then every 1|(steps//10) steps)",
+    )
     .option(
       '--cond <dir>',
       'conditional DDPMs: pairs (ir/ + vi/) whose infrared crops condition the samples',
@@ -188,7 +271,8 @@ Examples:
         eta: o.eta as number | undefined,
         seed: o.seed as number | undefined,
         ema: o.ema === true,
-        size: o.size as number | undefined,
+        size: o.size as SampleOptions['size'],
+        intermediate: o.intermediate === true,
         cond: o.cond as string | undefined,
         guidance: o.guidance as number | undefined,
         backend: o.backend as BackendName | undefined,

@@ -1,7 +1,10 @@
 /**
  * The third realisation of `Ops`: training graphs. Running a network's forward code with a
  * `GradOps` writes the forward ONNX nodes (NCHW, static shapes) and records, per op, how to
- * write its reverse-mode gradient nodes. `gradients(loss, wrt)` then appends the backward
+ * write its reverse-mode gradient nodes. The forward nodes are OnnxOps' (the inference
+ * lowering, written once; GroupNorm in its 'reduce' form): GradOps adds the shapes and
+ * differentiates them. Still lowered here: BatchNorm2d (the training mode has no inference
+ * form), dropout (a mask input) and stopGradient. `gradients(loss, wrt)` then appends the backward
  * pass, so one graph takes the parameters (graph inputs named by their official PyTorch
  * keys), the batch, noise levels, noise and dropout masks, and returns the loss and every
  * gradient. The networks stay defined once (unet, fusion-head); nothing here knows them.
@@ -11,6 +14,7 @@
  */
 import type { BatchStat, Ops } from '@dif-fusion/nn';
 import { type Attr, attr, convAttrs, type GraphBuilder, type Value } from '../graph';
+import { OnnxOps } from '../onnx-ops';
 
 type Backward = (gy: Value) => Array<Value | null>;
 
@@ -66,6 +70,11 @@ export class GradOps implements Ops<Value> {
   private readonly checkpointing: boolean;
   /** While a segment is recomputed: its dropout masks, reused in call order. */
   private replayMasks: DropoutMaskSpec[] | null = null;
+  /**
+   * The forward nodes: the inference realisation writes them (one lowering of each op);
+   * GradOps adds the shapes and the backward rules. Parameters stay GradOps' own (inputs).
+   */
+  private readonly f: OnnxOps;
 
   /**
    * @param paramShape PyTorch shape of a parameter by official name (throws when unknown)
@@ -79,6 +88,7 @@ export class GradOps implements Ops<Value> {
     this.training = options.training ?? true;
     this.trainable = options.trainable ?? (() => true);
     this.checkpointing = options.checkpoint ?? false;
+    this.f = new OnnxOps(g, new Map(), { groupNorm: 'reduce' });
   }
 
   shape(v: Value): number[] {
@@ -147,6 +157,15 @@ export class GradOps implements Ops<Value> {
     }
   }
 
+  /**
+   * Register `y`, a forward value OnnxOps wrote, as computed from `inputs` with the backward
+   * rule `backward` (null: no gradient flows, e.g. a comparison); returns y.
+   */
+  private via(y: Value, shape: number[], inputs: Value[], backward: Backward | null): Value {
+    this.record(y, shape, inputs, backward);
+    return y;
+  }
+
   /** A node outside the tape (shape bookkeeping only), for gradient and constant maths. */
   private raw(opType: string, inputs: Value[], attrs: Record<string, Attr> = {}): Value {
     return this.g.node(opType, inputs, attrs);
@@ -187,7 +206,7 @@ export class GradOps implements Ops<Value> {
     const ho = Math.floor((h + 2 * p - kh) / s) + 1;
     const wo = Math.floor((w + 2 * p - kw) / s) + 1;
     const inputs = bias ? [x, weight, bias] : [x, weight];
-    const y = this.g.node('Conv', inputs, convAttrs(s, p));
+    const y = this.f.conv2d(x, weight, bias, options);
     this.record(y, [n, co, ho, wo], inputs, (gy) => [
       this.need(x) ? this.convInputGrad(gy, weight, [h, w], [ho, wo], s, p) : null,
       this.need(weight) ? this.convWeightGrad(gy, x, [co, ci, kh, kw], [ho, wo], s, p) : null,
@@ -304,7 +323,7 @@ export class GradOps implements Ops<Value> {
     if (inF !== f)
       throw new Error(`GradOps linear: input has ${f} features, weight expects ${inF}`);
     const inputs = bias ? [x, weight, bias] : [x, weight];
-    const y = this.g.node('Gemm', inputs, { transB: attr.int(1) });
+    const y = this.f.linear(x, weight, bias);
     this.record(y, [n, out], inputs, (gy) => [
       this.need(x) ? this.raw('MatMul', [gy, weight]) : null,
       this.need(weight) ? this.raw('Gemm', [gy, x], { transA: attr.int(1) }) : null,
@@ -314,48 +333,40 @@ export class GradOps implements Ops<Value> {
   }
 
   /**
-   * GroupNorm: xhat = (x - mean) * rstd per (sample, group), y = xhat * weight + bias.
-   * Backward (per group of L values): dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
+   * GroupNorm, OnnxOps' 'reduce' nodes: xhat = (x - mean) * rstd per (sample, group),
+   * y = xhat * weight + bias. Backward (per group of L values):
+   * dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
    */
   groupNorm(x: Value, groups: number, weight: Value, bias: Value, eps = 1e-5): Value {
     const shape = this.shape(x);
+    if (shape.length !== 4)
+      throw new Error(`GradOps groupNorm: an image [N,C,H,W], got [${shape}]`);
     const [n] = shape;
     const l = numel(shape) / (n * groups);
-    const xg = this.reshape(x, [n, groups, l]);
-    const mean = this.raw('ReduceMean', [xg], { axes: attr.ints([2]), keepdims: attr.int(1) });
-    const d = this.raw('Sub', [xg, mean]);
-    const variance = this.raw('ReduceMean', [this.raw('Mul', [d, d])], {
-      axes: attr.ints([2]),
-      keepdims: attr.int(1),
-    });
-    const rstd = this.raw('Reciprocal', [
-      this.raw('Sqrt', [this.raw('Add', [variance, this.scalar(eps)])]),
-    ]);
-    const xhat = this.raw('Mul', [d, rstd]);
-    const xh = this.reshape(xhat, shape);
-    const cv = (v: Value) => this.raw('Unsqueeze', [v, this.g.constI64([1, 2])]); // [C,1,1]
-    const wv = cv(weight);
-    const y = this.raw('Add', [this.raw('Mul', [xh, wv]), cv(bias)]);
-    const spatial = shape.length === 4 ? [0, 2, 3] : [0];
-    this.record(y, shape, [x, weight, bias], (gy) => {
+    const p = this.f.groupNormParts(x, groups, weight, bias, eps);
+    const rstd = p.rstd!;
+    const mean2 = (v: Value) =>
+      this.raw('ReduceMean', [v], { axes: attr.ints([2]), keepdims: attr.int(1) });
+    return this.via(p.y, shape, [x, weight, bias], (gy) => {
       let dx: Value | null = null;
       if (this.need(x)) {
-        const dxhat = this.reshape(this.raw('Mul', [gy, wv]), [n, groups, l]);
-        const m1 = this.raw('ReduceMean', [dxhat], { axes: attr.ints([2]), keepdims: attr.int(1) });
-        const m2 = this.raw('ReduceMean', [this.raw('Mul', [dxhat, xhat])], {
-          axes: attr.ints([2]),
-          keepdims: attr.int(1),
-        });
-        const inner = this.raw('Sub', [this.raw('Sub', [dxhat, m1]), this.raw('Mul', [xhat, m2])]);
+        const dxhat = this.reshape(this.raw('Mul', [gy, p.weightView]), [n, groups, l]);
+        const m1 = mean2(dxhat);
+        const m2 = mean2(this.raw('Mul', [dxhat, p.xhat]));
+        const inner = this.raw('Sub', [
+          this.raw('Sub', [dxhat, m1]),
+          this.raw('Mul', [p.xhat, m2]),
+        ]);
         dx = this.reshape(this.raw('Mul', [inner, rstd]), shape);
       }
       return [
         dx,
-        this.need(weight) ? this.reduceSum(this.raw('Mul', [gy, xh]), spatial, false) : null,
-        this.need(bias) ? this.reduceSum(gy, spatial, false) : null,
+        this.need(weight)
+          ? this.reduceSum(this.raw('Mul', [gy, p.normed]), [0, 2, 3], false)
+          : null,
+        this.need(bias) ? this.reduceSum(gy, [0, 2, 3], false) : null,
       ];
     });
-    return y;
   }
 
   /**
@@ -425,19 +436,15 @@ export class GradOps implements Ops<Value> {
   /** AvgPool2d(2, 2): dx spreads dy / 4 over each 2x2 block. */
   avgPool2x2(x: Value): Value {
     const [n, c, h, w] = this.shape(x);
-    return this.op(
-      'AveragePool',
-      [x],
-      [n, c, h / 2, w / 2],
-      (gy) => {
-        const spread = this.raw('Expand', [
-          this.reshape(gy, [n, c, h / 2, 1, w / 2, 1]),
-          this.g.constI64([n, c, h / 2, 2, w / 2, 2]),
-        ]);
-        return [this.raw('Mul', [this.reshape(spread, [n, c, h, w]), this.scalar(0.25)])];
-      },
-      { kernel_shape: attr.ints([2, 2]), strides: attr.ints([2, 2]) },
-    );
+    const y = this.f.avgPool2x2(x);
+    this.record(y, [n, c, h / 2, w / 2], [x], (gy) => {
+      const spread = this.raw('Expand', [
+        this.reshape(gy, [n, c, h / 2, 1, w / 2, 1]),
+        this.g.constI64([n, c, h / 2, 2, w / 2, 2]),
+      ]);
+      return [this.raw('Mul', [this.reshape(spread, [n, c, h, w]), this.scalar(0.25)])];
+    });
+    return y;
   }
 
   private elementwise(a: Value, b: Value, what: string): number[] {
@@ -449,18 +456,21 @@ export class GradOps implements Ops<Value> {
 
   add(a: Value, b: Value): Value {
     const s = this.elementwise(a, b, 'add');
-    return this.op('Add', [a, b], s, (gy) => [gy, gy]);
+    return this.via(this.f.add(a, b), s, [a, b], (gy) => [gy, gy]);
   }
 
   /** a - b (loss maths). */
   sub(a: Value, b: Value): Value {
     const s = this.elementwise(a, b, 'sub');
-    return this.op('Sub', [a, b], s, (gy) => [gy, this.need(b) ? this.raw('Neg', [gy]) : null]);
+    return this.via(this.f.sub(a, b), s, [a, b], (gy) => [
+      gy,
+      this.need(b) ? this.raw('Neg', [gy]) : null,
+    ]);
   }
 
   mul(a: Value, b: Value): Value {
     const s = this.elementwise(a, b, 'mul');
-    return this.op('Mul', [a, b], s, (gy) => [
+    return this.via(this.f.mul(a, b), s, [a, b], (gy) => [
       this.need(a) ? this.raw('Mul', [gy, b]) : null,
       this.need(b) ? this.raw('Mul', [gy, a]) : null,
     ]);
@@ -468,7 +478,7 @@ export class GradOps implements Ops<Value> {
 
   max(a: Value, b: Value): Value {
     const s = this.elementwise(a, b, 'max');
-    return this.op('Max', [a, b], s, (gy) => {
+    return this.via(this.f.max(a, b), s, [a, b], (gy) => {
       const zero = this.scalar(0);
       const ge = this.raw('GreaterOrEqual', [a, b]);
       return [
@@ -480,8 +490,9 @@ export class GradOps implements Ops<Value> {
 
   scale(x: Value, s: number): Value {
     if (s === 1) return x;
-    const c = this.scalar(s);
-    return this.op('Mul', [x, c], this.shape(x), (gy) => [this.raw('Mul', [gy, c]), null]);
+    return this.via(this.f.scale(x, s), this.shape(x), [x], (gy) => [
+      this.raw('Mul', [gy, this.scalar(s)]),
+    ]);
   }
 
   axpby(a: number, x: Value, b: number, y: Value): Value {
@@ -489,49 +500,43 @@ export class GradOps implements Ops<Value> {
   }
 
   swish(x: Value): Value {
-    const s = this.raw('Sigmoid', [x]);
-    const y = this.raw('Mul', [x, s]);
-    // d/dx x*s(x) = s * (1 + x * (1 - s))
-    this.record(y, this.shape(x), [x], (gy) => {
+    // d/dx x*s(x) = s * (1 + x * (1 - s)), s = sigmoid(x) written again for the backward pass
+    return this.via(this.f.swish(x), this.shape(x), [x], (gy) => {
+      const s = this.raw('Sigmoid', [x]);
       const oneMinus = this.raw('Sub', [this.scalar(1), s]);
       const k = this.raw('Add', [this.scalar(1), this.raw('Mul', [x, oneMinus])]);
       return [this.raw('Mul', [gy, this.raw('Mul', [s, k])])];
     });
-    return y;
   }
 
   relu(x: Value): Value {
-    return this.op('Relu', [x], this.shape(x), (gy) => [
+    return this.via(this.f.relu(x), this.shape(x), [x], (gy) => [
       this.raw('Where', [this.raw('Greater', [x, this.scalar(0)]), gy, this.scalar(0)]),
     ]);
   }
 
   leakyRelu(x: Value, slope: number): Value {
-    const y = this.raw('LeakyRelu', [x], { alpha: attr.float(slope) });
-    this.record(y, this.shape(x), [x], (gy) => [
+    return this.via(this.f.leakyRelu(x, slope), this.shape(x), [x], (gy) => [
       this.raw('Where', [
         this.raw('Greater', [x, this.scalar(0)]),
         gy,
         this.raw('Mul', [gy, this.scalar(slope)]),
       ]),
     ]);
-    return y;
   }
 
   sigmoid(x: Value): Value {
-    const y = this.raw('Sigmoid', [x]);
-    this.record(y, this.shape(x), [x], (gy) => [
+    const y = this.f.sigmoid(x);
+    return this.via(y, this.shape(x), [x], (gy) => [
       this.raw('Mul', [gy, this.raw('Mul', [y, this.raw('Sub', [this.scalar(1), y])])]),
     ]);
-    return y;
   }
 
   tanh(x: Value): Value {
-    const y = this.raw('Tanh', [x]);
-    this.record(y, this.shape(x), [x], (gy) => [
+    const y = this.f.tanh(x);
+    return this.via(y, this.shape(x), [x], (gy) => [
       this.raw('Mul', [gy, this.raw('Sub', [this.scalar(1), this.raw('Mul', [y, y])])]),
     ]);
-    return y;
   }
 
   /** Dropout reads a mask input (0 or 1/(1-rate) per element) that the trainer draws. */
@@ -556,41 +561,31 @@ export class GradOps implements Ops<Value> {
   }
 
   addChannel(x: Value, v: Value): Value {
-    const y = this.raw('Add', [x, this.unsqueeze23(v)]);
-    this.record(y, this.shape(x), [x, v], (gy) => [
+    return this.via(this.f.addChannel(x, v), this.shape(x), [x, v], (gy) => [
       gy,
       this.need(v) ? this.reduceSum(gy, [2, 3], false) : null,
     ]);
-    return y;
   }
 
   mulChannel(x: Value, v: Value): Value {
-    const vu = this.unsqueeze23(v);
-    const y = this.raw('Mul', [x, vu]);
-    this.record(y, this.shape(x), [x, v], (gy) => [
-      this.need(x) ? this.raw('Mul', [gy, vu]) : null,
+    return this.via(this.f.mulChannel(x, v), this.shape(x), [x, v], (gy) => [
+      this.need(x) ? this.raw('Mul', [gy, this.unsqueeze23(v)]) : null,
       this.need(v) ? this.reduceSum(this.raw('Mul', [gy, x]), [2, 3], false) : null,
     ]);
-    return y;
   }
 
   mulSpatial(x: Value, s: Value): Value {
-    const y = this.raw('Mul', [x, s]);
-    this.record(y, this.shape(x), [x, s], (gy) => [
+    return this.via(this.f.mulSpatial(x, s), this.shape(x), [x, s], (gy) => [
       this.need(x) ? this.raw('Mul', [gy, s]) : null,
       this.need(s) ? this.reduceSum(this.raw('Mul', [gy, x]), [1], true) : null,
     ]);
-    return y;
   }
 
   sliceFeatures(v: Value, start: number, end: number): Value {
     const [n, f] = this.shape(v);
-    const g = this.g;
-    const y = this.raw('Slice', [v, g.constI64([start]), g.constI64([end]), g.constI64([1])]);
-    this.record(y, [n, end - start], [v], (gy) => [
-      this.raw('Pad', [gy, g.constI64([0, start, 0, f - end])]),
+    return this.via(this.f.sliceFeatures(v, start, end), [n, end - start], [v], (gy) => [
+      this.raw('Pad', [gy, this.g.constI64([0, start, 0, f - end])]),
     ]);
-    return y;
   }
 
   concatChannels(xs: Value[]): Value {
@@ -599,37 +594,27 @@ export class GradOps implements Ops<Value> {
     const sizes = shapes.map((s) => s[1]);
     const out = shapes[0].slice();
     out[1] = sizes.reduce((a, b) => a + b, 0);
-    const y = this.raw('Concat', xs, { axis: attr.int(1) });
-    this.record(y, out, xs, (gy) =>
+    return this.via(this.f.concatChannels(xs), out, xs, (gy) =>
       this.g.nodeN('Split', [gy, this.g.constI64(sizes)], xs.length, { axis: attr.int(1) }),
     );
-    return y;
   }
 
   meanSpatial(x: Value): Value {
     const shape = this.shape(x);
     const [n, c, h, w] = shape;
-    const y = this.raw('ReduceMean', [x], { axes: attr.ints([2, 3]), keepdims: attr.int(0) });
-    this.record(y, [n, c], [x], (gy) => [
+    return this.via(this.f.meanSpatial(x), [n, c], [x], (gy) => [
       this.raw('Expand', [
         this.raw('Mul', [this.unsqueeze23(gy), this.scalar(1 / (h * w))]),
         this.g.constI64(shape),
       ]),
     ]);
-    return y;
   }
 
   upsampleNearest2x(x: Value): Value {
     const [n, c, h, w] = this.shape(x);
-    const y = this.raw('Resize', [x, '', this.g.constF32([1, 1, 2, 2])], {
-      mode: attr.string('nearest'),
-      coordinate_transformation_mode: attr.string('asymmetric'),
-      nearest_mode: attr.string('floor'),
-    });
-    this.record(y, [n, c, 2 * h, 2 * w], [x], (gy) => [
+    return this.via(this.f.upsampleNearest2x(x), [n, c, 2 * h, 2 * w], [x], (gy) => [
       this.reduceSum(this.reshape(gy, [n, c, h, 2, w, 2]), [3, 5], false),
     ]);
-    return y;
   }
 
   /**
@@ -638,110 +623,137 @@ export class GradOps implements Ops<Value> {
    */
   upsampleBilinear2x(x: Value): Value {
     const [n, c, h, w] = this.shape(x);
-    const y = this.raw('Resize', [x, '', this.g.constF32([1, 1, 2, 2])], {
-      mode: attr.string('linear'),
-      coordinate_transformation_mode: attr.string('align_corners'),
-    });
-    this.record(y, [n, c, 2 * h, 2 * w], [x], (gy) => {
+    return this.via(this.f.upsampleBilinear2x(x), [n, c, 2 * h, 2 * w], [x], (gy) => {
       const aw = bilinearMatrix(w); // [2w, w]
       const ahT = transpose2d(bilinearMatrix(h), 2 * h, h); // [h, 2h]
       const t = this.raw('MatMul', [gy, this.g.constF32(aw, [2 * w, w])]); // [n,c,2h,w]
       return [this.raw('MatMul', [this.g.constF32(ahT, [h, 2 * h]), t])];
     });
-    return y;
   }
 
+  /**
+   * OnnxOps' attention nodes, differentiated: with s = 1/sqrt(C), scores = (s q)^T k,
+   * attn = softmax(scores), out = v attn^T:
+   * dv = gout attn, dattn = gout^T v, dscores = attn * (dattn - rowsum(dattn * attn)),
+   * dq = s k dscores^T, dk = (s q) dscores; dqkv = the three stacked back on the part axis.
+   */
   selfAttention(qkv: Value, nHead: number): Value {
     const [n, c3, h, w] = this.shape(qkv);
     const c = c3 / 3;
     const hd = c / nHead;
     const hw = h * w;
-    const g = this.g;
-    const r = this.reshape(qkv, [n, nHead, 3, hd, hw]);
-    const parts = g
-      .nodeN('Split', [r, g.constI64([1, 1, 1])], 3, { axis: attr.int(2) })
-      .map((p) => this.reshape(p, [n, nHead, hd, hw]));
-    const [q, k, v] = parts;
-    const scale = 1 / Math.sqrt(c);
-    const qs = this.raw('Mul', [q, this.scalar(scale)]);
+    const a = this.f.attention(qkv, nHead);
     const t = (x: Value) => this.raw('Transpose', [x], { perm: attr.ints([0, 1, 3, 2]) });
-    const scores = this.raw('MatMul', [t(qs), k]); // [n, nH, hw(i), hw(j)]
-    const attn = this.raw('Softmax', [scores], { axis: attr.int(-1) });
-    const out = this.raw('MatMul', [v, t(attn)]); // out[c, i] = sum_j v[c, j] attn[i, j]
-    const y = this.reshape(out, [n, c, h, w]);
-    this.record(y, [n, c, h, w], [qkv], (gy) => {
+    return this.via(a.y, [n, c, h, w], [qkv], (gy) => {
       const gout = this.reshape(gy, [n, nHead, hd, hw]);
-      const dv = this.raw('MatMul', [gout, attn]);
-      const dattn = this.raw('MatMul', [t(gout), v]);
-      const dot = this.reduceSum(this.raw('Mul', [dattn, attn]), [3], true);
-      const dscores = this.raw('Mul', [attn, this.raw('Sub', [dattn, dot])]);
-      const dq = this.raw('Mul', [this.raw('MatMul', [k, t(dscores)]), this.scalar(scale)]);
-      const dk = this.raw('MatMul', [qs, dscores]);
+      const dv = this.raw('MatMul', [gout, a.attn]);
+      const dattn = this.raw('MatMul', [t(gout), a.v]);
+      const dot = this.reduceSum(this.raw('Mul', [dattn, a.attn]), [3], true);
+      const dscores = this.raw('Mul', [a.attn, this.raw('Sub', [dattn, dot])]);
+      const dq = this.raw('Mul', [this.raw('MatMul', [a.k, t(dscores)]), a.invSqrtC]);
+      const dk = this.raw('MatMul', [a.qs, dscores]);
       const u = (x: Value) => this.reshape(x, [n, nHead, 1, hd, hw]);
       const cat = this.raw('Concat', [u(dq), u(dk), u(dv)], { axis: attr.int(2) });
       return [this.reshape(cat, [n, c3, h, w])];
     });
-    return y;
   }
 
   positionalEncoding(level: Value, dim: number): Value {
     const [n] = this.shape(level);
     const count = Math.floor(dim / 2);
-    const freqs = new Float32Array(count);
-    for (let k = 0; k < count; k++) freqs[k] = Math.exp(-Math.log(1e4) * (k / count));
-    const f = this.g.constF32(freqs, [1, count]);
-    const enc = this.raw('Mul', [level, f]);
-    const sin = this.raw('Sin', [enc]);
-    const cos = this.raw('Cos', [enc]);
-    const y = this.raw('Concat', [sin, cos], { axis: attr.int(1) });
-    this.record(y, [n, 2 * count], [level], (gy) => {
-      const [gs, gc] = this.g.nodeN('Split', [gy, this.g.constI64([count, count])], 2, {
-        axis: attr.int(1),
-      });
-      // d sin(l f)/dl = f cos(l f); d cos(l f)/dl = -f sin(l f)
+    const y = this.f.positionalEncoding(level, dim);
+    return this.via(y, [n, 2 * count], [level], (gy) => {
+      const freqs = new Float32Array(count);
+      for (let k = 0; k < count; k++) freqs[k] = Math.exp(-Math.log(1e4) * (k / count));
+      const split = (v: Value) =>
+        this.g.nodeN('Split', [v, this.g.constI64([count, count])], 2, { axis: attr.int(1) });
+      // y = [sin(l f), cos(l f)]: d sin/dl = f cos, d cos/dl = -f sin, read from y itself
+      const [sin, cos] = split(y);
+      const [gs, gc] = split(gy);
       const d = this.raw('Sub', [this.raw('Mul', [gs, cos]), this.raw('Mul', [gc, sin])]);
-      return [this.reduceSum(this.raw('Mul', [d, f]), [1], true)];
+      return [this.reduceSum(this.raw('Mul', [d, this.g.constF32(freqs, [1, count])]), [1], true)];
     });
-    return y;
   }
 
   // ---------------------------------------------------------------- loss maths
 
   abs(x: Value): Value {
-    return this.op('Abs', [x], this.shape(x), (gy) => [
+    return this.via(this.f.abs(x), this.shape(x), [x], (gy) => [
       this.raw('Mul', [gy, this.raw('Sign', [x])]),
     ]);
   }
 
   square(x: Value): Value {
-    return this.op('Mul', [x, x], this.shape(x), (gy) => [
+    return this.via(this.f.square(x), this.shape(x), [x], (gy) => [
       this.raw('Mul', [gy, this.raw('Mul', [x, this.scalar(2)])]),
     ]);
   }
 
   /** e^x (loss maths); d/dx = e^x. */
   exp(x: Value): Value {
-    const y = this.raw('Exp', [x]);
-    this.record(y, this.shape(x), [x], (gy) => [this.raw('Mul', [gy, y])]);
-    return y;
+    const y = this.f.exp(x);
+    return this.via(y, this.shape(x), [x], (gy) => [this.raw('Mul', [gy, y])]);
   }
 
   /** ln x (loss maths); d/dx = 1 / x. */
   log(x: Value): Value {
-    return this.op('Log', [x], this.shape(x), (gy) => [this.raw('Div', [gy, x])]);
+    return this.via(this.f.log(x), this.shape(x), [x], (gy) => [this.raw('Div', [gy, x])]);
+  }
+
+  /** sqrt(x); d/dx = 1 / (2 sqrt(x)). */
+  sqrt(x: Value): Value {
+    const y = this.f.sqrt(x);
+    return this.via(y, this.shape(x), [x], (gy) => [
+      this.raw('Div', [gy, this.raw('Mul', [y, this.scalar(2)])]),
+    ]);
+  }
+
+  addScalar(x: Value, s: number): Value {
+    return this.via(this.f.addScalar(x, s), this.shape(x), [x], (gy) => [gy]);
+  }
+
+  /** max(x, s): the gradient reaches x where x >= s (as `max`, TensorFlow.js's convention). */
+  maxScalar(x: Value, s: number): Value {
+    return this.via(this.f.maxScalar(x, s), this.shape(x), [x], (gy) => [
+      this.raw('Where', [this.raw('GreaterOrEqual', [x, this.scalar(s)]), gy, this.scalar(0)]),
+    ]);
+  }
+
+  /** A 0/1 mask of `x < s` or `x > s`; no gradient flows through it. */
+  compareScalar(x: Value, op: 'less' | 'greater', s: number): Value {
+    return this.via(this.f.compareScalar(x, op, s), this.shape(x), [x], null);
+  }
+
+  /** image [N,C,H,W] * per-sample [N,1]. */
+  mulSample(x: Value, s: Value): Value {
+    const shape = this.shape(x);
+    const [n] = shape;
+    return this.via(this.f.mulSample(x, s), shape, [x, s], (gy) => [
+      this.need(x) ? this.raw('Mul', [gy, this.reshape(s, [n, 1, 1, 1])]) : null,
+      this.need(s)
+        ? this.reshape(this.reduceSum(this.raw('Mul', [gy, x]), [1, 2, 3], false), [n, 1])
+        : null,
+    ]);
+  }
+
+  /** A one-element value broadcast to the shape of `like`; the gradient sums back. */
+  broadcastLike(s: Value, like: Value): Value {
+    const from = this.shape(s);
+    if (numel(from) !== 1)
+      throw new Error(`GradOps broadcastLike: [${from}] is not a one-element value`);
+    return this.via(this.f.broadcastLike(s, like), this.shape(like), [s], (gy) => [
+      this.reshape(this.raw('ReduceSum', [gy], { keepdims: attr.int(0) }), from),
+    ]);
   }
 
   /** Channels [start, end) of an NCHW value; the gradient is zero-padded back. */
   sliceChannels(x: Value, start: number, end: number): Value {
     const shape = this.shape(x);
-    const g = this.g;
-    const y = this.raw('Slice', [x, g.constI64([start]), g.constI64([end]), g.constI64([1])]);
     const out = shape.slice();
     out[1] = end - start;
-    this.record(y, out, [x], (gy) => [
-      this.raw('Pad', [gy, g.constI64([0, start, 0, 0, 0, shape[1] - end, 0, 0])]),
+    return this.via(this.f.sliceChannels(x, start, end), out, [x], (gy) => [
+      this.raw('Pad', [gy, this.g.constI64([0, start, 0, 0, 0, shape[1] - end, 0, 0])]),
     ]);
-    return y;
   }
 
   /** x forward, no gradient backward (PyTorch's `detach`). */
@@ -754,9 +766,9 @@ export class GradOps implements Ops<Value> {
   /** Sum of every element -> scalar. */
   sumAll(x: Value): Value {
     const shape = this.shape(x);
-    const y = this.raw('ReduceSum', [x], { keepdims: attr.int(0) });
-    this.record(y, [], [x], (gy) => [this.raw('Expand', [gy, this.g.constI64(shape)])]);
-    return y;
+    return this.via(this.f.sumAll(x), [], [x], (gy) => [
+      this.raw('Expand', [gy, this.g.constI64(shape)]),
+    ]);
   }
 
   /** Mean of every element -> scalar. */
@@ -768,12 +780,19 @@ export class GradOps implements Ops<Value> {
    * Convolution with a constant kernel `[O, I/group, kh, kw]` (stride 1, zero padding `p`):
    * Sobel filters, colour transforms. Gradient: the transposed, flipped kernel.
    */
-  constConv(x: Value, kernel: Float32Array, kShape: number[], group: number, p: number): Value {
+  constConv(
+    x: Value,
+    kernel: Float32Array,
+    kShape: [number, number, number, number],
+    options: { groups?: number; padding?: number } = {},
+  ): Value {
+    const group = options.groups ?? 1;
+    const p = options.padding ?? 0;
     const [n, ci, h, w] = this.shape(x);
     const [co, cig, kh, kw] = kShape;
     if (cig * group !== ci)
       throw new Error(`GradOps constConv: kernel expects ${cig * group} channels, got ${ci}`);
-    const y = this.raw('Conv', [x, this.g.constF32(kernel, kShape)], convAttrs(1, p, group));
+    const y = this.f.constConv(x, kernel, kShape, options);
     this.record(y, [n, co, h + 2 * p - kh + 1, w + 2 * p - kw + 1], [x], (gy) => {
       const cog = co / group;
       const back = new Float32Array(kernel.length); // [ci, co/group, kh, kw]

@@ -1,4 +1,4 @@
-import { chainCoefficients, type MeanType } from '@dif-fusion/diffusion';
+import { chainCoefficients, lossCoefs, type MeanType } from '@dif-fusion/diffusion';
 import { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
 import type { TorchWeights } from '@dif-fusion/nn';
 import { NoiseSchedule, Rng } from '@dif-fusion/schedules';
@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { describe, expect, it } from 'vitest';
 import { randn, relErr } from '../test-utils';
-import { buildDdpmTrainGraph, vbCoefs } from './ddpm-graph';
+import { buildDdpmTrainGraph } from './ddpm-graph';
 import { TrainSession } from './train-session';
 
 /** TfOps whose dropout multiplies by given masks, in call order (as the trainer's TrainOps). */
@@ -115,16 +115,20 @@ describe('DDPM training graph: loss and every UNet gradient equal tfjs (1e-4 rel
 });
 
 describe('buildDdpmTrainGraph options of the DDPM variants', () => {
-  it('target replaces eps in the loss, condition is a [B, Cc, H, W] input; none by default', () => {
+  it('x_prev reads the loss coefficients, condition is a [B, Cc, H, W] input; none by default', () => {
     const cond = new UNet({ ...tiny(0).config, out_channel: 3 });
     const g = buildDdpmTrainGraph(cond, {
       ...{ batch: 2, size: 16, loss: 'l2', dropout: false },
-      ...{ target: true, condition: 1 },
+      ...{ meanType: 'x_prev', condition: 1 },
     });
     expect(g.inputs.get('x')).toEqual([2, 3, 16, 16]);
     expect(g.inputs.get('noise')).toEqual([2, 3, 16, 16]);
-    expect(g.inputs.get('target')).toEqual([2, 3, 16, 16]);
+    expect(g.inputs.get('coefs')).toEqual([1, 9]);
     expect(g.inputs.get('condition')).toEqual([2, 1, 16, 16]);
+    const x0 = buildDdpmTrainGraph(tiny(0), {
+      ...{ batch: 2, size: 16, loss: 'l2', dropout: false, meanType: 'x_start' },
+    });
+    expect([...x0.inputs.keys()]).toEqual(['x', 'noise', 'level']);
     const plain = buildDdpmTrainGraph(tiny(0), { batch: 2, size: 16, loss: 'l2', dropout: false });
     expect([...plain.inputs.keys()]).toEqual(['x', 'noise', 'level']);
   });
@@ -160,7 +164,7 @@ async function compareLearned(
   const weights: TorchWeights = store.toTorch();
   const vbWeight = 0.001 * schedule.numTimesteps;
   const graph = buildDdpmTrainGraph(unet, {
-    ...{ batch: b, size: s, loss, dropout: true, target: meanType !== 'epsilon', checkpoint },
+    ...{ batch: b, size: s, loss, dropout: true, meanType, checkpoint },
     learnedRange: { vbWeight },
   });
   const rng = new Rng(3);
@@ -179,24 +183,18 @@ async function compareLearned(
   const vars = store.names().map((n) => store.get(n) as tf.Variable);
   const nhwc = (a: Float32Array) => tf.transpose(tf.tensor(a, shape), [0, 2, 3, 1]);
   let vb = 0;
-  let target: Float32Array | undefined;
   const { value, grads } = tf.variableGrads(() => {
     const x0 = nhwc(x);
     const terms = diffusion.pLossTerms(ops, x0, { levels, noise: nhwc(noise), t });
     vb = terms.vb!.dataSync()[0];
     return terms.loss;
   }, vars);
-  if (meanType !== 'epsilon') {
-    const { trainingTarget } = await import('@dif-fusion/diffusion');
-    target = trainingTarget(schedule, meanType, { t, levels, x, noise });
-  }
   const session = await TrainSession.open(graph, { threads: 1 });
   const feeds: Record<string, Float32Array> = {
     x,
     noise,
     level: levels,
-    vb_coefs: vbCoefs(chainCoefficients(schedule.betas), meanType, t),
-    ...(target ? { target } : {}),
+    coefs: lossCoefs(chainCoefficients(schedule.betas), meanType, t),
   };
   for (const m of masks) feeds[m.input] = m.data;
   const got = await session.run(new Map([...weights].map(([k, v]) => [k, v.data])), feeds);
@@ -241,16 +239,16 @@ describe('learned_range training graph: hybrid loss, vb and every gradient equal
     const r = await compareLearned(4, 'x_start', 'l1');
     if (process.env.DBG) console.log('t=4', r);
   });
-  it('vb_coefs: one-hot branch weights, the range of the chain', () => {
+  it('lossCoefs: one-hot branch weights, the range of the chain', () => {
     const c = chainCoefficients(
       new NoiseSchedule({ schedule: 'linear', n_timestep: 3, linear_start: 0.1, linear_end: 0.3 })
         .betas,
     );
-    const k1 = vbCoefs(c, 'x_prev', 1);
+    const k1 = lossCoefs(c, 'x_prev', 1);
     // [c1, c2, p, q, mid, half, lv1, wKl, wNll]: x_prev's model mean is the output (p 0, q 1)
     expect(Array.from(k1.subarray(2, 4))).toEqual([0, 1]);
     expect(Array.from(k1.subarray(7))).toEqual([0, 1]);
     expect(k1[4]).toBeCloseTo((Math.log(0.1) + Math.log(1 / 14)) / 2, 6);
-    expect(Array.from(vbCoefs(c, 'epsilon', 3).subarray(7))).toEqual([1, 0]);
+    expect(Array.from(lossCoefs(c, 'epsilon', 3).subarray(7))).toEqual([1, 0]);
   });
 });

@@ -2,9 +2,9 @@
  * The fusion-head training graph: the frozen DDPM's decoder features of a batch (the
  * UNet run forward only, its weights baked in as initializers, exactly as the fusion
  * export runs it), the head on `GradOps`, and Dif-Fusion's fusion loss (official
- * models/fs_loss.py; the TensorFlow.js realisation is `fusionLoss` in @dif-fusion/fusion-head):
+ * models/fs_loss.py; its one definition is @dif-fusion/fusion-head's `fusionLossTerms`):
  *
- *   x_k       = level_k * cat(V, I) + sqrt(1 - level_k^2) * noise_k      (no gradient)
+ *   x_k       = q_sample(cat(V, I), level_k, noise_k)   (@dif-fusion/diffusion's qSample; no gradient)
  *   F         = head(UNet.features(x_k, level_k) for every time step k)
  *   loss_in   = mean |F - max(V, I)|
  *   loss_grad = mean |S(F) - max(S(V), S(I))|,  S = |sobel_x * .| + |sobel_y * .| per channel
@@ -17,11 +17,12 @@
  * `loss_grad` (`loss_color`), `fused` [N,3,S,S] and `grad.<name>` for `head.usedParams()`.
  */
 
+import { qSample } from '@dif-fusion/diffusion';
 import {
   FUSION_LOSS_DEFAULTS,
   type FusionHead,
+  fusionLossTerms,
   type LossSpace,
-  LUMA_WEIGHTS,
 } from '@dif-fusion/fusion-head';
 import type { TorchWeightsLike } from '@dif-fusion/nn';
 import type { DenoiserNet } from '@dif-fusion/unet';
@@ -50,30 +51,6 @@ export interface HeadGraphOptions {
   target?: 'max' | 'input';
 }
 
-/** |sobel_x * x| + |sobel_y * x| per channel, zero padding 1 (same size). */
-export function sobelMagnitude(ops: GradOps, x: Value): Value {
-  const c = ops.shape(x)[1];
-  const kx = [-1, 0, 1, -2, 0, 2, -1, 0, 1];
-  const ky = [1, 2, 1, 0, 0, 0, -1, -2, -1];
-  const per = (k: number[]) => {
-    const w = new Float32Array(9 * c);
-    for (let i = 0; i < c; i++) w.set(k, 9 * i);
-    return ops.abs(ops.constConv(x, w, [c, 1, 3, 3], c, 1));
-  };
-  return ops.add(per(kx), per(ky));
-}
-
-/** BT.601 chroma (Cb, Cr) without the offset, as a 1x1 convolution: [N,3,H,W] -> [N,2,H,W]. */
-export function chroma(ops: GradOps, x: Value): Value {
-  const m = Float32Array.from([-0.168736, -0.331264, 0.5, 0.5, -0.418688, -0.081312]);
-  return ops.constConv(x, m, [2, 3, 1, 1], 1, 0);
-}
-
-/** BT.601 luma as a 1x1 convolution: [N,3,H,W] -> [N,1,H,W] (fusion-head's LUMA_WEIGHTS). */
-export function luma(ops: GradOps, x: Value): Value {
-  return ops.constConv(x, Float32Array.from(LUMA_WEIGHTS), [1, 3, 1, 1], 1, 0);
-}
-
 export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): TrainGraph {
   const g = new GraphBuilder('head_train');
   const unetOps = new OnnxOps(g, o.unetWeights, { prefix: 'unet.' });
@@ -93,12 +70,10 @@ export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): Trai
   const level = ops.input('level', [k * n, 1]);
 
   // q_sample of every step, batched step-major: x_k = level_k x + sqrt(1 - level_k^2) noise_k
-  const x = g.node('Concat', [vis, ir], { axis: attr.int(1) });
+  const x = unetOps.concatChannels([vis, ir]);
   const xs = g.node('Concat', new Array(k).fill(x), { axis: attr.int(0) }); // [K*N,4,S,S]
-  const l4 = g.node('Reshape', [level, g.constI64([k * n, 1, 1, 1])]);
-  const sigma = g.node('Sqrt', [g.node('Sub', [g.constF32([1], []), g.node('Mul', [l4, l4])])]);
   const nz = g.node('Reshape', [noise, g.constI64([k * n, 4, s, s])]);
-  const xt = g.node('Add', [g.node('Mul', [l4, xs]), g.node('Mul', [sigma, nz])]);
+  const xt = qSample(unetOps, xs, level, nz);
   const min = Math.min(...head.requiredFeatureIndices());
   const { fd } = o.unet.features(unetOps, xt, level, { minDecoderIndex: min });
   const feats: Value[][] = Array.from({ length: k }, () => new Array<Value>(fd.length));
@@ -118,30 +93,23 @@ export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): Trai
   const rgb = [n, 3, s, s];
   if (fShape.join() !== rgb.join())
     throw new Error(`head training graph: the head outputs [${fShape}], the loss needs [${rgb}]`);
-  const lum = o.space === 'luma';
-  const fs = lum ? luma(ops, fused) : fused;
-  const cmp = lum ? [n, 1, s, s] : rgb;
-  let target: Value;
-  let gradTarget: Value;
+  const cmp = o.space === 'luma' ? [n, 1, s, s] : rgb;
+  let target: { intensity: Value; gradient: Value } | undefined;
   if ((o.target ?? 'max') === 'input') {
     inputs.set('target', cmp);
     inputs.set('target_grad', cmp);
-    target = ops.input('target', cmp);
-    gradTarget = ops.input('target_grad', cmp);
-  } else {
-    const vs = lum ? luma(ops, vis) : vis;
-    target = ops.constant('Max', [vs, ir], cmp);
-    gradTarget = ops.constant('Max', [sobelMagnitude(ops, vs), sobelMagnitude(ops, ir)], cmp);
+    target = { intensity: ops.input('target', cmp), gradient: ops.input('target_grad', cmp) };
   }
-  const lossIn = ops.meanAll(ops.abs(ops.sub(fs, target)));
-  const lossGrad = ops.meanAll(ops.abs(ops.sub(sobelMagnitude(ops, fs), gradTarget)));
-  let loss = ops.add(lossIn, ops.scale(lossGrad, o.alpha ?? FUSION_LOSS_DEFAULTS.alpha));
-  const scalars: Record<string, Value> = { loss_in: lossIn, loss_grad: lossGrad };
-  const cw = o.colorWeight ?? FUSION_LOSS_DEFAULTS.color_weight;
-  if (cw > 0) {
-    const lossColor = ops.meanAll(ops.abs(ops.sub(chroma(ops, fused), chroma(ops, vis))));
-    loss = ops.add(loss, ops.scale(lossColor, cw));
-    scalars.loss_color = lossColor;
-  }
-  return finishTrainGraph(g, ops, loss, scalars, inputs, { fused });
+  const terms = fusionLossTerms(ops, {
+    vis,
+    ir,
+    fused,
+    alpha: o.alpha ?? FUSION_LOSS_DEFAULTS.alpha,
+    colorWeight: o.colorWeight ?? FUSION_LOSS_DEFAULTS.color_weight,
+    space: o.space ?? 'rgb',
+    target,
+  });
+  const scalars: Record<string, Value> = { loss_in: terms.lossIn, loss_grad: terms.lossGrad };
+  if (terms.lossColor) scalars.loss_color = terms.lossColor;
+  return finishTrainGraph(g, ops, terms.loss, scalars, inputs, { fused });
 }

@@ -7,4 +7,5 @@ export * from '../grad/grad-ops';
 export * from './adam';
 export * from './ddpm-graph';
 export * from './head-graph';
+export * from './threaded-session';
 export * from './train-session';

@@ -1,0 +1,51 @@
+import { UNet } from '@dif-fusion/unet';
+import { describe, expect, it } from 'vitest';
+import { randn } from '../test-utils';
+import { buildDdpmTrainGraph } from './ddpm-graph';
+import { ownBuffer, ThreadedTrainSession } from './threaded-session';
+import { TrainSession } from './train-session';
+
+describe('ThreadedTrainSession (the step on a worker thread)', () => {
+  it('gives TrainSession’s loss and gradients bit for bit; the parameters move there and back', async () => {
+    const unet = new UNet({
+      ...{ in_channel: 4, out_channel: 4, inner_channel: 8, norm_groups: 4 },
+      ...{ channel_multiplier: [1, 2], attn_res: [8], res_blocks: 1, dropout: 0, image_size: 16 },
+    });
+    const graph = buildDdpmTrainGraph(unet, { batch: 2, size: 16, loss: 'l2', dropout: false });
+    const shape = [2, 4, 16, 16];
+    const feeds = {
+      x: randn(shape, 1, 0.5),
+      noise: randn(shape, 2),
+      level: Float32Array.from([0.9, 0.4]),
+    };
+    const arrays = new Map(graph.params.map((p, i) => [p.name, randn(p.shape, 10 + i, 0.1)]));
+    const direct = await TrainSession.open(graph, { threads: 1 });
+    const want = await direct.run(arrays, feeds);
+    await direct.release();
+
+    const holders = new Map([...arrays].map(([k, v]) => [k, { data: v.slice() }]));
+    const before = new Map([...holders].map(([k, h]) => [k, h.data]));
+    const threaded = (await ThreadedTrainSession.open(graph, { threads: 1 }))!;
+    const got = await threaded.run(holders, feeds);
+    expect(got.scalars.loss).toBe(want.scalars.loss);
+    for (const [name, g] of want.grads) expect(got.grads.get(name)).toEqual(g);
+    for (const [name, h] of holders) {
+      expect(h.data).toEqual(arrays.get(name)); // back, unchanged
+      expect(before.get(name)!.length).toBe(0); // the array sent was moved (detached), not copied
+    }
+    // A second step with the returned arrays.
+    expect((await threaded.run(holders, feeds)).scalars.loss).toBe(want.scalars.loss);
+    await threaded.release();
+  }, 60_000);
+
+  it('ownBuffer: whole-buffer arrays as they are, views copied into their own buffer', () => {
+    const whole = new Float32Array(4);
+    expect(ownBuffer(whole)).toBe(whole);
+    const file = new Float32Array(8).fill(3);
+    const view = file.subarray(2, 5);
+    const own = ownBuffer(view);
+    expect(own).not.toBe(view);
+    expect([...own]).toEqual([3, 3, 3]);
+    expect(own.buffer.byteLength).toBe(12);
+  });
+});

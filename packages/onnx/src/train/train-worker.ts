@@ -1,0 +1,47 @@
+/** The worker thread of ThreadedTrainSession: one TrainSession, run on request. */
+import { parentPort } from 'node:worker_threads';
+import { TrainSession } from './train-session';
+
+let session: TrainSession | null = null;
+const port = parentPort!;
+
+/** Post `message`, moving the buffers of `arrays` (each once) rather than copying them. */
+function reply(message: unknown, arrays: Float32Array[]): void {
+  const buffers = [...new Set(arrays.map((a) => a.buffer as ArrayBuffer))];
+  try {
+    port.postMessage(message, buffers);
+  } catch {
+    port.postMessage(message); // a buffer that cannot be transferred: copied instead
+  }
+}
+
+port.on('message', async (m: any) => {
+  const params: Map<string, Float32Array> | undefined = m.params;
+  try {
+    if (m.type === 'open') {
+      if (m.testBlockMs > 0)
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, m.testBlockMs);
+      session = await TrainSession.open(m.graph, m.options);
+      port.postMessage({ type: 'opened', provider: session.provider });
+    } else if (m.type === 'run') {
+      // Tests: hold the thread as a long native step does.
+      if (m.testBlockMs > 0)
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, m.testBlockMs);
+      const result = await session!.run(params!, m.feeds);
+      reply({ type: 'ran', result, params }, [
+        ...params!.values(),
+        ...result.grads.values(),
+        ...result.tensors.values(),
+      ]);
+    } else if (m.type === 'release') {
+      await session?.release();
+      session = null;
+      port.postMessage({ type: 'released' });
+    }
+  } catch (e) {
+    reply(
+      { type: 'error', message: e instanceof Error ? e.message : String(e), params },
+      params ? [...params.values()] : [],
+    );
+  }
+});
