@@ -33,7 +33,10 @@ export interface TrainingEngine<Batch> {
   /** The learning rate of the next update. */
   readonly lr: number;
   setLearningRate(lr: number): void;
-  /** The trained network's weights now, PyTorch layouts (the checkpoint's form). */
+  /**
+   * The trained network's weights now, PyTorch layouts (the checkpoint's form). An entry's
+   * `.data` may be a new array after a step (ORT engines): read it afresh, do not keep it.
+   */
   weights(): TorchWeights;
   /** The optimizer's state (the checkpoint's form). */
   optimizerState(): OptimizerState;

@@ -79,7 +79,7 @@ export class OrtHeadEngine implements HeadEngine {
     this.stream = new Rng(o.seed);
   }
 
-  /** The head's weights (updated in place by every step). */
+  /** The head's weights, updated by every step (each entry's `.data` a new array after it). */
   weights(): TorchWeights {
     return this.o.weights;
   }
