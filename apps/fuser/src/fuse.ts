@@ -81,10 +81,10 @@ export async function openFuser(opts: OpenOptions = {}): Promise<OpenedFuser> {
   const fuser: Fuser = {
     multiple: model.config.size_multiple,
     noise: {
-      steps: model.config.time_steps.length,
+      steps: model.config.head.time_steps.length,
       channels: 4,
       // The one noise definition: the library's fuse({ seed }) draws the same (imageNoise).
-      window: cellNoise(seed, model.config.time_steps.length, 4),
+      window: cellNoise(seed, model.config.head.time_steps.length, 4),
     },
     memory,
     run: (ir, vis, noise, height, width) =>
@@ -128,12 +128,13 @@ export function modelMemory(config: {
       'image_size' | 'attn_res' | 'channel_multiplier' | 'inner_channel'
     >
   >;
-  time_steps: number[];
+  /** The head block: its time steps (K, the UNet passes). */
+  head: { time_steps: readonly number[] };
 }): ((h: number, w: number) => number) | undefined {
   const u = config.unet;
   const mults = u.channel_multiplier;
   if (!Array.isArray(mults) || typeof u.inner_channel !== 'number') return undefined;
-  const K = config.time_steps.length;
+  const K = config.head.time_steps.length;
   const scales: number[] = [2 ** (mults.length - 1)]; // the middle block
   if (typeof u.image_size === 'number' && Array.isArray(u.attn_res))
     for (let l = 0; l < mults.length; l++)

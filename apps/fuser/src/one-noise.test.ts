@@ -39,7 +39,7 @@ describe.skipIf(!existsSync(join(MODEL, 'model.onnx')))('one fusion noise', () =
   });
 
   it('imageNoise is the cells the CLI draws, and not the row-major fusionNoise', () => {
-    const k = lib.config.time_steps.length;
+    const k = lib.config.head.time_steps.length;
     const window = cli.fuser.noise!.window(0, 0, H, W);
     expect(bytes(imageNoise(5, { k, n: 1, height: H, width: W })).equals(bytes(window))).toBe(true);
     expect(bytes(fusionNoise(5, { k, n: 1, height: H, width: W })).equals(bytes(window))).toBe(
@@ -57,7 +57,7 @@ describe.skipIf(!existsSync(join(MODEL, 'model.onnx')))('one fusion noise', () =
     );
     expect(bytes(whole.data).equals(bytes(fromLib))).toBe(true);
     // The row-major draw (the library's default before) gives another image.
-    const k = lib.config.time_steps.length;
+    const k = lib.config.head.time_steps.length;
     const old = await lib.fuse({
       ir,
       vis,

@@ -340,17 +340,17 @@ describe("'auto' tiling from a memory estimate", () => {
         channel_multiplier: [1, 2, 4, 8, 8],
         inner_channel: 16,
       },
-      time_steps: [5, 50, 100],
+      head: { time_steps: [5, 50, 100] },
     })!;
     // 640x480: 19200 tokens at 1/4; 2 x 3 x 19200^2 x 4 B + 16 x 3 x 16 x 640 x 480 x 4 B
     expect(mem(480, 640)).toBe(2 * 3 * 19200 ** 2 * 4 + 16 * 3 * 16 * 640 * 480 * 4);
     // without image_size only the middle block (1/16) attends
     const mid = modelMemory({
       unet: { channel_multiplier: [1, 2, 4, 8, 8], inner_channel: 16 },
-      time_steps: [5],
+      head: { time_steps: [5] },
     })!;
     expect(mid(480, 640)).toBe(2 * 1 * 1200 ** 2 * 4 + 16 * 16 * 640 * 480 * 4);
-    expect(modelMemory({ unet: {}, time_steps: [5] })).toBeUndefined();
+    expect(modelMemory({ unet: {}, head: { time_steps: [5] } })).toBeUndefined();
     // a 1.5 GB budget (--memory 1500, the default before it followed the memory available)
     // tiles a 640x480 pair of this model in 320 px tiles
     expect(autoTile(480, 640, 16, mem, { memoryBudget: 1.5e9 })).toBe(320);

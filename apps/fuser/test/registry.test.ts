@@ -427,6 +427,7 @@ const SNIPPETS: Record<string, { project: string; expect: RegExp }> = {
     expect:
       /schedule: 'linear',\s+n_timestep: 2000,\s+linear_start: 0\.000001,\s+linear_end: 0\.01/,
   },
+  '@dif-fusion/train': { project: 'trainer-app', expect: /^8 \d\.\d+\nonnxruntime 124 cpu$/m },
   '@dif-fusion/trainer': {
     project: 'trainer-app',
     expect: /^ddpm 500 steps, lr 0\.0001, head 30 epochs$/m,

@@ -11,19 +11,22 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type FeatureExtractor, makeFeatureExtractor } from '@dif-fusion/diffusion/tfjs';
+import { Progress } from '@dif-fusion/cli-kit';
 import { FusionHead, fusionLossOptions, headConfigFromReference } from '@dif-fusion/fusion-head';
-import {
-  disposeFeatures,
-  type HeadFeatures,
-  HeadTrainer,
-  headLearningRate,
-} from '@dif-fusion/fusion-head/tfjs';
+import { headLearningRate } from '@dif-fusion/fusion-head/tfjs';
 import { centerCrops, type PairDataset, type TrainingSampler } from '@dif-fusion/io';
-import type { ParamSpec } from '@dif-fusion/nn';
-import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
-import { Adam, conv2dFor, TfOps, TfParamStore } from '@dif-fusion/tfjs';
-import * as tf from '@tensorflow/tfjs-core';
+import type { ParamSpec, TorchWeights } from '@dif-fusion/nn';
+import { deriveSeed, Rng } from '@dif-fusion/schedules';
+import {
+  buildDenoiser,
+  buildFeatureCache,
+  type CachedBatch,
+  cacheOrder,
+  createHeadEngine,
+  type Denoiser,
+  type HeadBatch,
+  type HeadEngine,
+} from '@dif-fusion/train';
 import { type Checkpoint, loadCheckpoint, networkWeights } from './checkpoint';
 import {
   ddpmModelOf,
@@ -36,17 +39,8 @@ import {
 } from './config';
 import { makeSampler, openPairs } from './data';
 import { UserError } from './errors';
-import {
-  buildFeatureCache,
-  type CachedBatch,
-  cacheBatch,
-  cachedFeatures,
-  cacheOrder,
-} from './feature-cache';
 import { writeGrid } from './images';
 import { type StepFn, type TrainResult, trainingLoop } from './loop';
-import { buildDenoiser, type Denoiser } from './model';
-import { OrtHeadEngine } from './ort-head';
 import { writeLossChart } from './plot';
 import type { LogRecord } from './run';
 import {
@@ -137,24 +131,13 @@ function resolveConfig(opts: HeadTrainOptions, ckpt: LoadedCheckpoint | null): H
   });
 }
 
-/** Split `[B,4,H,W]` batches into vis `[B,3,H,W]` and ir `[B,1,H,W]` tensors. */
-function toBatch(x: Float32Array, n: number, c: number): { vis: tf.Tensor; ir: tf.Tensor } {
-  return tf.tidy(() => {
-    const t = tf.tensor(x, [n, 4, c, c]);
-    return {
-      vis: tf.slice(t, [0, 0, 0, 0], [n, 3, c, c]),
-      ir: tf.slice(t, [0, 3, 0, 0], [n, 1, c, c]),
-    };
-  });
-}
-
 /** The frozen DDPM the head reads features of. */
 interface FrozenDdpm {
   ckpt: LoadedCheckpoint;
   denoiser: Denoiser;
   unet: UnetJson;
-  store: TfParamStore;
-  features: FeatureExtractor;
+  /** Its weights, checked against its UNet. */
+  weights: TorchWeights;
   noise: 'fixed' | 'random';
   /** The features come from the DDPM's EMA weights. */
   ema: boolean;
@@ -163,8 +146,6 @@ interface FrozenDdpm {
 function frozenDdpm(
   cfg: HeadTrainConfig,
   path: string,
-  seed: number,
-  backend: string,
   say: (m: string) => void,
   ema = false,
 ): FrozenDdpm {
@@ -177,39 +158,20 @@ function frozenDdpm(
       `crop ${crop} must be a multiple of ${2 ** levels} for this DDPM (${levels + 1} levels)`,
     );
   const denoiser = buildDenoiser(unet, crop, { varType });
-  // On ONNX Runtime the head's graph holds the DDPM: tfjs keeps no copy of its weights.
-  const onOrt = backend === 'onnxruntime';
-  const store = onOrt
-    ? TfParamStore.fromTorch([], ckpt.weights, { strict: false })
-    : TfParamStore.fromTorch(
-        denoiser.params,
-        networkWeights(denoiser.params, ckpt.weights, ckpt.path, 'DDPM weight'),
-      );
-  const ops = new TfOps(store, { training: false, conv2d: conv2dFor(backend) });
+  const weights = networkWeights(denoiser.params, ckpt.weights, ckpt.path, 'DDPM weight');
   const train = cfg.model.beta_schedule.train;
   if (ddpmSchedule && JSON.stringify(ddpmSchedule) !== JSON.stringify(train))
     say(
       `warning: model.beta_schedule.train ${JSON.stringify(train)} differs from the DDPM's ${JSON.stringify(ddpmSchedule)}`,
     );
   const noise = cfg.model_df.noise ?? 'fixed';
-  // Forward only: the extractor runs outside the gradient tape; the UNet's up path stops at
-  // the finest feature the head reads.
-  const features = makeFeatureExtractor(
-    (xNoisy, level, minIndex) => denoiser.features(ops, xNoisy, level, minIndex),
-    new NoiseSchedule(train),
-    { noise, seed },
-  );
-  return { ckpt, denoiser, unet, store, features, noise, ema };
+  return { ckpt, denoiser, unet, weights, noise, ema };
 }
 
-/** The head being trained, its weights (fresh, resumed or --init) and optimizer. */
+/** The head being trained: its network, the engine (weights, optimizer, steps), the Rng. */
 interface HeadModel {
   head: FusionHead;
-  store: TfParamStore;
-  optimizer: Adam;
-  trainer: HeadTrainer;
-  /** On ONNX Runtime: the engine that runs the steps and holds the trained weights. */
-  ort: OrtHeadEngine | null;
+  engine: HeadEngine;
   rng: Rng;
 }
 
@@ -227,59 +189,47 @@ function buildHead(
     headConfigFromReference(cfg, ddpm.unet, { mode: cfg.model_df.mode ?? 'full' }),
     ddpm.unet,
   );
-  const specs = head.params();
-  const store = source ? headWeights(specs, source) : TfParamStore.init(specs, seed);
-  const optimizer = new Adam(new Map(store.names().map((n) => [n, store.get(n)])), {
-    type: cfg.train.optimizer.type,
-    lr: cfg.train.optimizer.lr,
-  });
-  const loss = cfg.train.loss ?? {};
-  const ort =
-    backend === 'onnxruntime'
-      ? new OrtHeadEngine({
-          head,
-          unet: ddpm.denoiser.unet,
-          unetWeights: networkWeights(
-            ddpm.denoiser.params,
-            ddpm.ckpt.weights,
-            ddpm.ckpt.path,
-            'DDPM weight',
-          ),
-          weights: store.toTorch(),
-          optimizer: { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr },
-          optimizerState: resumed?.optimizer,
-          crop: cfg.datasets.train.resolution,
-          ...fusionLossOptions(loss),
-          ...{
-            noise: ddpm.noise,
-            seed,
-            schedule: new NoiseSchedule(cfg.model.beta_schedule.train),
-          },
-          ...{ device: opts.device, threads: opts.threads },
-        })
-      : null;
-  if (resumed?.optimizer && !ort) optimizer.load(resumed.optimizer);
-  const trainer = new HeadTrainer({
+  const engine = createHeadEngine({
+    backend: opts.backend ?? 'onnxruntime',
+    tfjsBackend: backend,
     head,
-    params: store,
-    features: ddpm.features,
-    optimizer,
-    conv2d: conv2dFor(backend),
-    loss: fusionLossOptions(loss),
+    denoiser: ddpm.denoiser,
+    denoiserWeights: ddpm.weights,
+    weights: source ? headWeights(head.params(), source) : null,
+    seed,
+    optimizer: { type: cfg.train.optimizer.type, lr: cfg.train.optimizer.lr },
+    optimizerState: resumed?.optimizer,
+    crop: cfg.datasets.train.resolution,
+    loss: fusionLossOptions(cfg.train.loss ?? {}),
+    noise: ddpm.noise,
+    schedule: cfg.model.beta_schedule.train,
+    ...{ device: opts.device, threads: opts.threads },
   });
   const rng = resumed?.rng ? Rng.fromState(resumed.rng) : new Rng(seed);
-  return { head, store, optimizer, trainer, ort, rng };
+  return { head, engine, rng };
 }
 
-/** The weights of a head checkpoint, which must fit the head being trained. */
-function headWeights(specs: ParamSpec[], source: LoadedCheckpoint): TfParamStore {
-  try {
-    return TfParamStore.fromTorch(specs, source.weights);
-  } catch (err) {
-    throw new UserError(
-      `${source.path}: its weights do not fit this head (${(err as Error).message})`,
-    );
-  }
+/**
+ * The weights of a head checkpoint, which must fit the head being trained: every parameter
+ * with its shape, and no other key (a head of another shape has fewer or more convolutions).
+ */
+function headWeights(specs: ParamSpec[], source: LoadedCheckpoint): TorchWeights {
+  const known = new Set(specs.map((p) => p.name));
+  const unexpected = [...source.weights.keys()].filter((k) => !known.has(k));
+  const problem =
+    specs
+      .map((p) => [p, source.weights.get(p.name)] as const)
+      .map(([p, w]) =>
+        !w
+          ? `${p.name} is missing`
+          : w.shape.join(',') !== p.shape.join(',')
+            ? `${p.name} has shape [${w.shape}], expected [${p.shape}]`
+            : null,
+      )
+      .find((m) => m !== null) ??
+    (unexpected.length > 0 ? `unexpected key(s) ${unexpected.slice(0, 5).join(', ')}` : null);
+  if (problem) throw new UserError(`${source.path}: its weights do not fit this head (${problem})`);
+  return networkWeights(specs, source.weights, source.path, 'head weight');
 }
 
 /**
@@ -294,27 +244,30 @@ async function featureCache(
   run: RunContext,
 ): Promise<CachedBatch[] | null> {
   const epochs = cfg.train.feature_cache ?? 0;
-  if (epochs === 0) return [];
+  const cacheFeatures = m.engine.cacheFeatures?.bind(m.engine);
+  if (epochs === 0 || !cacheFeatures) return [];
   const { resolution: crop, batch_size: batch } = cfg.datasets.train;
   const sampler = makeSampler(pairs, { crop, batch, seed: deriveSeed(seed, 'featureCache') });
-  return buildFeatureCache(
-    epochs * sampler.batchesPerEpoch,
-    async () => {
-      const x = (await sampler.next()).img;
-      const b = toBatch(x, batch, crop);
-      try {
-        return { x, n: batch, feats: m.trainer.features(b) };
-      } finally {
-        tf.dispose([b.vis, b.ir]);
-      }
-    },
-    { say: run.say, stopRequested: () => run.stop.stopRequested },
-  );
+  const k = epochs * sampler.batchesPerEpoch;
+  // The progress style of every dif-fusion tool, as lines through `say`.
+  const progress = new Progress({
+    label: 'feature cache',
+    unit: 'batches',
+    stream: { write: (s: string) => run.say(s.replace(/\n$/, '')) },
+    bar: false,
+    every: 50,
+  });
+  progress.start(k);
+  return buildFeatureCache(k, async () => cacheFeatures((await sampler.next()).img, batch), {
+    progress: (done, bytes) =>
+      progress.update(done, { extra: `${(bytes / 2 ** 30).toFixed(2)} GiB` }),
+    stopRequested: () => run.stop.stopRequested,
+  });
 }
 
 /**
- * The tfjs step of `dif-train head`: the epoch's learning rate, a batch (fresh crops and
- * features, or a cached batch in the epoch's shuffled order), one HeadTrainer step (which
+ * One step of `dif-train head`, whichever engine runs it: the epoch's learning rate, a batch
+ * (fresh crops, or a cached batch in the epoch's shuffled order), one engine step (which
  * leaves the weights unchanged when its loss is not finite).
  */
 function headStep(
@@ -325,40 +278,24 @@ function headStep(
   stepsPerEpoch: number,
   seed: number,
 ): StepFn {
-  const { resolution: crop, batch_size: batch } = cfg.datasets.train;
+  const batch = cfg.datasets.train.batch_size;
   const nEpoch = cfg.train.n_epoch;
   const scheduler = headScheduler(cfg);
   let order: { epoch: number; order: number[] } | null = null;
   return async (step) => {
     const epoch = Math.floor(step / stepsPerEpoch);
     const lr = headLearningRate(cfg.train.optimizer.lr, epoch, nEpoch, scheduler);
-    m.trainer.setLearningRate(lr);
-    m.ort?.setLearningRate(lr);
-    let b: ReturnType<typeof toBatch>;
-    let xs: Float32Array | null = null;
-    let feats: HeadFeatures | undefined;
+    m.engine.setLearningRate(lr);
+    let b: HeadBatch;
     if (cache.length > 0) {
       if (order?.epoch !== epoch) order = { epoch, order: cacheOrder(cache.length, epoch, seed) };
       const c = cache[order.order[step % cache.length]];
-      b = toBatch(c.x, c.n, crop);
-      feats = cachedFeatures(c);
-    } else {
-      xs = (await sampler.next()).img;
-      b = toBatch(xs, batch, crop);
-    }
-    let r: ReturnType<HeadTrainer['step']>;
-    try {
-      r = m.ort && xs ? await m.ort.step(xs, batch) : m.trainer.step(b, feats);
-    } finally {
-      tf.dispose([b.vis, b.ir]);
-      if (feats) disposeFeatures(feats);
-    }
-    // A step that was not applied is a failed one, whatever its loss reads.
-    const loss = r.applied || !Number.isFinite(r.loss) ? r.loss : Number.NaN;
-    const color = r.lossColor !== undefined ? { loss_color: r.lossColor } : {};
+      b = { x: c.x, n: c.n, cached: c };
+    } else b = { x: (await sampler.next()).img, n: batch };
+    const { loss, terms } = await m.engine.step(b);
     return {
       loss,
-      record: { epoch, loss, loss_in: r.lossIn, loss_grad: r.lossGrad, ...color, lr },
+      record: { epoch, loss, ...terms, lr },
       note: `epoch ${epoch + 1}/${nEpoch}`,
     };
   };
@@ -374,20 +311,16 @@ function headValidation(
   cfg: HeadTrainConfig,
   m: HeadModel,
   valSet: PairDataset | null,
-  noise: 'fixed' | 'random',
 ): (step: number, epoch: number) => Promise<void> {
   const crop = cfg.datasets.train.resolution;
   let valCrops: Float32Array | null = null;
-  const valCache: CachedBatch[] = [];
   return async (step, epoch) => {
     const record: LogRecord = { step, epoch, event: 'val', time: run.elapsed() };
     if (valSet && valSet.length > 0) {
       valCrops ??= await centerCrops(valSet, crop);
       const show = Math.min(cfg.train.val_images ?? 4, valSet.length);
-      const ort = m.ort;
-      const evaluate = ort
-        ? (xs: Float32Array, n: number) => ort.evaluate(xs, n)
-        : tfjsValBatch(m.trainer, crop, noise, valCache);
+      const evaluate = (x: Float32Array, n: number, index: number) =>
+        m.engine.evaluate({ x, n }, index);
       const r = await validationPass(valCrops, valSet.length, cfg, show, evaluate);
       record.val_loss = r.loss;
       const path = join(run.out, 'val', `epoch-${String(epoch).padStart(4, '0')}.png`);
@@ -440,35 +373,6 @@ interface ValBatch {
   fused: Float32Array;
 }
 
-/**
- * A validation batch on tfjs; with fixed noise the validation features never change, so
- * they are computed once (`valCache`, by batch index).
- */
-function tfjsValBatch(
-  trainer: HeadTrainer,
-  crop: number,
-  noise: 'fixed' | 'random',
-  valCache: CachedBatch[],
-): (xs: Float32Array, n: number, j: number) => Promise<ValBatch> {
-  return async (xs, n, j) => {
-    const b = toBatch(xs, n, crop);
-    let feats: HeadFeatures | undefined;
-    if (noise === 'fixed') {
-      if (!valCache[j]) {
-        const f = trainer.features(b);
-        valCache[j] = cacheBatch(xs, n, f);
-        disposeFeatures(f);
-      }
-      feats = cachedFeatures(valCache[j]);
-    }
-    const r = trainer.evaluate(b, feats);
-    if (feats) disposeFeatures(feats);
-    const fused = r.fused.dataSync() as Float32Array;
-    tf.dispose([b.vis, b.ir, r.fused]);
-    return { loss: r.loss, fused };
-  };
-}
-
 /** The checkpoint of `step`: head weights, optimizer, RNG and sampler states, config. */
 function headCheckpoint(
   cfg: HeadTrainConfig,
@@ -485,8 +389,8 @@ function headCheckpoint(
     epoch: Math.floor(step / stepsPerEpoch),
     config: cfg,
     model: { ...m.head.toJSON() },
-    weights: m.ort?.weights ?? m.store.toTorch(),
-    optimizer: m.ort?.optimizer.state() ?? m.optimizer.state(),
+    weights: m.engine.weights(),
+    optimizer: m.engine.optimizerState(),
     rng: m.rng.getState(),
     sampler: sampler.getState(),
     extra: {
@@ -544,13 +448,14 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   try {
     const backend = await startBackend('head', opts.backend, run.say);
     const ema = opts.ema ?? ckpt?.extra.ddpm_ema === true;
-    ddpm = frozenDdpm(cfg, ddpmPath, seed, backend, run.say, ema);
+    ddpm = frozenDdpm(cfg, ddpmPath, run.say, ema);
     if (ema) run.say('DDPM features from its EMA weights');
     const { pairs, valSet } = await openHeadData(cfg, run.say);
     run.writeFolder(cfg, ckpt?.step ?? null);
     const init = !ckpt && opts.init ? loadCheckpoint(opts.init, 'head') : null;
     m = buildHead(cfg, ddpm, ckpt ?? init, ckpt, seed, backend, opts);
-    if (m.ort) run.say(`ONNX Runtime: ${await m.ort.provider()} execution provider`);
+    const provider = await m.engine.provider();
+    if (provider) run.say(`ONNX Runtime: ${provider} execution provider`);
     const { resolution: crop, batch_size: batch } = cfg.datasets.train;
     const samplerSeed = deriveSeed(seed, 'sampler');
     const sampler = makeSampler(pairs, { crop, batch, seed: samplerSeed, state: ckpt?.sampler });
@@ -565,7 +470,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     const model = m;
     const frozen = ddpm;
     const stepsPerEpoch = cache.length > 0 ? cache.length : sampler.batchesPerEpoch;
-    const validate = headValidation(run, cfg, model, valSet, frozen.noise);
+    const validate = headValidation(run, cfg, model, valSet);
     run.stop.training = true;
     const r = await trainingLoop({
       run,
@@ -587,10 +492,7 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
     return { ...r, backend, workers: 1 };
   } finally {
     run.dispose();
-    await m?.ort?.release();
-    m?.optimizer.dispose();
-    m?.store.dispose();
-    ddpm?.store.dispose();
+    await m?.engine.release();
   }
 }
 
@@ -604,5 +506,5 @@ function headSummary(
   const c = m.head.config;
   const color = cfg.train.loss?.color_weight;
   const space = cfg.train.loss?.space;
-  return `head: ${m.store.count().toLocaleString('en-US')} parameters, mode ${c.mode}, time steps [${c.time_steps}], feature noise ${ddpm.noise}${color ? `, colour weight ${color}` : ''}${space === 'luma' ? ', loss on luma' : ''}${cfg.train.loss?.target === 'salient' ? ', salient target' : ''}; DDPM ${ddpm.ckpt.path}${init ? `; initial weights ${init.path}` : ''}`;
+  return `head: ${m.engine.parameterCount.toLocaleString('en-US')} parameters, mode ${c.mode}, time steps [${c.time_steps}], feature noise ${ddpm.noise}${color ? `, colour weight ${color}` : ''}${space === 'luma' ? ', loss on luma' : ''}${cfg.train.loss?.target === 'salient' ? ', salient target' : ''}; DDPM ${ddpm.ckpt.path}${init ? `; initial weights ${init.path}` : ''}`;
 }

@@ -1,17 +1,20 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { splitBatch } from '@dif-fusion/train';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { trainDdpm } from './ddpm';
 import { writeSyntheticPairs } from './synthetic';
 import { tinyDdpm } from './test-utils';
-import { splitBatch } from './workers';
 
 /** The datasets block is set per test (batch 4 to split over workers). */
 const TINY_DDPM = tinyDdpm({ dropout: 0.1, iters: 4 });
 
-// The worker threads run the built script (dist/worker.js); `turbo test` builds first.
-const built = existsSync(new URL('../dist/worker.js', import.meta.url));
+// The worker threads run @dif-fusion/train's built script (dist/worker.js); `turbo test`
+// builds first.
+const trainDir = dirname(createRequire(import.meta.url).resolve('@dif-fusion/train/package.json'));
+const built = existsSync(join(trainDir, 'dist', 'worker.js'));
 
 let root: string;
 let data: string;
@@ -63,5 +66,5 @@ describe('data-parallel workers', () => {
     120_000,
   );
   if (!built)
-    console.warn('[skip] dist/worker.js not built: run pnpm --filter @dif-fusion/trainer build');
+    console.warn('[skip] dist/worker.js not built: run pnpm --filter @dif-fusion/train build');
 });

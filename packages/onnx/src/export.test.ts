@@ -188,9 +188,13 @@ describe.skipIf(!hasGolden)(
         });
         // config.json records what the runtime and a user need.
         const cfg = readModelConfig(dir);
-        expect(cfg.time_steps).toEqual([5, 50, 100]);
+        expect(cfg.head.time_steps).toEqual([5, 50, 100]);
         expect(cfg.noise_levels.map((l) => Math.fround(l))).toEqual(g.levels);
-        expect(cfg.head_mode).toBe(mode);
+        expect(cfg.head.mode).toBe(mode);
+        // the head block is the one source: no top-level copies (format_version 2)
+        expect(cfg.format_version).toBe(2);
+        const raw = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+        expect([raw.time_steps, raw.head_mode]).toEqual([undefined, undefined]);
         expect(cfg.size_multiple).toBe(16);
         expect(cfg.feature_indices).toEqual(
           mode === 'reference' ? [5, 8, 11, 14] : [2, 5, 8, 11, 14],

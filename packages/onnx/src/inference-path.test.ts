@@ -1,7 +1,7 @@
 /**
  * The inference path installs and loads no TensorFlow.js and no training code: the
  * production dependency closure of @dif-fusion/onnx and of the fuser (`dif-fuse`) holds no
- * `@tensorflow/*` package and no `@dif-fusion/tfjs`, and the built import graph from their
+ * `@tensorflow/*` package, no `@dif-fusion/tfjs` and no `@dif-fusion/train`, and the built import graph from their
  * entry points reaches neither those nor a `/tfjs` subpath nor the ONNX training graphs.
  */
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
@@ -89,7 +89,9 @@ function importGraph(entry: string): { files: Set<string>; bare: Set<string> } {
   return { files, bare };
 }
 
-const banned = (name: string) => name.startsWith('@tensorflow/') || name === '@dif-fusion/tfjs';
+/** tfjs, and the training engines (@dif-fusion/train). */
+const banned = (name: string) =>
+  name.startsWith('@tensorflow/') || name === '@dif-fusion/tfjs' || name === '@dif-fusion/train';
 
 describe('the inference path', () => {
   for (const [label, dir] of [

@@ -3,7 +3,11 @@ import type { FusionHeadConfig } from '@dif-fusion/fusion-head';
 import type { UNetConfig } from '@dif-fusion/unet';
 
 export const MODEL_FORMAT = 'dif-fusion-model';
-export const MODEL_FORMAT_VERSION = 1;
+/**
+ * 2: the head block is the one source of the time steps and the head's mode (version 1 also
+ * held them at the top level as `time_steps` and `head_mode`; such folders still load).
+ */
+export const MODEL_FORMAT_VERSION = 2;
 
 export interface Provenance {
   /** What the weights are: checkpoint paths and steps, or "random-init". */
@@ -30,18 +34,18 @@ export interface FusionModelConfig {
    */
   unet: UNetConfig;
   /**
-   * Fusion head config JSON (`headConfigToJSON`): its channels are the UNet's. Folders written
-   * before hold a copy of the UNet's decoder keys: checked against `unet` and dropped.
+   * Fusion head config JSON (`headConfigToJSON`): its channels are the UNet's; its
+   * `time_steps` are the diffusion time steps in the order of the `noise` input's first axis,
+   * its `mode` the forward pass. Folders written before hold a copy of the UNet's decoder
+   * keys (checked against `unet` and dropped) and, format_version 1, `time_steps` and
+   * `head_mode` at the top level (read into this block).
    */
   head: FusionHeadConfig;
-  /** Diffusion time steps, in the order of the `noise` input's first axis. */
-  time_steps: number[];
   /** Continuous noise level sqrt(alpha_cumprod) used at each time step. */
   noise_levels: number[];
   /** How the levels were chosen (e.g. "midpoint"), and the schedule they came from. */
   noise_level_rule: string;
   beta_schedule: Record<string, unknown> | null;
-  head_mode: 'reference' | 'full';
   /** Seed of the random weights (random-init exports) or null. */
   seed: number | null;
   /** Height and width must be multiples of this (pad to it). */

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { MODEL_FORMAT_VERSION } from './model-config';
 import { decodeModel, encodeModel } from './proto';
 import {
   type CalibrationInput,
@@ -56,7 +57,7 @@ export async function quantizeModelFolder(
   );
   const percentile = options.percentile ?? 100;
   const recorder = new RangeRecorder(percentile);
-  const k = config.time_steps.length;
+  const k = config.head.time_steps.length;
   let count = 0;
   try {
     for await (const x of inputs) {
@@ -99,7 +100,13 @@ export async function quantizeModelFolder(
   const written = writeModelFolder(
     out,
     { model: encodeModel(q), externalData: null },
-    { ...config, precision: 'int8' as const, quantization: record },
+    // written in this version's format (the head block holds the time steps: version 2)
+    {
+      ...config,
+      format_version: MODEL_FORMAT_VERSION,
+      precision: 'int8' as const,
+      quantization: record,
+    },
   );
   return { config: written, record };
 }

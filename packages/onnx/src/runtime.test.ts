@@ -159,7 +159,7 @@ describe('runtime: model folders and sessions', () => {
     writeModelFolder(dir, toyModel(), config());
     const model = await loadFusionModel(dir, { device: 'cpu', threads: 1 });
     expect(model.provider).toBe('cpu');
-    expect(model.config.time_steps).toEqual([5, 50]);
+    expect(model.config.head.time_steps).toEqual([5, 50]);
     for (const [n, h, w] of [
       [1, 16, 32],
       [2, 32, 16],
@@ -330,6 +330,31 @@ describe('runtime: model folders and sessions', () => {
     const levels = join(root, 'levels');
     writeModelFolder(levels, toyModel(), config({ noise_levels: [0.5] }));
     oneLine(() => readModelConfig(levels), /noise_levels/);
+    // the head block is the one source of the time steps and the mode (format_version 2);
+    // version 1 folders repeat them at the top level, some hold them there only
+    const read = (name: string, c: Record<string, unknown>) => {
+      const dir = join(root, name);
+      writeModelFolder(dir, toyModel(), c);
+      return readModelConfig(dir);
+    };
+    const { time_steps: _t, head_mode: _m, ...v2 } = config({ format_version: 2 });
+    for (const c of [
+      v2,
+      config(),
+      config({ head: { feat_scales: [2, 0], out_channels: 3 }, head_mode: 'full' }),
+    ]) {
+      const cfg = read('head-block', c) as unknown as Record<string, unknown>;
+      expect(cfg.head).toMatchObject({ time_steps: [5, 50], mode: 'full' });
+      expect([cfg.time_steps, cfg.head_mode]).toEqual([undefined, undefined]);
+    }
+    oneLine(
+      () => read('steps-differ', config({ time_steps: [5, 60] })),
+      /config\.json: time_steps \[5,60\] differs from head\.time_steps \[5,50\]$/,
+    );
+    oneLine(
+      () => read('no-steps', { ...v2, head: { feat_scales: [2, 0], time_steps: [] } }),
+      /head\.time_steps must be a non-empty list of integers$/,
+    );
     // the blocks are read by the networks' own parsers
     const badUnet = join(root, 'bad-unet');
     writeModelFolder(badUnet, toyModel(), config({ unet: { ...config().unet, norm_groups: 3 } }));
@@ -374,7 +399,7 @@ describe('runtime: model folders and sessions', () => {
       /weight 'big' holds 1 NaN\/Inf/,
     );
     expect(await refused('v99', toyModel(), config({ format_version: 99 }))).toMatch(
-      /config\.json has format_version 99, this version of dif-fusion reads 1 \(update @dif-fusion\/fuser\)$/,
+      /config\.json has format_version 99, this version of dif-fusion reads 2 \(update @dif-fusion\/fuser\)$/,
     );
     expect(await refused('vabc', toyModel(), config({ format_version: 'abc' }))).toMatch(
       /format_version must be a positive integer, got "abc"$/,
@@ -529,7 +554,12 @@ describe('the optimised-graph cache (cacheDir)', () => {
     // config.json edited to other time steps: the record does not cover it, the check runs
     writeFileSync(
       join(ok, 'config.json'),
-      JSON.stringify({ ...bound, time_steps: [5], noise_levels: [0.99] }),
+      JSON.stringify({
+        ...bound,
+        time_steps: [5],
+        head: { ...(bound.head as object), time_steps: [5] },
+        noise_levels: [0.99],
+      }),
     );
     expect(await load(ok)).toMatch(
       /config\.json has time_steps \[5\] but model\.onnx was exported with \[5,50\]/,

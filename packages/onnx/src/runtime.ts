@@ -69,13 +69,33 @@ export function readModelConfig(dir: string): FusionModelConfig {
     bad(
       `${CONFIG_FILE} has format_version ${version}, this version of dif-fusion reads ${MODEL_FORMAT_VERSION} (update @dif-fusion/fuser)`,
     );
-  const steps = json.time_steps;
+  if (typeof json.unet !== 'object' || json.unet === null)
+    bad(`${CONFIG_FILE}: unet config missing`);
+  if (typeof json.head !== 'object' || json.head === null)
+    bad(`${CONFIG_FILE}: head config missing`);
+  // The head block is the one source of the time steps and the mode. Folders of format_version
+  // 1 repeat them at the top level (`time_steps`, `head_mode`; a head block without time
+  // steps has them there only): read into the head block, refused when the time steps
+  // disagree (they size the noise input); `head_mode` was never read.
+  if (json.time_steps !== undefined) {
+    const own = json.head.time_steps ?? json.head.t;
+    if (own === undefined) json.head = { ...json.head, time_steps: json.time_steps };
+    else if (JSON.stringify(own) !== JSON.stringify(json.time_steps))
+      bad(
+        `${CONFIG_FILE}: time_steps ${JSON.stringify(json.time_steps)} differs from head.time_steps ${JSON.stringify(own)}`,
+      );
+  }
+  if (json.head_mode !== undefined && json.head.mode === undefined)
+    json.head = { ...json.head, mode: json.head_mode };
+  delete json.time_steps;
+  delete json.head_mode;
+  const steps = json.head.time_steps ?? json.head.t;
   if (
     !Array.isArray(steps) ||
     steps.length === 0 ||
     !steps.every((t: unknown) => Number.isInteger(t))
   )
-    bad(`${CONFIG_FILE}: time_steps must be a non-empty list of integers`);
+    bad(`${CONFIG_FILE}: head.time_steps must be a non-empty list of integers`);
   const levels = json.noise_levels;
   if (
     !Array.isArray(levels) ||
@@ -83,10 +103,6 @@ export function readModelConfig(dir: string): FusionModelConfig {
     !levels.every((l: unknown) => typeof l === 'number' && l > 0 && l <= 1)
   )
     bad(`${CONFIG_FILE}: noise_levels must hold one level in (0, 1] per time step`);
-  if (typeof json.unet !== 'object' || json.unet === null)
-    bad(`${CONFIG_FILE}: unet config missing`);
-  if (typeof json.head !== 'object' || json.head === null)
-    bad(`${CONFIG_FILE}: head config missing`);
   // The networks' own parsers: one definition of each block, old key names read.
   const own = <T>(f: () => T): T => {
     try {
@@ -213,13 +229,13 @@ export async function loadFusionModel(
   // SHA-256) is not decoded and scanned again: ~0.1-0.3 s of every dif-fuse command.
   const checkedBefore =
     bound && found === config.graph_sha256 && options.cacheDir
-      ? readCheckedRecord(options.cacheDir, found!, config.time_steps)
+      ? readCheckedRecord(options.cacheDir, found!, config.head.time_steps)
       : false;
   let problems: string[] = [];
   let parsed = checkedBefore;
   if (!checkedBefore)
     try {
-      problems = checkModelFile(bytes, modelPath, config.time_steps);
+      problems = checkModelFile(bytes, modelPath, config.head.time_steps);
       parsed = true;
     } catch {
       // not a protobuf ONNX Runtime can read either: its own message follows below
@@ -268,8 +284,8 @@ export async function loadFusionModel(
     );
   }
   if (!checkedBefore && parsed && bound && options.cacheDir)
-    writeCheckedRecord(options.cacheDir, found!, config.time_steps);
-  const k = config.time_steps.length;
+    writeCheckedRecord(options.cacheDir, found!, config.head.time_steps);
+  const k = config.head.time_steps.length;
   const multiple = config.size_multiple;
   let released = false;
   return {

@@ -189,8 +189,7 @@ describe('dif-train export --config --random-init', () => {
     const cfg = readModelConfig(a);
     expect(cfg).toMatchObject({
       seed: 5,
-      head_mode: 'reference',
-      time_steps: [5, 50],
+      head: { mode: 'reference', time_steps: [5, 50] },
       size_multiple: 2,
       feature_indices: [5],
       provenance: { source: 'random-init' },

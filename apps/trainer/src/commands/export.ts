@@ -198,7 +198,7 @@ async function quantizeExport(
     const { config, record } = await onnx.quantizeModelFolder(
       res.dir,
       res.dir,
-      calibrationInputs(scan, count, res.config.size_multiple, res.config.time_steps.length),
+      calibrationInputs(scan, count, res.config.size_multiple, res.config.head.time_steps.length),
       {
         source: relative(resolve(res.dir), folder),
         floatConvs: opts.floatConvs ?? { first: 1, last: 2 },

@@ -18,15 +18,14 @@
 import { intermediateInterval, SAMPLERS, type SamplerName } from '@dif-fusion/diffusion';
 import { deriveSeed, NoiseSchedule, Rng } from '@dif-fusion/schedules';
 import { BACKEND_NAMES, type BackendName, TfParamStore, useBackend } from '@dif-fusion/tfjs';
+import { buildDenoiser, sampleImages, splitConditional } from '@dif-fusion/train';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { loadCheckpoint } from '../checkpoint';
 import { int, nonNegative, QUIET_FLAGS, QUIET_HELP, quietLog } from '../cli-args';
 import { ddpmSamplingOf } from '../config';
 import { makeSampler, openPairs } from '../data';
-import { splitConditional } from '../ddpm-variants';
 import { formatError, UserError } from '../errors';
 import { type GridColumn, writeLabelledGrid } from '../images';
-import { buildDenoiser, sampleImages } from '../model';
 
 export interface SampleOptions {
   /** DDPM checkpoint (file, checkpoints folder or run folder). */

@@ -1,5 +1,5 @@
 /**
- * The DDPM pieces the trainer composes: the SR3 UNet from @dif-fusion/unet behind a small
+ * The DDPM pieces the engines and the trainer compose: the SR3 UNet from @dif-fusion/unet behind a small
  * interface, and the validation-grid samples.
  */
 import {
@@ -18,9 +18,14 @@ import {
   SkipUNet,
   skipUnetConfig,
   UNet,
+  type UNetConfigInput,
 } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
-import type { UnetJson, WhichModelG } from './config';
+
+/** A `model.unet` block (@dif-fusion/unet's one config, the official key names). */
+type UnetJson = UNetConfigInput;
+/** The denoiser network (official `model.which_model_G`; default sr3). */
+export type WhichModelG = 'sr3' | 'skip_unet';
 
 export interface Denoiser {
   /** The network (`which_model_G`): the SR3 UNet or skip_unet's. */

@@ -1,3 +1,4 @@
+import { disposeFeatures } from '@dif-fusion/fusion-head/tfjs';
 import { useBackend } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -40,16 +41,19 @@ describe('feature cache', () => {
     expect(cacheOrder(10, 3, 8)).not.toEqual(o);
   });
 
-  it('builds k batches (progress line at the end), or returns null once a stop is requested', async () => {
+  it('builds k batches (progress after each: batches, bytes), or returns null once a stop is requested', async () => {
     const tensorsBefore = tf.memory().numTensors;
-    const lines: string[] = [];
+    const reports: [number, number][] = [];
     let calls = 0;
     const next = async () => {
       calls++;
-      return { x: new Float32Array([calls]), n: 1, feats: [[tf.fill([1, 2, 2, 1], calls)]] };
+      const feats = [[tf.fill([1, 2, 2, 1], calls)]];
+      const c = cacheBatch(new Float32Array([calls]), 1, feats);
+      disposeFeatures(feats);
+      return c;
     };
     const pool = await buildFeatureCache(3, next, {
-      say: (l) => lines.push(l),
+      progress: (done, bytes) => reports.push([done, bytes]),
       stopRequested: () => false,
     });
     expect(pool?.map((c) => Array.from(c.feats[0][0]?.data ?? []))).toEqual([
@@ -57,10 +61,14 @@ describe('feature cache', () => {
       [2, 2, 2, 2],
       [3, 3, 3, 3],
     ]);
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^feature cache 3\/3 \| [\d.]+ batches\/s \| ETA 0s \| 0\.00 GiB$/);
+    // each batch: x (1 float) and one 2x2 feature map, 4 bytes a float
+    expect(reports).toEqual([
+      [1, 20],
+      [2, 40],
+      [3, 60],
+    ]);
     calls = 0;
-    const none = await buildFeatureCache(3, next, { say: () => {}, stopRequested: () => true });
+    const none = await buildFeatureCache(3, next, { stopRequested: () => true });
     expect(none).toBeNull();
     expect(calls).toBe(1);
     expect(tf.memory().numTensors).toBe(tensorsBefore); // every feature tensor was disposed

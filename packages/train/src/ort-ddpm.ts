@@ -25,6 +25,7 @@ import {
 } from '@dif-fusion/onnx/train';
 import { dropoutMask } from '@dif-fusion/tfjs';
 import type { DenoiserNet } from '@dif-fusion/unet';
+import type { DdpmBatch, DdpmEngine, EngineStep } from './engine';
 
 /**
  * The dropout masks TrainOps draws for a step (nn's `dropoutMask` per call `c` and sample
@@ -85,6 +86,8 @@ export interface OrtDdpmOptions {
   shouldStop?: () => boolean;
   /** Tests: hold the worker thread this long (ms) while opening the session / before each step. */
   testSlow?: TestSlow;
+  /** The `coefs` input [1,9] of time step t (lossCoefs; when needsLossCoefs(meanType, learned)). */
+  coefsOf?: (t: number) => Float32Array;
 }
 
 /**
@@ -119,12 +122,13 @@ export const secondsSince = (t0: number): string => ((performance.now() - t0) / 
  * signals are seen during a step; the weights' arrays move there for each step and back
  * (`weights` entries get the returned arrays: read `.data` afresh after a step).
  */
-export class OrtDdpmEngine {
+export class OrtDdpmEngine implements DdpmEngine {
+  readonly backend = 'onnxruntime';
   private constructor(
     private readonly session: ThreadedTrainSession,
-    readonly weights: TorchWeights,
+    private readonly current: TorchWeights,
     readonly optimizer: AdamF32,
-    private readonly testBlockMs: number,
+    private readonly o: OrtDdpmOptions,
   ) {}
 
   static async create(o: OrtDdpmOptions): Promise<OrtDdpmEngine> {
@@ -162,11 +166,47 @@ export class OrtDdpmEngine {
     const trained = new Map([...o.weights].filter(([k]) => !buffers.has(k)));
     const optimizer = new AdamF32(trained, o.optimizer);
     if (o.optimizerState) optimizer.load(o.optimizerState);
-    return new OrtDdpmEngine(session, o.weights, optimizer, o.testSlow?.step ?? 0);
+    return new OrtDdpmEngine(session, o.weights, optimizer, o);
   }
 
-  get provider(): 'cuda' | 'cpu' {
+  async provider(): Promise<'cuda' | 'cpu'> {
     return this.session.provider;
+  }
+
+  /**
+   * The weights, updated by every step. The arrays move to the session's thread for a step
+   * and back, so each entry's `.data` is a new array after a step: read it afresh.
+   */
+  weights(): TorchWeights {
+    return this.current;
+  }
+
+  optimizerState(): OptimizerState {
+    return this.optimizer.state();
+  }
+
+  get lr(): number {
+    return this.optimizer.lr;
+  }
+
+  setLearningRate(lr: number): void {
+    this.optimizer.lr = lr;
+  }
+
+  /** Loss and gradients of the batch's draws; the update (Adam, batch statistics) on commit. */
+  async step(b: DdpmBatch): Promise<EngineStep> {
+    const { loss, vb, grads, stats } = await this.lossAndGrads(b.x, b.levels, b.noise, b.stepSeed, {
+      coefs: this.o.coefsOf?.(b.t),
+      condition: b.condition,
+    });
+    return {
+      loss,
+      terms: vb === undefined ? {} : { vb },
+      commit: () => {
+        this.optimizer.apply(grads);
+        this.applyBatchStats(stats);
+      },
+    };
   }
 
   /**
@@ -193,7 +233,7 @@ export class OrtDdpmEngine {
       ...(extra.condition ? { condition: extra.condition } : {}),
       ...dropoutMasks(this.session.graph.dropout, stepSeed),
     };
-    const r = await this.session.run(this.weights, feeds, this.testBlockMs);
+    const r = await this.session.run(this.current, feeds, this.o.testSlow?.step ?? 0);
     const stats = (this.session.graph.batchStats ?? []).map(({ site, count }) => ({
       site,
       count,
@@ -205,8 +245,8 @@ export class OrtDdpmEngine {
 
   /** PyTorch's running-statistics update of the BatchNorm buffers (in place), after a step. */
   applyBatchStats(stats: readonly BatchStatValues[]): void {
-    for (const [k, v] of updateRunningStats(this.weights, stats))
-      this.weights.get(k)!.data.set(v.data);
+    for (const [k, v] of updateRunningStats(this.current, stats))
+      this.current.get(k)!.data.set(v.data);
   }
 
   async release(): Promise<void> {

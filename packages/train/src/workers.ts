@@ -11,13 +11,14 @@ import { Worker } from 'node:worker_threads';
 import type { DiffusionConfig } from '@dif-fusion/diffusion';
 import type { BatchStatValues, OptimizerState, TorchWeights } from '@dif-fusion/nn';
 import { builtCodeWorkerOptions } from '@dif-fusion/onnx/train';
+import type { NoiseScheduleConfig } from '@dif-fusion/schedules';
 import type { BackendName } from '@dif-fusion/tfjs';
+import type { UNetConfigInput } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
-import type { BetaScheduleJson, UnetJson } from './config';
 
 export interface WorkerInit {
   backend: BackendName;
-  unet: UnetJson;
+  unet: UNetConfigInput;
   crop: number;
   weights: TorchWeights;
   optimizer: OptimizerState;
@@ -25,7 +26,7 @@ export interface WorkerInit {
   /** The `model.diffusion` block (@dif-fusion/diffusion's DiffusionConfig). */
   diffusion?: DiffusionConfig;
   /** model.beta_schedule.train. */
-  schedule: BetaScheduleJson;
+  schedule: NoiseScheduleConfig;
 }
 
 export interface StepArgs {
@@ -72,7 +73,7 @@ function workerScript(): string {
   const found = candidates.find((p) => p !== here && existsSync(p));
   if (!found)
     throw new Error(
-      'dif-train worker script not found: build @dif-fusion/trainer first (pnpm build)',
+      'the data-parallel worker script (dist/worker.js) is missing: build @dif-fusion/train first (pnpm build)',
     );
   return found;
 }

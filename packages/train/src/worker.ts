@@ -4,8 +4,8 @@ import { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
 import { NoiseSchedule } from '@dif-fusion/schedules';
 import { Adam, type Conv2dFn, conv2dFor, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
-import { shardLossAndGrads } from './ddpm';
-import { buildDenoiser } from './model';
+import { buildDenoiser } from './denoiser';
+import { shardLossAndGrads } from './tfjs-ddpm';
 import { flatten, unflatten, type WorkerInit } from './workers';
 
 let diffusion: GaussianDiffusion;

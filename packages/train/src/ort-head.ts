@@ -22,6 +22,7 @@ import {
 } from '@dif-fusion/onnx/train';
 import { drawFeatureNoise, type NoiseLevels, Rng } from '@dif-fusion/schedules';
 import type { DenoiserNet } from '@dif-fusion/unet';
+import type { EngineStep, HeadBatch, HeadEngine } from './engine';
 
 export interface OrtHeadOptions {
   head: FusionHead;
@@ -46,14 +47,6 @@ export interface OrtHeadOptions {
   threads?: number;
 }
 
-export interface OrtHeadStep {
-  loss: number;
-  lossIn: number;
-  lossGrad: number;
-  lossColor?: number;
-  applied: boolean;
-}
-
 /** NHWC-ordered values (as tfjs's NHWC tensors hold them) written out as NCHW at `offset`. */
 function nhwcToNchwInto(
   src: Float32Array,
@@ -71,7 +64,8 @@ function nhwcToNchwInto(
         for (let ch = 0; ch < c; ch++) out[offset + ((i * c + ch) * h + y) * w + x] = src[k++];
 }
 
-export class OrtHeadEngine {
+export class OrtHeadEngine implements HeadEngine {
+  readonly backend = 'onnxruntime';
   readonly optimizer: AdamF32;
   // Sessions on worker threads (signals are seen during a step); the weights' arrays move
   // there for each step and back, so `weights` entries get new arrays after a step.
@@ -85,8 +79,23 @@ export class OrtHeadEngine {
     this.stream = new Rng(o.seed);
   }
 
-  get weights(): TorchWeights {
+  /** The head's weights, updated by every step (each entry's `.data` a new array after it). */
+  weights(): TorchWeights {
     return this.o.weights;
+  }
+
+  optimizerState(): OptimizerState {
+    return this.optimizer.state();
+  }
+
+  get parameterCount(): number {
+    let n = 0;
+    for (const w of this.o.weights.values()) n += w.data.length;
+    return n;
+  }
+
+  get lr(): number {
+    return this.optimizer.lr;
   }
 
   setLearningRate(lr: number): void {
@@ -160,23 +169,26 @@ export class OrtHeadEngine {
     return session.run(this.o.weights, { vis, ir, ...this.featureNoise(n), ...targets });
   }
 
-  /** One step on a batch `x` [N,4,S,S] (visible RGB + IR, NCHW): loss, gradients, Adam. */
-  async step(x: Float32Array, n: number): Promise<OrtHeadStep> {
+  /**
+   * One step on a batch `x` [N,4,S,S] (visible RGB + IR, NCHW): loss, gradients, and the Adam
+   * update, applied here when the loss is finite (fresh features every step: no cache).
+   */
+  async step({ x, n }: HeadBatch): Promise<EngineStep> {
     const r = await this.run(x, n);
     const v = r.scalars;
-    const applied = Number.isFinite(v.loss);
-    if (applied) this.optimizer.apply(r.grads);
+    if (Number.isFinite(v.loss)) this.optimizer.apply(r.grads);
     return {
       loss: v.loss,
-      lossIn: v.loss_in,
-      lossGrad: v.loss_grad,
-      ...(v.loss_color !== undefined ? { lossColor: v.loss_color } : {}),
-      applied,
+      terms: {
+        loss_in: v.loss_in,
+        loss_grad: v.loss_grad,
+        ...(v.loss_color !== undefined ? { loss_color: v.loss_color } : {}),
+      },
     };
   }
 
   /** Validation: the loss and the fused image [N,3,S,S] of a batch; nothing is updated. */
-  async evaluate(x: Float32Array, n: number): Promise<{ loss: number; fused: Float32Array }> {
+  async evaluate({ x, n }: HeadBatch): Promise<{ loss: number; fused: Float32Array }> {
     const r = await this.run(x, n);
     return { loss: r.scalars.loss, fused: r.tensors.get('fused')! };
   }

@@ -7,8 +7,7 @@
  * become tensors per step.
  */
 
-import { Progress } from '@dif-fusion/cli-kit';
-import { disposeFeatures, type HeadFeatures } from '@dif-fusion/fusion-head/tfjs';
+import type { HeadFeatures } from '@dif-fusion/fusion-head/tfjs';
 import { deriveSeed, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -54,33 +53,23 @@ export function cacheOrder(k: number, epoch: number, seed: number): number[] {
 }
 
 /**
- * Compute `k` batches of features with `next` (which returns tensors for this function to
- * copy out and dispose), printing progress (batches, rate, ETA, GiB) every 50. Returns null when
- * `stopRequested()` turns true (checked between batches, after letting signals through).
+ * Compute `k` batches of features with `next` (a training engine's `cacheFeatures` on fresh
+ * crops), reporting progress (batches done, bytes held) after each. Returns
+ * null when `stopRequested()` turns true (checked between batches, after letting signals
+ * through). How progress is shown is the caller's (dif-train prints a progress line).
  */
 export async function buildFeatureCache(
   k: number,
-  next: () => Promise<{ x: Float32Array; n: number; feats: HeadFeatures }>,
-  options: { say: (line: string) => void; stopRequested: () => boolean },
+  next: () => Promise<CachedBatch>,
+  options: { progress?: (done: number, bytes: number) => void; stopRequested: () => boolean },
 ): Promise<CachedBatch[] | null> {
   const pool: CachedBatch[] = [];
   let bytes = 0;
-  // The progress style of every dif-fusion tool, as lines through `say`.
-  const progress = new Progress({
-    label: 'feature cache',
-    unit: 'batches',
-    stream: { write: (s: string) => options.say(s.replace(/\n$/, '')) },
-    bar: false,
-    every: 50,
-  });
-  progress.start(k);
   for (let i = 0; i < k; i++) {
-    const { x, n, feats } = await next();
-    const c = cacheBatch(x, n, feats);
-    disposeFeatures(feats);
+    const c = await next();
     pool.push(c);
     bytes += cachedBytes(c);
-    progress.update(i + 1, { extra: `${(bytes / 2 ** 30).toFixed(2)} GiB` });
+    options.progress?.(i + 1, bytes);
     await new Promise((r) => setImmediate(r)); // let Ctrl-C / SIGTERM handlers run
     if (options.stopRequested()) return null;
   }

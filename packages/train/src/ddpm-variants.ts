@@ -1,12 +1,12 @@
 /**
- * The DDPM variants of `model.diffusion` and `train.ema_decay` as the trainer applies them:
- * the conditional mode's split of a batch
- * (infrared condition | visible RGB target), condition dropout, and the EMA of the weights.
+ * The DDPM variants of `model.diffusion` and `train.ema_decay` as every engine sees them:
+ * the conditional mode's split of a batch (infrared condition | visible RGB target),
+ * condition dropout, a step's draws, and the EMA of the weights.
  */
+import { trainingLevels, type VarType } from '@dif-fusion/diffusion';
 import type { TorchWeights } from '@dif-fusion/nn';
-import { mixSeed, Rng } from '@dif-fusion/schedules';
-import type { TfParamStore } from '@dif-fusion/tfjs';
-import * as tf from '@tensorflow/tfjs-core';
+import { drawDdpmStep, mixSeed, type NoiseSchedule, Rng } from '@dif-fusion/schedules';
+import type { DdpmBatch } from './engine';
 
 /** Channels of the conditional mode: the infrared (plane 3 of a pair) conditions RGB (0-2). */
 export const CONDITION_CHANNELS = 1;
@@ -79,9 +79,34 @@ export class WeightEma {
       for (let i = 0; i < a.length; i++) a[i] = d * a[i] + (1 - d) * w[i];
     }
   }
+}
 
-  /** One update from tfjs variables: read in PyTorch layout. */
-  updateFromStore(store: TfParamStore): void {
-    tf.tidy(() => this.update(store.toTorch()));
-  }
+/** What {@link drawDdpmBatch} draws with: the schedule, the training Rng, the variant. */
+export interface DdpmDrawOptions {
+  schedule: NoiseSchedule;
+  /** The run's training Rng (its state is in every checkpoint). */
+  rng: Rng;
+  /** model.diffusion.var_type (learned_range trains on the discrete level of t). */
+  varType: VarType;
+  /** Conditional mode: the infrared conditions the visible RGB. */
+  conditional?: boolean;
+  /** Condition dropout probability (conditional mode). */
+  dropProb?: number;
+}
+
+/**
+ * One DDPM step's inputs from a batch of pairs NCHW `[B, 4, H, W]`, the same for every
+ * engine: the data part (conditional: the visible RGB, the infrared after condition dropout
+ * the condition) and the step's draws (drawDdpmStep over the data part's elements: t,
+ * levels, noise, the step seed).
+ */
+export function drawDdpmBatch(pairs: Float32Array, batch: number, o: DdpmDrawOptions): DdpmBatch {
+  const split = o.conditional ? splitConditional(pairs, batch) : null;
+  const x = split?.x ?? pairs;
+  const draws = drawDdpmStep(o.schedule, o.rng, batch, x.length);
+  const condition =
+    split && dropConditions(split.condition, batch, o.dropProb ?? 0, draws.stepSeed);
+  // learned_range trains on the discrete level of t (see trainingLevels); others as drawn
+  const levels = trainingLevels(o.schedule, o.varType, draws.t, draws.levels);
+  return { x, condition: condition ?? undefined, ...draws, levels };
 }
