@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   copyFileSync,
@@ -533,6 +534,25 @@ describe('the optimised-graph cache (cacheDir)', () => {
       [...files, `${config.graph_sha256}.checked.json`].sort(),
     );
   }, 120_000);
+
+  it.runIf(process.platform === 'linux')(
+    'a cache folder that cannot be made (under /proc) is passed over at once, not waited on',
+    () => {
+      // In a child with a time limit: Node's recursive mkdirSync never returns there, and a
+      // hang in this process could not be timed out.
+      const dist = join(__dirname, '..', 'dist', 'index.js');
+      const code = `const { loadFusionModel } = await import(${JSON.stringify(dist)});
+        const m = await loadFusionModel(${JSON.stringify(shipped)}, { device: 'cpu', threads: 1, cacheDir: '/proc/dif-no/cache' });
+        console.log(String(m.sessionCache)); await m.release();`;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout.trim()).toBe('undefined');
+    },
+    90_000,
+  );
 
   it('a graph checked once is not decoded and scanned again; a config.json edited since is', async () => {
     const cache = join(root, 'checked-cache');

@@ -2,15 +2,7 @@
  * Fusion model folders at run time: validation with one-line errors, a warm ORT session
  * reused across calls, and the deterministic noise a seed stands for.
  */
-import {
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { normalizeHeadConfig } from '@dif-fusion/fusion-head';
 import { DifFusionError, fusionNoise, imageNoise } from '@dif-fusion/schedules';
@@ -26,7 +18,7 @@ import { type FusionModelConfig, MODEL_FORMAT, MODEL_FORMAT_VERSION } from './mo
 export { fusionNoise, imageNoise };
 
 import { type Device, OnnxRuntimeError, openSession, ort, type SessionOptions } from './session';
-import { graphDigest } from './write';
+import { graphDigest, makeDirs, writeAtomic } from './write';
 
 export { OnnxRuntimeError } from './session';
 
@@ -193,14 +185,13 @@ function readCheckedRecord(cacheDir: string, sha: string, timeSteps: number[]): 
 }
 
 function writeCheckedRecord(cacheDir: string, sha: string, timeSteps: number[]): void {
-  const file = checkedRecordPath(cacheDir, sha);
-  const part = `${file}.${process.pid}.part`;
   try {
-    mkdirSync(cacheDir, { recursive: true });
-    writeFileSync(part, `${JSON.stringify({ time_steps: timeSteps })}\n`);
-    renameSync(part, file);
+    makeDirs(cacheDir);
+    writeAtomic(checkedRecordPath(cacheDir, sha), [
+      new TextEncoder().encode(`${JSON.stringify({ time_steps: timeSteps })}\n`),
+    ]);
   } catch {
-    rmSync(part, { force: true }); // best effort, as the optimised-graph cache
+    // best effort, as the optimised-graph cache
   }
 }
 

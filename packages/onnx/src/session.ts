@@ -2,12 +2,13 @@
  * ONNX Runtime session helpers: execution-provider choice (auto | cuda | cpu) with one-line
  * errors, session options tuned for this workload, and small run helpers.
  */
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { arch, cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DifFusionError, formatError } from '@dif-fusion/schedules';
 import ort from 'onnxruntime-node';
+import { makeDirs } from './write';
 
 export type Device = 'auto' | 'cuda' | 'cpu';
 
@@ -198,7 +199,7 @@ async function openCached(
   // renamed when complete, so a reader never sees half a file.
   const part = `${file}.${process.pid}.part`;
   try {
-    mkdirSync(cache.dir, { recursive: true });
+    makeDirs(cache.dir); // not mkdirSync's recursive form: it hangs under /proc
   } catch {
     return null;
   }

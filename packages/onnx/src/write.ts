@@ -20,7 +20,7 @@ import type { SerializedModel } from './graph';
  * mkdir -p one level at a time: Node's recursive mkdir never returns for a parent that
  * answers ENOENT to mkdir (`/proc/x/y`); here the first failing level throws.
  */
-function makeDirs(dir: string): void {
+export function makeDirs(dir: string): void {
   const todo: string[] = [];
   for (let d = resolve(dir); !existsSync(d); d = dirname(d)) {
     todo.unshift(d);
@@ -35,7 +35,8 @@ function makeDirs(dir: string): void {
     }
 }
 
-function writeAtomic(path: string, chunks: Uint8Array[]): void {
+/** Write `chunks` to a temporary name beside `path`, flush, rename into place. */
+export function writeAtomic(path: string, chunks: Uint8Array[]): void {
   const tmp = `${path}.${process.pid}.tmp`;
   const fd = openSync(tmp, 'w');
   try {
