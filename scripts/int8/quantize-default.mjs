@@ -14,24 +14,14 @@ const m = cfg.size_multiple;
 const scan = await io.scanPairs(resolve(CAL));
 const n = Math.min(Number(N), scan.pairs.length);
 async function* inputs() {
-  const noise = cellNoise(0, cfg.time_steps.length, 4);
+  const noise = cellNoise(0, cfg.head.time_steps.length, 4);
   for (let i = 0; i < n; i++) {
     const p = io.pairToFloat(
       await io.readPair(scan.pairs[Math.floor((i * scan.pairs.length) / n)], { resize: true }),
     );
     const h = Math.floor(p.ir.height / m) * m;
     const w = Math.floor(p.ir.width / m) * m;
-    const crop = (img) => {
-      const out = new Float32Array(img.channels * h * w);
-      const y0 = (img.height - h) >> 1;
-      const x0 = (img.width - w) >> 1;
-      for (let c = 0; c < img.channels; c++)
-        for (let y = 0; y < h; y++) {
-          const from = (c * img.height + y0 + y) * img.width + x0;
-          out.set(img.data.subarray(from, from + w), (c * h + y) * w);
-        }
-      return out;
-    };
+    const crop = (img) => io.cropFloat(img, (img.width - w) >> 1, (img.height - h) >> 1, w, h).data;
     yield { ir: crop(p.ir), vis: crop(p.vi), noise: noise(0, 0, h, w), height: h, width: w };
   }
 }

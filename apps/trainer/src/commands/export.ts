@@ -137,7 +137,7 @@ async function* calibrationInputs(
   multiple: number,
   steps: number,
 ): AsyncGenerator<import('@dif-fusion/onnx').CalibrationInput> {
-  const { readPair, pairToFloat } = await import('@dif-fusion/io');
+  const { cropFloat, readPair, pairToFloat } = await import('@dif-fusion/io');
   const { cellNoise } = await import('@dif-fusion/schedules');
   const noise = cellNoise(0, steps, 4);
   const n = Math.min(count, scan.pairs.length);
@@ -150,17 +150,8 @@ async function* calibrationInputs(
       throw new UserError(
         `${pair.ir}: ${ir.width}x${ir.height} is smaller than the model's size multiple ${multiple}`,
       );
-    const crop = (img: typeof ir) => {
-      const y0 = (img.height - h) >> 1;
-      const x0 = (img.width - w) >> 1;
-      const out = new Float32Array(img.channels * h * w);
-      for (let c = 0; c < img.channels; c++)
-        for (let y = 0; y < h; y++) {
-          const from = (c * img.height + y0 + y) * img.width + x0;
-          out.set(img.data.subarray(from, from + w), (c * h + y) * w);
-        }
-      return out;
-    };
+    const crop = (img: typeof ir) =>
+      cropFloat(img, (img.width - w) >> 1, (img.height - h) >> 1, w, h).data;
     yield { ir: crop(ir), vis: crop(vi), noise: noise(0, 0, h, w), height: h, width: w };
   }
 }
