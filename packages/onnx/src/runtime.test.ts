@@ -151,7 +151,9 @@ describe('runtime: model folders and sessions', () => {
       expect(left).toHaveLength(1);
       expect(left[0]).toMatch(/^dif-onnx-/);
     } finally {
-      process.env.TMPDIR = before;
+      // assigning undefined would store the string "undefined" for every later test
+      if (before === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = before;
     }
   });
 
