@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Rng } from '../packages/schedules/src/rng';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const SHARED_DIR = process.env.DIF_FUSION_SHARED ?? resolve(REPO_ROOT, '..', 'shared');
@@ -36,4 +37,13 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
     den = Math.max(den, Math.abs(b[i]));
   }
   return den === 0 ? num : num / den;
+}
+
+/** Seeded normal draws (schedules' Rng) of a shape, times `scale`: test inputs and weights. */
+export function randn(shape: number[], seed: number, scale = 1): Float32Array {
+  const rng = new Rng(seed);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = rng.normal() * scale;
+  return out;
 }

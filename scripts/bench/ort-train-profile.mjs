@@ -11,8 +11,9 @@
  */
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { AdamF32, buildDdpmTrainGraph, TrainSession } from '../../packages/onnx/dist/train.js';
+import { AdamF32, TrainSession } from '../../packages/onnx/dist/train.js';
 import { Rng } from '../../packages/schedules/dist/index.js';
+import { buildDdpmTrainGraph } from '../../packages/train/dist/index.js';
 import { UNet } from '../../packages/unet/dist/index.js';
 
 const { values: a } = parseArgs({

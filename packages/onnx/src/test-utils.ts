@@ -3,29 +3,22 @@
  * and compare. Not part of the package's public API.
  */
 import type { Ops, TorchWeights } from '@dif-fusion/nn';
-import { Rng } from '@dif-fusion/schedules';
 import { nchwToNhwc, nhwcToNchw, TfOps, torchToTf } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+
+import { randn } from '../../../test/shared';
 import { type Dim, GraphBuilder, type Value } from './graph';
 import { OnnxOps, type OnnxOpsOptions } from './onnx-ops';
 import { openSession, runFloat } from './session';
 
-export { relErr } from '../../../test/shared';
+export { randn, relErr } from '../../../test/shared';
 
 export interface TestInput {
   name: string;
   /** Logical shape: images NCHW, vectors [N, F]. */
   shape: number[];
   data: Float32Array;
-}
-
-export function randn(shape: number[], seed: number, scale = 1): Float32Array {
-  const rng = new Rng(seed);
-  const n = shape.reduce((a, b) => a * b, 1);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = rng.normal() * scale;
-  return out;
 }
 
 export function randomWeights(

@@ -4,12 +4,14 @@
  * graphs or on tfjs, chosen by name in `createDdpmEngine` / `createHeadEngine`. The data,
  * the random draws of a step, the loop and the checkpoints are the caller's (dif-train).
  */
+export * from './ddpm-graph';
 export * from './ddpm-variants';
 export * from './denoiser';
 export * from './engine';
 export * from './engines';
 export * from './fast-init';
 export * from './feature-cache';
+export * from './head-graph';
 export {
   dropoutMasks,
   initWeights,

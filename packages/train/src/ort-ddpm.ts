@@ -18,13 +18,13 @@ import {
 import type { Device } from '@dif-fusion/onnx';
 import {
   AdamF32,
-  buildDdpmTrainGraph,
   type DropoutMaskSpec,
   ownBuffer,
   ThreadedTrainSession,
 } from '@dif-fusion/onnx/train';
 import { dropoutMask } from '@dif-fusion/tfjs';
 import type { DenoiserNet } from '@dif-fusion/unet';
+import { buildDdpmTrainGraph } from './ddpm-graph';
 import type { DdpmBatch, DdpmEngine, EngineStep } from './engine';
 
 /**

@@ -14,15 +14,11 @@ import {
 } from '@dif-fusion/fusion-head';
 import type { OptimizerState, TorchWeights } from '@dif-fusion/nn';
 import type { Device } from '@dif-fusion/onnx';
-import {
-  AdamF32,
-  buildHeadTrainGraph,
-  ownBuffer,
-  ThreadedTrainSession,
-} from '@dif-fusion/onnx/train';
+import { AdamF32, ownBuffer, ThreadedTrainSession } from '@dif-fusion/onnx/train';
 import { drawFeatureNoise, type NoiseLevels, Rng } from '@dif-fusion/schedules';
 import type { DenoiserNet } from '@dif-fusion/unet';
 import type { EngineStep, HeadBatch, HeadEngine } from './engine';
+import { buildHeadTrainGraph } from './head-graph';
 
 export interface OrtHeadOptions {
   head: FusionHead;

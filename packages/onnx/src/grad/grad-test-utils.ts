@@ -6,10 +6,11 @@
 import type { Ops, TorchWeights } from '@dif-fusion/nn';
 import { nchwToNhwc, nhwcToNchw, TfOps, tfToTorch, torchToTf } from '@dif-fusion/tfjs';
 import * as tf from '@tensorflow/tfjs-core';
+import { expect } from 'vitest';
 import '@tensorflow/tfjs-backend-cpu';
 import { GraphBuilder, type Value } from '../graph';
 import { openSession, runFloat } from '../session';
-import { randn, type TestInput } from '../test-utils';
+import { randn, randomWeights, relErr, type TestInput } from '../test-utils';
 import { GradOps } from './grad-ops';
 
 export type Fn = <T>(ops: Ops<T>, xs: T[]) => T;
@@ -165,4 +166,50 @@ export function directional(
     for (let i = 0; i < g.length; i++) s += g[i] * u[i];
   }
   return s;
+}
+
+export const img = (name: string, shape: number[], seed: number, scale = 1): TestInput => ({
+  name,
+  shape,
+  data: randn(shape, seed, scale),
+});
+
+/**
+ * Every gradient of sum(fn(inputs, params) * R) from the GradOps graph on ORT equals the
+ * tfjs gradient to `tol` (max abs error / max abs value, per tensor), and the directional
+ * derivative along a random direction matches a central finite difference of the ORT
+ * loss (float32 loss: 2e-3 relative).
+ */
+export async function check(
+  fn: Fn,
+  inputs: TestInput[],
+  shapes: Record<string, number[]> = {},
+  o: { tol?: number; h?: number; training?: boolean; fd?: boolean } = {},
+) {
+  const tol = o.tol ?? 1e-4;
+  const weights = randomWeights(shapes, 1000);
+  const graph = buildGradGraph(fn, inputs, weights);
+  const r = randn(graph.outShape, 77);
+  const ref = await tfGrads(fn, inputs, weights, r, o.training);
+  // Ops with kinks (relu, max, abs) need a small step so that few elements cross them.
+  const h = o.h ?? 1e-2;
+  const dir = randomDirection(graph, inputs, weights, 500);
+  const [got, plus, minus] = await ortGrads(graph, inputs, weights, r, [
+    null,
+    { h, dir },
+    { h: -h, dir },
+  ]);
+  expect(Math.abs(got.loss - ref.loss)).toBeLessThan(1e-4 * Math.max(1, Math.abs(ref.loss)));
+  for (const [name, g] of got.grads) {
+    const want = ref.grads.get(name);
+    expect(want, `tfjs gradient for ${name}`).toBeDefined();
+    const err = relErr(g, want!);
+    expect(err, `gradient of ${name}`).toBeLessThan(tol);
+  }
+  // A stop-gradient makes the loss differ from the function the gradient is of.
+  if (o.fd === false) return;
+  const fd = (plus.loss - minus.loss) / (2 * h);
+  const an = directional(got.grads, dir);
+  if (process.env.DBG) console.log('fd', fd, an, got.loss, plus.loss, minus.loss);
+  expect(Math.abs(fd - an) / Math.max(1, Math.abs(an))).toBeLessThan(2e-3);
 }

@@ -1,23 +1,48 @@
-import { UNet } from '@dif-fusion/unet';
 import { describe, expect, it } from 'vitest';
+import { GradOps } from '../grad/grad-ops';
+import { GraphBuilder } from '../graph';
 import { randn } from '../test-utils';
-import { buildDdpmTrainGraph } from './ddpm-graph';
 import { ownBuffer, ThreadedTrainSession } from './threaded-session';
+import { finishTrainGraph, paramShapes, type TrainGraph } from './train-graph';
 import { TrainSession } from './train-session';
+
+/** A small training graph: loss = mean((conv(swish(groupNorm(conv(x)))) - target)^2). */
+function smallGraph(): TrainGraph {
+  const specs = [
+    { name: 'c1.weight', shape: [8, 4, 3, 3] },
+    { name: 'c1.bias', shape: [8] },
+    { name: 'n.weight', shape: [8] },
+    { name: 'n.bias', shape: [8] },
+    { name: 'c2.weight', shape: [4, 8, 3, 3] },
+  ];
+  const g = new GraphBuilder('small_train');
+  const ops = new GradOps(g, paramShapes(specs));
+  const shape = [2, 4, 16, 16];
+  const x = ops.input('x', shape);
+  const target = ops.input('target', shape);
+  const p = (name: string) => ops.param(name);
+  const h = ops.conv2d(x, p('c1.weight'), p('c1.bias'), { padding: 1 });
+  const y = ops.conv2d(
+    ops.swish(ops.groupNorm(h, 4, p('n.weight'), p('n.bias'))),
+    p('c2.weight'),
+    null,
+    {
+      padding: 1,
+    },
+  );
+  const loss = ops.meanAll(ops.square(ops.sub(y, target)));
+  const inputs = new Map([
+    ['x', shape],
+    ['target', shape],
+  ]);
+  return finishTrainGraph(g, ops, loss, {}, inputs);
+}
 
 describe('ThreadedTrainSession (the step on a worker thread)', () => {
   it('gives TrainSession’s loss and gradients bit for bit; the parameters move there and back', async () => {
-    const unet = new UNet({
-      ...{ in_channel: 4, out_channel: 4, inner_channel: 8, norm_groups: 4 },
-      ...{ channel_multiplier: [1, 2], attn_res: [8], res_blocks: 1, dropout: 0, image_size: 16 },
-    });
-    const graph = buildDdpmTrainGraph(unet, { batch: 2, size: 16, loss: 'l2', dropout: false });
+    const graph = smallGraph();
     const shape = [2, 4, 16, 16];
-    const feeds = {
-      x: randn(shape, 1, 0.5),
-      noise: randn(shape, 2),
-      level: Float32Array.from([0.9, 0.4]),
-    };
+    const feeds = { x: randn(shape, 1, 0.5), target: randn(shape, 2) };
     const arrays = new Map(graph.params.map((p, i) => [p.name, randn(p.shape, 10 + i, 0.1)]));
     const direct = await TrainSession.open(graph, { threads: 1 });
     const want = await direct.run(arrays, feeds);

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Device, ort } from '../session';
-import type { TrainGraph } from './ddpm-graph';
+import type { TrainGraph } from './train-graph';
 import type { StepResult } from './train-session';
 
 /** Path of the compiled worker script (dist/train-worker.js), also when running from sources. */

@@ -3,7 +3,7 @@
  * gradients out, as Float32Arrays (PyTorch layouts, official names).
  */
 import { type Device, openSession, ort } from '../session';
-import type { TrainGraph } from './ddpm-graph';
+import type { TrainGraph } from './train-graph';
 
 export interface StepResult {
   /** `loss` and any other scalar outputs of the graph. */

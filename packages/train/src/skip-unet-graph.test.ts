@@ -5,18 +5,15 @@ import { TfOps, TfParamStore, takeBatchStats, tfToTorch } from '@dif-fusion/tfjs
 import { SkipUNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+import { GraphBuilder, OnnxOps, openSession, runFloat } from '@dif-fusion/onnx';
+import { GradOps, paramShapes, TrainSession } from '@dif-fusion/onnx/train';
 import { describe, expect, it } from 'vitest';
-import { GradOps } from '../grad/grad-ops';
-import { GraphBuilder } from '../graph';
-import { OnnxOps } from '../onnx-ops';
-import { openSession, runFloat } from '../session';
-import { randn, relErr } from '../test-utils';
-import { buildDdpmTrainGraph, paramShapes } from './ddpm-graph';
-import { TrainSession } from './train-session';
+import { randn, relErr } from '../../../test/shared';
+import { buildDdpmTrainGraph } from './ddpm-graph';
 
 // The official skip_unet.py's outputs (packages/unet/scripts/make-skip-unet-fixture.py).
 const fixture = readSafetensors(
-  fileURLToPath(new URL('../../../unet/fixtures/skip-unet.safetensors', import.meta.url)),
+  fileURLToPath(new URL('../../unet/fixtures/skip-unet.safetensors', import.meta.url)),
 );
 const get = (k: string) => {
   const t = fixture.tensors.get(k);

@@ -9,15 +9,15 @@ import { chainCoefficients, lossCoefs, type MeanType, needsLossCoefs } from '@di
 import { GaussianDiffusion } from '@dif-fusion/diffusion/tfjs';
 import { FusionHead, fusionTargetBatch, type LossSpace } from '@dif-fusion/fusion-head';
 import { fusionLoss } from '@dif-fusion/fusion-head/tfjs';
+import { TrainSession } from '@dif-fusion/onnx/train';
 import { NoiseSchedule } from '@dif-fusion/schedules';
 import { TfOps, TfParamStore, useBackend } from '@dif-fusion/tfjs';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { randn } from '../test-utils';
+import { randn } from '../../../test/shared';
 import { buildDdpmTrainGraph } from './ddpm-graph';
 import { buildHeadTrainGraph } from './head-graph';
-import { TrainSession } from './train-session';
 
 type Backend = 'cpu' | 'wasm' | 'ort';
 

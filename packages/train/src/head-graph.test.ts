@@ -4,10 +4,10 @@ import { TfOps, TfParamStore, tfToTorch } from '@dif-fusion/tfjs';
 import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+import { TrainSession } from '@dif-fusion/onnx/train';
 import { describe, expect, it } from 'vitest';
-import { randn, relErr } from '../test-utils';
+import { randn, relErr } from '../../../test/shared';
 import { buildHeadTrainGraph } from './head-graph';
-import { TrainSession } from './train-session';
 
 const nhwc = (data: Float32Array, shape: number[]) =>
   tf.transpose(tf.tensor(data, shape), [0, 2, 3, 1]);

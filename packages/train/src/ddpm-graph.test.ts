@@ -6,10 +6,10 @@ import { TfOps, TfParamStore, tfToTorch } from '@dif-fusion/tfjs';
 import { UNet, type UNetConfig } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+import { TrainSession } from '@dif-fusion/onnx/train';
 import { describe, expect, it } from 'vitest';
-import { randn, relErr } from '../test-utils';
+import { randn, relErr } from '../../../test/shared';
 import { buildDdpmTrainGraph } from './ddpm-graph';
-import { TrainSession } from './train-session';
 
 /** TfOps whose dropout multiplies by given masks, in call order (as the trainer's TrainOps). */
 class MaskOps extends TfOps {

@@ -25,11 +25,9 @@ import {
   type LossSpace,
 } from '@dif-fusion/fusion-head';
 import type { TorchWeightsLike } from '@dif-fusion/nn';
+import { attr, GraphBuilder, OnnxOps, type Value } from '@dif-fusion/onnx';
+import { finishTrainGraph, GradOps, paramShapes, type TrainGraph } from '@dif-fusion/onnx/train';
 import type { DenoiserNet } from '@dif-fusion/unet';
-import { GradOps } from '../grad/grad-ops';
-import { attr, GraphBuilder, type Value } from '../graph';
-import { OnnxOps } from '../onnx-ops';
-import { finishTrainGraph, paramShapes, type TrainGraph } from './ddpm-graph';
 
 export interface HeadGraphOptions {
   /** The frozen DDPM and its weights (PyTorch layouts, official names without `denoise_fn.`). */
