@@ -4,6 +4,7 @@
 import { resolve } from 'node:path';
 
 const onnx = await import('../../packages/onnx/dist/index.js');
+const { quantizeModelFolder } = await import('../../packages/export/dist/index.js');
 const io = await import('../../packages/io/dist/index.js');
 const { cellNoise } = await import('../../packages/schedules/dist/index.js');
 const [, , OUT, N = '16', SRC = 'models/default', CAL = '../shared/data/roadscene/train'] =
@@ -25,7 +26,7 @@ async function* inputs() {
     yield { ir: crop(p.ir), vis: crop(p.vi), noise: noise(0, 0, h, w), height: h, width: w };
   }
 }
-const { record } = await onnx.quantizeModelFolder(SRC, OUT, inputs(), {
+const { record } = await quantizeModelFolder(SRC, OUT, inputs(), {
   source: 'RoadScene training pairs',
   percentile: Number(process.env.PERCENTILE ?? 100),
   reduceRange: process.env.REDUCE_RANGE === '1',

@@ -4,8 +4,8 @@
 
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import type { FusionBlocks } from '@dif-fusion/fusion-head';
 import { formatError } from '@dif-fusion/io';
-import type { FusionModelConfig } from '@dif-fusion/onnx';
 import { cellNoise } from '@dif-fusion/schedules';
 import { FuseError } from './errors';
 import type { Planar } from './images';
@@ -65,10 +65,17 @@ export async function openFuser(opts: OpenOptions = {}): Promise<OpenedFuser> {
   const { dir } = resolveModelDir(opts.model);
   checkModelDir(dir);
   // Loaded lazily: the baselines never need ONNX Runtime.
-  const onnx = await import('@dif-fusion/onnx');
-  let model: Awaited<ReturnType<typeof onnx.loadFusionModel>>;
+  const [onnx, { parseFusionBlocks }] = await Promise.all([
+    import('@dif-fusion/onnx'),
+    import('@dif-fusion/fusion-head'),
+  ]);
+  let model: Awaited<
+    ReturnType<typeof onnx.loadFusionModel<FusionBlocks['unet'], FusionBlocks['head']>>
+  >;
   try {
     model = await onnx.loadFusionModel(dir, {
+      // config.json's UNet and head blocks, read by the networks' own parsers
+      blocks: parseFusionBlocks,
       device: opts.device ?? 'auto',
       threads: opts.threads,
       cacheDir: (opts.cacheDir === undefined ? sessionCacheDir() : opts.cacheDir) ?? undefined,
@@ -121,12 +128,9 @@ export async function fuseImages(
  * - convolution activations: about 16 live full-resolution tensors of K x inner_channel.
  */
 export function modelMemory(config: {
-  /** The model folder's UNet block (readModelConfig has read old key names). */
+  /** The model folder's UNet block (parseFusionBlocks has read old key names). */
   unet: Partial<
-    Pick<
-      FusionModelConfig['unet'],
-      'image_size' | 'attn_res' | 'channel_multiplier' | 'inner_channel'
-    >
+    Pick<FusionBlocks['unet'], 'image_size' | 'attn_res' | 'channel_multiplier' | 'inner_channel'>
   >;
   /** The head block: its time steps (K, the UNet passes). */
   head: { time_steps: readonly number[] };

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { parseFusionBlocks } from '@dif-fusion/fusion-head';
 import { reflectIndex } from '@dif-fusion/io';
 import { readModelConfig } from '@dif-fusion/onnx';
 import { describe, expect, it } from 'vitest';
@@ -167,7 +168,9 @@ describe('tiling', () => {
   it('--tile off with a model whose whole-image run exceeds the machine is refused before running', () => {
     // The shipped configuration's estimate (inner_channel 16 class, attention at 1/4 scale).
     // (read as the runtime reads it: the folder's UNet block predates the key rename)
-    const memory = modelMemory(readModelConfig(join(REPO, 'models', 'default')))!;
+    const memory = modelMemory(
+      readModelConfig(join(REPO, 'models', 'default'), parseFusionBlocks),
+    )!;
     const need = memory(2160, 3840);
     // (v5: one time step; v4's three needed 44.3 GB)
     expect(Math.round(need / 1e8) / 10).toBe(14.8);

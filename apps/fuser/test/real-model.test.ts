@@ -5,8 +5,8 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { exportFusionModel, randomWeights } from '@dif-fusion/export';
 import { FusionHead } from '@dif-fusion/fusion-head';
-import { exportFusionModel, randomWeights } from '@dif-fusion/onnx/export';
 import { UNet } from '@dif-fusion/unet';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { dif, readRgb, tmp, writeTestImage } from './helpers';

@@ -427,6 +427,10 @@ const SNIPPETS: Record<string, { project: string; expect: RegExp }> = {
     expect:
       /schedule: 'linear',\s+n_timestep: 2000,\s+linear_start: 0\.000001,\s+linear_end: 0\.01/,
   },
+  '@dif-fusion/export': {
+    project: 'trainer-app',
+    expect: /^true \[ 1, 2 \] \[ 5 \] 3072$/m,
+  },
   '@dif-fusion/train': { project: 'trainer-app', expect: /^8 \d\.\d+\nonnxruntime 124 cpu$/m },
   '@dif-fusion/trainer': {
     project: 'trainer-app',

@@ -8,7 +8,7 @@
  * (which held a copy of those three keys) still read, and the copy must match the UNet.
  */
 import { DifFusionError } from '@dif-fusion/schedules';
-import type { UNetDecoderConfig } from '@dif-fusion/unet';
+import { parseUNetConfig, type UNetConfig, type UNetDecoderConfig } from '@dif-fusion/unet';
 import { type ParseError, parse as parseJsonc, printParseErrorCode } from 'jsonc-parser';
 
 /**
@@ -149,6 +149,24 @@ export function normalizeHeadConfig(
       "mode 'reference' needs at least two feat_scales (the official forward reads the last attention block); use mode 'full'",
     );
   return cfg;
+}
+
+/** The config blocks of a fusion model: the UNet's one config and the head's. */
+export interface FusionBlocks {
+  unet: UNetConfig;
+  head: FusionHeadConfig;
+}
+
+/**
+ * A fusion model's config blocks as stored (model folders' config.json, checkpoint pairs):
+ * the UNet's by `parseUNetConfig`, the head's by `normalizeHeadConfig` against it. Blocks
+ * written before read (`channel_mults`; a head with a copy of the UNet's keys, which must
+ * match). Throws a one-line Error naming the block. The blocks parser @dif-fusion/onnx's
+ * `readModelConfig` and `loadFusionModel` take (`blocks`).
+ */
+export function parseFusionBlocks(blocks: { unet: unknown; head: unknown }): FusionBlocks {
+  const unet = parseUNetConfig(blocks.unet);
+  return { unet, head: normalizeHeadConfig(blocks.head as FusionHeadConfigInput, unet) };
 }
 
 /** Resolution level of a reversed decoder feature index (0 = full resolution). */

@@ -3,7 +3,7 @@
  * of dif-train's `train.loss` block), their one default each (`FUSION_LOSS_DEFAULTS`), the
  * one check (`fusionLossProblem`) and the one translation to the loss's options
  * (`fusionLossOptions`). The loss itself: ./loss.ts on TensorFlow.js (the
- * `@dif-fusion/fusion-head/tfjs` subpath) and @dif-fusion/onnx/train head-graph on ONNX.
+ * `@dif-fusion/fusion-head/tfjs` subpath) and @dif-fusion/train's head-graph on ONNX.
  */
 import {
   type FusionTargetKind,

@@ -50,6 +50,7 @@ const LAYERS = [
   'diffusion',
   'tfjs',
   'onnx',
+  'export',
   'train',
   'io',
   'metrics',

@@ -1,11 +1,10 @@
 /**
- * FLOP counting by running a network's forward code on shapes: `FlopOps` realises `Ops`
+ * FLOP counting by running a network's forward code on shapes (the fusion graph's count,
+ * `fusionFlops`, is @dif-fusion/export's): `FlopOps` realises `Ops`
  * on logical shapes (images [N, C, H, W], vectors [N, F]) and tallies multiply-adds of
  * convolutions, linear layers and attention matmuls (2 FLOPs each) plus element-wise work.
  */
-import type { FusionHead } from '@dif-fusion/fusion-head';
 import type { Ops } from '@dif-fusion/nn';
-import type { UNet } from '@dif-fusion/unet';
 
 export type Shape = number[];
 
@@ -197,54 +196,4 @@ export class FlopOps implements Ops<Shape> {
     this.count.matmul += 2 * size(y) * k[1] * k[2] * k[3];
     return y;
   }
-}
-
-export interface FusionFlops {
-  /** All of the fusion graph: K pruned UNet passes + the head (matmul + element-wise). */
-  total: FlopCount;
-  /** The pruned UNet passes alone (all K steps). */
-  unet: FlopCount;
-  /** One full UNet pass (eps, no pruning) for one time step, for comparison. */
-  fullPass: FlopCount;
-  head: FlopCount;
-}
-
-/** Shapes of a network's parameters, as FlopOps takes them. */
-function shapesOf(
-  params: Array<{ name: string; shape: number[] }>,
-): Map<string, { shape: number[] }> {
-  return new Map(params.map((p) => [p.name, { shape: p.shape }]));
-}
-
-/**
- * FLOPs of the exported fusion graph for an `n x 3 x height x width` input: the UNet's
- * feature pass on K*N noisy inputs, stopped at the head's finest feature, then the head.
- */
-export function fusionFlops(
-  unet: UNet,
-  head: FusionHead,
-  shape: { n?: number; height: number; width: number },
-): FusionFlops {
-  const n = shape.n ?? 1;
-  const k = head.config.time_steps.length;
-  const { height: h, width: w } = shape;
-  const u = new FlopOps(shapesOf(unet.params()));
-  const min = Math.min(...head.requiredFeatureIndices());
-  const { fd } = unet.features(u, [k * n, unet.config.in_channel, h, w], [k * n, 1], {
-    minDecoderIndex: min,
-  });
-  const full = new FlopOps(shapesOf(unet.params()));
-  unet.forward(full, [n, unet.config.in_channel, h, w], [n, 1]);
-  const hd = new FlopOps(shapesOf(head.params()));
-  const feats = Array.from({ length: k }, () => fd.map((s) => (s ? [n, s[1], s[2], s[3]] : s)));
-  head.forward(hd, feats, { vis: [n, 3, h, w], ir: [n, 1, h, w] });
-  return {
-    total: {
-      matmul: u.count.matmul + hd.count.matmul,
-      elementwise: u.count.elementwise + hd.count.elementwise,
-    },
-    unet: u.count,
-    fullPass: full.count,
-    head: hd.count,
-  };
 }

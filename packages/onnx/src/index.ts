@@ -14,7 +14,6 @@ export {
   RangeRecorder,
   uint8Params,
 } from './quantize';
-export { type QuantizeFolderOptions, quantizeModelFolder } from './quantize-folder';
 export * from './runtime';
 export * from './session';
 export * from './write';

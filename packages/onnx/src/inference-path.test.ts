@@ -1,10 +1,11 @@
 /**
- * The inference path installs and loads no TensorFlow.js and no training code: the
- * production dependency closure of @dif-fusion/onnx and of the fuser (`dif-fuse`) holds no
- * `@tensorflow/*` package, no `@dif-fusion/tfjs` and no `@dif-fusion/train`, and the built import graph from their
- * entry points reaches neither those nor a `/tfjs` subpath nor the ONNX training graphs.
+ * The inference path installs and loads no TensorFlow.js, no training and no export code:
+ * the production dependency closure of @dif-fusion/onnx and of the fuser (`dif-fuse`) holds
+ * no `@tensorflow/*` package, no `@dif-fusion/tfjs`, `@dif-fusion/train` or
+ * `@dif-fusion/export`, and the built import graph from their entry points reaches neither
+ * those nor a `/tfjs` subpath nor `@dif-fusion/onnx/train`. And the backend knows no network.
  */
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -89,9 +90,43 @@ function importGraph(entry: string): { files: Set<string>; bare: Set<string> } {
   return { files, bare };
 }
 
-/** tfjs, and the training engines (@dif-fusion/train). */
+/** tfjs, the training engines (@dif-fusion/train) and the export (@dif-fusion/export). */
 const banned = (name: string) =>
-  name.startsWith('@tensorflow/') || name === '@dif-fusion/tfjs' || name === '@dif-fusion/train';
+  name.startsWith('@tensorflow/') ||
+  name === '@dif-fusion/tfjs' ||
+  name === '@dif-fusion/train' ||
+  name === '@dif-fusion/export';
+
+/** The networks and their maths: the backend knows none of them. */
+const NETWORKS = ['@dif-fusion/unet', '@dif-fusion/diffusion', '@dif-fusion/fusion-head'];
+
+describe('@dif-fusion/onnx knows no network', () => {
+  it('its package.json names no network package (dependencies of any kind)', () => {
+    const pkg = readPkg(onnxDir);
+    const named = ['dependencies', 'devDependencies', 'peerDependencies', 'optionalDependencies']
+      .flatMap((k) => Object.keys(pkg[k] ?? {}))
+      .filter((n) => NETWORKS.includes(n));
+    expect(named).toEqual([]);
+  });
+
+  it('its sources (tests included) import no network package', () => {
+    const files = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory()
+          ? files(join(dir, e.name))
+          : e.name.endsWith('.ts')
+            ? [join(dir, e.name)]
+            : [],
+      );
+    const hits = files(join(onnxDir, 'src')).flatMap((f) =>
+      [...readFileSync(f, 'utf8').matchAll(SPEC)]
+        .map((m) => m[1])
+        .filter((s) => NETWORKS.some((n) => s === n || s.startsWith(`${n}/`)))
+        .map((s) => `${f.slice(onnxDir.length + 1)}: ${s}`),
+    );
+    expect(hits).toEqual([]);
+  });
+});
 
 describe('the inference path', () => {
   for (const [label, dir] of [

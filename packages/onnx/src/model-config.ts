@@ -1,6 +1,9 @@
-/** The `config.json` of a fusion model folder (written by export, read by the runtime). */
-import type { FusionHeadConfig } from '@dif-fusion/fusion-head';
-import type { UNetConfig } from '@dif-fusion/unet';
+/**
+ * The `config.json` of a fusion model folder (written by @dif-fusion/export, read by the
+ * runtime). This package knows the envelope, not the networks: the `unet` and `head` blocks
+ * are the networks' own configs, parsed by whoever knows them (`readModelConfig`'s
+ * `blocks`, e.g. @dif-fusion/fusion-head's `parseFusionBlocks`).
+ */
 
 export const MODEL_FORMAT = 'dif-fusion-model';
 /**
@@ -19,7 +22,26 @@ export interface Provenance {
   [key: string]: unknown;
 }
 
-export interface FusionModelConfig {
+/** A network's config block as written in config.json (the network's package parses it). */
+export type NetworkBlock = Record<string, unknown>;
+
+/**
+ * The head block as the runtime reads it: its time steps, in the order of the `noise`
+ * input's first axis (the rest is the fusion head's).
+ */
+export interface HeadBlock {
+  time_steps: number[];
+  [key: string]: unknown;
+}
+
+/**
+ * The config.json of a fusion model folder; `U` and `H` are the types of the `unet` and
+ * `head` blocks once parsed (`NetworkBlock`/`HeadBlock` as written when not).
+ */
+export interface FusionModelConfig<
+  U extends object = NetworkBlock,
+  H extends { time_steps: number[] } = HeadBlock,
+> {
   format: typeof MODEL_FORMAT;
   format_version: number;
   /**
@@ -32,7 +54,7 @@ export interface FusionModelConfig {
    * store it; `unetConfigToJSON`). Folders written before hold `channel_mults`: read as
    * `channel_multiplier`.
    */
-  unet: UNetConfig;
+  unet: U;
   /**
    * Fusion head config JSON (`headConfigToJSON`): its channels are the UNet's; its
    * `time_steps` are the diffusion time steps in the order of the `noise` input's first axis,
@@ -40,7 +62,7 @@ export interface FusionModelConfig {
    * keys (checked against `unet` and dropped) and, format_version 1, `time_steps` and
    * `head_mode` at the top level (read into this block).
    */
-  head: FusionHeadConfig;
+  head: H;
   /** Continuous noise level sqrt(alpha_cumprod) used at each time step. */
   noise_levels: number[];
   /** How the levels were chosen (e.g. "midpoint"), and the schedule they came from. */
@@ -62,7 +84,7 @@ export interface FusionModelConfig {
   external_data: boolean;
   /**
    * Arithmetic of the convolutions: absent or "fp32" (float), "int8" (QDQ int8 convolutions,
-   * calibrated; `quantization` says how: @dif-fusion/onnx quantizeModelFolder).
+   * calibrated; `quantization` says how: @dif-fusion/export quantizeModelFolder).
    */
   precision?: 'fp32' | 'int8';
   quantization?: import('./quantize').QuantizationRecord;

@@ -1,19 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { attr, convAttrs, GraphBuilder } from './graph';
-import { MODEL_FORMAT } from './model-config';
 import { decodeModel } from './proto';
 import { calibrationTensors, quantizeConvs, RangeRecorder, uint8Params } from './quantize';
-import { quantizeModelFolder } from './quantize-folder';
-import { loadFusionModel, readModelConfig } from './runtime';
 import { openSession, runFloat } from './session';
 import { randn } from './test-utils';
-import { writeModelFolder } from './write';
-
-const root = mkdtempSync(join(tmpdir(), 'dif-onnx-q-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** fused = tanh(Conv2(Relu(Conv1([ir, vis])))) + 0 * mean(noise): two convs, fusion interface. */
 function convModel() {
@@ -35,37 +25,6 @@ function convModel() {
   g.output(g.node('Tanh', [g.node('Add', [y, zero])]), 'fused', ['N', 3, 'H', 'W']);
   return g.serialize({ externalData: 'never' });
 }
-
-const config = {
-  format: MODEL_FORMAT,
-  format_version: 1,
-  unet: {
-    in_channel: 4,
-    out_channel: 4,
-    inner_channel: 4,
-    norm_groups: 2,
-    channel_multiplier: [1, 2],
-    attn_res: [],
-    res_blocks: 1,
-    dropout: 0,
-    image_size: 16,
-  },
-  head: { feat_scales: [2, 0], time_steps: [5], out_channels: 3, mode: 'full' },
-  time_steps: [5],
-  noise_levels: [0.99],
-  noise_level_rule: 'midpoint',
-  beta_schedule: null,
-  head_mode: 'full',
-  seed: null,
-  size_multiple: 16,
-  feature_indices: [],
-  inputs: { ir: '[N,1,H,W]', vis: '[N,3,H,W]', noise: '[K,N,4,H,W]' },
-  output: '[N,3,H,W]',
-  opset: 17,
-  external_data: false,
-  provenance: { source: 'test' },
-  created: new Date(0).toISOString(),
-};
 
 describe('uint8Params', () => {
   it('maps the range onto 0..255 with 0 exact (hand-computed)', () => {
@@ -162,48 +121,5 @@ describe('quantizeConvs', () => {
     const yStep = (Math.max(0, yRange.max) - Math.min(0, yRange.min)) / 255;
     expect(maxErr).toBeGreaterThan(0); // it did quantize
     expect(maxErr).toBeLessThan(4 * yStep);
-  });
-});
-
-describe('quantizeModelFolder', () => {
-  it('writes an int8 folder that records how it was made and loads for fusion', async () => {
-    const src = join(root, 'fp32');
-    writeModelFolder(src, convModel(), config);
-    const out = join(root, 'int8');
-    const h = 32;
-    const w = 16;
-    const inputs = [1, 2].map((s) => ({
-      ir: randn([h * w], s, 0.5),
-      vis: randn([3 * h * w], s + 10, 0.5),
-      noise: randn([4 * h * w], s + 20),
-      height: h,
-      width: w,
-    }));
-    const { record } = await quantizeModelFolder(src, out, inputs, { source: 'test pairs' });
-    expect(record).toEqual({
-      format: 'QDQ',
-      activations: 'uint8 per tensor (asymmetric)',
-      weights: 'int8 per output channel (symmetric)',
-      convs: 2,
-      float_convs: 0,
-      calibration: { inputs: 2, range: 'min-max', source: 'test pairs' },
-    });
-    const cfg = readModelConfig(out);
-    expect(cfg.precision).toBe('int8');
-    expect(cfg.quantization).toEqual(record);
-    const m = await loadFusionModel(out, { device: 'cpu', threads: 1 });
-    const f = await m.fuse({ ...inputs[0], n: 1 });
-    await m.release();
-    const ref = await loadFusionModel(src, { device: 'cpu', threads: 1 });
-    const g = await ref.fuse({ ...inputs[0], n: 1 });
-    await ref.release();
-    let maxErr = 0;
-    for (let i = 0; i < f.length; i++) maxErr = Math.max(maxErr, Math.abs(f[i] - g[i]));
-    expect(maxErr).toBeGreaterThan(0);
-    // the plumbing, not the precision (tested above): a few 8-bit steps of conv outputs of ±5
-    expect(maxErr).toBeLessThan(0.1);
-    await expect(quantizeModelFolder(out, join(root, 'again'), inputs)).rejects.toThrow(
-      /is int8 already/,
-    );
   });
 });

@@ -277,29 +277,29 @@ describe('runtime: model folders and sessions', () => {
     await model.release();
   });
 
-  it('reads folders written before the one UNet config (channel_mults, a head with a copy of the UNet keys)', () => {
-    const old = join(root, 'old-keys');
-    const { channel_multiplier, ...unet } = config().unet;
+  it("the network blocks: as written, or as the caller's parser reads them (this package knows no network)", () => {
+    const dir = join(root, 'blocks');
     writeModelFolder(
-      old,
+      dir,
       toyModel(),
-      config({
-        unet: { ...unet, channel_mults: channel_multiplier },
-        head: { ...config().head, inner_channel: 4, channel_multiplier, res_blocks: 1 },
-      }),
+      config({ head: { feat_scales: [2, 0], t: [5, 50], out_channels: 3, mode: 'full' } }),
     );
-    const cfg = readModelConfig(old);
-    expect(cfg.unet).toEqual({
-      ...config().unet,
-      with_noise_level_emb: true,
-      use_affine_level: false,
+    // as written; the official `t` read as the head's time_steps (the noise input's first axis)
+    const raw = readModelConfig(dir);
+    expect(raw.unet).toEqual(config().unet);
+    expect(raw.head).toMatchObject({ t: [5, 50], time_steps: [5, 50] });
+    // a parser (e.g. @dif-fusion/fusion-head's parseFusionBlocks) gets both blocks
+    const seen: unknown[] = [];
+    const parsed = readModelConfig(dir, (b) => {
+      seen.push(b);
+      return {
+        unet: { inner: b.unet.inner_channel as number },
+        head: { time_steps: b.head.time_steps },
+      };
     });
-    expect(cfg.head).toEqual({
-      feat_scales: [2, 0],
-      time_steps: [5, 50],
-      out_channels: 3,
-      mode: 'full',
-    });
+    expect(seen).toEqual([{ unet: raw.unet, head: raw.head }]);
+    expect(parsed.unet).toEqual({ inner: 4 });
+    expect(parsed.head).toEqual({ time_steps: [5, 50] });
   });
 
   it('one-line errors for invalid folders', async () => {
@@ -358,13 +358,20 @@ describe('runtime: model folders and sessions', () => {
       () => read('no-steps', { ...v2, head: { feat_scales: [2, 0], time_steps: [] } }),
       /head\.time_steps must be a non-empty list of integers$/,
     );
-    // the blocks are read by the networks' own parsers
-    const badUnet = join(root, 'bad-unet');
-    writeModelFolder(badUnet, toyModel(), config({ unet: { ...config().unet, norm_groups: 3 } }));
-    oneLine(() => readModelConfig(badUnet), /config\.json: UNet config: norm_groups 3 must divide/);
-    const badHead = join(root, 'bad-head');
-    writeModelFolder(badHead, toyModel(), config({ head: { ...config().head, inner_channel: 8 } }));
-    oneLine(() => readModelConfig(badHead), /inner_channel 8 differs from the UNet's 4/);
+    // a block the caller's parser refuses: its message, in the folder's one line
+    const badBlock = join(root, 'bad-block');
+    writeModelFolder(badBlock, toyModel(), config());
+    const refuse = () => {
+      throw new Error('UNet config: norm_groups 3 must divide inner_channel\n(detail)');
+    };
+    oneLine(
+      () => readModelConfig(badBlock, refuse),
+      /invalid: config\.json: UNet config: norm_groups 3 must divide inner_channel$/,
+    );
+    oneLine(
+      () => readModelConfig(badBlock, (b) => ({ unet: b.unet, head: { time_steps: [1] } })),
+      /the head parser changed the time steps$/,
+    );
 
     // Not an ONNX file at all.
     const garbage = join(root, 'garbage');

@@ -4,11 +4,15 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { normalizeHeadConfig } from '@dif-fusion/fusion-head';
 import { DifFusionError, fusionNoise, imageNoise } from '@dif-fusion/schedules';
-import { parseUNetConfig } from '@dif-fusion/unet';
 import { checkModelFile } from './model-check';
-import { type FusionModelConfig, MODEL_FORMAT, MODEL_FORMAT_VERSION } from './model-config';
+import {
+  type FusionModelConfig,
+  type HeadBlock,
+  MODEL_FORMAT,
+  MODEL_FORMAT_VERSION,
+  type NetworkBlock,
+} from './model-config';
 
 /**
  * The fusion noise for a seed (defined in @dif-fusion/schedules): `imageNoise`, drawn in 64x64
@@ -29,10 +33,30 @@ export const MODEL_FILE = 'model.onnx';
 export const CONFIG_FILE = 'config.json';
 
 /**
- * Check a model folder before ONNX Runtime sees it and return its config: the folder and
- * both files exist, config.json parses and has the fields the runtime needs.
+ * Parses the network blocks of config.json (`unet`, `head`) with the networks' own parsers
+ * (old key names read; throws a one-line Error on a bad block), e.g. @dif-fusion/fusion-head's
+ * `parseFusionBlocks`. It keeps the head's time steps.
  */
-export function readModelConfig(dir: string): FusionModelConfig {
+export type BlocksParser<U extends object, H extends { time_steps: number[] }> = (blocks: {
+  unet: NetworkBlock;
+  head: HeadBlock;
+}) => { unet: U; head: H };
+
+/**
+ * Check a model folder before ONNX Runtime sees it and return its config: the folder and
+ * both files exist, config.json parses and has the fields the runtime needs. The `unet` and
+ * `head` blocks are returned as written (the head's time steps checked), or as `blocks`
+ * parses them: this package knows no network.
+ */
+export function readModelConfig(dir: string): FusionModelConfig;
+export function readModelConfig<U extends object, H extends { time_steps: number[] }>(
+  dir: string,
+  blocks: BlocksParser<U, H>,
+): FusionModelConfig<U, H>;
+export function readModelConfig(
+  dir: string,
+  blocks?: BlocksParser<object, { time_steps: number[] }>,
+): FusionModelConfig<object, { time_steps: number[] }> {
   const d = resolve(dir);
   const bad = (why: string): never => {
     throw new ModelFolderError(`model folder ${d} is invalid: ${why}`);
@@ -88,6 +112,8 @@ export function readModelConfig(dir: string): FusionModelConfig {
     !steps.every((t: unknown) => Number.isInteger(t))
   )
     bad(`${CONFIG_FILE}: head.time_steps must be a non-empty list of integers`);
+  // `t` (the official fusion config's name) read as time_steps: the noise input's first axis
+  if (json.head.time_steps === undefined) json.head = { ...json.head, time_steps: steps };
   const levels = json.noise_levels;
   if (
     !Array.isArray(levels) ||
@@ -95,23 +121,26 @@ export function readModelConfig(dir: string): FusionModelConfig {
     !levels.every((l: unknown) => typeof l === 'number' && l > 0 && l <= 1)
   )
     bad(`${CONFIG_FILE}: noise_levels must hold one level in (0, 1] per time step`);
-  // The networks' own parsers: one definition of each block, old key names read.
-  const own = <T>(f: () => T): T => {
+  // The networks' own parsers, given by the caller: one definition of each block.
+  if (blocks) {
+    let parsed: { unet: object; head: { time_steps: number[] } };
     try {
-      return f();
+      parsed = blocks({ unet: json.unet, head: json.head });
     } catch (e) {
-      return bad(`${CONFIG_FILE}: ${(e as Error).message}`);
+      return bad(`${CONFIG_FILE}: ${(e as Error).message.split('\n')[0]}`);
     }
-  };
-  json.unet = own(() => parseUNetConfig(json.unet));
-  json.head = own(() => normalizeHeadConfig(json.head, json.unet));
+    if (JSON.stringify(parsed.head.time_steps) !== JSON.stringify(steps))
+      bad(`${CONFIG_FILE}: the head parser changed the time steps`);
+    json.unet = parsed.unet;
+    json.head = parsed.head;
+  }
   if (!Number.isInteger(json.size_multiple) || json.size_multiple < 1)
     bad(`${CONFIG_FILE}: size_multiple must be a positive integer`);
   if (json.precision !== undefined && json.precision !== 'fp32' && json.precision !== 'int8')
     bad(
       `${CONFIG_FILE}: precision must be "fp32" or "int8", got ${JSON.stringify(json.precision)}`,
     );
-  return json as FusionModelConfig;
+  return json;
 }
 
 export interface FuseInput {
@@ -132,9 +161,12 @@ export interface FuseInput {
   width: number;
 }
 
-export interface FusionModel {
+export interface FusionModel<
+  U extends object = NetworkBlock,
+  H extends { time_steps: number[] } = HeadBlock,
+> {
   readonly dir: string;
-  readonly config: FusionModelConfig;
+  readonly config: FusionModelConfig<U, H>;
   /** The execution provider that actually runs the graph. */
   readonly provider: 'cuda' | 'cpu';
   /** With `cacheDir`: the optimised CPU graph was read from the cache, or written to it. */
@@ -147,7 +179,10 @@ export interface FusionModel {
   release(): Promise<void>;
 }
 
-export interface LoadOptions {
+export interface LoadOptions<
+  U extends object = NetworkBlock,
+  H extends { time_steps: number[] } = HeadBlock,
+> {
   device?: Device;
   /** CPU intra-op threads (default: ORT's choice). */
   threads?: number;
@@ -161,6 +196,11 @@ export interface LoadOptions {
    * bit-identical outputs (SessionOptions.optimizedCache). Off when not given.
    */
   cacheDir?: string;
+  /**
+   * The networks' parsers of config.json's `unet` and `head` blocks (`readModelConfig`);
+   * without, `config` holds them as written.
+   */
+  blocks?: BlocksParser<U, H>;
 }
 
 const EXPECTED_INPUTS = ['ir', 'vis', 'noise'];
@@ -196,12 +236,14 @@ function writeCheckedRecord(cacheDir: string, sha: string, timeSteps: number[]):
 }
 
 /** Open a model folder: validate it, create one warm session (CUDA or CPU). */
-export async function loadFusionModel(
-  dir: string,
-  options: LoadOptions = {},
-): Promise<FusionModel> {
+export async function loadFusionModel<
+  U extends object = NetworkBlock,
+  H extends { time_steps: number[] } = HeadBlock,
+>(dir: string, options: LoadOptions<U, H> = {}): Promise<FusionModel<U, H>> {
   const d = resolve(dir);
-  const config = readModelConfig(d);
+  const config = (
+    options.blocks ? readModelConfig(d, options.blocks) : readModelConfig(d)
+  ) as FusionModelConfig<U, H>;
   const modelPath = join(d, MODEL_FILE);
   let bytes: Uint8Array;
   try {

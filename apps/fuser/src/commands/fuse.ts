@@ -264,7 +264,11 @@ export async function runFuse(f: FuseFlags, io: CliIo): Promise<void> {
   // Its decoding runs on libuv's threads (sharp) while this thread loads ONNX Runtime's module.
   const firstRead = f.pairs || todo.length === 0 ? undefined : readPair(todo[0]);
   if (firstRead && !isBaseline(f.method ?? 'model'))
-    await Promise.allSettled([firstRead, import('@dif-fusion/onnx')]);
+    await Promise.allSettled([
+      firstRead,
+      import('@dif-fusion/onnx'),
+      import('@dif-fusion/fusion-head'),
+    ]);
   const first = await firstRead;
   if (aligner && !f.quiet && f.pairs) io.err(aligner.describe());
   const format: ImageFormat | undefined = f.format ? formatFromPath(`x.${f.format}`) : undefined;

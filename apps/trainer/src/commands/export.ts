@@ -5,7 +5,7 @@
  *   dif-train export --config FILE --random-init -o DIR      random weights (benchmarks)
  *   ... --precision int8 --calibration data/train            int8 convolutions (QDQ)
  *
- * The graph comes from @dif-fusion/onnx `exportFusionModel`: the same UNet and head code as
+ * The graph comes from @dif-fusion/export `exportFusionModel`: the same UNet and head code as
  * training, run on OnnxOps. Checkpoints are read with ../checkpoint (a file, a checkpoints
  * folder or a run folder: the latest checkpoint of the right kind).
  */
@@ -13,13 +13,13 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { learnsVariance, type VarType } from '@dif-fusion/diffusion';
+import type { ExportResult } from '@dif-fusion/export';
 import {
   FusionHead,
   type FusionHeadConfigInput,
   type FusionHeadMode,
   headConfigFromReference,
 } from '@dif-fusion/fusion-head';
-import type { ExportResult } from '@dif-fusion/onnx/export';
 import type { NoiseScheduleConfig } from '@dif-fusion/schedules';
 import { parseUNetConfig, UNet, type UNetConfig } from '@dif-fusion/unet';
 import { type Command, InvalidArgumentError, Option } from 'commander';
@@ -50,7 +50,7 @@ export interface ExportOptions {
   opset?: number;
   externalData?: 'auto' | 'always' | 'never';
   /**
-   * int8: the convolutions quantized (QDQ, @dif-fusion/onnx quantizeModelFolder), calibrated
+   * int8: the convolutions quantized (QDQ, @dif-fusion/export quantizeModelFolder), calibrated
    * on `calibrationPairs` (default 16) pairs of the `calibration` folder (ir/ and vi/).
    */
   precision?: 'fp32' | 'int8';
@@ -182,11 +182,11 @@ async function quantizeExport(
   log: (l: string) => void,
 ) {
   const folder = resolve(opts.calibration!);
-  const onnx = await import('@dif-fusion/onnx');
+  const { quantizeModelFolder } = await import('@dif-fusion/export');
   const count = opts.calibrationPairs ?? 16;
   log(`int8: calibrating on ${Math.min(count, scan.pairs.length)} pairs of ${folder}`);
   try {
-    const { config, record } = await onnx.quantizeModelFolder(
+    const { config, record } = await quantizeModelFolder(
       res.dir,
       res.dir,
       calibrationInputs(scan, count, res.config.size_multiple, res.config.head.time_steps.length),
@@ -207,7 +207,7 @@ async function quantizeExport(
   }
 }
 
-type OnnxExport = typeof import('@dif-fusion/onnx/export');
+type OnnxExport = typeof import('@dif-fusion/export');
 
 /** Export a fusion model folder; returns what was written. */
 export async function runExport(opts: ExportOptions): Promise<ExportResult> {
@@ -216,7 +216,7 @@ export async function runExport(opts: ExportOptions): Promise<ExportResult> {
   const dir = checkOut(opts.out);
   const calibration = opts.precision === 'int8' ? await scanCalibration(opts) : undefined;
   // Loaded lazily: onnxruntime-node and the graph builder are only needed here.
-  const onnx = await import('@dif-fusion/onnx/export');
+  const onnx = await import('@dif-fusion/export');
   const res = opts.randomInit
     ? exportRandomInit(opts, dir, onnx, log)
     : exportCheckpoints(opts, dir, onnx, log);

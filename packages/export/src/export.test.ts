@@ -8,8 +8,15 @@ import { nchwToNhwc, nhwcToNchw, TfOps, TfParamStore } from '@dif-fusion/tfjs';
 import { UNet, type UNetConfig } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+import {
+  decodeModel,
+  loadFusionModel,
+  openSession,
+  readModelConfig,
+  runFloat,
+} from '@dif-fusion/onnx';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { golden, hasGolden, noteSkip } from '../../../test/shared';
+import { golden, hasGolden, noteSkip, randn, relErr } from '../../../test/shared';
 import {
   buildFusionGraph,
   ExportError,
@@ -18,10 +25,6 @@ import {
   midpointLevels,
   randomWeights,
 } from './export';
-import { decodeModel } from './proto';
-import { loadFusionModel, readModelConfig } from './runtime';
-import { openSession, runFloat } from './session';
-import { relErr } from './test-utils';
 
 noteSkip(hasGolden, 'golden');
 
@@ -262,7 +265,6 @@ describe.skipIf(!hasGolden)(
       const model = await loadFusionModel(dir, { device: 'cpu', threads: 1 });
       const [n, h, w] = [2, 16, 48];
       const px = h * w;
-      const { randn } = await import('./test-utils');
       const vis = randn([n * 3 * px], 1, 0.5);
       const ir = randn([n * px], 2, 0.5);
       const noise = randn([3 * n * 4 * px], 3);
@@ -417,7 +419,6 @@ describe('random-init export', () => {
       const model = await loadFusionModel(dir, { device: 'cpu', threads: 1 });
       const [n, h, w] = [1, 8, 12];
       const px = h * w;
-      const { randn } = await import('./test-utils');
       const vis = randn([3 * px], 21, 0.5);
       const ir = randn([px], 22, 0.5);
       const noise = randn([steps.length * 4 * px], 23);

@@ -4,18 +4,23 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MODEL_FORMAT_VERSION } from './model-config';
-import { decodeModel, encodeModel } from './proto';
+import { parseFusionBlocks } from '@dif-fusion/fusion-head';
 import {
   type CalibrationInput,
   calibrationGraph,
+  decodeModel,
+  encodeModel,
+  inPrivateTmp,
+  MODEL_FORMAT_VERSION,
+  OnnxRuntimeError,
+  ort,
   type QuantizationRecord,
   quantizeConvs,
   RangeRecorder,
-} from './quantize';
-import { readModelConfig } from './runtime';
-import { inPrivateTmp, OnnxRuntimeError, ort } from './session';
-import { writeModelFolder } from './write';
+  readModelConfig,
+  writeModelFolder,
+} from '@dif-fusion/onnx';
+import type { ModelFolderConfig } from './model-folder';
 
 export interface QuantizeFolderOptions {
   /** Clip each calibration run's ranges at this percentile (default 100: min-max). */
@@ -42,8 +47,9 @@ export async function quantizeModelFolder(
   out: string,
   inputs: Iterable<CalibrationInput> | AsyncIterable<CalibrationInput>,
   options: QuantizeFolderOptions = {},
-): Promise<{ config: ReturnType<typeof readModelConfig>; record: QuantizationRecord }> {
-  const config = readModelConfig(src);
+): Promise<{ config: ModelFolderConfig; record: QuantizationRecord }> {
+  // the networks' blocks read as the export writes them (old key names of older folders)
+  const config = readModelConfig(src, parseFusionBlocks);
   if (config.external_data)
     throw new OnnxRuntimeError(
       `model folder ${src}: int8 quantization reads weights held in model.onnx; this one keeps them in model.onnx.data`,

@@ -3,8 +3,8 @@
  * fuses one synthetic pair (640x480 by default) and prints the time per image, the
  * GFLOP count of the graph (FlopOps) and the achieved GFLOP/s.
  *
- *   pnpm --filter @dif-fusion/onnx bench                       # preset small (inner_channel 32)
- *   BENCH_PRESET=paper pnpm --filter @dif-fusion/onnx bench    # the paper's size (inner_channel 128)
+ *   pnpm --filter @dif-fusion/export bench                       # preset small (inner_channel 32)
+ *   BENCH_PRESET=paper pnpm --filter @dif-fusion/export bench    # the paper's size (inner_channel 128)
  *   node dist/bench.js --preset paper --width 640 --height 480 --threads 2 --runs 1 --mode reference
  *   node dist/bench.js --config config/fusion_train.json       # reference fusion config format
  *
@@ -22,12 +22,10 @@ import {
   headConfigFromReference,
   parseJsonWithComments,
 } from '@dif-fusion/fusion-head';
+import { GraphBuilder, loadFusionModel, openSession, runFloat } from '@dif-fusion/onnx';
 import { PAPER_UNET_CONFIG, parseUNetConfig, UNet, type UNetConfig } from '@dif-fusion/unet';
 import { exportFusionModel, randomWeights } from './export';
-import { fusionFlops } from './flops';
-import { GraphBuilder } from './graph';
-import { loadFusionModel } from './runtime';
-import { openSession, runFloat } from './session';
+import { fusionFlops } from './fusion-flops';
 
 // The paper's UNet (config/ddpm_train.json), dropout off, and its head (fusion_train.json).
 const paperUnet: UNetConfig = { ...PAPER_UNET_CONFIG, dropout: 0 };

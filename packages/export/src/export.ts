@@ -28,6 +28,21 @@ import {
   type TorchWeightsLike,
 } from '@dif-fusion/nn';
 import {
+  type Attr,
+  attr,
+  DEFAULT_OPSET,
+  GraphBuilder,
+  MODEL_FORMAT,
+  MODEL_FORMAT_VERSION,
+  OnnxOps,
+  type OnnxOpsOptions,
+  type Provenance,
+  type SerializedModel,
+  type Value,
+  writeModelFile,
+  writeModelFolder,
+} from '@dif-fusion/onnx';
+import {
   DifFusionError,
   fillUniform,
   NoiseSchedule,
@@ -35,22 +50,7 @@ import {
   parseScheduleConfig,
 } from '@dif-fusion/schedules';
 import { UNet, type UNetConfig, unetConfigToJSON } from '@dif-fusion/unet';
-import {
-  type Attr,
-  attr,
-  DEFAULT_OPSET,
-  GraphBuilder,
-  type SerializedModel,
-  type Value,
-} from './graph';
-import {
-  type FusionModelConfig,
-  MODEL_FORMAT,
-  MODEL_FORMAT_VERSION,
-  type Provenance,
-} from './model-config';
-import { OnnxOps, type OnnxOpsOptions } from './onnx-ops';
-import { writeModelFile, writeModelFolder } from './write';
+import type { ModelFolderConfig } from './model-folder';
 
 /** Graph options shared by both exports. */
 export interface GraphOptions {
@@ -224,7 +224,7 @@ export interface ExportFusionOptions extends GraphOptions {
 
 export interface ExportResult {
   dir: string;
-  config: FusionModelConfig;
+  config: ModelFolderConfig;
   /** Number of float32 weights in the graph (after pruning dead layers). */
   weights: number;
   /** Number of ONNX nodes. */
@@ -276,7 +276,7 @@ export function exportFusionModel(dir: string, options: ExportFusionOptions): Ex
     docString: 'Dif-Fusion infrared/visible fusion (SR3 UNet features + fusion head)',
     metadata: { format: MODEL_FORMAT, time_steps: JSON.stringify(timeSteps) },
   });
-  const config: FusionModelConfig = {
+  const config: ModelFolderConfig = {
     format: MODEL_FORMAT,
     format_version: MODEL_FORMAT_VERSION,
     unet: unetConfigToJSON(unet.config),
