@@ -21,11 +21,8 @@
  * Other targets (`salient`, ./target.ts) are computed outside and passed in.
  */
 import type { Ops } from '@dif-fusion/nn';
+import { SOBEL_X, SOBEL_Y } from './sobel';
 import { LUMA_WEIGHTS } from './target';
-
-/** sobel_x = [[-1,0,1],[-2,0,2],[-1,0,1]], sobel_y = [[1,2,1],[0,0,0],[-1,-2,-1]]. */
-const SOBEL_X = [-1, 0, 1, -2, 0, 2, -1, 0, 1];
-const SOBEL_Y = [1, 2, 1, 0, 0, 0, -1, -2, -1];
 
 /**
  * |sobel_x * x| + |sobel_y * x| of every channel of an image `[N, channels, H, W]`, zero

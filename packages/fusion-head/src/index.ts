@@ -27,4 +27,5 @@ export * from './config';
 export * from './fusion-loss';
 export * from './head';
 export * from './loss-options';
+export * from './sobel';
 export * from './target';

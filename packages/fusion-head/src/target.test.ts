@@ -1,4 +1,7 @@
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
 import { describe, expect, it } from 'vitest';
+import { sobelMagnitude as sobelMagnitudeTf } from './loss';
 import {
   fusionTarget,
   fusionTargetBatch,
@@ -26,6 +29,13 @@ describe('sobelMagnitudePlane and gaussianBlurPlane', () => {
     // a b c = 0 0 0 (outside), d=0 (outside), f=1, g=0 (outside), h=0, i=1
     // gx = c + 2f + i - (a + 2d + g) = 0 + 2 + 1 = 3; gy = a + 2b + c - (g + 2h + i) = -1 -> 1
     expect(s[0]).toBe(4);
+  });
+  it("is the fusion loss's sobelMagnitude (the one pair of kernels) on the host", async () => {
+    const [h, w] = [9, 11];
+    const x = texture(h, w, 0.1, 0.8);
+    const want = await sobelMagnitudeTf(tf.tensor4d(x, [1, h, w, 1])).data();
+    const got = sobelMagnitudePlane(x, h, w);
+    for (let i = 0; i < got.length; i++) expect(got[i]).toBeCloseTo(want[i], 5);
   });
   it('a Gaussian blur keeps a constant image and the mean of a symmetric pattern', () => {
     const c = gaussianBlurPlane(fill(35, 0.25), 5, 7, 2);

@@ -40,6 +40,8 @@
  * (sharp works on 8/16-bit pixels and would quantise the targets).
  */
 
+import { SOBEL_X, SOBEL_Y } from './sobel';
+
 export type FusionTargetKind = 'max' | 'salient';
 
 /** BT.601 luma weights (R, G, B); they sum to 1, so Y maps [-1, 1] images to [-1, 1]. */
@@ -190,24 +192,25 @@ export function gaussianBlurPlane(
 }
 
 /**
- * |sobel_x * x| + |sobel_y * x| with zero padding 1, as the fusion loss computes it
- * (official fs_loss.py's Sobelxy).
+ * |sobel_x * x| + |sobel_y * x| with zero padding 1 of a plane [h, w]: the fusion loss's
+ * `sobelMagnitude` with its kernels (./sobel.ts), on the host (targets carry no gradient).
+ * Integer kernel weights on float32 values: the sums are exact in doubles, so the order of
+ * the terms does not change the result.
  */
 export function sobelMagnitudePlane(x: Float32Array, h: number, w: number): Float32Array {
   const out = new Float32Array(h * w);
-  const at = (y: number, xx: number) => (y < 0 || y >= h || xx < 0 || xx >= w ? 0 : x[y * w + xx]);
   for (let y = 0; y < h; y++) {
     for (let xx = 0; xx < w; xx++) {
-      const a = at(y - 1, xx - 1);
-      const b = at(y - 1, xx);
-      const c = at(y - 1, xx + 1);
-      const d = at(y, xx - 1);
-      const f = at(y, xx + 1);
-      const g = at(y + 1, xx - 1);
-      const hh = at(y + 1, xx);
-      const i = at(y + 1, xx + 1);
-      const gx = c + 2 * f + i - (a + 2 * d + g);
-      const gy = a + 2 * b + c - (g + 2 * hh + i);
+      let gx = 0;
+      let gy = 0;
+      for (let k = 0; k < 9; k++) {
+        const yy = y + Math.floor(k / 3) - 1;
+        const xk = xx + (k % 3) - 1;
+        if (yy < 0 || yy >= h || xk < 0 || xk >= w) continue; // zero padding
+        const v = x[yy * w + xk];
+        gx += SOBEL_X[k] * v;
+        gy += SOBEL_Y[k] * v;
+      }
       out[y * w + xx] = Math.abs(gx) + Math.abs(gy);
     }
   }
