@@ -29,7 +29,7 @@ import { LUMA_WEIGHTS } from './target';
  * padding 1 (same size out); the signs do not matter after the absolute value.
  */
 export function sobelMagnitude<T>(ops: Ops<T>, x: T, channels: number): T {
-  const per = (k: number[]) => {
+  const per = (k: readonly number[]) => {
     const w = new Float32Array(9 * channels);
     for (let i = 0; i < channels; i++) w.set(k, 9 * i);
     return ops.abs(ops.constConv(x, w, [channels, 1, 3, 3], { groups: channels, padding: 1 }));
