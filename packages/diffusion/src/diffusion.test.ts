@@ -5,7 +5,7 @@ import { UNet } from '@dif-fusion/unet';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { golden, hasGolden, noteSkip, relErr } from '../../../test/shared';
-import { fusionNoise, GaussianDiffusion, imageNoise } from './test-utils';
+import { fusionNoise, GaussianDiffusion, imageNoise, qSample, stepFeatures } from './test-utils';
 
 noteSkip(hasGolden, 'golden');
 
@@ -110,6 +110,39 @@ describe('GaussianDiffusion on a tiny UNet', () => {
     const [r] = diffusion.featureLevels([10], { random: true, seed: 3 });
     expect(r).toBeLessThanOrEqual(schedule.sqrtAlphasCumprodPrev[9]);
     expect(r).toBeGreaterThanOrEqual(schedule.sqrtAlphasCumprodPrev[10]);
+  });
+
+  it('stepFeatures: the per-step and the batched realisation give the same features; per step is q_sample then the UNet', async () => {
+    const x = tf.tensor(new Rng(2).normalArray(2 * 8 * 8 * 4), [2, 8, 8, 4]);
+    const levels = [0.99, 0.8, 0.5];
+    const noise = levels.map((_, k) =>
+      tf.tensor(new Rng(10 + k).normalArray(2 * 8 * 8 * 4), [2, 8, 8, 4]),
+    );
+    const features = (xn: tf.Tensor, level: tf.Tensor) => tiny.features(ops, xn, level).fd;
+    const per = stepFeatures(ops, {
+      x,
+      levels,
+      noise,
+      features,
+      stepLevel: (k) => tf.fill([2, 1], levels[k]),
+    });
+    const batched = stepFeatures(ops, {
+      x,
+      levels,
+      noise,
+      features,
+      batchLevel: () => tf.concat(levels.map((l) => tf.fill([2, 1], l))),
+      indices: [0, 2],
+    });
+    for (const [k, level] of levels.entries()) {
+      const by = tiny.features(ops, qSample(ops, x, level, noise[k]), tf.fill([2, 1], level)).fd;
+      for (const i of [0, 2]) {
+        const want = await by[i]!.data();
+        expect(await per[k][i]!.data()).toEqual(want);
+        expect(relErr(await batched[k][i]!.data(), want)).toBeLessThan(1e-5);
+      }
+      expect(batched[k][1]).toBeUndefined();
+    }
   });
 
   it('pLosses is the element mean of |eps - eps_theta| for the drawn t, levels and noise', async () => {

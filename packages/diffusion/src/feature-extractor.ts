@@ -6,7 +6,7 @@
  */
 import { drawFeatureNoise, type NoiseLevels, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
-import { qSample } from './losses';
+import { stepFeatures } from './step-features';
 import { tfMaths } from './tf-maths';
 
 /**
@@ -56,18 +56,28 @@ export function makeFeatureExtractor(
     const [n] = xStart.shape;
     const keep = new Set(indices);
     const minIndex = indices.length > 0 ? Math.min(...indices) : 0;
-    return timeSteps.map((t, k) => {
-      const draw = drawFeatureNoise(schedule, t, k, n, xStart.size, { mode, seed, stream });
-      const fd = tf.tidy(() => {
-        const level = tf.tensor2d(draw.levels, [n, 1]);
-        const noise = tf.tensor(draw.noise, xStart.shape);
-        return denoiser(qSample(tfMaths, xStart, level, noise) as tf.Tensor4D, level, minIndex);
-      });
-      return fd.map((f, i) => {
+    // the draws in step order, as before: the stream's only reader
+    const draws = timeSteps.map((t, k) =>
+      drawFeatureNoise(schedule, t, k, n, xStart.size, { mode, seed, stream }),
+    );
+    // the one feature sequence (./step-features.ts), one UNet pass per step
+    const fds = tf.tidy(() => {
+      const levels = draws.map((d) => tf.tensor2d(d.levels, [n, 1]));
+      return stepFeatures<tf.Tensor>(tfMaths, {
+        x: xStart,
+        levels,
+        noise: draws.map((d) => tf.tensor(d.noise, xStart.shape)),
+        features: (xNoisy, level) =>
+          denoiser(xNoisy as tf.Tensor4D, level as tf.Tensor2D, minIndex),
+        stepLevel: (k) => levels[k],
+      }) as unknown as tf.Tensor[][];
+    }) as unknown as (tf.Tensor | undefined)[][];
+    return fds.map((fd) =>
+      fd.map((f, i) => {
         if (f && keep.has(i)) return f;
         f?.dispose();
         return null;
-      });
-    });
+      }),
+    );
   };
 }

@@ -44,6 +44,7 @@ import {
   startFromPrevCoefs,
   type VarType,
 } from './parameterisation';
+import { stepFeatures } from './step-features';
 import { tfMaths } from './tf-maths';
 
 export interface SampleOptions {
@@ -476,14 +477,20 @@ export class GaussianDiffusion {
         ),
       );
     }
-    const out: StepFeatures[] = [];
-    for (const [k, t] of timesteps.entries()) {
-      const xNoisy = qSample(ops, x, levels[k], noise[k]);
-      const { fd } = this.denoiser.features(ops, xNoisy, tf.fill([n, 1], levels[k]), {
-        minDecoderIndex: options.minDecoderIndex,
-      });
-      out.push({ t, level: levels[k], fd });
-    }
+    // the one feature sequence (./step-features.ts), one UNet pass per step
+    const fds = stepFeatures(ops, {
+      x,
+      levels,
+      noise,
+      features: (xNoisy, level) =>
+        this.denoiser.features(ops, xNoisy, level, { minDecoderIndex: options.minDecoderIndex }).fd,
+      stepLevel: (k) => tf.fill([n, 1], levels[k]),
+    });
+    const out: StepFeatures[] = timesteps.map((t, k) => ({
+      t,
+      level: levels[k],
+      fd: fds[k] as tf.Tensor[],
+    }));
     if (!options.noise) tf.dispose(noise);
     return out;
   }

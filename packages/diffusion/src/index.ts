@@ -5,3 +5,4 @@
 export * from './losses';
 export * from './options';
 export * from './parameterisation';
+export * from './step-features';

@@ -12,7 +12,7 @@
  *   fused = head(split_k fd)
  */
 import { basename } from 'node:path';
-import { qSample } from '@dif-fusion/diffusion';
+import { stepFeatures } from '@dif-fusion/diffusion';
 import {
   FusionHead,
   type FusionHeadConfig,
@@ -170,39 +170,32 @@ export function buildFusionGraph(
   const noise = g.input('noise', [k, 'N', 4, 'H', 'W']);
   const x = unetOps.concatChannels([vis, ir]); // [N, 4, H, W]
 
-  // Noisy inputs of every step, batched on the batch axis (step-major: row k*N + n).
-  const noises: Value[] =
-    k === 1
-      ? [g.node('Squeeze', [noise, g.constI64([0])])]
-      : g
-          .nodeN('Split', [noise], k, splitAttrs(k, opset), 'noise_k')
-          .map((v) => g.node('Squeeze', [v, g.constI64([0])]));
-  const noisy = noises.map((nk, i) => qSample(unetOps, x, levels[i], nk));
-  const batch = k === 1 ? noisy[0] : g.node('Concat', noisy, { axis: attr.int(0) });
-  // level [K*N, 1]: level_k repeated N times.
-  const nDim = g.node('Slice', [g.node('Shape', [ir]), g.constI64([0]), g.constI64([1])]);
-  const levelKN = g.node('Expand', [
-    g.constF32(levels, [k, 1]),
-    g.node('Concat', [g.constI64([k]), nDim], { axis: attr.int(0) }),
-  ]);
-  const level = g.node('Reshape', [levelKN, g.constI64([-1, 1])]);
-
-  const { fd } = unet.features(unetOps, batch, level, { minDecoderIndex: minDecoderIndex(head) });
-  // Features per step: split each needed feature back into K parts along the batch axis.
-  const feats: Value[][] = Array.from({ length: k }, () => new Array<Value>(fd.length));
-  for (const i of head.requiredFeatureIndices()) {
-    const parts =
-      k === 1 ? [fd[i]] : g.nodeN('Split', [fd[i]], k, splitAttrs(k, opset), `fd${i}_k`);
-    for (let t = 0; t < k; t++) feats[t][i] = parts[t];
-  }
+  // The noise of each step: noise[k], [N, 4, H, W].
+  const noises = unetOps
+    .splitBatch(noise, k, 'noise_k')
+    .map((v) => g.node('Squeeze', [v, g.constI64([0])]));
+  // The one feature sequence (@dif-fusion/diffusion's stepFeatures), batched: one UNet pass
+  // over the K*N noisy images, its features split back into K parts along the batch axis.
+  const feats = stepFeatures(unetOps, {
+    x,
+    levels,
+    noise: noises,
+    features: (batch, level) =>
+      unet.features(unetOps, batch, level, { minDecoderIndex: minDecoderIndex(head) }).fd,
+    batchLevel: () => {
+      // level [K*N, 1]: level_k repeated N times.
+      const nDim = g.node('Slice', [g.node('Shape', [ir]), g.constI64([0]), g.constI64([1])]);
+      const levelKN = g.node('Expand', [
+        g.constF32(levels, [k, 1]),
+        g.node('Concat', [g.constI64([k]), nDim], { axis: attr.int(0) }),
+      ]);
+      return g.node('Reshape', [levelKN, g.constI64([-1, 1])]);
+    },
+    indices: head.requiredFeatureIndices(),
+  }) as Value[][];
   const fused = head.forward(headOps, feats, { vis, ir });
   g.output(fused, 'fused', ['N', head.config.out_channels, 'H', 'W']);
   return { graph: g, unet, head };
-}
-
-function splitAttrs(k: number, opset: number): Record<string, Attr> {
-  // Equal parts along axis 0; opset 18 made the part count an attribute.
-  return opset >= 18 ? { axis: attr.int(0), num_outputs: attr.int(k) } : { axis: attr.int(0) };
 }
 
 export interface ExportFusionOptions extends GraphOptions {

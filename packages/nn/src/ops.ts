@@ -84,6 +84,16 @@ export interface Ops<T> {
   sliceFeatures(v: T, start: number, end: number): T;
   /** Concatenate image tensors along channels (torch.cat(dim=1)). */
   concatChannels(xs: T[]): T;
+  /**
+   * Concatenate tensors (images or vectors) along the batch axis (torch.cat(dim=0)): e.g.
+   * the K time steps of the fusion features stacked into one UNet pass.
+   */
+  concatBatch(xs: T[]): T;
+  /**
+   * Split a tensor along the batch axis into `parts` equal parts (torch.chunk(dim=0)).
+   * `name`: a stem for the parts' names where a realisation names values (ONNX graphs).
+   */
+  splitBatch(x: T, parts: number, name?: string): T[];
   /** Mean over H and W: image `[N,C,H,W]` -> vector `[N,C]`. */
   meanSpatial(x: T): T;
   /** nn.Upsample(scale_factor=2, mode='nearest'). */

@@ -28,4 +28,19 @@ describe('FLOP counting', () => {
     expect(ops.selfAttention([2, 12, 2, 3])).toEqual([2, 4, 2, 3]);
     expect(ops.count.matmul).toBe(2 * 2 * (2 * 36 * 4));
   });
+  it('concatBatch and splitBatch: shapes only, no arithmetic', () => {
+    const ops = new FlopOps(new Map());
+    expect(
+      ops.concatBatch([
+        [2, 4, 8, 8],
+        [3, 4, 8, 8],
+      ]),
+    ).toEqual([5, 4, 8, 8]);
+    expect(ops.splitBatch([6, 4, 8, 8], 3)).toEqual([
+      [2, 4, 8, 8],
+      [2, 4, 8, 8],
+      [2, 4, 8, 8],
+    ]);
+    expect(ops.count).toEqual({ matmul: 0, elementwise: 0 });
+  });
 });

@@ -115,6 +115,12 @@ export class FlopOps implements Ops<Shape> {
     const c = xs.reduce((a, s) => a + s[1], 0);
     return this.ew([xs[0][0], c, xs[0][2], xs[0][3]]);
   }
+  concatBatch(xs: Shape[]): Shape {
+    return [xs.reduce((a, s) => a + s[0], 0), ...xs[0].slice(1)];
+  }
+  splitBatch(x: Shape, parts: number): Shape[] {
+    return Array.from({ length: parts }, () => [x[0] / parts, ...x.slice(1)]);
+  }
   meanSpatial(x: Shape): Shape {
     this.ew(x);
     return [x[0], x[1]];

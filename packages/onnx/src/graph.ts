@@ -233,7 +233,8 @@ export class GraphBuilder {
       opType,
       attribute: Object.entries(attrs).map(([k, a]) => attributeMsg(k, a)),
     });
-    return outputs;
+    // a copy: a caller reordering its values (e.g. reverse()) must not rewire the node
+    return outputs.slice();
   }
 
   /** Drop nodes and initializers that no graph output depends on. */

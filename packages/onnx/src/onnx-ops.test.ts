@@ -104,6 +104,34 @@ describe('OnnxOps matches TfOps (ORT CPU vs tfjs cpu, 1e-5 relative)', () => {
     );
     await check((ops, [a]) => ops.meanSpatial(a), [X()]);
   });
+  it('concatBatch and splitBatch (the time steps of one batched UNet pass), opset 17 and 18', async () => {
+    for (const opset of [17, 18]) {
+      await check(
+        (ops, [a, b]) => ops.concatBatch([b, a, b]),
+        [X(), img('y', [3, 8, 6, 10], 13)],
+        {},
+        1e-5,
+        { opset },
+      );
+      await check(
+        (ops, [a]) => {
+          const [p, q, r] = ops.splitBatch(a, 3, 'part');
+          return ops.concatBatch([r, ops.mul(p, q)]);
+        },
+        [img('x', [6, 8, 6, 10], 14)],
+        {},
+        1e-5,
+        { opset },
+      );
+      await check(
+        (ops, [v]) => ops.concatBatch(ops.splitBatch(v, 2).reverse()),
+        [img('v', [4, 12], 15)],
+        {},
+        1e-5,
+        { opset },
+      );
+    }
+  });
   it('upsampleNearest2x and upsampleBilinear2x (align_corners)', async () => {
     await check((ops, [a]) => ops.upsampleNearest2x(a), [X()]);
     await check((ops, [a]) => ops.upsampleBilinear2x(a), [X()]);

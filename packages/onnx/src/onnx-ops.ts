@@ -4,7 +4,7 @@
  * holding the PyTorch-layout weights unchanged (ONNX Conv/Gemm use the same layouts).
  */
 import type { Ops, TorchWeightsLike } from '@dif-fusion/nn';
-import { attr, convAttrs, type GraphBuilder, type Value } from './graph';
+import { type Attr, attr, convAttrs, type GraphBuilder, type Value } from './graph';
 
 export type { TorchTensor, TorchWeights, TorchWeightsLike } from '@dif-fusion/nn';
 
@@ -196,6 +196,19 @@ export class OnnxOps implements Ops<Value> {
   concatChannels(xs: Value[]): Value {
     if (xs.length === 1) return xs[0];
     return this.g.node('Concat', xs, { axis: attr.int(1) });
+  }
+  concatBatch(xs: Value[]): Value {
+    if (xs.length === 1) return xs[0];
+    return this.g.node('Concat', xs, { axis: attr.int(0) });
+  }
+  splitBatch(x: Value, parts: number, name?: string): Value[] {
+    if (parts === 1) return [x];
+    // Equal parts along axis 0; opset 18 made the part count an attribute.
+    const attrs: Record<string, Attr> =
+      this.g.opset >= 18
+        ? { axis: attr.int(0), num_outputs: attr.int(parts) }
+        : { axis: attr.int(0) };
+    return this.g.nodeN('Split', [x], parts, attrs, name);
   }
   meanSpatial(x: Value): Value {
     return this.g.reduce('ReduceMean', x, [2, 3], false);

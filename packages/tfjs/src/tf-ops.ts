@@ -191,6 +191,12 @@ export class TfOps implements Ops<tf.Tensor> {
   concatChannels(xs: tf.Tensor[]): tf.Tensor {
     return tf.concat(xs, 3);
   }
+  concatBatch(xs: tf.Tensor[]): tf.Tensor {
+    return xs.length === 1 ? xs[0] : tf.concat(xs, 0);
+  }
+  splitBatch(x: tf.Tensor, parts: number): tf.Tensor[] {
+    return parts === 1 ? [x] : tf.split(x, parts, 0);
+  }
   meanSpatial(x: tf.Tensor): tf.Tensor {
     return tf.mean(x, [1, 2]);
   }

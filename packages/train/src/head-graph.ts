@@ -17,7 +17,7 @@
  * `loss_grad` (`loss_color`), `fused` [N,3,S,S] and `grad.<name>` for `head.usedParams()`.
  */
 
-import { qSample } from '@dif-fusion/diffusion';
+import { stepFeatures } from '@dif-fusion/diffusion';
 import {
   FUSION_LOSS_DEFAULTS,
   type FusionHead,
@@ -25,7 +25,7 @@ import {
   type LossSpace,
 } from '@dif-fusion/fusion-head';
 import type { TorchWeightsLike } from '@dif-fusion/nn';
-import { attr, GraphBuilder, OnnxOps, type Value } from '@dif-fusion/onnx';
+import { GraphBuilder, OnnxOps, type Value } from '@dif-fusion/onnx';
 import { finishTrainGraph, GradOps, paramShapes, type TrainGraph } from '@dif-fusion/onnx/train';
 import type { DenoiserNet } from '@dif-fusion/unet';
 
@@ -67,24 +67,28 @@ export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): Trai
   const noise = ops.input('noise', [k, n, 4, s, s]);
   const level = ops.input('level', [k * n, 1]);
 
-  // q_sample of every step, batched step-major: x_k = level_k x + sqrt(1 - level_k^2) noise_k
-  const x = unetOps.concatChannels([vis, ir]);
-  const xs = g.node('Concat', new Array(k).fill(x), { axis: attr.int(0) }); // [K*N,4,S,S]
-  const nz = g.node('Reshape', [noise, g.constI64([k * n, 4, s, s])]);
-  const xt = qSample(unetOps, xs, level, nz);
-  const min = Math.min(...head.requiredFeatureIndices());
-  const { fd } = o.unet.features(unetOps, xt, level, { minDecoderIndex: min });
-  const feats: Value[][] = Array.from({ length: k }, () => new Array<Value>(fd.length));
+  // The one feature sequence (@dif-fusion/diffusion's stepFeatures), batched step-major:
+  // x_k = level_k x + sqrt(1 - level_k^2) noise_k, one UNet pass over the K*N inputs.
+  const indices = head.requiredFeatureIndices();
+  const min = Math.min(...indices);
+  const frozen = stepFeatures(unetOps, {
+    x: unetOps.concatChannels([vis, ir]),
+    levels: unetOps.splitBatch(level, k), // [N,1] each
+    noise: unetOps.splitBatch(noise, k).map((v) => g.node('Squeeze', [v, g.constI64([0])])), // [N,4,S,S] each
+    features: (xt, l) => o.unet.features(unetOps, xt, l, { minDecoderIndex: min }).fd,
+    batchLevel: () => level,
+    indices,
+  });
+  // the head's inputs: the frozen features as constants of GradOps (no gradient)
   const channels = o.unet.decoderChannels();
-  for (const i of head.requiredFeatureIndices()) {
-    const f = o.unet.decoderScale(i);
-    const shape = [n, channels[i], s / f, s / f];
-    const parts =
-      k === 1
-        ? [fd[i]]
-        : g.nodeN('Split', [fd[i], g.constI64(new Array(k).fill(n))], k, { axis: attr.int(0) });
-    for (let t = 0; t < k; t++) feats[t][i] = ops.adopt(parts[t], shape);
-  }
+  const feats: Value[][] = frozen.map((fd) => {
+    const out = new Array<Value>(fd.length);
+    for (const i of indices) {
+      const f = o.unet.decoderScale(i);
+      out[i] = ops.adopt(fd[i]!, [n, channels[i], s / f, s / f]);
+    }
+    return out;
+  });
   const fused = head.forward(ops, feats, { vis, ir });
   const fShape = ops.shape(fused);
 

@@ -107,6 +107,15 @@ describe('GradOps gradients equal tfjs gradients (1e-4 relative) and finite diff
     );
     await check((ops, [a]) => ops.meanSpatial(a), [X()]);
   });
+  it('concatBatch and splitBatch', async () => {
+    await check(
+      (ops, [a, b]) => {
+        const [p, q] = ops.splitBatch(a, 2);
+        return ops.concatBatch([ops.mul(q, b), p, b]);
+      },
+      [img('x', [4, 8, 6, 10], 1), img('y', [2, 8, 6, 10], 2)],
+    );
+  });
   it('upsampleNearest2x and upsampleBilinear2x (align_corners)', async () => {
     await check((ops, [a]) => ops.upsampleNearest2x(a), [X()]);
     // tfjs's resizeBilinear gradient swaps H and W for non-square images (tfjs-core 4.22:

@@ -599,6 +599,36 @@ export class GradOps implements Ops<Value> {
     );
   }
 
+  concatBatch(xs: Value[]): Value {
+    if (xs.length === 1) return xs[0];
+    const shapes = xs.map((x) => this.shape(x));
+    const sizes = shapes.map((s) => s[0]);
+    const out = shapes[0].slice();
+    out[0] = sizes.reduce((a, b) => a + b, 0);
+    return this.via(this.f.concatBatch(xs), out, xs, (gy) =>
+      this.g.nodeN('Split', [gy, this.g.constI64(sizes)], xs.length, { axis: attr.int(0) }),
+    );
+  }
+
+  splitBatch(x: Value, parts: number, name?: string): Value[] {
+    if (parts === 1) return [x];
+    const shape = this.shape(x);
+    const n = shape[0] / parts;
+    const rest = shape.slice(1);
+    const zeros = rest.map(() => 0);
+    // each part's gradient is gy padded with zeros to x's batch: the parts' sum is dL/dx
+    return this.f
+      .splitBatch(x, parts, name)
+      .map((y, j) =>
+        this.via(y, [n, ...rest], [x], (gy) => [
+          this.raw('Pad', [
+            gy,
+            this.g.constI64([j * n, ...zeros, shape[0] - (j + 1) * n, ...zeros]),
+          ]),
+        ]),
+      );
+  }
+
   meanSpatial(x: Value): Value {
     const shape = this.shape(x);
     const [n, c, h, w] = shape;
