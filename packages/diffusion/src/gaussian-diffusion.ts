@@ -36,14 +36,20 @@ import {
   DEFAULT_MEAN_TYPE,
   DEFAULT_VAR_TYPE,
   type FixedVarType,
-  learnedRange,
   learnsVariance,
   type MeanType,
-  noiseFromStartCoefs,
-  startFromNoiseCoefs,
-  startFromPrevCoefs,
   type VarType,
 } from './parameterisation';
+import {
+  addStepNoise,
+  ddimMean,
+  ddimSigma,
+  guided,
+  learnedSd,
+  modelOutputParts,
+  posteriorMean,
+  startAndMean,
+} from './sampling';
 import { stepFeatures } from './step-features';
 import { tfMaths } from './tf-maths';
 
@@ -112,10 +118,6 @@ export interface LossDraws {
   /** The condition image (conditional mode), NHWC; zeros where condition dropout dropped it. */
   condition?: tf.Tensor;
 }
-
-/** a x + b y on tensors (one definition for the samplers' linear combinations). */
-const axpby = (a: number, x: tf.Tensor, b: number, y: tf.Tensor): tf.Tensor =>
-  tf.add(tf.mul(x, a), tf.mul(y, b));
 
 /** The terms of a training loss: the loss, and the bound term vb in bits (learned_range). */
 export interface LossTerms {
@@ -212,16 +214,14 @@ export class GaussianDiffusion {
 
   /** x0 = sqrt(1/acp[t]) x_t - sqrt(1/acp[t] - 1) eps (t an index 0..T-1, eq. 11 inverted). */
   predictStartFromNoise(xT: tf.Tensor, t: number, noise: tf.Tensor): tf.Tensor {
-    const s = this.schedule;
-    return tf.tidy(() =>
-      tf.sub(tf.mul(xT, s.sqrtRecipAlphasCumprod[t]), tf.mul(noise, s.sqrtRecipm1AlphasCumprod[t])),
+    return tf.tidy(
+      () => startAndMean(tfMaths, this.chain(), 'epsilon', t, xT, noise, false).xStart,
     );
   }
 
   /** x0 = x_prev / c1[t] - (c2[t] / c1[t]) x_t (t an index 0..T-1; pytorch-ddpm's xprev). */
   predictStartFromPrev(xT: tf.Tensor, t: number, xPrev: tf.Tensor): tf.Tensor {
-    const [a, b] = startFromPrevCoefs(this.chain(), t);
-    return tf.tidy(() => axpby(a, xT, b, xPrev));
+    return tf.tidy(() => startAndMean(tfMaths, this.chain(), 'x_prev', t, xT, xPrev, false).xStart);
   }
 
   /** Posterior q(x_{t-1} | x_t, x_0) (eq. 6-7): mean and clipped log variance. */
@@ -230,11 +230,9 @@ export class GaussianDiffusion {
     xT: tf.Tensor,
     t: number,
   ): { mean: tf.Tensor; logVariance: number } {
-    const s = this.schedule;
-    const mean = tf.tidy(() =>
-      tf.add(tf.mul(xStart, s.posteriorMeanCoef1[t]), tf.mul(xT, s.posteriorMeanCoef2[t])),
-    );
-    return { mean, logVariance: s.posteriorLogVarianceClipped[t] };
+    const c = this.chain();
+    const mean = tf.tidy(() => posteriorMean(tfMaths, c, t, xStart, xT));
+    return { mean, logVariance: c.logVariance.fixedsmall[t] };
   }
 
   /** The full schedule's chain coefficients (cached). */
@@ -277,10 +275,10 @@ export class GaussianDiffusion {
     i: number,
     raw: tf.Tensor,
   ): [tf.Tensor, number | tf.Tensor] {
-    if (this.varType !== 'learned_range') return [raw, c.logVariance[this.varType][i]];
-    const [out, v] = tf.split(raw, 2, 3);
-    const r = learnedRange(c, i);
-    return [out, tf.add(r.mid, tf.mul(v, r.half))];
+    // ./sampling.ts: the one definition (learned_range: the UNet outputs 2 C channels)
+    const channels = (raw.shape as number[])[3] / (learnsVariance(this.varType) ? 2 : 1); // NHWC
+    const { out, logVariance } = modelOutputParts(tfMaths, c, this.varType, i, raw, channels);
+    return [out, logVariance];
   }
 
   /** x_0 and the posterior mean from the denoiser's output at chain index i. */
@@ -291,21 +289,7 @@ export class GaussianDiffusion {
     out: tf.Tensor,
     clip: boolean,
   ): { xStart: tf.Tensor; mean: tf.Tensor } {
-    let x0: tf.Tensor;
-    if (this.meanType === 'epsilon') {
-      const [a, b] = startFromNoiseCoefs(c, i);
-      x0 = axpby(a, x, b, out);
-    } else if (this.meanType === 'x_start') x0 = out;
-    else {
-      const [a, b] = startFromPrevCoefs(c, i);
-      x0 = axpby(a, x, b, out);
-    }
-    const xStart = clip ? tf.clipByValue(x0, -1, 1) : x0;
-    const mean =
-      this.meanType === 'x_prev'
-        ? out
-        : axpby(c.posteriorMeanCoef1[i], xStart, c.posteriorMeanCoef2[i], x);
-    return { xStart, mean };
+    return startAndMean(tfMaths, c, this.meanType, i, x, out, clip);
   }
 
   /** One ancestral step on the full chain: mean + exp(0.5 log var) z, no noise at t = 0. */
@@ -320,8 +304,8 @@ export class GaussianDiffusion {
       const sd =
         typeof logVariance === 'number'
           ? Math.exp(0.5 * logVariance)
-          : tf.exp(tf.mul(logVariance, 0.5));
-      return tf.add(mean, tf.mul(tf.tensor(rng.normalArray(x.size), x.shape), sd));
+          : learnedSd(tfMaths, logVariance);
+      return addStepNoise(tfMaths, mean, tf.tensor(rng.normalArray(x.size), x.shape), sd);
     });
     tf.dispose([mean, logVariance as tf.Tensor]);
     return out;
@@ -380,11 +364,10 @@ export class GaussianDiffusion {
     options.onState?.(c.betas.length, x);
     for (let i = c.betas.length - 1; i >= 0; i--) {
       const a = c.alphasCumprod[i];
-      const aPrev = c.alphasCumprodPrev[i];
       const learned = sampler === 'ancestral' && learnsVariance(this.varType);
       const sigma =
         sampler === 'ddim'
-          ? eta * Math.sqrt((1 - aPrev) / (1 - a)) * Math.sqrt(1 - a / aPrev)
+          ? ddimSigma(c, i, eta)
           : i > 0
             ? learned
               ? 1 // the per-element sigma comes from the network below
@@ -406,19 +389,14 @@ export class GaussianDiffusion {
             i,
             this.denoise(ops, x, level, tf.zerosLike(options.condition)),
           );
-          out = axpby(1 + w, cond, -w, uncond);
+          out = guided(tfMaths, cond, uncond, w);
         }
         const { xStart, mean } = this.fromOutput(c, i, x, out, clip);
-        let y: tf.Tensor;
-        if (sampler === 'ddim') {
-          const [ea, eb] = noiseFromStartCoefs(c, i);
-          const eps = axpby(ea, x, eb, xStart);
-          y = axpby(Math.sqrt(aPrev), xStart, Math.sqrt(Math.max(1 - aPrev - sigma ** 2, 0)), eps);
-        } else y = mean;
+        const y = sampler === 'ddim' ? ddimMean(tfMaths, c, i, x, xStart, sigma) : mean;
         if (!z) return y;
         const sd =
-          learned && typeof logVariance !== 'number' ? tf.exp(tf.mul(logVariance, 0.5)) : sigma;
-        return tf.add(y, tf.mul(tf.tensor(z, x.shape), sd));
+          learned && typeof logVariance !== 'number' ? learnedSd(tfMaths, logVariance) : sigma;
+        return addStepNoise(tfMaths, y, tf.tensor(z, x.shape), sd);
       });
       x.dispose();
       x = next;

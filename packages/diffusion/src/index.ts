@@ -5,4 +5,5 @@
 export * from './losses';
 export * from './options';
 export * from './parameterisation';
+export * from './sampling';
 export * from './step-features';

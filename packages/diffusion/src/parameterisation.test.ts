@@ -6,9 +6,11 @@ import { describe, expect, it } from 'vitest';
 import { relErr } from '../../../test/shared';
 import {
   chainCoefficients,
+  clipUnit,
   GaussianDiffusion,
   lossCoefs,
   type MeanType,
+  modelOutputParts,
   noiseFromStartCoefs,
   startFromNoiseCoefs,
   startFromPrevCoefs,
@@ -156,6 +158,29 @@ describe('mean types', () => {
       relErr(await pm.mean.data(), Float32Array.from([c1 * 0.6 + c2 * 0.3, -c1 + c2 * -0.7])),
     ).toBeLessThan(1e-6);
     expect(pm.logVariance).toBeCloseTo(Math.log(0.2), 12);
+  });
+});
+
+describe("the samplers' maths on Ops (./sampling.ts)", () => {
+  it('clipUnit is a clip to [-1, 1], signed zeros kept', async () => {
+    const x = tf.tensor([-3, -1, -0.25, -0, 0, 0.5, 1, 7]);
+    const y = Array.from(await clipUnit(ops, x).data());
+    expect(y).toEqual([-1, -1, -0.25, -0, 0, 0.5, 1, 1]);
+    expect(Object.is(y[3], -0)).toBe(true);
+  });
+  it('learned_range: the mean output and mid + half v from the last channels', async () => {
+    const c = chainCoefficients(three.betas);
+    const raw = tf.tensor([0.5, 1, -0.7, -1], [1, 1, 2, 2]); // NHWC: 2 pixels of [out, v]
+    const { out, logVariance } = modelOutputParts(ops, c, 'learned_range', 1, raw, 1);
+    const min = c.posteriorLogVarianceClipped[1];
+    const max = Math.log(c.betas[1]);
+    expect(Array.from(await out.data())).toEqual([0.5, -0.7].map(Math.fround));
+    const lv = Array.from(await (logVariance as tf.Tensor).data());
+    expect(lv[0]).toBeCloseTo(max, 6); // v = 1
+    expect(lv[1]).toBeCloseTo(min, 6); // v = -1
+    expect(modelOutputParts(ops, c, 'fixedlarge', 1, raw, 2).logVariance).toBe(
+      c.logVariance.fixedlarge[1],
+    );
   });
 });
 
