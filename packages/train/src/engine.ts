@@ -38,7 +38,10 @@ export interface TrainingEngine<Batch> {
    * `.data` may be a new array after a step (ORT engines): read it afresh, do not keep it.
    */
   weights(): TorchWeights;
-  /** The optimizer's state (the checkpoint's form). */
+  /**
+   * The optimizer's state (the checkpoint's form). ORT engines hand out their live arrays
+   * (no copy: the checkpoint is written at once): use it before the next step, do not keep it.
+   */
   optimizerState(): OptimizerState;
   /** ONNX Runtime's execution provider (`cpu`, `cuda`); null on tfjs. */
   provider(): Promise<string | null>;

@@ -109,7 +109,7 @@ export class OrtHeadEngine implements HeadEngine {
   }
 
   optimizerState(): OptimizerState {
-    return this.optimizer.state();
+    return this.optimizer.state({ copy: false });
   }
 
   get parameterCount(): number {
