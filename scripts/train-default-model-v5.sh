@@ -7,7 +7,7 @@
 #   2. head-one-step.mjs: v4's merge convs summed over its three steps (t = [5], merge)
 #   3. fine-tuned 20 epochs at one step (scripts/default-model/v5-variants.sh, ONE_STEP=1: v4's
 #      head-v4.json loss, lr 1e-4, --seed 9, with the target options in OPTIONS)
-#   4. export, fusion of the validation pairs, `dif-fuse eval` beside v4, v3 and the baselines,
+#   4. export (int8, as shipped since session 7), fusion of the validation pairs, `dif-fuse eval` beside v4, v3 and the baselines,
 #      strips, and the shipped files (weights without optimizer state).
 # Stages that finished are skipped. Needs the RoadScene pairs at ../shared/data/roadscene (or
 # DIF_FUSION_SHARED=/path/to/shared).   RUN (runs/v5)  SHIP (1)  OPTIONS (the target options over head-v4.json's)
@@ -52,5 +52,8 @@ if [ "$SHIP" = 1 ]; then
   cp "$DDPM" models/default/ddpm.safetensors
   node scripts/strip-checkpoint.mjs "$(ls "$RUN"/k1-st1/checkpoints/*.safetensors | sort | tail -1)" models/default/head.safetensors
   # the shipped graph is exported from the shipped files (provenance relative to the folder)
-  node apps/trainer/dist/cli.js export --ddpm models/default/ddpm.safetensors --head models/default/head.safetensors -o models/default
+  # shipped in int8 since session 7 (MODEL_CARD.md "int8"): the UNet's first conv and the head's
+  # last six convs stay in float
+  node apps/trainer/dist/cli.js export --ddpm models/default/ddpm.safetensors --head models/default/head.safetensors \
+    --precision int8 --calibration "$DATA/train" --float-convs 1,6 -o models/default
 fi

@@ -6,7 +6,7 @@
  *
  *   pnpm build && node scripts/bench/ort-train-profile.mjs [--inner 16] [--attn 16]
  *     [--crop 64] [--batch 4] [--threads 2] [--steps 3] [--no-profile] [--checkpoint]
- *     [--ort-opt disabled|basic|extended|all] [--no-arena] [--mem-pattern]
+ *     [--ort-opt disabled|basic|extended|all] [--no-arena] [--mem-pattern] [--new-grads]
  *   # the paper's configuration: --inner 128 --crop 160 --batch 1 --steps 1 --no-profile
  */
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -33,6 +33,11 @@ const { values: a } = parseArgs({
     'no-arena': { type: 'boolean', default: false },
     /** ORT's memory pattern on (TrainSession turns it off; for the comparison in BENCHMARKS). */
     'mem-pattern': { type: 'boolean', default: false },
+    /**
+     * New gradient arrays from ORT every step (as before issue #29) instead of ORT writing
+     * them into arrays allocated once (what the trainer does now).
+     */
+    'new-grads': { type: 'boolean', default: false },
   },
 });
 const profile = !a['no-profile'];
@@ -82,6 +87,9 @@ const weights = new Map(
   graph.params.map((p) => [p.name, { shape: p.shape, data: params.get(p.name) }]),
 );
 const adam = new AdamF32(weights, { type: 'adam', lr: 1e-4 });
+const grads = a['new-grads']
+  ? undefined
+  : new Map(graph.params.map((p) => [p.name, new Float32Array(size(p.shape))]));
 const wall = [];
 // CPU seconds (all threads) per step: steadier than wall time on a shared machine
 const cpu = [];
@@ -90,7 +98,7 @@ const rss = [];
 for (let i = 0; i < Number(a.steps) + 1; i++) {
   const t0 = performance.now();
   const c0 = process.cpuUsage();
-  const r = await session.run(params, feeds);
+  const r = await session.run(params, feeds, grads);
   adam.apply(r.grads);
   wall.push((performance.now() - t0) / 1000);
   const c = process.cpuUsage(c0);

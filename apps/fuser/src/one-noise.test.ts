@@ -67,7 +67,10 @@ describe.skipIf(!existsSync(join(MODEL, 'model.onnx')))('one fusion noise', () =
       width: W,
     });
     expect(bytes(old).equals(bytes(fromLib))).toBe(false);
-    // A batch of two is each image fused alone.
+    // A batch of two is each image fused alone: byte for byte with a float graph; with the
+    // shipped int8 graph within one float rounding (ONNX Runtime's kernels for a batch of two
+    // round some float ops differently: 3e-7 at most, measured). dif-fuse runs one image (or
+    // tile) per run, so its outputs are not affected.
     const two = await lib.fuse({
       ir: new Float32Array([...ir, ...ir]),
       vis: new Float32Array([...vis, ...vis]),
@@ -76,6 +79,12 @@ describe.skipIf(!existsSync(join(MODEL, 'model.onnx')))('one fusion noise', () =
       height: H,
       width: W,
     });
-    expect(bytes(two.subarray(3 * H * W)).equals(bytes(fromLib))).toBe(true);
+    const second = two.subarray(3 * H * W);
+    if (lib.config.precision === 'int8') {
+      let worst = 0;
+      for (let i = 0; i < fromLib.length; i++)
+        worst = Math.max(worst, Math.abs(second[i] - fromLib[i]));
+      expect(worst).toBeLessThanOrEqual(1e-6);
+    } else expect(bytes(second).equals(bytes(fromLib))).toBe(true);
   });
 });

@@ -1,12 +1,14 @@
 /**
  * Training step time of `dif-train ddpm` and `dif-train head` (the whole step: batch crops,
- * forward, backward, Adam/AdamW update; for the head, fresh frozen-DDPM features every step)
+ * forward, backward, Adam/AdamW update; for the head, fresh frozen-DDPM features every step,
+ * or with --feature-cache the features of cached crops, computed before the first step)
  * on generated data, on ONNX Runtime or a tfjs backend.
  *
  *   pnpm --filter @dif-fusion/trainer build && node apps/trainer/dist/bench.js [options]
  *     --command ddpm|head --inner 16 --mults 1,2,4,8,8 --attn 16 --res-blocks 2 --crop 64
  *     --batch 4 --dropout 0.2 --backend onnxruntime|wasm|cpu --threads 2 --workers 1
  *     --steps 5 (timed, after 1 warm-up step) --json
+ *     --feature-cache N (head: steps on cached features, train.feature_cache; default 0)
  *
  * Prints wall and CPU seconds per step and the peak RSS of the process. Side-by-side with
  * the official-architecture PyTorch step: scripts/bench/torch_ddpm_step.py (same options).
@@ -36,6 +38,7 @@ const { values: a } = parseArgs({
     workers: { type: 'string', default: '1' },
     steps: { type: 'string', default: '5' },
     json: { type: 'boolean', default: false },
+    'feature-cache': { type: 'string', default: '0' },
   },
 });
 
@@ -109,6 +112,8 @@ try {
       ddpm: d.checkpoint as string,
       data,
       out: join(root, 'head'),
+      // 8 pairs, batch 4, one sampler epoch cached: 2 cached batches, the same 2 steps an epoch
+      featureCache: Number(a['feature-cache']),
       onStep,
     });
   } else {
@@ -132,6 +137,7 @@ try {
   const res = {
     command: a.command,
     backend: r.backend,
+    ...(a.command === 'head' ? { feature_cache: Number(a['feature-cache']) } : {}),
     inner,
     mults: a.mults,
     attn: a.attn,
@@ -148,7 +154,7 @@ try {
   else
     console.log(
       `dif-train ${a.command} step: inner_channel ${inner}, channel_multiplier [${a.mults}], attn_res [${a.attn}], ` +
-        `${crop}x${crop}, batch ${a.batch}, backend ${r.backend}: ${mean.toFixed(3)} s/step mean, ` +
+        `${crop}x${crop}, batch ${a.batch}, backend ${r.backend}${a.command === 'head' && a['feature-cache'] !== '0' ? `, feature cache ${a['feature-cache']}` : ''}: ${mean.toFixed(3)} s/step mean, ` +
         `${best.toFixed(3)} best over ${timed.length} steps, ${cpuMean.toFixed(3)} CPU-s/step (all threads), ` +
         `first step ${times[0].toFixed(2)} s, peak RSS ${Math.round(rssMb)} MB`,
     );

@@ -203,6 +203,7 @@ function buildHead(
     loss: fusionLossOptions(cfg.train.loss ?? {}),
     noise: ddpm.noise,
     schedule: cfg.model.beta_schedule.train,
+    featureCache: (cfg.train.feature_cache ?? 0) > 0,
     ...{ device: opts.device, threads: opts.threads },
   });
   const rng = resumed?.rng ? Rng.fromState(resumed.rng) : new Rng(seed);
@@ -244,8 +245,8 @@ async function featureCache(
   run: RunContext,
 ): Promise<CachedBatch[] | null> {
   const epochs = cfg.train.feature_cache ?? 0;
-  const cacheFeatures = m.engine.cacheFeatures?.bind(m.engine);
-  if (epochs === 0 || !cacheFeatures) return [];
+  if (epochs === 0) return [];
+  const cacheFeatures = m.engine.cacheFeatures.bind(m.engine);
   const { resolution: crop, batch_size: batch } = cfg.datasets.train;
   const sampler = makeSampler(pairs, { crop, batch, seed: deriveSeed(seed, 'featureCache') });
   const k = epochs * sampler.batchesPerEpoch;
@@ -436,10 +437,6 @@ export async function trainHead(opts: HeadTrainOptions): Promise<TrainResult> {
   if (!dataroot || dataroot === 'Path_DATASET')
     throw new UserError(
       'no training data: pass --data DIR (a folder holding ir/ and vi/) or set datasets.train.dataroot',
-    );
-  if ((opts.backend ?? 'onnxruntime') === 'onnxruntime' && (cfg.train.feature_cache ?? 0) > 0)
-    throw new UserError(
-      '--feature-cache is a speed-up of the tfjs backends; with --backend onnxruntime every step computes fresh features (faster than the cache on tfjs)',
     );
   const run = new RunContext(opts, cfg.train.print_freq ?? 10);
   noteStripped(ckpt, run.say);

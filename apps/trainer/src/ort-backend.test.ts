@@ -273,18 +273,38 @@ describe('dif-train head --backend onnxruntime', () => {
     expect(rest.losses).toEqual(full.losses.slice(8));
   });
 
-  it('--feature-cache is refused with one line', async () => {
-    await expect(
-      trainHead({
-        ...quiet,
-        config: TINY_HEAD,
-        ddpm,
-        data,
-        out: join(root, 'hc'),
-        backend: 'onnxruntime',
-        featureCache: 2,
-      }),
-    ).rejects.toThrow(/^--feature-cache is a speed-up of the tfjs backends/);
+  it('--feature-cache: the cached crops and losses of wasm (1e-3), one shuffled pass per epoch, --resume exact', async () => {
+    const cfg = { ...TINY_HEAD, train: { ...TINY_HEAD.train!, n_epoch: 2 } };
+    const o = { ...quiet, config: cfg, ddpm, data, val: data, featureCache: 2 };
+    const ort = await trainHead({ ...o, out: join(root, 'hc-ort'), backend: 'onnxruntime' });
+    const wasm = await trainHead({ ...o, out: join(root, 'hc-wasm'), backend: 'wasm' });
+    // 2 sampler epochs of 4 pairs in batches of 2 = 4 cached batches per epoch, 2 epochs.
+    expect(ort.step).toBe(8);
+    expect(ort.losses).toHaveLength(8);
+    expect(maxRel(ort.losses, wasm.losses)).toBeLessThan(1e-3);
+    // validation on features computed once per batch: the val losses of wasm too
+    const val = (out: string) =>
+      readFileSync(join(out, 'log.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+        .filter((l) => l.event === 'val')
+        .map((l) => l.val_loss as number);
+    expect(val(join(root, 'hc-ort'))).toHaveLength(2);
+    expect(maxRel(val(join(root, 'hc-ort')), val(join(root, 'hc-wasm')))).toBeLessThan(1e-3);
+    const part = join(root, 'hc-part');
+    const a = await trainHead({ ...o, out: part, backend: 'onnxruntime', epochs: 1 });
+    expect(a.losses).toEqual(ort.losses.slice(0, 4));
+    const b = await trainHead({
+      ...quiet,
+      data,
+      val: data,
+      out: part,
+      resume: true,
+      backend: 'onnxruntime',
+      epochs: 2,
+    });
+    expect(b.losses).toEqual(ort.losses.slice(4));
   });
 });
 

@@ -38,7 +38,10 @@ export interface TrainingEngine<Batch> {
    * `.data` may be a new array after a step (ORT engines): read it afresh, do not keep it.
    */
   weights(): TorchWeights;
-  /** The optimizer's state (the checkpoint's form). */
+  /**
+   * The optimizer's state (the checkpoint's form). ORT engines hand out their live arrays
+   * (no copy: the checkpoint is written at once): use it before the next step, do not keep it.
+   */
   optimizerState(): OptimizerState;
   /** ONNX Runtime's execution provider (`cpu`, `cuda`); null on tfjs. */
   provider(): Promise<string | null>;
@@ -66,7 +69,7 @@ export type DdpmEngine = TrainingEngine<DdpmBatch>;
 export interface HeadBatch {
   x: Float32Array;
   n: number;
-  /** Features computed before (the tfjs feature cache) instead of fresh ones. */
+  /** Features computed before (the feature cache, by this engine's `cacheFeatures`) instead of fresh ones. */
   cached?: CachedBatch;
 }
 
@@ -76,8 +79,11 @@ export interface HeadEngine extends TrainingEngine<HeadBatch> {
    * validation set; nothing is updated.
    */
   evaluate(batch: HeadBatch, index: number): Promise<{ loss: number; fused: Float32Array }>;
-  /** The features of a batch, copied out for the feature cache (tfjs engines only). */
-  cacheFeatures?(x: Float32Array, n: number): CachedBatch;
+  /**
+   * The features of a batch, copied out for the feature cache (in the engine's own layout:
+   * a cached batch goes back to the engine that computed it).
+   */
+  cacheFeatures(x: Float32Array, n: number): CachedBatch | Promise<CachedBatch>;
   /** Head parameters (count). */
   readonly parameterCount: number;
 }

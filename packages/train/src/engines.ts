@@ -117,6 +117,8 @@ export interface HeadEngineOptions extends EngineOptions {
   loss: ReturnType<typeof fusionLossOptions>;
   noise: 'fixed' | 'random';
   schedule: NoiseScheduleConfig;
+  /** The run trains on a feature cache (ONNX Runtime: validation reads cached features too). */
+  featureCache?: boolean;
 }
 
 /** The fusion-head engine of `o.backend`. */
@@ -132,7 +134,7 @@ export function createHeadEngine(o: HeadEngineOptions): HeadEngine {
       crop: o.crop,
       ...o.loss,
       ...{ noise: o.noise, seed: o.seed, schedule: new NoiseSchedule(o.schedule) },
-      ...{ device: o.device, threads: o.threads },
+      ...{ device: o.device, threads: o.threads, cacheValidation: o.featureCache },
     });
   return new TfjsHeadEngine({
     backend: o.tfjsBackend ?? o.backend,

@@ -4,14 +4,20 @@
  * wasm backend the three UNet passes cost ~2.7x the head's own forward + backward step, so a
  * cache of crops makes each step ~3.5x cheaper (BENCHMARKS.md). Features live as plain
  * Float32Arrays in the JS heap (not in the backend's memory, which wasm caps at 4 GiB) and
- * become tensors per step.
+ * become tensors per step. The ONNX Runtime engine fills the same `CachedBatch` (NCHW, from
+ * its features-only graph) and feeds it to its head-only graph: ~1.6x less CPU per step
+ * there, where the UNet's passes are cheaper beside the head (BENCHMARKS.md).
  */
 
 import type { HeadFeatures } from '@dif-fusion/fusion-head/tfjs';
 import { deriveSeed, Rng } from '@dif-fusion/schedules';
 import * as tf from '@tensorflow/tfjs-core';
 
-/** One batch: its images `[B,4,H,W]` (visible RGB + IR) and the features of each time step. */
+/**
+ * One batch: its images `[B,4,H,W]` (visible RGB + IR) and the features of each time step,
+ * `[step][decoder index]` (null where the head reads none), in the layout of the engine
+ * that computed them (tfjs NHWC, ONNX Runtime NCHW).
+ */
 export interface CachedBatch {
   x: Float32Array;
   n: number;

@@ -7,7 +7,12 @@ import '@tensorflow/tfjs-backend-cpu';
 import { TrainSession } from '@dif-fusion/onnx/train';
 import { describe, expect, it } from 'vitest';
 import { randn, relErr } from '../../../test/shared';
-import { buildHeadTrainGraph } from './head-graph';
+import {
+  buildHeadCachedTrainGraph,
+  buildHeadFeaturesGraph,
+  buildHeadTrainGraph,
+  headFeatureName,
+} from './head-graph';
 
 const nhwc = (data: Float32Array, shape: number[]) =>
   tf.transpose(tf.tensor(data, shape), [0, 2, 3, 1]);
@@ -136,5 +141,77 @@ describe('head training graph: fusion targets fed as inputs (fusion-head fusionT
   });
   it('the salient target: ORT (NCHW inputs) equals tfjs fusionLoss (NHWC, computed inside)', async () => {
     await compare('full', 0, { output: 'luma', source_skip: true }, 'luma', 'salient');
+  });
+});
+
+describe('feature cache graphs: features graph + head graph on its outputs = the full graph', () => {
+  it('the same loss terms, gradients and fused image, bit for bit (one thread)', async () => {
+    const n = 2;
+    const s = 16;
+    const unet = new UNet({
+      in_channel: 4,
+      out_channel: 4,
+      inner_channel: 4,
+      norm_groups: 2,
+      channel_multiplier: [1, 2],
+      attn_res: [8],
+      res_blocks: 1,
+      dropout: 0,
+      image_size: s,
+    });
+    const head = new FusionHead({ feat_scales: [1, 3], time_steps: [5, 50, 200] }, unet.config);
+    const k = 3;
+    const unetStore = TfParamStore.init(unet.params(), 21);
+    const headStore = TfParamStore.init(head.params(), 22);
+    const unetWeights = unetStore.toTorch();
+    const vis = randn([n, 3, s, s], 4, 0.5);
+    const ir = randn([n, 1, s, s], 5, 0.5);
+    const noise = randn([k, n, 4, s, s], 6);
+    const level = Float32Array.from(
+      { length: k * n },
+      (_, i) => [0.99, 0.9, 0.5][Math.floor(i / n)],
+    );
+    const params = new Map([...headStore.toTorch()].map(([nm, w]) => [nm, w.data]));
+    const loss = { batch: n, size: s, colorWeight: 0.5 };
+
+    const full = await TrainSession.open(
+      buildHeadTrainGraph(head, { ...loss, unet, unetWeights }),
+      {
+        threads: 1,
+      },
+    );
+    const want = await full.run(params, { vis, ir, noise, level });
+    await full.release();
+
+    const fg = buildHeadFeaturesGraph(head, { unet, unetWeights, batch: n, size: s });
+    expect(fg.params).toEqual([]);
+    // one output per time step and decoder feature the head reads, [N, C, S/f, S/f]
+    expect([...fg.tensors]).toEqual(
+      [0, 1, 2].flatMap((t) =>
+        head
+          .requiredFeatureIndices()
+          .map((i) => [
+            headFeatureName(t, i),
+            [n, unet.decoderChannels()[i], s / unet.decoderScale(i), s / unet.decoderScale(i)],
+          ]),
+      ),
+    );
+    const features = await TrainSession.open(fg, { threads: 1 });
+    const f = await features.run(new Map(), { vis, ir, noise, level });
+    await features.release();
+
+    const hg = buildHeadCachedTrainGraph(head, { ...loss, unet });
+    expect(hg.params).toEqual(buildHeadTrainGraph(head, { ...loss, unet, unetWeights }).params);
+    const cached = await TrainSession.open(hg, { threads: 1 });
+    const got = await cached.run(params, { vis, ir, ...Object.fromEntries(f.tensors) });
+    await cached.release();
+
+    expect(got.scalars).toEqual(want.scalars);
+    expect(Number.isFinite(got.scalars.loss)).toBe(true);
+    expect([...got.grads.keys()]).toEqual([...want.grads.keys()]);
+    for (const [nm, g] of want.grads) expect(got.grads.get(nm), nm).toEqual(g);
+    expect(got.tensors.get('fused')).toEqual(want.tensors.get('fused'));
+    unetStore.dispose();
+    headStore.dispose();
   });
 });

@@ -131,6 +131,14 @@ export class OrtDdpmEngine implements DdpmEngine {
     private readonly o: OrtDdpmOptions,
   ) {}
 
+  /**
+   * The arrays ORT writes each step's gradients into (allocated at the first step, then
+   * reused; they move to the session's thread and back like the weights). Without them
+   * every step handed back new arrays the size of the model (1.4 GB at the paper's size)
+   * while the last step's awaited garbage collection.
+   */
+  private grads: Map<string, { data: Float32Array }> | null = null;
+
   static async create(o: OrtDdpmOptions): Promise<OrtDdpmEngine> {
     let t0 = performance.now();
     const graph = buildDdpmTrainGraph(o.unet, {
@@ -182,7 +190,7 @@ export class OrtDdpmEngine implements DdpmEngine {
   }
 
   optimizerState(): OptimizerState {
-    return this.optimizer.state();
+    return this.optimizer.state({ copy: false });
   }
 
   get lr(): number {
@@ -211,7 +219,8 @@ export class OrtDdpmEngine implements DdpmEngine {
 
   /**
    * Loss and gradients of a batch (NCHW x and noise, levels [B]; the `coefs` and
-   * `condition` inputs when the graph has them); nothing is updated.
+   * `condition` inputs when the graph has them); nothing is updated. The gradients are the
+   * engine's reused arrays: valid until the next call.
    */
   async lossAndGrads(
     x: Float32Array,
@@ -233,7 +242,13 @@ export class OrtDdpmEngine implements DdpmEngine {
       ...(extra.condition ? { condition: extra.condition } : {}),
       ...dropoutMasks(this.session.graph.dropout, stepSeed),
     };
-    const r = await this.session.run(this.current, feeds, this.o.testSlow?.step ?? 0);
+    this.grads ??= new Map(
+      this.session.graph.params.map((p) => [
+        p.name,
+        { data: new Float32Array(p.shape.reduce((a, b) => a * b, 1)) },
+      ]),
+    );
+    const r = await this.session.run(this.current, feeds, this.o.testSlow?.step ?? 0, this.grads);
     const stats = (this.session.graph.batchStats ?? []).map(({ site, count }) => ({
       site,
       count,

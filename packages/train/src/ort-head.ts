@@ -5,6 +5,12 @@
  * noise is drawn exactly as `makeFeatureExtractor` draws it on tfjs (fixed: one stream per
  * time step index, restarted every batch; random: one stream for the run), so both
  * backends see the same inputs.
+ *
+ * The feature cache (`--feature-cache`, fixed noise): a features-only graph (the frozen
+ * UNet's part of the training graph) computes a batch's features once (`cacheFeatures`), and
+ * steps on such a batch run a head-only training graph fed with them: the same nodes as the
+ * full graph, so the same loss (head-graph.ts). Validation then reads features computed once
+ * per validation batch, as on tfjs, and the full graph is never built.
  */
 import {
   type FusionHead,
@@ -14,11 +20,18 @@ import {
 } from '@dif-fusion/fusion-head';
 import type { OptimizerState, TorchWeights } from '@dif-fusion/nn';
 import type { Device } from '@dif-fusion/onnx';
-import { AdamF32, ownBuffer, ThreadedTrainSession } from '@dif-fusion/onnx/train';
+import { AdamF32, ownBuffer, ThreadedTrainSession, type TrainGraph } from '@dif-fusion/onnx/train';
 import { drawFeatureNoise, type NoiseLevels, Rng } from '@dif-fusion/schedules';
 import type { DenoiserNet } from '@dif-fusion/unet';
 import type { EngineStep, HeadBatch, HeadEngine } from './engine';
-import { buildHeadTrainGraph } from './head-graph';
+import type { CachedBatch } from './feature-cache';
+import {
+  buildHeadCachedTrainGraph,
+  buildHeadFeaturesGraph,
+  buildHeadTrainGraph,
+  type HeadLossOptions,
+  headFeatureName,
+} from './head-graph';
 
 export interface OrtHeadOptions {
   head: FusionHead;
@@ -41,7 +54,16 @@ export interface OrtHeadOptions {
   schedule: NoiseLevels;
   device?: Device;
   threads?: number;
+  /**
+   * Validation on features computed once per validation batch (fixed noise only), through
+   * the feature cache's graphs: set when the run has a feature cache, whose steps do not need
+   * the full graph (without a cache, the two graphs would be built besides it).
+   */
+  cacheValidation?: boolean;
 }
+
+/** Which graph a session runs: the full training graph, features only, or the head on cached features. */
+type GraphKind = 'full' | 'features' | 'cached';
 
 /** NHWC-ordered values (as tfjs's NHWC tensors hold them) written out as NCHW at `offset`. */
 function nhwcToNchwInto(
@@ -65,8 +87,11 @@ export class OrtHeadEngine implements HeadEngine {
   readonly optimizer: AdamF32;
   // Sessions on worker threads (signals are seen during a step); the weights' arrays move
   // there for each step and back, so `weights` entries get new arrays after a step.
-  private readonly sessions = new Map<number, Promise<ThreadedTrainSession>>();
+  // Keyed by graph kind and batch size.
+  private readonly sessions = new Map<string, Promise<ThreadedTrainSession>>();
   private readonly stream: Rng;
+  /** Validation features by batch index (cacheValidation: they never change). */
+  private readonly valCache: CachedBatch[] = [];
 
   constructor(private readonly o: OrtHeadOptions) {
     for (const w of o.weights.values()) w.data = ownBuffer(w.data);
@@ -81,7 +106,7 @@ export class OrtHeadEngine implements HeadEngine {
   }
 
   optimizerState(): OptimizerState {
-    return this.optimizer.state();
+    return this.optimizer.state({ copy: false });
   }
 
   get parameterCount(): number {
@@ -98,31 +123,33 @@ export class OrtHeadEngine implements HeadEngine {
     this.optimizer.lr = lr;
   }
 
-  /** The session for batches of `n` (built on first use). */
-  private session(n: number): Promise<ThreadedTrainSession> {
-    let s = this.sessions.get(n);
+  /** The session of graph `kind` for batches of `n` (built on first use). */
+  private session(n: number, kind: GraphKind = 'full'): Promise<ThreadedTrainSession> {
+    const key = `${kind}:${n}`;
+    let s = this.sessions.get(key);
     if (!s) {
-      const graph = buildHeadTrainGraph(this.o.head, {
-        unet: this.o.unet,
-        unetWeights: this.o.unetWeights,
-        batch: n,
-        size: this.o.crop,
-        alpha: this.o.alpha,
-        colorWeight: this.o.colorWeight,
-        space: this.o.space,
-        target: (this.o.target ?? 'max') === 'max' ? 'max' : 'input',
-      });
+      const { head, unet, unetWeights, crop: size } = this.o;
+      const loss: HeadLossOptions = {
+        ...{ batch: n, size, alpha: this.o.alpha, colorWeight: this.o.colorWeight },
+        ...{ space: this.o.space, target: (this.o.target ?? 'max') === 'max' ? 'max' : 'input' },
+      };
+      const graph: TrainGraph =
+        kind === 'features'
+          ? buildHeadFeaturesGraph(head, { unet, unetWeights, batch: n, size })
+          : kind === 'cached'
+            ? buildHeadCachedTrainGraph(head, { ...loss, unet })
+            : buildHeadTrainGraph(head, { ...loss, unet, unetWeights });
       s = ThreadedTrainSession.open(graph, {
         device: this.o.device,
         threads: this.o.threads,
       }) as Promise<ThreadedTrainSession>; // null only when asked to stop, which this is not
-      this.sessions.set(n, s);
+      this.sessions.set(key, s);
     }
     return s;
   }
 
   async provider(): Promise<'cuda' | 'cpu'> {
-    return (await this.session(1)).provider;
+    return (await this.session(1, this.o.cacheValidation ? 'cached' : 'full')).provider;
   }
 
   /** Levels [K*N] and noise [K,N,4,S,S] of one batch: drawFeatureNoise, as on tfjs. */
@@ -145,32 +172,71 @@ export class OrtHeadEngine implements HeadEngine {
     return { level, noise };
   }
 
-  private async run(x: Float32Array, n: number) {
-    const s = this.o.crop;
-    const hw = s * s;
+  /** Visible `[N,3,S,S]` and infrared `[N,1,S,S]` of a batch `x` `[N,4,S,S]`. */
+  private split(x: Float32Array, n: number): { vis: Float32Array; ir: Float32Array } {
+    const hw = this.o.crop * this.o.crop;
     const vis = new Float32Array(n * 3 * hw);
     const ir = new Float32Array(n * hw);
     for (let i = 0; i < n; i++) {
       vis.set(x.subarray(i * 4 * hw, (i * 4 + 3) * hw), i * 3 * hw);
       ir.set(x.subarray((i * 4 + 3) * hw, (i + 1) * 4 * hw), i * hw);
     }
-    const session = await this.session(n);
+    return { vis, ir };
+  }
+
+  /** The loss's `target` inputs (a target other than the official max), else none. */
+  private targets(vis: Float32Array, ir: Float32Array, n: number): Record<string, Float32Array> {
     const kind = this.o.target ?? 'max';
-    const targets: Record<string, Float32Array> = {};
-    if (kind !== 'max') {
-      const t = fusionTargetBatch(kind, vis, ir, n, s, s, this.o.targetOptions);
-      targets.target = t.intensity;
-      targets.target_grad = t.gradient;
+    if (kind === 'max') return {};
+    const s = this.o.crop;
+    const t = fusionTargetBatch(kind, vis, ir, n, s, s, this.o.targetOptions);
+    return { target: t.intensity, target_grad: t.gradient };
+  }
+
+  /** A training graph's run on `x`: fresh features (full graph), or `cached` ones (head graph). */
+  private async run(x: Float32Array, n: number, cached?: CachedBatch) {
+    const { vis, ir } = this.split(x, n);
+    const targets = this.targets(vis, ir, n);
+    if (!cached) {
+      const session = await this.session(n);
+      return session.run(this.o.weights, { vis, ir, ...this.featureNoise(n), ...targets });
     }
-    return session.run(this.o.weights, { vis, ir, ...this.featureNoise(n), ...targets });
+    const feats: Record<string, Float32Array> = {};
+    cached.feats.forEach((f, t) => {
+      f.forEach((e, i) => {
+        if (e) feats[headFeatureName(t, i)] = e.data;
+      });
+    });
+    const session = await this.session(n, 'cached');
+    return session.run(this.o.weights, { vis, ir, ...feats, ...targets });
+  }
+
+  /**
+   * The features of a batch `x` [N,4,S,S] (the frozen UNet at every time step, the batch's
+   * feature noise), computed once for the feature cache: NCHW, `[step][decoder index]`.
+   */
+  async cacheFeatures(x: Float32Array, n: number): Promise<CachedBatch> {
+    const { vis, ir } = this.split(x, n);
+    const session = await this.session(n, 'features');
+    const r = await session.run(new Map(), { vis, ir, ...this.featureNoise(n) });
+    const used = this.o.head.requiredFeatureIndices();
+    const feats = this.o.head.config.time_steps.map((_, t) => {
+      const row: CachedBatch['feats'][number] = new Array(Math.max(...used) + 1).fill(null);
+      for (const i of used) {
+        const name = headFeatureName(t, i);
+        row[i] = { data: r.tensors.get(name)!, shape: session.graph.tensors.get(name)!.slice() };
+      }
+      return row;
+    });
+    return { x, n, feats };
   }
 
   /**
    * One step on a batch `x` [N,4,S,S] (visible RGB + IR, NCHW): loss, gradients, and the Adam
-   * update, applied here when the loss is finite (fresh features every step: no cache).
+   * update, applied here when the loss is finite; fresh features, or the batch's `cached` ones.
    */
-  async step({ x, n }: HeadBatch): Promise<EngineStep> {
-    const r = await this.run(x, n);
+  async step({ x, n, cached }: HeadBatch): Promise<EngineStep> {
+    const r = await this.run(x, n, cached);
     const v = r.scalars;
     if (Number.isFinite(v.loss)) this.optimizer.apply(r.grads);
     return {
@@ -184,8 +250,14 @@ export class OrtHeadEngine implements HeadEngine {
   }
 
   /** Validation: the loss and the fused image [N,3,S,S] of a batch; nothing is updated. */
-  async evaluate({ x, n }: HeadBatch): Promise<{ loss: number; fused: Float32Array }> {
-    const r = await this.run(x, n);
+  async evaluate(
+    { x, n }: HeadBatch,
+    index: number,
+  ): Promise<{ loss: number; fused: Float32Array }> {
+    let cached: CachedBatch | undefined;
+    if (this.o.cacheValidation && this.o.noise === 'fixed')
+      cached = this.valCache[index] ??= await this.cacheFeatures(x, n);
+    const r = await this.run(x, n, cached);
     return { loss: r.scalars.loss, fused: r.tensors.get('fused')! };
   }
 

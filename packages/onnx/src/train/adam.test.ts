@@ -52,4 +52,19 @@ describe('AdamF32', () => {
       opt2.apply(new Map([['w', Float32Array.from([0.2, 0.1])]]));
       expect(Array.from(p2.get('w')!.data)).toEqual(Array.from(params.get('w')!.data));
     });
+
+  it('state(): copies by default; { copy: false } hands out the live slots (the checkpoint, no copy)', () => {
+    const params = new Map([['w', { shape: [2], data: Float32Array.from([0.3, -0.7]) }]]);
+    const opt = new AdamF32(params, { type: 'adam', lr: 1e-2 });
+    opt.apply(new Map([['w', Float32Array.from([0.5, 1])]]));
+    const copied = opt.state();
+    const live = opt.state({ copy: false });
+    expect(live.slots.exp_avg.get('w')!.data).toEqual(copied.slots.exp_avg.get('w')!.data);
+    expect(live.slots.exp_avg_sq.get('w')!.data).toEqual(copied.slots.exp_avg_sq.get('w')!.data);
+    const m1 = copied.slots.exp_avg.get('w')!.data.slice();
+    opt.apply(new Map([['w', Float32Array.from([0.5, 1])]]));
+    expect(copied.slots.exp_avg.get('w')!.data).toEqual(m1); // a copy: unchanged
+    expect(live.slots.exp_avg.get('w')!.data).toEqual(opt.state().slots.exp_avg.get('w')!.data);
+    expect(live.slots.exp_avg.get('w')!.data).not.toEqual(m1);
+  });
 });

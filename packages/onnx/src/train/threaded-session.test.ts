@@ -63,6 +63,51 @@ describe('ThreadedTrainSession (the step on a worker thread)', () => {
     await threaded.release();
   }, 60_000);
 
+  it('gradients into the caller’s arrays (moved there and back, the same memory every step), bit for bit', async () => {
+    const unet = new UNet({
+      ...{ in_channel: 4, out_channel: 4, inner_channel: 8, norm_groups: 4 },
+      ...{ channel_multiplier: [1, 2], attn_res: [8], res_blocks: 1, dropout: 0, image_size: 16 },
+    });
+    const graph = buildDdpmTrainGraph(unet, { batch: 2, size: 16, loss: 'l2', dropout: false });
+    const shape = [2, 4, 16, 16];
+    const feeds = {
+      x: randn(shape, 3, 0.5),
+      noise: randn(shape, 4),
+      level: Float32Array.from([0.8, 0.3]),
+    };
+    const arrays = new Map(graph.params.map((p, i) => [p.name, randn(p.shape, 30 + i, 0.1)]));
+    const direct = await TrainSession.open(graph, { threads: 1 });
+    const want = await direct.run(arrays, feeds);
+    // TrainSession: ORT writes into the given arrays, which the result holds
+    const into = new Map(
+      graph.params.map((p) => [p.name, new Float32Array(arrays.get(p.name)!.length)]),
+    );
+    const same = await direct.run(arrays, feeds, into);
+    await direct.release();
+    expect(same.scalars).toEqual(want.scalars);
+    for (const [name, g] of want.grads) {
+      expect(same.grads.get(name)).toBe(into.get(name));
+      expect(into.get(name)).toEqual(g);
+    }
+
+    const holders = new Map([...arrays].map(([k, v]) => [k, { data: v.slice() }]));
+    const grads = new Map(
+      graph.params.map((p) => [p.name, { data: new Float32Array(arrays.get(p.name)!.length) }]),
+    );
+    const threaded = (await ThreadedTrainSession.open(graph, { threads: 1 }))!;
+    for (let step = 0; step < 2; step++) {
+      const sent = new Map([...grads].map(([k, h]) => [k, h.data]));
+      const got = await threaded.run(holders, feeds, 0, grads);
+      expect(got.scalars.loss).toBe(want.scalars.loss);
+      for (const [name, g] of want.grads) {
+        expect(got.grads.get(name)).toBe(grads.get(name)!.data); // the holder's array
+        expect(grads.get(name)!.data).toEqual(g);
+        expect(sent.get(name)!.length).toBe(0); // moved, not copied
+      }
+    }
+    await threaded.release();
+  }, 60_000);
+
   it('ownBuffer: whole-buffer arrays as they are, views copied into their own buffer', () => {
     const whole = new Float32Array(4);
     expect(ownBuffer(whole)).toBe(whole);

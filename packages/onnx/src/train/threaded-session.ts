@@ -68,7 +68,12 @@ export function ownBuffer(a: Float32Array): Float32Array {
 type Reply =
   | { type: 'opened'; provider: 'cuda' | 'cpu' }
   | { type: 'ran'; result: StepResult; params: Map<string, Float32Array> }
-  | { type: 'error'; message: string; params?: Map<string, Float32Array> }
+  | {
+      type: 'error';
+      message: string;
+      params?: Map<string, Float32Array>;
+      grads?: Map<string, Float32Array>;
+    }
   | { type: 'released' };
 
 /** The worker and its one request in flight (each request gets one reply). */
@@ -160,27 +165,40 @@ export class ThreadedTrainSession {
   /**
    * One forward + backward pass on the worker. `params` holds every trainable parameter
    * as `{ data }`; each `data` is moved to the worker and replaced by the array that comes
-   * back. `feeds`: every other input (copied). `testBlockMs` (tests only) holds the worker
-   * thread that long before the run, as a long native step would.
+   * back. `feeds`: every other input (copied). `grads` (optional, `{ data }` per parameter,
+   * moved like `params`): the arrays ORT writes the gradients into, which the result's
+   * `grads` then holds (see TrainSession.run); without them each step's gradients are new
+   * arrays. `testBlockMs` (tests only) holds the worker thread that long before the run, as
+   * a long native step would.
    */
   async run(
     params: ReadonlyMap<string, { data: Float32Array }>,
     feeds: Record<string, Float32Array>,
     testBlockMs = 0,
+    grads?: ReadonlyMap<string, { data: Float32Array }>,
   ): Promise<StepResult> {
-    const arrays = new Map<string, Float32Array>();
-    for (const p of this.graph.params) {
-      const h = params.get(p.name);
-      if (!h) throw new Error(`training step: parameter ${p.name} is missing`);
-      h.data = ownBuffer(h.data);
-      arrays.set(p.name, h.data);
-    }
+    const own = (holders: ReadonlyMap<string, { data: Float32Array }>, what: string) => {
+      const arrays = new Map<string, Float32Array>();
+      for (const p of this.graph.params) {
+        const h = holders.get(p.name);
+        if (!h) throw new Error(`training step: ${what} ${p.name} is missing`);
+        h.data = ownBuffer(h.data);
+        arrays.set(p.name, h.data);
+      }
+      return arrays;
+    };
+    const arrays = own(params, 'parameter');
+    const gradArrays = grads && own(grads, 'gradient buffer of');
     const r = await this.channel.request(
-      { type: 'run', params: arrays, feeds, testBlockMs },
-      buffersOf(arrays.values()),
+      { type: 'run', params: arrays, feeds, testBlockMs, grads: gradArrays },
+      buffersOf([...arrays.values(), ...(gradArrays?.values() ?? [])]),
     );
     if ((r.type === 'ran' || r.type === 'error') && r.params)
       for (const [name, data] of r.params) params.get(name)!.data = data;
+    if (grads) {
+      const back = r.type === 'ran' ? r.result.grads : r.type === 'error' ? r.grads : undefined;
+      for (const [name, data] of back ?? []) grads.get(name)!.data = data;
+    }
     if (r.type === 'error') throw new Error(r.message);
     if (r.type !== 'ran') throw new Error(`training worker: unexpected ${r.type}`);
     return r.result;

@@ -17,6 +17,9 @@ function reply(message: unknown, arrays: Float32Array[]): void {
 
 port.on('message', async (m: any) => {
   const params: Map<string, Float32Array> | undefined = m.params;
+  const grads: Map<string, Float32Array> | undefined = m.grads;
+  // Every array that came with the request goes back (moved, not copied).
+  const moved = () => [...(params?.values() ?? []), ...(grads?.values() ?? [])];
   try {
     if (m.type === 'open') {
       if (m.testBlockMs > 0)
@@ -27,9 +30,10 @@ port.on('message', async (m: any) => {
       // Tests: hold the thread as a long native step does.
       if (m.testBlockMs > 0)
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, m.testBlockMs);
-      const result = await session!.run(params!, m.feeds);
+      const result = await session!.run(params!, m.feeds, grads);
+      // With `grads`, result.grads holds those same arrays (moved once).
       reply({ type: 'ran', result, params }, [
-        ...params!.values(),
+        ...moved(),
         ...result.grads.values(),
         ...result.tensors.values(),
       ]);
@@ -40,8 +44,8 @@ port.on('message', async (m: any) => {
     }
   } catch (e) {
     reply(
-      { type: 'error', message: e instanceof Error ? e.message : String(e), params },
-      params ? [...params.values()] : [],
+      { type: 'error', message: e instanceof Error ? e.message : String(e), params, grads },
+      moved(),
     );
   }
 });
