@@ -76,9 +76,7 @@ function frozenFeatures(
   return stepFeatures(unetOps, {
     x: unetOps.concatChannels([batch.vis, batch.ir]),
     levels: unetOps.splitBatch(batch.level, k), // [N,1] each
-    noise: unetOps
-      .splitBatch(batch.noise, k)
-      .map((v) => g.node('Squeeze', [v, g.constI64([0])])), // [N,4,S,S] each
+    noise: unetOps.splitBatch(batch.noise, k).map((v) => g.node('Squeeze', [v, g.constI64([0])])), // [N,4,S,S] each
     features: (xt, l) => unet.features(unetOps, xt, l, { minDecoderIndex: min }).fd,
     batchLevel: () => batch.level,
     indices,

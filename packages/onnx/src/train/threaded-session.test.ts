@@ -64,17 +64,9 @@ describe('ThreadedTrainSession (the step on a worker thread)', () => {
   }, 60_000);
 
   it('gradients into the caller’s arrays (moved there and back, the same memory every step), bit for bit', async () => {
-    const unet = new UNet({
-      ...{ in_channel: 4, out_channel: 4, inner_channel: 8, norm_groups: 4 },
-      ...{ channel_multiplier: [1, 2], attn_res: [8], res_blocks: 1, dropout: 0, image_size: 16 },
-    });
-    const graph = buildDdpmTrainGraph(unet, { batch: 2, size: 16, loss: 'l2', dropout: false });
+    const graph = smallGraph();
     const shape = [2, 4, 16, 16];
-    const feeds = {
-      x: randn(shape, 3, 0.5),
-      noise: randn(shape, 4),
-      level: Float32Array.from([0.8, 0.3]),
-    };
+    const feeds = { x: randn(shape, 3, 0.5), target: randn(shape, 4) };
     const arrays = new Map(graph.params.map((p, i) => [p.name, randn(p.shape, 30 + i, 0.1)]));
     const direct = await TrainSession.open(graph, { threads: 1 });
     const want = await direct.run(arrays, feeds);
