@@ -519,7 +519,7 @@ describe('the optimised-graph cache (cacheDir)', () => {
     expect(plain.cache).toBeUndefined();
     const first = await fuseOnce(dir);
     expect(first.cache).toBe('written');
-    const files = readdirSync(dir).filter((f) => f.endsWith('.onnx'));
+    const files = readdirSync(dir).filter((f) => f.endsWith('.ort'));
     expect(files).toHaveLength(1);
     const config = JSON.parse(readFileSync(join(shipped, 'config.json'), 'utf8'));
     expect(files[0].startsWith(`${config.graph_sha256}-ort`)).toBe(true);
