@@ -7,8 +7,8 @@
 // With --profile, ONNX Runtime's profiler is on for the runs and the per-operator-type totals
 // of the first run are printed (the raw trace is written to FILE.json).
 // Prints one JSON object: ms per phase, peak RSS (ru_maxrss) after each, CPU ms of the process.
-import { readFileSync, renameSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync, renameSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 const { values: o, positionals } = parseArgs({
@@ -50,7 +50,7 @@ const model = await loadFusionModel(dir, {
   threads: Number(o.threads),
   cacheDir: o.cache,
   ort: o.profile
-    ? { enableProfiling: true, profileFilePrefix: o.profile.replace(/\.json$/, '') }
+    ? { enableProfiling: true, profileFilePrefix: resolve(o.profile).replace(/\.json$/, '') }
     : undefined,
 });
 out.session_cache = model.sessionCache ?? 'none';
@@ -70,10 +70,17 @@ for (let r = 0; r < Number(o.runs); r++) {
 }
 out.cpu_ms = cpu();
 if (o.profile) {
-  const file = model.session.endProfiling();
+  // onnxruntime-node writes <prefix>_<date>.json when the session ends (endProfiling returns
+  // nothing there): release, then find it
+  model.session.endProfiling();
   await model.release();
-  renameSync(file, o.profile);
+  const prefix = basename(o.profile).replace(/\.json$/, '');
+  const where = dirname(resolve(o.profile));
+  const found = readdirSync(where).filter((f) => f.startsWith(`${prefix}_`) && f.endsWith('.json'));
+  if (found.length) renameSync(join(where, found.sort().at(-1)), resolve(o.profile));
   const events = JSON.parse(readFileSync(o.profile, 'utf8'));
+  for (const e of events)
+    if (e.cat === 'Session') out[`ort_${e.name}_ms`] = Math.round(e.dur / 1000);
   // per op type: the first run's node events (ORT names them <node>_kernel_time)
   const firstRun = events.find((e) => e.name === 'model_run');
   const byType = {};
@@ -94,4 +101,3 @@ if (o.profile) {
   );
 } else await model.release();
 console.log(JSON.stringify(out, null, 1));
-rmSync('/dev/null/none', { force: true });
