@@ -1,9 +1,9 @@
 // Where a model folder's load and first run go, phase by phase, in one process:
 //   node scripts/bench/load-phases.mjs MODEL_DIR [--threads 2] [--size 640x480] [--cache DIR]
-//     [--runs 1] [--profile FILE.json]
+//     [--runs 1] [--profile FILE.json] [--load-only]
 // Phases: reading model.onnx (+ .data), its SHA-256 (the check against config.json's
 // graph_sha256), loadFusionModel as dif-fuse calls it (with --cache: the optimised-graph
-// cache, so a second invocation reads it), then --runs runs of fuse() on a synthetic pair.
+// cache, so a second invocation reads it; --load-only: this phase alone), then --runs runs of fuse() on a synthetic pair.
 // With --profile, ONNX Runtime's profiler is on for the runs and the per-operator-type totals
 // of the first run are printed (the raw trace is written to FILE.json).
 // Prints one JSON object: ms per phase, peak RSS (ru_maxrss) after each, CPU ms of the process.
@@ -19,6 +19,7 @@ const { values: o, positionals } = parseArgs({
     cache: { type: 'string' },
     runs: { type: 'string', default: '1' },
     profile: { type: 'string' },
+    'load-only': { type: 'boolean', default: false },
   },
 });
 const dir = positionals[0];
@@ -41,10 +42,12 @@ const lap = (name) => {
   out[`${name}_rss_mb`] = rss();
   t = now;
 };
-const bytes = readFileSync(join(dir, MODEL_FILE));
-lap('read');
-graphDigest(bytes, []);
-lap('sha256');
+if (!o['load-only']) {
+  const bytes = readFileSync(join(dir, MODEL_FILE));
+  lap('read');
+  graphDigest(bytes, []);
+  lap('sha256');
+}
 const model = await loadFusionModel(dir, {
   device: 'cpu',
   threads: Number(o.threads),
