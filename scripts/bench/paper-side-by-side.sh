@@ -39,14 +39,14 @@ export DIF_FUSION_CACHE="$TMP/cache"
 timed() { # label round command...
   local label=$1 round=$2 before after state=-
   shift 2
-  before=$(ls "$DIF_FUSION_CACHE/ort" 2>/dev/null | wc -l)
+  before=$( (ls "$DIF_FUSION_CACHE/ort" 2>/dev/null || true) | wc -l)
   "$TIME" -f "%e %U %S %M" -o "$TMP/t" "$@" >"$TMP/log" 2>&1 || {
     echo "# $label round $round failed:" >&2
     tail -5 "$TMP/log" >&2
     return 0
   }
   read -r wall user sys rss <"$TMP/t"
-  after=$(ls "$DIF_FUSION_CACHE/ort" 2>/dev/null | wc -l)
+  after=$( (ls "$DIF_FUSION_CACHE/ort" 2>/dev/null || true) | wc -l)
   # ours: cold when this run wrote the optimised graph into the cache, else warm
   [ "$label" = official ] || { [ "$after" -gt "$before" ] && state=cold || state=warm; }
   echo "$label $round $wall $(echo "$user + $sys" | bc) $((rss / 1024)) $state"
