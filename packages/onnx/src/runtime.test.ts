@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { attr, GraphBuilder } from './graph';
 import { MODEL_FORMAT } from './model-config';
 import {
+  fileStamp,
   fusionNoise,
   imageNoise,
   loadFusionModel,
@@ -526,7 +527,7 @@ describe('the optimised-graph cache (cacheDir)', () => {
     expect(plain.cache).toBeUndefined();
     const first = await fuseOnce(dir);
     expect(first.cache).toBe('written');
-    const files = readdirSync(dir).filter((f) => f.endsWith('.onnx'));
+    const files = readdirSync(dir).filter((f) => f.endsWith('.ort'));
     expect(files).toHaveLength(1);
     const config = JSON.parse(readFileSync(join(shipped, 'config.json'), 'utf8'));
     expect(files[0].startsWith(`${config.graph_sha256}-ort`)).toBe(true);
@@ -578,7 +579,7 @@ describe('the optimised-graph cache (cacheDir)', () => {
     const bound = writeModelFolder(ok, toyModel({ metadata: { time_steps: '[5,50]' } }), config());
     expect(await load(ok)).toBe('loaded');
     const record = join(cache, `${bound.graph_sha256}.checked.json`);
-    expect(JSON.parse(readFileSync(record, 'utf8'))).toEqual({ time_steps: [5, 50] });
+    expect(JSON.parse(readFileSync(record, 'utf8')).time_steps).toEqual([5, 50]);
     expect(await load(ok)).toBe('loaded');
     // config.json edited to other time steps: the record does not cover it, the check runs
     writeFileSync(
@@ -601,5 +602,40 @@ describe('the optimised-graph cache (cacheDir)', () => {
     // the record is what is trusted: planted for the NaN graph, its weights are not scanned
     writeFileSync(join(cache, `${bad.graph_sha256}.checked.json`), '{"time_steps":[5,50]}');
     expect(await load(nan)).toBe('loaded');
+  });
+
+  it('a model file unchanged since it was hashed (size, inode, mtime, ctime) is not read again; a changed one is', async () => {
+    const cache = join(root, 'stamp-cache');
+    const load = (dir: string) =>
+      loadFusionModel(dir, { device: 'cpu', threads: 1, cacheDir: cache }).then(
+        async (m) => {
+          await m.release();
+          return 'loaded';
+        },
+        (e: Error) => e.message,
+      );
+    const dir = join(root, 'stamp-ok');
+    const bound = writeModelFolder(dir, toyModel({ metadata: { time_steps: '[5,50]' } }), config());
+    const model = join(dir, 'model.onnx');
+    expect(await load(dir)).toBe('loaded');
+    const record = join(cache, `${bound.graph_sha256}.checked.json`);
+    // the record lists the files hashed to this graph's SHA-256 with their stamps
+    const files = JSON.parse(readFileSync(record, 'utf8')).files;
+    expect(files[model]).toBe(fileStamp(model));
+    expect(files[`${model}.data`]).toBe('none');
+    // another graph written over model.onnx (a new ctime): hashed, and refused
+    const other = join(root, 'stamp-other');
+    writeModelFolder(other, toyModel({ poison: 2, metadata: { time_steps: '[5,50]' } }), config());
+    copyFileSync(join(other, 'model.onnx'), model);
+    expect(await load(dir)).toMatch(/config\.json belongs to another model\.onnx/);
+    // the stamp is what is trusted: recorded for the file as it is now, it is not hashed
+    writeFileSync(
+      record,
+      JSON.stringify({
+        time_steps: [5, 50],
+        files: { [model]: fileStamp(model), [`${model}.data`]: 'none' },
+      }),
+    );
+    expect(await load(dir)).toBe('loaded');
   });
 });

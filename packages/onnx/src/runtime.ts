@@ -210,25 +210,64 @@ const EXPECTED_INPUTS = ['ir', 'vis', 'noise'];
  * (finite weights, the time steps of its metadata) and opened: `<sha>.checked.json` holding
  * the time steps it was checked against. A config.json edited since (other time steps) is
  * checked again.
+ *
+ * It also lists the model files (model.onnx and model.onnx.data, by absolute path) that were
+ * hashed to this SHA-256, each with its size, inode, mtime and ctime: a file whose figures are
+ * all unchanged is not read and hashed again (as make or git's index trust a file's stat).
+ * Reading and hashing the paper's 1.6 GB model.onnx took 2-4 CPU-s of every command, and
+ * ONNX Runtime reads its optimised graph from the cache anyway. Any write to the file, or a
+ * file moved in its place, changes its ctime or inode: it is hashed again.
  */
+interface CheckedRecord {
+  time_steps: number[];
+  files?: Record<string, string>;
+}
+
 function checkedRecordPath(cacheDir: string, sha: string): string {
   return join(cacheDir, `${sha}.checked.json`);
 }
 
-function readCheckedRecord(cacheDir: string, sha: string, timeSteps: number[]): boolean {
+function readCheckedRecordFile(cacheDir: string, sha: string): CheckedRecord | undefined {
   try {
     const r = JSON.parse(readFileSync(checkedRecordPath(cacheDir, sha), 'utf8'));
-    return JSON.stringify(r.time_steps) === JSON.stringify(timeSteps);
+    return r && typeof r === 'object' && Array.isArray(r.time_steps) ? r : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
-function writeCheckedRecord(cacheDir: string, sha: string, timeSteps: number[]): void {
+function readCheckedRecord(cacheDir: string, sha: string, timeSteps: number[]): boolean {
+  const r = readCheckedRecordFile(cacheDir, sha);
+  return r !== undefined && JSON.stringify(r.time_steps) === JSON.stringify(timeSteps);
+}
+
+/** A file's size, inode, mtime and ctime (ns), or 'none' when it does not exist. */
+export function fileStamp(path: string): string {
+  try {
+    const s = statSync(path, { bigint: true });
+    return `${s.size}:${s.dev}:${s.ino}:${s.mtimeNs}:${s.ctimeNs}`;
+  } catch {
+    return 'none';
+  }
+}
+
+/** At most this many model paths per record (copies of one graph in several folders). */
+const RECORD_FILES = 16;
+
+function writeCheckedRecord(
+  cacheDir: string,
+  sha: string,
+  timeSteps: number[],
+  stamps: Record<string, string> = {},
+): void {
   try {
     makeDirs(cacheDir);
+    const before = readCheckedRecordFile(cacheDir, sha);
+    const files = Object.entries({ ...before?.files, ...stamps }).slice(-RECORD_FILES);
+    const record: CheckedRecord = { time_steps: timeSteps };
+    if (files.length) record.files = Object.fromEntries(files);
     writeAtomic(checkedRecordPath(cacheDir, sha), [
-      new TextEncoder().encode(`${JSON.stringify({ time_steps: timeSteps })}\n`),
+      new TextEncoder().encode(`${JSON.stringify(record)}\n`),
     ]);
   } catch {
     // best effort, as the optimised-graph cache
@@ -245,30 +284,47 @@ export async function loadFusionModel<
     options.blocks ? readModelConfig(d, options.blocks) : readModelConfig(d)
   ) as FusionModelConfig<U, H>;
   const modelPath = join(d, MODEL_FILE);
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(modelPath);
-  } catch (e) {
-    throw new ModelFolderError(
-      `model folder ${d} is invalid: ${MODEL_FILE} cannot be read (${(e as Error).message.split('\n')[0]})`,
-    );
-  }
   const data = join(d, `${MODEL_FILE}.data`);
   const bound = typeof config.graph_sha256 === 'string';
-  const found = bound
-    ? graphDigest(bytes, existsSync(data) ? [readFileSync(data)] : [])
-    : undefined;
+  // The files of a folder loaded before, unchanged since (the record's stamps): not read and
+  // hashed again (see CheckedRecord).
+  const stamps = { [modelPath]: fileStamp(modelPath), [data]: fileStamp(data) };
+  const record =
+    bound && options.cacheDir
+      ? readCheckedRecordFile(options.cacheDir, config.graph_sha256!)
+      : undefined;
+  const unchanged =
+    record !== undefined &&
+    JSON.stringify(record.time_steps) === JSON.stringify(config.head.time_steps) &&
+    stamps[modelPath] !== 'none' &&
+    record.files?.[modelPath] === stamps[modelPath] &&
+    record.files?.[data] === stamps[data];
+  let bytes: Uint8Array | undefined;
+  if (!unchanged)
+    try {
+      bytes = readFileSync(modelPath);
+    } catch (e) {
+      throw new ModelFolderError(
+        `model folder ${d} is invalid: ${MODEL_FILE} cannot be read (${(e as Error).message.split('\n')[0]})`,
+      );
+    }
+  const found = unchanged
+    ? config.graph_sha256
+    : bound
+      ? graphDigest(bytes!, existsSync(data) ? [readFileSync(data)] : [])
+      : undefined;
   // A graph this machine has checked and opened before (a record in the cache folder, by its
   // SHA-256) is not decoded and scanned again: ~0.1-0.3 s of every dif-fuse command.
   const checkedBefore =
-    bound && found === config.graph_sha256 && options.cacheDir
+    unchanged ||
+    (bound && found === config.graph_sha256 && options.cacheDir
       ? readCheckedRecord(options.cacheDir, found!, config.head.time_steps)
-      : false;
+      : false);
   let problems: string[] = [];
   let parsed = checkedBefore;
   if (!checkedBefore)
     try {
-      problems = checkModelFile(bytes, modelPath, config.head.time_steps);
+      problems = checkModelFile(bytes!, modelPath, config.head.time_steps);
       parsed = true;
     } catch {
       // not a protobuf ONNX Runtime can read either: its own message follows below
@@ -287,7 +343,7 @@ export async function loadFusionModel<
     typeof config.graph_sha256 === 'string'
       ? config.graph_sha256
       : parsed && !existsSync(data)
-        ? graphDigest(bytes, [])
+        ? graphDigest(bytes!, [])
         : undefined;
   try {
     // by path: external data sits beside it
@@ -316,8 +372,9 @@ export async function loadFusionModel<
       `model folder ${d} is invalid: ${MODEL_FILE} has inputs [${session.inputNames.join(', ')}] and outputs [${session.outputNames.join(', ')}], expected inputs [ir, vis, noise] and output fused`,
     );
   }
-  if (!checkedBefore && parsed && bound && options.cacheDir)
-    writeCheckedRecord(options.cacheDir, found!, config.head.time_steps);
+  // recorded: the graph checked (when it was), and this folder's files as hashed just now
+  if (!unchanged && parsed && bound && options.cacheDir)
+    writeCheckedRecord(options.cacheDir, found!, config.head.time_steps, stamps);
   const k = config.head.time_steps.length;
   const multiple = config.size_multiple;
   let released = false;
