@@ -6,6 +6,8 @@
 #   OFFICIAL=../Dif-Fusion ROUNDS=2 bash scripts/bench/paper-side-by-side.sh \
 #     fp32=/work/paper/fp32 fp32-off=/work/paper/fp32:--tile,off int8=/work/paper/int8
 #
+# OFFICIAL_CONFIG (config/fusion_test.json) picks the official side's config, relative to
+# OFFICIAL (e.g. one with the default model's UNet and time steps).
 # Each argument is LABEL=MODEL_DIR[:EXTRA_FLAGS] (flags comma-separated) for `dif-fuse`. The
 # official side is its fusion test path (t_fusion.py's loop: DDPM get_feats at each t, the
 # fusion head, the PNG) through scripts/bench/official_fusion_test.py with
@@ -55,7 +57,7 @@ timed() { # label round command...
 echo "# uptime before: $(uptime)"
 for r in $(seq "$ROUNDS"); do
   timed official "$r" "$PY" "$ROOT/scripts/bench/official_fusion_test.py" --official "$OFFICIAL" \
-    --pairs "$TMP/pair" -o "$TMP/official" --threads 2
+    --pairs "$TMP/pair" -o "$TMP/official" --threads 2 --config "${OFFICIAL_CONFIG:-config/fusion_test.json}"
   for spec in "$@"; do
     label=${spec%%=*}
     rest=${spec#*=}
