@@ -136,6 +136,16 @@ function headLoss(
   return finishTrainGraph(g, ops, terms.loss, scalars, inputs, { fused });
 }
 
+/** The inputs of the head's training and feature graphs: the pair, the noise, the levels. */
+function headGraphInputs(k: number, n: number, s: number): Map<string, number[]> {
+  return new Map<string, number[]>([
+    ['vis', [n, 3, s, s]],
+    ['ir', [n, 1, s, s]],
+    ['noise', [k, n, 4, s, s]],
+    ['level', [k * n, 1]],
+  ]);
+}
+
 export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): TrainGraph {
   const g = new GraphBuilder('head_train');
   const unetOps = new OnnxOps(g, o.unetWeights, { prefix: 'unet.' });
@@ -143,12 +153,7 @@ export function buildHeadTrainGraph(head: FusionHead, o: HeadGraphOptions): Trai
   const k = head.config.time_steps.length;
   const n = o.batch;
   const s = o.size;
-  const inputs = new Map<string, number[]>([
-    ['vis', [n, 3, s, s]],
-    ['ir', [n, 1, s, s]],
-    ['noise', [k, n, 4, s, s]],
-    ['level', [k * n, 1]],
-  ]);
+  const inputs = headGraphInputs(k, n, s);
   const vis = ops.input('vis', [n, 3, s, s]);
   const ir = ops.input('ir', [n, 1, s, s]);
   const noise = ops.input('noise', [k, n, 4, s, s]);
@@ -177,12 +182,7 @@ export function buildHeadFeaturesGraph(
   const k = head.config.time_steps.length;
   const n = o.batch;
   const s = o.size;
-  const inputs = new Map<string, number[]>([
-    ['vis', [n, 3, s, s]],
-    ['ir', [n, 1, s, s]],
-    ['noise', [k, n, 4, s, s]],
-    ['level', [k * n, 1]],
-  ]);
+  const inputs = headGraphInputs(k, n, s);
   const [vis, ir, noise, level] = [...inputs].map(([name, shape]) => g.input(name, shape));
   const feats = frozenFeatures(g, head, o.unet, unetOps, { vis, ir, noise, level, n, s });
   const tensors = new Map<string, number[]>();
