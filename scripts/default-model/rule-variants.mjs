@@ -6,40 +6,17 @@
  *
  *   node scripts/default-model/rule-variants.mjs '{"name": {"opts": {...}, "vdetail": 0.5, "vnd": 1, "sharpen": 0.15}}'
  */
-import { readdirSync } from 'node:fs';
-import { join, parse } from 'node:path';
-import {
-  fusionTarget,
-  gaussianBlurPlane,
-  LUMA_WEIGHTS,
-} from '../../packages/fusion-head/dist/index.js';
-import { readImage } from '../../packages/io/dist/index.js';
-import * as M from '../../packages/metrics/dist/index.js';
+import { fusionTarget, gaussianBlurPlane } from '../../packages/fusion-head/dist/index.js';
+import { addRule, printSums, valPairs } from './rule-eval.mjs';
 
-const pairs = '../shared/data/roadscene/val';
 const variants = JSON.parse(process.argv[2]);
-const irDir = join(pairs, 'ir'),
-  viDir = join(pairs, 'vi');
-const vis = new Map(readdirSync(viDir).map((f) => [parse(f).name, f]));
 const sums = {};
 const ss = (lo, hi, v) => {
   const t = Math.min(1, Math.max(0, (v - lo) / (hi - lo)));
   return t * t * (3 - 2 * t);
 };
-for (const f of readdirSync(irDir).sort()) {
-  const stem = parse(f).name;
-  const ir = await readImage(join(irDir, f), { channels: 1 });
-  const vi = await readImage(join(viDir, vis.get(stem)), { channels: 3 });
-  const { width: w, height: h } = ir;
-  const n = w * h;
-  const y = new Float32Array(n),
-    i1 = new Float32Array(n);
-  for (let p = 0; p < n; p++) {
-    i1[p] = (ir.data[p] / 255) * 2 - 1;
-    let s = 0;
-    for (let c = 0; c < 3; c++) s += LUMA_WEIGHTS[c] * ((vi.data[3 * p + c] / 255) * 2 - 1);
-    y[p] = s;
-  }
+for await (const pair of valPairs()) {
+  const { w, h, n, y, i1 } = pair;
   for (const [name, v] of Object.entries(variants)) {
     const t = fusionTarget(v.kind ?? 'salient', y, i1, h, w, v.opts ?? {});
     const yt = t.intensity.slice();
@@ -64,27 +41,7 @@ for (const f of readdirSync(irDir).sort()) {
       const b = gaussianBlurPlane(yt, h, w, v.ssigma ?? 1);
       for (let p = 0; p < n; p++) yt[p] += v.sharpen * (yt[p] - b[p]);
     }
-    const data = new Uint8Array(3 * n);
-    for (let p = 0; p < n; p++) {
-      const d = ((yt[p] - y[p]) / 2) * 255;
-      for (let c = 0; c < 3; c++)
-        data[3 * p + c] = Math.max(0, Math.min(255, Math.round(vi.data[3 * p + c] + d)));
-    }
-    const fused = { width: w, height: h, channels: 3, data };
-    const m = M.evaluateFusion(
-      { width: w, height: h, channels: 1, data: ir.data },
-      { width: w, height: h, channels: 3, data: vi.data },
-      fused,
-    );
-    sums[name] ??= {};
-    for (const k of ['SF', 'AG', 'VIF', 'Qabf', 'SSIM', 'DeltaE', 'MI'])
-      sums[name][k] = (sums[name][k] ?? 0) + (m[k] ?? m[k.toLowerCase()] ?? NaN) / 21;
+    addRule(sums, name, pair, yt);
   }
 }
-for (const [name, s] of Object.entries(sums))
-  console.log(
-    name.padEnd(14),
-    Object.entries(s)
-      .map(([k, v]) => `${k} ${v.toFixed(4)}`)
-      .join('  '),
-  );
+printSums(sums);
