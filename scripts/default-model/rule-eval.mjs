@@ -1,5 +1,5 @@
 /**
- * The shared part of the rule scripts (rule-variants.mjs, rule-ms.mjs): the RoadScene
+ * The shared part of the rule scripts (rule-variants.mjs, rule-ms.mjs, target-as-rule.mjs): the RoadScene
  * validation pairs as [-1, 1] planes (visible luma y, infrared i1), and the evaluation of a
  * rule's target luma yt applied to the visible colours (F = V + (yt - y) on R, G, B), as the
  * model card's "rule:" rows are measured.
@@ -14,7 +14,7 @@ export const VAL_PAIRS = process.env.DIF_FUSION_SHARED
   ? join(process.env.DIF_FUSION_SHARED, 'data/roadscene/val')
   : '../shared/data/roadscene/val';
 
-/** Each validation pair: the decoded images and the planes y, i1 ([-1, 1]). */
+/** Each pair of a folder (default: the validation pairs): the decoded images and the planes y, i1 ([-1, 1]). */
 export async function* valPairs(pairs = VAL_PAIRS) {
   const irDir = join(pairs, 'ir');
   const viDir = join(pairs, 'vi');
@@ -38,15 +38,22 @@ export async function* valPairs(pairs = VAL_PAIRS) {
   }
 }
 
-/** Adds the metrics of the rule `yt` on one pair to sums[name] (means over `pair.count`). */
-export function addRule(sums, name, pair, yt) {
-  const { ir, vi, w, h, n, y, count } = pair;
+/** The rule's image: the visible colours with the luma moved to `yt` (the `luma` head's form). */
+export function ruleImage(pair, yt) {
+  const { vi, n, y } = pair;
   const data = new Uint8Array(3 * n);
   for (let p = 0; p < n; p++) {
     const d = ((yt[p] - y[p]) / 2) * 255;
     for (let c = 0; c < 3; c++)
       data[3 * p + c] = Math.max(0, Math.min(255, Math.round(vi.data[3 * p + c] + d)));
   }
+  return data;
+}
+
+/** Adds the metrics of the rule `yt` on one pair to sums[name] (means over `pair.count`). */
+export function addRule(sums, name, pair, yt) {
+  const { ir, vi, w, h, count } = pair;
+  const data = ruleImage(pair, yt);
   const m = M.evaluateFusion(
     { width: w, height: h, channels: 1, data: ir.data },
     { width: w, height: h, channels: 3, data: vi.data },
