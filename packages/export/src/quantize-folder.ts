@@ -47,7 +47,13 @@ export async function quantizeModelFolder(
   out: string,
   inputs: Iterable<CalibrationInput> | AsyncIterable<CalibrationInput>,
   options: QuantizeFolderOptions = {},
-): Promise<{ config: ModelFolderConfig; record: QuantizationRecord }> {
+): Promise<{
+  config: ModelFolderConfig;
+  record: QuantizationRecord;
+  /** The int8 graph's node count and model.onnx's bytes (QDQ adds nodes, int8 shrinks it). */
+  nodes: number;
+  bytes: number;
+}> {
   // the networks' blocks read as the export writes them (old key names of older folders)
   const config = readModelConfig(src, parseFusionBlocks);
   if (config.external_data)
@@ -103,9 +109,10 @@ export async function quantizeModelFolder(
       ...(options.source ? { source: options.source } : {}),
     },
   };
+  const encoded = encodeModel(q);
   const written = writeModelFolder(
     out,
-    { model: encodeModel(q), externalData: null },
+    { model: encoded, externalData: null },
     // written in this version's format (the head block holds the time steps: version 2)
     {
       ...config,
@@ -114,5 +121,5 @@ export async function quantizeModelFolder(
       quantization: record,
     },
   );
-  return { config: written, record };
+  return { config: written, record, nodes: q.graph.node.length, bytes: encoded.length };
 }

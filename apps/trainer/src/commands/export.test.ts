@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { randomWeights } from '@dif-fusion/export';
@@ -237,7 +237,7 @@ describe('dif-train export --config --random-init', () => {
     }
     const fp = join(root, 'q-fp32');
     const q = join(root, 'q-int8');
-    await runExport({ config: file, randomInit: true, out: fp, seed: 3, log: quiet });
+    const float = await runExport({ config: file, randomInit: true, out: fp, seed: 3, log: quiet });
     const r = await cli([
       '--config',
       file,
@@ -261,6 +261,10 @@ describe('dif-train export --config --random-init', () => {
     });
     expect(cfg.quantization!.convs).toBeGreaterThan(10);
     expect(cfg.quantization!.float_convs).toBe(3); // the default: the first conv, the last two
+    // the summary line describes the written int8 file (its size and its QDQ nodes)
+    const m = r.err.match(/wrote .*model\.onnx \((\d+\.\d) MB, [\d,]+ weights, (\d+) nodes/)!;
+    expect(Number(m[1])).toBe(Number((statSync(join(q, 'model.onnx')).size / 1e6).toFixed(1)));
+    expect(Number(m[2])).toBeGreaterThan(float.nodes); // Quantize/DequantizeLinear pairs
     const input = {
       ir: Float32Array.from({ length: 16 * 24 }, (_, i) => Math.sin(i / 7) * 0.8),
       vis: Float32Array.from({ length: 3 * 16 * 24 }, (_, i) => Math.cos(i / 9) * 0.6),

@@ -186,7 +186,7 @@ async function quantizeExport(
   const count = opts.calibrationPairs ?? 16;
   log(`int8: calibrating on ${Math.min(count, scan.pairs.length)} pairs of ${folder}`);
   try {
-    const { config, record } = await quantizeModelFolder(
+    const { config, record, nodes, bytes } = await quantizeModelFolder(
       res.dir,
       res.dir,
       calibrationInputs(scan, count, res.config.size_multiple, res.config.head.time_steps.length),
@@ -198,7 +198,8 @@ async function quantizeExport(
         reduceRange: true,
       },
     );
-    res.config = config;
+    // the report describes the written int8 graph, not the float one it replaced
+    Object.assign(res, { config, nodes, bytes });
     log(
       `int8: ${record.convs} convolutions quantized (QDQ, u8 activations, s8 weights), ${record.float_convs} kept in float`,
     );
